@@ -13,3 +13,7 @@ class IronmapError(Exception):
 
 class InputError(IronmapError, ValueError):
     """The user's input (file, echo times, option) cannot be used as given."""
+
+
+class IronmapWarning(UserWarning):
+    """Something was computed, but not everywhere or not as asked (e.g. voxels set to NaN)."""
