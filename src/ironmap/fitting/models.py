@@ -235,7 +235,7 @@ class DecayModel:
     def _fit_block(
         self, block: NDArray[np.float64], sigma: float | None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
-        """Fit one ``(n, n_echoes)`` block; returns ``(s0, r2star, status)`` with NaN on failure."""
+        """Fit one ``(n, n_echoes)`` block; returns ``(s0, r2star, status)``, NaN on failure."""
         te = self.echo_times_s
         n = block.shape[0]
         s0 = np.full(n, np.nan)

@@ -45,8 +45,8 @@ def bessel_ratio(z: ArrayLike) -> NDArray[np.float64]:
     -------
     numpy.ndarray
         ``I1(z) / I0(z)`` in [0, 1), same shape as ``z``. Large arguments use the asymptotic
-        series ``1 - 1/(2z) - 1/(8z^2) - 1/(8z^3) - 25/(128z^4) - 13/(32z^5)``, small ones the exponentially scaled Bessel
-        functions, so no value overflows.
+        series ``1 - 1/(2z) - 1/(8z^2) - 1/(8z^3) - 25/(128z^4) - 13/(32z^5)``, small ones
+        the exponentially scaled Bessel functions, so no value overflows.
     """
     z = np.asarray(z, dtype=np.float64)
     out = np.empty_like(z)

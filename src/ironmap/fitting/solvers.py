@@ -149,7 +149,7 @@ def equal_spacing(te: Array, *, rtol: float = 1e-4) -> float:
 
 
 def best_amplitude(signal: Array, te: Array, r2star: Array) -> Array:
-    """Least-squares ``S0`` for a given R2*: ``sum S_i e_i / sum e_i^2``, ``e_i = exp(-R2* t_i)``."""
+    """Least-squares ``S0`` for given R2*: ``sum S_i e_i / sum e_i^2``, ``e_i = exp(-R2* t_i)``."""
     e = np.exp(-r2star[:, None] * te[None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.einsum("ij,ij->i", signal, e) / np.einsum("ij,ij->i", e, e)
