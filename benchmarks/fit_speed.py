@@ -23,9 +23,10 @@ import warnings
 import numpy as np
 from scipy.optimize import curve_fit
 
-from _cases import TE_9, brain_like, rician
 from ironmap.errors import IronmapWarning
 from ironmap.fitting import METHODS, DecayModel
+
+from _cases import TE_9, brain_like, rician
 
 
 def _best_of(func, repeat: int = 2) -> float:

@@ -51,7 +51,7 @@ class FitStatus(enum.IntEnum):
     NOT_FITTED = 1
     #: Some echo is non-finite or <= 0, so no decay can be fitted.
     BAD_SIGNAL = 2
-    #: The fit found no decay (R2* <= 0) or a non-finite value.
+    #: The fit found no decay (R2* * TE_max <= 1e-6, e.g. rising signal) or a non-finite value.
     NO_DECAY = 3
     #: First echo below ``min_snr`` times the noise SD: nothing but noise.
     NO_SIGNAL = 4
@@ -265,7 +265,8 @@ class DecayModel:
                 a, r, converged = _auto(y, te, sigma)
         s0[good], r2[good] = a, r
         fitted = np.flatnonzero(good)
-        no_decay = ~(np.isfinite(r) & (r > 0) & np.isfinite(a) & (a > 0))
+        # "No decay": less than 1 ppm of signal lost over the echo train (or rising signal).
+        no_decay = ~(np.isfinite(r) & (r * te[-1] > 1e-6) & np.isfinite(a) & (a > 0))
         status[fitted[~converged]] = FitStatus.NOT_CONVERGED
         status[fitted[no_decay]] = FitStatus.NO_DECAY
         bad = status != FitStatus.OK
@@ -304,12 +305,12 @@ def _blocks(
     data: np.ndarray, mask: np.ndarray, chunk_size: int
 ) -> Iterator[tuple[tuple[NDArray[np.intp], ...], NDArray[np.float64]]]:
     """Yield ``(voxel index tuple, float64 block (n, n_echoes))`` over the mask, in chunks."""
-    idx = np.nonzero(mask)
-    total = idx[0].size if idx else 0
     if data.ndim == 1:  # a single voxel
         if mask:
             yield (), np.asarray(data, dtype=np.float64)[None, :]
         return
+    idx = np.nonzero(mask)
+    total = idx[0].size
     for start in range(0, total, chunk_size):
         index = tuple(i[start : start + chunk_size] for i in idx)
         yield index, np.asarray(data[index], dtype=np.float64)
