@@ -1,0 +1,247 @@
+"""The ``ironmap`` command line. Only argument parsing lives here; work is in ``workflows``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import IronmapError
+
+__all__ = ["main"]
+
+FIT_METHODS = ("auto", "loglin", "wls", "nlls", "arlo")
+
+_DESCRIPTION = """\
+ironmap: R2* (1/T2*) mapping of brain iron from multi-echo gradient-echo MRI, for
+multiple-sclerosis cohort studies (after Ropele et al., Mult Scler 2014).
+
+Echo times are in seconds, R2* in 1/s, volumes in mL."""
+
+_EPILOG = """\
+examples:
+  ironmap fit mag.nii.gz --te 0.004 0.008 0.012 -o out/sub-01
+  ironmap fit --bids-echoes sub-01/anat/sub-01_echo-*_part-mag_MEGRE.nii.gz -o out/sub-01
+  ironmap demo demo_out/"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="recompute and overwrite outputs")
+    parser.add_argument(
+        "--fit-method",
+        "--method",
+        dest="method",
+        choices=FIT_METHODS,
+        default="auto",
+        help="R2* estimator (default: auto, noise-floor aware; see docs/fitting.md)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="ironmap",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ironmap {__version__}")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="report progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help="report progress")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fit = sub.add_parser(
+        "fit",
+        parents=[verbose],
+        help="R2*, T2*, S0 and SD maps from one multi-echo acquisition",
+        description="Fit S = S0 exp(-R2* TE) in every voxel and write PREFIX_R2starmap.nii.gz "
+        "(1/s), PREFIX_T2starmap.nii.gz (s), PREFIX_S0map.nii.gz, "
+        "PREFIX_desc-sd_R2starmap.nii.gz (1/s) and PREFIX_desc-failed_mask.nii.gz, each with "
+        "a JSON sidecar. Failed voxels are NaN.",
+        epilog="example: ironmap fit mag.nii.gz --te 4 8 12 --te-unit ms -o out/sub-01",
+    )
+    fit.add_argument(
+        "magnitude",
+        nargs="?",
+        type=Path,
+        metavar="MAG",
+        help="4D magnitude NIfTI, echoes on the 4th axis",
+    )
+    fit.add_argument(
+        "--te",
+        nargs="+",
+        type=_positive_float,
+        metavar="T",
+        help="echo times, one per volume of MAG (seconds unless --te-unit ms)",
+    )
+    fit.add_argument(
+        "--te-unit", choices=("s", "ms"), default="s", help="unit of --te (default: s)"
+    )
+    fit.add_argument(
+        "--bids-echoes",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="per-echo BIDS MEGRE files; echo times come from their JSON sidecars",
+    )
+    fit.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="PREFIX",
+        help="output prefix, e.g. out/sub-01",
+    )
+    fit.add_argument("--mask", type=Path, help="fit only inside this mask (same grid as MAG)")
+    fit.add_argument(
+        "--sigma",
+        type=_positive_float,
+        help="noise SD per channel in magnitude units (default: estimated)",
+    )
+    _common(fit)
+
+    run = sub.add_parser(
+        "run",
+        parents=[verbose],
+        help="BIDS-App: per-participant maps and regional R2*, or the group statistics",
+        description="Run the participant stage (maps, regional R2*) or the group stage "
+        "(age/site-corrected statistics, report) on a BIDS dataset.",
+    )
+    run.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
+    run.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    run.add_argument("analysis_level", choices=("participant", "group"))
+    run.add_argument(
+        "--participant-label",
+        nargs="+",
+        metavar="LABEL",
+        help="labels without 'sub-' (default: all)",
+    )
+    run.add_argument(
+        "--derivatives",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="derivatives datasets holding segmentations and lesion masks",
+    )
+    run.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
+    run.add_argument("--scheduler-address", metavar="ADDR", help="Dask scheduler to use")
+    _common(run)
+
+    sim = sub.add_parser(
+        "simulate",
+        parents=[verbose],
+        help="write a synthetic multicentre MS cohort (BIDS) with known ground truth",
+        description="Write a synthetic multicentre BIDS cohort and OUT_BIDS/../<name>_truth.json.",
+    )
+    sim.add_argument("out_bids", type=Path, metavar="OUT_BIDS")
+    sim.add_argument("--n-hc", type=int, default=81, help="healthy controls (default: 81)")
+    sim.add_argument("--n-ms", type=int, default=97, help="MS patients (default: 97)")
+    sim.add_argument("--seed", type=int, default=2014, help="random seed (default: 2014)")
+    sim.add_argument("--quick", action="store_true", help="a 12-subject cohort for a quick look")
+    sim.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
+    sim.add_argument("--force", action="store_true", help="overwrite an existing OUT_BIDS")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[verbose],
+        help="run the whole study on a synthetic cohort and print where the results are",
+        description="Simulate a cohort, then run every stage that exists on it.",
+    )
+    demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    demo.add_argument("--quick", action="store_true", help="12 subjects instead of 178")
+    demo.add_argument("--n-jobs", type=int, default=2, help="parallel workers (default: 2)")
+    demo.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT_DIR")
+    return parser
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .workflows.fit import FitConfig, run_fit
+
+    written = run_fit(
+        FitConfig(
+            output_prefix=args.output,
+            magnitude=args.magnitude,
+            echo_times=tuple(args.te) if args.te else None,
+            te_unit=args.te_unit,
+            bids_echoes=tuple(args.bids_echoes) if args.bids_echoes else None,
+            method=args.method,
+            mask=args.mask,
+            sigma=args.sigma,
+            force=args.force,
+        )
+    )
+    print(f"wrote {len(written)} maps: {written[0].parent}/{args.output.name}_*.nii.gz")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    print(
+        "ironmap run: not available yet (arrives with the participant and group stages)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .workflows.simulate import SimulateConfig, run_simulate
+
+    truth = run_simulate(
+        SimulateConfig(
+            out_bids=args.out_bids,
+            n_hc=6 if args.quick else args.n_hc,
+            n_ms=6 if args.quick else args.n_ms,
+            seed=args.seed,
+            n_jobs=args.n_jobs,
+            force=args.force,
+        )
+    )
+    print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .workflows.demo import run_demo
+
+    return run_demo(args.output_dir, quick=args.quick, n_jobs=args.n_jobs, force=args.force)
+
+
+_COMMANDS = {"fit": _cmd_fit, "run": _cmd_run, "simulate": _cmd_simulate, "demo": _cmd_demo}
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message).splitlines()[0] if str(message) else category.__name__
+    print(f"ironmap: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ironmap`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="ironmap: %(message)s", level=logging.WARNING)
+    logging.getLogger("ironmap").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        return _COMMANDS[args.command](args)
+    except IronmapError as exc:
+        print(f"ironmap: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"ironmap: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = previous

@@ -1,0 +1,35 @@
+"""Input and output: multi-echo GRE images, echo times, and maps with JSON sidecars."""
+
+from .echoes import (
+    MultiEchoImage,
+    load_bids_echoes,
+    load_image,
+    load_multiecho,
+    sidecar_path,
+    validate_echo_times,
+)
+from .maps import (
+    atomic_write_bytes,
+    check_writable,
+    decay_map_paths,
+    save_nifti,
+    write_decay_maps,
+    write_json,
+    write_nifti,
+)
+
+__all__ = [
+    "MultiEchoImage",
+    "atomic_write_bytes",
+    "check_writable",
+    "decay_map_paths",
+    "load_bids_echoes",
+    "load_image",
+    "load_multiecho",
+    "save_nifti",
+    "sidecar_path",
+    "validate_echo_times",
+    "write_decay_maps",
+    "write_json",
+    "write_nifti",
+]

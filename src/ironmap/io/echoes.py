@@ -1,0 +1,233 @@
+"""Reading multi-echo gradient-echo magnitudes and their echo times.
+
+Two inputs are accepted: one 4D NIfTI with the echoes on the 4th axis plus echo times given by
+the user, or per-echo BIDS ``..._echo-<n>[_part-mag]_MEGRE.nii[.gz]`` files whose JSON sidecars
+carry ``EchoTime`` in seconds. Every problem raises :class:`~ironmap.errors.InputError` with one
+line naming the file and saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..errors import InputError
+
+__all__ = [
+    "MultiEchoImage",
+    "load_bids_echoes",
+    "load_image",
+    "load_multiecho",
+    "sidecar_path",
+    "validate_echo_times",
+]
+
+#: Largest plausible echo time of a gradient-echo acquisition, in seconds.
+MAX_TE_S = 0.5
+
+
+@dataclass(frozen=True)
+class MultiEchoImage:
+    """Magnitudes of all echoes on one grid.
+
+    Attributes
+    ----------
+    data : numpy.ndarray, shape (X, Y, Z, n_echoes)
+        Magnitudes (float32).
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel to scanner (RAS, mm) transform.
+    header : nibabel.Nifti1Header
+        Header of the first file (voxel sizes, units).
+    echo_times_s : numpy.ndarray, shape (n_echoes,)
+        Echo times in seconds, increasing.
+    sources : tuple of pathlib.Path
+        The files read.
+    """
+
+    data: NDArray[np.float32]
+    affine: NDArray[np.float64]
+    header: nib.Nifti1Header
+    echo_times_s: NDArray[np.float64]
+    sources: tuple[Path, ...]
+
+
+def load_image(path: str | Path) -> nib.Nifti1Image:
+    """Open a NIfTI file, with one-line errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: No such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a NIfTI file (.nii or .nii.gz)")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot read as NIfTI ({reason})") from exc
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(f"{path}: not a NIfTI image; convert it to .nii.gz first")
+    return img
+
+
+def validate_echo_times(
+    echo_times_s: ArrayLike, *, n_volumes: int, source: str | Path, hint: str = ""
+) -> NDArray[np.float64]:
+    """Check echo times (seconds) against the data; return them as a float64 array.
+
+    Parameters
+    ----------
+    echo_times_s : array_like, shape (n_echoes,)
+    n_volumes : int
+        Number of echo volumes in the data.
+    source : str or Path
+        Named in error messages.
+    hint : str, optional
+        How to fix ms-looking values (differs between 4D input and BIDS sidecars).
+    """
+    te = np.asarray(echo_times_s, dtype=np.float64).ravel()
+    if te.size != n_volumes:
+        raise InputError(
+            f"{source}: {n_volumes} echo volumes but {te.size} echo times; "
+            "give one echo time per volume"
+        )
+    if te.size < 2:
+        raise InputError(f"{source}: R2* needs at least 2 echoes, got {te.size}")
+    if not np.all(np.isfinite(te)) or np.any(te <= 0):
+        raise InputError(f"{source}: echo times must be positive numbers, got {te.tolist()}")
+    if te.max() > 1.0:
+        raise InputError(
+            f"{source}: echo times {te.tolist()} look like milliseconds; {hint or 'give seconds'}"
+        )
+    if te.max() > MAX_TE_S:
+        raise InputError(f"{source}: echo time {te.max()} s is implausibly long for a GRE echo")
+    steps = np.diff(te)
+    if np.any(steps == 0):
+        dup = te[1:][steps == 0][0]
+        raise InputError(f"{source}: duplicate echo time {dup} s; each echo must be unique")
+    if np.any(steps < 0):
+        raise InputError(
+            f"{source}: echo times {te.tolist()} are not increasing; list them in order"
+        )
+    return te
+
+
+def load_multiecho(
+    path: str | Path, echo_times: Sequence[float], *, te_unit: str = "s"
+) -> MultiEchoImage:
+    """Load one 4D NIfTI (echoes on axis 4) with the given echo times.
+
+    Parameters
+    ----------
+    path : str or Path
+    echo_times : sequence of float
+        One per volume, in ``te_unit``.
+    te_unit : {"s", "ms"}
+    """
+    if te_unit not in ("s", "ms"):
+        raise InputError(f"--te-unit must be 's' or 'ms', got {te_unit!r}")
+    path = Path(path)
+    img = load_image(path)
+    if img.ndim != 4:
+        raise InputError(
+            f"{path}: expected a 4D image with echoes on the 4th axis, got shape {img.shape}; "
+            "for one file per echo use --bids-echoes"
+        )
+    te = np.asarray(echo_times, dtype=np.float64) * (1e-3 if te_unit == "ms" else 1.0)
+    te = validate_echo_times(te, n_volumes=img.shape[3], source=path, hint="pass --te-unit ms")
+    return MultiEchoImage(
+        data=_as_float32(img, path),
+        affine=img.affine.copy(),
+        header=img.header.copy(),
+        echo_times_s=te,
+        sources=(path,),
+    )
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar of a NIfTI file (``x.nii.gz`` -> ``x.json``)."""
+    path = Path(path)
+    name = re.sub(r"\.nii(\.gz)?$", "", path.name)
+    return path.with_name(name + ".json")
+
+
+def _echo_time_from_sidecar(path: Path) -> float:
+    side = sidecar_path(path)
+    if not side.exists():
+        raise InputError(
+            f"{side}: No such file; every echo needs a JSON sidecar with EchoTime (s)"
+        )
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{side}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+        ) from exc
+    if not isinstance(meta, dict) or "EchoTime" not in meta:
+        raise InputError(
+            f"{side}: no 'EchoTime' key; add EchoTime in seconds (BIDS) "
+            "or use 'ironmap fit MAG --te ...'"
+        )
+    value = meta["EchoTime"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{side}: EchoTime must be a number in seconds, got {value!r}")
+    return float(value)
+
+
+def load_bids_echoes(paths: Sequence[str | Path]) -> MultiEchoImage:
+    """Load per-echo BIDS MEGRE magnitude files; echo times come from their sidecars.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        One file per echo, in any order (sorted by echo time here).
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        raise InputError("no echo files given; pass the ..._echo-<n>_part-mag_MEGRE.nii.gz files")
+    for f in files:
+        if "_part-phase" in f.name:
+            raise InputError(f"{f}: a phase image; R2* needs magnitudes, pass the part-mag files")
+    images = [load_image(f) for f in files]
+    tes = [_echo_time_from_sidecar(f) for f in files]
+    first = images[0]
+    volumes = []
+    for f, img in zip(files, images, strict=True):
+        if img.ndim == 4 and img.shape[3] == 1:
+            img = img.slicer[..., 0]
+        if img.ndim != 3:
+            raise InputError(f"{f}: expected one 3D volume per echo, got shape {img.shape}")
+        if img.shape[:3] != first.shape[:3] or not np.allclose(
+            img.affine, first.affine, atol=1e-4
+        ):
+            raise InputError(
+                f"{f}: grid (shape {img.shape[:3]}, affine) differs from {files[0].name}; "
+                "all echoes must share one grid"
+            )
+        volumes.append(np.asarray(img.dataobj, dtype=np.float32))
+    order = np.argsort(tes, kind="stable")
+    te = validate_echo_times(
+        np.asarray(tes)[order],
+        n_volumes=len(files),
+        source=sidecar_path(files[order[0]]).parent / "*.json",
+        hint="BIDS EchoTime is in seconds; fix the sidecars",
+    )
+    return MultiEchoImage(
+        data=np.stack([volumes[i] for i in order], axis=-1),
+        affine=first.affine.copy(),
+        header=first.header.copy(),
+        echo_times_s=te,
+        sources=tuple(files[i] for i in order),
+    )
+
+
+def _as_float32(img: nib.Nifti1Image, path: Path) -> NDArray[np.float32]:
+    try:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read the image data ({exc})") from exc
