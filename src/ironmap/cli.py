@@ -233,15 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="ironmap: %(message)s", level=logging.WARNING)
     logging.getLogger("ironmap").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    previous = warnings.showwarning
-    warnings.showwarning = _one_line_warning
-    try:
-        return _COMMANDS[args.command](args)
-    except IronmapError as exc:
-        print(f"ironmap: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"ironmap: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
-        return 2
-    finally:
-        warnings.showwarning = previous
+    with warnings.catch_warnings():  # restores the caller's filters and showwarning
+        warnings.simplefilter("default")
+        warnings.showwarning = _one_line_warning
+        try:
+            return _COMMANDS[args.command](args)
+        except IronmapError as exc:
+            print(f"ironmap: error: {exc}", file=sys.stderr)
+            return 2
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            print(f"ironmap: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+            return 2

@@ -1,0 +1,164 @@
+"""The ``ironmap`` command: exit codes, one-line messages, and end-to-end fits."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ironmap import __version__
+from ironmap.cli import main
+
+from conftest import SHARED_DATA
+
+TE = [0.004, 0.009, 0.014, 0.019]
+AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
+R2 = np.array([[[20.0, 50.0], [35.0, 90.0]]])  # 1/s
+
+
+def _mag(tmp_path):
+    data = (1000.0 * np.exp(-R2[..., None] * np.asarray(TE))).astype(np.float32)
+    path = tmp_path / "mag.nii.gz"
+    nib.save(nib.Nifti1Image(data, AFFINE), path)
+    return path, data
+
+
+def _stderr_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ironmap {__version__}"
+
+
+def test_run_is_announced_as_not_available(capsys, tmp_path):
+    assert main(["run", str(tmp_path), str(tmp_path / "out"), "participant"]) == 2
+    assert "not available yet" in _stderr_line(capsys)
+
+
+def test_fit_4d_end_to_end(tmp_path, capsys):
+    mag, _ = _mag(tmp_path)
+    prefix = tmp_path / "out" / "sub-01"
+    args = ["fit", str(mag), "--te", *map(str, TE), "-o", str(prefix), "--sigma", "0.001"]
+    assert main(args) == 0
+    r2 = nib.load(f"{prefix}_R2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(r2, R2, rtol=1e-5)
+    t2 = nib.load(f"{prefix}_T2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(t2, 1 / R2, rtol=1e-5)
+    side = json.loads((tmp_path / "out" / "sub-01_R2starmap.json").read_text())
+    assert side["Units"] == "1/s"
+    assert side["EchoTime"] == TE
+    capsys.readouterr()
+    # a second run refuses to overwrite, then --force overwrites
+    assert main(args) == 2
+    line = _stderr_line(capsys)
+    assert line.startswith("ironmap: error: ")
+    assert line.endswith("sub-01_R2starmap.nii.gz exists; pass --force to overwrite")
+    assert main([*args, "--force"]) == 0
+
+
+def test_fit_ms_echo_times_and_method(tmp_path):
+    mag, _ = _mag(tmp_path)
+    prefix = tmp_path / "ms"
+    te_ms = [str(t * 1e3) for t in TE]
+    argv = ["fit", str(mag), "--te", *te_ms, "--te-unit", "ms", "-o", str(prefix)]
+    assert main([*argv, "--fit-method", "arlo", "--sigma", "1e-3"]) == 0
+    r2 = nib.load(f"{prefix}_R2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(r2, R2, rtol=1e-5)
+
+
+def test_fit_bids_echoes_matches_4d(tmp_path):
+    _, data = _mag(tmp_path)
+    files = []
+    for n, te in enumerate(TE, start=1):
+        f = tmp_path / f"sub-01_echo-{n}_part-mag_MEGRE.nii.gz"
+        nib.save(nib.Nifti1Image(data[..., n - 1], AFFINE), f)
+        (tmp_path / f"sub-01_echo-{n}_part-mag_MEGRE.json").write_text(
+            json.dumps({"EchoTime": te})
+        )
+        files.append(str(f))
+    assert (
+        main(["fit", "--bids-echoes", *files, "-o", str(tmp_path / "b"), "--sigma", "1e-3"]) == 0
+    )
+    r2 = nib.load(tmp_path / "b_R2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(r2, R2, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--te", "4", "9", "14", "19"], "look like milliseconds; pass --te-unit ms"),
+        (["--te", "0.004", "0.009"], "4 echo volumes but 2 echo times"),
+        ([], "no echo times; pass --te"),
+    ],
+)
+def test_fit_bad_input_is_one_error_line(tmp_path, capsys, extra, message):
+    mag, _ = _mag(tmp_path)
+    assert main(["fit", str(mag), *extra, "-o", str(tmp_path / "x")]) == 2
+    line = _stderr_line(capsys)
+    assert line.startswith("ironmap: error: ")
+    assert message in line
+
+
+def test_fit_without_any_input(tmp_path, capsys):
+    assert main(["fit", "-o", str(tmp_path / "x")]) == 2
+    assert "no input: give MAG with --te" in _stderr_line(capsys)
+
+
+def test_fit_mask_on_another_grid_is_refused(tmp_path, capsys):
+    mag, _ = _mag(tmp_path)
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((3, 3, 3), np.uint8), AFFINE), mask)
+    argv = ["fit", str(mag), "--te", *map(str, TE), "-o", str(tmp_path / "x"), "--mask", str(mask)]
+    assert main(argv) == 2
+    line = _stderr_line(capsys)
+    assert "mask.nii.gz: mask grid (shape (3, 3, 3)) does not match" in line
+
+
+def test_fit_mask_restricts_the_fit(tmp_path):
+    mag, _ = _mag(tmp_path)
+    mask = tmp_path / "mask.nii.gz"
+    inside = np.array([[[1, 0], [0, 1]]], np.uint8)
+    nib.save(nib.Nifti1Image(inside, AFFINE), mask)
+    argv = ["fit", str(mag), "--te", *map(str, TE), "-o", str(tmp_path / "m"), "--mask", str(mask)]
+    assert main([*argv, "--sigma", "1e-3"]) == 0
+    r2 = nib.load(tmp_path / "m_R2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(r2[inside == 1], R2[inside == 1], rtol=1e-5)
+    assert np.isnan(r2[inside == 0]).all()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "invivo_megre_crop").exists(), reason="no shared data")
+def test_fit_real_crop_prints_one_warning_line(tmp_path, capsys):
+    mag = SHARED_DATA / "invivo_megre_crop" / "mag.nii.gz"
+    assert (
+        main(
+            [
+                "fit",
+                str(mag),
+                "--te",
+                "4",
+                "8",
+                "12",
+                "--te-unit",
+                "ms",
+                "-o",
+                str(tmp_path / "crop"),
+            ]
+        )
+        == 0
+    )
+    warning = _stderr_line(capsys)
+    assert warning.startswith("ironmap: warning: ")
+    assert "no decay" in warning
+    r2 = nib.load(tmp_path / "crop_R2starmap.nii.gz").get_fdata()
+    assert np.isfinite(r2).mean() > 0.95
+    assert 10.0 < np.nanmedian(r2) < 60.0
