@@ -1,0 +1,261 @@
+"""A digital head phantom: a FreeSurfer-style label map on a 1 mm grid.
+
+Every structure is a smooth, slightly irregular ellipsoid (random low-order surface modulation,
+small rotation, size and position jitter per subject) at a plausible position in RAS scanner
+coordinates (mm, origin near the anterior commissure). Painting order resolves overlaps: brain
+white matter, cortical ribbon, cerebellum, brainstem, ventricles, deep grey matter.
+
+The label codes are FreeSurfer aseg codes where they exist; substantia nigra, red nucleus and
+dentate nucleus have none, so they use codes 101-106 and are named in the ``dseg.tsv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["FINE_AFFINE", "FINE_SHAPE", "LABEL_NAMES", "Anatomy", "make_anatomy"]
+
+#: The fine (1 mm isotropic) grid: 144 x 176 x 144 mm, RAS, centred on the origin.
+FINE_SHAPE = (144, 176, 144)
+FINE_AFFINE = np.array(
+    [
+        [1.0, 0.0, 0.0, -71.5],
+        [0.0, 1.0, 0.0, -95.5],
+        [0.0, 0.0, 1.0, -63.5],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+#: code -> FreeSurfer-style structure name (written to ``dseg.tsv``).
+LABEL_NAMES: dict[int, str] = {
+    2: "Left-Cerebral-White-Matter",
+    3: "Left-Cerebral-Cortex",
+    4: "Left-Lateral-Ventricle",
+    7: "Left-Cerebellum-White-Matter",
+    8: "Left-Cerebellum-Cortex",
+    10: "Left-Thalamus",
+    11: "Left-Caudate",
+    12: "Left-Putamen",
+    13: "Left-Pallidum",
+    16: "Brain-Stem",
+    24: "CSF",
+    41: "Right-Cerebral-White-Matter",
+    42: "Right-Cerebral-Cortex",
+    43: "Right-Lateral-Ventricle",
+    46: "Right-Cerebellum-White-Matter",
+    47: "Right-Cerebellum-Cortex",
+    49: "Right-Thalamus",
+    50: "Right-Caudate",
+    51: "Right-Putamen",
+    52: "Right-Pallidum",
+    101: "Left-Substantia-Nigra",
+    102: "Right-Substantia-Nigra",
+    103: "Left-Red-Nucleus",
+    104: "Right-Red-Nucleus",
+    105: "Left-Dentate-Nucleus",
+    106: "Right-Dentate-Nucleus",
+}
+
+# Right-hemisphere deep structures: (left code, right code, centre mm, radii mm); mirrored in x.
+_DEEP = {
+    "thalamus": (10, 49, (11.0, -16.0, 6.0), (9.0, 15.0, 10.0)),
+    "caudate": (11, 50, (14.0, 12.0, 14.0), (5.5, 15.0, 8.0)),
+    "putamen": (12, 51, (25.0, 3.0, 1.0), (6.5, 17.0, 10.0)),
+    "pallidum": (13, 52, (19.0, -1.0, -1.0), (4.5, 9.0, 6.0)),
+    "substantia_nigra": (101, 102, (10.0, -19.0, -11.0), (3.5, 7.0, 3.0)),
+    "red_nucleus": (103, 104, (5.0, -21.0, -7.0), (3.5, 3.5, 3.5)),
+    "dentate_nucleus": (105, 106, (14.0, -58.0, -30.0), (5.0, 7.0, 5.0)),
+}
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """One subject's label map on the fine grid.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray of int16, shape FINE_SHAPE
+        Codes of :data:`LABEL_NAMES`; 0 outside the brain (scalp and air).
+    head : numpy.ndarray of bool, shape FINE_SHAPE
+        Head (scalp included): where there is MR signal.
+    lesions : numpy.ndarray of bool, shape FINE_SHAPE
+        White-matter lesions (inside cerebral white matter; the labels keep them as WM).
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel -> RAS mm.
+    """
+
+    labels: NDArray[np.int16]
+    head: NDArray[np.bool_]
+    lesions: NDArray[np.bool_]
+    affine: NDArray[np.float64]
+
+
+def _coords() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    axes = [np.arange(n) + FINE_AFFINE[i, 3] for i, n in enumerate(FINE_SHAPE)]
+    return axes[0], axes[1], axes[2]
+
+
+def _blob(
+    centre: NDArray[np.float64],
+    radii: NDArray[np.float64],
+    rng: np.random.Generator,
+    *,
+    wobble: float = 0.08,
+) -> tuple[tuple[slice, slice, slice], NDArray[np.bool_]]:
+    """A smooth irregular ellipsoid: ``(bounding-box slices, mask inside the box)``.
+
+    The surface is ``|u|^2 < 1 + wobble * q(u)`` in the ellipsoid's normalised, slightly rotated
+    coordinates ``u``, with ``q`` a random quadratic form: smooth bumps, no voxel noise.
+    """
+    xs, ys, zs = _coords()
+    reach = radii.max() * (1.0 + wobble) + 2.0
+    box = []
+    for axis, c in zip((xs, ys, zs), centre, strict=True):
+        lo = int(np.searchsorted(axis, c - reach))
+        hi = int(np.searchsorted(axis, c + reach))
+        box.append(slice(max(lo, 0), min(hi, axis.size)))
+    gx, gy, gz = np.meshgrid(xs[box[0]], ys[box[1]], zs[box[2]], indexing="ij", sparse=True)
+    angles = rng.normal(scale=np.deg2rad(6.0), size=3)
+    rot = _rotation(*angles)
+    d = [gx - centre[0], gy - centre[1], gz - centre[2]]
+    u = [(rot[k, 0] * d[0] + rot[k, 1] * d[1] + rot[k, 2] * d[2]) / radii[k] for k in range(3)]
+    q = rng.normal(size=6)
+    bumps = (
+        q[0] * u[0] * u[1]
+        + q[1] * u[1] * u[2]
+        + q[2] * u[0] * u[2]
+        + q[3] * u[0]
+        + q[4] * u[1]
+        + q[5] * u[2]
+    )
+    inside = u[0] ** 2 + u[1] ** 2 + u[2] ** 2 < 1.0 + wobble * bumps
+    return (box[0], box[1], box[2]), inside
+
+
+def _rotation(a: float, b: float, c: float) -> NDArray[np.float64]:
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _paint(
+    labels: np.ndarray,
+    code: int,
+    centre,
+    radii,
+    rng: np.random.Generator,
+    *,
+    where: np.ndarray | None = None,
+    wobble: float = 0.08,
+) -> None:
+    box, inside = _blob(np.asarray(centre, float), np.asarray(radii, float), rng, wobble=wobble)
+    if where is not None:
+        inside &= where[box]
+    labels[box][inside] = code  # basic slicing: a view into labels
+
+
+def make_anatomy(
+    rng: np.random.Generator,
+    *,
+    atrophy: float = 0.0,
+    lesion_count: int = 0,
+    lesion_radius_mm: float = 3.0,
+) -> Anatomy:
+    """Draw one subject's anatomy.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of all per-subject variation (size, position, shape).
+    atrophy : float, optional
+        0 for a healthy brain; 0.1 means 10 % enlargement of ventricles beyond the healthy
+        size scaled by 5, 10 % thinner cortex and 2 % smaller deep grey matter.
+    lesion_count : int, optional
+        Number of white-matter lesions (periventricular and deep WM).
+    lesion_radius_mm : float, optional
+        Mean lesion radius; each lesion's radius is drawn around it.
+
+    Returns
+    -------
+    Anatomy
+    """
+    labels = np.zeros(FINE_SHAPE, dtype=np.int16)
+    xs, ys, zs = _coords()
+    size = rng.normal(1.0, 0.04)  # head size varies ~4 % (ICV ~12 %)
+    gx, gy, gz = np.meshgrid(xs, ys, zs, indexing="ij", sparse=True)
+
+    def ellipsoid(radii, centre=(0.0, 0.0, 0.0)) -> np.ndarray:
+        r = np.asarray(radii) * size
+        return (
+            ((gx - centre[0]) / r[0]) ** 2
+            + ((gy - centre[1]) / r[1]) ** 2
+            + ((gz - centre[2]) / r[2]) ** 2
+        ) < 1.0
+
+    head = ellipsoid((70.0, 87.0, 62.0), (0.0, -8.0, 2.0))
+    intracranial = ellipsoid((64.0, 80.0, 56.0), (0.0, -8.0, 4.0))
+    brain = ellipsoid((62.0, 78.0, 54.0), (0.0, -8.0, 4.0))
+    labels[intracranial] = 24
+    hemisphere_left = np.broadcast_to(gx < 0, FINE_SHAPE)
+    thickness = 8.0 * (1.0 - atrophy)  # effective ribbon of a folded cortex (~450 mL)
+    inner = ellipsoid((62.0 - thickness, 78.0 - thickness, 54.0 - thickness), (0.0, -8.0, 4.0))
+    cortex = brain & ~inner
+    labels[cortex & hemisphere_left] = 3
+    labels[cortex & ~hemisphere_left] = 42
+    labels[inner & hemisphere_left] = 2
+    labels[inner & ~hemisphere_left] = 41
+    fissure = brain & (np.abs(gx) < 1.0) & (gz > 8.0)
+    labels[fissure] = 24
+
+    for sign, (wm, gm) in ((-1.0, (7, 8)), (1.0, (46, 47))):
+        centre = np.array([sign * 24.0, -58.0, -28.0]) + rng.normal(scale=1.5, size=3)
+        _paint(labels, gm, centre, np.array([26.0, 24.0, 17.0]) * size, rng, where=intracranial)
+        _paint(labels, wm, centre, np.array([12.0, 10.0, 8.0]) * size, rng)
+    _paint(labels, 16, (0.0, -28.0, -28.0), np.array([11.0, 12.0, 24.0]) * size, rng)
+
+    ventricle_scale = (1.0 + 5.0 * atrophy) ** (1.0 / 3.0)
+    for sign, code in ((-1.0, 4), (1.0, 43)):
+        centre = np.array([sign * 11.0, 2.0, 16.0]) + rng.normal(scale=1.0, size=3)
+        radii = np.array([7.0, 28.0, 10.0]) * size * ventricle_scale * rng.normal(1.0, 0.1)
+        _paint(labels, code, centre, radii, rng)
+
+    deep_scale = 1.0 - 0.2 * atrophy
+    for left, right, centre, radii in _DEEP.values():
+        for sign, code in ((-1.0, left), (1.0, right)):
+            c = np.array([sign * centre[0], centre[1], centre[2]]) * size
+            c = c + rng.normal(scale=1.0, size=3)
+            r = np.array(radii) * size * deep_scale * rng.normal(1.0, 0.05, size=3)
+            _paint(labels, code, c, r, rng, wobble=0.06)
+
+    lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng)
+    return Anatomy(labels=labels, head=head, lesions=lesions, affine=FINE_AFFINE.copy())
+
+
+def _lesions(
+    labels: np.ndarray, count: int, radius: float, rng: np.random.Generator
+) -> NDArray[np.bool_]:
+    """Ovoid lesions centred in cerebral white matter, mostly periventricular."""
+    lesions = np.zeros(FINE_SHAPE, dtype=bool)
+    if count == 0:
+        return lesions
+    wm = (labels == 2) | (labels == 41)
+    near_ventricles = np.zeros(FINE_SHAPE, dtype=bool)
+    vent = np.argwhere((labels == 4) | (labels == 43))
+    if vent.size:
+        lo, hi = vent.min(0) - 6, vent.max(0) + 6
+        near_ventricles[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    candidates = [np.argwhere(wm & near_ventricles), np.argwhere(wm)]
+    xs, ys, zs = _coords()
+    for _ in range(count):
+        pool = candidates[0] if (rng.random() < 0.6 and candidates[0].size) else candidates[1]
+        i, j, k = pool[rng.integers(pool.shape[0])]
+        centre = np.array([xs[i], ys[j], zs[k]])
+        radii = radius * rng.lognormal(0.0, 0.3) * np.array([1.0, 1.6, 1.0])  # ovoid along y
+        box, inside = _blob(centre, radii, rng, wobble=0.1)
+        lesions[box] |= inside
+    return lesions & wm

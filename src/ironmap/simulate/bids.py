@@ -1,0 +1,114 @@
+"""Writing the synthetic cohort as a BIDS dataset with a segmentation derivatives dataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..io import atomic_write_bytes, save_nifti, write_json
+from .anatomy import LABEL_NAMES
+from .cohort import Subject
+from .subject import SubjectData
+
+__all__ = ["SEGMENTATION_DIR", "write_dataset_files", "write_subject"]
+
+#: Derivatives dataset (inside the BIDS root) holding dseg and lesion masks.
+SEGMENTATION_DIR = Path("derivatives") / "segmentation"
+
+_PARTICIPANT_COLUMNS = {
+    "participant_id": {"Description": "participant label"},
+    "age": {"Description": "age at scan", "Units": "year"},
+    "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+    "group": {"Description": "diagnosis group", "Levels": {"HC": "healthy control", "MS": "MS"}},
+    "phenotype": {"Description": "MS phenotype (n/a for controls)"},
+    "disease_duration": {"Description": "years since first symptoms", "Units": "year"},
+    "edss": {"Description": "Expanded Disability Status Scale"},
+    "site": {"Description": "acquisition centre"},
+}
+
+
+def _image(data: np.ndarray, affine: np.ndarray, dtype) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    img.header.set_data_dtype(dtype)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def write_dataset_files(root: Path, table: pd.DataFrame) -> None:
+    """``dataset_description.json``, ``participants.tsv/json`` and the derivatives description."""
+    generated = [{"Name": "ironmap", "Version": __version__, "Description": "ironmap simulate"}]
+    write_json(
+        root / "dataset_description.json",
+        {
+            "Name": "ironmap synthetic multicentre MS cohort",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "GeneratedBy": generated,
+        },
+    )
+    atomic_write_bytes(
+        root / "participants.tsv", table.to_csv(sep="\t", index=False, na_rep="n/a").encode()
+    )
+    write_json(root / "participants.json", _PARTICIPANT_COLUMNS)
+    write_json(
+        root / SEGMENTATION_DIR / "dataset_description.json",
+        {
+            "Name": "ironmap synthetic segmentations and lesion masks (ground truth)",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": generated,
+        },
+    )
+
+
+def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]:
+    """Write one subject's MEGRE echoes (+ sidecars), dseg (+ tsv) and lesion mask."""
+    sub = subject.participant_id
+    anat = root / sub / "anat"
+    protocol = subject.site.protocol
+    written = []
+    stored = np.clip(np.round(data.magnitude), 0, np.iinfo(np.int16).max).astype(np.int16)
+    tr = round(max(protocol.echo_times_s) + 0.006, 4)
+    for n, te in enumerate(protocol.echo_times_s, start=1):
+        path = anat / f"{sub}_echo-{n}_part-mag_MEGRE.nii.gz"
+        save_nifti(_image(stored[..., n - 1], data.affine, np.int16), path)
+        write_json(
+            path.with_name(path.name.replace(".nii.gz", ".json")),
+            {
+                "EchoTime": te,
+                "EchoNumber": n,
+                "RepetitionTime": tr,
+                "FlipAngle": 15,
+                "MagneticFieldStrength": 3,
+                "Manufacturer": protocol.manufacturer,
+                "MRAcquisitionType": "3D",
+                "InstitutionName": subject.site.name,
+            },
+        )
+        written.append(path)
+    seg = root / SEGMENTATION_DIR / sub / "anat"
+    dseg = seg / f"{sub}_dseg.nii.gz"
+    save_nifti(_image(data.anatomy.labels, data.anatomy.affine, np.int16), dseg)
+    lut = pd.DataFrame({"index": list(LABEL_NAMES), "name": list(LABEL_NAMES.values())})
+    atomic_write_bytes(seg / f"{sub}_dseg.tsv", lut.to_csv(sep="\t", index=False).encode())
+    lesion = seg / f"{sub}_label-lesion_mask.nii.gz"
+    save_nifti(_image(data.anatomy.lesions, data.anatomy.affine, np.uint8), lesion)
+    return [*written, dseg, lesion]
+
+
+def json_safe(value):
+    """Replace NaN by None recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

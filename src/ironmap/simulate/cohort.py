@@ -1,0 +1,165 @@
+"""A synthetic multicentre MS cohort: sites, participants and each subject's true parameters.
+
+Everything is drawn from one seed through :class:`numpy.random.SeedSequence`, one child sequence
+per subject, so a subject's data do not depend on how many workers generate the cohort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .signal import Protocol
+from .tissue import AGE_MODELS, ms_r2star_change
+
+__all__ = ["SITES", "Site", "Subject", "draw_cohort", "subject_r2star"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """A centre: its protocol, its R2* bias and how likely HC and MS participants come from it."""
+
+    name: str
+    protocol: Protocol
+    r2star_bias: float
+    weight_hc: float
+    weight_ms: float
+
+
+def _train(first_ms: float, spacing_ms: float, n: int) -> tuple[float, ...]:
+    return tuple(round((first_ms + k * spacing_ms) * 1e-3, 7) for k in range(n))
+
+
+#: Seven centres as in the 2014 study: 2-12 echoes (one dual-echo site), three vendors, 2-3 mm.
+SITES: tuple[Site, ...] = (
+    Site("graz", Protocol(_train(4.9, 4.9, 2), (2, 2, 3), 90.0, "Siemens"), 1.00, 0.20, 0.16),
+    Site("amsterdam", Protocol(_train(2.6, 4.6, 9), (2, 2, 2), 70.0, "GE"), 1.02, 0.10, 0.18),
+    Site(
+        "barcelona", Protocol(_train(3.0, 3.5, 12), (2, 2, 2), 60.0, "Siemens"), 0.99, 0.15, 0.14
+    ),
+    Site("london", Protocol(_train(4.0, 5.0, 6), (2, 2, 2), 80.0, "Philips"), 1.01, 0.12, 0.12),
+    Site("milan", Protocol(_train(2.5, 3.0, 10), (2, 2, 3), 75.0, "Philips"), 0.98, 0.18, 0.10),
+    Site("naples", Protocol(_train(5.0, 6.0, 5), (2, 2, 2), 100.0, "GE"), 1.00, 0.10, 0.15),
+    Site("siena", Protocol(_train(3.5, 6.5, 4), (3, 3, 3), 110.0, "Siemens"), 1.01, 0.15, 0.15),
+)
+
+PHENOTYPES = ("RRMS", "SPMS", "PPMS")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One participant's demographics, clinical data and planted truth parameters."""
+
+    label: str
+    site: Site
+    group: str  # "HC" or "MS"
+    phenotype: str  # "n/a" for HC
+    age: float
+    sex: str
+    disease_duration: float  # NaN for HC
+    edss: float  # NaN for HC
+    r2star_offset: dict[str, float]  # biological variation per tissue (1/s)
+    lesion_count: int
+    atrophy: float
+    seed: np.random.SeedSequence
+
+    @property
+    def participant_id(self) -> str:
+        return f"sub-{self.label}"
+
+    @property
+    def progressive(self) -> bool:
+        return self.phenotype in ("SPMS", "PPMS")
+
+
+def subject_r2star(subject: Subject) -> dict[str, float]:
+    """Mean true R2* (1/s) of each tissue for this subject: age model + offset + MS effect."""
+    out = {}
+    for tissue, model in AGE_MODELS.items():
+        value = float(model(subject.age)) + subject.r2star_offset.get(tissue, 0.0)
+        if subject.group == "MS":
+            value += ms_r2star_change(
+                tissue,
+                disease_duration=subject.disease_duration,
+                edss=subject.edss,
+                progressive=subject.progressive,
+            )
+        out[tissue] = value
+    return out
+
+
+def draw_cohort(
+    *, n_hc: int = 81, n_ms: int = 97, seed: int = 2014, sites: tuple[Site, ...] = SITES
+) -> list[Subject]:
+    """Draw the participants (demographics, clinical data, per-subject truth parameters).
+
+    Distributions: HC age ~ N(40, 12), MS age ~ N(42, 10), clipped to 18-75 years; MS
+    phenotypes RRMS 60 %, SPMS 25 %, PPMS 15 %; disease duration gamma-distributed with mean
+    8 (RRMS), 18 (SPMS) and 10 (PPMS) years, shorter than age - 15; EDSS correlated with
+    duration and phenotype, in 0.5 steps; sites drawn with different weights for HC and MS.
+    """
+    if n_hc < 0 or n_ms < 0 or n_hc + n_ms == 0:
+        raise ValueError(f"need a positive cohort size, got n_hc={n_hc}, n_ms={n_ms}")
+    root = np.random.SeedSequence(seed)
+    children = root.spawn(n_hc + n_ms + 1)
+    rng = np.random.default_rng(children[-1])
+    w_hc = np.array([s.weight_hc for s in sites])
+    w_ms = np.array([s.weight_ms for s in sites])
+    subjects = []
+    order = rng.permutation(n_hc + n_ms)  # labels do not reveal the group
+    for i in range(n_hc + n_ms):
+        is_ms = i >= n_hc
+        site = sites[
+            rng.choice(len(sites), p=(w_ms if is_ms else w_hc) / (w_ms if is_ms else w_hc).sum())
+        ]
+        age = float(np.clip(rng.normal(42.0 if is_ms else 40.0, 10.0 if is_ms else 12.0), 18, 75))
+        sex = "F" if rng.random() < (0.68 if is_ms else 0.55) else "M"
+        offsets = {t: float(rng.normal(0.0, 0.03 * float(m(45.0)))) for t, m in AGE_MODELS.items()}
+        if is_ms:
+            phenotype = PHENOTYPES[rng.choice(3, p=[0.6, 0.25, 0.15])]
+            mean_dd = {"RRMS": 8.0, "SPMS": 18.0, "PPMS": 10.0}[phenotype]
+            dd = float(min(rng.gamma(4.0, mean_dd / 4.0), max(age - 15.0, 0.5)))
+            base = {"RRMS": 1.0, "SPMS": 4.0, "PPMS": 3.5}[phenotype]
+            edss = base + 0.12 * dd + rng.normal(0.0, 0.8)
+            edss = float(np.clip(np.round(edss * 2) / 2, 0.0, 8.5))
+            lesions = int(rng.poisson(4.0 + 1.0 * dd))
+            atrophy = float(np.clip(0.006 * dd + 0.01 * edss + rng.normal(0, 0.01), 0.0, 0.3))
+        else:
+            phenotype, dd, edss, lesions = "n/a", float("nan"), float("nan"), 0
+            atrophy = float(np.clip(rng.normal(0.0, 0.005), 0.0, None))
+        atrophy += 0.002 * max(age - 40.0, 0.0)  # ageing
+        subjects.append(
+            Subject(
+                label=f"{order[i] + 1:03d}",
+                site=site,
+                group="MS" if is_ms else "HC",
+                phenotype=phenotype,
+                age=round(age, 1),
+                sex=sex,
+                disease_duration=round(dd, 1),
+                edss=edss,
+                r2star_offset=offsets,
+                lesion_count=lesions,
+                atrophy=atrophy,
+                seed=children[i],
+            )
+        )
+    return sorted(subjects, key=lambda s: s.label)
+
+
+def participants_table(subjects: list[Subject]) -> pd.DataFrame:
+    """``participants.tsv`` content with the CONVENTIONS columns (NaN -> ``n/a`` on writing)."""
+    return pd.DataFrame(
+        {
+            "participant_id": [s.participant_id for s in subjects],
+            "age": [s.age for s in subjects],
+            "sex": [s.sex for s in subjects],
+            "group": [s.group for s in subjects],
+            "phenotype": [s.phenotype for s in subjects],
+            "disease_duration": [s.disease_duration for s in subjects],
+            "edss": [s.edss for s in subjects],
+            "site": [s.site.name for s in subjects],
+        }
+    )

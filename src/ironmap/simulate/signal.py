@@ -1,0 +1,164 @@
+"""Ground-truth maps on the fine grid and their multi-echo gradient-echo acquisition.
+
+The MR signal is computed where the truth lives, on the 1 mm grid, as complex decay
+``S0 B(x) exp(-R2* TE) exp(i 2 pi df(x) TE)`` (receive bias ``B``, smooth off-resonance ``df``),
+then averaged over each acquisition voxel (true partial volume: a voxel straddling pallidum and
+white matter decays bi-exponentially), and finally given complex Gaussian noise of SD ``sigma``
+per channel, so the magnitude is Rician.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .anatomy import FINE_SHAPE, Anatomy
+from .tissue import CODE_TISSUE, S0
+
+__all__ = ["Protocol", "acquire", "acquisition_affine", "smooth_field", "truth_maps"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A site's multi-echo GRE protocol.
+
+    Attributes
+    ----------
+    echo_times_s : tuple of float
+        Echo times in seconds.
+    voxel_mm : tuple of int
+        Acquisition voxel size, integer multiples of the 1 mm truth grid.
+    snr : float
+        White-matter S0 over the noise SD per channel, at the acquisition voxel.
+    manufacturer : str
+    scale : float
+        Scanner intensity scale (white-matter S0 in stored units).
+    """
+
+    echo_times_s: tuple[float, ...]
+    voxel_mm: tuple[int, int, int]
+    snr: float
+    manufacturer: str = "Simulated"
+    scale: float = 1000.0
+
+
+def smooth_field(
+    rng: np.random.Generator, amplitude: float, *, wavelength_mm: float = 150.0
+) -> NDArray[np.float32]:
+    """A smooth random field on the fine grid, ``amplitude * N(0, 1)``-scaled, separable.
+
+    Sum of one random sinusoid per axis (wavelength ~``wavelength_mm``), normalised to unit SD.
+    """
+    out = np.zeros(FINE_SHAPE, dtype=np.float32)
+    for axis, n in enumerate(FINE_SHAPE):
+        x = np.arange(n, dtype=np.float32)
+        k = 2 * np.pi / (wavelength_mm * rng.uniform(0.7, 1.3))
+        profile = np.sin(k * x + rng.uniform(0, 2 * np.pi)) * np.sqrt(2.0 / 3.0)
+        shape = [1, 1, 1]
+        shape[axis] = n
+        out += profile.reshape(shape).astype(np.float32)
+    return amplitude * out
+
+
+def truth_maps(
+    anatomy: Anatomy,
+    tissue_r2star: dict[str, float],
+    *,
+    lesion_factor: float,
+    rng: np.random.Generator,
+    texture: float = 0.03,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """True R2* (1/s) and S0 (relative) on the fine grid.
+
+    Parameters
+    ----------
+    anatomy : Anatomy
+    tissue_r2star : dict
+        Subject's mean R2* per tissue key of :data:`~.tissue.CODE_TISSUE`.
+    lesion_factor : float
+        Lesion R2* as a fraction of the local white-matter R2*.
+    rng : numpy.random.Generator
+    texture : float, optional
+        Relative SD of smooth within-tissue R2* variation (mean zero over the head).
+
+    Returns
+    -------
+    r2star, s0 : numpy.ndarray of float32, shape FINE_SHAPE
+        Zero outside the head.
+    """
+    lut_r2 = np.zeros(max(CODE_TISSUE) + 1, dtype=np.float32)
+    lut_s0 = np.zeros_like(lut_r2)
+    for code, tissue in CODE_TISSUE.items():
+        lut_r2[code] = tissue_r2star[tissue]
+        lut_s0[code] = S0[tissue]
+    r2 = lut_r2[anatomy.labels]
+    s0 = lut_s0[anatomy.labels]
+    r2 *= 1.0 + smooth_field(rng, texture, wavelength_mm=60.0)
+    r2[anatomy.lesions] *= lesion_factor
+    s0[anatomy.lesions] *= 1.15  # longer T1/T2, higher PD: lesions are bright on GRE
+    r2[~anatomy.head] = 0.0
+    s0[~anatomy.head] = 0.0
+    return r2, s0
+
+
+def acquisition_affine(fine_affine: NDArray[np.float64], voxel_mm) -> NDArray[np.float64]:
+    """Affine of the grid whose voxel ``(i, j, k)`` averages fine voxels ``f*i .. f*i + f - 1``."""
+    f = np.asarray(voxel_mm, dtype=np.float64)
+    block = np.diag([*f, 1.0])
+    block[:3, 3] = (f - 1.0) / 2.0
+    return fine_affine @ block
+
+
+def acquire(
+    r2star: NDArray[np.float32],
+    s0: NDArray[np.float32],
+    protocol: Protocol,
+    *,
+    rng: np.random.Generator,
+    r2star_bias: float = 1.0,
+) -> tuple[NDArray[np.float32], float]:
+    """Simulate the magnitude images of ``protocol``.
+
+    Parameters
+    ----------
+    r2star, s0 : numpy.ndarray, shape FINE_SHAPE
+        Truth on the fine grid (1/s; relative units, white matter ~0.7).
+    protocol : Protocol
+    rng : numpy.random.Generator
+    r2star_bias : float, optional
+        Multiplicative site bias on R2* (scanner/shim differences).
+
+    Returns
+    -------
+    magnitude : numpy.ndarray of float32, shape (X, Y, Z, n_echoes)
+        On the acquisition grid (see :func:`acquisition_affine`), in stored units.
+    sigma : float
+        Noise SD per channel, in stored units.
+    """
+    f = protocol.voxel_mm
+    crop = tuple(n - n % k for n, k in zip(FINE_SHAPE, f, strict=True))
+    shape = tuple(n // k for n, k in zip(crop, f, strict=True))
+    window = (slice(0, crop[0]), slice(0, crop[1]), slice(0, crop[2]))
+    scale = protocol.scale / S0["cerebral_wm"]
+    amp0 = (s0[window] * (1.0 + smooth_field(rng, 0.12)[window]) * scale).astype(np.float32)
+    # Complex decay rate: -R2* + i 2 pi df (1/s); echoes advance by multiplying per-voxel steps.
+    rate = np.empty(amp0.shape, dtype=np.complex64)
+    rate.real = -r2star[window] * np.float32(r2star_bias)
+    rate.imag = 2 * np.pi * smooth_field(rng, 8.0, wavelength_mm=120.0)[window]
+    sigma = protocol.scale / protocol.snr
+    te = np.asarray(protocol.echo_times_s, dtype=np.float64)
+    out = np.empty((*shape, te.size), dtype=np.float32)
+    z = amp0 * np.exp(rate * np.float32(te[0]))
+    step, step_dt = None, None
+    for e in range(te.size):
+        if e:
+            dt = te[e] - te[e - 1]
+            if step is None or not np.isclose(dt, step_dt, rtol=1e-9, atol=0.0):
+                step, step_dt = np.exp(rate * np.float32(dt)), dt
+            z *= step
+        voxel = z.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
+        noise = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(sigma)
+        out[..., e] = np.hypot(voxel.real + noise[0], voxel.imag + noise[1])
+    return out, float(sigma)

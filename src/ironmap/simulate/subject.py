@@ -1,0 +1,132 @@
+"""One synthetic subject: anatomy -> true maps -> acquisition, and the truth to check against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
+from .cohort import Subject, subject_r2star
+from .signal import acquire, acquisition_affine, truth_maps
+from .tissue import DEEP_GM, lesion_r2star_factor
+
+__all__ = ["SubjectData", "generate_subject", "truth_summary"]
+
+#: Canonical region -> (left code, right code), as in CONVENTIONS.
+REGION_CODES: dict[str, tuple[int, int]] = {
+    "thalamus": (10, 49),
+    "caudate": (11, 50),
+    "putamen": (12, 51),
+    "pallidum": (13, 52),
+    "substantia_nigra": (101, 102),
+    "red_nucleus": (103, 104),
+    "dentate_nucleus": (105, 106),
+}
+CSF_CODES = (4, 43, 24)
+CORTEX_CODES = (3, 42)
+CEREBRAL_WM_CODES = (2, 41)
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """Everything generated for one subject.
+
+    Attributes
+    ----------
+    anatomy : Anatomy
+        Labels and lesions on the 1 mm grid.
+    r2star : numpy.ndarray of float32
+        True R2* (1/s) on the 1 mm grid, without the site bias.
+    magnitude : numpy.ndarray of float32, shape (X, Y, Z, n_echoes)
+        Simulated acquisition.
+    affine : numpy.ndarray, shape (4, 4)
+        Affine of the acquisition grid.
+    sigma : float
+        Noise SD per channel of ``magnitude``.
+    """
+
+    anatomy: Anatomy
+    r2star: NDArray[np.float32]
+    magnitude: NDArray[np.float32]
+    affine: NDArray[np.float64]
+    sigma: float
+
+
+def generate_subject(subject: Subject) -> SubjectData:
+    """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic)."""
+    rng = np.random.default_rng(subject.seed)
+    anatomy = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
+    dd = subject.disease_duration if subject.group == "MS" else 0.0
+    r2, s0 = truth_maps(
+        anatomy, subject_r2star(subject), lesion_factor=float(lesion_r2star_factor(dd)), rng=rng
+    )
+    protocol = subject.site.protocol
+    magnitude, sigma = acquire(r2, s0, protocol, rng=rng, r2star_bias=subject.site.r2star_bias)
+    affine = acquisition_affine(anatomy.affine, protocol.voxel_mm)
+    return SubjectData(anatomy, r2, magnitude, affine, sigma)
+
+
+def truth_summary(subject: Subject, data: SubjectData) -> dict:
+    """Ground truth of one subject for the truth JSON (R2* in 1/s, volumes in mL).
+
+    Regional R2* is the mean true R2* over the structure's 1 mm voxels, lesion voxels excluded,
+    without the site bias (multiply by ``site_r2star_bias`` for what that scanner measures).
+    """
+    labels, lesions = data.anatomy.labels, data.anatomy.lesions
+    voxel_ml = float(abs(np.linalg.det(data.anatomy.affine[:3, :3]))) / 1000.0
+    keep = ~lesions
+    n_codes = max(LABEL_NAMES) + 1
+    counts = np.bincount(labels[keep], minlength=n_codes)
+    sums = np.bincount(labels[keep], weights=data.r2star[keep], minlength=n_codes)
+    all_counts = np.bincount(labels.ravel(), minlength=n_codes)
+
+    def stats(codes) -> dict:
+        n = int(sum(counts[c] for c in codes))
+        return {
+            "r2star_mean": float(sum(sums[c] for c in codes) / n) if n else None,
+            "volume_ml": float(sum(all_counts[c] for c in codes)) * voxel_ml,
+        }
+
+    regions = {}
+    for region in DEEP_GM:
+        left, right = REGION_CODES[region]
+        regions[region] = {
+            "left": stats([left]),
+            "right": stats([right]),
+            "both": stats([left, right]),
+        }
+    regions["nawm"] = {"both": stats(CEREBRAL_WM_CODES)}
+    _, n_lesions = ndimage.label(lesions, structure=np.ones((3, 3, 3)))
+    lesion_volume = float(lesions.sum()) * voxel_ml
+    regions["lesions"] = {
+        "both": {
+            "r2star_mean": float(data.r2star[lesions].mean()) if lesions.any() else None,
+            "volume_ml": lesion_volume,
+        }
+    }
+    icv = float((labels > 0).sum()) * voxel_ml
+    brain = float(np.isin(labels, CSF_CODES, invert=True).sum() - (labels == 0).sum()) * voxel_ml
+    return {
+        "participant_id": subject.participant_id,
+        "site": subject.site.name,
+        "group": subject.group,
+        "phenotype": subject.phenotype,
+        "age": subject.age,
+        "sex": subject.sex,
+        "disease_duration": None if subject.group == "HC" else subject.disease_duration,
+        "edss": None if subject.group == "HC" else subject.edss,
+        "site_r2star_bias": subject.site.r2star_bias,
+        "noise_sigma": data.sigma,
+        "atrophy": subject.atrophy,
+        "tissue_r2star": subject_r2star(subject),
+        "regions": regions,
+        "icv_ml": icv,
+        "brain_ml": brain,
+        "cortical_gm_ml": float(np.isin(labels, CORTEX_CODES).sum()) * voxel_ml,
+        "nbv": brain / icv,
+        "lesion_volume_ml": lesion_volume,
+        "lesion_count": int(n_lesions),
+    }
