@@ -64,7 +64,7 @@ AGE_MODELS: dict[str, AgeModel] = {
     "pallidum": AgeModel(c=20.0, a=21.0, b=0.09),
     "putamen": AgeModel(c=17.0, a=13.0, b=0.04),
     "caudate": AgeModel(c=17.0, a=8.0, b=0.05),
-    "thalamus": AgeModel(c=17.0, a=5.5, b=0.1, decline=0.06, decline_after=40.0),
+    "thalamus": AgeModel(c=17.0, a=5.0, b=0.1, decline=0.06, decline_after=40.0),
     "substantia_nigra": AgeModel(c=20.0, a=13.0, b=0.08),
     "red_nucleus": AgeModel(c=18.0, a=14.0, b=0.07),
     "dentate_nucleus": AgeModel(c=18.0, a=15.0, b=0.06),

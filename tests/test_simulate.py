@@ -1,0 +1,192 @@
+"""The synthetic cohort: reproducible files, truth that follows the planted models, BIDS that
+ironmap's own loader reads, and plausible anatomy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from ironmap.cli import main
+from ironmap.io import load_bids_echoes
+from ironmap.simulate import draw_cohort, generate_subject, truth_summary
+from ironmap.simulate.cohort import SITES, subject_r2star
+from ironmap.simulate.tissue import (
+    AGE_MODELS,
+    DEEP_GM,
+    MS_EFFECTS,
+    PROGRESSIVE_FACTOR,
+    healthy_r2star,
+    ms_r2star_change,
+)
+from ironmap.workflows.simulate import SimulateConfig, run_simulate
+
+
+def _digest(root) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim") / "bids"
+    truth = run_simulate(SimulateConfig(root, n_hc=1, n_ms=2, seed=11, n_jobs=2))
+    return root, json.loads(truth.read_text())
+
+
+def test_same_seed_gives_identical_files(cohort, tmp_path):
+    root, _ = cohort
+    again = tmp_path / "bids"
+    run_simulate(SimulateConfig(again, n_hc=1, n_ms=2, seed=11, n_jobs=1))  # other worker count
+    assert _digest(again) == _digest(root)
+    assert (tmp_path / "bids_truth.json").read_bytes() == (
+        root.parent / "bids_truth.json"
+    ).read_bytes()
+
+
+def test_written_dataset_passes_the_bids_loader(cohort):
+    root, truth = cohort
+    table = pd.read_csv(root / "participants.tsv", sep="\t", keep_default_na=False)
+    assert list(table.columns) == [
+        "participant_id",
+        "age",
+        "sex",
+        "group",
+        "phenotype",
+        "disease_duration",
+        "edss",
+        "site",
+    ]
+    assert set(table["group"]) == {"HC", "MS"}
+    hc = table[table["group"] == "HC"].iloc[0]
+    assert (hc["phenotype"], hc["disease_duration"], hc["edss"]) == ("n/a", "n/a", "n/a")
+    sites = {s.name: s for s in SITES}
+    for sub in table["participant_id"]:
+        files = sorted((root / sub / "anat").glob("*_MEGRE.nii.gz"))
+        image = load_bids_echoes(files)
+        protocol = sites[truth["subjects"][sub]["site"]].protocol
+        np.testing.assert_allclose(image.echo_times_s, protocol.echo_times_s)
+        np.testing.assert_allclose(np.abs(np.diag(image.affine)[:3]), protocol.voxel_mm)
+        seg = root / "derivatives" / "segmentation" / sub / "anat"
+        dseg = nib.load(seg / f"{sub}_dseg.nii.gz")
+        names = pd.read_csv(seg / f"{sub}_dseg.tsv", sep="\t")
+        assert {"Left-Putamen", "Right-Red-Nucleus", "Left-Dentate-Nucleus"} <= set(names["name"])
+        assert set(np.unique(np.asarray(dseg.dataobj))) <= {0, *names["index"]}
+        lesion = np.asarray(nib.load(seg / f"{sub}_label-lesion_mask.nii.gz").dataobj)
+        expected = truth["subjects"][sub]["lesion_volume_ml"]
+        assert lesion.sum() / 1000.0 == pytest.approx(expected)
+    desc = json.loads((root / "derivatives/segmentation/dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+
+
+def test_existing_output_is_not_overwritten_without_force(cohort, capsys):
+    root, _ = cohort
+    assert main(["simulate", str(root), "--n-hc", "1", "--n-ms", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ironmap: error: {root} exists and is not empty; pass --force to replace it"
+
+
+def test_healthy_truth_follows_the_age_model():
+    """Regional mean truth of controls = age model + the subject's offset, up to the smooth
+    +-3 % texture, which averages out over subjects and regions."""
+    deviations = []
+    for subject in draw_cohort(n_hc=8, n_ms=0, seed=5):
+        truth = truth_summary(subject, generate_subject(subject, with_images=False))
+        for region in DEEP_GM:
+            expected = healthy_r2star(region, subject.age) + subject.r2star_offset[region]
+            got = truth["regions"][region]["both"]["r2star_mean"]
+            deviations.append(got / expected - 1.0)
+    deviations = np.asarray(deviations)
+    assert abs(deviations.mean()) < 0.01
+    assert 0.005 < deviations.std() < 0.04
+    assert np.abs(deviations).max() < 0.1
+
+
+def test_age_models_are_calibrated_to_3t_literature_at_45():
+    ranges = {
+        "pallidum": (36, 42),
+        "putamen": (26, 31),
+        "caudate": (22, 26),
+        "thalamus": (19, 22),
+        "substantia_nigra": (28, 35),
+        "red_nucleus": (28, 34),
+        "dentate_nucleus": (28, 36),
+        "cerebral_wm": (19, 22),
+        "cortex": (15, 18),
+        "csf": (1, 5),
+    }
+    for tissue, (lo, hi) in ranges.items():
+        assert lo <= healthy_r2star(tissue, 45.0) <= hi, tissue
+    # iron accumulates early; the thalamus declines after ~40
+    assert healthy_r2star("pallidum", 30.0) > healthy_r2star("pallidum", 10.0)
+    assert healthy_r2star("thalamus", 70.0) < healthy_r2star("thalamus", 40.0)
+
+
+def test_planted_ms_effects_appear_in_the_truth():
+    subjects = draw_cohort(n_hc=0, n_ms=40, seed=3)
+    for s in subjects:
+        r2 = subject_r2star(s)
+        for tissue in DEEP_GM:
+            healthy = float(AGE_MODELS[tissue](s.age)) + s.r2star_offset[tissue]
+            effect = ms_r2star_change(
+                tissue, disease_duration=s.disease_duration, edss=s.edss, progressive=s.progressive
+            )
+            assert r2[tissue] == pytest.approx(healthy + effect)
+            if tissue in ("pallidum", "substantia_nigra"):
+                assert effect == 0.0
+    s = next(x for x in subjects if x.phenotype == "SPMS")
+    slope = MS_EFFECTS["putamen"]
+    expected = PROGRESSIVE_FACTOR * (
+        slope.duration_slope * s.disease_duration + slope.edss_slope * s.edss
+    )
+    assert ms_r2star_change(
+        "putamen", disease_duration=s.disease_duration, edss=s.edss, progressive=True
+    ) == pytest.approx(expected)
+
+
+def test_cohort_demographics_follow_the_study_design():
+    subjects = draw_cohort()
+    table = pd.DataFrame(
+        {
+            "group": s.group,
+            "phenotype": s.phenotype,
+            "dd": s.disease_duration,
+            "edss": s.edss,
+            "site": s.site.name,
+        }
+        for s in subjects
+    )
+    assert (table["group"] == "HC").sum() == 81
+    assert (table["group"] == "MS").sum() == 97
+    assert table["site"].nunique() == 7
+    ms = table[table["group"] == "MS"]
+    assert set(ms["phenotype"]) == {"RRMS", "SPMS", "PPMS"}
+    assert np.corrcoef(ms["dd"], ms["edss"])[0, 1] > 0.3
+    assert (
+        ms.groupby("phenotype")["edss"].mean()["SPMS"]
+        > ms.groupby("phenotype")["edss"].mean()["RRMS"]
+    )
+    assert {len(s.protocol.echo_times_s) for s in SITES} >= {2, 12}
+
+
+def test_lesions_atrophy_and_volumes(cohort):
+    _, truth = cohort
+    for t in truth["subjects"].values():
+        assert 1000 < t["icv_ml"] < 1700
+        assert 0.75 < t["nbv"] < 0.95
+        assert 250 < t["cortical_gm_ml"] < 600
+        assert 5 < t["regions"]["thalamus"]["both"]["volume_ml"] < 16
+        assert 0.2 < t["regions"]["red_nucleus"]["both"]["volume_ml"] < 0.6
+        if t["group"] == "MS":
+            assert t["lesion_count"] >= 1
+            lesion = t["regions"]["lesions"]["both"]["r2star_mean"]
+            assert lesion < t["regions"]["nawm"]["both"]["r2star_mean"]
+        else:
+            assert t["lesion_count"] == 0
