@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         n_files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
     n = args.n_hc + args.n_ms
     print(f"{'subjects':>9}{'jobs':>6}{'seconds':>9}{'s/subject':>11}{'disk MB':>9}{'files':>7}")
-    print(f"{n:>9}{args.n_jobs:>6}{seconds:>9.1f}{seconds / n:>11.2f}{size / 2**20:>9.0f}{n_files:>7}")
+    row = f"{n:>9}{args.n_jobs:>6}{seconds:>9.1f}{seconds / n:>11.2f}"
+    print(f"{row}{size / 2**20:>9.0f}{n_files:>7}")
 
 
 if __name__ == "__main__":

@@ -198,13 +198,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .workflows.simulate import SimulateConfig, run_simulate
+    from .workflows.simulate import QUICK_COHORT, SimulateConfig, run_simulate
 
+    n_hc, n_ms = QUICK_COHORT if args.quick else (args.n_hc, args.n_ms)
     truth = run_simulate(
         SimulateConfig(
             out_bids=args.out_bids,
-            n_hc=6 if args.quick else args.n_hc,
-            n_ms=6 if args.quick else args.n_ms,
+            n_hc=n_hc,
+            n_ms=n_ms,
             seed=args.seed,
             n_jobs=args.n_jobs,
             force=args.force,

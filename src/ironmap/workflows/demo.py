@@ -19,7 +19,7 @@ from ..errors import IronmapWarning
 from ..fitting import DecayModel
 from ..io import decay_map_paths, load_bids_echoes, write_decay_maps, write_json
 from ..parallel import map_ordered
-from .simulate import SimulateConfig, run_simulate, truth_path
+from .simulate import QUICK_COHORT, SimulateConfig, run_simulate, truth_path
 
 __all__ = ["run_demo"]
 
@@ -66,7 +66,7 @@ def run_demo(
     output_dir = Path(output_dir)
     bids = output_dir / "bids"
     derivatives = output_dir / "ironmap"
-    n_hc, n_ms = (6, 6) if quick else (81, 97)
+    n_hc, n_ms = QUICK_COHORT if quick else (81, 97)
     truth_file = truth_path(bids)
     reuse = False
     if truth_file.exists() and not force:

@@ -18,7 +18,10 @@ from ..simulate.bids import json_safe, write_dataset_files, write_subject
 from ..simulate.cohort import SITES, Subject
 from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
 
-__all__ = ["SimulateConfig", "run_simulate", "truth_path"]
+__all__ = ["QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
+
+#: ``(n_hc, n_ms)`` of ``--quick`` cohorts.
+QUICK_COHORT = (6, 6)
 
 log = logging.getLogger("ironmap")
 
