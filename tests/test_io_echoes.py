@@ -130,7 +130,11 @@ def test_bids_missing_sidecar_and_key(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [('{"EchoTime": "4 ms"}', "must be a number in seconds"), ("{not json", "not valid JSON")],
+    [
+        ('{"EchoTime": "4 ms"}', "must be a number in seconds"),
+        ('{"EchoTime": [0.004]}', "must be a number in seconds"),
+        ("{not json", "not valid JSON"),
+    ],
 )
 def test_bids_bad_sidecar_values(tmp_path, content, message):
     files = _bids(tmp_path)
@@ -138,6 +142,13 @@ def test_bids_bad_sidecar_values(tmp_path, content, message):
     with pytest.raises(InputError, match=message) as err:
         load_bids_echoes(files)
     _one_line(err, "echo-2")
+
+
+def test_bids_echo_time_given_as_a_numeric_string(tmp_path):
+    """bids-examples/qmri_megre writes "EchoTime": "0.02"; the number is unambiguous."""
+    files = _bids(tmp_path)
+    (tmp_path / files[1].name.replace(".nii.gz", ".json")).write_text('{"EchoTime": "0.008"}')
+    np.testing.assert_array_equal(load_bids_echoes(files).echo_times_s, TE)
 
 
 def test_bids_ms_and_duplicate_echo_times(tmp_path):

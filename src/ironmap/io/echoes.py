@@ -174,6 +174,11 @@ def _echo_time_from_sidecar(path: Path) -> float:
             "or use 'ironmap fit MAG --te ...'"
         )
     value = meta["EchoTime"]
+    if isinstance(value, str):  # seen in the wild ("0.02"); accept plain numbers only
+        try:
+            value = float(value)
+        except ValueError:
+            value = meta["EchoTime"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{side}: EchoTime must be a number in seconds, got {value!r}")
     return float(value)
