@@ -40,9 +40,18 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"ironmap {__version__}"
 
 
-def test_run_is_announced_as_not_available(capsys, tmp_path):
-    assert main(["run", str(tmp_path), str(tmp_path / "out"), "participant"]) == 2
+def test_group_stage_is_announced_as_not_available(capsys, tmp_path):
+    assert main(["run", str(tmp_path), str(tmp_path / "out"), "group"]) == 2
     assert "not available yet" in _stderr_line(capsys)
+
+
+def test_verbose_flag_before_or_after_the_command(tmp_path, capsys):
+    mag, _ = _mag(tmp_path)
+    fit = ["fit", str(mag), "--te", *map(str, TE), "--sigma", "1e-3"]
+    assert main(["-v", *fit, "-o", str(tmp_path / "a")]) == 0
+    assert "ironmap: loaded mag.nii.gz" in capsys.readouterr().err
+    assert main([*fit, "-o", str(tmp_path / "b")]) == 0
+    assert "loaded" not in capsys.readouterr().err
 
 
 def test_fit_4d_end_to_end(tmp_path, capsys):

@@ -110,6 +110,13 @@ def test_missing_unreadable_and_3d_files(tmp_path):
     _one_line(err, "flat.nii.gz")
 
 
+def test_all_nan_data_are_refused(tmp_path):
+    path = _save4d(tmp_path / "nan.nii.gz", np.full((4, 4, 3, 3), np.nan, np.float32))
+    with pytest.raises(InputError, match="no finite values") as err:
+        load_multiecho(path, TE)
+    _one_line(err, "nan.nii.gz")
+
+
 def test_single_echo_is_refused(tmp_path):
     path = _save4d(tmp_path / "one.nii.gz", _decay(te=[0.004]))
     with pytest.raises(InputError, match="at least 2 echoes"):

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ironmap {__version__}")
     verbose = argparse.ArgumentParser(add_help=False)
-    verbose.add_argument("-v", "--verbose", action="store_true", help="report progress")
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="report progress"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="report progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -140,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
     run.add_argument("--scheduler-address", metavar="ADDR", help="Dask scheduler to use")
+    run.add_argument(
+        "--min-fraction",
+        type=float,
+        default=0.9,
+        metavar="F",
+        help="a voxel counts for a structure when at least this fraction of it lies "
+        "inside (default: 0.9, see docs/regions.md)",
+    )
+    run.add_argument(
+        "--erode-mm",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="erode each structure by this radius before its statistics (default: 0)",
+    )
     _common(run)
 
     sim = sub.add_parser(
@@ -190,11 +207,31 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    print(
-        "ironmap run: not available yet (arrives with the participant and group stages)",
-        file=sys.stderr,
+    if args.analysis_level == "group":
+        print(
+            "ironmap run group: not available yet (arrives with the group stage)", file=sys.stderr
+        )
+        return 2
+    from .workflows.participant import ParticipantConfig, run_participant, summary
+
+    results = run_participant(
+        ParticipantConfig(
+            bids_dir=args.bids_dir,
+            output_dir=args.output_dir,
+            participant_labels=tuple(args.participant_label or ()),
+            derivatives=tuple(args.derivatives or ()),
+            method=args.method,
+            min_fraction=args.min_fraction,
+            erode_mm=args.erode_mm,
+            n_jobs=args.n_jobs,
+            force=args.force,
+        )
     )
-    return 2
+    for result in results:
+        if result.status == "failed":
+            print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
+    print(f"participant stage: {summary(results)}; outputs in {args.output_dir}")
+    return min(sum(r.status == "failed" for r in results), 125)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -232,8 +269,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ironmap`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="ironmap: %(message)s", level=logging.WARNING)
-    logging.getLogger("ironmap").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logger = logging.getLogger("ironmap")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ironmap: %(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logger.propagate = False
     with warnings.catch_warnings():  # restores the caller's filters and showwarning
         warnings.simplefilter("default")
         warnings.showwarning = _one_line_warning
@@ -243,5 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ironmap: error: {exc}", file=sys.stderr)
             return 2
         except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            print(f"ironmap: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"ironmap: error: {where}{exc.strerror}", file=sys.stderr)
             return 2
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]

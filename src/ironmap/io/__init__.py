@@ -1,10 +1,12 @@
 """Input and output: multi-echo GRE images, echo times, and maps with JSON sidecars."""
 
+from .bids import SessionInputs, find_inputs, parse_entities
 from .echoes import (
     MultiEchoImage,
     load_bids_echoes,
     load_image,
     load_multiecho,
+    read_sidecar,
     sidecar_path,
     validate_echo_times,
 )
@@ -20,12 +22,16 @@ from .maps import (
 
 __all__ = [
     "MultiEchoImage",
+    "SessionInputs",
     "atomic_write_bytes",
     "check_writable",
     "decay_map_paths",
+    "find_inputs",
     "load_bids_echoes",
     "load_image",
     "load_multiecho",
+    "parse_entities",
+    "read_sidecar",
     "save_nifti",
     "sidecar_path",
     "validate_echo_times",

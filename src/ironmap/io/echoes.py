@@ -25,6 +25,7 @@ __all__ = [
     "load_bids_echoes",
     "load_image",
     "load_multiecho",
+    "read_sidecar",
     "sidecar_path",
     "validate_echo_times",
 ]
@@ -141,7 +142,7 @@ def load_multiecho(
     te = np.asarray(echo_times, dtype=np.float64) * (1e-3 if te_unit == "ms" else 1.0)
     te = validate_echo_times(te, n_volumes=img.shape[3], source=path, hint="pass --te-unit ms")
     return MultiEchoImage(
-        data=_as_float32(img, path),
+        data=_finite(_as_float32(img, path), path),
         affine=img.affine.copy(),
         header=img.header.copy(),
         echo_times_s=te,
@@ -156,19 +157,57 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(name + ".json")
 
 
+def read_sidecar(path: str | Path) -> tuple[dict, list[Path]]:
+    """Metadata of a BIDS file under the inheritance principle.
+
+    JSON files with the same suffix whose entities are a subset of the file's, from the dataset
+    root (the folder holding ``dataset_description.json``, at most 5 levels up) down to the
+    file's folder, are merged in that order: deeper files override.
+
+    Returns
+    -------
+    metadata : dict
+    files : list of Path
+        The JSON files read, top level first.
+    """
+    from .bids import parse_entities  # bids.py imports nothing from this module
+
+    path = Path(path)
+    entities, suffix = parse_entities(path.name)
+    found: list[Path] = []
+    folder = path.parent
+    for _ in range(5):
+        for candidate in sorted(folder.glob("*.json")):
+            cand_entities, cand_suffix = parse_entities(candidate.name)
+            if cand_suffix == suffix and all(
+                entities.get(k) == v for k, v in cand_entities.items()
+            ):
+                found.append(candidate)
+        if (folder / "dataset_description.json").exists() or folder.parent == folder:
+            break
+        folder = folder.parent
+    found.reverse()
+    merged: dict = {}
+    for side in found:
+        try:
+            content = json.loads(side.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise InputError(f"{side}: not valid JSON ({reason})") from exc
+        if not isinstance(content, dict):
+            raise InputError(f"{side}: a JSON sidecar must hold an object")
+        merged.update(content)
+    return merged, found
+
+
 def _echo_time_from_sidecar(path: Path) -> float:
     side = sidecar_path(path)
-    if not side.exists():
+    meta, files = read_sidecar(path)
+    if not files:
         raise InputError(
             f"{side}: No such file; every echo needs a JSON sidecar with EchoTime (s)"
         )
-    try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{side}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
-        ) from exc
-    if not isinstance(meta, dict) or "EchoTime" not in meta:
+    if "EchoTime" not in meta:
         raise InputError(
             f"{side}: no 'EchoTime' key; add EchoTime in seconds (BIDS) "
             "or use 'ironmap fit MAG --te ...'"
@@ -223,12 +262,18 @@ def load_bids_echoes(paths: Sequence[str | Path]) -> MultiEchoImage:
         hint="BIDS EchoTime is in seconds; fix the sidecars",
     )
     return MultiEchoImage(
-        data=np.stack([volumes[i] for i in order], axis=-1),
+        data=_finite(np.stack([volumes[i] for i in order], axis=-1), files[0]),
         affine=first.affine.copy(),
         header=first.header.copy(),
         echo_times_s=te,
         sources=tuple(files[i] for i in order),
     )
+
+
+def _finite(data: NDArray[np.float32], path: Path) -> NDArray[np.float32]:
+    if not np.isfinite(data).any():
+        raise InputError(f"{path}: no finite values (all NaN or Inf); check the conversion")
+    return data
 
 
 def _as_float32(img: nib.Nifti1Image, path: Path) -> NDArray[np.float32]:

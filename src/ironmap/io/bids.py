@@ -1,0 +1,226 @@
+"""Finding a participant's inputs in a BIDS dataset and its derivatives.
+
+A small entity parser rather than pybids: it reads directory listings only, so discovery stays
+fast on cohorts of thousands. Layout (CONVENTIONS):
+
+- ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_echo-<n>[_part-mag]_MEGRE.nii[.gz]``
+- derivatives (``BIDS_DIR/derivatives/*`` or ``--derivatives``):
+  ``sub-<label>[/ses-..]/anat/sub-<label>[_ses-..][_desc-<x>]_dseg.nii[.gz]`` (+ ``.tsv``) and
+  ``..._label-lesion_mask.nii[.gz]`` (also accepted in the raw dataset).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError, IronmapWarning
+
+__all__ = ["SessionInputs", "find_inputs", "parse_entities"]
+
+_NIFTI = re.compile(r"\.nii(\.gz)?$")
+
+
+def parse_entities(name: str) -> tuple[dict[str, str], str]:
+    """Entities and suffix of a BIDS file name.
+
+    ``"sub-01_ses-a_echo-2_MEGRE.nii.gz"`` -> ``({"sub": "01", "ses": "a", "echo": "2"}, "MEGRE")``
+    """
+    stem = _NIFTI.sub("", name)
+    stem = re.sub(r"\.(json|tsv)$", "", stem)
+    parts = stem.split("_")
+    entities = {}
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if sep:
+            entities[key] = value
+    return entities, parts[-1]
+
+
+@dataclass(frozen=True)
+class SessionInputs:
+    """The files of one participant (and session).
+
+    Attributes
+    ----------
+    subject : str
+        Label without ``sub-``.
+    session : str or None
+        Label without ``ses-``.
+    echoes : tuple of Path
+        Magnitude MEGRE files, one per echo.
+    dseg : Path or None
+        Segmentation; its ``.tsv`` (if any) in ``dseg_tsv``.
+    lesion_mask : Path or None
+    """
+
+    subject: str
+    session: str | None
+    echoes: tuple[Path, ...]
+    dseg: Path | None = None
+    dseg_tsv: Path | None = None
+    lesion_mask: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """``sub-<label>[_ses-<label>]``: the file-name prefix of this session's outputs."""
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def anat_dir(self) -> Path:
+        """``sub-<label>[/ses-<label>]/anat`` relative to a dataset root."""
+        base = Path(f"sub-{self.subject}")
+        return (base / f"ses-{self.session}" if self.session else base) / "anat"
+
+
+def _anat_dirs(root: Path, subject: str) -> list[tuple[str | None, Path]]:
+    sub_dir = root / f"sub-{subject}"
+    out = []
+    if (sub_dir / "anat").is_dir():
+        out.append((None, sub_dir / "anat"))
+    for ses in sorted(sub_dir.glob("ses-*")):
+        if (ses / "anat").is_dir():
+            out.append((ses.name[4:], ses / "anat"))
+    return out
+
+
+def _pick(candidates: list[Path], what: str, name: str) -> Path | None:
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        warnings.warn(
+            f"{name}: {len(candidates)} {what} files ({', '.join(p.name for p in candidates)}); "
+            f"using {candidates[0].name}",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    return candidates[0]
+
+
+def _matches(path: Path, subject: str, session: str | None) -> bool:
+    entities, _ = parse_entities(path.name)
+    return entities.get("sub") == subject and entities.get("ses") == session
+
+
+def find_inputs(
+    bids_dir: str | Path,
+    *,
+    participant_labels: Sequence[str] | None = None,
+    derivatives: Iterable[str | Path] = (),
+    exclude: Iterable[str | Path] = (),
+) -> list[SessionInputs]:
+    """Every participant/session with multi-echo GRE magnitudes, with its segmentation files.
+
+    Parameters
+    ----------
+    bids_dir : str or Path
+        BIDS dataset root (must contain ``dataset_description.json`` or ``sub-*`` folders).
+    participant_labels : sequence of str, optional
+        Labels without ``sub-`` (a leading ``sub-`` is tolerated); default: all.
+    derivatives : iterable of paths
+        Extra derivatives datasets; ``BIDS_DIR/derivatives/*`` are always searched.
+    exclude : iterable of paths
+        Datasets never searched (e.g. the output directory).
+
+    Raises
+    ------
+    InputError
+        Missing dataset, unknown participant label, or a participant without MEGRE files.
+    """
+    root = Path(bids_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: No such directory; give the BIDS dataset root")
+    subjects = sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
+    if not subjects:
+        raise InputError(f"{root}: no sub-* folders; is this a BIDS dataset root?")
+    if participant_labels:
+        wanted = [lab.removeprefix("sub-") for lab in participant_labels]
+        unknown = sorted(set(wanted) - set(subjects))
+        if unknown:
+            raise InputError(
+                f"{root}: no participant(s) {', '.join('sub-' + u for u in unknown)}; "
+                "--participant-label takes labels without 'sub-'"
+            )
+        subjects = [s for s in subjects if s in wanted]
+    skip = {Path(p).resolve() for p in exclude}
+    deriv_roots = [Path(d) for d in derivatives]
+    deriv_roots += sorted(p for p in (root / "derivatives").glob("*") if p.is_dir())
+    for d in deriv_roots:
+        if not d.is_dir():
+            raise InputError(f"{d}: No such directory (given with --derivatives)")
+    deriv_roots = [d for d in deriv_roots if d.resolve() not in skip]
+
+    found = []
+    for subject in subjects:
+        sessions = _anat_dirs(root, subject)
+        if not sessions:
+            raise InputError(f"{root / ('sub-' + subject)}: no anat folder with MEGRE files")
+        for session, anat in sessions:
+            name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+            echoes = sorted(
+                p
+                for p in anat.glob("*_MEGRE.nii*")
+                if _NIFTI.search(p.name)
+                and _matches(p, subject, session)
+                and parse_entities(p.name)[0].get("part", "mag") == "mag"
+            )
+            if not echoes:
+                raise InputError(f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name}")
+            echoes = _one_acquisition(echoes, name)
+            seg_dirs = [d / rel for d in deriv_roots for rel in _relative_anat(subject, session)]
+            dsegs = [
+                p
+                for d in seg_dirs
+                for p in sorted(d.glob("*_dseg.nii*"))
+                if _matches(p, subject, session)
+            ]
+            dseg = _pick(dsegs, "segmentation (dseg)", name)
+            lesion_dirs = [anat, *seg_dirs]
+            lesions = [
+                p
+                for d in lesion_dirs
+                for p in sorted(d.glob("*_label-lesion_mask.nii*"))
+                if _matches(p, subject, session)
+            ]
+            dseg_tsv = None
+            if dseg is not None:
+                tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
+                dseg_tsv = tsv if tsv.exists() else None
+            found.append(
+                SessionInputs(
+                    subject=subject,
+                    session=session,
+                    echoes=tuple(echoes),
+                    dseg=dseg,
+                    dseg_tsv=dseg_tsv,
+                    lesion_mask=_pick(lesions, "lesion mask", name),
+                )
+            )
+    return found
+
+
+def _relative_anat(subject: str, session: str | None) -> list[Path]:
+    base = Path(f"sub-{subject}")
+    return [(base / f"ses-{session}" / "anat") if session else (base / "anat")]
+
+
+def _one_acquisition(echoes: list[Path], name: str) -> list[Path]:
+    """Keep one multi-echo series when several (acq-/run-) exist, with a warning."""
+    groups: dict[tuple, list[Path]] = {}
+    for p in echoes:
+        entities, _ = parse_entities(p.name)
+        key = tuple(sorted((k, v) for k, v in entities.items() if k not in ("echo", "part")))
+        groups.setdefault(key, []).append(p)
+    if len(groups) > 1:
+        keys = sorted(groups)
+        warnings.warn(
+            f"{name}: {len(groups)} multi-echo series; using the first "
+            f"({groups[keys[0]][0].name}, {len(groups[keys[0]])} echoes)",
+            IronmapWarning,
+            stacklevel=3,
+        )
+        return groups[keys[0]]
+    return echoes

@@ -1,0 +1,312 @@
+"""``ironmap run BIDS_DIR OUTPUT_DIR participant``: maps, regional and lesion R2*, volumes.
+
+Per participant (and session): fit R2* inside the intracranial mask of the segmentation (or a
+magnitude-based head mask), transfer the segmentation and lesion mask onto the R2* grid with
+partial-volume fractions, and write maps, ``_regions.tsv``, ``_volumes.tsv``, a QC figure and a
+provenance record. A participant whose provenance matches is skipped; a failing participant is
+reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .. import __version__
+from ..errors import InputError, IronmapError, IronmapWarning
+from ..fitting import METHODS, DecayModel, sigma_from_background
+from ..io import (
+    SessionInputs,
+    atomic_write_bytes,
+    find_inputs,
+    load_bids_echoes,
+    load_image,
+    write_decay_maps,
+    write_json,
+)
+from ..parallel import map_ordered
+from ..regions import (
+    DEEP_GM,
+    label_fractions,
+    read_label_table,
+    region_codes,
+    region_groups,
+    regional_r2star,
+    volumes,
+)
+from ..report import qc_figure
+
+__all__ = ["ParticipantConfig", "ParticipantResult", "run_participant", "summary"]
+
+log = logging.getLogger("ironmap")
+
+
+@dataclass(frozen=True)
+class ParticipantConfig:
+    """Options of the participant stage."""
+
+    bids_dir: Path
+    output_dir: Path
+    participant_labels: tuple[str, ...] = ()
+    derivatives: tuple[Path, ...] = ()
+    method: str = "auto"
+    min_fraction: float = 0.9
+    erode_mm: float = 0.0
+    n_jobs: int = 1
+    force: bool = False
+
+
+@dataclass
+class ParticipantResult:
+    """What happened to one participant/session."""
+
+    name: str
+    status: str  # "done", "skipped" or "failed"
+    error: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
+    files = [*inputs.echoes, inputs.dseg, inputs.dseg_tsv, inputs.lesion_mask]
+    sidecars = [p.with_name(p.name.split(".nii")[0] + ".json") for p in inputs.echoes]
+    hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
+    return {
+        "ironmap_version": __version__,
+        "inputs": {str(p): _sha256(p) for p in hashed},
+        "options": {
+            "fit_method": config.method,
+            "min_fraction": config.min_fraction,
+            "erode_mm": config.erode_mm,
+        },
+    }
+
+
+def _head_mask(first_echo: np.ndarray) -> np.ndarray:
+    """Head mask from magnitudes when there is no segmentation: above 5 background sigma,
+    largest connected component, holes filled; everything if there is no background."""
+    sigma = sigma_from_background(first_echo[..., None])
+    if sigma is None:
+        return np.ones(first_echo.shape, dtype=bool)
+    mask = first_echo > 5.0 * sigma
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        mask = labels == (np.argmax(sizes) + 1)
+    return ndimage.binary_fill_holes(mask)
+
+
+def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
+    name = inputs.name
+    try:
+        return _process(inputs, config)
+    except (IronmapError, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ParticipantResult(name, "failed", message)
+
+
+def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
+    name = inputs.name
+    out_dir = Path(config.output_dir) / inputs.anat_dir
+    prov_path = out_dir / f"{name}_provenance.json"
+    seconds: dict[str, float] = {}
+    provenance = _provenance(inputs, config)
+    if prov_path.exists():
+        previous = json.loads(prov_path.read_text())
+        same = {k: previous.get(k) for k in provenance} == provenance
+        if same and not config.force:
+            return ParticipantResult(name, "skipped")
+        if not same and not config.force:
+            raise InputError(
+                f"{prov_path}: outputs exist from other inputs or options; pass --force to redo"
+            )
+    start = time.perf_counter()
+    image = load_bids_echoes(inputs.echoes)
+    grid = image.data.shape[:3]
+    voxel_mm = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
+
+    fractions: dict[str, np.ndarray] = {}
+    lesion_fraction = None
+    subject_volumes = {"participant_id": f"sub-{inputs.subject}"}
+    region_ml: dict[str, float] = {}
+    mask = None
+    if inputs.dseg is not None:
+        seg = load_image(inputs.dseg)
+        labels = np.asarray(seg.dataobj)
+        if labels.ndim == 4 and labels.shape[3] == 1:
+            labels = labels[..., 0]
+        table = read_label_table(inputs.dseg_tsv) if inputs.dseg_tsv is not None else None
+        codes = region_codes(table)
+        if not any(codes.codes(r) for r in DEEP_GM):
+            warnings.warn(
+                f"{inputs.dseg}: no known deep grey-matter structure "
+                f"({'see its .tsv' if table else 'no .tsv, so FreeSurfer aseg codes'}); "
+                "regional rows are NaN",
+                IronmapWarning,
+                stacklevel=2,
+            )
+        present = np.unique(labels)
+        groups = {**region_groups(codes), "icv": tuple(int(c) for c in present if c > 0)}
+        fractions = label_fractions(
+            labels, seg.affine, grid, image.affine, groups, source_name=str(inputs.dseg)
+        )
+        if fractions["_inside"].mean() < 0.05:
+            raise InputError(
+                f"{inputs.dseg}: covers only {100 * fractions['_inside'].mean():.1f} % of the "
+                "R2* image; check that its affine maps to the same scanner space"
+            )
+        mask = ndimage.binary_dilation(fractions["icv"] >= 0.5)
+        lesion, lesion_affine = None, None
+        if inputs.lesion_mask is not None:
+            lesion_img = load_image(inputs.lesion_mask)
+            lesion = np.nan_to_num(np.asarray(lesion_img.dataobj)) != 0
+            if lesion.ndim == 4 and lesion.shape[3] == 1:
+                lesion = lesion[..., 0]
+            lesion_affine = lesion_img.affine
+            lesion_fraction = label_fractions(
+                lesion.astype(np.uint8),
+                lesion_affine,
+                grid,
+                image.affine,
+                {"lesion": (1,)},
+                source_name=str(inputs.lesion_mask),
+            )["lesion"]
+        subject_volumes, region_ml = volumes(
+            labels,
+            seg.affine,
+            codes,
+            participant_id=f"sub-{inputs.subject}",
+            lesion_mask=lesion,
+            lesion_affine=lesion_affine,
+        )
+    else:
+        warnings.warn(
+            f"{name}: no segmentation (dseg) found; writing maps only, no regional R2*",
+            IronmapWarning,
+            stacklevel=2,
+        )
+        mask = _head_mask(image.data[..., 0])
+    seconds["resample"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IronmapWarning)
+        fit = DecayModel(image.echo_times_s, method=config.method).fit(image.data, mask=mask)
+    for w in caught:
+        log.info("%s: %s", name, w.message)
+    prefix = out_dir / name
+    write_decay_maps(
+        fit,
+        image.affine,
+        prefix,
+        echo_times_s=image.echo_times_s,
+        sources=[str(p) for p in inputs.echoes],
+        force=True,  # our own outputs of an unfinished or forced run
+        header=image.header,
+    )
+    seconds["fit"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if fractions:
+        regions = regional_r2star(
+            fit.r2star,
+            fractions,
+            participant_id=f"sub-{inputs.subject}",
+            region_volumes_ml=region_ml,
+            lesion_fraction=lesion_fraction,
+            min_fraction=config.min_fraction,
+            erode_mm=config.erode_mm,
+            voxel_mm=voxel_mm,
+        )
+        if inputs.session:
+            regions.insert(1, "session", f"ses-{inputs.session}")
+        _write_tsv(out_dir / f"{name}_regions.tsv", regions)
+        table = pd.DataFrame([subject_volumes])
+        if inputs.session:
+            table.insert(1, "session", f"ses-{inputs.session}")
+        _write_tsv(out_dir / f"{name}_volumes.tsv", table)
+        outlines = {
+            region: fractions[f"{region}/both"] >= config.min_fraction
+            for region in DEEP_GM
+            if fractions[f"{region}/both"].any()
+        }
+        qc_figure(
+            fit.r2star,
+            outlines,
+            Path(config.output_dir)
+            / f"sub-{inputs.subject}"
+            / "figures"
+            / f"{name}_desc-qc_R2starmap.png",
+            title=f"{name}: R2* (1/s) with deep grey-matter outlines",
+        )
+    seconds["stats"] = time.perf_counter() - start
+    write_json(prov_path, {**provenance, "seconds": seconds})
+    return ParticipantResult(name, "done", seconds=seconds)
+
+
+def _write_tsv(path: Path, table: pd.DataFrame) -> None:
+    atomic_write_bytes(path, table.to_csv(sep="\t", index=False, na_rep="n/a").encode())
+
+
+def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
+    """Run the participant stage; returns one result per participant/session."""
+    if not 0.0 < config.min_fraction <= 1.0:
+        raise InputError(f"--min-fraction must be in (0, 1], got {config.min_fraction}")
+    if config.erode_mm < 0:
+        raise InputError(f"--erode-mm must be >= 0, got {config.erode_mm}")
+    if config.n_jobs < 1:
+        raise InputError(f"--n-jobs must be >= 1, got {config.n_jobs}")
+    if config.method not in METHODS:
+        raise InputError(
+            f"unknown fit method {config.method!r}; choose one of {', '.join(METHODS)}"
+        )
+    out = Path(config.output_dir)
+    if out.resolve() == Path(config.bids_dir).resolve():
+        raise InputError(f"{out}: the output directory must differ from the BIDS dataset")
+    sessions = find_inputs(
+        config.bids_dir,
+        participant_labels=config.participant_labels or None,
+        derivatives=config.derivatives,
+        exclude=[out],
+    )
+    write_json(
+        out / "dataset_description.json",
+        {
+            "Name": "ironmap R2* maps and regional R2*",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
+            "SourceDatasets": [{"URL": str(Path(config.bids_dir).resolve())}],
+        },
+    )
+    log.info("participant stage: %d participant(s)/session(s)", len(sessions))
+    results = map_ordered(
+        partial(_one, config=config), sessions, n_jobs=config.n_jobs, desc="participant"
+    )
+    for result in results:
+        if result.status == "failed":
+            log.error("%s: %s", result.name, result.error)
+    return results
+
+
+def summary(results: list[ParticipantResult]) -> str:
+    """One line: how many were done, skipped and failed."""
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
