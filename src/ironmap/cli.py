@@ -228,6 +228,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     )
     for result in results:
+        for message in result.warnings:
+            print(f"ironmap: warning: {message}", file=sys.stderr)
         if result.status == "failed":
             print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
     print(f"participant stage: {summary(results)}; outputs in {args.output_dir}")

@@ -74,6 +74,7 @@ class ParticipantResult:
     status: str  # "done", "skipped" or "failed"
     error: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -115,11 +116,15 @@ def _head_mask(first_echo: np.ndarray) -> np.ndarray:
 
 def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
     name = inputs.name
-    try:
-        return _process(inputs, config)
-    except (IronmapError, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return ParticipantResult(name, "failed", message)
+    with warnings.catch_warnings(record=True) as caught:  # reported by the parent process
+        warnings.simplefilter("always", IronmapWarning)
+        try:
+            result = _process(inputs, config)
+        except (IronmapError, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            result = ParticipantResult(name, "failed", message)
+    result.warnings = [str(w.message).splitlines()[0] for w in caught]
+    return result
 
 
 def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:

@@ -1,0 +1,292 @@
+"""Participant stage: regional R2* against the simulator's truth at every site, resume, and a
+one-line error for each bad input while the other participants finish."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from ironmap.cli import main
+from ironmap.regions import DEEP_GM
+from ironmap.simulate import generate_subject, truth_summary
+from ironmap.simulate.bids import write_dataset_files, write_subject
+from ironmap.simulate.cohort import SITES, draw_cohort, participants_table
+
+TE = (0.005, 0.010, 0.015, 0.020)
+
+
+# -- a simulated cohort with one MS patient per site --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sites") / "bids"
+    subjects = []
+    for i, site in enumerate(SITES):
+        s = draw_cohort(n_hc=0, n_ms=1, seed=100 + i, sites=(site,))[0]
+        subjects.append(dataclasses.replace(s, label=f"{i + 1:03d}"))
+    write_dataset_files(root, participants_table(subjects))
+    truth = {}
+    for s in subjects:
+        data = generate_subject(s)
+        write_subject(root, s, data)
+        truth[s.participant_id] = truth_summary(s, data)
+    out = root.parent / "out"
+    assert main(["run", str(root), str(out), "participant", "--n-jobs", "2"]) == 0
+    return root, out, truth
+
+
+def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_cohort):
+    _, out, truth = site_cohort
+    for sub, t in truth.items():
+        table = pd.read_csv(out / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
+        assert list(table.columns) == [
+            "participant_id",
+            "region",
+            "hemisphere",
+            "r2star_median",
+            "r2star_mean",
+            "r2star_iqr",
+            "n_voxels",
+            "volume_ml",
+        ]
+        for row in table.itertuples():
+            expected = t["regions"][row.region][row.hemisphere]["r2star_mean"]
+            expected *= t["site_r2star_bias"]
+            limit = 0.03 if row.hemisphere == "both" else 0.05
+            assert row.r2star_median == pytest.approx(expected, rel=limit), (sub, t["site"], row)
+            assert row.n_voxels > 0
+        for region in DEEP_GM:
+            row = table[(table.region == region) & (table.hemisphere == "both")].iloc[0]
+            assert row.volume_ml == pytest.approx(t["regions"][region]["both"]["volume_ml"])
+
+
+def test_volumes_and_lesion_load(site_cohort):
+    _, out, truth = site_cohort
+    for sub, t in truth.items():
+        vol = pd.read_csv(out / sub / "anat" / f"{sub}_volumes.tsv", sep="\t").iloc[0]
+        assert vol.lesion_volume_ml == pytest.approx(t["lesion_volume_ml"], rel=0.10)
+        assert vol.lesion_count == t["lesion_count"]
+        assert vol.icv_ml == pytest.approx(t["icv_ml"])
+        assert vol.brain_ml == pytest.approx(t["brain_ml"])
+        assert vol.nbv == pytest.approx(t["nbv"])
+        assert vol.cortical_gm_ml == pytest.approx(t["cortical_gm_ml"])
+
+
+def test_outputs_follow_the_conventions(site_cohort):
+    _, out, truth = site_cohort
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "ironmap"
+    sub = next(iter(truth))
+    anat = out / sub / "anat"
+    for suffix in ("R2starmap", "T2starmap", "S0map", "desc-sd_R2starmap"):
+        assert (anat / f"{sub}_{suffix}.nii.gz").exists()
+        assert "Units" in json.loads((anat / f"{sub}_{suffix}.json").read_text())
+    png = out / sub / "figures" / f"{sub}_desc-qc_R2starmap.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_skips_and_force_redoes(site_cohort, capsys):
+    root, out, _ = site_cohort
+    first = "001"
+    capsys.readouterr()
+    assert main(["run", str(root), str(out), "participant", "--participant-label", first]) == 0
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+    argv = ["run", str(root), str(out), "participant", "--participant-label", first]
+    assert main([*argv, "--min-fraction", "0.8"]) == 1  # other options, no --force
+    assert "outputs exist from other inputs or options; pass --force" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+
+
+# -- small hand-made datasets for the bad inputs ----------------------------------------------
+
+FINE = np.diag([1.0, 1.0, 1.0, 1.0])
+GRID = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((40, 40, 20), np.int16)
+    labels[4:36, 4:36, 2:18] = 2  # left WM
+    labels[20:36, 4:36, 2:18] = 41  # right WM
+    labels[10:16, 10:20, 6:12] = 12  # left putamen
+    labels[24:30, 10:20, 6:12] = 51  # right putamen
+    return labels
+
+
+def _write_subject(
+    root,
+    label,
+    *,
+    te=TE,
+    tsv=True,
+    dseg_affine=FINE,
+    lesion_affine=FINE,
+    sidecar_te=None,
+    part="_part-mag",
+):
+    labels = _labels()
+    r2 = np.where(np.isin(labels, (12, 51)), 40.0, np.where(labels > 0, 20.0, 0.0))
+    fine = 1000.0 * (labels > 0)[..., None] * np.exp(-r2[..., None] * np.asarray(te))
+    acq = fine.reshape(20, 2, 20, 2, 10, 2, len(te)).mean(axis=(1, 3, 5))
+    noise = np.random.default_rng(int(label)).normal(scale=2.0, size=(2, *acq.shape))
+    acq = np.hypot(acq + noise[0], noise[1])
+    anat = root / f"sub-{label}" / "anat"
+    anat.mkdir(parents=True)
+    for n, t in enumerate(te, start=1):
+        name = f"sub-{label}_echo-{n}{part}_MEGRE"
+        nib.save(
+            nib.Nifti1Image(acq[..., n - 1].astype(np.float32), GRID), anat / f"{name}.nii.gz"
+        )
+        value = t if sidecar_te is None else sidecar_te[n - 1]
+        meta = {} if value is None else {"EchoTime": value}
+        (anat / f"{name}.json").write_text(json.dumps(meta))
+    seg = root / "derivatives" / "seg" / f"sub-{label}" / "anat"
+    seg.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(labels, dseg_affine), seg / f"sub-{label}_dseg.nii.gz")
+    if tsv:
+        pd.DataFrame(
+            {
+                "index": [2, 41, 12, 51],
+                "name": [
+                    "Left-Cerebral-White-Matter",
+                    "Right-Cerebral-White-Matter",
+                    "Left-Putamen",
+                    "Right-Putamen",
+                ],
+            }
+        ).to_csv(seg / f"sub-{label}_dseg.tsv", sep="\t", index=False)
+    lesion = np.zeros_like(labels, dtype=np.uint8)
+    lesion[6:9, 25:29, 8:11] = 1
+    nib.save(nib.Nifti1Image(lesion, lesion_affine), seg / f"sub-{label}_label-lesion_mask.nii.gz")
+
+
+def _dataset(tmp_path, **bad):
+    root = tmp_path / "bids"
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    _write_subject(root, "01")
+    _write_subject(root, "02", **bad)
+    return root
+
+
+def _run(root, capsys, *extra):
+    code = main(["run", str(root), str(root.parent / "out"), "participant", *extra])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured
+
+
+def test_small_dataset_numbers_and_inputs_untouched(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    before = {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+    code, _ = _run(root, capsys)
+    assert code == 0
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    assert after == before
+    table = pd.read_csv(tmp_path / "out/sub-01/anat/sub-01_regions.tsv", sep="\t")
+    put = table[(table.region == "putamen") & (table.hemisphere == "both")].iloc[0]
+    assert put.r2star_median == pytest.approx(40.0, rel=0.02)
+    assert put.volume_ml == pytest.approx(2 * 6 * 10 * 6 / 1000)
+    nawm = table[table.region == "nawm"].iloc[0]
+    assert nawm.r2star_median == pytest.approx(20.0, rel=0.02)
+    vol = pd.read_csv(tmp_path / "out/sub-01/anat/sub-01_volumes.tsv", sep="\t").iloc[0]
+    assert vol.lesion_volume_ml == pytest.approx(3 * 4 * 3 / 1000)
+    assert vol.lesion_count == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"sidecar_te": [0.005, None, 0.015, 0.020]}, "no 'EchoTime' key"),
+        ({"sidecar_te": [5, 10, 15, 20]}, "look like milliseconds"),
+        ({"sidecar_te": [0.005, 0.010, 0.010, 0.020]}, "duplicate echo time 0.01 s"),
+        (
+            {"dseg_affine": np.diag([1.0, 1.0, 1.0, 1.0]) + np.eye(4, k=3) * 500},
+            "does not overlap the R2* image",
+        ),
+        (
+            {"lesion_affine": np.diag([1.0, 1.0, 1.0, 1.0]) + np.eye(4, k=3) * 500},
+            "label-lesion_mask.nii.gz: does not overlap",
+        ),
+    ],
+)
+def test_bad_input_fails_that_participant_only(tmp_path, capsys, bad, message):
+    root = _dataset(tmp_path, **bad)
+    code, captured = _run(root, capsys)
+    assert code == 1  # exit status = number of failed participants
+    errors = [line for line in captured.err.splitlines() if line.startswith("ironmap: error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("ironmap: error: sub-02: ")
+    assert message in errors[0]
+    assert (tmp_path / "out/sub-01/anat/sub-01_regions.tsv").exists()
+    assert "1 done, 0 skipped, 1 failed" in captured.out
+
+
+def test_segmentation_without_known_structures_gives_nan_rows(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    seg = root / "derivatives/seg/sub-02/anat/sub-02_dseg.tsv"
+    seg.write_text("index\tname\n2\tfoo\n41\tbar\n12\tbaz\n51\tqux\n")
+    code, captured = _run(root, capsys)
+    assert code == 0
+    assert "no known deep grey-matter structure" in captured.err
+    table = pd.read_csv(tmp_path / "out/sub-02/anat/sub-02_regions.tsv", sep="\t")
+    assert table[table.region == "putamen"].r2star_median.isna().all()
+
+
+def test_freesurfer_codes_without_tsv(tmp_path, capsys):
+    root = _dataset(tmp_path, tsv=False)
+    code, _ = _run(root, capsys)
+    assert code == 0
+    table = pd.read_csv(tmp_path / "out/sub-02/anat/sub-02_regions.tsv", sep="\t")
+    put = table[(table.region == "putamen") & (table.hemisphere == "left")].iloc[0]
+    assert put.r2star_median == pytest.approx(40.0, rel=0.02)
+
+
+def test_no_megre_and_unknown_label(tmp_path, capsys):
+    root = tmp_path / "bids"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    code, captured = _run(root, capsys)
+    assert code == 2
+    assert "no *_MEGRE.nii[.gz] magnitude files for sub-01" in captured.err
+    code, captured = _run(_dataset(tmp_path / "x"), capsys, "--participant-label", "07")
+    assert code == 2
+    assert "no participant(s) sub-07" in captured.err
+
+
+def test_qmri_megre_layout(tmp_path, capsys):
+    """bids-examples/qmri_megre: echo-01..08, no part entity, EchoTime as strings, a top-level
+    MEGRE.json, no derivatives: maps only, with a warning."""
+    root = tmp_path / "qmri_megre"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "q", "BIDSVersion": "1.9.0"}')
+    (root / "MEGRE.json").write_text('{"MagneticFieldStrength": 3, "Manufacturer": "Siemens"}')
+    anat = root / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    te = [0.005 * (k + 1) for k in range(8)]
+    yy, xx = np.mgrid[:24, :24]
+    head = (xx - 12) ** 2 + (yy - 12) ** 2 < 80
+    rng = np.random.default_rng(0)
+    for n, t in enumerate(te, start=1):
+        amp = np.where(head, 500.0 * np.exp(-25.0 * t), 0.0)[..., None] * np.ones(6)
+        mag = np.hypot(amp + rng.normal(size=amp.shape), rng.normal(size=amp.shape))
+        nib.save(
+            nib.Nifti1Image(mag.astype(np.float32), GRID),
+            anat / f"sub-01_echo-{n:02d}_MEGRE.nii.gz",
+        )
+        (anat / f"sub-01_echo-{n:02d}_MEGRE.json").write_text(json.dumps({"EchoTime": str(t)}))
+    code, captured = _run(root, capsys)
+    assert code == 0
+    assert "no segmentation (dseg) found; writing maps only" in captured.err
+    r2 = nib.load(tmp_path / "out/sub-01/anat/sub-01_R2starmap.nii.gz").get_fdata()
+    assert np.nanmedian(r2[head]) == pytest.approx(25.0, rel=0.02)
+    assert np.isnan(r2[~head]).mean() > 0.95  # background outside the magnitude-based mask
