@@ -63,7 +63,7 @@ def qc_figure(
             vmax=vmax,
             interpolation="nearest",
         )
-        for colour, (name, mask) in zip(_COLOURS * 3, outlines.items(), strict=False):
+        for colour, mask in zip(_COLOURS * 3, outlines.values(), strict=False):
             if mask[:, :, z].any():
                 ax.contour(
                     np.rot90(mask[:, :, z]).astype(float),
@@ -71,10 +71,15 @@ def qc_figure(
                     colors=[colour],
                     linewidths=0.8,
                 )
-                ax.plot([], [], color=colour, label=name)
         ax.set_title(f"z = {z}", fontsize=9)
         ax.axis("off")
-    handles, names = axes[0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=colour, label=name)
+        for colour, name in zip(_COLOURS * 3, outlines, strict=False)
+    ]
+    names = list(outlines)
     if handles:
         fig.legend(
             handles, names, loc="lower center", ncol=min(len(names), 7), fontsize=7, frameon=False
