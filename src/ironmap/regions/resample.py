@@ -85,15 +85,21 @@ def label_fractions(
     top = int(
         max(labels.max(initial=0), max((max(c, default=0) for c in groups.values()), default=0))
     )
-    luts = {}
-    for name, codes in groups.items():
-        lut = np.zeros(top + 2, dtype=bool)
-        lut[[c for c in codes if 0 <= c <= top]] = True
-        luts[name] = lut
+    # Dense label numbering: one bincount per slab counts every label in every target voxel.
+    present = np.unique(labels)
+    dense = np.zeros(top + 2, dtype=np.int64)
+    dense[present] = np.arange(present.size)
+    outside = present.size
+    dense[top + 1] = outside
+    members = {
+        name: np.flatnonzero(np.isin(present, np.asarray(codes, dtype=np.int64)))
+        for name, codes in groups.items()
+    }
     nx, ny, nz = (int(s) for s in target_shape)
     out = {name: np.zeros((nx, ny, nz), dtype=np.float32) for name in [*groups, "_inside"]}
     per_slice = nx * ny * int(np.prod(n_sub))
     slab = max(1, _POINTS_PER_SLAB // max(per_slice, 1))
+    slab = max(1, min(slab, _POINTS_PER_SLAB // (nx * ny * (outside + 1))))  # label counts
     i = (np.arange(nx)[:, None] + offsets[0][None, :]).reshape(-1, 1, 1)
     j = (np.arange(ny)[:, None] + offsets[1][None, :]).reshape(1, -1, 1)
     shape_src = np.array(labels.shape)
@@ -110,10 +116,20 @@ def label_fractions(
         sub = np.full(inside.shape, top + 1, dtype=np.int64)  # top + 1: outside, in no group
         picked = [np.broadcast_to(a, inside.shape)[inside] for a in index]
         sub[inside] = labels[picked[0], picked[1], picked[2]]
-        blocks = (nx, n_sub[0], ny, n_sub[1], z1 - z0, n_sub[2])
-        out["_inside"][:, :, z0:z1] = inside.reshape(blocks).mean(axis=(1, 3, 5))
-        for name, lut in luts.items():
-            out[name][:, :, z0:z1] = lut[sub].reshape(blocks).mean(axis=(1, 3, 5))
+        nzs = z1 - z0
+        blocks = (nx, n_sub[0], ny, n_sub[1], nzs, n_sub[2])
+        voxel = (
+            np.arange(nx).reshape(-1, 1, 1, 1, 1, 1) * (ny * nzs)
+            + np.arange(ny).reshape(1, 1, -1, 1, 1, 1) * nzs
+            + np.arange(nzs).reshape(1, 1, 1, 1, -1, 1)
+        )
+        n_labels = outside + 1
+        key = np.broadcast_to(voxel, blocks) * n_labels + dense[sub].reshape(blocks)
+        counts = np.bincount(key.ravel(), minlength=nx * ny * nzs * n_labels)
+        counts = counts.reshape(nx, ny, nzs, n_labels) / float(np.prod(n_sub))
+        out["_inside"][:, :, z0:z1] = 1.0 - counts[..., outside]
+        for name, idx in members.items():
+            out[name][:, :, z0:z1] = counts[..., idx].sum(axis=-1)
     if not out["_inside"].any():
         raise InputError(
             f"{source_name}: does not overlap the R2* image in scanner space; check that both "
