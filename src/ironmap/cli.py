@@ -208,10 +208,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.analysis_level == "group":
-        print(
-            "ironmap run group: not available yet (arrives with the group stage)", file=sys.stderr
-        )
-        return 2
+        from .workflows.group import GroupConfig, run_group
+
+        result = run_group(GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir))
+        print(f"group tables: {args.output_dir / 'group'}; report: {result.report}")
+        return 0
     from .workflows.participant import ParticipantConfig, run_participant, summary
 
     results = run_participant(
