@@ -40,9 +40,10 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"ironmap {__version__}"
 
 
-def test_group_stage_is_announced_as_not_available(capsys, tmp_path):
+def test_group_stage_without_participants_tsv(capsys, tmp_path):
     assert main(["run", str(tmp_path), str(tmp_path / "out"), "group"]) == 2
-    assert "not available yet" in _stderr_line(capsys)
+    line = _stderr_line(capsys)
+    assert line.endswith("participants.tsv: No such file; the group stage needs participants.tsv")
 
 
 def test_verbose_flag_before_or_after_the_command(tmp_path, capsys):
