@@ -14,11 +14,14 @@ p-values are FDR-corrected within each model set.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
+from ..errors import IronmapWarning
 from .stats import fdr
 
 __all__ = ["DETERMINANT_COLUMNS", "PREDICTORS", "determinants"]
@@ -71,6 +74,25 @@ def _rows(region: str, model: str, data: pd.DataFrame, predictors: list[str]) ->
     ]
 
 
+def _independent(data: pd.DataFrame, predictors: list[str], region: str) -> list[str]:
+    """Drop predictors that are linear combinations of earlier ones (with a warning)."""
+    kept: list[str] = []
+    base = [np.ones(len(data))]
+    for p in predictors:
+        trial = np.column_stack([*base, *(data[k] for k in kept), data[p]])
+        scaled = (trial - trial.mean(0)) / np.where(trial.std(0) > 0, trial.std(0), 1.0)
+        scaled[:, 0] = 1.0
+        if np.linalg.matrix_rank(scaled, tol=1e-8 * len(data)) == trial.shape[1]:
+            kept.append(p)
+        else:
+            warnings.warn(
+                f"{region}: {p} is collinear with {', '.join(kept)}; left out of its models",
+                IronmapWarning,
+                stacklevel=3,
+            )
+    return kept
+
+
 def stepwise(data: pd.DataFrame, candidates: list[str]) -> list[str]:
     """Forward entry (p < 0.05) with backward removal (p > 0.10) until no change."""
     chosen: list[str] = []
@@ -107,7 +129,7 @@ def determinants(data: pd.DataFrame) -> pd.DataFrame:
     for region, sub in data.groupby("region", sort=False):
         predictors = list(LESION_PREDICTORS if region == "lesions" else PREDICTORS)
         sub = sub.dropna(subset=["y", *predictors])
-        usable = [p for p in predictors if sub[p].std(ddof=1) > 0]
+        usable = _independent(sub, [p for p in predictors if sub[p].std(ddof=1) > 0], region)
         if len(sub) < len(usable) + 3 or not usable:
             continue
         rows += _rows(region, "multivariable", sub, usable)
