@@ -14,12 +14,12 @@ from ironmap.cli import main
 def test_quick_demo_runs_resumes_and_recovers_r2star(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--quick"]) == 0
-    assert "12 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert "20 done, 0 skipped, 0 failed" in capsys.readouterr().out
     truth = json.loads((out / "bids_truth.json").read_text())
-    assert len(truth["subjects"]) == 12
+    assert len(truth["subjects"]) == 20
     # resume: nothing is recomputed
     assert main(["demo", str(out), "--quick"]) == 0
-    assert "0 done, 12 skipped, 0 failed" in capsys.readouterr().out
+    assert "0 done, 20 skipped, 0 failed" in capsys.readouterr().out
     for sub, t in truth["subjects"].items():
         table = pd.read_csv(out / "ironmap" / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
         for row in table[table.hemisphere == "both"].itertuples():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -176,6 +178,29 @@ def test_report_is_self_contained(tmp_path, capsys):
     assert external == []
     assert "<script" not in page
     assert "Ropele" in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium")
+def test_report_renders_in_headless_chromium(tmp_path):
+    bids, out = _write_cohort(tmp_path, n_hc=20, n_ms=20)
+    run_group(GroupConfig(bids, out))
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,3000",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert shot.stat().st_size > 50_000  # figures and tables drawn, not a blank page
 
 
 def test_participants_missing_from_the_table(tmp_path, capsys):

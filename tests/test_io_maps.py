@@ -27,6 +27,15 @@ def test_write_nifti_keeps_nan_and_float32(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text()) == {"Units": "1/s"}
 
 
+def test_outputs_are_readable_by_others(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = write_nifti(np.zeros((2, 2, 2)), AFFINE, tmp_path / "m.nii.gz", sidecar={})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_same_image_gives_identical_bytes(tmp_path):
     data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     a = write_nifti(data, AFFINE, tmp_path / "a.nii.gz", sidecar={})

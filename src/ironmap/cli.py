@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-hc", type=int, default=81, help="healthy controls (default: 81)")
     sim.add_argument("--n-ms", type=int, default=97, help="MS patients (default: 97)")
     sim.add_argument("--seed", type=int, default=2014, help="random seed (default: 2014)")
-    sim.add_argument("--quick", action="store_true", help="a 12-subject cohort for a quick look")
+    sim.add_argument(
+        "--quick", action="store_true", help="a 20-subject cohort (10 HC, 10 MS) for a quick look"
+    )
     sim.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
     sim.add_argument("--force", action="store_true", help="overwrite an existing OUT_BIDS")
 
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate a cohort, then run every stage that exists on it.",
     )
     demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
-    demo.add_argument("--quick", action="store_true", help="12 subjects instead of 178")
+    demo.add_argument("--quick", action="store_true", help="20 participants instead of 178")
     demo.add_argument("--n-jobs", type=int, default=2, help="parallel workers (default: 2)")
     demo.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT_DIR")
     return parser

@@ -161,10 +161,14 @@ def age_correct(
     reference_age: float,
     reference_site: str,
     region: str = "",
+    warn: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Age/site-corrected R2* and z-scores for ``data`` (columns ``y``, ``age``, ``site``)."""
+    """Age/site-corrected R2* and z-scores for ``data`` (columns ``y``, ``age``, ``site``).
+
+    ``warn=False`` leaves the warning about sites without controls to the caller.
+    """
     unknown = sorted(set(data["site"].dropna()) - set(model.site_effects))
-    if unknown:
+    if unknown and warn:
         warnings.warn(
             f"{region}: site(s) {', '.join(unknown)} have no controls; their R2* is corrected "
             "with the pooled site term",

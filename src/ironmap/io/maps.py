@@ -35,6 +35,15 @@ __all__ = [
 ]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def check_writable(paths: Iterable[Path], *, force: bool) -> None:
     """Refuse (one line) if any of ``paths`` exists and ``force`` is false."""
     if force:
@@ -52,6 +61,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -172,8 +172,11 @@ def _forest_figure(determinants: pd.DataFrame) -> str:
     if multi.empty:
         return "<p>No multivariable model could be fitted.</p>"
     regions = list(dict.fromkeys(multi.region))
-    fig, axes = _figure(len(regions), 1, size=(2.2, 2.8))
-    for ax, region in zip(axes, regions, strict=True):
+    ncols = min(len(regions), 5)
+    fig, axes = _figure(ncols, int(np.ceil(len(regions) / ncols)), size=(2.3, 2.4))
+    for ax in axes[len(regions) :]:
+        ax.axis("off")
+    for i, (ax, region) in enumerate(zip(axes, regions, strict=False)):
         part = multi[multi.region == region].reset_index(drop=True)
         scale = part.std_beta / part.beta.replace(0, np.nan)
         y = np.arange(len(part))[::-1]
@@ -187,7 +190,7 @@ def _forest_figure(determinants: pd.DataFrame) -> str:
             lw=0.8,
         )
         ax.axvline(0, color="#999", lw=0.6)
-        ax.set_yticks(y, part.predictor if ax is axes[0] else [""] * len(y), fontsize=7)
+        ax.set_yticks(y, part.predictor if i % ncols == 0 else [""] * len(y), fontsize=7)
         ax.set_title(region.replace("_", " "), fontsize=8)
         ax.set_xlabel("standardised beta", fontsize=7)
         ax.tick_params(labelsize=6)

@@ -124,7 +124,7 @@ def draw_cohort(
             dd = float(min(rng.gamma(4.0, mean_dd / 4.0), max(age - 15.0, 0.5)))
             base = {"RRMS": 1.0, "SPMS": 4.0, "PPMS": 3.5}[phenotype]
             edss = base + 0.12 * dd + rng.normal(0.0, 0.8)
-            edss = float(np.clip(np.round(edss * 2) / 2, 0.0, 8.5))
+            edss = float(np.clip(np.round(edss * 2) / 2, 0.0, 8.5)) + 0.0  # no "-0.0"
             lesions = int(rng.poisson(4.0 + 1.0 * dd))
             atrophy = float(np.clip(0.006 * dd + 0.01 * edss + rng.normal(0, 0.01), 0.0, 0.3))
         else:

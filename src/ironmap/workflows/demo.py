@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .group import GroupConfig, run_group
 from .participant import ParticipantConfig, run_participant, summary
 from .simulate import QUICK_COHORT, SimulateConfig, run_simulate, truth_path
 
 __all__ = ["run_demo"]
 
 log = logging.getLogger("ironmap")
-
-MISSING = "age/site-corrected statistics and the HTML report (group stage) arrive next"
 
 
 def _recovery(truth: dict, derivatives: Path) -> pd.DataFrame:
@@ -56,11 +55,11 @@ def run_demo(
         truth = json.loads(truth_file.read_text())
         reuse = (truth.get("n_hc"), truth.get("n_ms")) == (n_hc, n_ms)
     if reuse:
-        print(f"[1/2] reusing the simulated cohort in {bids} (--force to regenerate)")
+        print(f"[1/3] reusing the simulated cohort in {bids} (--force to regenerate)")
     else:
-        print(f"[1/2] simulating {n_hc} HC + {n_ms} MS at 7 sites into {bids} ...")
+        print(f"[1/3] simulating {n_hc} HC + {n_ms} MS at 7 sites into {bids} ...")
         run_simulate(SimulateConfig(bids, n_hc=n_hc, n_ms=n_ms, n_jobs=n_jobs, force=True))
-    print(f"[2/2] participant stage (R2* maps, regional R2*, volumes) into {derivatives} ...")
+    print(f"[2/3] participant stage (R2* maps, regional R2*, volumes) into {derivatives} ...")
     results = run_participant(
         ParticipantConfig(bids, derivatives, n_jobs=n_jobs, force=force or not reuse)
     )
@@ -71,7 +70,11 @@ def run_demo(
     truth = json.loads(truth_file.read_text())
     print("regional median R2* vs ground truth, |error| in % over participants:")
     print(_recovery(truth, derivatives).to_string())
-    print(f"per-participant tables: {derivatives}/sub-*/anat/sub-*_regions.tsv")
-    print(f"QC figures: {derivatives}/sub-*/figures/; ground truth: {truth_file}")
-    print(f"not yet part of the demo: {MISSING}.")
+    print("[3/3] group stage (age/site correction, comparisons, determinants, report) ...")
+    group = run_group(GroupConfig(bids, derivatives))
+    ms_hc = group.comparison[group.comparison.contrast == "MS-HC"].set_index("region")
+    print("MS - HC, age/sex/site-adjusted R2* difference (1/s):")
+    print(ms_hc[["estimate", "ci_low", "ci_high", "p_fdr"]].round(3).to_string())
+    print(f"group tables: {derivatives / 'group'}; ground truth: {truth_file}")
+    print(f"report: {group.report}")
     return sum(r.status == "failed" for r in results)

@@ -9,6 +9,7 @@ Reads ``participants.tsv`` and the participant-stage tables, and writes ``OUTPUT
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..cohort import (
     read_participants,
     subjects_table,
 )
-from ..errors import InputError
+from ..errors import InputError, IronmapWarning
 from ..io import atomic_write_bytes
 from ..regions import DEEP_GM
 
@@ -67,6 +68,7 @@ def _age_models(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     site_counts = hc_all.drop_duplicates("participant_id").site.value_counts()
     reference_site = str(site_counts.index[0])
     rows, corrected = [], []
+    no_controls: set[str] = set()
     for region in CORRECTED_REGIONS:
         part = long[long.region == region].rename(columns={"r2star_median": "y"})
         hc = part[part.group == "HC"]
@@ -75,8 +77,14 @@ def _age_models(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         model = fit_normative(hc[["y", "age", "site"]], region=region)
         values, z = age_correct(
-            part, model, reference_age=reference_age, reference_site=reference_site, region=region
+            part,
+            model,
+            reference_age=reference_age,
+            reference_site=reference_site,
+            region=region,
+            warn=False,
         )
+        no_controls |= set(part["site"].dropna()) - set(model.site_effects)
         corrected.append(
             pd.DataFrame({"index": part.index, "r2star_corrected": values, "r2star_z": z})
         )
@@ -93,6 +101,13 @@ def _age_models(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             **{f"site_{k}": v for k, v in model.site_effects.items()},
         }
         rows.append(row)
+    if no_controls:
+        warnings.warn(
+            f"site(s) {', '.join(sorted(no_controls))} have no controls; their R2* is corrected "
+            "for age with the pooled site term",
+            IronmapWarning,
+            stacklevel=3,
+        )
     corr = pd.concat(corrected).set_index("index") if corrected else pd.DataFrame()
     return pd.DataFrame(rows), corr
 

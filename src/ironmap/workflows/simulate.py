@@ -21,7 +21,7 @@ from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
 __all__ = ["QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
 
 #: ``(n_hc, n_ms)`` of ``--quick`` cohorts.
-QUICK_COHORT = (6, 6)
+QUICK_COHORT = (10, 10)
 
 log = logging.getLogger("ironmap")
 
