@@ -28,3 +28,29 @@ def test_quick_demo_runs_resumes_and_recovers_r2star(tmp_path, capsys):
                 continue
             expected = true * t["site_r2star_bias"]
             assert row.r2star_median == pytest.approx(expected, rel=0.03), (sub, row.region)
+
+
+@pytest.mark.slow
+def test_default_demo_recovers_every_planted_effect(tmp_path, capsys):
+    """The 178-participant demo (~5 min on 2 cores): the group stage finds what was planted."""
+    out = tmp_path / "demo"
+    assert main(["demo", str(out)]) == 0
+    comp = pd.read_csv(out / "ironmap" / "group" / "group_comparison.tsv", sep="\t")
+    ms_hc = comp[comp.contrast == "MS-HC"].set_index("region")
+    for region in ("thalamus", "caudate", "putamen", "red_nucleus", "dentate_nucleus"):
+        assert ms_hc.loc[region, "estimate"] > 0, region
+        assert ms_hc.loc[region, "p"] < 0.05, region
+        prog = comp[(comp.region == region) & (comp.contrast == "progressive-RRMS")].iloc[0]
+        assert prog.estimate > 0
+        assert prog.p < 0.05
+    for region in ("pallidum", "substantia_nigra"):
+        assert ms_hc.loc[region, "p"] > 0.05, region
+    det = pd.read_csv(out / "ironmap" / "group" / "determinants.tsv", sep="\t")
+    uni = det[det.model == "univariable"].set_index(["region", "predictor"])
+    for region in ("caudate", "putamen", "dentate_nucleus"):
+        for predictor in ("disease_duration", "edss"):
+            assert uni.loc[(region, predictor), "beta"] > 0
+            assert uni.loc[(region, predictor), "p"] < 0.05
+    assert uni.loc[("lesions", "disease_duration"), "beta"] < 0
+    assert uni.loc[("lesions", "disease_duration"), "p"] < 0.05
+    assert (out / "ironmap" / "report.html").stat().st_size > 100_000
