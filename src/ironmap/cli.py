@@ -209,6 +209,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.scheduler_address:
+        print(
+            "ironmap: warning: --scheduler-address: Dask execution is not built yet; "
+            "running with local worker processes (--n-jobs)",
+            file=sys.stderr,
+        )
     if args.analysis_level == "group":
         from .workflows.group import GroupConfig, run_group
 
