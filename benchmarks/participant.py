@@ -10,7 +10,6 @@ Run: ``python benchmarks/participant.py``.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -18,19 +17,14 @@ import pandas as pd
 
 from ironmap.simulate import generate_subject, truth_summary
 from ironmap.simulate.bids import write_dataset_files, write_subject
-from ironmap.simulate.cohort import SITES, draw_cohort, participants_table
+from ironmap.simulate.cohort import draw_site_panel, participants_table
 from ironmap.workflows.participant import ParticipantConfig, run_participant
 
 THRESHOLDS = (0.5, 0.75, 0.9, 1.0)
 
 
 def make_cohort(root: Path) -> dict:
-    subjects = [
-        dataclasses.replace(
-            draw_cohort(n_hc=0, n_ms=1, seed=100 + i, sites=(site,))[0], label=f"{i + 1:03d}"
-        )
-        for i, site in enumerate(SITES)
-    ]
+    subjects = draw_site_panel()
     write_dataset_files(root, participants_table(subjects))
     truth = {}
     for s in subjects:

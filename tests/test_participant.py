@@ -3,7 +3,6 @@ one-line error for each bad input while the other participants finish."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 
@@ -16,7 +15,7 @@ from ironmap.cli import main
 from ironmap.regions import DEEP_GM
 from ironmap.simulate import generate_subject, truth_summary
 from ironmap.simulate.bids import write_dataset_files, write_subject
-from ironmap.simulate.cohort import SITES, draw_cohort, participants_table
+from ironmap.simulate.cohort import draw_site_panel, participants_table
 
 TE = (0.005, 0.010, 0.015, 0.020)
 
@@ -27,10 +26,7 @@ TE = (0.005, 0.010, 0.015, 0.020)
 @pytest.fixture(scope="module")
 def site_cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("sites") / "bids"
-    subjects = []
-    for i, site in enumerate(SITES):
-        s = draw_cohort(n_hc=0, n_ms=1, seed=100 + i, sites=(site,))[0]
-        subjects.append(dataclasses.replace(s, label=f"{i + 1:03d}"))
+    subjects = draw_site_panel()
     write_dataset_files(root, participants_table(subjects))
     truth = {}
     for s in subjects:

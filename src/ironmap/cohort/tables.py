@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
     "PARTICIPANT_COLUMNS",
@@ -40,12 +41,7 @@ SUBJECT_COLUMNS = [
     "sex",
     "disease_duration",
     "edss",
-    "icv_ml",
-    "brain_ml",
-    "cortical_gm_ml",
-    "nbv",
-    "lesion_volume_ml",
-    "lesion_count",
+    *VOLUME_COLUMNS[1:],  # icv_ml ... lesion_count, as the participant stage writes them
 ]
 PHENOTYPES = ("CIS", "RRMS", "SPMS", "PPMS")
 

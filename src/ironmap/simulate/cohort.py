@@ -6,6 +6,7 @@ per subject, so a subject's data do not depend on how many workers generate the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,15 @@ import pandas as pd
 from .signal import Protocol
 from .tissue import AGE_MODELS, ms_r2star_change
 
-__all__ = ["SITES", "Site", "Subject", "draw_cohort", "subject_r2star"]
+__all__ = [
+    "SITES",
+    "Site",
+    "Subject",
+    "draw_cohort",
+    "draw_site_panel",
+    "participants_table",
+    "subject_r2star",
+]
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,16 @@ def draw_cohort(
             )
         )
     return sorted(subjects, key=lambda s: s.label)
+
+
+def draw_site_panel(*, group: str = "MS", seed: int = 100) -> list[Subject]:
+    """One participant of ``group`` per site (labels 001, 002, ...): every protocol once."""
+    panel = []
+    for i, site in enumerate(SITES):
+        n_hc, n_ms = (1, 0) if group == "HC" else (0, 1)
+        subject = draw_cohort(n_hc=n_hc, n_ms=n_ms, seed=seed + i, sites=(site,))[0]
+        panel.append(dataclasses.replace(subject, label=f"{i + 1:03d}"))
+    return panel
 
 
 def participants_table(subjects: list[Subject]) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..regions.labels import DEEP_GM
+
 __all__ = [
     "AGE_MODELS",
     "CODE_TISSUE",
@@ -31,17 +33,6 @@ __all__ = [
     "lesion_r2star_factor",
     "ms_r2star_change",
 ]
-
-#: The canonical deep grey-matter regions of CONVENTIONS, in reporting order.
-DEEP_GM = (
-    "thalamus",
-    "caudate",
-    "putamen",
-    "pallidum",
-    "substantia_nigra",
-    "red_nucleus",
-    "dentate_nucleus",
-)
 
 
 @dataclass(frozen=True)
