@@ -20,14 +20,19 @@ def test_quick_demo_runs_resumes_and_recovers_r2star(tmp_path, capsys):
     # resume: nothing is recomputed
     assert main(["demo", str(out), "--quick"]) == 0
     assert "0 done, 20 skipped, 0 failed" in capsys.readouterr().out
+    errors = []
     for sub, t in truth["subjects"].items():
         table = pd.read_csv(out / "ironmap" / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
         for row in table[table.hemisphere == "both"].itertuples():
             true = t["regions"][row.region]["both"]["r2star_mean"]
-            if true is None:  # no lesions in controls
-                continue
-            expected = true * t["site_r2star_bias"]
-            assert row.r2star_median == pytest.approx(expected, rel=0.03), (sub, row.region)
+            if true is not None:  # controls have no lesions
+                errors.append((row.region, row.r2star_median / (true * t["site_r2star_bias"]) - 1))
+    errors = pd.DataFrame(errors, columns=["region", "error"])
+    # unbiased for every structure; single small nuclei (~15 voxels) scatter by ~1 % SD
+    assert errors.groupby("region").error.mean().abs().max() < 0.01
+    assert errors.error.abs().max() < 0.05
+    assert errors.error.abs().median() < 0.005
+    assert (out / "ironmap" / "report.html").exists()
 
 
 @pytest.mark.slow
