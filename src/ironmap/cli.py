@@ -141,7 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="derivatives datasets holding segmentations and lesion masks",
     )
     run.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
-    run.add_argument("--scheduler-address", metavar="ADDR", help="Dask scheduler to use")
+    run.add_argument(
+        "--scheduler-address",
+        metavar="ADDR",
+        help="run participants on this Dask scheduler (tcp://host:port)",
+    )
+    run.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="run participants on the Dask scheduler described in FILE (dask-jobqueue / dask-mpi)",
+    )
     run.add_argument(
         "--min-fraction",
         type=float,
@@ -209,19 +218,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if args.scheduler_address:
-        print(
-            "ironmap: warning: --scheduler-address: Dask execution is not built yet; "
-            "running with local worker processes (--n-jobs)",
-            file=sys.stderr,
-        )
     if args.analysis_level == "group":
         from .workflows.group import GroupConfig, run_group
 
         result = run_group(GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir))
         print(f"group tables: {args.output_dir / 'group'}; report: {result.report}")
         return 0
-    from .workflows.participant import ParticipantConfig, run_participant, summary
+    from .workflows.participant import ParticipantConfig, run_participant, summary, summary_table
 
     results = run_participant(
         ParticipantConfig(
@@ -233,6 +236,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             min_fraction=args.min_fraction,
             erode_mm=args.erode_mm,
             n_jobs=args.n_jobs,
+            scheduler_address=args.scheduler_address,
+            scheduler_file=args.scheduler_file,
             force=args.force,
         )
     )
@@ -241,6 +246,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"ironmap: warning: {message}", file=sys.stderr)
         if result.status == "failed":
             print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
+    if args.verbose or len(results) > 1:
+        print(summary_table(results).round(2).to_string(index=False))
     print(f"participant stage: {summary(results)}; outputs in {args.output_dir}")
     return min(sum(r.status == "failed" for r in results), 125)
 

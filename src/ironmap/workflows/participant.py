@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import resource
 import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,7 +36,7 @@ from ..io import (
     write_decay_maps,
     write_json,
 )
-from ..parallel import map_ordered
+from ..parallel import make_executor, map_ordered
 from ..regions import (
     DEEP_GM,
     label_fractions,
@@ -46,7 +48,13 @@ from ..regions import (
 )
 from ..report import qc_figure
 
-__all__ = ["ParticipantConfig", "ParticipantResult", "run_participant", "summary"]
+__all__ = [
+    "ParticipantConfig",
+    "ParticipantResult",
+    "run_participant",
+    "summary",
+    "summary_table",
+]
 
 log = logging.getLogger("ironmap")
 
@@ -63,6 +71,8 @@ class ParticipantConfig:
     min_fraction: float = 0.9
     erode_mm: float = 0.0
     n_jobs: int = 1
+    scheduler_address: str | None = None
+    scheduler_file: str | None = None
     force: bool = False
 
 
@@ -75,6 +85,7 @@ class ParticipantResult:
     error: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    peak_rss_mb: float = float("nan")
 
 
 def _sha256(path: Path) -> str:
@@ -123,7 +134,13 @@ def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
         except (IronmapError, OSError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             result = ParticipantResult(name, "failed", message)
+        except Exception as exc:  # a bug must not stop the other participants
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            result = ParticipantResult(
+                name, "failed", f"internal error {type(exc).__name__}: {first}"
+            )
     result.warnings = [str(w.message).splitlines()[0] for w in caught]
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return result
 
 
@@ -276,8 +293,6 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         raise InputError(f"--min-fraction must be in (0, 1], got {config.min_fraction}")
     if config.erode_mm < 0:
         raise InputError(f"--erode-mm must be >= 0, got {config.erode_mm}")
-    if config.n_jobs < 1:
-        raise InputError(f"--n-jobs must be >= 1, got {config.n_jobs}")
     if config.method not in METHODS:
         raise InputError(
             f"unknown fit method {config.method!r}; choose one of {', '.join(METHODS)}"
@@ -301,14 +316,52 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
             "SourceDatasets": [{"URL": str(Path(config.bids_dir).resolve())}],
         },
     )
-    log.info("participant stage: %d participant(s)/session(s)", len(sessions))
-    results = map_ordered(
-        partial(_one, config=config), sessions, n_jobs=config.n_jobs, desc="participant"
+    executor = make_executor(
+        n_jobs=config.n_jobs,
+        scheduler_address=config.scheduler_address,
+        scheduler_file=config.scheduler_file,
     )
+    log.info("participant stage: %d participant(s)/session(s) on %r", len(sessions), executor)
+    try:
+        results = map_ordered(
+            partial(_one, config=config),
+            sessions,
+            executor=executor,
+            desc="participants",
+            failed=_is_failed,
+        )
+    except BrokenProcessPool as exc:
+        raise IronmapError(
+            "a worker process died (killed, or out of memory); rerun the same command to "
+            "resume: finished participants are kept"
+        ) from exc
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
     for result in results:
         if result.status == "failed":
             log.error("%s: %s", result.name, result.error)
     return results
+
+
+def _is_failed(result: ParticipantResult) -> bool:
+    return result.status == "failed"
+
+
+def summary_table(results: list[ParticipantResult]) -> pd.DataFrame:
+    """Per status: count, mean seconds per step, and the largest worker peak RSS (MB)."""
+    rows = []
+    for status in ("done", "skipped", "failed"):
+        part = [r for r in results if r.status == status]
+        if not part:
+            continue
+        times = pd.DataFrame([r.seconds for r in part])
+        row = {"status": status, "participants": len(part)}
+        for step in ("resample", "fit", "stats"):
+            row[f"{step}_s"] = float(times[step].mean()) if step in times else np.nan
+        row["peak_rss_mb"] = float(np.nanmax([r.peak_rss_mb for r in part]))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summary(results: list[ParticipantResult]) -> str:
