@@ -13,9 +13,6 @@ import pytest
 
 from ironmap.cli import main
 from ironmap.regions import DEEP_GM
-from ironmap.simulate import generate_subject, truth_summary
-from ironmap.simulate.bids import write_dataset_files, write_subject
-from ironmap.simulate.cohort import draw_site_panel, participants_table
 
 TE = (0.005, 0.010, 0.015, 0.020)
 
@@ -24,16 +21,9 @@ TE = (0.005, 0.010, 0.015, 0.020)
 
 
 @pytest.fixture(scope="module")
-def site_cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sites") / "bids"
-    subjects = draw_site_panel()
-    write_dataset_files(root, participants_table(subjects))
-    truth = {}
-    for s in subjects:
-        data = generate_subject(s)
-        write_subject(root, s, data)
-        truth[s.participant_id] = truth_summary(s, data)
-    out = root.parent / "out"
+def site_cohort(site_panel, tmp_path_factory):
+    root, truth = site_panel
+    out = tmp_path_factory.mktemp("participant") / "out"
     assert main(["run", str(root), str(out), "participant", "--n-jobs", "2"]) == 0
     return root, out, truth
 
