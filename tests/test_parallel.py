@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -52,6 +53,21 @@ def test_dask_local_cluster_gives_the_same_results():
         try:
             assert executor.workers == 2
             assert map_ordered(_square, range(9), executor=executor) == [x * x for x in range(9)]
+        finally:
+            executor.close()
+
+
+def test_dask_scheduler_file(tmp_path):
+    """dask-jobqueue and dask-mpi hand out a scheduler file rather than an address."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        path = tmp_path / "scheduler.json"
+        path.write_text(json.dumps({"address": cluster.scheduler_address, "type": "Scheduler"}))
+        executor = make_executor(scheduler_file=str(path))
+        try:
+            assert map_ordered(_square, [3, 4], executor=executor) == [9, 16]
         finally:
             executor.close()
 
