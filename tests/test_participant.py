@@ -238,6 +238,30 @@ def test_freesurfer_codes_without_tsv(tmp_path, capsys):
     assert put.r2star_median == pytest.approx(40.0, rel=0.02)
 
 
+def test_sessions_get_their_own_outputs(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    for sub in ("01", "02"):  # move each participant's data into ses-1 and copy it to ses-2
+        for base in (root, root / "derivatives" / "seg"):
+            anat = base / f"sub-{sub}" / "anat"
+            for ses in ("1", "2"):
+                target = base / f"sub-{sub}" / f"ses-{ses}" / "anat"
+                target.mkdir(parents=True)
+                for f in anat.iterdir():
+                    name = f.name.replace(f"sub-{sub}_", f"sub-{sub}_ses-{ses}_")
+                    (target / name).write_bytes(f.read_bytes())
+            for f in anat.iterdir():
+                f.unlink()
+            anat.rmdir()
+    code, captured = _run(root, capsys)
+    assert code == 0
+    assert "4 done" in captured.out
+    table = pd.read_csv(tmp_path / "out/sub-01/ses-2/anat/sub-01_ses-2_regions.tsv", sep="\t")
+    assert list(table.columns[:2]) == ["participant_id", "session"]
+    assert (table.session == "ses-2").all()
+    put = table[(table.region == "putamen") & (table.hemisphere == "both")].iloc[0]
+    assert put.r2star_median == pytest.approx(40.0, rel=0.02)
+
+
 def test_no_megre_and_unknown_label(tmp_path, capsys):
     root = tmp_path / "bids"
     (root / "sub-01" / "anat").mkdir(parents=True)

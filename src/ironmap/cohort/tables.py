@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, IronmapWarning
 from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
@@ -105,14 +106,29 @@ def _stack(paths: list[Path]) -> pd.DataFrame:
 
 
 def collect_regions(output_dir: str | Path) -> pd.DataFrame:
-    """Stack ``sub-*/**/sub-*_regions.tsv`` of the participant stage."""
+    """Stack ``sub-*/**/sub-*_regions.tsv`` of the participant stage.
+
+    With several sessions per participant the cross-sectional statistics use the first session
+    (in label order), with a warning; every session stays in the per-participant files.
+    """
     paths = sorted(Path(output_dir).glob("sub-*/**/sub-*_regions.tsv"))
     if not paths:
         raise InputError(
             f"{output_dir}: no sub-*_regions.tsv; run the participant stage first "
             "(ironmap run BIDS_DIR OUTPUT_DIR participant)"
         )
-    return _stack(paths)
+    table = _stack(paths)
+    if "session" in table.columns:
+        first = table.groupby("participant_id")["session"].transform("min")
+        if (table["session"] != first).any():
+            warnings.warn(
+                "several sessions per participant: the group statistics use each participant's "
+                "first session",
+                IronmapWarning,
+                stacklevel=2,
+            )
+        table = table[table["session"] == first].reset_index(drop=True)
+    return table
 
 
 def subjects_table(participants: pd.DataFrame, output_dir: str | Path) -> pd.DataFrame:
