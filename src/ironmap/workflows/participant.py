@@ -144,6 +144,78 @@ def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
     return result
 
 
+@dataclass
+class _Segmentation:
+    """A segmentation (and lesion mask) transferred to the R2* grid."""
+
+    mask: np.ndarray
+    fractions: dict[str, np.ndarray] = field(default_factory=dict)
+    lesion_fraction: np.ndarray | None = None
+    subject_volumes: dict = field(default_factory=dict)
+    region_ml: dict[str, float] = field(default_factory=dict)
+
+
+def _volume3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Data and affine of a 3D image (a 4D image with one volume is accepted)."""
+    img = load_image(path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    return data, img.affine
+
+
+def _transfer_segmentation(inputs: SessionInputs, grid, affine: np.ndarray) -> _Segmentation:
+    """Label fractions of every region on the R2* grid, fitting mask, volumes."""
+    labels, seg_affine = _volume3d(inputs.dseg)
+    table = read_label_table(inputs.dseg_tsv) if inputs.dseg_tsv is not None else None
+    codes = region_codes(table)
+    if not any(codes.codes(r) for r in DEEP_GM):
+        warnings.warn(
+            f"{inputs.dseg}: no known deep grey-matter structure "
+            f"({'see its .tsv' if table else 'no .tsv, so FreeSurfer aseg codes'}); "
+            "regional rows are NaN",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    present = np.unique(labels)
+    groups = {**region_groups(codes), "icv": tuple(int(c) for c in present if c > 0)}
+    fractions = label_fractions(
+        labels, seg_affine, grid, affine, groups, source_name=str(inputs.dseg)
+    )
+    if fractions["_inside"].mean() < 0.05:
+        raise InputError(
+            f"{inputs.dseg}: covers only {100 * fractions['_inside'].mean():.1f} % of the "
+            "R2* image; check that its affine maps to the same scanner space"
+        )
+    lesion, lesion_affine, lesion_fraction = None, None, None
+    if inputs.lesion_mask is not None:
+        lesion, lesion_affine = _volume3d(inputs.lesion_mask)
+        lesion = np.nan_to_num(lesion) != 0
+        lesion_fraction = label_fractions(
+            lesion.astype(np.uint8),
+            lesion_affine,
+            grid,
+            affine,
+            {"lesion": (1,)},
+            source_name=str(inputs.lesion_mask),
+        )["lesion"]
+    subject_volumes, region_ml = volumes(
+        labels,
+        seg_affine,
+        codes,
+        participant_id=f"sub-{inputs.subject}",
+        lesion_mask=lesion,
+        lesion_affine=lesion_affine,
+    )
+    return _Segmentation(
+        mask=ndimage.binary_dilation(fractions["icv"] >= 0.5),
+        fractions=fractions,
+        lesion_fraction=lesion_fraction,
+        subject_volumes=subject_volumes,
+        region_ml=region_ml,
+    )
+
+
 def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
     name = inputs.name
     out_dir = Path(config.output_dir) / inputs.anat_dir
@@ -161,70 +233,19 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
             )
     start = time.perf_counter()
     image = load_bids_echoes(inputs.echoes)
-    grid = image.data.shape[:3]
     voxel_mm = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
 
-    fractions: dict[str, np.ndarray] = {}
-    lesion_fraction = None
-    subject_volumes = {"participant_id": f"sub-{inputs.subject}"}
-    region_ml: dict[str, float] = {}
-    mask = None
     if inputs.dseg is not None:
-        seg = load_image(inputs.dseg)
-        labels = np.asarray(seg.dataobj)
-        if labels.ndim == 4 and labels.shape[3] == 1:
-            labels = labels[..., 0]
-        table = read_label_table(inputs.dseg_tsv) if inputs.dseg_tsv is not None else None
-        codes = region_codes(table)
-        if not any(codes.codes(r) for r in DEEP_GM):
-            warnings.warn(
-                f"{inputs.dseg}: no known deep grey-matter structure "
-                f"({'see its .tsv' if table else 'no .tsv, so FreeSurfer aseg codes'}); "
-                "regional rows are NaN",
-                IronmapWarning,
-                stacklevel=2,
-            )
-        present = np.unique(labels)
-        groups = {**region_groups(codes), "icv": tuple(int(c) for c in present if c > 0)}
-        fractions = label_fractions(
-            labels, seg.affine, grid, image.affine, groups, source_name=str(inputs.dseg)
-        )
-        if fractions["_inside"].mean() < 0.05:
-            raise InputError(
-                f"{inputs.dseg}: covers only {100 * fractions['_inside'].mean():.1f} % of the "
-                "R2* image; check that its affine maps to the same scanner space"
-            )
-        mask = ndimage.binary_dilation(fractions["icv"] >= 0.5)
-        lesion, lesion_affine = None, None
-        if inputs.lesion_mask is not None:
-            lesion_img = load_image(inputs.lesion_mask)
-            lesion = np.nan_to_num(np.asarray(lesion_img.dataobj)) != 0
-            if lesion.ndim == 4 and lesion.shape[3] == 1:
-                lesion = lesion[..., 0]
-            lesion_affine = lesion_img.affine
-            lesion_fraction = label_fractions(
-                lesion.astype(np.uint8),
-                lesion_affine,
-                grid,
-                image.affine,
-                {"lesion": (1,)},
-                source_name=str(inputs.lesion_mask),
-            )["lesion"]
-        subject_volumes, region_ml = volumes(
-            labels,
-            seg.affine,
-            codes,
-            participant_id=f"sub-{inputs.subject}",
-            lesion_mask=lesion,
-            lesion_affine=lesion_affine,
-        )
+        seg = _transfer_segmentation(inputs, image.data.shape[:3], image.affine)
     else:
         warnings.warn(
             f"{name}: no segmentation (dseg) found; writing maps only, no regional R2*",
             IronmapWarning,
             stacklevel=2,
         )
-        mask = _head_mask(image.data[..., 0])
+        seg = _Segmentation(mask=_head_mask(image.data[..., 0]))
+    fractions, lesion_fraction, mask = seg.fractions, seg.lesion_fraction, seg.mask
+    subject_volumes, region_ml = seg.subject_volumes, seg.region_ml
     seconds["resample"] = time.perf_counter() - start
 
     start = time.perf_counter()
