@@ -160,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         "inside (default: 0.9, see docs/regions.md)",
     )
     run.add_argument(
+        "--b0-correction",
+        choices=("off", "auto"),
+        default="auto",
+        help="correct R2* for macroscopic field gradients using the part-phase echoes "
+        "(auto: when phase images exist; see docs/fitting.md)",
+    )
+    run.add_argument(
         "--erode-mm",
         type=float,
         default=0.0,
@@ -235,6 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             method=args.method,
             min_fraction=args.min_fraction,
             erode_mm=args.erode_mm,
+            b0_correction=args.b0_correction,
             n_jobs=args.n_jobs,
             scheduler_address=args.scheduler_address,
             scheduler_file=args.scheduler_file,

@@ -25,6 +25,7 @@ def r2star_crlb_sd(
     sigma: float,
     *,
     rician: bool = True,
+    factor: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Cramer-Rao standard deviation of R2* (1/s).
 
@@ -47,7 +48,7 @@ def r2star_crlb_sd(
         The smallest standard deviation any unbiased estimator of R2* can reach; NaN where the
         inputs are not finite.
     """
-    a, b, c, _ = _information(s0, r2star, te, sigma, rician)
+    a, b, c, _ = _information(s0, r2star, te, sigma, rician, factor)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(a / (a * c - b * b))
 
@@ -59,6 +60,7 @@ def r2star_ml_bias(
     sigma: float,
     *,
     rician: bool = True,
+    factor: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Second-order bias of the maximum-likelihood R2* from the model's curvature (1/s).
 
@@ -70,7 +72,7 @@ def r2star_ml_bias(
 
     Parameters and shapes are those of :func:`r2star_crlb_sd`.
     """
-    a, b, c, (amp, w) = _information(s0, r2star, te, sigma, rician)
+    a, b, c, (amp, w) = _information(s0, r2star, te, sigma, rician, factor)
     te = np.asarray(te, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         det = a * c - b * b
@@ -81,13 +83,20 @@ def r2star_ml_bias(
 
 
 def _information(
-    s0: ArrayLike, r2star: ArrayLike, te: ArrayLike, sigma: float, rician: bool
+    s0: ArrayLike,
+    r2star: ArrayLike,
+    te: ArrayLike,
+    sigma: float,
+    rician: bool,
+    factor: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], tuple]:
     """Fisher information ``[[a, b], [b, c]]`` about ``(ln S0, R2*)``, plus amplitudes/weights."""
     s0 = np.asarray(s0, dtype=np.float64)
     r2 = np.asarray(r2star, dtype=np.float64)
     te = np.asarray(te, dtype=np.float64)
     amp = s0[..., None] * np.exp(-r2[..., None] * te)
+    if factor is not None:
+        amp = amp * np.asarray(factor, dtype=np.float64)
     w = rician_information_factor(amp / sigma) if rician else np.ones_like(amp)
     w = w / sigma**2
     wa2 = w * amp**2

@@ -141,7 +141,13 @@ class DecayModel:
             return "two_point"
         return self.method
 
-    def fit(self, data: ArrayLike, mask: ArrayLike | None = None) -> DecayFit:
+    def fit(
+        self,
+        data: ArrayLike,
+        mask: ArrayLike | None = None,
+        *,
+        decay_factor: ArrayLike | None = None,
+    ) -> DecayFit:
         """Fit every voxel of ``mask``.
 
         Parameters
@@ -150,6 +156,11 @@ class DecayModel:
             Magnitude images, echoes on the last axis; any float or integer dtype. Not modified.
         mask : array_like of bool, shape (...), optional
             Voxels to fit (default: all).
+        decay_factor : array_like, shape (..., n_echoes), optional
+            Known extra signal factor per voxel and echo, e.g. the dephasing of macroscopic
+            field gradients (:mod:`~ironmap.fitting.gradients`): the model becomes
+            ``S0 exp(-R2* TE) F(TE)``, the noise stays that of ``data``. Voxels where it is not
+            finite or not > 0 fail (``BAD_SIGNAL``).
 
         Returns
         -------
@@ -176,14 +187,25 @@ class DecayModel:
                 )
             mask = mask.astype(bool)
 
+        if decay_factor is not None:
+            decay_factor = np.asarray(decay_factor)
+            if decay_factor.shape != data.shape:
+                raise InputError(
+                    f"decay_factor shape {decay_factor.shape} does not match the data {data.shape}"
+                )
         sigma, sigma_source = self._resolve_sigma(data, mask)
         params = np.full((*spatial, 2), np.nan)
         status = np.full(spatial, FitStatus.NOT_FITTED, dtype=np.uint8)
         for index, block in _blocks(data, mask, self.chunk_size):
-            s0, r2, st = self._fit_block(block, sigma)
+            factor = None
+            if decay_factor is not None:
+                factor = np.asarray(decay_factor[index], dtype=np.float64).reshape(block.shape)
+            s0, r2, st = self._fit_block(block, sigma, factor)
             params[index] = np.column_stack([s0, r2]).reshape(params[index].shape)
             status[index] = st.reshape(status[index].shape)
-        fit = DecayFit(self, data, params, status, sigma=sigma, sigma_source=sigma_source)
+        fit = DecayFit(
+            self, data, params, status, sigma=sigma, sigma_source=sigma_source, factor=decay_factor
+        )
         _warn_failures(status)
         return fit
 
@@ -233,7 +255,10 @@ class DecayModel:
         return sigma
 
     def _fit_block(
-        self, block: NDArray[np.float64], sigma: float | None
+        self,
+        block: NDArray[np.float64],
+        sigma: float | None,
+        factor: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
         """Fit one ``(n, n_echoes)`` block; returns ``(s0, r2star, status)``, NaN on failure."""
         te = self.echo_times_s
@@ -242,15 +267,20 @@ class DecayModel:
         r2 = np.full(n, np.nan)
         status = np.full(n, FitStatus.OK, dtype=np.uint8)
         good = np.all(np.isfinite(block) & (block > 0), axis=1)
+        if factor is not None:
+            good &= np.all(np.isfinite(factor) & (factor > 0), axis=1)
         status[~good] = FitStatus.BAD_SIGNAL
         if sigma is not None:
             weak = good & (block[:, 0] < self.min_snr * sigma)
             status[weak] = FitStatus.NO_SIGNAL
             good &= ~weak
         y = block[good]
+        f = None if factor is None else factor[good]
         converged = np.ones(y.shape[0], dtype=bool)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             name = self.solver_name
+            if f is not None and name != "auto":
+                y = y / f  # Gaussian-noise methods: fit the corrected decay
             if name == "two_point":
                 a, r = solvers.two_point(y, te)
             elif name == "loglin":
@@ -262,7 +292,7 @@ class DecayModel:
             elif name == "nlls":
                 a, r, converged = solvers.nlls(y, te)
             else:
-                a, r, converged = _auto(y, te, sigma)
+                a, r, converged = _auto(y, te, sigma, f)
         s0[good], r2[good] = a, r
         fitted = np.flatnonzero(good)
         # "No decay": less than 1 ppm of signal lost over the echo train (or rising signal).
@@ -276,18 +306,22 @@ class DecayModel:
 
 
 def _auto(
-    y: NDArray[np.float64], te: NDArray[np.float64], sigma: float | None
+    y: NDArray[np.float64],
+    te: NDArray[np.float64],
+    sigma: float | None,
+    factor: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """The default estimator; see :class:`DecayModel` and docs/fitting.md."""
     first = solvers.two_point if te.size == 2 else solvers.wls
+    f = np.ones_like(y) if factor is None else factor
     if sigma is None:
-        a, r = first(y, te)
+        a, r = first(y / f, te)
         return a, r, np.ones(y.shape[0], dtype=bool)
     # Above the noise floor: sqrt(M^2 - sigma^2) is unbiased to second order in sigma / A.
-    corrected = np.sqrt(np.maximum(y**2 - sigma**2, (0.5 * sigma) ** 2))
+    corrected = np.sqrt(np.maximum(y**2 - sigma**2, (0.5 * sigma) ** 2)) / f
     a, r = first(corrected, te)
     converged = np.ones(y.shape[0], dtype=bool)
-    last = a * np.exp(-r * te[-1])
+    last = a * np.exp(-r * te[-1]) * f[:, -1]
     low = ~(last >= RICIAN_CUTOFF_SNR * sigma)  # NaN starts go to the Rician fit as well
     if low.any():
         start_a, start_r = a[low], r[low]
@@ -295,9 +329,9 @@ def _auto(
         if broken.any():  # fall back to a crude start from the first two echoes
             start_a[broken], start_r[broken] = solvers.two_point(y[low][broken][:, :2], te[:2])
         a_ml, r_ml, converged[low] = solvers.rician_ml(
-            y[low], te, sigma, s0=start_a, r2star=start_r
+            y[low], te, sigma, s0=start_a, r2star=start_r, factor=f[low]
         )
-        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma)
+        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f[low])
     return a, r, converged
 
 
@@ -358,6 +392,7 @@ class DecayFit:
         *,
         sigma: float | None,
         sigma_source: str,
+        factor: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.params = params
@@ -365,6 +400,7 @@ class DecayFit:
         self.sigma = sigma
         self.sigma_source = sigma_source
         self._data = data
+        self._factor = factor
 
     def __repr__(self) -> str:
         n_ok = int(np.sum(self.status == FitStatus.OK))
@@ -416,7 +452,7 @@ class DecayFit:
             return np.full(self.status.shape, np.nan)
         te, sigma, rician = self.model.echo_times_s, self.sigma, self.method == "auto"
         return self._per_voxel(
-            lambda p, _: r2star_crlb_sd(p[:, 0], p[:, 1], te, sigma, rician=rician)
+            lambda p, _, f: r2star_crlb_sd(p[:, 0], p[:, 1], te, sigma, rician=rician, factor=f)
         )
 
     @cached_property
@@ -424,8 +460,8 @@ class DecayFit:
         """Root-mean-square residual ``sqrt(mean_i (M_i - S_i)^2)`` (signal units), shape (...)."""
         te = self.model.echo_times_s
 
-        def rms(p: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
-            pred = p[:, :1] * np.exp(-p[:, 1:] * te)
+        def rms(p, y, f) -> NDArray[np.float64]:
+            pred = p[:, :1] * np.exp(-p[:, 1:] * te) * (1.0 if f is None else f)
             return np.sqrt(np.mean((y - pred) ** 2, axis=1))
 
         return self._per_voxel(rms)
@@ -440,12 +476,14 @@ class DecayFit:
         te = self.model.echo_times_s if echo_times_s is None else np.asarray(echo_times_s)
         return self.s0[..., None] * np.exp(-self.r2star[..., None] * te)
 
-    def _per_voxel(
-        self, func: Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.float64]]
-    ) -> NDArray[np.float64]:
-        """Apply ``func(params_block, data_block)`` over fitted voxels in chunks."""
+    def _per_voxel(self, func: Callable[..., NDArray[np.float64]]) -> NDArray[np.float64]:
+        """Apply ``func(params_block, data_block, factor_block)`` over fitted voxels in chunks."""
         out = np.full(self.status.shape, np.nan)
         ok = self.status == FitStatus.OK
         for index, block in _blocks(self._data, ok, self.model.chunk_size):
-            out[index] = func(self.params[index].reshape(-1, 2), block).reshape(out[index].shape)
+            factor = None
+            if self._factor is not None:
+                factor = np.asarray(self._factor[index], np.float64).reshape(block.shape)
+            values = func(self.params[index].reshape(-1, 2), block, factor)
+            out[index] = values.reshape(out[index].shape)
         return out

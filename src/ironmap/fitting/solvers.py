@@ -257,6 +257,7 @@ def rician_ml(
     *,
     s0: Array,
     r2star: Array,
+    factor: Array | None = None,
     max_iter: int = 50,
     tol: float = 1e-8,
 ) -> tuple[Array, Array, NDArray[np.bool_]]:
@@ -277,6 +278,8 @@ def rician_ml(
         Noise standard deviation per channel, in signal units.
     s0, r2star : numpy.ndarray, shape (n_voxels,)
         Starting values.
+    factor : numpy.ndarray, shape (n_voxels, n_echoes), optional
+        Known signal factor per echo (amplitude model ``S0 exp(-R2* TE) F``).
 
     Returns
     -------
@@ -284,13 +287,14 @@ def rician_ml(
     converged : numpy.ndarray of bool, shape (n_voxels,)
     """
     inv_var = 1.0 / sigma**2
+    scale = np.ones_like(signal) if factor is None else factor
 
     def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
-        amp = np.exp(u[:, None] - r[:, None] * te[None, :])
+        amp = np.exp(u[:, None] - r[:, None] * te[None, :]) * scale[idx]
         return np.sum(rician_negloglik(amp, signal[idx], sigma), axis=1)
 
     def linearise(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
-        amp = np.exp(u[:, None] - r[:, None] * te[None, :])
+        amp = np.exp(u[:, None] - r[:, None] * te[None, :]) * scale[idx]
         mag = signal[idx]
         z = amp * mag * inv_var
         ratio = bessel_ratio(z)

@@ -63,6 +63,7 @@ class SessionInputs:
     dseg: Path | None = None
     dseg_tsv: Path | None = None
     lesion_mask: Path | None = None
+    phases: tuple[Path, ...] = ()
 
     @property
     def name(self) -> str:
@@ -170,6 +171,21 @@ def find_inputs(
             if not echoes:
                 raise InputError(f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name}")
             echoes = _one_acquisition(echoes, name)
+            phases = tuple(
+                sorted(
+                    p
+                    for p in anat.glob("*_part-phase_MEGRE.nii*")
+                    if _matches(p, subject, session)
+                )
+            )
+            if phases and len(phases) != len(echoes):
+                warnings.warn(
+                    f"{name}: {len(phases)} phase but {len(echoes)} magnitude echoes; "
+                    "phase ignored",
+                    IronmapWarning,
+                    stacklevel=2,
+                )
+                phases = ()
             seg_dirs = [d / rel for d in deriv_roots for rel in _relative_anat(subject, session)]
             dsegs = [
                 p
@@ -197,6 +213,7 @@ def find_inputs(
                     dseg=dseg,
                     dseg_tsv=dseg_tsv,
                     lesion_mask=_pick(lesions, "lesion mask", name),
+                    phases=phases,
                 )
             )
     return found

@@ -223,20 +223,24 @@ def _echo_time_from_sidecar(path: Path) -> float:
     return float(value)
 
 
-def load_bids_echoes(paths: Sequence[str | Path]) -> MultiEchoImage:
-    """Load per-echo BIDS MEGRE magnitude files; echo times come from their sidecars.
+def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> MultiEchoImage:
+    """Load per-echo BIDS MEGRE files; echo times come from their sidecars.
 
     Parameters
     ----------
     paths : sequence of str or Path
         One file per echo, in any order (sorted by echo time here).
+    part : {"mag", "phase"}
+        What the files must be: magnitudes (default) or phases in radians.
     """
     files = [Path(p) for p in paths]
     if not files:
         raise InputError("no echo files given; pass the ..._echo-<n>_part-mag_MEGRE.nii.gz files")
     for f in files:
-        if "_part-phase" in f.name:
+        if part == "mag" and "_part-phase" in f.name:
             raise InputError(f"{f}: a phase image; R2* needs magnitudes, pass the part-mag files")
+        if part == "phase" and "_part-phase" not in f.name:
+            raise InputError(f"{f}: not a part-phase image")
     images = [load_image(f) for f in files]
     tes = [_echo_time_from_sidecar(f) for f in files]
     first = images[0]
@@ -261,8 +265,14 @@ def load_bids_echoes(paths: Sequence[str | Path]) -> MultiEchoImage:
         source=sidecar_path(files[order[0]]).parent / "*.json",
         hint="BIDS EchoTime is in seconds; fix the sidecars",
     )
+    data = _finite(np.stack([volumes[i] for i in order], axis=-1), files[0])
+    if part == "phase" and np.nanmax(np.abs(data)) > np.pi + 1e-3:
+        raise InputError(
+            f"{files[0]}: phase values up to {np.nanmax(np.abs(data)):.4g}; phase images must be "
+            "in radians (-pi..pi), rescale them or set scl_slope"
+        )
     return MultiEchoImage(
-        data=_finite(np.stack([volumes[i] for i in order], axis=-1), files[0]),
+        data=data,
         affine=first.affine.copy(),
         header=first.header.copy(),
         echo_times_s=te,

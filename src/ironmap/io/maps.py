@@ -142,6 +142,7 @@ def write_decay_maps(
     sources: Iterable[str | Path],
     force: bool = False,
     header: nib.Nifti1Header | None = None,
+    extra_sidecar: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write the maps of a :class:`~ironmap.fitting.DecayFit` under ``prefix`` (CONVENTIONS).
 
@@ -182,6 +183,7 @@ def write_decay_maps(
         "NoiseSigmaSource": fit.sigma_source,
         "SoftwareName": "ironmap",
         "SoftwareVersion": __version__,
+        **(extra_sidecar or {}),
     }
     written = []
     for key, (values, units, description, dtype) in maps.items():

@@ -93,6 +93,19 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
             },
         )
         written.append(path)
+    if data.phase is not None:  # int16 like scanners: -4096..4095 <-> -pi..pi
+        scale = np.pi / 4096.0
+        stored_phase = np.clip(np.round(data.phase / scale), -4096, 4095).astype(np.int16)
+        for n, te in enumerate(protocol.echo_times_s, start=1):
+            path = anat / f"{sub}_echo-{n}_part-phase_MEGRE.nii.gz"
+            img = _image(stored_phase[..., n - 1], data.affine, np.int16)
+            img.header.set_slope_inter(scale, 0.0)
+            save_nifti(img, path)
+            write_json(
+                path.with_name(path.name.replace(".nii.gz", ".json")),
+                {"EchoTime": te, "EchoNumber": n, "Units": "rad", "MagneticFieldStrength": 3},
+            )
+            written.append(path)
     seg = root / SEGMENTATION_DIR / sub / "anat"
     dseg = seg / f"{sub}_dseg.nii.gz"
     save_nifti(_image(data.anatomy.labels, data.anatomy.affine, np.int16), dseg)

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
 from .cohort import Subject, subject_r2star
-from .signal import acquire, acquisition_affine, truth_maps
+from .signal import acquire, acquisition_affine, sinus_field, truth_maps
 from .tissue import DEEP_GM, lesion_r2star_factor
 
 __all__ = ["SubjectData", "generate_subject", "truth_summary"]
@@ -53,13 +53,17 @@ class SubjectData:
     magnitude: NDArray[np.float32]
     affine: NDArray[np.float64]
     sigma: float
+    phase: NDArray[np.float32] | None = None
 
 
-def generate_subject(subject: Subject, *, with_images: bool = True) -> SubjectData:
+def generate_subject(
+    subject: Subject, *, with_images: bool = True, with_phase: bool = False
+) -> SubjectData:
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
     ``with_images=False`` skips the acquisition (``magnitude`` empty, ``sigma`` NaN): the truth
-    alone, several times faster.
+    alone, several times faster. ``with_phase=True`` adds the frontal-sinus field
+    (:func:`~.signal.sinus_field`) and returns the phase images too.
     """
     rng = np.random.default_rng(subject.seed)
     anatomy = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
@@ -71,6 +75,17 @@ def generate_subject(subject: Subject, *, with_images: bool = True) -> SubjectDa
     affine = acquisition_affine(anatomy.affine, protocol.voxel_mm)
     if not with_images:
         return SubjectData(anatomy, r2, np.empty((0, 0, 0, 0), np.float32), affine, float("nan"))
+    if with_phase:
+        magnitude, sigma, phase = acquire(
+            r2,
+            s0,
+            protocol,
+            rng=rng,
+            r2star_bias=subject.site.r2star_bias,
+            extra_field_hz=sinus_field(),
+            with_phase=True,
+        )
+        return SubjectData(anatomy, r2, magnitude, affine, sigma, phase)
     magnitude, sigma = acquire(r2, s0, protocol, rng=rng, r2star_bias=subject.site.r2star_bias)
     return SubjectData(anatomy, r2, magnitude, affine, sigma)
 

@@ -27,6 +27,7 @@ from scipy import ndimage
 from .. import __version__
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import METHODS, DecayModel, sigma_from_background
+from ..fitting.gradients import gradient_correction
 from ..io import (
     SessionInputs,
     atomic_write_bytes,
@@ -70,6 +71,7 @@ class ParticipantConfig:
     method: str = "auto"
     min_fraction: float = 0.9
     erode_mm: float = 0.0
+    b0_correction: str = "auto"
     n_jobs: int = 1
     scheduler_address: str | None = None
     scheduler_file: str | None = None
@@ -97,7 +99,13 @@ def _sha256(path: Path) -> str:
 
 
 def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
-    files = [*inputs.echoes, inputs.dseg, inputs.dseg_tsv, inputs.lesion_mask]
+    files = [
+        *inputs.echoes,
+        *_phases_used(inputs, config),
+        inputs.dseg,
+        inputs.dseg_tsv,
+        inputs.lesion_mask,
+    ]
     sidecars = [p.with_name(p.name.split(".nii")[0] + ".json") for p in inputs.echoes]
     hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
     return {
@@ -107,8 +115,14 @@ def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
             "fit_method": config.method,
             "min_fraction": config.min_fraction,
             "erode_mm": config.erode_mm,
+            "b0_correction": bool(_phases_used(inputs, config)),
         },
     }
+
+
+def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
+    """Phase files the field-gradient correction uses (none when it is off)."""
+    return inputs.phases if config.b0_correction == "auto" else ()
 
 
 def _head_mask(first_echo: np.ndarray) -> np.ndarray:
@@ -249,9 +263,23 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
     seconds["resample"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    factor = None
+    phases = _phases_used(inputs, config)
+    if phases:
+        phase = load_bids_echoes(phases, part="phase")
+        if phase.data.shape != image.data.shape or not np.allclose(
+            phase.echo_times_s, image.echo_times_s
+        ):
+            raise InputError(
+                f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
+            )
+        factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
+        log.info("%s: field-gradient correction; %d voxels beyond it", name, int(unreliable.sum()))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IronmapWarning)
-        fit = DecayModel(image.echo_times_s, method=config.method).fit(image.data, mask=mask)
+        fit = DecayModel(image.echo_times_s, method=config.method).fit(
+            image.data, mask=mask, decay_factor=factor
+        )
     for w in caught:
         log.info("%s: %s", name, w.message)
     prefix = out_dir / name
@@ -263,6 +291,7 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
         sources=[str(p) for p in inputs.echoes],
         force=True,  # our own outputs of an unfinished or forced run
         header=image.header,
+        extra_sidecar={"B0GradientCorrection": bool(phases)},
     )
     seconds["fit"] = time.perf_counter() - start
 
@@ -314,6 +343,8 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         raise InputError(f"--min-fraction must be in (0, 1], got {config.min_fraction}")
     if config.erode_mm < 0:
         raise InputError(f"--erode-mm must be >= 0, got {config.erode_mm}")
+    if config.b0_correction not in ("off", "auto"):
+        raise InputError(f"--b0-correction must be off or auto, got {config.b0_correction!r}")
     if config.method not in METHODS:
         raise InputError(
             f"unknown fit method {config.method!r}; choose one of {', '.join(METHODS)}"
