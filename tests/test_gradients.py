@@ -95,3 +95,80 @@ def test_simulated_sinus_bias_falls_by_80_percent_and_flat_regions_do_not_change
     change = np.median(np.abs(corrected[far] / raw[far] - 1.0))
     assert change < 0.005
     assert abs(np.mean(corrected[far] / reference[far]) - 1.0) < 0.005
+
+
+@pytest.fixture(scope="module")
+def phase_cohort(tmp_path_factory):
+    from ironmap.workflows.simulate import SimulateConfig, run_simulate
+
+    root = tmp_path_factory.mktemp("phase") / "bids"
+    run_simulate(SimulateConfig(root, n_hc=1, n_ms=0, seed=3, with_phase=True))
+    return root
+
+
+def _regions(out):
+    import pandas as pd
+
+    path = next(out.rglob("*_regions.tsv"))
+    return pd.read_csv(path, sep="\t").set_index(["region", "hemisphere"])
+
+
+def test_participant_stage_uses_phase_when_present(phase_cohort, tmp_path):
+    import json
+
+    from ironmap.workflows.participant import ParticipantConfig, run_participant
+
+    for mode in ("auto", "off"):
+        results = run_participant(
+            ParticipantConfig(phase_cohort, tmp_path / mode, b0_correction=mode)
+        )
+        assert [r.status for r in results] == ["done"]
+    side = json.loads(next((tmp_path / "auto").rglob("*_R2starmap.json")).read_text())
+    assert side["B0GradientCorrection"] is True
+    prov = json.loads(next((tmp_path / "auto").rglob("*_provenance.json")).read_text())
+    assert any("part-phase" in k for k in prov["inputs"])
+    on, off = _regions(tmp_path / "auto"), _regions(tmp_path / "off")
+    for region in ("thalamus", "caudate", "putamen", "pallidum", "red_nucleus"):
+        ratio = (
+            on.loc[(region, "both"), "r2star_median"] / off.loc[(region, "both"), "r2star_median"]
+        )
+        assert abs(ratio - 1) < 0.005  # far from the sinus: unchanged
+    r2_on = nib_load(tmp_path / "auto" / "sub-001" / "anat" / "sub-001_R2starmap.nii.gz")
+    r2_off = nib_load(tmp_path / "off" / "sub-001" / "anat" / "sub-001_R2starmap.nii.gz")
+    both = np.isfinite(r2_on) & np.isfinite(r2_off)
+    assert np.percentile((r2_off - r2_on)[both], 99.9) > 3.0  # near the sinus R2* drops
+
+
+def nib_load(path):
+    import nibabel as nib
+
+    return nib.load(path).get_fdata()
+
+
+def test_iron_columns_and_field_strength_check(phase_cohort, tmp_path):
+    import json
+
+    from ironmap.regions.iron import CALIBRATIONS
+    from ironmap.workflows.participant import ParticipantConfig, run_participant
+
+    config = ParticipantConfig(phase_cohort, tmp_path / "a", iron_calibration="langkammer2010")
+    assert run_participant(config)[0].status == "done"
+    table = _regions(tmp_path / "a")
+    cal = CALIBRATIONS["langkammer2010"]
+    np.testing.assert_allclose(
+        table["iron_median_mg_per_kg"], (table["r2star_median"] - 14.29) / 0.27, rtol=1e-12
+    )
+    assert (cal.slope, cal.intercept, cal.field_t) == (0.27, 14.29, 3.0)
+    # the same data declared as 1.5 T: refused, one line, naming the file
+    copy = tmp_path / "bids15"
+    import shutil
+
+    shutil.copytree(phase_cohort, copy)
+    for side in copy.rglob("*_part-mag_MEGRE.json"):
+        meta = json.loads(side.read_text())
+        side.write_text(json.dumps({**meta, "MagneticFieldStrength": 1.5}))
+    result = run_participant(
+        ParticipantConfig(copy, tmp_path / "b", iron_calibration="langkammer2010")
+    )[0]
+    assert result.status == "failed"
+    assert "acquired at 1.5 T but the langkammer2010 iron calibration holds at 3 T" in result.error

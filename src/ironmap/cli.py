@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(auto: when phase images exist; see docs/fitting.md)",
     )
     run.add_argument(
+        "--iron-calibration",
+        choices=("langkammer2010",),
+        help="add iron (mg/kg wet tissue) columns to regions.tsv from a published R2* "
+        "calibration (langkammer2010: 3 T only; see docs/regions.md)",
+    )
+    run.add_argument(
         "--erode-mm",
         type=float,
         default=0.0,
@@ -190,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
     sim.add_argument("--force", action="store_true", help="overwrite an existing OUT_BIDS")
+    sim.add_argument(
+        "--phase",
+        action="store_true",
+        help="add a frontal-sinus B0 field and write part-phase echoes",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -243,6 +254,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             min_fraction=args.min_fraction,
             erode_mm=args.erode_mm,
             b0_correction=args.b0_correction,
+            iron_calibration=args.iron_calibration,
             n_jobs=args.n_jobs,
             scheduler_address=args.scheduler_address,
             scheduler_file=args.scheduler_file,
@@ -272,6 +284,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_jobs=args.n_jobs,
             force=args.force,
+            with_phase=args.phase,
         )
     )
     print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")

@@ -34,6 +34,7 @@ from ..io import (
     find_inputs,
     load_bids_echoes,
     load_image,
+    read_sidecar,
     write_decay_maps,
     write_json,
 )
@@ -47,6 +48,7 @@ from ..regions import (
     regional_r2star,
     volumes,
 )
+from ..regions.iron import CALIBRATIONS, iron_from_r2star
 from ..report import qc_figure
 
 __all__ = [
@@ -72,6 +74,7 @@ class ParticipantConfig:
     min_fraction: float = 0.9
     erode_mm: float = 0.0
     b0_correction: str = "auto"
+    iron_calibration: str | None = None
     n_jobs: int = 1
     scheduler_address: str | None = None
     scheduler_file: str | None = None
@@ -116,6 +119,7 @@ def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
             "min_fraction": config.min_fraction,
             "erode_mm": config.erode_mm,
             "b0_correction": bool(_phases_used(inputs, config)),
+            "iron_calibration": config.iron_calibration,
         },
     }
 
@@ -307,6 +311,20 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
             erode_mm=config.erode_mm,
             voxel_mm=voxel_mm,
         )
+        if config.iron_calibration:
+            meta, _ = read_sidecar(inputs.echoes[0])
+            field = meta.get("MagneticFieldStrength")
+            try:
+                field = None if field is None else float(field)
+            except (TypeError, ValueError):
+                field = None
+            for column in ("median", "mean"):
+                regions[f"iron_{column}_mg_per_kg"] = iron_from_r2star(
+                    regions[f"r2star_{column}"],
+                    calibration=config.iron_calibration,
+                    field_t=field,
+                    source=str(inputs.echoes[0]),
+                )
         if inputs.session:
             regions.insert(1, "session", f"ses-{inputs.session}")
         _write_tsv(out_dir / f"{name}_regions.tsv", regions)
@@ -343,6 +361,11 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         raise InputError(f"--min-fraction must be in (0, 1], got {config.min_fraction}")
     if config.erode_mm < 0:
         raise InputError(f"--erode-mm must be >= 0, got {config.erode_mm}")
+    if config.iron_calibration is not None and config.iron_calibration not in CALIBRATIONS:
+        raise InputError(
+            f"unknown --iron-calibration {config.iron_calibration!r}; "
+            f"choose one of {', '.join(CALIBRATIONS)}"
+        )
     if config.b0_correction not in ("off", "auto"):
         raise InputError(f"--b0-correction must be off or auto, got {config.b0_correction!r}")
     if config.method not in METHODS:

@@ -36,6 +36,7 @@ class SimulateConfig:
     seed: int = 2014
     n_jobs: int = 1
     force: bool = False
+    with_phase: bool = False
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -44,8 +45,8 @@ def truth_path(out_bids: Path) -> Path:
     return out_bids.parent / f"{out_bids.name}_truth.json"
 
 
-def _one_subject(subject: Subject, root: Path) -> dict:
-    data = generate_subject(subject)
+def _one_subject(subject: Subject, root: Path, with_phase: bool = False) -> dict:
+    data = generate_subject(subject, with_phase=with_phase)
     write_subject(root, subject, data)
     return truth_summary(subject, data)
 
@@ -69,7 +70,10 @@ def run_simulate(config: SimulateConfig) -> Path:
     write_dataset_files(root, participants_table(subjects))
     log.info("simulating %d participants into %s", len(subjects), root)
     truths = map_ordered(
-        partial(_one_subject, root=root), subjects, n_jobs=config.n_jobs, desc="simulate"
+        partial(_one_subject, root=root, with_phase=config.with_phase),
+        subjects,
+        n_jobs=config.n_jobs,
+        desc="simulate",
     )
     truth = {
         "ironmap_version": __version__,
@@ -87,6 +91,9 @@ def run_simulate(config: SimulateConfig) -> Path:
         "age_models": {k: dataclasses.asdict(m) for k, m in AGE_MODELS.items()},
         "ms_effects": {k: dataclasses.asdict(m) for k, m in MS_EFFECTS.items()},
         "progressive_factor": PROGRESSIVE_FACTOR,
+        "phase": "frontal-sinus field (signal.sinus_field) and part-phase images"
+        if config.with_phase
+        else None,
         "lesion_r2star_factor": "max(0.88 - 0.008 * disease_duration, 0.6) x NAWM R2*",
         "subjects": {t["participant_id"]: t for t in truths},
     }
