@@ -15,23 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ironmap.simulate import generate_subject, truth_summary
-from ironmap.simulate.bids import write_dataset_files, write_subject
-from ironmap.simulate.cohort import draw_site_panel, participants_table
+from ironmap.simulate.bids import write_cohort
+from ironmap.simulate.cohort import draw_site_panel
 from ironmap.workflows.participant import ParticipantConfig, run_participant
 
 THRESHOLDS = (0.5, 0.75, 0.9, 1.0)
 
 
 def make_cohort(root: Path) -> dict:
-    subjects = draw_site_panel()
-    write_dataset_files(root, participants_table(subjects))
-    truth = {}
-    for s in subjects:
-        data = generate_subject(s)
-        write_subject(root, s, data)
-        truth[s.participant_id] = truth_summary(s, data)
-    return truth
+    return write_cohort(root, draw_site_panel())
 
 
 def errors(truth: dict, out: Path) -> pd.DataFrame:

@@ -28,19 +28,11 @@ def decay(s0: float | np.ndarray, r2star: float | np.ndarray, te: np.ndarray) ->
 @pytest.fixture(scope="session")
 def site_panel(tmp_path_factory):
     """A BIDS cohort of one simulated MS patient per site (7 protocols) and its truth."""
-    from ironmap.simulate import generate_subject, truth_summary
-    from ironmap.simulate.bids import write_dataset_files, write_subject
-    from ironmap.simulate.cohort import draw_site_panel, participants_table
+    from ironmap.simulate.bids import write_cohort
+    from ironmap.simulate.cohort import draw_site_panel
 
     root = tmp_path_factory.mktemp("site_panel") / "bids"
-    subjects = draw_site_panel()
-    write_dataset_files(root, participants_table(subjects))
-    truth = {}
-    for s in subjects:
-        data = generate_subject(s)
-        write_subject(root, s, data)
-        truth[s.participant_id] = truth_summary(s, data)
-    return root, truth
+    return root, write_cohort(root, draw_site_panel())
 
 
 @pytest.fixture

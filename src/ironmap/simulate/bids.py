@@ -15,7 +15,7 @@ from .anatomy import LABEL_NAMES
 from .cohort import Subject
 from .subject import SubjectData
 
-__all__ = ["SEGMENTATION_DIR", "write_dataset_files", "write_subject"]
+__all__ = ["SEGMENTATION_DIR", "write_cohort", "write_dataset_files", "write_subject"]
 
 #: Derivatives dataset (inside the BIDS root) holding dseg and lesion masks.
 SEGMENTATION_DIR = Path("derivatives") / "segmentation"
@@ -114,6 +114,23 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
     lesion = seg / f"{sub}_label-lesion_mask.nii.gz"
     save_nifti(_image(data.anatomy.lesions, data.anatomy.affine, np.uint8), lesion)
     return [*written, dseg, lesion]
+
+
+def write_cohort(root: Path, subjects: list[Subject], *, with_phase: bool = False) -> dict:
+    """Write ``subjects`` as a BIDS dataset in one process; returns their truth by participant.
+
+    :func:`ironmap.workflows.simulate.run_simulate` does the same in parallel for whole cohorts.
+    """
+    from .cohort import participants_table
+    from .subject import generate_subject, truth_summary
+
+    write_dataset_files(Path(root), participants_table(subjects))
+    truth = {}
+    for subject in subjects:
+        data = generate_subject(subject, with_phase=with_phase)
+        write_subject(Path(root), subject, data)
+        truth[subject.participant_id] = truth_summary(subject, data)
+    return truth
 
 
 def json_safe(value):
