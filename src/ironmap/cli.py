@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         help="noise SD per channel in magnitude units (default: estimated)",
     )
+    fit.add_argument(
+        "--phase",
+        type=Path,
+        metavar="PHASE",
+        help="4D phase image (radians) matching MAG, for the field-gradient correction",
+    )
+    fit.add_argument(
+        "--b0-correction",
+        choices=("auto", "off"),
+        default="auto",
+        help="correct for macroscopic field gradients when phase is available (--phase, or "
+        "part-phase siblings of --bids-echoes); default auto",
+    )
     _common(fit)
 
     run = sub.add_parser(
@@ -229,6 +242,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             mask=args.mask,
             sigma=args.sigma,
             force=args.force,
+            phase=args.phase,
+            b0_correction=args.b0_correction,
         )
     )
     print(f"wrote {len(written)} maps: {written[0].parent}/{args.output.name}_*.nii.gz")

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fitting import DecayModel
+from ..fitting.gradients import gradient_correction
 from ..io import (
     MultiEchoImage,
     check_writable,
@@ -43,6 +44,42 @@ class FitConfig:
     mask: Path | None = None
     sigma: float | None = None
     force: bool = False
+    phase: Path | None = None
+    b0_correction: str = "auto"
+
+
+def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
+    """Phase (radians, same shape as the magnitudes) for the field-gradient correction, if any.
+
+    ``auto``: ``--phase PHASE`` (4D, radians) when given; with ``--bids-echoes``, the
+    ``part-phase`` siblings of the ``part-mag`` files when all exist.
+    """
+    if config.b0_correction not in ("auto", "off"):
+        raise InputError(f"--b0-correction must be auto or off, got {config.b0_correction!r}")
+    if config.b0_correction == "off":
+        return None
+    if config.phase is not None:
+        source = config.phase
+        phase = load_multiecho(config.phase, image.echo_times_s).data
+        if np.nanmax(np.abs(phase)) > np.pi + 1e-3:
+            raise InputError(f"{source}: phase must be in radians (-pi..pi); rescale it")
+    elif config.bids_echoes:
+        siblings = [
+            s.with_name(s.name.replace("_part-mag_", "_part-phase_")) for s in image.sources
+        ]
+        if not all("_part-mag_" in s.name for s in image.sources) or not all(
+            p.exists() for p in siblings
+        ):
+            return None
+        source = siblings[0]
+        phase = load_bids_echoes(siblings, part="phase").data
+    else:
+        return None
+    if phase.shape != image.data.shape:
+        raise InputError(
+            f"{source}: phase shape {phase.shape} differs from the magnitudes {image.data.shape}"
+        )
+    return phase
 
 
 def _load(config: FitConfig) -> MultiEchoImage:
@@ -87,7 +124,12 @@ def run_fit(config: FitConfig) -> list[Path]:
     )
     mask = _load_mask(config.mask, image) if config.mask is not None else None
     model = DecayModel(image.echo_times_s, method=config.method, sigma=config.sigma)
-    fit = model.fit(image.data, mask=mask)
+    phase = _phase(config, image)
+    factor = None
+    if phase is not None:
+        factor, _, unreliable = gradient_correction(image.data, phase, image.echo_times_s)
+        log.info("field-gradient correction from phase; %d voxels beyond it", unreliable.sum())
+    fit = model.fit(image.data, mask=mask, decay_factor=factor)
     log.info(
         "fitted %d voxels with %s (noise sigma %s from %s)",
         int((fit.status == 0).sum()),
@@ -103,6 +145,7 @@ def run_fit(config: FitConfig) -> list[Path]:
         sources=image.sources,
         force=config.force,
         header=image.header,
+        extra_sidecar={"B0GradientCorrection": phase is not None},
     )
     for path in written:
         log.info("wrote %s", path)
