@@ -56,8 +56,16 @@ def test_dask_cluster_gives_bit_identical_outputs(site_panel, serial, tmp_path):
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(x) for x in out.stdout.split()]
+    """Child process IDs of ``pid``, read from /proc (no ps needed)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after the command: state, ppid, ...
+            children.append(int(stat.parent.name))
+    return children
 
 
 def test_killed_worker_then_restart_redoes_only_unfinished(site_panel, serial, tmp_path):
