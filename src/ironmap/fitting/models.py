@@ -313,25 +313,27 @@ def _auto(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """The default estimator; see :class:`DecayModel` and docs/fitting.md."""
     first = solvers.two_point if te.size == 2 else solvers.wls
-    f = np.ones_like(y) if factor is None else factor
     if sigma is None:
-        a, r = first(y / f, te)
+        a, r = first(y if factor is None else y / factor, te)
         return a, r, np.ones(y.shape[0], dtype=bool)
     # Above the noise floor: sqrt(M^2 - sigma^2) is unbiased to second order in sigma / A.
-    corrected = np.sqrt(np.maximum(y**2 - sigma**2, (0.5 * sigma) ** 2)) / f
+    corrected = np.sqrt(np.maximum(y**2 - sigma**2, (0.5 * sigma) ** 2))
+    if factor is not None:
+        corrected /= factor
     a, r = first(corrected, te)
     converged = np.ones(y.shape[0], dtype=bool)
-    last = a * np.exp(-r * te[-1]) * f[:, -1]
+    last = a * np.exp(-r * te[-1]) * (1.0 if factor is None else factor[:, -1])
     low = ~(last >= RICIAN_CUTOFF_SNR * sigma)  # NaN starts go to the Rician fit as well
     if low.any():
         start_a, start_r = a[low], r[low]
         broken = ~(np.isfinite(start_a) & np.isfinite(start_r) & (start_a > 0))
         if broken.any():  # fall back to a crude start from the first two echoes
             start_a[broken], start_r[broken] = solvers.two_point(y[low][broken][:, :2], te[:2])
+        f_low = None if factor is None else factor[low]
         a_ml, r_ml, converged[low] = solvers.rician_ml(
-            y[low], te, sigma, s0=start_a, r2star=start_r, factor=f[low]
+            y[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low
         )
-        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f[low])
+        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low)
     return a, r, converged
 
 

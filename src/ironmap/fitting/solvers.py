@@ -287,14 +287,17 @@ def rician_ml(
     converged : numpy.ndarray of bool, shape (n_voxels,)
     """
     inv_var = 1.0 / sigma**2
-    scale = np.ones_like(signal) if factor is None else factor
+
+    def amplitude(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
+        amp = np.exp(u[:, None] - r[:, None] * te[None, :])
+        return amp if factor is None else amp * factor[idx]
 
     def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
-        amp = np.exp(u[:, None] - r[:, None] * te[None, :]) * scale[idx]
+        amp = amplitude(u, r, idx)
         return np.sum(rician_negloglik(amp, signal[idx], sigma), axis=1)
 
     def linearise(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
-        amp = np.exp(u[:, None] - r[:, None] * te[None, :]) * scale[idx]
+        amp = amplitude(u, r, idx)
         mag = signal[idx]
         z = amp * mag * inv_var
         ratio = bessel_ratio(z)

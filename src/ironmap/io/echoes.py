@@ -25,6 +25,7 @@ __all__ = [
     "load_bids_echoes",
     "load_image",
     "load_multiecho",
+    "load_volume",
     "read_sidecar",
     "sidecar_path",
     "validate_echo_times",
@@ -74,6 +75,17 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI image; convert it to .nii.gz first")
     return img
+
+
+def load_volume(path: str | Path) -> tuple[NDArray, NDArray[np.float64]]:
+    """Data and affine of a 3D image (a 4D image holding one volume is accepted)."""
+    img = load_image(path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
+    return data, img.affine.copy()
 
 
 def validate_echo_times(

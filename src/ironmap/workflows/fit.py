@@ -16,8 +16,8 @@ from ..io import (
     check_writable,
     decay_map_paths,
     load_bids_echoes,
-    load_image,
     load_multiecho,
+    load_volume,
     sidecar_path,
     write_decay_maps,
 )
@@ -97,12 +97,9 @@ def _load(config: FitConfig) -> MultiEchoImage:
 
 
 def _load_mask(path: Path, image: MultiEchoImage) -> np.ndarray:
-    img = load_image(path)
+    data, affine = load_volume(path)
     shape = image.data.shape[:3]
-    data = np.asarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.shape != shape or not np.allclose(img.affine, image.affine, atol=1e-4):
+    if data.shape != shape or not np.allclose(affine, image.affine, atol=1e-4):
         raise InputError(
             f"{path}: mask grid (shape {data.shape}) does not match the magnitude grid "
             f"(shape {shape}) or its affine; resample the mask to the GRE grid"

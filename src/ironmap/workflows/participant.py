@@ -33,7 +33,7 @@ from ..io import (
     atomic_write_bytes,
     find_inputs,
     load_bids_echoes,
-    load_image,
+    load_volume,
     read_sidecar,
     write_decay_maps,
     write_json,
@@ -173,18 +173,9 @@ class _Segmentation:
     region_ml: dict[str, float] = field(default_factory=dict)
 
 
-def _volume3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Data and affine of a 3D image (a 4D image with one volume is accepted)."""
-    img = load_image(path)
-    data = np.asarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    return data, img.affine
-
-
 def _transfer_segmentation(inputs: SessionInputs, grid, affine: np.ndarray) -> _Segmentation:
     """Label fractions of every region on the R2* grid, fitting mask, volumes."""
-    labels, seg_affine = _volume3d(inputs.dseg)
+    labels, seg_affine = load_volume(inputs.dseg)
     table = read_label_table(inputs.dseg_tsv) if inputs.dseg_tsv is not None else None
     codes = region_codes(table)
     if not any(codes.codes(r) for r in DEEP_GM):
@@ -207,7 +198,7 @@ def _transfer_segmentation(inputs: SessionInputs, grid, affine: np.ndarray) -> _
         )
     lesion, lesion_affine, lesion_fraction = None, None, None
     if inputs.lesion_mask is not None:
-        lesion, lesion_affine = _volume3d(inputs.lesion_mask)
+        lesion, lesion_affine = load_volume(inputs.lesion_mask)
         lesion = np.nan_to_num(lesion) != 0
         lesion_fraction = label_fractions(
             lesion.astype(np.uint8),
