@@ -1,4 +1,4 @@
-"""``python -m ironmap``: same as the ``ironmap`` command."""
+"""``python -m ironmap``: the command-line interface."""
 
 import sys
 

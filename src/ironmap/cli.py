@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(auto: when phase images exist; see docs/fitting.md)",
     )
     run.add_argument(
+        "--segmentation",
+        choices=("auto", "atlas"),
+        default="auto",
+        help="auto: use the dseg when present; atlas: register the bundled atlas to the T1w "
+        "(else the first echo) and refine iron-rich nuclei on R2*, writing "
+        "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md)",
+    )
+    run.add_argument(
         "--iron-calibration",
         choices=("langkammer2010",),
         help="add iron (mg/kg wet tissue) columns to regions.tsv from a published R2* "
@@ -213,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--phase",
         action="store_true",
         help="add a frontal-sinus B0 field and write part-phase echoes",
+    )
+    sim.add_argument(
+        "--anatomy",
+        choices=("phantom", "atlas"),
+        default="phantom",
+        help="phantom: ellipsoid head phantom; atlas: the bundled atlas randomly deformed per "
+        "subject (needs ironmap[atlas]; for testing --segmentation atlas)",
     )
 
     demo = sub.add_parser(
@@ -270,6 +285,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             erode_mm=args.erode_mm,
             b0_correction=args.b0_correction,
             iron_calibration=args.iron_calibration,
+            segmentation=args.segmentation,
             n_jobs=args.n_jobs,
             scheduler_address=args.scheduler_address,
             scheduler_file=args.scheduler_file,
@@ -300,6 +316,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             force=args.force,
             with_phase=args.phase,
+            anatomy=args.anatomy,
         )
     )
     print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")

@@ -55,6 +55,11 @@ class SessionInputs:
     dseg : Path or None
         Segmentation; its ``.tsv`` (if any) in ``dseg_tsv``.
     lesion_mask : Path or None
+    phases : tuple of Path
+        Phase MEGRE files (``part-phase``), one per echo, or empty.
+    t1w : Path or None
+        A T1-weighted image of the same session (``*_T1w.nii[.gz]``), registration target of
+        ``--segmentation atlas``.
     """
 
     subject: str
@@ -64,6 +69,7 @@ class SessionInputs:
     dseg_tsv: Path | None = None
     lesion_mask: Path | None = None
     phases: tuple[Path, ...] = ()
+    t1w: Path | None = None
 
     @property
     def name(self) -> str:
@@ -201,6 +207,7 @@ def find_inputs(
                 for p in sorted(d.glob("*_label-lesion_mask.nii*"))
                 if _matches(p, subject, session)
             ]
+            t1ws = [p for p in sorted(anat.glob("*_T1w.nii*")) if _matches(p, subject, session)]
             dseg_tsv = None
             if dseg is not None:
                 tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
@@ -214,6 +221,7 @@ def find_inputs(
                     dseg_tsv=dseg_tsv,
                     lesion_mask=_pick(lesions, "lesion mask", name),
                     phases=phases,
+                    t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
                 )
             )
     return found

@@ -93,8 +93,9 @@ class Anatomy:
     affine: NDArray[np.float64]
 
 
-def _coords() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    axes = [np.arange(n) + FINE_AFFINE[i, 3] for i, n in enumerate(FINE_SHAPE)]
+def _coords(shape=FINE_SHAPE, affine=FINE_AFFINE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Axis coordinates (mm) of a 1 mm RAS grid."""
+    axes = [np.arange(n) + affine[i, 3] for i, n in enumerate(shape)]
     return axes[0], axes[1], axes[2]
 
 
@@ -104,13 +105,14 @@ def _blob(
     rng: np.random.Generator,
     *,
     wobble: float = 0.08,
+    grid: tuple = (FINE_SHAPE, FINE_AFFINE),
 ) -> tuple[tuple[slice, slice, slice], NDArray[np.bool_]]:
     """A smooth irregular ellipsoid: ``(bounding-box slices, mask inside the box)``.
 
     The surface is ``|u|^2 < 1 + wobble * q(u)`` in the ellipsoid's normalised, slightly rotated
     coordinates ``u``, with ``q`` a random quadratic form: smooth bumps, no voxel noise.
     """
-    xs, ys, zs = _coords()
+    xs, ys, zs = _coords(*grid)
     reach = radii.max() * (1.0 + wobble) + 2.0
     box = []
     for axis, c in zip((xs, ys, zs), centre, strict=True):
@@ -237,25 +239,30 @@ def make_anatomy(
 
 
 def _lesions(
-    labels: np.ndarray, count: int, radius: float, rng: np.random.Generator
+    labels: np.ndarray,
+    count: int,
+    radius: float,
+    rng: np.random.Generator,
+    affine: NDArray[np.float64] = FINE_AFFINE,
 ) -> NDArray[np.bool_]:
-    """Ovoid lesions centred in cerebral white matter, mostly periventricular."""
-    lesions = np.zeros(FINE_SHAPE, dtype=bool)
+    """Ovoid lesions centred in cerebral white matter (1 mm grid), mostly periventricular."""
+    grid = (labels.shape, affine)
+    lesions = np.zeros(labels.shape, dtype=bool)
     if count == 0:
         return lesions
     wm = (labels == 2) | (labels == 41)
-    near_ventricles = np.zeros(FINE_SHAPE, dtype=bool)
+    near_ventricles = np.zeros(labels.shape, dtype=bool)
     vent = np.argwhere((labels == 4) | (labels == 43))
     if vent.size:
         lo, hi = vent.min(0) - 6, vent.max(0) + 6
         near_ventricles[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
     candidates = [np.argwhere(wm & near_ventricles), np.argwhere(wm)]
-    xs, ys, zs = _coords()
+    xs, ys, zs = _coords(*grid)
     for _ in range(count):
         pool = candidates[0] if (rng.random() < 0.6 and candidates[0].size) else candidates[1]
         i, j, k = pool[rng.integers(pool.shape[0])]
         centre = np.array([xs[i], ys[j], zs[k]])
         radii = radius * rng.lognormal(0.0, 0.3) * np.array([1.0, 1.6, 1.0])  # ovoid along y
-        box, inside = _blob(centre, radii, rng, wobble=0.1)
+        box, inside = _blob(centre, radii, rng, wobble=0.1, grid=grid)
         lesions[box] |= inside
     return lesions & wm

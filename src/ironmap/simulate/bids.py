@@ -116,8 +116,13 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
     return [*written, dseg, lesion]
 
 
-def write_cohort(root: Path, subjects: list[Subject], *, with_phase: bool = False) -> dict:
+def write_cohort(
+    root: Path, subjects: list[Subject], *, with_phase: bool = False, anatomy: str = "phantom"
+) -> dict:
     """Write ``subjects`` as a BIDS dataset in one process; returns their truth by participant.
+
+    ``anatomy`` is ``"phantom"`` (ellipsoids) or ``"atlas"`` (deformed bundled atlas, needs
+    ``ironmap[atlas]``); see :func:`~.subject.generate_subject`.
 
     :func:`ironmap.workflows.simulate.run_simulate` does the same in parallel for whole cohorts.
     """
@@ -127,7 +132,7 @@ def write_cohort(root: Path, subjects: list[Subject], *, with_phase: bool = Fals
     write_dataset_files(Path(root), participants_table(subjects))
     truth = {}
     for subject in subjects:
-        data = generate_subject(subject, with_phase=with_phase)
+        data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy)
         write_subject(Path(root), subject, data)
         truth[subject.participant_id] = truth_summary(subject, data)
     return truth

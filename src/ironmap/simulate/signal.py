@@ -52,14 +52,18 @@ class Protocol:
 
 
 def smooth_field(
-    rng: np.random.Generator, amplitude: float, *, wavelength_mm: float = 150.0
+    rng: np.random.Generator,
+    amplitude: float,
+    *,
+    wavelength_mm: float = 150.0,
+    shape: tuple[int, int, int] = FINE_SHAPE,
 ) -> NDArray[np.float32]:
-    """A smooth random field on the fine grid, ``amplitude * N(0, 1)``-scaled, separable.
+    """A smooth random field on a 1 mm grid of ``shape``, ``amplitude * N(0, 1)``-scaled.
 
     Sum of one random sinusoid per axis (wavelength ~``wavelength_mm``), normalised to unit SD.
     """
-    out = np.zeros(FINE_SHAPE, dtype=np.float32)
-    for axis, n in enumerate(FINE_SHAPE):
+    out = np.zeros(shape, dtype=np.float32)
+    for axis, n in enumerate(shape):
         x = np.arange(n, dtype=np.float32)
         k = 2 * np.pi / (wavelength_mm * rng.uniform(0.7, 1.3))
         profile = np.sin(k * x + rng.uniform(0, 2 * np.pi)) * np.sqrt(2.0 / 3.0)
@@ -92,7 +96,7 @@ def truth_maps(
 
     Returns
     -------
-    r2star, s0 : numpy.ndarray of float32, shape FINE_SHAPE
+    r2star, s0 : numpy.ndarray of float32, shape of ``anatomy.labels``
         Zero outside the head.
     """
     lut_r2 = np.zeros(max(CODE_TISSUE) + 1, dtype=np.float32)
@@ -102,7 +106,7 @@ def truth_maps(
         lut_s0[code] = S0[tissue]
     r2 = lut_r2[anatomy.labels]
     s0 = lut_s0[anatomy.labels]
-    r2 *= 1.0 + smooth_field(rng, texture, wavelength_mm=60.0)
+    r2 *= 1.0 + smooth_field(rng, texture, wavelength_mm=60.0, shape=anatomy.labels.shape)
     r2[anatomy.lesions] *= lesion_factor
     s0[anatomy.lesions] *= 1.15  # longer T1/T2, higher PD: lesions are bright on GRE
     r2[~anatomy.head] = 0.0
@@ -118,17 +122,20 @@ def acquisition_affine(fine_affine: NDArray[np.float64], voxel_mm) -> NDArray[np
     return fine_affine @ block
 
 
-def sinus_field(amplitude_hz: float = 150.0, *, width_mm: float = 14.0) -> NDArray[np.float32]:
+def sinus_field(
+    amplitude_hz: float = 150.0,
+    *,
+    width_mm: float = 14.0,
+    shape: tuple[int, int, int] = FINE_SHAPE,
+    affine: NDArray[np.float64] = FINE_AFFINE,
+) -> NDArray[np.float32]:
     """Off-resonance (Hz) of an air-filled frontal sinus below the orbitofrontal cortex.
 
     A Gaussian bump centred in front of and below the frontal lobe (y = +62, z = -30 mm): its
     steep flank crosses frontal white matter and cortex, as the susceptibility field of the
     sinuses does at 3 T (about 100-200 Hz).
     """
-    axes = [
-        np.arange(n, dtype=np.float32) + np.float32(FINE_AFFINE[i, 3])
-        for i, n in enumerate(FINE_SHAPE)
-    ]
+    axes = [np.arange(n, dtype=np.float32) + np.float32(affine[i, 3]) for i, n in enumerate(shape)]
     gx, gy, gz = np.meshgrid(*axes, indexing="ij", sparse=True)
     r2 = gx**2 + (gy - 62.0) ** 2 + (gz + 30.0) ** 2
     return (amplitude_hz * np.exp(-r2 / (2 * width_mm**2))).astype(np.float32)
@@ -148,8 +155,8 @@ def acquire(
 
     Parameters
     ----------
-    r2star, s0 : numpy.ndarray, shape FINE_SHAPE
-        Truth on the fine grid (1/s; relative units, white matter ~0.7).
+    r2star, s0 : numpy.ndarray, shape (X, Y, Z)
+        Truth on the 1 mm grid (1/s; relative units, white matter ~0.7).
     protocol : Protocol
     rng : numpy.random.Generator
     r2star_bias : float, optional
@@ -172,15 +179,17 @@ def acquire(
     the exact intravoxel dephasing of a piecewise-linear field.
     """
     f = protocol.voxel_mm
-    crop = tuple(n - n % k for n, k in zip(FINE_SHAPE, f, strict=True))
+    fine_shape = r2star.shape
+    crop = tuple(n - n % k for n, k in zip(fine_shape, f, strict=True))
     shape = tuple(n // k for n, k in zip(crop, f, strict=True))
     window = (slice(0, crop[0]), slice(0, crop[1]), slice(0, crop[2]))
     scale = protocol.scale / S0["cerebral_wm"]
-    amp0 = (s0[window] * (1.0 + smooth_field(rng, 0.12)[window]) * scale).astype(np.float32)
+    bias = smooth_field(rng, 0.12, shape=fine_shape)[window]
+    amp0 = (s0[window] * (1.0 + bias) * scale).astype(np.float32)
     # Complex decay rate: -R2* + i 2 pi df (1/s); echoes advance by multiplying per-voxel steps.
     rate = np.empty(amp0.shape, dtype=np.complex64)
     rate.real = -r2star[window] * np.float32(r2star_bias)
-    field = smooth_field(rng, 8.0, wavelength_mm=120.0)
+    field = smooth_field(rng, 8.0, wavelength_mm=120.0, shape=fine_shape)
     if extra_field_hz is not None:
         field = field + extra_field_hz
     rate.imag = 2 * np.pi * field[window]

@@ -57,16 +57,40 @@ class SubjectData:
 
 
 def generate_subject(
-    subject: Subject, *, with_images: bool = True, with_phase: bool = False
+    subject: Subject,
+    *,
+    with_images: bool = True,
+    with_phase: bool = False,
+    anatomy: str = "phantom",
 ) -> SubjectData:
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
     ``with_images=False`` skips the acquisition (``magnitude`` empty, ``sigma`` NaN): the truth
     alone, several times faster. ``with_phase=True`` adds the frontal-sinus field
-    (:func:`~.signal.sinus_field`) and returns the phase images too.
+    (:func:`~.signal.sinus_field`) and returns the phase images too. ``anatomy="atlas"`` draws
+    the anatomy from the deformed bundled atlas (:mod:`.atlas_anatomy`, needs ``ironmap[atlas]``)
+    instead of the ellipsoid phantom.
     """
     rng = np.random.default_rng(subject.seed)
-    anatomy = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
+    if anatomy == "atlas":
+        from .atlas_anatomy import make_atlas_anatomy
+
+        anat = make_atlas_anatomy(rng, lesion_count=subject.lesion_count)
+    elif anatomy == "phantom":
+        anat = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
+    else:
+        raise ValueError(f"anatomy must be 'phantom' or 'atlas', not {anatomy!r}")
+    return _acquire_subject(subject, anat, rng, with_images=with_images, with_phase=with_phase)
+
+
+def _acquire_subject(
+    subject: Subject,
+    anatomy: Anatomy,
+    rng: np.random.Generator,
+    *,
+    with_images: bool,
+    with_phase: bool,
+) -> SubjectData:
     dd = subject.disease_duration if subject.group == "MS" else 0.0
     r2, s0 = truth_maps(
         anatomy, subject_r2star(subject), lesion_factor=float(lesion_r2star_factor(dd)), rng=rng
@@ -82,7 +106,7 @@ def generate_subject(
             protocol,
             rng=rng,
             r2star_bias=subject.site.r2star_bias,
-            extra_field_hz=sinus_field(),
+            extra_field_hz=sinus_field(shape=anatomy.labels.shape, affine=anatomy.affine),
             with_phase=True,
         )
         return SubjectData(anatomy, r2, magnitude, affine, sigma, phase)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import resource
 import time
 import warnings
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from ..io import (
     read_sidecar,
     write_decay_maps,
     write_json,
+    write_nifti,
 )
 from ..parallel import make_executor, map_ordered
 from ..regions import (
@@ -75,6 +77,7 @@ class ParticipantConfig:
     erode_mm: float = 0.0
     b0_correction: str = "auto"
     iron_calibration: str | None = None
+    segmentation: str = "auto"
     n_jobs: int = 1
     scheduler_address: str | None = None
     scheduler_file: str | None = None
@@ -102,11 +105,13 @@ def _sha256(path: Path) -> str:
 
 
 def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
+    atlas = config.segmentation == "atlas"
     files = [
         *inputs.echoes,
         *_phases_used(inputs, config),
-        inputs.dseg,
-        inputs.dseg_tsv,
+        None if atlas else inputs.dseg,
+        None if atlas else inputs.dseg_tsv,
+        inputs.t1w if atlas else None,
         inputs.lesion_mask,
     ]
     sidecars = [p.with_name(p.name.split(".nii")[0] + ".json") for p in inputs.echoes]
@@ -120,6 +125,7 @@ def _provenance(inputs: SessionInputs, config: ParticipantConfig) -> dict:
             "erode_mm": config.erode_mm,
             "b0_correction": bool(_phases_used(inputs, config)),
             "iron_calibration": config.iron_calibration,
+            "segmentation": config.segmentation,
         },
     }
 
@@ -225,6 +231,88 @@ def _transfer_segmentation(inputs: SessionInputs, grid, affine: np.ndarray) -> _
     )
 
 
+def _decay_factor(inputs: SessionInputs, image, config: ParticipantConfig) -> np.ndarray | None:
+    """Field-gradient dephasing factor from the phase echoes (None without them)."""
+    phases = _phases_used(inputs, config)
+    if not phases:
+        return None
+    phase = load_bids_echoes(phases, part="phase")
+    if phase.data.shape != image.data.shape or not np.allclose(
+        phase.echo_times_s, image.echo_times_s
+    ):
+        raise InputError(
+            f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
+        )
+    factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
+    log.info(
+        "%s: field-gradient correction; %d voxels beyond it", inputs.name, int(unreliable.sum())
+    )
+    return factor
+
+
+def _fit(image, config: ParticipantConfig, *, mask, factor, name: str):
+    """Fit R2*; the fitting's own warnings go to the log (its summary is in the maps)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IronmapWarning)
+        fit = DecayModel(image.echo_times_s, method=config.method).fit(
+            image.data, mask=mask, decay_factor=factor
+        )
+    for w in caught:
+        log.info("%s: %s", name, w.message)
+    return fit
+
+
+def _atlas_segmentation(
+    inputs: SessionInputs,
+    image,
+    factor: np.ndarray | None,
+    config: ParticipantConfig,
+    out_dir: Path,
+    seconds: dict,
+):
+    """Fit R2* in the head, segment with the registered atlas refined on R2*, write the dseg.
+
+    Returns the fit and ``inputs`` pointing at the written ``desc-ironmap_dseg``.
+    """
+    from ..regions.autoseg import atlas_segmentation, label_table
+
+    name = inputs.name
+    start = time.perf_counter()
+    fit = _fit(image, config, mask=_head_mask(image.data[..., 0]), factor=factor, name=name)
+    seconds["fit"] = time.perf_counter() - start
+    if inputs.t1w is not None:
+        target, target_affine = load_volume(inputs.t1w)
+        target_name = str(inputs.t1w)
+    else:
+        target, target_affine = image.data[..., 0], image.affine
+        target_name = f"{inputs.echoes[0]} (first echo)"
+    log.info("%s: registering the atlas to %s", name, target_name)
+    threads = max(len(os.sched_getaffinity(0)) // max(config.n_jobs, 1), 1)
+    seg = atlas_segmentation(
+        fit.r2star, image.affine, target=target, target_affine=target_affine, n_threads=threads
+    )
+    seconds.update(seg.seconds)
+    dseg = out_dir / f"{name}_desc-ironmap_dseg.nii.gz"
+    tsv = out_dir / f"{name}_desc-ironmap_dseg.tsv"
+    write_nifti(
+        seg.labels,
+        image.affine,
+        dseg,
+        sidecar={
+            "Description": "Deep grey matter from the bundled atlas registered to the subject "
+            "(ANTs affine + SyN), iron-rich nuclei refined on R2*",
+            "Sources": [target_name, *(str(p) for p in inputs.echoes)],
+            "Atlas": seg.sources,
+            "Refinement": json.loads(seg.refinement.to_json(orient="records")),
+        },
+        force=True,  # our own output of an unfinished or forced run
+        header=image.header,
+        dtype=np.int16,
+    )
+    _write_tsv(tsv, label_table(seg.labels))
+    return fit, replace(inputs, dseg=dseg, dseg_tsv=tsv)
+
+
 def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
     name = inputs.name
     out_dir = Path(config.output_dir) / inputs.anat_dir
@@ -244,7 +332,13 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
     image = load_bids_echoes(inputs.echoes)
     voxel_mm = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
 
-    if inputs.dseg is not None:
+    factor = _decay_factor(inputs, image, config)
+    fit = None
+    if config.segmentation == "atlas":
+        fit, inputs = _atlas_segmentation(inputs, image, factor, config, out_dir, seconds)
+        start = time.perf_counter()
+        seg = _transfer_segmentation(inputs, image.data.shape[:3], image.affine)
+    elif inputs.dseg is not None:
         seg = _transfer_segmentation(inputs, image.data.shape[:3], image.affine)
     else:
         warnings.warn(
@@ -258,25 +352,9 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
     seconds["resample"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    factor = None
     phases = _phases_used(inputs, config)
-    if phases:
-        phase = load_bids_echoes(phases, part="phase")
-        if phase.data.shape != image.data.shape or not np.allclose(
-            phase.echo_times_s, image.echo_times_s
-        ):
-            raise InputError(
-                f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
-            )
-        factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
-        log.info("%s: field-gradient correction; %d voxels beyond it", name, int(unreliable.sum()))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", IronmapWarning)
-        fit = DecayModel(image.echo_times_s, method=config.method).fit(
-            image.data, mask=mask, decay_factor=factor
-        )
-    for w in caught:
-        log.info("%s: %s", name, w.message)
+    if fit is None:  # the atlas path fitted inside the head mask already
+        fit = _fit(image, config, mask=mask, factor=factor, name=name)
     prefix = out_dir / name
     write_decay_maps(
         fit,
@@ -288,7 +366,7 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
         header=image.header,
         extra_sidecar={"B0GradientCorrection": bool(phases)},
     )
-    seconds["fit"] = time.perf_counter() - start
+    seconds["fit"] = seconds.get("fit", 0.0) + time.perf_counter() - start
 
     start = time.perf_counter()
     if fractions:
@@ -357,6 +435,14 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
             f"unknown --iron-calibration {config.iron_calibration!r}; "
             f"choose one of {', '.join(CALIBRATIONS)}"
         )
+    if config.segmentation not in ("auto", "atlas"):
+        raise InputError(f"--segmentation must be auto or atlas, got {config.segmentation!r}")
+    if config.segmentation == "atlas":
+        from ..regions.atlas import load_atlas
+        from ..regions.register import _ants
+
+        load_atlas()  # fail now, in one line, when the atlas extra is missing
+        _ants()
     if config.b0_correction not in ("off", "auto"):
         raise InputError(f"--b0-correction must be off or auto, got {config.b0_correction!r}")
     if config.method not in METHODS:
@@ -423,7 +509,10 @@ def summary_table(results: list[ParticipantResult]) -> pd.DataFrame:
             continue
         times = pd.DataFrame([r.seconds for r in part])
         row = {"status": status, "participants": len(part)}
-        for step in ("resample", "fit", "stats"):
+        steps = ["resample", "fit", "stats"]
+        if "registration" in times:
+            steps.insert(1, "registration")
+        for step in steps:
             row[f"{step}_s"] = float(times[step].mean()) if step in times else np.nan
         row["peak_rss_mb"] = float(np.nanmax([r.peak_rss_mb for r in part]))
         rows.append(row)

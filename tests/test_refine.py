@@ -1,0 +1,117 @@
+"""Refinement of iron-rich nuclei on R2*: closed-form geometry with seeded noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ironmap.regions.refine import REFINE_COLUMNS, refine_nuclei
+
+SHAPE = (40, 40, 30)
+WM, SN, RN = 2, 101, 103
+
+
+def _ball(centre, radius, shape=SHAPE) -> np.ndarray:
+    grid = np.indices(shape).astype(float)
+    d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+    return d2 <= radius**2
+
+
+def _dice(a, b) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def _scene(rng, *, contrast=20.0, noise=1.0):
+    """White matter (20 1/s) with a bright nucleus; the 'atlas' label is shifted and smaller."""
+    truth = _ball((20, 20, 15), 5.0)
+    r2 = 20.0 + contrast * truth + rng.normal(0.0, noise, SHAPE)
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    atlas = _ball((22, 19, 15), 4.0)  # 2 voxels off, 20 % smaller radius
+    labels[atlas] = SN
+    return labels, r2.astype(np.float32), truth, atlas
+
+
+def test_refinement_recovers_a_displaced_nucleus():
+    rng = np.random.default_rng(1)
+    labels, r2, truth, atlas = _scene(rng)
+    before = labels.copy()
+    refined, report = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+    assert _dice(atlas, truth) < 0.75  # the atlas alone is poor
+    assert _dice(refined == SN, truth) > 0.97
+    assert list(report.columns) == list(REFINE_COLUMNS)
+    row = report.iloc[0]
+    assert row.status == "refined"
+    # The brightest part of the search region: biased up by the noise's order statistics
+    # (about +1.2 SD for the top quarter of the nucleus), never by more than 2 SD.
+    assert 40.0 < row.r2star_nucleus < 42.0
+    assert row.r2star_background == pytest.approx(20.0, abs=0.5)
+    assert row.threshold == pytest.approx(0.5 * (row.r2star_nucleus + row.r2star_background))
+    np.testing.assert_array_equal(labels, before)  # input untouched
+    # What the nucleus gave up is white matter again, nothing else changed.
+    assert set(np.unique(refined)) == {WM, SN}
+
+
+def test_no_contrast_keeps_the_atlas_label():
+    rng = np.random.default_rng(2)
+    labels, r2, _, atlas = _scene(rng, contrast=0.0)
+    refined, report = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+    assert report.iloc[0].status == "no_contrast"
+    np.testing.assert_array_equal(refined == SN, atlas)
+
+
+def test_contrast_below_noise_threshold_is_not_refined():
+    # 4 1/s contrast (20 %) but noise SD 3: below 3 noise SDs.
+    rng = np.random.default_rng(3)
+    labels, r2, _, atlas = _scene(rng, contrast=4.0, noise=3.0)
+    refined, report = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+    assert report.iloc[0].status == "no_contrast"
+    np.testing.assert_array_equal(refined == SN, atlas)
+
+
+def test_failed_voxels_are_never_part_of_a_nucleus():
+    rng = np.random.default_rng(4)
+    labels, r2, truth, _ = _scene(rng)
+    r2[20, 20, 15] = np.nan
+    refined, _ = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+    assert refined[20, 20, 15] != SN
+    assert _dice(refined == SN, truth) > 0.97
+
+
+def test_neighbouring_nuclei_split_between_their_atlas_labels():
+    rng = np.random.default_rng(5)
+    sn_true, rn_true = _ball((14, 20, 15), 4.0), _ball((25, 20, 15), 4.0)
+    r2 = 20.0 + 18.0 * sn_true + 16.0 * rn_true + rng.normal(0.0, 1.0, SHAPE)
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    labels[_ball((15, 21, 15), 3.5)] = SN
+    labels[_ball((24, 19, 15), 3.5)] = RN
+    refined, report = refine_nuclei(
+        labels, r2.astype(np.float32), codes=(SN, RN), voxel_mm=(1.0, 1.0, 1.0)
+    )
+    assert list(report.status) == ["refined", "refined"]
+    assert _dice(refined == SN, sn_true) > 0.95
+    assert _dice(refined == RN, rn_true) > 0.95
+
+
+def test_anisotropic_voxels():
+    # 2 x 2 x 4 mm voxels; a nucleus of radius 8 mm (4 x 4 x 2 voxels), atlas smaller, 2 mm off.
+    rng = np.random.default_rng(6)
+    grid = np.indices(SHAPE).astype(float)
+    mm = [grid[0] * 2.0, grid[1] * 2.0, grid[2] * 4.0]
+    truth = (mm[0] - 40) ** 2 + (mm[1] - 40) ** 2 + (mm[2] - 60) ** 2 <= 8.0**2
+    atlas = (mm[0] - 42) ** 2 + (mm[1] - 40) ** 2 + (mm[2] - 60) ** 2 <= 6.5**2
+    r2 = (20.0 + 20.0 * truth + rng.normal(0.0, 1.0, SHAPE)).astype(np.float32)
+    labels = np.where(atlas, SN, WM).astype(np.int16)
+    refined, report = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(2.0, 2.0, 4.0))
+    assert report.iloc[0].status == "refined"
+    assert _dice(atlas, truth) < 0.8
+    assert _dice(refined == SN, truth) > 0.95
+
+
+def test_absent_code_is_reported_and_grids_must_match():
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    r2 = np.full(SHAPE, 20.0, dtype=np.float32)
+    refined, report = refine_nuclei(labels, r2, codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+    assert report.iloc[0].status == "absent"
+    np.testing.assert_array_equal(refined, labels)
+    with pytest.raises(ValueError, match="share a grid"):
+        refine_nuclei(labels, r2[:-1], codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
