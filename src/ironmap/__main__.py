@@ -1,4 +1,4 @@
-"""``python -m ironmap``: the command-line interface."""
+"""``python -m ironmap``: same as the ``ironmap`` command."""
 
 import sys
 
