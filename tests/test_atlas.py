@@ -92,7 +92,7 @@ def test_atlas_phantom_is_a_deformed_atlas():
     ratio = counts[[10, 49, 11, 50, 12, 51]] / atlas_counts[[10, 49, 11, 50, 12, 51]]
     assert np.all((ratio > 0.55) & (ratio < 1.05))
     thal_dice = _dice(first.labels == 10, other.labels == 10)
-    assert 0.5 < thal_dice < 0.95  # two subjects differ
+    assert thal_dice < 0.95  # two subjects differ (shape, size and position)
     assert first.head.sum() > (first.labels > 0).sum()  # a scalp around the brain
 
 

@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="phantom: ellipsoid head phantom; atlas: the bundled atlas randomly deformed per "
         "subject (needs ironmap[atlas]; for testing --segmentation atlas)",
     )
+    sim.add_argument(
+        "--t1w", action="store_true", help="add a 1 mm T1-weighted image (sub-<label>_T1w)"
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -317,6 +320,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             force=args.force,
             with_phase=args.phase,
             anatomy=args.anatomy,
+            with_t1w=args.t1w,
         )
     )
     print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")

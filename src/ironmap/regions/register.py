@@ -1,13 +1,15 @@
 """Template-to-subject registration with ANTs (optional extra ``ironmap[atlas]``).
 
 The bundled template (:func:`~.atlas.load_atlas`) is registered to a subject image (a T1w when
-there is one, else the first-echo magnitude or the S0 map) in two stages, as in
+there is one, else the first-echo magnitude or the S0 map) in three stages, as in
 ``antsRegistrationSyN.sh`` but tuned for a 1-2 mm subject grid:
 
-1. affine, Mattes mutual information (handles the T1w-template to PD/T2*-weighted contrast);
-2. symmetric normalisation (SyN) with local cross-correlation (radius 2 voxels), restricted to
-   the affinely warped template brain dilated by two voxels, so that scalp and skull in the
-   subject image do not pull on the brain's edge.
+1. affine, Mattes mutual information (handles the T1w-template to PD/T2*-weighted contrast),
+   on the whole image;
+2. affine again, the metric restricted to the template brain warped by step 1 and dilated by
+   three voxels, so that scalp in the subject image no longer pulls on the brain's edge;
+3. symmetric normalisation (SyN) with local cross-correlation (radius 2 voxels), the metric
+   restricted to the template brain warped by step 2, dilated by two voxels.
 
 The labels are then pulled onto a reference grid (the R2* grid) with ANTs' label-preserving
 ``genericLabel`` interpolator. Registration is made deterministic with a fixed random seed and a
@@ -88,6 +90,7 @@ def register_atlas(
     reference_affine: NDArray[np.float64] | None = None,
     atlas: Atlas | None = None,
     iterations: tuple[int, ...] = (50, 30, 10),
+    grid_mm: float = 2.0,
     n_threads: int | None = None,
     seed: int = 20140601,
 ) -> Registration:
@@ -105,6 +108,9 @@ def register_atlas(
         Default :func:`~.atlas.load_atlas`.
     iterations : tuple of int, optional
         SyN iterations per resolution level (coarse to fine).
+    grid_mm : float, optional
+        Finer targets (e.g. a 1 mm T1w) are smoothed and resampled to this voxel size (mm) for
+        the registration; the labels still land on the reference grid.
     n_threads : int, optional
         ITK threads, when ANTsPy is first imported and ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``
         is not set (ITK reads it once per process).
@@ -126,29 +132,47 @@ def register_atlas(
     transforms: set[str] = set()
     try:
         fixed_img = to_ants(fixed, fixed_affine)
+        spacing = np.asarray(fixed_img.spacing)
+        if np.any(spacing < grid_mm):  # e.g. a 1 mm T1w: register at grid_mm, 8x fewer voxels
+            coarse = np.maximum(spacing, grid_mm)
+            sigma = np.sqrt(np.maximum(coarse**2 - spacing**2, 0.0)) / 2.355  # mm, anti-alias
+            smoothed = ants.smooth_image(
+                fixed_img, tuple(sigma), sigma_in_physical_coordinates=True
+            )
+            fixed_img = ants.resample_image(
+                smoothed, tuple(coarse), use_voxels=False, interp_type=0
+            )
         moving = to_ants(atlas.template, atlas.affine)
-        affine_reg = ants.registration(
+        brain_img = to_ants(atlas.brain.astype(np.float32), atlas.affine)
+
+        def brain_mask(chain: list[str], dilate: int):
+            warped = ants.apply_transforms(fixed_img, brain_img, chain, interpolator="linear")
+            mask = ndimage.binary_dilation(warped.numpy() > 0.5, iterations=dilate)
+            return fixed_img.new_image_like(mask.astype(np.float32))
+
+        whole = ants.registration(
+            fixed_img, moving, type_of_transform="Affine", aff_metric="mattes", random_seed=seed
+        )
+        transforms.update(whole["fwdtransforms"])
+        affine_reg = ants.registration(  # again, within the brain: scalp no longer pulls
             fixed_img,
             moving,
             type_of_transform="Affine",
             aff_metric="mattes",
+            initial_transform=whole["fwdtransforms"][0],
+            mask=brain_mask(whole["fwdtransforms"], 3),
             random_seed=seed,
         )
         transforms.update(affine_reg["fwdtransforms"])
-        brain_img = to_ants(atlas.brain.astype(np.float32), atlas.affine)
-        brain = ants.apply_transforms(
-            fixed_img, brain_img, affine_reg["fwdtransforms"], interpolator="linear"
-        ).numpy()
-        brain = ndimage.binary_dilation(brain > 0.5, iterations=2)
-        masked = to_ants(np.where(brain, fixed, 0.0), fixed_affine)
         syn = ants.registration(
-            masked,
+            fixed_img,
             moving,
             type_of_transform="SyNOnly",
             initial_transform=affine_reg["fwdtransforms"][0],
             syn_metric="CC",
             syn_sampling=2,
             reg_iterations=tuple(iterations),
+            mask=brain_mask(affine_reg["fwdtransforms"], 2),
             random_seed=seed,
         )
         transforms.update(syn["fwdtransforms"], syn["invtransforms"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ def qc_figure(
     *,
     title: str,
     vmax: float = 60.0,
+    slices: Sequence[int] | None = None,
 ) -> Path:
-    """Three axial R2* slices (through the structures) with region outlines, as a PNG.
+    """Axial R2* slices (through the structures) with region outlines, as a PNG.
 
     Parameters
     ----------
@@ -36,6 +37,9 @@ def qc_figure(
     title : str
     vmax : float, optional
         Upper end of the colour scale (1/s).
+    slices : sequence of int, optional
+        Axial slices to show (default: the 15th, 50th and 85th percentile of the outlined
+        slices).
     """
     import io
 
@@ -48,7 +52,9 @@ def qc_figure(
     for mask in outlines.values():
         union |= mask
     zs = np.flatnonzero(union.any(axis=(0, 1)))
-    if zs.size:
+    if slices is not None:
+        picks = np.unique(np.clip(np.asarray(slices, dtype=int), 0, r2star.shape[2] - 1))
+    elif zs.size:
         picks = np.unique(np.percentile(zs, [15, 50, 85]).round().astype(int))
     else:
         picks = np.array([r2star.shape[2] // 2])

@@ -136,7 +136,7 @@ def make_atlas_anatomy(
         )
     brain = labels > 0
     outside = ndimage.distance_transform_edt(~brain)
-    labels[(outside > 0) & (outside <= 2.0)] = 24  # a rim of CSF
-    head = outside <= 8.0  # and scalp
+    labels[(outside > 0) & (outside <= 2.0)] = 24  # a rim of CSF,
+    head = (outside <= 2.0) | ((outside > 6.0) & (outside <= 11.0))  # skull (no signal), scalp
     lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng, ATLAS_FINE_AFFINE)
     return Anatomy(labels=labels, head=head, lesions=lesions, affine=ATLAS_FINE_AFFINE.copy())

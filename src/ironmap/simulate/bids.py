@@ -69,7 +69,7 @@ def write_dataset_files(root: Path, table: pd.DataFrame) -> None:
 
 
 def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]:
-    """Write one subject's MEGRE echoes (+ sidecars), dseg (+ tsv) and lesion mask."""
+    """Write one subject's MEGRE echoes (+ sidecars), T1w if any, dseg (+ tsv), lesion mask."""
     sub = subject.participant_id
     anat = root / sub / "anat"
     protocol = subject.site.protocol
@@ -106,6 +106,15 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
                 {"EchoTime": te, "EchoNumber": n, "Units": "rad", "MagneticFieldStrength": 3},
             )
             written.append(path)
+    if data.t1w is not None:
+        path = anat / f"{sub}_T1w.nii.gz"
+        stored_t1 = np.clip(np.round(data.t1w), 0, np.iinfo(np.int16).max)
+        save_nifti(_image(stored_t1, data.anatomy.affine, np.int16), path)
+        write_json(
+            path.with_name(f"{sub}_T1w.json"),
+            {"MagneticFieldStrength": 3, "MRAcquisitionType": "3D", "InversionTime": 0.9},
+        )
+        written.append(path)
     seg = root / SEGMENTATION_DIR / sub / "anat"
     dseg = seg / f"{sub}_dseg.nii.gz"
     save_nifti(_image(data.anatomy.labels, data.anatomy.affine, np.int16), dseg)
@@ -117,12 +126,18 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
 
 
 def write_cohort(
-    root: Path, subjects: list[Subject], *, with_phase: bool = False, anatomy: str = "phantom"
+    root: Path,
+    subjects: list[Subject],
+    *,
+    with_phase: bool = False,
+    anatomy: str = "phantom",
+    with_t1w: bool = False,
 ) -> dict:
     """Write ``subjects`` as a BIDS dataset in one process; returns their truth by participant.
 
     ``anatomy`` is ``"phantom"`` (ellipsoids) or ``"atlas"`` (deformed bundled atlas, needs
-    ``ironmap[atlas]``); see :func:`~.subject.generate_subject`.
+    ``ironmap[atlas]``); ``with_t1w`` adds a 1 mm ``_T1w`` image; see
+    :func:`~.subject.generate_subject`.
 
     :func:`ironmap.workflows.simulate.run_simulate` does the same in parallel for whole cohorts.
     """
@@ -132,7 +147,7 @@ def write_cohort(
     write_dataset_files(Path(root), participants_table(subjects))
     truth = {}
     for subject in subjects:
-        data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy)
+        data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy, with_t1w=with_t1w)
         write_subject(Path(root), subject, data)
         truth[subject.participant_id] = truth_summary(subject, data)
     return truth

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .anatomy import FINE_AFFINE, FINE_SHAPE, Anatomy
-from .tissue import CODE_TISSUE, S0
+from .tissue import CODE_TISSUE, S0, T1W
 
 __all__ = [
     "Protocol",
@@ -23,6 +23,7 @@ __all__ = [
     "acquisition_affine",
     "sinus_field",
     "smooth_field",
+    "t1w_image",
     "truth_maps",
 ]
 
@@ -221,3 +222,26 @@ def acquire(
     if phase is not None:
         return out, float(sigma), phase
     return out, float(sigma)
+
+
+def t1w_image(
+    anatomy: Anatomy, *, rng: np.random.Generator, snr: float = 40.0, scale: float = 1000.0
+) -> NDArray[np.float32]:
+    """A 1 mm T1-weighted (MPRAGE-like) image of ``anatomy``: tissue contrast, receive bias,
+    Rician noise (white matter / noise SD = ``snr``), lesions hypointense.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape of ``anatomy.labels``
+        In stored units (white matter ~``scale``).
+    """
+    lut = np.zeros(max(CODE_TISSUE) + 1, dtype=np.float32)
+    for code, tissue in CODE_TISSUE.items():
+        lut[code] = T1W[tissue]
+    shape = anatomy.labels.shape
+    image = lut[anatomy.labels]
+    image[anatomy.lesions] *= 0.65
+    image[~anatomy.head] = 0.0
+    image *= (1.0 + smooth_field(rng, 0.1, shape=shape)) * np.float32(scale)
+    noise = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(scale / snr)
+    return np.hypot(image + noise[0], noise[1])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
 from .cohort import Subject, subject_r2star
-from .signal import acquire, acquisition_affine, sinus_field, truth_maps
+from .signal import acquire, acquisition_affine, sinus_field, t1w_image, truth_maps
 from .tissue import DEEP_GM, lesion_r2star_factor
 
 __all__ = ["SubjectData", "generate_subject", "truth_summary"]
@@ -54,6 +54,7 @@ class SubjectData:
     affine: NDArray[np.float64]
     sigma: float
     phase: NDArray[np.float32] | None = None
+    t1w: NDArray[np.float32] | None = None
 
 
 def generate_subject(
@@ -62,6 +63,7 @@ def generate_subject(
     with_images: bool = True,
     with_phase: bool = False,
     anatomy: str = "phantom",
+    with_t1w: bool = False,
 ) -> SubjectData:
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
@@ -69,7 +71,8 @@ def generate_subject(
     alone, several times faster. ``with_phase=True`` adds the frontal-sinus field
     (:func:`~.signal.sinus_field`) and returns the phase images too. ``anatomy="atlas"`` draws
     the anatomy from the deformed bundled atlas (:mod:`.atlas_anatomy`, needs ``ironmap[atlas]``)
-    instead of the ellipsoid phantom.
+    instead of the ellipsoid phantom. ``with_t1w=True`` adds a 1 mm T1-weighted image
+    (:func:`~.signal.t1w_image`, on the anatomy's grid).
     """
     rng = np.random.default_rng(subject.seed)
     if anatomy == "atlas":
@@ -80,7 +83,10 @@ def generate_subject(
         anat = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
     else:
         raise ValueError(f"anatomy must be 'phantom' or 'atlas', not {anatomy!r}")
-    return _acquire_subject(subject, anat, rng, with_images=with_images, with_phase=with_phase)
+    data = _acquire_subject(subject, anat, rng, with_images=with_images, with_phase=with_phase)
+    if with_t1w:
+        data = replace(data, t1w=t1w_image(anat, rng=rng))
+    return data
 
 
 def _acquire_subject(

@@ -27,6 +27,7 @@ __all__ = [
     "DEEP_GM",
     "MS_EFFECTS",
     "S0",
+    "T1W",
     "AgeModel",
     "MSEffect",
     "healthy_r2star",
@@ -84,6 +85,24 @@ S0: dict[str, float] = {
     "brainstem": 0.72,
     "csf": 1.0,
     "scalp": 0.6,
+}
+
+#: Relative T1-weighted (MPRAGE-like) intensity per tissue, for simulated T1w images.
+T1W: dict[str, float] = {
+    "pallidum": 0.86,
+    "putamen": 0.72,
+    "caudate": 0.68,
+    "thalamus": 0.78,
+    "substantia_nigra": 0.74,
+    "red_nucleus": 0.78,
+    "dentate_nucleus": 0.80,
+    "cerebral_wm": 1.0,
+    "cortex": 0.6,
+    "cerebellum_wm": 0.95,
+    "cerebellum_cortex": 0.62,
+    "brainstem": 0.9,
+    "csf": 0.15,
+    "scalp": 0.8,
 }
 
 #: Label code -> tissue key of :data:`AGE_MODELS` (0 = scalp where inside the head).

@@ -301,7 +301,11 @@ def _atlas_segmentation(
         sidecar={
             "Description": "Deep grey matter from the bundled atlas registered to the subject "
             "(ANTs affine + SyN), iron-rich nuclei refined on R2*",
-            "Sources": [target_name, *(str(p) for p in inputs.echoes)],
+            "Sources": [
+                *(str(p) for p in inputs.echoes),
+                *([str(inputs.t1w)] if inputs.t1w else []),
+            ],
+            "RegistrationTarget": target_name,
             "Atlas": seg.sources,
             "Refinement": json.loads(seg.refinement.to_json(orient="records")),
         },
@@ -406,6 +410,13 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
             for region in DEEP_GM
             if fractions[f"{region}/both"].any()
         }
+        slices = None
+        if config.segmentation == "atlas":  # through dentate, red nucleus, pallidum, thalamus
+            slices = [
+                round(float(np.flatnonzero(outlines[r].any(axis=(0, 1))).mean()))
+                for r in ("dentate_nucleus", "red_nucleus", "pallidum", "thalamus")
+                if r in outlines
+            ]
         qc_figure(
             fit.r2star,
             outlines,
@@ -413,7 +424,9 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
             / f"sub-{inputs.subject}"
             / "figures"
             / f"{name}_desc-qc_R2starmap.png",
-            title=f"{name}: R2* (1/s) with deep grey-matter outlines",
+            slices=slices,
+            title=f"{name}: R2* (1/s) with deep grey-matter outlines"
+            + (" (registered atlas, nuclei refined on R2*)" if slices else ""),
         )
     seconds["stats"] = time.perf_counter() - start
     write_json(prov_path, {**provenance, "seconds": seconds})

@@ -38,6 +38,7 @@ class SimulateConfig:
     force: bool = False
     with_phase: bool = False
     anatomy: str = "phantom"
+    with_t1w: bool = False
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -47,9 +48,13 @@ def truth_path(out_bids: Path) -> Path:
 
 
 def _one_subject(
-    subject: Subject, root: Path, with_phase: bool = False, anatomy: str = "phantom"
+    subject: Subject,
+    root: Path,
+    with_phase: bool = False,
+    anatomy: str = "phantom",
+    with_t1w: bool = False,
 ) -> dict:
-    data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy)
+    data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy, with_t1w=with_t1w)
     write_subject(root, subject, data)
     return truth_summary(subject, data)
 
@@ -79,7 +84,13 @@ def run_simulate(config: SimulateConfig) -> Path:
     write_dataset_files(root, participants_table(subjects))
     log.info("simulating %d participants into %s", len(subjects), root)
     truths = map_ordered(
-        partial(_one_subject, root=root, with_phase=config.with_phase, anatomy=config.anatomy),
+        partial(
+            _one_subject,
+            root=root,
+            with_phase=config.with_phase,
+            anatomy=config.anatomy,
+            with_t1w=config.with_t1w,
+        ),
         subjects,
         n_jobs=config.n_jobs,
         desc="simulate",
