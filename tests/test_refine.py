@@ -115,3 +115,26 @@ def test_absent_code_is_reported_and_grids_must_match():
     np.testing.assert_array_equal(refined, labels)
     with pytest.raises(ValueError, match="share a grid"):
         refine_nuclei(labels, r2[:-1], codes=(SN,), voxel_mm=(1.0, 1.0, 1.0))
+
+
+def test_subdivided_grid_nests_in_the_r2star_grid():
+    from ironmap.regions.autoseg import _subdivision, _upsample
+
+    affine = np.array([[2.0, 0, 0, -50], [0, 2.0, 0, -60], [0, 0, 3.0, -40], [0, 0, 0, 1]])
+    factor = np.array([2, 2, 3])
+    fine = affine @ _subdivision(factor)
+    np.testing.assert_allclose(np.diag(fine)[:3], [1.0, 1.0, 1.0])
+    # The k sub-voxel centres of coarse voxel 0 average to its centre.
+    centres = [fine @ [i, j, k, 1] for i in range(2) for j in range(2) for k in range(3)]
+    np.testing.assert_allclose(np.mean(centres, axis=0), affine @ [0, 0, 0, 1])
+    # A linear ramp is reproduced exactly away from the edges; NaN does not leak.
+    x = np.arange(10, dtype=np.float32)
+    ramp = np.broadcast_to(x[:, None, None] * 2.0 + 5.0, (10, 4, 4)).copy()
+    up = _upsample(ramp, factor)
+    assert up.shape == (20, 8, 12)
+    expected = 2.0 * ((np.arange(20) + 0.5) / 2 - 0.5) + 5.0
+    np.testing.assert_allclose(up[1:-1, 3, 5], expected[1:-1], rtol=1e-6)
+    ramp[5] = np.nan
+    up = _upsample(ramp, factor)
+    assert np.all(np.isnan(up[10:12]))  # the sub-voxels of the failed voxel
+    np.testing.assert_allclose(up[9, 3, 5], ramp[4, 0, 0], rtol=1e-6)  # next to it: neighbour

@@ -8,12 +8,15 @@ the subject's own R2* map (:mod:`.refine`). Needs the optional extra ``ironmap[a
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy import ndimage
 
+from ..errors import IronmapWarning
 from .atlas import ATLAS_LABELS, IRON_RICH, load_atlas
 from .refine import REFINE_COLUMNS, refine_nuclei
 from .register import register_atlas
@@ -27,8 +30,11 @@ class AtlasSegmentation:
 
     Attributes
     ----------
-    labels : numpy.ndarray of int16, shape (X, Y, Z)
-        Codes of :data:`~.atlas.ATLAS_LABELS`, 0 outside the brain.
+    labels : numpy.ndarray of int16, shape (kx X, ky Y, kz Z)
+        Codes of :data:`~.atlas.ATLAS_LABELS`, 0 outside the brain, on the R2* grid subdivided
+        into about 1 mm voxels.
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel-to-scanner affine of ``labels``.
     refinement : pandas.DataFrame
         One row per iron-rich nucleus: ``region``, ``hemisphere`` and the columns of
         :data:`~.refine.REFINE_COLUMNS`.
@@ -39,9 +45,37 @@ class AtlasSegmentation:
     """
 
     labels: NDArray[np.int16]
+    affine: NDArray[np.float64]
     refinement: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+
+
+def _subdivision(factor: np.ndarray) -> NDArray[np.float64]:
+    """Fine voxel -> coarse voxel: ``k`` sub-voxels per coarse voxel and axis, centred."""
+    out = np.eye(4)
+    out[:3, :3] = np.diag(1.0 / factor)
+    out[:3, 3] = (1.0 / factor - 1.0) / 2.0
+    return out
+
+
+def _upsample(values: np.ndarray, factor: np.ndarray) -> NDArray[np.float32]:
+    """Trilinear interpolation onto the subdivided grid; NaN stays out of the average (NaN
+    where most of the interpolation weight would be NaN)."""
+    finite = np.isfinite(values)
+    coords = [
+        (np.arange(n * k) + 0.5) / k - 0.5 for n, k in zip(values.shape, factor, strict=True)
+    ]
+    grid = np.meshgrid(*coords, indexing="ij", sparse=True)
+    points = np.broadcast_arrays(*grid)
+
+    def interp(a: np.ndarray) -> np.ndarray:
+        return ndimage.map_coordinates(a, points, order=1, mode="nearest").astype(np.float32)
+
+    weight = interp(finite.astype(np.float32))
+    total = interp(np.where(finite, values, 0.0).astype(np.float32))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0.5, total / weight, np.nan).astype(np.float32)
 
 
 def label_table(labels: NDArray[np.integer] | None = None) -> pd.DataFrame:
@@ -61,9 +95,16 @@ def atlas_segmentation(
     target_affine: NDArray[np.float64],
     refine: bool = True,
     search_mm: float = 4.0,
+    fine_mm: float = 1.0,
     n_threads: int | None = None,
 ) -> AtlasSegmentation:
-    """Segment deep grey matter on the R2* grid by atlas registration and R2* refinement.
+    """Segment deep grey matter by atlas registration and R2* refinement.
+
+    The labels are drawn on the R2* grid subdivided to about ``fine_mm`` (each R2* voxel split
+    into an integer number of sub-voxels per axis), and the nuclei refined on R2* interpolated
+    (trilinear) onto it: boundaries then fall within R2* voxels, and the participant stage's
+    partial-volume fractions (``--min-fraction``) apply to an atlas segmentation exactly as to a
+    user's 1 mm segmentation.
 
     Parameters
     ----------
@@ -78,29 +119,52 @@ def atlas_segmentation(
         Re-draw pallidum, substantia nigra, red nucleus and dentate nucleus on R2*.
     search_mm : float, optional
         How far (mm) a refined nucleus may extend beyond its registered atlas label.
+    fine_mm : float, optional
+        Target voxel size (mm) of the label grid.
     n_threads : int, optional
         ITK threads for the registration.
 
     Returns
     -------
     AtlasSegmentation
+        ``labels`` and ``affine`` on the fine grid.
     """
     atlas = load_atlas()
+    r2star = np.asarray(r2star, dtype=np.float32)
+    affine = np.asarray(affine, dtype=np.float64)
+    voxel = np.linalg.norm(affine[:3, :3], axis=0)
+    factor = np.maximum(np.rint(voxel / fine_mm), 1).astype(int)
+    fine_affine = affine @ _subdivision(factor)
+    fine_shape = tuple(int(n * k) for n, k in zip(r2star.shape, factor, strict=True))
     reg = register_atlas(
         target,
         target_affine,
-        reference_shape=r2star.shape,
-        reference_affine=affine,
+        reference_shape=fine_shape,
+        reference_affine=fine_affine,
         atlas=atlas,
         n_threads=n_threads,
     )
     start = time.perf_counter()
     labels = reg.labels
-    voxel_mm = tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    voxel_ml = float(abs(np.linalg.det(fine_affine[:3, :3]))) / 1000.0
+    brain_ml = float(reg.brain.sum()) * voxel_ml
+    if not 800.0 <= brain_ml <= 2500.0:
+        warnings.warn(
+            f"the registered template brain covers {brain_ml:.0f} mL of the R2* image (adults: "
+            "1000-1800 mL); the registration may have failed or the image is cut; check the QC "
+            "figure",
+            IronmapWarning,
+            stacklevel=2,
+        )
     codes = tuple(c for pair in IRON_RICH.values() for c in pair)
     if refine:
         labels, report = refine_nuclei(
-            labels, r2star, codes=codes, voxel_mm=voxel_mm, search_mm=search_mm
+            labels,
+            _upsample(r2star, factor),
+            codes=codes,
+            voxel_mm=tuple(float(v) for v in voxel / factor),
+            search_mm=search_mm,
+            noise_lag=int(factor[0]),
         )
     else:
         counts = [int(np.sum(labels == c)) for c in codes]
@@ -115,6 +179,7 @@ def atlas_segmentation(
     report.insert(1, "hemisphere", [names[c][1] for c in report["code"]])
     return AtlasSegmentation(
         labels=labels.astype(np.int16),
+        affine=fine_affine,
         refinement=report,
         seconds={"registration": reg.seconds, "refinement": time.perf_counter() - start},
         sources=dict(atlas.sources),

@@ -50,15 +50,16 @@ def refine_nuclei(
     voxel_mm: tuple[float, float, float],
     search_mm: float = 4.0,
     min_contrast: float = 3.0,
+    noise_lag: int = 1,
 ) -> tuple[NDArray[np.int16], pd.DataFrame]:
     """Re-draw the nuclei ``codes`` of ``labels`` on ``r2star`` (same grid).
 
     Parameters
     ----------
     labels : numpy.ndarray of int, shape (X, Y, Z)
-        Registered atlas labels on the R2* grid (not modified).
+        Registered atlas labels (not modified).
     r2star : numpy.ndarray of float, shape (X, Y, Z)
-        R2* map (1/s); NaN where the fit failed (never part of a refined nucleus).
+        R2* map (1/s) on the same grid; NaN where the fit failed (never part of a nucleus).
     codes : tuple of int
         Label codes of the R2*-hyperintense nuclei to refine.
     voxel_mm : tuple of float
@@ -66,7 +67,11 @@ def refine_nuclei(
     search_mm : float, optional
         How far (mm) a nucleus may grow beyond its atlas label.
     min_contrast : float, optional
-        Smallest nucleus-minus-background contrast, in robust SDs of the background, to refine.
+        Smallest nucleus-minus-background contrast, in noise SDs, to refine.
+    noise_lag : int, optional
+        Voxel distance (first axis) of the differences the noise SD is estimated from; the
+        upsampling factor when ``r2star`` was interpolated onto a finer grid (its neighbouring
+        voxels are then not independent).
 
     Returns
     -------
@@ -80,61 +85,83 @@ def refine_nuclei(
     if labels.shape != r2.shape:
         raise ValueError(f"labels {labels.shape} and R2* {r2.shape} must share a grid")
     out = labels.astype(np.int16, copy=True)
+    voxel = np.asarray(voxel_mm, dtype=np.float64)
+    iron = np.isin(labels, list(codes))
+    if not iron.any():
+        return out, pd.DataFrame(
+            [_row(c, 0, "absent") for c in codes], columns=list(REFINE_COLUMNS)
+        )
+    # Work in the box around the nuclei and their search regions (plus a margin for filling).
+    reach = np.ceil(2.0 * search_mm / voxel).astype(int) + 2
+    ijk = np.argwhere(iron)
+    lo = np.maximum(ijk.min(axis=0) - reach, 0)
+    hi = np.minimum(ijk.max(axis=0) + reach + 1, labels.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    refined, rows = _refine_box(
+        labels[box], r2[box], codes, voxel, search_mm, min_contrast, max(int(noise_lag), 1)
+    )
+    out[box] = refined
+    for c in codes:  # a nucleus entirely outside the box cannot exist; counts are global
+        rows[c]["n_atlas"] = int(np.sum(labels == c))
+        if rows[c]["status"] != "refined":
+            rows[c]["n_refined"] = rows[c]["n_atlas"]
+    return out, pd.DataFrame([rows[c] for c in codes], columns=list(REFINE_COLUMNS))
+
+
+def _row(code: int, n_atlas: int, status: str) -> dict:
+    row = dict.fromkeys(REFINE_COLUMNS, np.nan)
+    row.update(code=int(code), n_atlas=n_atlas, n_refined=n_atlas, status=status)
+    return row
+
+
+def _refine_box(labels, r2, codes, voxel, search_mm, min_contrast, lag):
+    """:func:`refine_nuclei` inside a box: (refined labels, {code: report row})."""
+    out = labels.astype(np.int16, copy=True)
     finite = np.isfinite(r2)
     smooth = np.where(finite, r2, 0.0)
-    voxel = np.asarray(voxel_mm, dtype=np.float64)
     present = [c for c in codes if np.any(labels == c)]
-    # Distance (mm) to each nucleus's atlas label, in one bounding box around all of them.
-    dist = {}
-    for c in present:
-        dist[c] = ndimage.distance_transform_edt(labels != c, sampling=voxel)
+    dist = {c: ndimage.distance_transform_edt(labels != c, sampling=voxel) for c in present}
     nearest = None
     if present:
-        stack = np.stack([dist[c] for c in present])
-        nearest = np.asarray(present)[stack.argmin(axis=0)]
-    rows = []
+        nearest = np.asarray(present)[np.stack([dist[c] for c in present]).argmin(axis=0)]
+    rows: dict[int, dict] = {}
     new_masks = {}
     for c in codes:
-        row = dict.fromkeys(REFINE_COLUMNS, np.nan)
         n_atlas = int(np.sum(labels == c))
-        row.update(code=int(c), n_atlas=n_atlas, n_refined=n_atlas)
         if c not in dist:
-            row["status"] = "absent"
-            rows.append(row)
+            rows[c] = _row(c, n_atlas, "absent")
             continue
         prior = labels == c
         search = (dist[c] <= search_mm) & (nearest == c) & finite
         n_in = int(np.sum(prior & finite))
         values = np.sort(smooth[search])
         if n_in < 3 or values.size < 2 * n_in + 10:
-            row["status"] = "no_data"
-            rows.append(row)
+            rows[c] = _row(c, n_atlas, "no_data")
             continue
         # The brightest part of the search region half the atlas label's size, against the rest
         # beyond the atlas label's size: robust to an atlas label that misses the nucleus by a
         # few millimetres, or is larger than it.
         level_in = float(np.median(values[-max(n_in // 2, 2) :]))
         level_out = float(np.median(values[:-n_in]))
-        pairs = search[1:] & search[:-1]
-        spread = _robust_sd(np.diff(smooth, axis=0)[pairs]) / np.sqrt(2.0)  # noise SD
+        pairs = search[lag:] & search[:-lag]
+        spread = _robust_sd((smooth[lag:] - smooth[:-lag])[pairs]) / np.sqrt(2.0)  # noise SD
         threshold = 0.5 * (level_in + level_out)
+        row = _row(c, n_atlas, "no_contrast")
         row.update(r2star_nucleus=level_in, r2star_background=level_out, threshold=threshold)
-        contrast = level_in - level_out
-        if contrast <= max(min_contrast * spread, 0.1 * level_out):
-            row["status"] = "no_contrast"
-            rows.append(row)
+        rows[c] = row
+        if level_in - level_out <= max(min_contrast * spread, 0.1 * level_out):
             continue
         candidate = search & (smooth > threshold)
-        parts, _ = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
+        parts, n_parts = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
+        if n_parts == 0:
+            continue
         sizes = np.bincount(parts.ravel())
         sizes[0] = 0
         keep = np.unique(parts[candidate & prior])  # what touches the atlas label
         keep = np.union1d(keep[keep > 0], [int(sizes.argmax())])  # and the largest part
-        mask = np.isin(parts, keep)
-        mask = ndimage.binary_fill_holes(mask) & search
+        mask = ndimage.binary_fill_holes(np.isin(parts, keep)) & search
         new_masks[c] = mask
         row.update(n_refined=int(mask.sum()), status="refined")
-        rows.append(row)
     if new_masks:
         iron = np.isin(labels, list(codes))
         # What a nucleus gives up: the label of the nearest voxel that is not a nucleus.
@@ -145,4 +172,4 @@ def refine_nuclei(
             out[lost] = fill[lost]
         for c, mask in new_masks.items():
             out[mask] = c
-    return out, pd.DataFrame(rows, columns=list(REFINE_COLUMNS))
+    return out, rows

@@ -296,11 +296,12 @@ def _atlas_segmentation(
     tsv = out_dir / f"{name}_desc-ironmap_dseg.tsv"
     write_nifti(
         seg.labels,
-        image.affine,
+        seg.affine,
         dseg,
         sidecar={
             "Description": "Deep grey matter from the bundled atlas registered to the subject "
-            "(ANTs affine + SyN), iron-rich nuclei refined on R2*",
+            "(ANTs affine + SyN), iron-rich nuclei refined on R2*; on the R2* grid subdivided "
+            "to about 1 mm",
             "Sources": [
                 *(str(p) for p in inputs.echoes),
                 *([str(inputs.t1w)] if inputs.t1w else []),
@@ -310,7 +311,6 @@ def _atlas_segmentation(
             "Refinement": json.loads(seg.refinement.to_json(orient="records")),
         },
         force=True,  # our own output of an unfinished or forced run
-        header=image.header,
         dtype=np.int16,
     )
     _write_tsv(tsv, label_table(seg.labels))
