@@ -178,8 +178,8 @@ def report(dice_rows, r2_rows, cost_rows, ablation_rows, threads: int) -> None:
     summary.columns = [f"{stat} ({target})" for stat, target in summary.columns]
     summary["target"] = pd.Series(TARGET)
     print(
-        f"Dice on the R2* grid after refinement, {n} subjects x 2 hemispheres, by registration "
-        "target (minimum must reach the target):"
+        f"Dice at 1 mm after refinement, {n} subjects x 2 hemispheres, by registration "
+        "target (the minimum must reach the target):"
     )
     print(summary.round(3).to_string())
     print("\nDice per subject, first-echo target (left/right mean):")
