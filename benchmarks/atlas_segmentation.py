@@ -144,18 +144,25 @@ def main() -> None:
                         }
                     )
                 if i < args.ablation and target == "first echo":
-                    ablation_rows += ablation(echo_only, sub, true, site)
+                    ablation_rows += ablation(echo_only, out, sub, true, site)
     report(dice_rows, r2_rows, cost_rows, ablation_rows, args.threads)
 
 
-def ablation(bids: Path, sub: str, true: np.ndarray, site: str) -> list[dict]:
-    """Dice of the registered atlas before refinement (same registration settings)."""
+def ablation(bids: Path, out: Path, sub: str, true: np.ndarray, site: str) -> list[dict]:
+    """Dice of the registered atlas before refinement (same registration, same label grid)."""
     from ironmap.io import load_bids_echoes
-    from ironmap.regions.register import register_atlas
+    from ironmap.regions.autoseg import atlas_segmentation
 
     echoes = sorted((bids / sub / "anat").glob("*_MEGRE.nii.gz"))
     image = load_bids_echoes(echoes)
-    reg = register_atlas(image.data[..., 0], image.affine)
+    r2 = nib.load(out / sub / "anat" / f"{sub}_R2starmap.nii.gz")
+    seg = atlas_segmentation(
+        np.asarray(r2.dataobj, dtype=np.float32),
+        r2.affine,
+        target=image.data[..., 0],
+        target_affine=image.affine,
+        refine=False,
+    )
     rows = []
     for region, codes in IRON_RICH.items():
         for code, side in zip(codes, ("left", "right"), strict=True):
@@ -164,7 +171,7 @@ def ablation(bids: Path, sub: str, true: np.ndarray, site: str) -> list[dict]:
                     "site": site,
                     "region": region,
                     "hemisphere": side,
-                    "dice_registration": dice(reg.labels == code, true == code),
+                    "dice_registration": dice(seg.labels == code, true == code),
                 }
             )
     return rows
