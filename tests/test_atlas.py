@@ -183,3 +183,25 @@ def test_participant_stage_with_atlas_segmentation(tmp_path, offline):
     before = (out / subjects[0].participant_id / "anat").stat().st_mtime_ns
     assert main(["run", str(bids), str(out), "participant", "--segmentation", "atlas"]) == 0
     assert (out / subjects[0].participant_id / "anat").stat().st_mtime_ns == before
+
+
+def test_simulate_cli_atlas_anatomy_with_t1w(tmp_path):
+    import json
+
+    import nibabel as nib
+
+    from ironmap.cli import main
+
+    out = tmp_path / "bids"
+    argv = ["simulate", str(out), "--n-hc", "1", "--n-ms", "0", "--anatomy", "atlas", "--t1w"]
+    assert main(argv) == 0
+    truth = json.loads((tmp_path / "bids_truth.json").read_text())
+    assert truth["anatomy"].startswith("deformed bundled atlas")
+    t1w = nib.load(out / "sub-001" / "anat" / "sub-001_T1w.nii.gz")
+    dseg = nib.load(out / "derivatives/segmentation/sub-001/anat/sub-001_dseg.nii.gz")
+    assert t1w.shape == dseg.shape  # 1 mm, on the truth's grid
+    np.testing.assert_allclose(t1w.affine, dseg.affine)
+    t1, labels = np.asarray(t1w.dataobj, float), np.asarray(dseg.dataobj)
+    # T1w contrast: white matter brighter than cortex, cortex brighter than CSF.
+    wm, gm, csf = (np.median(t1[np.isin(labels, c)]) for c in ((2, 41), (3, 42), (24,)))
+    assert wm > 1.4 * gm > 1.4 * csf
