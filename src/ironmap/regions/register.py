@@ -18,6 +18,7 @@ given thread count (with several threads ITK may differ in the last digits betwe
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import time
@@ -30,9 +31,22 @@ from scipy import ndimage
 from ..errors import IronmapError
 from .atlas import Atlas, load_atlas
 
-__all__ = ["Registration", "register_atlas"]
+__all__ = ["Registration", "check_ants", "register_atlas", "to_ants"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0])  # ITK's physical space is LPS, NIfTI's is RAS
+
+
+_MISSING = (
+    "--segmentation atlas needs ANTsPy; install the atlas extra with "
+    "`pip install 'ironmap[atlas]'`"
+)
+
+
+def check_ants() -> None:
+    """Raise a one-line :class:`IronmapError` when ANTsPy is not installed (without importing
+    it: ITK's thread count must be set before its first import)."""
+    if importlib.util.find_spec("ants") is None:
+        raise IronmapError(_MISSING)
 
 
 def _ants(n_threads: int | None = None):
@@ -42,10 +56,7 @@ def _ants(n_threads: int | None = None):
     try:
         import ants
     except ImportError as exc:
-        raise IronmapError(
-            "--segmentation atlas needs ANTsPy; install the atlas extra with "
-            "`pip install 'ironmap[atlas]'`"
-        ) from exc
+        raise IronmapError(_MISSING) from exc
     return ants
 
 

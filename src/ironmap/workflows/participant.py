@@ -452,10 +452,10 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         raise InputError(f"--segmentation must be auto or atlas, got {config.segmentation!r}")
     if config.segmentation == "atlas":
         from ..regions.atlas import load_atlas
-        from ..regions.register import _ants
+        from ..regions.register import check_ants
 
         load_atlas()  # fail now, in one line, when the atlas extra is missing
-        _ants()
+        check_ants()
     if config.b0_correction not in ("off", "auto"):
         raise InputError(f"--b0-correction must be off or auto, got {config.b0_correction!r}")
     if config.method not in METHODS:
