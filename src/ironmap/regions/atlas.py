@@ -31,39 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import IronmapError
+from .labels import LABEL_NAMES
 
 __all__ = ["ATLAS_LABELS", "IRON_RICH", "Atlas", "atlas_data_dir", "load_atlas"]
 
-#: code -> name of the atlas label map (the names of CONVENTIONS, FreeSurfer codes where they
-#: exist, 101-106 for the nuclei as in ironmap's phantom).
-ATLAS_LABELS: dict[int, str] = {
-    2: "Left-Cerebral-White-Matter",
-    3: "Left-Cerebral-Cortex",
-    4: "Left-Lateral-Ventricle",
-    7: "Left-Cerebellum-White-Matter",
-    8: "Left-Cerebellum-Cortex",
-    10: "Left-Thalamus",
-    11: "Left-Caudate",
-    12: "Left-Putamen",
-    13: "Left-Pallidum",
-    16: "Brain-Stem",
-    24: "CSF",
-    41: "Right-Cerebral-White-Matter",
-    42: "Right-Cerebral-Cortex",
-    43: "Right-Lateral-Ventricle",
-    46: "Right-Cerebellum-White-Matter",
-    47: "Right-Cerebellum-Cortex",
-    49: "Right-Thalamus",
-    50: "Right-Caudate",
-    51: "Right-Putamen",
-    52: "Right-Pallidum",
-    101: "Left-Substantia-Nigra",
-    102: "Right-Substantia-Nigra",
-    103: "Left-Red-Nucleus",
-    104: "Right-Red-Nucleus",
-    105: "Left-Dentate-Nucleus",
-    106: "Right-Dentate-Nucleus",
-}
+#: code -> name of the atlas label map: the names of CONVENTIONS, FreeSurfer codes where they
+#: exist, 101-106 for the nuclei, as in ironmap's phantom.
+ATLAS_LABELS: dict[int, str] = LABEL_NAMES
 
 #: Iron-rich nuclei (R2*-hyperintense) refined on the subject's R2* map: region -> (left, right).
 IRON_RICH: dict[str, tuple[int, int]] = {

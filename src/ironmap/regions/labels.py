@@ -17,6 +17,7 @@ from ..errors import InputError
 
 __all__ = [
     "DEEP_GM",
+    "LABEL_NAMES",
     "RegionCodes",
     "read_label_table",
     "region_codes",
@@ -32,6 +33,37 @@ DEEP_GM = (
     "red_nucleus",
     "dentate_nucleus",
 )
+
+#: code -> FreeSurfer-style name of the labels ironmap itself draws (the simulated phantoms and
+#: ``--segmentation atlas``): FreeSurfer aseg codes where they exist, 101-106 for the nuclei.
+LABEL_NAMES: dict[int, str] = {
+    2: "Left-Cerebral-White-Matter",
+    3: "Left-Cerebral-Cortex",
+    4: "Left-Lateral-Ventricle",
+    7: "Left-Cerebellum-White-Matter",
+    8: "Left-Cerebellum-Cortex",
+    10: "Left-Thalamus",
+    11: "Left-Caudate",
+    12: "Left-Putamen",
+    13: "Left-Pallidum",
+    16: "Brain-Stem",
+    24: "CSF",
+    41: "Right-Cerebral-White-Matter",
+    42: "Right-Cerebral-Cortex",
+    43: "Right-Lateral-Ventricle",
+    46: "Right-Cerebellum-White-Matter",
+    47: "Right-Cerebellum-Cortex",
+    49: "Right-Thalamus",
+    50: "Right-Caudate",
+    51: "Right-Putamen",
+    52: "Right-Pallidum",
+    101: "Left-Substantia-Nigra",
+    102: "Right-Substantia-Nigra",
+    103: "Left-Red-Nucleus",
+    104: "Right-Red-Nucleus",
+    105: "Left-Dentate-Nucleus",
+    106: "Right-Dentate-Nucleus",
+}
 
 # region -> (left names, right names); names lower-case.
 _NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

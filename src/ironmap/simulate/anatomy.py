@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..regions.labels import LABEL_NAMES
+
 __all__ = ["FINE_AFFINE", "FINE_SHAPE", "LABEL_NAMES", "Anatomy", "make_anatomy"]
 
 #: The fine (1 mm isotropic) grid: 144 x 176 x 144 mm, RAS, centred on the origin.
@@ -29,35 +31,6 @@ FINE_AFFINE = np.array(
     ]
 )
 
-#: code -> FreeSurfer-style structure name (written to ``dseg.tsv``).
-LABEL_NAMES: dict[int, str] = {
-    2: "Left-Cerebral-White-Matter",
-    3: "Left-Cerebral-Cortex",
-    4: "Left-Lateral-Ventricle",
-    7: "Left-Cerebellum-White-Matter",
-    8: "Left-Cerebellum-Cortex",
-    10: "Left-Thalamus",
-    11: "Left-Caudate",
-    12: "Left-Putamen",
-    13: "Left-Pallidum",
-    16: "Brain-Stem",
-    24: "CSF",
-    41: "Right-Cerebral-White-Matter",
-    42: "Right-Cerebral-Cortex",
-    43: "Right-Lateral-Ventricle",
-    46: "Right-Cerebellum-White-Matter",
-    47: "Right-Cerebellum-Cortex",
-    49: "Right-Thalamus",
-    50: "Right-Caudate",
-    51: "Right-Putamen",
-    52: "Right-Pallidum",
-    101: "Left-Substantia-Nigra",
-    102: "Right-Substantia-Nigra",
-    103: "Left-Red-Nucleus",
-    104: "Right-Red-Nucleus",
-    105: "Left-Dentate-Nucleus",
-    106: "Right-Dentate-Nucleus",
-}
 
 # Right-hemisphere deep structures: (left code, right code, centre mm, radii mm); mirrored in x.
 _DEEP = {
