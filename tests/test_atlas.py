@@ -205,3 +205,25 @@ def test_simulate_cli_atlas_anatomy_with_t1w(tmp_path):
     # T1w contrast: white matter brighter than cortex, cortex brighter than CSF.
     wm, gm, csf = (np.median(t1[np.isin(labels, c)]) for c in ((2, 41), (3, 42), (24,)))
     assert wm > 1.4 * gm > 1.4 * csf
+
+
+def test_a_cropped_real_image_is_refused_in_one_line(offline):
+    """Real data: a 24 x 24 x 41 mm in-vivo crop cannot carry a whole-brain registration."""
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    import nibabel as nib
+
+    from ironmap.errors import IronmapError
+    from ironmap.regions.autoseg import atlas_segmentation
+
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "invivo_megre_crop" / "mag.nii.gz"
+    if not path.exists():
+        pytest.skip(f"shared test data missing: {path.parent}")
+    img = nib.load(path)
+    first = np.asarray(img.dataobj, dtype=np.float32)[..., 0]
+    r2 = np.full(first.shape, 30.0, dtype=np.float32)
+    with pytest.raises(IronmapError, match=r"^mag\.nii\.gz: covers only \d+ mL of the registered"):
+        atlas_segmentation(
+            r2, img.affine, target=first, target_affine=img.affine, target_name=path.name
+        )

@@ -102,6 +102,8 @@ def register_atlas(
     atlas: Atlas | None = None,
     iterations: tuple[int, ...] = (50, 30, 10),
     grid_mm: float = 2.0,
+    min_brain_ml: float = 800.0,
+    name: str = "the registration target",
     n_threads: int | None = None,
     seed: int = 20140601,
 ) -> Registration:
@@ -122,6 +124,10 @@ def register_atlas(
     grid_mm : float, optional
         Finer targets (e.g. a 1 mm T1w) are smoothed and resampled to this voxel size (mm) for
         the registration; the labels still land on the reference grid.
+    min_brain_ml : float, optional
+        Least brain volume (mL, after the first affine stage) the target must cover.
+    name : str, optional
+        How errors name the target (its file).
     n_threads : int, optional
         ITK threads, when ANTsPy is first imported and ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``
         is not set (ITK reads it once per process).
@@ -131,6 +137,11 @@ def register_atlas(
     Returns
     -------
     Registration
+
+    Raises
+    ------
+    IronmapError
+        No positive values in the target, or a target that covers too little brain.
     """
     ants = _ants(n_threads)
     atlas = load_atlas() if atlas is None else atlas
@@ -165,6 +176,12 @@ def register_atlas(
             fixed_img, moving, type_of_transform="Affine", aff_metric="mattes", random_seed=seed
         )
         transforms.update(whole["fwdtransforms"])
+        covered = brain_mask(whole["fwdtransforms"], 0).numpy().sum() * np.prod(fixed_img.spacing)
+        if covered / 1000.0 < min_brain_ml:
+            raise IronmapError(
+                f"{name}: covers only {covered / 1000.0:.0f} mL of the registered template brain; "
+                "atlas segmentation needs a whole-brain image (give a T1w, or a whole-brain GRE)"
+            )
         affine_reg = ants.registration(  # again, within the brain: scalp no longer pulls
             fixed_img,
             moving,

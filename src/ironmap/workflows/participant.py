@@ -289,7 +289,12 @@ def _atlas_segmentation(
     log.info("%s: registering the atlas to %s", name, target_name)
     threads = max(len(os.sched_getaffinity(0)) // max(config.n_jobs, 1), 1)
     seg = atlas_segmentation(
-        fit.r2star, image.affine, target=target, target_affine=target_affine, n_threads=threads
+        fit.r2star,
+        image.affine,
+        target=target,
+        target_affine=target_affine,
+        n_threads=threads,
+        target_name=target_name,
     )
     seconds.update(seg.seconds)
     dseg = out_dir / f"{name}_desc-ironmap_dseg.nii.gz"
