@@ -178,6 +178,7 @@ def test_participant_stage_with_atlas_segmentation(tmp_path, offline):
         assert set(table["index"]) == set(np.unique(labels)) - {0}
         sidecar = json.loads((anat / f"{sub}_desc-ironmap_dseg.json").read_text())
         assert {r["status"] for r in sidecar["Refinement"]} == {"refined"}
+        assert {"Units", "EstimationAlgorithm", "EchoTime", "Sources"} <= set(sidecar)
         truth_img = nib.load(
             bids / "derivatives/segmentation" / sub / "anat" / f"{sub}_dseg.nii.gz"
         )

@@ -304,9 +304,12 @@ def _atlas_segmentation(
         seg.affine,
         dseg,
         sidecar={
+            "Units": "1",
             "Description": "Deep grey matter from the bundled atlas registered to the subject "
             "(ANTs affine + SyN), iron-rich nuclei refined on R2*; on the R2* grid subdivided "
-            "to about 1 mm",
+            "to about 1 mm; codes and names in the .tsv",
+            "EstimationAlgorithm": "ironmap --segmentation atlas (docs/atlas.md)",
+            "EchoTime": [float(te) for te in image.echo_times_s],
             "Sources": [
                 *(str(p) for p in inputs.echoes),
                 *([str(inputs.t1w)] if inputs.t1w else []),
