@@ -1,8 +1,9 @@
 """Deep grey matter without a user segmentation: registered atlas refined on R2*.
 
 :func:`atlas_segmentation` registers the bundled template to a subject image
-(:mod:`.register`), pulls the atlas labels onto the R2* grid and re-draws the iron-rich nuclei on
-the subject's own R2* map (:mod:`.refine`). Needs the optional extra ``ironmap[atlas]``.
+(:mod:`.register`), pulls the atlas labels onto the R2* grid subdivided to about 1 mm and
+re-draws the iron-rich nuclei on the subject's own R2* map (:mod:`.refine`). Needs the optional
+extra ``ironmap[atlas]``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["AtlasSegmentation", "atlas_segmentation", "label_table"]
 
 @dataclass(frozen=True)
 class AtlasSegmentation:
-    """A subject's atlas-based segmentation on the R2* grid.
+    """A subject's atlas-based segmentation on the subdivided R2* grid.
 
     Attributes
     ----------

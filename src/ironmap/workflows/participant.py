@@ -287,7 +287,8 @@ def _atlas_segmentation(
         target, target_affine = image.data[..., 0], image.affine
         target_name = f"{inputs.echoes[0]} (first echo)"
     log.info("%s: registering the atlas to %s", name, target_name)
-    threads = max(len(os.sched_getaffinity(0)) // max(config.n_jobs, 1), 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max((cores or 1) // max(config.n_jobs, 1), 1)
     seg = atlas_segmentation(
         fit.r2star,
         image.affine,
