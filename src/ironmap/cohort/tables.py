@@ -1,11 +1,14 @@
 """Cohort tables: ``participants.tsv`` validated and joined with the participant-stage outputs.
 
 ``group/regions.tsv`` stacks every participant's ``_regions.tsv``; ``group/subjects.tsv`` joins
-``participants.tsv`` with the ``_volumes.tsv`` files (CONVENTIONS columns).
+``participants.tsv`` with the ``_volumes.tsv`` files (CONVENTIONS columns). Both keep one
+session per participant, the baseline (:func:`baseline_sessions`), and ``subjects.tsv`` only
+the participants with participant-stage outputs (:func:`missing_outputs` names the others).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -17,8 +20,11 @@ from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
     "PARTICIPANT_COLUMNS",
+    "SEX_CODES",
     "SUBJECT_COLUMNS",
+    "baseline_sessions",
     "collect_regions",
+    "missing_outputs",
     "read_participants",
     "subjects_table",
 ]
@@ -45,16 +51,24 @@ SUBJECT_COLUMNS = [
     *VOLUME_COLUMNS[1:],  # icv_ml ... lesion_count, as the participant stage writes them
 ]
 PHENOTYPES = ("CIS", "RRMS", "SPMS", "PPMS")
+#: BIDS ``sex`` values (lower case) and their canonical codes; ``n/a`` or empty is missing.
+SEX_CODES = {"m": "M", "male": "M", "f": "F", "female": "F", "o": "O", "other": "O"}
+_MISSING = ("", "n/a")
 
 
 def read_participants(path: str | Path) -> pd.DataFrame:
     """Read and validate ``participants.tsv`` (CONVENTIONS columns; ``n/a`` is missing).
 
+    ``sex`` is normalised to ``"M"``, ``"F"``, ``"O"`` or NaN (BIDS ``M/male``, ``F/female``,
+    ``O/other`` in any case; ``n/a`` or empty is missing).
+
     Raises
     ------
     InputError
-        Missing file or columns, duplicate IDs, unknown group or phenotype, non-numeric age,
-        EDSS or duration, or no healthy controls.
+        Missing file or columns, duplicate IDs, unknown group, phenotype or sex, non-numeric
+        age, EDSS or duration, impossible values (age outside 0-120 years, EDSS outside 0-10 or
+        not in steps of 0.5, duration negative or above the age, controls included), or no
+        healthy controls.
     """
     path = Path(path)
     if not path.exists():
@@ -71,6 +85,7 @@ def read_participants(path: str | Path) -> pd.DataFrame:
         raise InputError(
             f"{path}: participant_id must look like sub-<label>, got {bad_id.iloc[0, 0]!r}"
         )
+    raw = table.copy()
     for col in ("age", "disease_duration", "edss"):
         values = pd.to_numeric(table[col], errors="coerce")
         bad = table[col].notna() & values.isna()
@@ -79,6 +94,7 @@ def read_participants(path: str | Path) -> pd.DataFrame:
                 f"{path}: column {col} must be numeric or n/a, got {table.loc[bad, col].iloc[0]!r}"
             )
         table[col] = values
+    table["sex"] = _sex_codes(table, path)
     groups = set(table["group"].dropna())
     if not groups <= {"HC", "MS"}:
         raise InputError(f"{path}: group must be HC or MS, got {sorted(groups - {'HC', 'MS'})}")
@@ -92,6 +108,7 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     if table["age"].isna().any():
         first = table.loc[table["age"].isna(), "participant_id"].iloc[0]
         raise InputError(f"{path}: age is missing for {first}; the age correction needs it")
+    _check_ranges(table, raw, path)
     if not (table["group"] == "HC").any():
         raise InputError(
             f"{path}: no healthy controls (group HC); R2* is corrected for age against controls"
@@ -100,16 +117,172 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     return table[list(PARTICIPANT_COLUMNS)]
 
 
+def _sex_codes(table: pd.DataFrame, path: Path) -> pd.Series:
+    """``sex`` as ``"M"``/``"F"``/``"O"``/NaN; an unknown value raises :class:`InputError`."""
+    codes = []
+    for pid, value in zip(table["participant_id"], table["sex"], strict=True):
+        key = "n/a" if pd.isna(value) else str(value).strip().lower()
+        if key not in SEX_CODES and key not in _MISSING:
+            raise InputError(
+                f"{path}: {pid} has sex {value!r}; accepted codes are M/male, F/female, "
+                "O/other (any case) and n/a or empty for missing"
+            )
+        codes.append(SEX_CODES.get(key, np.nan))
+    return pd.Series(codes, index=table.index, dtype=object)
+
+
+def _check_ranges(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
+    """Refuse impossible ages, EDSS scores and disease durations (controls included)."""
+    age, edss, duration = table["age"], table["edss"], table["disease_duration"]
+    rules = {
+        "age": (age.notna() & ~((age > 0) & (age <= 120)), "age must be > 0 and <= 120 years"),
+        "edss": (
+            edss.notna() & ~((edss >= 0) & (edss <= 10) & (edss * 2 == np.round(edss * 2))),
+            "EDSS must be 0-10 in steps of 0.5",
+        ),
+        "disease_duration": (
+            duration.notna() & ((duration < 0) | (duration > age)),
+            "disease_duration must be >= 0 years and at most the age",
+        ),
+    }
+    for col, (bad, rule) in rules.items():
+        if bad.any():
+            row = bad.idxmax()
+            raise InputError(
+                f"{path}: {table.at[row, 'participant_id']} has {col} {raw.at[row, col]!r}; {rule}"
+            )
+
+
 def _stack(paths: list[Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(p, sep="\t", na_values=["n/a"], keep_default_na=False) for p in paths]
+    frames = [
+        pd.read_csv(p, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"session": str})
+        for p in paths
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def collect_regions(output_dir: str | Path) -> pd.DataFrame:
-    """Stack ``sub-*/**/sub-*_regions.tsv`` of the participant stage.
+def _session_key(label: object) -> tuple:
+    """Natural sort key of a session label: ``ses-`` optional, digits compared as numbers."""
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    parts = re.split(r"(\d+)", str(label).removeprefix("ses-"))
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
 
-    With several sessions per participant the cross-sectional statistics use the first session
-    (in label order), with a warning; every session stays in the per-participant files.
+
+def _acq_times(bids_dir: str | Path, participant: str) -> dict[tuple, pd.Timestamp]:
+    """``acq_time`` per session key from ``sub-<label>_sessions.tsv`` ({} when absent)."""
+    path = Path(bids_dir) / participant / f"{participant}_sessions.tsv"
+    if not path.exists():
+        return {}
+    sessions = pd.read_csv(
+        path, sep="\t", na_values=list(_MISSING), keep_default_na=False, dtype=str
+    )
+    if "session_id" not in sessions.columns:
+        raise InputError(f"{path}: no session_id column (BIDS sessions file)")
+    if "acq_time" not in sessions.columns:
+        return {}
+    text = sessions["acq_time"].astype(object)
+    times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = text.notna() & times.isna()
+    if bad.any():
+        raise InputError(
+            f"{path}: acq_time must be an ISO datetime or n/a, got {text[bad].iloc[0]!r} "
+            f"for {sessions.loc[bad, 'session_id'].iloc[0]}"
+        )
+    keys = sessions["session_id"].map(_session_key)
+    return {k: t for k, t in zip(keys, times, strict=True) if pd.notna(t)}
+
+
+def _baseline_key(
+    participant: str, keys: set[tuple], bids_dir: str | Path | None
+) -> tuple[tuple, bool]:
+    """(key of the baseline session, whether acq_time chose it)."""
+    ordered = sorted(keys)
+    times = _acq_times(bids_dir, participant) if bids_dir is not None and len(keys) > 1 else {}
+    if times and all(k in times for k in ordered):
+        return min(ordered, key=lambda k: times[k]), True
+    return ordered[0], False
+
+
+def _baseline(table: pd.DataFrame, bids_dir: str | Path | None) -> tuple[pd.DataFrame, str]:
+    """Baseline rows of ``table`` and the warning to give ('' with one session each)."""
+    if "session" not in table.columns:
+        return table.reset_index(drop=True), ""
+    keys = table["session"].map(lambda s: None if pd.isna(s) else _session_key(s))
+    labelled = keys.notna()
+    chosen, by_time, several = {}, 0, 0
+    for pid, group in keys[labelled].groupby(table.loc[labelled, "participant_id"]):
+        chosen[pid], timed = _baseline_key(pid, set(group), bids_dir)
+        several += group.nunique() > 1
+        by_time += timed
+    baseline = table["participant_id"].map(chosen)
+    keep = [k == b if isinstance(b, tuple) else True for k, b in zip(keys, baseline, strict=True)]
+    return table[keep].reset_index(drop=True), _sessions_note(several, by_time)
+
+
+def _sessions_note(several: int, by_time: int) -> str:
+    if not several:
+        return ""
+    how = []
+    if by_time:
+        how.append(f"the earliest acq_time of sub-<label>_sessions.tsv ({by_time})")
+    if several - by_time:
+        how.append(f"the first label in natural order, ses-2 before ses-10 ({several - by_time})")
+    return (
+        f"{several} participant(s) have several sessions: the cross-sectional statistics use "
+        f"each participant's baseline session, chosen by {' or '.join(how)}; every session "
+        "stays in the per-participant files"
+    )
+
+
+def baseline_sessions(table: pd.DataFrame, *, bids_dir: str | Path | None) -> pd.DataFrame:
+    """Keep each participant's baseline-session rows of a long table.
+
+    Parameters
+    ----------
+    table
+        Rows with ``participant_id`` and, optionally, ``session`` (``ses-01`` or ``01``; NaN
+        for a participant without sessions).
+    bids_dir
+        BIDS dataset whose ``sub-<label>/sub-<label>_sessions.tsv`` give ``acq_time``; None to
+        order by label only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of the baseline session, in their order, with a fresh index: the session with
+        the earliest ``acq_time`` when every session of the participant has one, else the first
+        in natural order (``ses-2`` before ``ses-10``). A participant without a labelled
+        session keeps all its rows; a table without ``session`` is returned whole.
+
+    Warns
+    -----
+    IronmapWarning
+        Once, when some participant has several sessions, saying how the baseline was chosen.
+
+    Raises
+    ------
+    InputError
+        A sessions file without ``session_id`` or with an ``acq_time`` that is not ISO 8601.
+    """
+    table, note = _baseline(table, bids_dir)
+    if note:
+        warnings.warn(note, IronmapWarning, stacklevel=2)
+    return table
+
+
+def missing_outputs(participants: pd.DataFrame, regions: pd.DataFrame) -> list[str]:
+    """``participant_id`` of ``participants.tsv`` without rows in ``regions`` (sorted)."""
+    present = set(regions["participant_id"]) if "participant_id" in regions.columns else set()
+    return sorted(set(participants["participant_id"]) - present)
+
+
+def collect_regions(output_dir: str | Path, *, bids_dir: str | Path | None = None) -> pd.DataFrame:
+    """Stack ``sub-*/**/sub-*_regions.tsv`` of the participant stage, baseline session only.
+
+    With several sessions per participant the cross-sectional statistics use the baseline
+    session (:func:`baseline_sessions`; ``bids_dir`` gives the ``acq_time``), with a warning;
+    every session stays in the per-participant files.
     """
     paths = sorted(Path(output_dir).glob("sub-*/**/sub-*_regions.tsv"))
     if not paths:
@@ -117,28 +290,35 @@ def collect_regions(output_dir: str | Path) -> pd.DataFrame:
             f"{output_dir}: no sub-*_regions.tsv; run the participant stage first "
             "(ironmap run BIDS_DIR OUTPUT_DIR participant)"
         )
-    table = _stack(paths)
-    if "session" in table.columns:
-        first = table.groupby("participant_id")["session"].transform("min")
-        if (table["session"] != first).any():
-            warnings.warn(
-                "several sessions per participant: the group statistics use each participant's "
-                "first session",
-                IronmapWarning,
-                stacklevel=2,
-            )
-        table = table[table["session"] == first].reset_index(drop=True)
+    table, note = _baseline(_stack(paths), bids_dir)
+    if note:
+        warnings.warn(note, IronmapWarning, stacklevel=2)
     return table
 
 
-def subjects_table(participants: pd.DataFrame, output_dir: str | Path) -> pd.DataFrame:
-    """``group/subjects.tsv``: participants joined with their volumes (CONVENTIONS columns)."""
+def subjects_table(
+    participants: pd.DataFrame,
+    output_dir: str | Path,
+    *,
+    bids_dir: str | Path | None = None,
+    regions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``group/subjects.tsv``: participants joined with their volumes (CONVENTIONS columns).
+
+    Keeps the participants with a ``_volumes.tsv`` or, when ``regions`` (the output of
+    :func:`collect_regions`) is given, exactly those present in ``regions``, in the order of
+    ``participants``. Volumes are those of the baseline session (:func:`baseline_sessions`),
+    with its warning unless ``regions`` is given (:func:`collect_regions` warned already).
+    """
     volumes = _stack(sorted(Path(output_dir).glob("sub-*/**/sub-*_volumes.tsv")))
     if volumes.empty:
         volumes = pd.DataFrame(columns=["participant_id"])
-    if "session" in volumes.columns:  # first session per participant
-        volumes = volumes.sort_values("session").drop_duplicates("participant_id")
-    table = participants.merge(volumes, on="participant_id", how="left")
+    volumes, note = _baseline(volumes, bids_dir)
+    if note and regions is None:
+        warnings.warn(note, IronmapWarning, stacklevel=2)
+    present = volumes if regions is None else regions
+    kept = participants[participants["participant_id"].isin(present["participant_id"])]
+    table = kept.merge(volumes, on="participant_id", how="left")
     for col in SUBJECT_COLUMNS:
         if col not in table.columns:
             table[col] = np.nan
