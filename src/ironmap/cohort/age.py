@@ -1,181 +1,332 @@
-"""Normative ageing of R2* in healthy controls, with site as a fixed effect.
+"""Normative R2*: site harmonisation and age correction against healthy controls.
 
-For each region three models of ``R2*(age, site)`` are fitted on controls only (statsmodels
-OLS; the exponential one profiles its rate on a grid):
+Per region, on ``log R2*`` (scanner differences in R2* are mostly multiplicative, and a log
+makes them additive and the noise comparable across regions and sites):
 
-- ``linear``: ``R2* ~ age + C(site)``
-- ``quadratic``: ``R2* ~ age + age^2 + C(site)``
-- ``exponential``: ``R2* ~ c + a (1 - exp(-b age)) + C(site)`` (Hallgren-Sourander iron curve)
-
-and the one with the smallest 5-fold cross-validated RMSE is kept. Everyone's age-corrected R2*
-is then ``observed - predicted(age, site) + predicted(reference_age, reference_site)`` and the
-z-score ``(observed - predicted(age, site)) / residual_sd``. A site without controls gets the
-control-weighted mean of the site effects (the pooled site term), with a warning.
+1. **Age curve.** A natural cubic spline of age (linear beyond the outer knots) with 1, 2 or 3
+   degrees of freedom (1 = a straight line), plus sex and site as fixed effects, fitted on
+   controls; the number of degrees of freedom with the smallest leave-one-out prediction error
+   (PRESS) is kept. This is the regression-spline form of ComBat-GAM's smooth age term.
+2. **Harmonisation.** ComBat (:mod:`.harmonize`) with that design, fitted on controls and
+   applied to everyone: each site's location *and* scale are removed, with empirical-Bayes
+   pooling across regions, so sites with few controls borrow strength. Sites without controls
+   cannot be harmonised: their participants get NaN and are excluded (the caller records why).
+3. **Age correction.** ``r2star_corrected = exp(h - f(age) + f(reference_age))`` where ``h``
+   is the harmonised log R2* and ``f`` the controls' age curve: R2* (1/s) as if everyone were
+   the controls' median age at the pooled (control-weighted) site.
+4. **z-scores** from the prediction interval: ``(h - expected) / sqrt(s^2 + var(curve) +
+   var(site term))``, with ``s`` the harmonised controls' residual SD (residual degrees of
+   freedom counted), the curve's uncertainty at the participant's age and sex, and the
+   posterior variance of the site's location. For the controls themselves (in the fit) the
+   variances of the fit are subtracted instead of added, so their z-scores are standardised
+   residuals. With fewer than ``MIN_RESIDUAL_DF`` residual degrees of freedom z is NaN.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
+import statsmodels.api as sm
 
 from ..errors import IronmapWarning
+from .harmonize import ComBatModel, fit_combat
 
-__all__ = ["AGE_MODELS", "NormativeModel", "age_correct", "fit_normative"]
+__all__ = [
+    "AGE_DF",
+    "MIN_CONTROLS",
+    "MIN_CONTROLS_PER_SITE",
+    "MIN_RESIDUAL_DF",
+    "NormativeModel",
+    "fit_normative",
+    "spline_basis",
+    "warn_small_sites",
+]
 
-AGE_MODELS = ("linear", "quadratic", "exponential")
-_RATES = np.geomspace(0.005, 0.5, 40)  # 1/year, for the exponential model
+#: Candidate degrees of freedom of the age spline (1 = linear).
+AGE_DF = (1, 2, 3)
+#: Controls with R2* a region needs for a normative model.
+MIN_CONTROLS = 8
+#: Sites with fewer controls are harmonised by pooling, with a warning.
+MIN_CONTROLS_PER_SITE = 5
+#: Residual degrees of freedom below which z-scores are not computed.
+MIN_RESIDUAL_DF = 10
 
 
-def _features(kind: str, age: np.ndarray, rate: float | None) -> dict[str, np.ndarray]:
-    if kind == "linear":
-        return {"age": age}
-    if kind == "quadratic":
-        return {"age": age, "age2": age**2}
-    return {"rise": -np.expm1(-rate * age)}
+def spline_basis(age: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Natural cubic spline basis without intercept (Hastie et al., ESL eq. 5.4-5.5).
+
+    Parameters
+    ----------
+    age : ndarray, shape (n,)
+        Years.
+    knots : ndarray, shape (K,)
+        Increasing knots (years), ``K >= 2``; ``K = 2`` gives a straight line.
+
+    Returns
+    -------
+    ndarray, shape (n, K - 1)
+        Linear term (decades) and ``K - 2`` truncated-cubic terms, linear beyond the knots.
+    """
+    x = np.asarray(age, dtype=np.float64) / 10.0
+    xi = np.asarray(knots, dtype=np.float64) / 10.0
+    cols = [x]
+
+    def d(k):
+        return (np.maximum(x - xi[k], 0) ** 3 - np.maximum(x - xi[-1], 0) ** 3) / (xi[-1] - xi[k])
+
+    for k in range(len(xi) - 2):
+        cols.append(d(k) - d(len(xi) - 2))
+    return np.column_stack(cols)
+
+
+def _knots(age: np.ndarray, df: int) -> np.ndarray:
+    return np.quantile(age, np.linspace(0.0, 1.0, df + 1)) if df > 1 else np.array([0.0, 1.0])
 
 
 @dataclass
 class NormativeModel:
-    """One region's fitted control model.
+    """Controls' normative model of every region (harmonisation + age curve).
 
     Attributes
     ----------
-    kind : {"linear", "quadratic", "exponential"}
-    params : dict
-        ``Intercept`` and feature coefficients (1/s per unit).
-    rate : float or None
-        ``b`` of the exponential model (1/year).
-    site_effects : dict
-        Site -> additive effect (1/s) relative to the baseline site (0).
-    pooled_site_effect : float
-        Control-weighted mean site effect, used for sites without controls.
-    residual_sd : float
-        SD of the control residuals (1/s), with the model's degrees of freedom.
-    n_hc : int
-    cv_rmse : dict
-        Cross-validated RMSE (1/s) of every candidate.
+    regions : tuple of str
+        The regions (features), in the order of the ComBat arrays.
+    combat : ComBatModel
+        Site location/scale on log R2*, fitted on controls.
+    df : dict
+        Region -> degrees of freedom of its age spline.
+    knots : dict
+        Region -> knots (years).
+    press_rmse : dict
+        Region -> {df: leave-one-out RMSE of log R2*} for every candidate.
+    sex_levels : tuple of str
+        Sex codes with a coefficient (the first control code is the baseline).
+    residual_sd : ndarray, shape (p,)
+        SD of the harmonised controls' log R2* residuals.
+    residual_df : ndarray, shape (p,)
+    n_hc : ndarray, shape (p,)
+    reference_age : float
+        Years; the controls' median age.
+    curve : list
+        Per region, statsmodels OLS results of harmonised controls on the design (for the
+        uncertainty of the expected value).
     """
 
-    kind: str
-    params: dict[str, float]
-    rate: float | None
-    site_effects: dict[str, float]
-    pooled_site_effect: float
-    residual_sd: float
-    n_hc: int
-    cv_rmse: dict[str, float] = field(default_factory=dict)
+    regions: tuple[str, ...]
+    combat: ComBatModel
+    df: dict[str, int]
+    knots: dict[str, np.ndarray]
+    press_rmse: dict[str, dict[int, float]]
+    sex_levels: tuple[str, ...]
+    residual_sd: np.ndarray
+    residual_df: np.ndarray
+    n_hc: np.ndarray
+    reference_age: float
+    curve: list
 
-    def predict(self, age, site) -> np.ndarray:
-        """Expected control R2* (1/s) at ``age`` (years) and ``site`` (arrays or scalars)."""
+    @property
+    def n_covariates(self) -> int:
+        return max(AGE_DF) + len(self.sex_levels)
+
+    def design(self, age: np.ndarray, sex: np.ndarray) -> np.ndarray:
+        """Per-region covariates, shape (p, n, q): age spline (zero-padded) and sex dummies."""
+        return _design(age, sex, self.regions, self.knots, self.sex_levels)
+
+    def _used(self, region: str) -> np.ndarray:
+        return _used(self.df[region], len(self.sex_levels))
+
+    def age_term(self, age: np.ndarray) -> np.ndarray:
+        """``f(age)``: the age part of the expected log R2*, shape (n, p)."""
+        basis = self.design(np.asarray(age, float), np.full(np.shape(age), None, dtype=object))
+        width = max(AGE_DF)
+        return np.einsum("gnq,gq->ng", basis[:, :, :width], self.combat.beta[:, :width])
+
+    def reference_log_r2star(self) -> np.ndarray:
+        """Expected log R2* of a control at the reference age (baseline sex), shape (p,)."""
+        return self.combat.grand_mean + self.age_term(np.array([self.reference_age]))[0]
+
+    def transform(self, y: np.ndarray, age, sex, site, *, is_control) -> dict[str, np.ndarray]:
+        """Harmonised, age-corrected R2* and z-scores of participants.
+
+        Parameters
+        ----------
+        y : ndarray, shape (n, p)
+            R2* (1/s) per region, NaN where missing.
+        age, sex, site, is_control : array_like, shape (n,)
+
+        Returns
+        -------
+        dict of ndarray, shape (n, p)
+            ``r2star_harmonized`` (1/s, site removed, age kept), ``r2star_corrected`` (1/s,
+            also at the reference age), ``r2star_z``.
+        """
         age = np.asarray(age, dtype=np.float64)
-        feats = _features(self.kind, age, self.rate)
-        value = self.params["Intercept"] + sum(self.params[k] * v for k, v in feats.items())
-        sites = np.broadcast_to(np.asarray(site, dtype=object), np.shape(value))
-        effect = np.array(
-            [self.site_effects.get(s, self.pooled_site_effect) for s in sites.ravel()],
-            dtype=np.float64,
-        ).reshape(np.shape(value))
-        return value + effect
+        design = self.design(age, np.asarray(sex, dtype=object))
+        logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
+        h = self.combat.apply(logy, site, design)
+        residual = h - self.combat.expected(design)
+        curve_var = np.column_stack(
+            [
+                res.get_prediction(
+                    sm.add_constant(design[g][:, self._used(region)], has_constant="add")
+                ).se_mean
+                ** 2
+                for g, (region, res) in enumerate(zip(self.regions, self.curve, strict=True))
+            ]
+        )
+        idx = self.combat.site_index(site)
+        site_var = np.full_like(h, np.nan)
+        known = idx >= 0
+        c = self.combat
+        site_var[known] = (c.gamma_var * c.var_pooled / c.delta_star)[idx[known]]
+        sign = np.where(np.asarray(is_control, dtype=bool), -1.0, 1.0)[:, None]
+        variance = self.residual_sd**2 + sign * (curve_var + site_var)
+        z = residual / np.sqrt(np.maximum(variance, 0.05 * self.residual_sd**2))
+        z[:, self.residual_df < MIN_RESIDUAL_DF] = np.nan
+        ref = self.age_term(np.array([self.reference_age]))
+        corrected = np.exp(h - self.age_term(age) + ref)
+        return {"r2star_harmonized": np.exp(h), "r2star_corrected": corrected, "r2star_z": z}
 
 
-def _fit_one(kind: str, hc: pd.DataFrame, rate: float | None):
-    data = pd.DataFrame({"y": hc["y"].to_numpy(), "site": hc["site"].to_numpy()})
-    for name, values in _features(kind, hc["age"].to_numpy(float), rate).items():
-        data[name] = values
-    terms = " + ".join(_features(kind, np.zeros(1), rate))
-    formula = f"y ~ {terms}" + (" + C(site)" if data["site"].nunique() > 1 else "")
-    return smf.ols(formula, data=data).fit()
-
-
-def _model_from(kind: str, result, hc: pd.DataFrame, rate: float | None) -> NormativeModel:
-    params = {k: float(v) for k, v in result.params.items() if not k.startswith("C(site)")}
-    sites = sorted(hc["site"].unique())
-    effects = {s: 0.0 for s in sites}
-    for key, value in result.params.items():
-        if key.startswith("C(site)[T."):
-            effects[key[len("C(site)[T.") : -1]] = float(value)
-    counts = hc["site"].value_counts()
-    pooled = float(sum(effects[s] * counts[s] for s in sites) / counts.sum())
-    return NormativeModel(
-        kind=kind,
-        params=params,
-        rate=rate,
-        site_effects=effects,
-        pooled_site_effect=pooled,
-        residual_sd=float(np.sqrt(result.scale)),
-        n_hc=len(hc),
+def _sex_dummies(sex: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
+    return (
+        np.column_stack([sex == level for level in levels])
+        .astype(np.float64)
+        .reshape(len(sex), len(levels))
     )
 
 
-def _fit_kind(kind: str, hc: pd.DataFrame) -> NormativeModel:
-    if kind != "exponential":
-        return _model_from(kind, _fit_one(kind, hc, None), hc, None)
-    best = min(_RATES, key=lambda b: _fit_one(kind, hc, b).ssr)
-    return _model_from(kind, _fit_one(kind, hc, best), hc, best)
+def _design(age, sex, regions, knots, sex_levels) -> np.ndarray:
+    width = max(AGE_DF)
+    out = np.zeros((len(regions), len(age), width + len(sex_levels)))
+    dummies = _sex_dummies(np.asarray(sex, dtype=object), sex_levels)
+    for g, region in enumerate(regions):
+        basis = spline_basis(age, knots[region])
+        out[g, :, : basis.shape[1]] = basis
+        out[g, :, width:] = dummies
+    return out
 
 
-def _cv_rmse(kind: str, hc: pd.DataFrame, *, folds: int = 5, seed: int = 0) -> float:
-    order = np.random.default_rng(seed).permutation(len(hc))
-    errors = []
-    for k in range(folds):
-        test = np.zeros(len(hc), dtype=bool)
-        test[order[k::folds]] = True
-        train = hc[~test]
-        if len(train) < 6:
-            return np.nan
-        model = _fit_kind(kind, train)
-        pred = model.predict(hc.loc[test, "age"], hc.loc[test, "site"])
-        errors.append(hc.loc[test, "y"].to_numpy() - pred)
-    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+def _used(df: int, n_sex: int) -> np.ndarray:
+    """Columns of the padded design that a region's model uses."""
+    return np.r_[np.arange(df), max(AGE_DF) + np.arange(n_sex)].astype(int)
 
 
-def fit_normative(hc: pd.DataFrame, *, region: str = "") -> NormativeModel:
-    """Choose and fit the control model of one region.
+def _press(y: np.ndarray, exog: np.ndarray) -> float:
+    result = sm.OLS(y, exog).fit()
+    hat = result.get_influence().hat_matrix_diag
+    return float(np.sqrt(np.mean((result.resid / np.clip(1 - hat, 1e-6, None)) ** 2)))
+
+
+def _choose_df(y, age, onehot, dummies) -> tuple[int, np.ndarray, dict[int, float]]:
+    press = {}
+    for df in AGE_DF:
+        if len(y) - onehot.shape[1] - dummies.shape[1] - df < 3:
+            continue
+        exog = np.column_stack([onehot, spline_basis(age, _knots(age, df)), dummies])
+        press[df] = _press(y, exog)
+    best = min(press, key=press.get) if press else 1
+    return best, _knots(age, best), press
+
+
+def fit_normative(
+    y: np.ndarray,
+    *,
+    age: np.ndarray,
+    sex: np.ndarray,
+    site: np.ndarray,
+    regions: tuple[str, ...],
+    reference_age: float | None = None,
+) -> NormativeModel:
+    """Fit the controls' normative model of every region.
 
     Parameters
     ----------
-    hc : pandas.DataFrame
-        Controls with columns ``y`` (R2*, 1/s), ``age`` (years) and ``site``.
+    y : ndarray, shape (n, p)
+        Controls' R2* (1/s) per region (NaN where missing); each region needs
+        ``MIN_CONTROLS`` values.
+    age, sex, site : array_like, shape (n,)
+        Years; sex codes (``M``, ``F``, ``O``); site names.
+    regions : tuple of str, length p
+    reference_age : float, optional
+        Age (years) everyone is corrected to; default the controls' median age.
+
+    Raises
+    ------
+    ValueError
+        A region with fewer than ``MIN_CONTROLS`` controls.
     """
-    hc = hc.dropna(subset=["y", "age", "site"]).reset_index(drop=True)
-    if len(hc) < 8:
-        raise ValueError(f"{region}: {len(hc)} controls with R2*; need at least 8")
+    logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
+    age = np.asarray(age, dtype=np.float64)
+    sex = np.asarray(sex, dtype=object)
+    site = np.asarray(site, dtype=object)
+    sexes = pd.Series(sex).value_counts()
+    sex_levels = tuple(sorted(sexes.index[1:]))
+    dummies = _sex_dummies(sex, sex_levels)
+    sites = sorted(set(site))
+    onehot = (site[:, None] == np.array(sites, dtype=object)).astype(np.float64)
+    df, knots, press = {}, {}, {}
+    for g, region in enumerate(regions):
+        ok = np.isfinite(logy[:, g])
+        if ok.sum() < MIN_CONTROLS:
+            raise ValueError(f"{region}: {ok.sum()} controls with R2*; need {MIN_CONTROLS}")
+        df[region], knots[region], press[region] = _choose_df(
+            logy[ok, g], age[ok], onehot[ok], dummies[ok]
+        )
+    design = _design(age, sex, regions, knots, sex_levels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        cv = {kind: _cv_rmse(kind, hc) for kind in AGE_MODELS}
-    finite = {k: v for k, v in cv.items() if np.isfinite(v)}
-    kind = min(finite, key=finite.get) if finite else "linear"
-    model = _fit_kind(kind, hc)
-    model.cv_rmse = cv
-    return model
+        combat = fit_combat(logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE)
+    h = combat.apply(logy, site, design)
+    curve, sd, rdf, n_hc = [], [], [], []
+    for g, region in enumerate(regions):
+        ok = np.isfinite(h[:, g])
+        q = df[region] + len(sex_levels)
+        exog = sm.add_constant(design[g][ok][:, _used(df[region], len(sex_levels))])
+        curve.append(sm.OLS(h[ok, g], exog).fit())
+        residual = h[ok, g] - combat.expected(design[:, ok])[:, g]
+        dof = ok.sum() - q - len(sites)
+        n_hc.append(int(ok.sum()))
+        rdf.append(dof)
+        sd.append(np.sqrt(np.sum(residual**2) / dof) if dof > 0 else np.nan)
+    return NormativeModel(
+        regions=tuple(regions),
+        combat=combat,
+        df=df,
+        knots=knots,
+        press_rmse=press,
+        sex_levels=sex_levels,
+        residual_sd=np.array(sd),
+        residual_df=np.array(rdf, dtype=np.float64),
+        n_hc=np.array(n_hc),
+        reference_age=float(np.median(age) if reference_age is None else reference_age),
+        curve=curve,
+    )
 
 
-def age_correct(
-    data: pd.DataFrame,
-    model: NormativeModel,
-    *,
-    reference_age: float,
-    reference_site: str,
-    region: str = "",
-    warn: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Age/site-corrected R2* and z-scores for ``data`` (columns ``y``, ``age``, ``site``).
-
-    ``warn=False`` leaves the warning about sites without controls to the caller.
-    """
-    unknown = sorted(set(data["site"].dropna()) - set(model.site_effects))
-    if unknown and warn:
+def warn_small_sites(model: NormativeModel) -> None:
+    """Warn about sites with fewer than ``MIN_CONTROLS_PER_SITE`` controls, and regions whose
+    residual degrees of freedom are too few for z-scores."""
+    thin = [
+        r for r, d in zip(model.regions, model.residual_df, strict=True) if d < MIN_RESIDUAL_DF
+    ]
+    if thin:
         warnings.warn(
-            f"{region}: site(s) {', '.join(unknown)} have no controls; their R2* is corrected "
-            "with the pooled site term",
+            f"{', '.join(thin)}: fewer than {MIN_RESIDUAL_DF} residual degrees of freedom in the "
+            "control model (too few controls for the sites and covariates); z-scores are NaN",
             IronmapWarning,
             stacklevel=2,
         )
-    expected = model.predict(data["age"].to_numpy(float), data["site"].to_numpy(object))
-    residual = data["y"].to_numpy(float) - expected
-    reference = float(model.predict(reference_age, reference_site))
-    return residual + reference, residual / model.residual_sd
+    counts = dict(zip(model.combat.sites, model.combat.n_site.max(axis=1), strict=True))
+    small = {s: int(n) for s, n in counts.items() if n < MIN_CONTROLS_PER_SITE}
+    if small:
+        listed = ", ".join(f"{s} ({n})" for s, n in sorted(small.items()))
+        warnings.warn(
+            f"site(s) with fewer than {MIN_CONTROLS_PER_SITE} controls: {listed}; their location "
+            "and scale are estimated by empirical-Bayes pooling across regions",
+            IronmapWarning,
+            stacklevel=2,
+        )
