@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..cohort.age import MIN_CONTROLS_PER_SITE
 from ..io import atomic_write_bytes
 from ..regions import DEEP_GM
 
@@ -91,45 +92,38 @@ def _cohort_table(subjects: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _age_figure(long: pd.DataFrame, age_model: pd.DataFrame) -> str:
-    from ..cohort.age import NormativeModel
-
-    regions = [r for r in DEEP_GM if r in set(age_model.region)]
+def _age_figure(long: pd.DataFrame, model) -> str:
+    regions = [r for r in (*DEEP_GM, "nawm") if r in model.regions]
     fig, axes = _figure(4, int(np.ceil(len(regions) / 4)) or 1)
     ages = np.linspace(long.age.min(), long.age.max(), 100)
+    curve = model.combat.grand_mean + model.age_term(ages)  # (100, p), baseline sex
     for ax, region in zip(axes, regions, strict=False):
-        part = long[long.region == region]
-        m = age_model[age_model.region == region].iloc[0]
-        params = {k[6:]: m[k] for k in m.index if k.startswith("param_") and k != "param_rate"}
-        params = {k: v for k, v in params.items() if np.isfinite(v)}
-        sites = {k[5:]: m[k] for k in m.index if k.startswith("site_") and np.isfinite(m[k])}
-        model = NormativeModel(
-            m.model,
-            params,
-            m.param_rate if np.isfinite(m.param_rate) else None,
-            sites,
-            float(np.mean(list(sites.values()))),
-            m.residual_sd,
-            int(m.n_hc),
+        g = model.regions.index(region)
+        part = long[(long.region == region) & long.r2star_harmonized.notna()]
+        band = 1.96 * model.residual_sd[g]
+        ax.fill_between(
+            ages,
+            np.exp(curve[:, g] - band),
+            np.exp(curve[:, g] + band),
+            color=_COLOURS["HC"],
+            alpha=0.15,
+            lw=0,
         )
-        for site in sites:
-            ax.plot(ages, model.predict(ages, site), color="#999", lw=0.6)
-        ref = model.predict(ages, m.reference_site)
-        band = 1.96 * m.residual_sd
-        ax.fill_between(ages, ref - band, ref + band, color=_COLOURS["HC"], alpha=0.15, lw=0)
-        ax.plot(ages, ref, color=_COLOURS["HC"], lw=1.5)
+        ax.plot(ages, np.exp(curve[:, g]), color=_COLOURS["HC"], lw=1.5)
         for label, sub in part.groupby(part.apply(_label, axis=1)):
             ax.scatter(
                 sub.age,
-                sub.r2star_median,
+                sub.r2star_harmonized,
                 s=6,
                 color=_COLOURS.get(label, "k"),
                 label=label,
                 alpha=0.8,
             )
-        ax.set_title(f"{region.replace('_', ' ')} ({m.model})", fontsize=9)
+        df = model.df[region]
+        kind = "linear" if df == 1 else f"spline df {df}"
+        ax.set_title(f"{region.replace('_', ' ')} ({kind})", fontsize=9)
         ax.set_xlabel("age (years)", fontsize=8)
-        ax.set_ylabel("R2* (1/s)", fontsize=8)
+        ax.set_ylabel("harmonised R2* (1/s)", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(regions) :]:
         ax.axis("off")
@@ -240,69 +234,118 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     )
 
 
-_METHODS = """
-<p>R2* (1/s) was fitted voxel-wise to the multi-echo gradient-echo magnitudes with ironmap's
-noise-floor-aware estimator (log-linear least squares on noise-corrected magnitudes; Rician
-maximum likelihood with second-order bias correction where the decay reaches the noise floor).
-Segmentations and lesion masks were transferred to the R2* grid with partial-volume fractions;
-a voxel counted for a structure when at least 90 % of it lay inside, and lesion voxels were
-excluded from deep grey matter and normal-appearing white matter. Regional R2* is the median
-over those voxels. For each region a normative model of R2* against age (linear, quadratic or
-the Hallgren-Sourander exponential, chosen by 5-fold cross-validation) with site as a fixed
-effect was fitted in healthy controls, and every participant's R2* was corrected to the
-controls' median age at the reference site, as in Ropele et al. (2014). Groups were compared by
-ordinary least squares adjusted for age, sex and site (site as fixed effect); Cohen's d is the
-adjusted difference over the residual SD; p-values were corrected for the false discovery rate
-(Benjamini-Hochberg) across regions. In MS, age-corrected R2* was regressed on disease duration,
-EDSS, T2 lesion volume, normalised brain volume and cortical grey-matter volume (multivariable,
-univariable and stepwise models).</p>
+def _methods(result) -> str:
+    model = result.analysis.normative
+    n_sites = len(model.combat.sites)
+    return f"""
+<p>R2* (1/s) was fitted voxel-wise to the multi-echo gradient-echo magnitudes by ironmap;
+regional R2* is the median over the voxels of each structure (the fit method and
+partial-volume threshold of each participant are recorded in its provenance file). Site
+effects were removed with ComBat (Johnson et al. 2007; Fortin et al. 2018) on log R2*, fitted
+on the healthy controls only ({int(model.n_hc.max())} controls at {n_sites} sites) and applied
+to every participant: each site's location and scale were estimated per region with
+empirical-Bayes pooling across regions, preserving a natural cubic spline of age (1-3 degrees
+of freedom chosen per region by leave-one-out prediction error, as in ComBat-GAM, Pomponio et
+al. 2020) and sex. Sites with fewer than {MIN_CONTROLS_PER_SITE} controls kept the pooled
+scale; participants at sites without controls could not be harmonised and were excluded (see
+the participant flow). Harmonised R2* was corrected to the controls' median age
+({model.reference_age:.1f} years) with the controls' age curve; z-scores use the prediction
+interval of the control model (residual, age-curve and site-term uncertainty). Groups were
+compared on the age-corrected R2* by ordinary least squares adjusted for sex with site as a
+fixed effect, on the participants at sites holding both groups of a contrast, with HC3
+heteroscedasticity-robust standard errors; Cohen's d is the difference over the controls' SD
+with a stratified bootstrap 95 % CI; phenotypes were compared by a robust Wald F-test; a mixed
+model with a random site intercept is given as a sensitivity analysis
+(group_comparison_mixed.tsv). p-values were corrected for the false discovery rate
+(Benjamini-Hochberg) across regions within each contrast. In MS (CIS excluded), age-corrected
+R2* was regressed on disease duration, EDSS, log(1 + T2 lesion volume), normalised brain volume
+and cortical grey-matter volume as percent of intracranial volume, with sex as covariate
+(multivariable models only with at least 10 patients per predictor; stepwise selection is
+exploratory and reported with bootstrap inclusion frequencies). Lesion R2* was modelled with
+age, sex and site as covariates, and relative to each participant's NAWM.</p>
 <p class="small">References: Ropele S et al. Determinants of iron accumulation in deep grey
-matter of multiple sclerosis patients. Mult Scler 2014;20:1692-8. Hallgren B, Sourander P. The
-effect of age on the non-haemin iron in the human brain. J Neurochem 1958;3:41-51. Pei M et al.
-Algorithm for fast monoexponential fitting based on auto-regression on linear operations (ARLO)
-of data. Magn Reson Med 2015;73:843-50. Box MJ. Bias in nonlinear estimation. J R Stat Soc B
-1971;33:171-201. Benjamini Y, Hochberg Y. Controlling the false discovery rate. J R Stat Soc B
-1995;57:289-300.</p>
+matter of multiple sclerosis patients. Mult Scler 2014;20:1692-8. Johnson WE, Li C, Rabinovic A.
+Adjusting batch effects in microarray expression data using empirical Bayes methods.
+Biostatistics 2007;8:118-27. Fortin JP et al. Harmonization of cortical thickness measurements
+across scanners and sites. NeuroImage 2018;167:104-20. Pomponio R et al. Harmonization of
+large MRI datasets for the analysis of brain imaging patterns throughout the lifespan.
+NeuroImage 2020;208:116450. Long JS, Ervin LH. Using heteroscedasticity consistent standard
+errors in the linear regression model. Am Stat 2000;54:217-24. Benjamini Y, Hochberg Y.
+Controlling the false discovery rate. J R Stat Soc B 1995;57:289-300.</p>
 """
 
 
-def write_report(
-    path: str | Path,
-    *,
-    regions: pd.DataFrame,
-    subjects: pd.DataFrame,
-    age_model: pd.DataFrame,
-    comparison: pd.DataFrame,
-    determinants: pd.DataFrame,
-) -> Path:
-    """Write ``report.html`` (atomically) and return its path."""
-    long = regions[regions.hemisphere == "both"].merge(subjects, on="participant_id", how="left")
-    comp = comparison.drop(columns=["model"]).copy()
+def _flow_table(flow: pd.DataFrame) -> pd.DataFrame:
+    flow = flow.assign(label=np.where(flow.group == "HC", "HC", flow.phenotype.fillna("MS")))
+    counts = flow.pivot_table(
+        index="reason", columns="label", values="participant_id", aggfunc="count", fill_value=0
+    )
+    counts.index = [r or "analysed" for r in counts.index]
+    return counts.reset_index(names="status / reason")
+
+
+def _harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
+    table = harmonization.assign(
+        cell=lambda d: (
+            d.location_percent.map("{:+.1f} %".format) + " / x" + d.scale.map("{:.2f}".format)
+        )
+    )
+    return table.pivot(index="region", columns="site", values="cell").reset_index()
+
+
+def write_report(path: str | Path, result) -> Path:
+    """Write ``report.html`` (atomically) from a :class:`~ironmap.workflows.group.GroupResult`."""
+    subjects = result.subjects[result.subjects.analysed]
+    regions = result.regions
+    long = regions[regions.hemisphere == "both"].merge(subjects, on="participant_id")
+    comparison, determinants = result.comparison, result.determinants
+    columns = [
+        "region",
+        "contrast",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "cohens_d",
+        "cohens_d_ci_low",
+        "cohens_d_ci_high",
+        "p",
+        "p_fdr",
+        "n_a",
+        "n_b",
+        "note",
+    ]
+    comp = comparison[columns]
     multi = determinants[determinants.model != "univariable"]
     sections = [
         f"<h1>ironmap: deep grey-matter R2* in MS</h1><p class='small'>Generated "
         f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by ironmap {__version__}."
-        f" {len(subjects)} participants, {subjects.site.nunique()} sites.</p>",
-        "<h2>Cohort</h2>" + _table(_cohort_table(subjects)),
-        "<h2>R2* against age</h2><p>Healthy-control normative curve at the reference site with "
-        "its 95 % band (blue), the other sites' curves (grey), and every participant.</p>"
-        + _age_figure(long, age_model),
+        f" {len(subjects)} of {len(result.flow)} participants analysed, "
+        f"{subjects.site.nunique()} sites.</p>",
+        "<h2>Cohort (analysed participants)</h2>" + _table(_cohort_table(subjects)),
+        "<h2>Participant flow</h2><p>Every row of participants.tsv, analysed or excluded with "
+        "the reason (group/participant_flow.tsv).</p>" + _table(_flow_table(result.flow)),
+        "<h2>Site harmonisation</h2><p>ComBat fitted on controls (log R2*): each site's "
+        "location (percent of R2*) and scale (factor on the residual SD) per region "
+        "(group/harmonization.tsv).</p>" + _table(_harmonization_table(result.harmonization)),
+        "<h2>R2* against age</h2><p>Harmonised R2* of every participant with the controls' "
+        "normative curve and its 95 % band.</p>" + _age_figure(long, result.analysis.normative),
         "<h2>Age-corrected R2* by group</h2>" + _group_figure(long),
-        "<h2>Group comparisons</h2><p>Adjusted differences of means (1/s) with 95 % CI; model "
-        f"<code>{html.escape(str(comparison.model.iloc[0])) if len(comparison) else ''}</code>."
-        "</p>" + _table(comp),
+        "<h2>Group comparisons</h2><p>Differences of age-corrected R2* (1/s) with 95 % CI, "
+        "adjusted for sex with site as fixed effect (HC3 robust SE). n_a and n_b count the "
+        "participants that inform each contrast; a contrast that cannot be identified has no "
+        "estimate and says why.</p>" + _table(comp),
         "<h2>Determinants of R2* in MS</h2>"
         + _forest_figure(determinants)
-        + "<p>Multivariable and stepwise models (age-corrected R2*; lesions: lesion R2*).</p>"
-        + _table(multi),
+        + "<p>Multivariable and stepwise models (stepwise: exploratory, with bootstrap "
+        "inclusion frequency).</p>" + _table(multi),
         "<h2>Lesion R2* and disease duration</h2>" + _lesion_figure(long),
         "<h2>Age models</h2>"
         + _table(
-            age_model[
-                ["region", "model", "n_hc", "residual_sd", "reference_age", "reference_site"]
+            result.age_model[
+                ["region", "model", "n_hc", "residual_sd", "residual_df", "reference_age"]
             ]
         ),
-        "<h2>Methods</h2>" + _METHODS,
+        "<h2>Methods</h2>" + _methods(result),
         f"<p class='small'>Software: {html.escape(_versions())}.</p>",
     ]
     page = (

@@ -1,0 +1,238 @@
+"""The whole cohort analysis on tidy tables: normative model, comparisons, determinants.
+
+:func:`analyse_cohort` is what the group stage runs between reading the participant-stage
+tables and writing ``group/``; the calibration benchmark runs it on simulated tables. It
+accounts for every participant it does not analyse (``CohortAnalysis.exclusions``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import IronmapWarning
+from ..regions.labels import DEEP_GM
+from .age import AGE_DF, MIN_CONTROLS_PER_SITE, NormativeModel, fit_normative, warn_small_sites
+from .compare import MS_LABELS, compare_groups, compare_groups_mixed, group_label
+from .determinants import LESION_OUTCOMES, MIN_LESION_VOXELS, determinants, predictor_values
+
+__all__ = [
+    "CORRECTED_REGIONS",
+    "FLOW_COLUMNS",
+    "CohortAnalysis",
+    "analyse_cohort",
+    "participant_flow",
+]
+
+#: Regions with a normative (control) model: deep grey matter and NAWM.
+CORRECTED_REGIONS = (*DEEP_GM, "nawm")
+NORMATIVE_COLUMNS = ("r2star_harmonized", "r2star_corrected", "r2star_z")
+FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason"]
+
+
+@dataclass
+class CohortAnalysis:
+    """Tables of the group stage (pandas DataFrames; columns in docs/conventions.md)."""
+
+    regions: pd.DataFrame
+    normative: NormativeModel
+    age_model: pd.DataFrame
+    harmonization: pd.DataFrame
+    comparison: pd.DataFrame
+    comparison_mixed: pd.DataFrame
+    determinants: pd.DataFrame
+    exclusions: dict[str, str]
+
+
+def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFrame:
+    rows = []
+    width = max(AGE_DF)
+    for g, region in enumerate(model.regions):
+        df = model.df[region]
+        beta = model.combat.beta[g]
+        rows.append(
+            {
+                "region": region,
+                "model": "linear" if df == 1 else f"natural-spline-df{df}",
+                "n_hc": int(model.n_hc[g]),
+                "residual_sd": float(model.residual_sd[g] * reference[g]),
+                "reference_age": model.reference_age,
+                "reference_site": "pooled",
+                "scale": "log",
+                "residual_sd_log": float(model.residual_sd[g]),
+                "residual_df": float(model.residual_df[g]),
+                "reference_r2star": float(reference[g]),
+                "knots": " ".join(f"{k:.1f}" for k in model.knots[region]) if df > 1 else "",
+                **{f"press_rmse_df{k}": model.press_rmse[region].get(k, np.nan) for k in AGE_DF},
+                "param_intercept": float(model.combat.grand_mean[g]),
+                **{f"param_age{k + 1}": float(beta[k]) for k in range(df)},
+                **{
+                    f"param_sex_{s}": float(beta[width + i])
+                    for i, s in enumerate(model.sex_levels)
+                },
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _harmonization_table(model: NormativeModel) -> pd.DataFrame:
+    c = model.combat
+    rows = []
+    for g, region in enumerate(model.regions):
+        sd = np.sqrt(c.var_pooled[g])
+        for i, site in enumerate(c.sites):
+            rows.append(
+                {
+                    "region": region,
+                    "site": site,
+                    "n_hc": int(c.n_site[i, g]),
+                    "location_percent": 100 * np.expm1(c.gamma_star[i, g] * sd),
+                    "scale": float(np.sqrt(c.delta_star[i, g])),
+                    "gamma_hat": c.gamma_hat[i, g],
+                    "gamma_star": c.gamma_star[i, g],
+                    "delta_hat": c.delta_hat[i, g],
+                    "delta_star": c.delta_star[i, g],
+                    "location_sd_percent": 100 * np.sqrt(c.gamma_var[i, g]) * sd,
+                    "scale_pooled": bool(c.n_site[i].max() < MIN_CONTROLS_PER_SITE),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _exclude(long: pd.DataFrame, exclusions: dict[str, str]) -> None:
+    no_sex = long.loc[long["sex"].isna(), "participant_id"].unique()
+    for pid in no_sex:
+        exclusions.setdefault(pid, "sex missing: the analyses adjust for sex")
+    hc_sites = set(long.loc[(long["group"] == "HC") & long["sex"].notna(), "site"])
+    lonely = long[~long["site"].isin(hc_sites)].drop_duplicates("participant_id")
+    for pid, site in zip(lonely["participant_id"], lonely["site"], strict=True):
+        exclusions.setdefault(
+            pid, f"site {site} has no controls: its R2* cannot be harmonised to the others"
+        )
+    if len(lonely):
+        sites = ", ".join(sorted(lonely["site"].astype(str).unique()))
+        warnings.warn(
+            f"site(s) {sites} have no controls: their {len(lonely)} participant(s) cannot be "
+            "harmonised and are excluded (see group/participant_flow.tsv)",
+            IronmapWarning,
+            stacklevel=3,
+        )
+
+
+def _normative(long: pd.DataFrame, regions: tuple[str, ...], exclusions: dict[str, str]):
+    part = long[long["region"].isin(regions)]
+    wide = part.pivot(index="participant_id", columns="region", values="r2star_median")
+    wide = wide.reindex(columns=list(regions))
+    info = part.drop_duplicates("participant_id").set_index("participant_id").loc[wide.index]
+    ok = info["sex"].notna().to_numpy()
+    hc = (info["group"] == "HC").to_numpy() & ok
+    model = fit_normative(
+        wide.to_numpy(float)[hc],
+        age=info["age"].to_numpy(float)[hc],
+        sex=info["sex"].to_numpy(object)[hc],
+        site=info["site"].to_numpy(object)[hc],
+        regions=regions,
+    )
+    warn_small_sites(model)
+    values = model.transform(
+        wide.to_numpy(float)[ok],
+        info["age"].to_numpy(float)[ok],
+        info["sex"].to_numpy(object)[ok],
+        info["site"].to_numpy(object)[ok],
+        is_control=hc[ok],
+    )
+    frames = []
+    for name, array in values.items():
+        frame = pd.DataFrame(array, index=wide.index[ok], columns=pd.Index(regions, name="region"))
+        frames.append(frame.stack(future_stack=True).rename(name))
+    return model, pd.concat(frames, axis=1).reset_index()
+
+
+def _lesion_outcomes(ms: pd.DataFrame) -> pd.DataFrame:
+    lesions = ms[ms["region"] == "lesions"].copy()
+    small = lesions["n_voxels"].fillna(0) < MIN_LESION_VOXELS
+    if small.any():
+        warnings.warn(
+            f"lesions: {int(small.sum())} MS participant(s) have fewer than {MIN_LESION_VOXELS} "
+            "lesion voxels; their lesion R2* is left out of the determinants",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    lesions["y"] = lesions["r2star_median"].where(~small)
+    nawm = ms[ms["region"] == "nawm"].set_index("participant_id")["r2star_median"]
+    relative = lesions.assign(
+        region="lesions_nawm", y=lesions["y"] - lesions["participant_id"].map(nawm)
+    )
+    return pd.concat([lesions, relative], ignore_index=True)
+
+
+def analyse_cohort(
+    regions: pd.DataFrame, subjects: pd.DataFrame, *, mixed: bool = True, seed: int = 0
+) -> CohortAnalysis:
+    """Run the cohort statistics.
+
+    Parameters
+    ----------
+    regions : pandas.DataFrame
+        ``group/regions.tsv`` rows (all hemispheres) of the analysed participants.
+    subjects : pandas.DataFrame
+        ``group/subjects.tsv`` rows (participants.tsv joined with the volumes).
+    mixed : bool
+        Also fit the random-site-intercept sensitivity analysis.
+    seed : int
+        Seed of the bootstraps.
+    """
+    exclusions: dict[str, str] = {}
+    both = regions[regions["hemisphere"] == "both"]
+    long = both.merge(subjects, on="participant_id", how="inner")
+    _exclude(long, exclusions)
+    present = tuple(r for r in CORRECTED_REGIONS if r in set(long["region"]))
+    model, values = _normative(long, present, exclusions)
+    keyed = regions.merge(values.assign(hemisphere="both"), how="left")
+    long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")
+    reference = np.exp(model.reference_log_r2star())
+    comparison = compare_groups(long[long["region"].isin(present)], seed=seed)
+    mixed_table = (
+        compare_groups_mixed(long[long["region"].isin(present)]) if mixed else pd.DataFrame()
+    )
+    label = group_label(long["group"], long["phenotype"])
+    ms = long[label.isin(MS_LABELS)].copy()
+    transformed = predictor_values(ms)
+    ms[list(transformed.columns)] = transformed  # on the scale their betas refer to
+    dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d["r2star_corrected"])
+    table = determinants(pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True), seed=seed)
+    table = table[table["region"].isin((*present, *LESION_OUTCOMES))]
+    return CohortAnalysis(
+        regions=keyed,
+        normative=model,
+        age_model=_age_model_table(model, reference),
+        harmonization=_harmonization_table(model),
+        comparison=comparison,
+        comparison_mixed=mixed_table,
+        determinants=table.reset_index(drop=True),
+        exclusions=exclusions,
+    )
+
+
+def participant_flow(participants: pd.DataFrame, exclusions: dict[str, str]) -> pd.DataFrame:
+    """Every row of ``participants.tsv``: ``analysed``, or ``excluded`` with the reason.
+
+    Warns once, with the count of each reason, when anyone is excluded.
+    """
+    flow = participants[["participant_id", "group", "phenotype", "site"]].copy()
+    flow["reason"] = flow["participant_id"].map(lambda pid: exclusions.get(pid, ""))
+    flow["status"] = np.where(flow["reason"] == "", "analysed", "excluded")
+    excluded = flow[flow["status"] == "excluded"]
+    if len(excluded):
+        kinds = excluded["reason"].str.split(":").str[0].value_counts()
+        listed = "; ".join(f"{n} x {reason}" for reason, n in kinds.items())
+        warnings.warn(
+            f"{len(excluded)} of {len(flow)} participants excluded ({listed}); "
+            "see group/participant_flow.tsv",
+            IronmapWarning,
+            stacklevel=2,
+        )
+    return flow[FLOW_COLUMNS]
