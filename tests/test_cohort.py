@@ -95,7 +95,7 @@ def test_few_controls_per_site_give_finite_z_scores_and_a_warning():
     long, people = simulate_table_cohort(sites, seed=5)
     with pytest.warns(IronmapWarning) as record:
         result = analyse_cohort(long, _subjects(people), mixed=False)
-    assert any("fewer than 5 controls" in str(w.message) for w in record)
+    assert any("fewer than 10 controls" in str(w.message) for w in record)
     z = result.regions.merge(people).query("group == 'MS'").r2star_z
     assert z.notna().all()
     assert np.isfinite(z).all()

@@ -16,8 +16,14 @@ import pandas as pd
 from ..errors import IronmapWarning
 from ..regions.labels import DEEP_GM
 from .age import AGE_DF, MIN_CONTROLS_PER_SITE, NormativeModel, fit_normative, warn_small_sites
-from .compare import MS_LABELS, compare_groups, compare_groups_mixed, group_label
-from .determinants import LESION_OUTCOMES, MIN_LESION_VOXELS, determinants, predictor_values
+from .compare import MS_LABELS, N_BOOTSTRAP, compare_groups, compare_groups_mixed, group_label
+from .determinants import (
+    DETERMINANT_COLUMNS,
+    LESION_OUTCOMES,
+    MIN_LESION_VOXELS,
+    determinants,
+    predictor_values,
+)
 
 __all__ = [
     "CORRECTED_REGIONS",
@@ -170,7 +176,13 @@ def _lesion_outcomes(ms: pd.DataFrame) -> pd.DataFrame:
 
 
 def analyse_cohort(
-    regions: pd.DataFrame, subjects: pd.DataFrame, *, mixed: bool = True, seed: int = 0
+    regions: pd.DataFrame,
+    subjects: pd.DataFrame,
+    *,
+    mixed: bool = True,
+    clinical: bool = True,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
 ) -> CohortAnalysis:
     """Run the cohort statistics.
 
@@ -182,6 +194,10 @@ def analyse_cohort(
         ``group/subjects.tsv`` rows (participants.tsv joined with the volumes).
     mixed : bool
         Also fit the random-site-intercept sensitivity analysis.
+    clinical : bool
+        Also fit the determinants (MS only).
+    n_bootstrap : int
+        Bootstrap resamples for the CI of Cohen's d (0: none).
     seed : int
         Seed of the bootstraps.
     """
@@ -194,10 +210,23 @@ def analyse_cohort(
     keyed = regions.merge(values.assign(hemisphere="both"), how="left")
     long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")
     reference = np.exp(model.reference_log_r2star())
-    comparison = compare_groups(long[long["region"].isin(present)], seed=seed)
+    comparison = compare_groups(
+        long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap
+    )
     mixed_table = (
         compare_groups_mixed(long[long["region"].isin(present)]) if mixed else pd.DataFrame()
     )
+    if not clinical:
+        return CohortAnalysis(
+            keyed,
+            model,
+            _age_model_table(model, reference),
+            _harmonization_table(model),
+            comparison,
+            mixed_table,
+            pd.DataFrame(columns=DETERMINANT_COLUMNS),
+            exclusions,
+        )
     label = group_label(long["group"], long["phenotype"])
     ms = long[label.isin(MS_LABELS)].copy()
     transformed = predictor_values(ms)
