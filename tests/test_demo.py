@@ -37,7 +37,11 @@ def test_quick_demo_runs_resumes_and_recovers_r2star(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_demo_recovers_every_planted_effect(tmp_path, capsys):
-    """The 178-participant demo (~5 min on 2 cores): the group stage finds what was planted."""
+    """The 178-participant demo (~5 min on 2 cores): the group stage finds what was planted.
+
+    Effects are at literature scale (MS - HC 1-2 1/s, Cohen's d 0.5-0.8): MS - HC is found in
+    every region with an effect; the phenotype contrasts and slopes have the right sign.
+    """
     out = tmp_path / "demo"
     assert main(["demo", str(out)]) == 0
     comp = pd.read_csv(out / "ironmap" / "group" / "group_comparison.tsv", sep="\t")
@@ -47,15 +51,16 @@ def test_default_demo_recovers_every_planted_effect(tmp_path, capsys):
         assert ms_hc.loc[region, "p"] < 0.05, region
         prog = comp[(comp.region == region) & (comp.contrast == "progressive-RRMS")].iloc[0]
         assert prog.estimate > 0
-        assert prog.p < 0.05
     for region in ("pallidum", "substantia_nigra"):
-        assert ms_hc.loc[region, "p"] > 0.05, region
+        assert ms_hc.loc[region, "ci_low"] < 0 < ms_hc.loc[region, "ci_high"], region
+    assert (ms_hc.n_a + ms_hc.n_b <= 178).all()
     det = pd.read_csv(out / "ironmap" / "group" / "determinants.tsv", sep="\t")
     uni = det[det.model == "univariable"].set_index(["region", "predictor"])
     for region in ("caudate", "putamen", "dentate_nucleus"):
         for predictor in ("disease_duration", "edss"):
             assert uni.loc[(region, predictor), "beta"] > 0
-            assert uni.loc[(region, predictor), "p"] < 0.05
     assert uni.loc[("lesions", "disease_duration"), "beta"] < 0
-    assert uni.loc[("lesions", "disease_duration"), "p"] < 0.05
+    page = (out / "ironmap" / "report.html").read_text()
+    assert "ComBat" in page
+    assert "n_a" in page
     assert (out / "ironmap" / "report.html").stat().st_size > 100_000

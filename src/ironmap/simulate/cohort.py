@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .signal import Protocol
-from .tissue import AGE_MODELS, ms_r2star_change
+from .tissue import AGE_MODELS, BIOLOGICAL_SD, ms_r2star_change
 
 __all__ = [
     "SITES",
@@ -126,7 +126,10 @@ def draw_cohort(
         ]
         age = float(np.clip(rng.normal(42.0 if is_ms else 40.0, 10.0 if is_ms else 12.0), 18, 75))
         sex = "F" if rng.random() < (0.68 if is_ms else 0.55) else "M"
-        offsets = {t: float(rng.normal(0.0, 0.03 * float(m(45.0)))) for t, m in AGE_MODELS.items()}
+        offsets = {
+            t: float(rng.normal(0.0, BIOLOGICAL_SD * float(m(45.0))))
+            for t, m in AGE_MODELS.items()
+        }
         if is_ms:
             phenotype = PHENOTYPES[rng.choice(3, p=[0.6, 0.25, 0.15])]
             mean_dd = {"RRMS": 8.0, "SPMS": 18.0, "PPMS": 10.0}[phenotype]

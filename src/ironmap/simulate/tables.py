@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..regions.labels import DEEP_GM
-from .tissue import AGE_MODELS
+from .tissue import AGE_MODELS, BIOLOGICAL_SD
 
 __all__ = ["TableSite", "simulate_table_cohort"]
 
@@ -42,7 +42,7 @@ def simulate_table_cohort(
     *,
     seed: int,
     effects: dict[str, dict[str, float]] | None = None,
-    bio_sd: float = 0.03,
+    bio_sd: float = BIOLOGICAL_SD,
     noise_sd: float = 0.4,
     extra_sd: dict[str, float] | None = None,
     age: dict[str, tuple[float, float]] | None = None,

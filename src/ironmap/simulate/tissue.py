@@ -23,6 +23,7 @@ from ..regions.labels import DEEP_GM
 
 __all__ = [
     "AGE_MODELS",
+    "BIOLOGICAL_SD",
     "CODE_TISSUE",
     "DEEP_GM",
     "MS_EFFECTS",
@@ -145,19 +146,25 @@ class MSEffect:
     edss_slope: float = 0.0
 
 
-#: Planted MS effects per tissue (tissues not listed: none).
+#: Planted MS effects per tissue (tissues not listed: none), at the scale of the literature
+#: (MS - HC differences of 1-3 1/s, Cohen's d 0.3-0.8 against a between-subject SD of 8 %
+#: of R2*; larger in progressive MS through its longer duration and higher EDSS; none in
+#: pallidum and substantia nigra, as in the 2014 study).
 MS_EFFECTS: dict[str, MSEffect] = {
-    "caudate": MSEffect(duration_slope=0.12, edss_slope=0.35),
-    "putamen": MSEffect(duration_slope=0.15, edss_slope=0.40),
-    "thalamus": MSEffect(duration_slope=0.08, edss_slope=0.30),
-    "red_nucleus": MSEffect(duration_slope=0.10, edss_slope=0.30),
-    "dentate_nucleus": MSEffect(duration_slope=0.12, edss_slope=0.35),
+    "caudate": MSEffect(duration_slope=0.07, edss_slope=0.28),
+    "putamen": MSEffect(duration_slope=0.07, edss_slope=0.28),
+    "thalamus": MSEffect(duration_slope=0.04, edss_slope=0.15),
+    "red_nucleus": MSEffect(duration_slope=0.05, edss_slope=0.18),
+    "dentate_nucleus": MSEffect(duration_slope=0.05, edss_slope=0.20),
     "pallidum": MSEffect(),
     "substantia_nigra": MSEffect(),
 }
 
 #: Progressive MS (SPMS, PPMS) multiplies the planted effects by this factor.
-PROGRESSIVE_FACTOR = 1.5
+PROGRESSIVE_FACTOR = 1.0
+
+#: Between-subject SD of R2* as a fraction of the healthy value at age 45.
+BIOLOGICAL_SD = 0.08
 
 
 def healthy_r2star(tissue: str, age: ArrayLike) -> NDArray[np.float64]:
