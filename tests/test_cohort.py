@@ -343,3 +343,36 @@ def test_participants_table_errors(tmp_path, edit, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         read_participants(path)
     assert "participants.tsv" in str(err.value)
+
+
+def test_a_saturated_design_gives_a_nan_row_not_a_division_by_zero():
+    """Before: HC1 on a design without residual df divided by zero (numpy warnings)."""
+    data = pd.DataFrame(
+        {
+            "region": "putamen",
+            "r2star_corrected": [30.0, 31.0, 32.5, 29.0],
+            "group": ["HC", "HC", "MS", "MS"],
+            "phenotype": [None, None, "RRMS", "RRMS"],
+            "sex": ["F", "M", "F", "M"],
+            "age": [30.0, 40.0, 50.0, 60.0],
+            "site": "a",
+        }
+    )
+    row = compare_groups(data, n_bootstrap=0).query("contrast == 'MS-HC'").iloc[0]
+    assert np.isnan(row.estimate)
+    assert row.note.startswith("too few participants")
+
+
+def test_a_region_with_too_few_controls_is_left_out_with_a_warning():
+    sites = [TableSite("a", 1.0, 1.0, {"HC": 20, "RRMS": 20})]
+    long, people = simulate_table_cohort(sites, seed=1)
+    hc = people.participant_id[people.group == "HC"]
+    long.loc[(long.region == "caudate") & long.participant_id.isin(hc[:15]), "r2star_median"] = (
+        np.nan
+    )
+    with pytest.warns(IronmapWarning, match="caudate: fewer than 8 controls"):
+        result = analyse_cohort(
+            long, _subjects(people), mixed=False, clinical=False, n_bootstrap=0
+        )
+    assert "caudate" not in set(result.comparison.region)
+    assert "putamen" in set(result.comparison.region)

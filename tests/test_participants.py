@@ -267,3 +267,15 @@ def test_subjects_table_keeps_exactly_the_regions_participants(tmp_path):
     assert subjects["participant_id"].tolist() == ["sub-02", "sub-03"]
     assert subjects["icv_ml"].tolist() == pytest.approx([1500.0, np.nan], nan_ok=True)
     assert subjects["age"].tolist() == [50.0, 35.0]
+
+
+def test_missing_group_is_refused(tmp_path):
+    """Before: a participant with group n/a was accepted and analysed as MS."""
+    path = tmp_path / "participants.tsv"
+    path.write_text(
+        "participant_id\tage\tsex\tgroup\tphenotype\tdisease_duration\tedss\tsite\n"
+        "sub-01\t40\tF\tHC\tn/a\tn/a\tn/a\ta\n"
+        "sub-02\t41\tM\tn/a\tRRMS\t3\t2\ta\n"
+    )
+    with pytest.raises(InputError, match="group is missing for sub-02"):
+        read_participants(path)

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import IronmapWarning
+from ..errors import InputError, IronmapWarning
 from ..regions.labels import DEEP_GM
-from .age import AGE_DF, MIN_CONTROLS_PER_SITE, NormativeModel, fit_normative, warn_small_sites
+from .age import (
+    AGE_DF,
+    MIN_CONTROLS,
+    MIN_CONTROLS_PER_SITE,
+    NormativeModel,
+    fit_normative,
+    warn_small_sites,
+)
 from .compare import MS_LABELS, N_BOOTSTRAP, compare_groups, compare_groups_mixed, group_label
 from .determinants import (
     DETERMINANT_COLUMNS,
@@ -128,6 +135,28 @@ def _exclude(long: pd.DataFrame, exclusions: dict[str, str]) -> None:
         )
 
 
+def _modelled_regions(long: pd.DataFrame) -> tuple[str, ...]:
+    """Regions with enough controls for a normative model (one warning for the others)."""
+    hc = long[(long["group"] == "HC") & long["sex"].notna() & long["r2star_median"].notna()]
+    counts = hc["region"].value_counts()
+    present = [r for r in CORRECTED_REGIONS if r in set(long["region"])]
+    thin = [r for r in present if counts.get(r, 0) < MIN_CONTROLS]
+    if thin:
+        warnings.warn(
+            f"{', '.join(thin)}: fewer than {MIN_CONTROLS} controls with R2*; no normative model, "
+            "no age-corrected R2* and no comparisons for these regions",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    kept = tuple(r for r in present if r not in thin)
+    if not kept:
+        raise InputError(
+            f"fewer than {MIN_CONTROLS} controls with R2* in every region; the group stage "
+            "needs controls to correct for age and site (see participants.tsv, group HC)"
+        )
+    return kept
+
+
 def _normative(long: pd.DataFrame, regions: tuple[str, ...], exclusions: dict[str, str]):
     part = long[long["region"].isin(regions)]
     wide = part.pivot(index="participant_id", columns="region", values="r2star_median")
@@ -205,7 +234,7 @@ def analyse_cohort(
     both = regions[regions["hemisphere"] == "both"]
     long = both.merge(subjects, on="participant_id", how="inner")
     _exclude(long, exclusions)
-    present = tuple(r for r in CORRECTED_REGIONS if r in set(long["region"]))
+    present = _modelled_regions(long)
     model, values = _normative(long, present, exclusions)
     keyed = regions.merge(values.assign(hemisphere="both"), how="left")
     long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")

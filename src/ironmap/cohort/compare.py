@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from ..errors import IronmapWarning
 from .stats import fdr
@@ -132,11 +133,22 @@ def _identifiable(result) -> bool:
     return rank > np.linalg.matrix_rank(np.delete(exog, col, axis=1))
 
 
+MIN_RESIDUAL_DF = 2
+
+
 def _fit_robust(formula: str, part: pd.DataFrame):
+    """HC3 fit (HC1 where a participant has leverage 1); None without residual df."""
     model = smf.ols(formula, data=part)
-    hat = model.fit().get_influence().hat_matrix_diag
-    cov = "HC3" if np.all(hat < 1 - 1e-8) else "HC1"
-    return model.fit(cov_type=cov, use_t=True), cov
+    with warnings.catch_warnings():
+        # collinear nuisance terms (e.g. sex within a site) are fine; whether the group
+        # difference itself is identifiable is checked by _identifiable
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        plain = model.fit()
+        if plain.df_resid < MIN_RESIDUAL_DF:
+            return None, ""
+        hat = plain.get_influence().hat_matrix_diag
+        cov = "HC3" if np.all(hat < 1 - 1e-8) else "HC1"
+        return model.fit(cov_type=cov, use_t=True), cov
 
 
 def _bootstrap_d(part: pd.DataFrame, formula: str, sd_b: bool, seed: int, n_boot: int):
@@ -193,6 +205,9 @@ def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
         return {**_nan_row(region, contrast, n_a, n_b, note), "n_excluded": excluded}
     formula = _formula(effective)
     result, cov = _fit_robust(formula, effective)
+    if result is None:
+        note = f"too few participants for the design {formula} ({n_a} vs {n_b})"
+        return {**_nan_row(region, contrast, n_a, n_b, note), "n_excluded": excluded}
     if not _identifiable(result):
         note = "not identifiable: the group is collinear with sex/site in this design"
         return {**_nan_row(region, contrast, n_a, n_b, note), "n_excluded": excluded}
@@ -243,6 +258,8 @@ def _omnibus(region: str, sub: pd.DataFrame) -> dict | None:
         return _nan_row(region, OMNIBUS, len(part), 0, note)
     formula = _formula(part, "C(phen)")
     result, cov = _fit_robust(formula, part)
+    if result is None:
+        return _nan_row(region, OMNIBUS, len(part), 0, "too few participants for the design")
     names = [n for n in result.model.exog_names if n.startswith("C(phen)")]
     test = result.wald_test(", ".join(f"{n} = 0" for n in names), scalar=True)
     return {

@@ -95,7 +95,10 @@ def read_participants(path: str | Path) -> pd.DataFrame:
             )
         table[col] = values
     table["sex"] = _sex_codes(table, path)
-    groups = set(table["group"].dropna())
+    if table["group"].isna().any():
+        first = table.loc[table["group"].isna(), "participant_id"].iloc[0]
+        raise InputError(f"{path}: group is missing for {first}; it must be HC or MS")
+    groups = set(table["group"])
     if not groups <= {"HC", "MS"}:
         raise InputError(f"{path}: group must be HC or MS, got {sorted(groups - {'HC', 'MS'})}")
     ms = table["group"] == "MS"
