@@ -206,7 +206,8 @@ def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
     formula = _formula(effective)
     result, cov = _fit_robust(formula, effective)
     if result is None:
-        note = f"too few participants for the design {formula} ({n_a} vs {n_b})"
+        design = formula.replace("C(arm, Treatment('b'))", "group")
+        note = f"too few participants for the design {design} ({n_a} vs {n_b})"
         return {**_nan_row(region, contrast, n_a, n_b, note), "n_excluded": excluded}
     if not _identifiable(result):
         note = "not identifiable: the group is collinear with sex/site in this design"

@@ -281,7 +281,7 @@ def _flow_table(flow: pd.DataFrame) -> pd.DataFrame:
         index="reason", columns="label", values="participant_id", aggfunc="count", fill_value=0
     )
     counts.index = [r or "analysed" for r in counts.index]
-    return counts.reset_index(names="status / reason")
+    return counts.rename_axis(columns=None).reset_index(names="status / reason")
 
 
 def _harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
@@ -290,7 +290,8 @@ def _harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
             d.location_percent.map("{:+.1f} %".format) + " / x" + d.scale.map("{:.2f}".format)
         )
     )
-    return table.pivot(index="region", columns="site", values="cell").reset_index()
+    cells = table.pivot(index="region", columns="site", values="cell")
+    return cells.rename_axis(columns=None).reset_index()
 
 
 def write_report(path: str | Path, result) -> Path:
