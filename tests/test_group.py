@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ironmap.cli import main
+from ironmap.errors import IronmapWarning
 from ironmap.regions import DEEP_GM
 from ironmap.workflows.group import GroupConfig, run_group
 
@@ -183,7 +185,9 @@ def test_report_is_self_contained(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium")
 def test_report_renders_in_headless_chromium(tmp_path):
     bids, out = _write_cohort(tmp_path, n_hc=20, n_ms=20)
-    run_group(GroupConfig(bids, out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # small cohort: pooled scales, no models
+        run_group(GroupConfig(bids, out))
     shot = tmp_path / "report.png"
     done = subprocess.run(
         [
@@ -212,3 +216,107 @@ def test_participants_missing_from_the_table(tmp_path, capsys):
     assert err.endswith(
         "participants.tsv: no row for sub-001; every processed participant needs one"
     )
+
+
+def _edit_participants(bids, edit):
+    path = bids / "participants.tsv"
+    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    edit(table).to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+def _scale_regions(out, participant_ids, factor):
+    for pid in participant_ids:
+        path = out / pid / "anat" / f"{pid}_regions.tsv"
+        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+        for col in ("r2star_median", "r2star_mean"):
+            table[col] *= factor
+        table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+def test_ppms_only_at_a_patient_only_site_is_reported_as_not_identifiable(tmp_path):
+    """Every PPMS at a patient-only site reading 7 % high (issue #12).
+
+    Before: PPMS-HC reported an "effect" with p < 1e-6 and counted all PPMS in n_a.
+    """
+    bids, out = _write_cohort(tmp_path, putamen_effect=0.0)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    ppms = table.participant_id[table.phenotype == "PPMS"].tolist()
+    _edit_participants(
+        bids, lambda t: t.assign(site=t.site.where(~t.participant_id.isin(ppms), "solo"))
+    )
+    _scale_regions(out, ppms, 1.07)
+    with pytest.warns(IronmapWarning) as record:
+        run_group(GroupConfig(bids, out, report=False))
+    messages = " ".join(str(w.message) for w in record)
+    assert "PPMS-HC: not identifiable" in messages
+    comp = pd.read_csv(out / "group" / "group_comparison.tsv", sep="\t")
+    rows = comp[comp.contrast == "PPMS-HC"]
+    assert len(rows) == 8
+    assert rows.estimate.isna().all()
+    assert rows.p.isna().all()
+    ms_hc = comp[comp.contrast == "MS-HC"].iloc[0]
+    assert ms_hc.n_a == 50 - len(ppms)
+    flow = pd.read_csv(out / "group" / "participant_flow.tsv", sep="\t")
+    excluded = flow[flow.status == "excluded"]
+    assert sorted(excluded.participant_id) == sorted(ppms)
+    assert excluded.reason.str.contains("site solo has no controls").all()
+
+
+def test_a_control_without_outputs_is_accounted_for(tmp_path):
+    """Before: dropped with exit 0 and no word while the cohort table still counted it."""
+    bids, out = _write_cohort(tmp_path, n_hc=40, n_ms=50)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    control = table.participant_id[table.group == "HC"].iloc[0]
+    shutil.rmtree(out / control)
+    with pytest.warns(UserWarning, match=r"1 of 90 participants excluded"):
+        result = run_group(GroupConfig(bids, out))
+    flow = pd.read_csv(out / "group" / "participant_flow.tsv", sep="\t")
+    assert len(flow) == 90
+    row = flow.set_index("participant_id").loc[control]
+    assert row.status == "excluded"
+    assert "no participant-stage outputs" in row.reason
+    subjects = pd.read_csv(out / "group" / "subjects.tsv", sep="\t")
+    assert control not in set(subjects.participant_id)
+    page = result.report.read_text()
+    assert "89 of 90 participants analysed" in page
+    assert re.search(r"<td>HC</td>\s*<td>39</td>", page)
+
+
+def test_bids_sex_codes_reach_the_report(tmp_path):
+    """``female``/``male`` are valid BIDS; before, the report said "0 % female"."""
+    bids, out = _write_cohort(tmp_path, n_hc=40, n_ms=50)
+    _edit_participants(bids, lambda t: t.assign(sex=t.sex.map({"F": "female", "M": "male"})))
+    result = run_group(GroupConfig(bids, out))
+    subjects = pd.read_csv(out / "group" / "subjects.tsv", sep="\t")
+    assert set(subjects.sex) == {"F", "M"}
+    share = (subjects[subjects.group == "HC"].sex == "F").mean() * 100
+    assert share > 20
+    assert f"<td>{share:.0f} %</td>" in result.report.read_text()
+
+
+def test_cis_is_not_pooled_into_ms(tmp_path):
+    """Before: CIS patients were counted (and analysed) as MS in MS-HC."""
+    bids, out = _write_cohort(tmp_path, n_hc=40, n_ms=50)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    cis = table.participant_id[table.group == "MS"].iloc[:10].tolist()
+    _edit_participants(
+        bids, lambda t: t.assign(phenotype=t.phenotype.where(~t.participant_id.isin(cis), "CIS"))
+    )
+    with pytest.warns(UserWarning, match="no multivariable model"):
+        run_group(GroupConfig(bids, out, report=False))
+    comp = pd.read_csv(out / "group" / "group_comparison.tsv", sep="\t")
+    ms_hc = comp[(comp.contrast == "MS-HC") & (comp.region == "putamen")].iloc[0]
+    cis_hc = comp[(comp.contrast == "CIS-HC") & (comp.region == "putamen")].iloc[0]
+    assert ms_hc.n_a == 40
+    assert cis_hc.n_a == 10
+
+
+def test_few_controls_per_site_never_give_silent_zero_z_scores(tmp_path):
+    """8 controls at 3 sites: before, residual_sd was inf and every z-score exactly 0."""
+    bids, out = _write_cohort(tmp_path, n_hc=8, n_ms=50)
+    with pytest.warns(IronmapWarning) as record:
+        run_group(GroupConfig(bids, out, report=False))
+    assert any("residual degrees of freedom" in str(w.message) for w in record)
+    regions = pd.read_csv(out / "group" / "regions.tsv", sep="\t")
+    assert regions.r2star_z.isna().all()
+    assert regions.r2star_corrected.notna().sum() > 0
