@@ -376,3 +376,26 @@ def test_a_region_with_too_few_controls_is_left_out_with_a_warning():
         )
     assert "caudate" not in set(result.comparison.region)
     assert "putamen" in set(result.comparison.region)
+
+
+def test_null_cohorts_hold_the_false_positive_rate():
+    """Smaller seeded version of benchmarks/group_calibration.py: biased, noisy, older sites."""
+    sites = [
+        TableSite("s1", 1.00, 1.0, {"HC": 14, "RRMS": 6, "SPMS": 2, "PPMS": 1}),
+        TableSite("s2", 1.06, 1.0, {"HC": 8, "RRMS": 14, "SPMS": 6, "PPMS": 3}),
+        TableSite("s3", 0.96, 2.5, {"HC": 12, "RRMS": 8, "SPMS": 3, "PPMS": 2}),
+        TableSite("s4", 1.04, 1.0, {"HC": 10, "RRMS": 12, "SPMS": 5, "PPMS": 4}),
+    ]
+    ages = {"SPMS": (52.0, 8.0), "PPMS": (50.0, 9.0)}
+    p = []
+    for seed in range(12):
+        long, people = simulate_table_cohort(sites, seed=seed, age=ages, extra_sd={"PPMS": 2.0})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IronmapWarning)
+            result = analyse_cohort(
+                long, _subjects(people), mixed=False, clinical=False, n_bootstrap=0
+            )
+        p.append(result.comparison.p.dropna().to_numpy())
+    p = np.concatenate(p)
+    assert len(p) > 500
+    assert np.mean(p < 0.05) < 0.075
