@@ -105,7 +105,7 @@ class NormativeModel:
     press_rmse : dict
         Region -> {df: leave-one-out RMSE of log R2*} for every candidate.
     sex_levels : tuple of str
-        Sex codes with a coefficient (the first control code is the baseline).
+        Sex codes with a coefficient: all but the controls' most common code (the baseline).
     residual_sd : ndarray, shape (p,)
         SD of the harmonised controls' log R2* residuals.
     residual_df : ndarray, shape (p,)
@@ -128,10 +128,6 @@ class NormativeModel:
     n_hc: np.ndarray
     reference_age: float
     curve: list
-
-    @property
-    def n_covariates(self) -> int:
-        return max(AGE_DF) + len(self.sex_levels)
 
     def design(self, age: np.ndarray, sex: np.ndarray) -> np.ndarray:
         """Per-region covariates, shape (p, n, q): age spline (zero-padded) and sex dummies."""

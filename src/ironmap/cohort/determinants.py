@@ -12,8 +12,8 @@ Sex is a covariate of every model. Predictors, as CONVENTIONS names them, with t
 ``beta`` refers to (``transform`` column): ``disease_duration`` (years), ``edss`` (points),
 ``lesion_volume_ml`` as ``log(1 + mL)`` (lesion volumes are right-skewed), ``nbv`` (fraction
 of ICV) and ``cortical_gm_ml`` as percent of ICV (head-size normalised). A predictor missing
-for everyone is left out with a warning; a participant missing one is left out of the models
-that use it.
+for everyone is left out with a warning; a participant missing any other predictor is left out
+of all of that region's models, so that they share one set of participants.
 
 Model sets (statsmodels OLS):
 
