@@ -62,5 +62,5 @@ def test_default_demo_recovers_every_planted_effect(tmp_path, capsys):
     assert uni.loc[("lesions", "disease_duration"), "beta"] < 0
     page = (out / "ironmap" / "report.html").read_text()
     assert "ComBat" in page
-    assert "n_a" in page
+    assert "MS-HC (n = 97 vs 81)" in page
     assert (out / "ironmap" / "report.html").stat().st_size > 100_000

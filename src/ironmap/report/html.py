@@ -294,28 +294,45 @@ def _harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
     return cells.rename_axis(columns=None).reset_index()
 
 
+def _cell(row) -> str:
+    if row.contrast == "phenotype-omnibus":
+        return "" if pd.isna(row.p) else f"F = {row.statistic:.2f}, p_FDR = {row.p_fdr:.3g}"
+    if pd.isna(row.estimate):
+        return "n.i." if str(row.note).startswith("not identifiable") else "n/a"
+    return f"{row.estimate:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}], p_FDR = {row.p_fdr:.3g}"
+
+
+def _comparison_grid(comparison: pd.DataFrame) -> str:
+    """Regions x contrasts grid of "estimate [CI], p_FDR", and the contrasts' notes."""
+    if comparison.empty:
+        return "<p>No comparison could be made.</p>"
+    table = comparison.assign(cell=comparison.apply(_cell, axis=1))
+    contrasts = list(dict.fromkeys(table.contrast))
+    heads = {}
+    for contrast, sub in table.groupby("contrast", sort=False):
+        n = (
+            f"n = {sub.n_a.max()}"
+            if contrast == "phenotype-omnibus"
+            else (f"n = {sub.n_a.max()} vs {sub.n_b.max()}")
+        )
+        heads[contrast] = f"{contrast} ({n})"
+    grid = table.pivot(index="region", columns="contrast", values="cell")
+    grid = grid.reindex(index=list(dict.fromkeys(table.region)), columns=contrasts)
+    grid = grid.rename(columns=heads).rename_axis(columns=None).reset_index()
+    notes = table[table.note != ""].drop_duplicates(["contrast", "note"])
+    items = "".join(
+        f"<li><b>{html.escape(c)}</b>: {html.escape(n)}</li>"
+        for c, n in zip(notes.contrast, notes.note, strict=True)
+    )
+    return _table(grid) + (f"<ul class='small'>{items}</ul>" if items else "")
+
+
 def write_report(path: str | Path, result) -> Path:
     """Write ``report.html`` (atomically) from a :class:`~ironmap.workflows.group.GroupResult`."""
     subjects = result.subjects[result.subjects.analysed]
     regions = result.regions
     long = regions[regions.hemisphere == "both"].merge(subjects, on="participant_id")
     comparison, determinants = result.comparison, result.determinants
-    columns = [
-        "region",
-        "contrast",
-        "estimate",
-        "ci_low",
-        "ci_high",
-        "cohens_d",
-        "cohens_d_ci_low",
-        "cohens_d_ci_high",
-        "p",
-        "p_fdr",
-        "n_a",
-        "n_b",
-        "note",
-    ]
-    comp = comparison[columns]
     multi = determinants[determinants.model != "univariable"]
     sections = [
         f"<h1>ironmap: deep grey-matter R2* in MS</h1><p class='small'>Generated "
@@ -331,10 +348,11 @@ def write_report(path: str | Path, result) -> Path:
         "<h2>R2* against age</h2><p>Harmonised R2* of every participant with the controls' "
         "normative curve and its 95 % band.</p>" + _age_figure(long, result.analysis.normative),
         "<h2>Age-corrected R2* by group</h2>" + _group_figure(long),
-        "<h2>Group comparisons</h2><p>Differences of age-corrected R2* (1/s) with 95 % CI, "
-        "adjusted for sex with site as fixed effect (HC3 robust SE). n_a and n_b count the "
-        "participants that inform each contrast; a contrast that cannot be identified has no "
-        "estimate and says why.</p>" + _table(comp),
+        "<h2>Group comparisons</h2><p>Differences of age-corrected R2* (1/s): estimate [95 % "
+        "CI] and FDR-adjusted p, adjusted for age and sex with site as fixed effect (HC3 "
+        "robust SE); Cohen's d in group/group_comparison.tsv. n gives the participants that "
+        "inform each contrast (a vs b, the most over regions); n.i.: not identifiable.</p>"
+        + _comparison_grid(comparison),
         "<h2>Determinants of R2* in MS</h2>"
         + _forest_figure(determinants)
         + "<p>Multivariable and stepwise models (stepwise: exploratory, with bootstrap "
