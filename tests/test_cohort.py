@@ -399,3 +399,28 @@ def test_null_cohorts_hold_the_false_positive_rate():
     p = np.concatenate(p)
     assert len(p) > 500
     assert np.mean(p < 0.05) < 0.075
+
+
+def test_small_lesion_masks_are_counted_in_a_warning():
+    """Before: lesion R2* from a few voxels was NaN and silently dropped the patient."""
+    sites = [TableSite(s, 1.0, 1.0, {"HC": 20, "RRMS": 30}) for s in "ab"]
+    long, people = simulate_table_cohort(sites, seed=2)
+    ms = people.participant_id[people.group == "MS"].to_numpy()
+    lesions = pd.DataFrame(
+        {
+            "participant_id": ms,
+            "region": "lesions",
+            "hemisphere": "both",
+            "r2star_median": np.random.default_rng(3).normal(17.0, 1.0, len(ms)),
+            "n_voxels": np.where(np.arange(len(ms)) < 7, 5, 200),
+        }
+    )
+    with pytest.warns(IronmapWarning) as record:
+        result = analyse_cohort(
+            pd.concat([long, lesions]), _subjects(people), mixed=False, n_bootstrap=0
+        )
+    assert any(
+        "7 MS participant(s) have fewer than 20 lesion voxels" in str(w.message) for w in record
+    )
+    lesion = result.determinants[result.determinants.region == "lesions"]
+    assert (lesion.n == len(ms) - 7).all()

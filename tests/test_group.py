@@ -320,3 +320,40 @@ def test_few_controls_per_site_never_give_silent_zero_z_scores(tmp_path):
     regions = pd.read_csv(out / "group" / "regions.tsv", sep="\t")
     assert regions.r2star_z.isna().all()
     assert regions.r2star_corrected.notna().sum() > 0
+
+
+def test_comparisons_use_the_harmonised_age_corrected_values(tmp_path):
+    """Before: the comparisons used raw r2star_median with a straight age term."""
+    import statsmodels.formula.api as smf
+
+    bids, out = _write_cohort(tmp_path)
+    run_group(GroupConfig(bids, out, report=False))
+    regions = pd.read_csv(out / "group" / "regions.tsv", sep="\t")
+    subjects = pd.read_csv(out / "group" / "subjects.tsv", sep="\t")
+    data = regions[(regions.region == "putamen") & (regions.hemisphere == "both")]
+    data = data.merge(subjects, on="participant_id")
+    ref = smf.ols("r2star_corrected ~ C(group) + age + C(sex) + C(site)", data=data)
+    ref = ref.fit(cov_type="HC3", use_t=True)
+    comp = pd.read_csv(out / "group" / "group_comparison.tsv", sep="\t")
+    row = comp[(comp.region == "putamen") & (comp.contrast == "MS-HC")].iloc[0]
+    assert row.estimate == pytest.approx(ref.params["C(group)[T.MS]"], rel=1e-5)
+    assert row.ci_low == pytest.approx(ref.conf_int().loc["C(group)[T.MS]", 0], rel=1e-5)
+
+
+def test_z_scores_at_a_noisy_site_have_unit_sd(tmp_path):
+    """Site c measures with 2.5x the noise: before, its z-scores had SD ~1.4-2."""
+    bids, out = _write_cohort(tmp_path, n_hc=120, n_ms=60, seed=3)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t")
+    noisy = table.participant_id[table.site == "c"]
+    rng = np.random.default_rng(4)
+    for pid in noisy:
+        path = out / pid / "anat" / f"{pid}_regions.tsv"
+        regions = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+        extra = rng.normal(0, 2.3, len(regions))
+        regions["r2star_median"] += np.where(regions.region == "lesions", 0.0, extra)
+        regions.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    run_group(GroupConfig(bids, out, report=False))
+    z = pd.read_csv(out / "group" / "regions.tsv", sep="\t").merge(table)
+    z = z[(z.hemisphere == "both") & (z.region != "putamen") & z.r2star_z.notna()]
+    by_site = z.groupby("site").r2star_z.std()
+    assert by_site.between(0.8, 1.25).all(), by_site

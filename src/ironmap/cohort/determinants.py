@@ -136,6 +136,7 @@ def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
         design = np.column_stack([np.ones(len(sub)), x])
         vifs = {p: variance_inflation_factor(design, i + 1) for i, p in enumerate(predictors)}
     sd_y = np.std(y, ddof=1)
+    sd_y = sd_y if sd_y > 0 else np.nan  # a constant outcome has no standardised beta
     return [
         {
             "region": region,
