@@ -99,6 +99,7 @@ OMNIBUS = "phenotype-omnibus"
 _PHENOTYPES = ("RRMS", "SPMS", "PPMS")
 _KEY = "C(arm, Treatment('b'))[T.a]"
 N_BOOTSTRAP = 1000
+_CHUNK = 250  # bootstrap resamples per matrix product
 
 
 def group_label(group: pd.Series, phenotype: pd.Series) -> pd.Series:
@@ -151,26 +152,39 @@ def _fit_robust(formula: str, part: pd.DataFrame):
         return model.fit(cov_type=cov, use_t=True), cov
 
 
-def _bootstrap_d(part: pd.DataFrame, formula: str, sd_b: bool, seed: int, n_boot: int):
-    """Percentile CI of Cohen's d from a site x arm stratified bootstrap (batched least squares).
+def _bootstrap_d(part: pd.DataFrame, model, sd_b: bool, seed: int, n_boot: int):
+    """Cohen's d numerator (and SD) over a site x arm stratified bootstrap.
 
-    ``sd_b``: the SD in the denominator is that of arm b (controls) and is resampled too.
+    A resample is a vector of counts (how often each participant is drawn, multinomial within
+    its site x arm cell), so each resample's least squares comes from weighted sums of
+    ``x x'`` and ``x y``: one matrix product for all resamples, memory O(n p^2 + chunk n),
+    time linear in n. ``model`` is the contrast's statsmodels OLS model (its design is
+    reused); ``sd_b``: the SD in the denominator is that of arm b (controls), and is resampled
+    too.
     """
-    model = smf.ols(formula, data=part)
     x, y = model.exog, model.endog
+    n, p = x.shape
     col = model.exog_names.index(_KEY)
-    cells = part.groupby(["site", "arm"]).indices
     rng = np.random.default_rng(seed)
-    idx = np.empty((n_boot, len(y)), dtype=np.intp)
-    for members in cells.values():
-        draw = rng.integers(0, len(members), size=(n_boot, len(members)))
-        idx[:, members] = members[draw]
-    xb, yb = x[idx], y[idx]
-    xt = xb.transpose(0, 2, 1)
-    beta = (np.linalg.pinv(xt @ xb) @ (xt @ yb[:, :, None]))[:, :, 0]
-    is_b = (part["arm"] == "b").to_numpy()  # resampling within cells keeps each arm in place
-    sd = yb[:, is_b].std(axis=1, ddof=1) if sd_b else np.full(n_boot, np.nan)
-    return beta[:, col], sd
+    counts = np.zeros((n_boot, n))
+    for members in part.groupby(["site", "arm"]).indices.values():
+        m = len(members)
+        counts[:, members] = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot)
+    xx = (x[:, :, None] * x[:, None, :]).reshape(n, p * p)
+    xy = x * y[:, None]
+    beta = np.empty(n_boot)
+    for start in range(0, n_boot, _CHUNK):
+        w = counts[start : start + _CHUNK]
+        xtx = (w @ xx).reshape(len(w), p, p)
+        beta[start : start + len(w)] = (np.linalg.pinv(xtx) @ (w @ xy)[:, :, None])[:, col, 0]
+    sd = np.full(n_boot, np.nan)
+    if sd_b:
+        is_b = (part["arm"] == "b").to_numpy()  # resampling within cells keeps each arm
+        wb, yb, k = counts[:, is_b], y[is_b], is_b.sum()
+        mean = wb @ yb / k
+        sd = np.sqrt(np.maximum(wb @ (yb - yb.mean()) ** 2 / k - (mean - yb.mean()) ** 2, 0))
+        sd *= np.sqrt(k / (k - 1))
+    return beta, sd
 
 
 def _nan_row(region, contrast, n_a, n_b, note, model="") -> dict:
@@ -216,7 +230,7 @@ def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
     estimate = float(result.params[_KEY])
     d_low = d_high = np.nan
     if n_boot:
-        boot, boot_sd = _bootstrap_d(effective, formula, b_labels == ("HC",), seed, n_boot)
+        boot, boot_sd = _bootstrap_d(effective, result.model, b_labels == ("HC",), seed, n_boot)
         scale = boot_sd if b_labels == ("HC",) else sd_hc
         d_low, d_high = np.nanpercentile(boot / scale, [2.5, 97.5])
     note = f"{excluded} participant(s) at sites without the other arm: {', '.join(lonely)}"
