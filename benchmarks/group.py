@@ -11,11 +11,14 @@ sensitivity analysis). Tables:
    < 1: better than linear).
 2. Wall seconds of each step of ``analyse_cohort`` and its scaling exponent
    ``log(t2 / t1) / log(n2 / n1)`` between consecutive sizes (1: linear, 2: quadratic).
-3. The 8 ironmap functions with the largest cumulative time under cProfile (178, mixed=True).
+3. The 8 ironmap functions with the largest cumulative time under cProfile (mixed=True; the
+   sizes of ``--profile-n``, default 178).
 
 Simulation is not timed; one untimed warm-up run first (lazy imports). Cohorts up to 1,000
 are timed best of ``--repeat`` (3), larger ones once. IronmapWarnings (few controls per
-site, ...) are silenced. A case over ``--limit`` seconds (300) stops the larger ones.
+site, ...) are silenced. A case over ``--limit`` seconds (300) stops the larger ones. On a
+shared machine, ``--blas-threads 1`` keeps OpenBLAS's threads from competing with other
+processes (on a loaded 2-core machine they made some SVDs 10-20 times slower).
 
 Run: ``python benchmarks/group.py [--quick] [--profile-n 178 10000]`` (``--quick``: 178 and
 1,000 only; ``--profile-n``: the sizes to profile).
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import ironmap
 import ironmap.cohort.analysis as analysis
@@ -224,6 +228,15 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MB; NaN where unknown)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="178 and 1,000 participants only")
@@ -243,7 +256,28 @@ def main(argv: list[str] | None = None) -> None:
         default=[SIZES[0]],
         help=f"cohort sizes to profile with mixed=True (default {SIZES[0]})",
     )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads (threadpoolctl; default: the library's own setting)",
+    )
     args = parser.parse_args(argv)
+    if args.blas_threads:
+        with threadpool_limits(args.blas_threads):
+            _benchmark(args)
+    else:
+        _benchmark(args)
+
+
+def _blas() -> str:
+    libs = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    return ", ".join(
+        f"{i['internal_api']} {i['version']} {i['num_threads']} threads" for i in libs
+    )
+
+
+def _benchmark(args: argparse.Namespace) -> None:
     sizes = QUICK_SIZES if args.quick else SIZES
 
     print(
@@ -251,10 +285,11 @@ def main(argv: list[str] | None = None) -> None:
         f"({platform.system()} {platform.release()}); Python {platform.python_version()}, "
         f"numpy {np.__version__}, pandas {pd.__version__}; load average {_load()}"
     )
+    print(f"BLAS: {_blas()}")
     results: dict[tuple[int, bool], dict] = {}
     cohorts: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}
     stopped = ""
-    _run(*make_cohort(SIZES[0], seed=1), True, args.limit)  # warm-up: lazy imports, caches
+    _run(*make_cohort(SIZES[0], seed=1), True, 0)  # warm-up (lazy imports), no time limit
     for n in sizes:
         cohorts[n] = make_cohort(n)
         repeat = args.repeat if n <= REPEAT_MAX_N else 1
@@ -262,16 +297,19 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 results[n, mixed] = _best(*cohorts[n], mixed, args.limit, repeat)
             except _Timeout:
-                stopped = f"n = {n}, mixed={mixed} took more than {args.limit:.0f} s: stopped"
+                stopped = f"n = {n}, mixed={mixed} took more than {args.limit:g} s: stopped"
                 break
         if stopped:
             break
         if n not in args.profile_n:
             del cohorts[n]
 
+    if not results:
+        print(stopped)
+        return
     rows = []
     for (n, mixed), r in results.items():
-        base = results.get((sizes[0], mixed))
+        base = results.get((sizes[0], mixed), {"wall_s": np.nan})
         per = 1000 * r["wall_s"] / n
         rows.append(
             {
@@ -321,9 +359,9 @@ def main(argv: list[str] | None = None) -> None:
         print("\nscaling exponent per step, log(t2 / t1) / log(n2 / n1) (1 = linear):")
         print(pd.DataFrame(exponents).round(2).to_string())
 
-    print(f"load average after the timed runs: {_load()}")
+    print(f"load average after the timed runs: {_load()}; peak RSS {_peak_rss_mb():,.0f} MB")
 
-    for n in args.profile_n:
+    for n in args.profile_n if not stopped else []:
         regions, subjects = cohorts.pop(n) if n in cohorts else make_cohort(n)
         print(
             f"\ncProfile, n = {n:,}, mixed=True: top {TOP} ironmap functions by cumulative "
