@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ..cohort import collect_regions, read_participants, subjects_table
 from ..cohort.analysis import CohortAnalysis, analyse_cohort, participant_flow
@@ -81,7 +82,10 @@ def run_group(config: GroupConfig) -> GroupResult:
             + "; every processed participant needs one"
         )
     subjects = subjects_table(participants, out, bids_dir=config.bids_dir, regions=regions)
-    analysis = analyse_cohort(regions, subjects, mixed=config.mixed)
+    # Many small, tall least-squares problems: BLAS threads only add overhead (2-10x slower
+    # SVDs at n = 3,000 with 2 OpenBLAS threads in benchmarks/group.py).
+    with threadpool_limits(limits=1, user_api="blas"):
+        analysis = analyse_cohort(regions, subjects, mixed=config.mixed)
     exclusions = {
         pid: "no participant-stage outputs: sub-*_regions.tsv not found in OUTPUT_DIR"
         for pid in missing_outputs(participants, regions)
