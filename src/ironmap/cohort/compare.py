@@ -100,6 +100,7 @@ _PHENOTYPES = ("RRMS", "SPMS", "PPMS")
 _KEY = "C(arm, Treatment('b'))[T.a]"
 N_BOOTSTRAP = 1000
 _CHUNK = 250  # bootstrap resamples per matrix product
+MIN_RESIDUAL_DF = 2
 
 
 def group_label(group: pd.Series, phenotype: pd.Series) -> pd.Series:
@@ -132,9 +133,6 @@ def _identifiable(result) -> bool:
     col = result.model.exog_names.index(_KEY)
     rank = np.linalg.matrix_rank(exog)
     return rank > np.linalg.matrix_rank(np.delete(exog, col, axis=1))
-
-
-MIN_RESIDUAL_DF = 2
 
 
 def _fit_robust(formula: str, part: pd.DataFrame):
@@ -233,7 +231,11 @@ def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
         boot, boot_sd = _bootstrap_d(effective, result.model, b_labels == ("HC",), seed, n_boot)
         scale = boot_sd if b_labels == ("HC",) else sd_hc
         d_low, d_high = np.nanpercentile(boot / scale, [2.5, 97.5])
-    note = f"{excluded} participant(s) at sites without the other arm: {', '.join(lonely)}"
+    missing = int((~np.isfinite(part["y"])).sum())
+    parts = [f"{excluded - missing} at sites without the other arm ({', '.join(lonely)})"]
+    if missing:
+        parts.append(f"{missing} without harmonised R2* (site without controls)")
+    note = "left out: " + "; ".join(p for p in parts if not p.startswith("0 "))
     return {
         "region": region,
         "contrast": contrast,
