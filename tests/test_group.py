@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -168,6 +169,12 @@ def test_group_tables_follow_conventions_and_find_the_planted_effect(tmp_path):
     ]
     assert hc_corr.r2star_z.std() == pytest.approx(1.0, rel=0.25)
     assert result.report == out / "report.html"
+    harmonization = json.loads((out / "group" / "harmonization.json").read_text())
+    assert harmonization["Scale"] == "log R2*"
+    assert (
+        harmonization["ControlsPerSite"]
+        == subjects[subjects.group == "HC"].site.value_counts().to_dict()
+    )
 
 
 def test_report_is_self_contained(tmp_path, capsys):

@@ -37,6 +37,7 @@ __all__ = [
     "FLOW_COLUMNS",
     "CohortAnalysis",
     "analyse_cohort",
+    "harmonization_description",
     "participant_flow",
 ]
 
@@ -294,3 +295,28 @@ def participant_flow(participants: pd.DataFrame, exclusions: dict[str, str]) -> 
             stacklevel=2,
         )
     return flow[FLOW_COLUMNS]
+
+
+def harmonization_description(model: NormativeModel) -> dict:
+    """What was done to remove site effects, for ``group/harmonization.json``."""
+    c = model.combat
+    return {
+        "Method": "ComBat (Johnson et al. 2007; Fortin et al. 2018), empirical Bayes"
+        if c.eb
+        else "ComBat without empirical Bayes",
+        "Scale": "log R2*",
+        "FittedOn": "healthy controls (group HC); applied to every participant",
+        "Covariates": ["natural cubic spline of age (df per region)", "sex"],
+        "AgeSplineDegreesOfFreedom": model.df,
+        "Sites": list(c.sites),
+        "ControlsPerSite": {s: int(n) for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)},
+        "PooledScaleBelowControls": MIN_CONTROLS_PER_SITE,
+        "SitesWithPooledScale": [
+            s
+            for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)
+            if n < MIN_CONTROLS_PER_SITE
+        ],
+        "ReferenceAge": model.reference_age,
+        "ReferenceSite": "pooled (control-weighted mean of the sites)",
+        "Validation": "benchmarks/harmonize_reference.py (neuroHarmonize 2.5.2)",
+    }

@@ -7,6 +7,7 @@ Reads ``participants.tsv`` and the participant-stage tables, runs
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ..cohort import collect_regions, read_participants, subjects_table
-from ..cohort.analysis import CohortAnalysis, analyse_cohort, participant_flow
+from ..cohort.analysis import (
+    CohortAnalysis,
+    analyse_cohort,
+    harmonization_description,
+    participant_flow,
+)
 from ..cohort.tables import missing_outputs
 from ..errors import InputError
 from ..io import atomic_write_bytes
@@ -107,6 +113,9 @@ def run_group(config: GroupConfig) -> GroupResult:
     )
     for name, attribute in GROUP_TABLES.items():
         _write(out / "group" / name, getattr(result, attribute))
+    description = harmonization_description(analysis.normative)
+    text = json.dumps(description, indent=2) + "\n"
+    atomic_write_bytes(out / "group" / "harmonization.json", text.encode())
     if config.report:
         from ..report.html import write_report
 
