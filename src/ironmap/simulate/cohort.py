@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .signal import Protocol
-from .tissue import AGE_MODELS, BIOLOGICAL_SD, ms_r2star_change
+from .tissue import (
+    AGE_MODELS,
+    BIOLOGICAL_SD_SHARED,
+    BIOLOGICAL_SD_TISSUE,
+    ms_r2star_change,
+)
 
 __all__ = [
     "SITES",
@@ -100,6 +105,20 @@ def subject_r2star(subject: Subject) -> dict[str, float]:
     return out
 
 
+def _biological_offsets(rng: np.random.Generator) -> dict[str, float]:
+    """A subject's R2* offset per tissue (1/s): shared and tissue-specific parts.
+
+    One standard normal per tissue; the shared part is their normalised sum, so the draws (and
+    everything drawn after them) are those of a purely tissue-specific model.
+    """
+    z = {t: float(rng.normal()) for t in AGE_MODELS}
+    shared = sum(z.values()) / np.sqrt(len(z))
+    return {
+        t: float(m(45.0)) * (BIOLOGICAL_SD_TISSUE * z[t] + BIOLOGICAL_SD_SHARED * shared)
+        for t, m in AGE_MODELS.items()
+    }
+
+
 def draw_cohort(
     *, n_hc: int = 81, n_ms: int = 97, seed: int = 2014, sites: tuple[Site, ...] = SITES
 ) -> list[Subject]:
@@ -126,10 +145,7 @@ def draw_cohort(
         ]
         age = float(np.clip(rng.normal(42.0 if is_ms else 40.0, 10.0 if is_ms else 12.0), 18, 75))
         sex = "F" if rng.random() < (0.68 if is_ms else 0.55) else "M"
-        offsets = {
-            t: float(rng.normal(0.0, BIOLOGICAL_SD * float(m(45.0))))
-            for t, m in AGE_MODELS.items()
-        }
+        offsets = _biological_offsets(rng)
         if is_ms:
             phenotype = PHENOTYPES[rng.choice(3, p=[0.6, 0.25, 0.15])]
             mean_dd = {"RRMS": 8.0, "SPMS": 18.0, "PPMS": 10.0}[phenotype]

@@ -24,6 +24,8 @@ from ..regions.labels import DEEP_GM
 __all__ = [
     "AGE_MODELS",
     "BIOLOGICAL_SD",
+    "BIOLOGICAL_SD_SHARED",
+    "BIOLOGICAL_SD_TISSUE",
     "CODE_TISSUE",
     "DEEP_GM",
     "MS_EFFECTS",
@@ -163,8 +165,14 @@ MS_EFFECTS: dict[str, MSEffect] = {
 #: Progressive MS (SPMS, PPMS) multiplies the planted effects by this factor.
 PROGRESSIVE_FACTOR = 1.0
 
-#: Between-subject SD of R2* as a fraction of the healthy value at age 45.
-BIOLOGICAL_SD = 0.08
+#: Between-subject variation of R2*, as fractions of the healthy value at age 45: a part
+#: shared by all tissues of a subject (iron-rich subjects are iron-rich everywhere, so the
+#: contrast between neighbouring structures varies less than their level) and a part of each
+#: tissue's own.
+BIOLOGICAL_SD_SHARED = 0.07
+BIOLOGICAL_SD_TISSUE = 0.03
+#: Total between-subject SD of one tissue's R2* (fraction), for table-level cohorts.
+BIOLOGICAL_SD = float(np.hypot(BIOLOGICAL_SD_SHARED, BIOLOGICAL_SD_TISSUE))
 
 
 def healthy_r2star(tissue: str, age: ArrayLike) -> NDArray[np.float64]:
