@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .defaults import MIN_FRACTION
 from .errors import IronmapError
 
 __all__ = ["main"]
@@ -167,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--min-fraction",
         type=float,
-        default=0.9,
+        default=MIN_FRACTION,
         metavar="F",
         help="a voxel counts for a structure when at least this fraction of it lies "
-        "inside (default: 0.9, see docs/regions.md)",
+        f"inside (default: {MIN_FRACTION}, see docs/regions.md)",
     )
     run.add_argument(
         "--b0-correction",

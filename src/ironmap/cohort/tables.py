@@ -76,7 +76,9 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
     missing = [c for c in PARTICIPANT_COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (see CONVENTIONS)")
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} (see docs/conventions.md)"
+        )
     dup = table["participant_id"][table["participant_id"].duplicated()]
     if len(dup):
         raise InputError(f"{path}: duplicate participant_id {dup.iloc[0]}")

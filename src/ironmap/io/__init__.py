@@ -19,6 +19,7 @@ from .maps import (
     write_decay_maps,
     write_json,
     write_nifti,
+    write_tsv,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "write_decay_maps",
     "write_json",
     "write_nifti",
+    "write_tsv",
 ]

@@ -2,10 +2,18 @@
 
 from .labels import DEEP_GM, RegionCodes, read_label_table, region_codes
 from .resample import label_fractions
-from .stats import REGION_COLUMNS, VOLUME_COLUMNS, region_groups, regional_r2star, volumes
+from .stats import (
+    MIN_FRACTION,
+    REGION_COLUMNS,
+    VOLUME_COLUMNS,
+    region_groups,
+    regional_r2star,
+    volumes,
+)
 
 __all__ = [
     "DEEP_GM",
+    "MIN_FRACTION",
     "REGION_COLUMNS",
     "VOLUME_COLUMNS",
     "RegionCodes",

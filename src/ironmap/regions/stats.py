@@ -15,10 +15,12 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..defaults import MIN_FRACTION
 from ..errors import IronmapWarning
 from .labels import DEEP_GM, RegionCodes
 
 __all__ = [
+    "MIN_FRACTION",
     "REGION_COLUMNS",
     "VOLUME_COLUMNS",
     "erode",
@@ -83,7 +85,7 @@ def regional_r2star(
     participant_id: str,
     region_volumes_ml: Mapping[str, float],
     lesion_fraction: NDArray[np.float32] | None,
-    min_fraction: float = 0.5,
+    min_fraction: float = MIN_FRACTION,
     erode_mm: float = 0.0,
     voxel_mm: NDArray[np.float64] | None = None,
 ) -> pd.DataFrame:

@@ -7,7 +7,6 @@ Reads ``participants.tsv`` and the participant-stage tables, runs
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..cohort.analysis import (
 )
 from ..cohort.tables import missing_outputs
 from ..errors import InputError
-from ..io import atomic_write_bytes
+from ..io import write_json, write_tsv
 
 __all__ = ["GROUP_TABLES", "GroupConfig", "GroupResult", "run_group"]
 
@@ -69,11 +68,6 @@ class GroupResult:
     report: Path | None
 
 
-def _write(path: Path, table: pd.DataFrame) -> None:
-    text = table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-    atomic_write_bytes(path, text.encode())
-
-
 def run_group(config: GroupConfig) -> GroupResult:
     """Run the group stage."""
     out = Path(config.output_dir)
@@ -112,10 +106,8 @@ def run_group(config: GroupConfig) -> GroupResult:
         report=None,
     )
     for name, attribute in GROUP_TABLES.items():
-        _write(out / "group" / name, getattr(result, attribute))
-    description = harmonization_description(analysis.normative)
-    text = json.dumps(description, indent=2) + "\n"
-    atomic_write_bytes(out / "group" / "harmonization.json", text.encode())
+        write_tsv(out / "group" / name, getattr(result, attribute))
+    write_json(out / "group" / "harmonization.json", harmonization_description(analysis.normative))
     if config.report:
         from ..report.html import write_report
 

@@ -31,7 +31,6 @@ from ..fitting import METHODS, DecayModel, sigma_from_background
 from ..fitting.gradients import gradient_correction
 from ..io import (
     SessionInputs,
-    atomic_write_bytes,
     find_inputs,
     load_bids_echoes,
     load_volume,
@@ -39,10 +38,12 @@ from ..io import (
     write_decay_maps,
     write_json,
     write_nifti,
+    write_tsv,
 )
 from ..parallel import make_executor, map_ordered
 from ..regions import (
     DEEP_GM,
+    MIN_FRACTION,
     label_fractions,
     read_label_table,
     region_codes,
@@ -73,7 +74,7 @@ class ParticipantConfig:
     participant_labels: tuple[str, ...] = ()
     derivatives: tuple[Path, ...] = ()
     method: str = "auto"
-    min_fraction: float = 0.9
+    min_fraction: float = MIN_FRACTION
     erode_mm: float = 0.0
     b0_correction: str = "auto"
     iron_calibration: str | None = None
@@ -322,7 +323,7 @@ def _atlas_segmentation(
         force=True,  # our own output of an unfinished or forced run
         dtype=np.int16,
     )
-    _write_tsv(tsv, label_table(seg.labels))
+    write_tsv(tsv, label_table(seg.labels))
     return fit, replace(inputs, dseg=dseg, dseg_tsv=tsv)
 
 
@@ -409,11 +410,11 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
                 )
         if inputs.session:
             regions.insert(1, "session", f"ses-{inputs.session}")
-        _write_tsv(out_dir / f"{name}_regions.tsv", regions)
+        write_tsv(out_dir / f"{name}_regions.tsv", regions)
         table = pd.DataFrame([subject_volumes])
         if inputs.session:
             table.insert(1, "session", f"ses-{inputs.session}")
-        _write_tsv(out_dir / f"{name}_volumes.tsv", table)
+        write_tsv(out_dir / f"{name}_volumes.tsv", table)
         outlines = {
             region: fractions[f"{region}/both"] >= config.min_fraction
             for region in DEEP_GM
@@ -440,10 +441,6 @@ def _process(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantRes
     seconds["stats"] = time.perf_counter() - start
     write_json(prov_path, {**provenance, "seconds": seconds})
     return ParticipantResult(name, "done", seconds=seconds)
-
-
-def _write_tsv(path: Path, table: pd.DataFrame) -> None:
-    atomic_write_bytes(path, table.to_csv(sep="\t", index=False, na_rep="n/a").encode())
 
 
 def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:

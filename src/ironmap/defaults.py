@@ -1,0 +1,12 @@
+"""Option defaults shared by the library and the command line (one home each).
+
+Kept free of heavy imports so that ``ironmap --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIN_FRACTION"]
+
+#: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
+#: lies inside (``--min-fraction``; measured per site in docs/regions.md).
+MIN_FRACTION = 0.9
