@@ -364,3 +364,16 @@ def test_z_scores_at_a_noisy_site_have_unit_sd(tmp_path):
     z = z[(z.hemisphere == "both") & (z.region != "putamen") & z.r2star_z.notna()]
     by_site = z.groupby("site").r2star_z.std()
     assert by_site.between(0.8, 1.25).all(), by_site
+
+
+def test_no_recorded_sex_is_one_clear_error(tmp_path, capsys):
+    """Sex n/a for everyone: one line saying why, not "sites have no controls"."""
+    bids, out = _write_cohort(tmp_path, n_hc=12, n_ms=12)
+    _edit_participants(bids, lambda t: t.assign(sex="n/a"))
+    assert main(["run", str(bids), str(out), "group"]) == 2
+    err = capsys.readouterr().err
+    assert "have no controls" not in err
+    assert err.strip().endswith(
+        "fewer than 8 controls with R2* and a recorded sex in every region; the group stage "
+        "needs controls to correct for age and site (participants.tsv: group HC)"
+    )

@@ -120,8 +120,9 @@ def _exclude(long: pd.DataFrame, exclusions: dict[str, str]) -> None:
     no_sex = long.loc[long["sex"].isna(), "participant_id"].unique()
     for pid in no_sex:
         exclusions.setdefault(pid, "sex missing: the analyses adjust for sex")
-    hc_sites = set(long.loc[(long["group"] == "HC") & long["sex"].notna(), "site"])
-    lonely = long[~long["site"].isin(hc_sites)].drop_duplicates("participant_id")
+    known = long[long["sex"].notna()]
+    hc_sites = set(known.loc[known["group"] == "HC", "site"])
+    lonely = known[~known["site"].isin(hc_sites)].drop_duplicates("participant_id")
     for pid, site in zip(lonely["participant_id"], lonely["site"], strict=True):
         exclusions.setdefault(
             pid, f"site {site} has no controls: its R2* cannot be harmonised to the others"
@@ -142,18 +143,18 @@ def _modelled_regions(long: pd.DataFrame) -> tuple[str, ...]:
     counts = hc["region"].value_counts()
     present = [r for r in CORRECTED_REGIONS if r in set(long["region"])]
     thin = [r for r in present if counts.get(r, 0) < MIN_CONTROLS]
-    if thin:
-        warnings.warn(
-            f"{', '.join(thin)}: fewer than {MIN_CONTROLS} controls with R2*; no normative model, "
-            "no age-corrected R2* and no comparisons for these regions",
-            IronmapWarning,
-            stacklevel=3,
-        )
     kept = tuple(r for r in present if r not in thin)
     if not kept:
         raise InputError(
-            f"fewer than {MIN_CONTROLS} controls with R2* in every region; the group stage "
-            "needs controls to correct for age and site (see participants.tsv, group HC)"
+            f"fewer than {MIN_CONTROLS} controls with R2* and a recorded sex in every region; the "
+            "group stage needs controls to correct for age and site (participants.tsv: group HC)"
+        )
+    if thin:
+        warnings.warn(
+            f"{', '.join(thin)}: fewer than {MIN_CONTROLS} controls with R2* and sex; no "
+            "normative model, no age-corrected R2* and no comparisons for these regions",
+            IronmapWarning,
+            stacklevel=3,
         )
     return kept
 
