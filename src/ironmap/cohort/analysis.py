@@ -159,7 +159,7 @@ def _modelled_regions(long: pd.DataFrame) -> tuple[str, ...]:
     return kept
 
 
-def _normative(long: pd.DataFrame, regions: tuple[str, ...], exclusions: dict[str, str]):
+def _normative(long: pd.DataFrame, regions: tuple[str, ...]):
     part = long[long["region"].isin(regions)]
     wide = part.pivot(index="participant_id", columns="region", values="r2star_median")
     wide = wide.reindex(columns=list(regions))
@@ -237,7 +237,7 @@ def analyse_cohort(
     long = both.merge(subjects, on="participant_id", how="inner")
     _exclude(long, exclusions)
     present = _modelled_regions(long)
-    model, values = _normative(long, present, exclusions)
+    model, values = _normative(long, present)
     keyed = regions.merge(values.assign(hemisphere="both"), how="left")
     long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")
     reference = np.exp(model.reference_log_r2star())
@@ -247,24 +247,9 @@ def analyse_cohort(
     mixed_table = (
         compare_groups_mixed(long[long["region"].isin(present)]) if mixed else pd.DataFrame()
     )
-    if not clinical:
-        return CohortAnalysis(
-            keyed,
-            model,
-            _age_model_table(model, reference),
-            _harmonization_table(model),
-            comparison,
-            mixed_table,
-            pd.DataFrame(columns=DETERMINANT_COLUMNS),
-            exclusions,
-        )
-    label = group_label(long["group"], long["phenotype"])
-    ms = long[label.isin(MS_LABELS)].copy()
-    transformed = predictor_values(ms)
-    ms[list(transformed.columns)] = transformed  # on the scale their betas refer to
-    dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d["r2star_corrected"])
-    table = determinants(pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True), seed=seed)
-    table = table[table["region"].isin((*present, *LESION_OUTCOMES))]
+    table = (
+        _clinical(long, present, seed) if clinical else pd.DataFrame(columns=DETERMINANT_COLUMNS)
+    )
     return CohortAnalysis(
         regions=keyed,
         normative=model,
@@ -272,9 +257,20 @@ def analyse_cohort(
         harmonization=_harmonization_table(model),
         comparison=comparison,
         comparison_mixed=mixed_table,
-        determinants=table.reset_index(drop=True),
+        determinants=table,
         exclusions=exclusions,
     )
+
+
+def _clinical(long: pd.DataFrame, present: tuple[str, ...], seed: int) -> pd.DataFrame:
+    """Determinants in clinically definite MS: corrected deep-GM/NAWM R2* and lesion R2*."""
+    label = group_label(long["group"], long["phenotype"])
+    ms = long[label.isin(MS_LABELS)].copy()
+    transformed = predictor_values(ms)
+    ms[list(transformed.columns)] = transformed  # on the scale their betas refer to
+    dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d["r2star_corrected"])
+    table = determinants(pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True), seed=seed)
+    return table[table["region"].isin((*present, *LESION_OUTCOMES))].reset_index(drop=True)
 
 
 def participant_flow(participants: pd.DataFrame, exclusions: dict[str, str]) -> pd.DataFrame:
