@@ -374,6 +374,6 @@ def test_no_recorded_sex_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "have no controls" not in err
     assert err.strip().endswith(
-        "fewer than 8 controls with R2* and a recorded sex in every region; the group stage "
-        "needs controls to correct for age and site (participants.tsv: group HC)"
+        "participants.tsv: fewer than 8 controls with R2* and a recorded sex in every region; "
+        "the group stage needs controls (group HC) to correct for age and site"
     )

@@ -147,7 +147,7 @@ def _modelled_regions(long: pd.DataFrame) -> tuple[str, ...]:
     if not kept:
         raise InputError(
             f"fewer than {MIN_CONTROLS} controls with R2* and a recorded sex in every region; the "
-            "group stage needs controls to correct for age and site (participants.tsv: group HC)"
+            "group stage needs controls (group HC) to correct for age and site"
         )
     if thin:
         warnings.warn(

@@ -84,8 +84,11 @@ def run_group(config: GroupConfig) -> GroupResult:
     subjects = subjects_table(participants, out, bids_dir=config.bids_dir, regions=regions)
     # Many small, tall least-squares problems: BLAS threads only add overhead (2-10x slower
     # SVDs at n = 3,000 with 2 OpenBLAS threads in benchmarks/group.py).
-    with threadpool_limits(limits=1, user_api="blas"):
-        analysis = analyse_cohort(regions, subjects, mixed=config.mixed)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            analysis = analyse_cohort(regions, subjects, mixed=config.mixed)
+    except InputError as err:  # the cohort's data are wrong: say which table holds them
+        raise InputError(f"{table_path}: {err}") from None
     exclusions = {
         pid: "no participant-stage outputs: sub-*_regions.tsv not found in OUTPUT_DIR"
         for pid in missing_outputs(participants, regions)
