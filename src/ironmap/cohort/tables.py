@@ -295,10 +295,7 @@ def collect_regions(output_dir: str | Path, *, bids_dir: str | Path | None = Non
             f"{output_dir}: no sub-*_regions.tsv; run the participant stage first "
             "(ironmap run BIDS_DIR OUTPUT_DIR participant)"
         )
-    table, note = _baseline(_stack(paths), bids_dir)
-    if note:
-        warnings.warn(note, IronmapWarning, stacklevel=2)
-    return table
+    return baseline_sessions(_stack(paths), bids_dir=bids_dir)
 
 
 def subjects_table(

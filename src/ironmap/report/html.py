@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import __version__
 from ..cohort.age import MIN_CONTROLS_PER_SITE
+from ..cohort.compare import group_label
 from ..io import atomic_write_bytes
 from ..regions import DEEP_GM
 
@@ -276,7 +277,7 @@ Controlling the false discovery rate. J R Stat Soc B 1995;57:289-300.</p>
 
 
 def _flow_table(flow: pd.DataFrame) -> pd.DataFrame:
-    flow = flow.assign(label=np.where(flow.group == "HC", "HC", flow.phenotype.fillna("MS")))
+    flow = flow.assign(label=group_label(flow.group, flow.phenotype))
     counts = flow.pivot_table(
         index="reason", columns="label", values="participant_id", aggfunc="count", fill_value=0
     )
