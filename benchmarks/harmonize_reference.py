@@ -168,6 +168,11 @@ def simulate(
 def build_cases() -> list[Case]:
     """The shared, seeded cases."""
     seven = [f"S{i}" for i in range(1, 8)]
+    unbalanced = {  # cases b and d
+        "controls": dict(zip(seven, [150, 12, 40, 90, 25, 60, 18], strict=True)),
+        "patients": dict(zip(seven, [40, 5, 15, 30, 8, 20, 6], strict=True)),
+        "scale_override": {"S3": 2.0},
+    }
     return [
         simulate(
             "a",
@@ -179,9 +184,7 @@ def build_cases() -> list[Case]:
         simulate(
             "b",
             "unbalanced sites (12-150 HC), S3 noise SD x2",
-            controls=dict(zip(seven, [150, 12, 40, 90, 25, 60, 18], strict=True)),
-            patients=dict(zip(seven, [40, 5, 15, 30, 8, 20, 6], strict=True)),
-            scale_override={"S3": 2.0},
+            **unbalanced,
             seed=2,
         ),
         simulate(
@@ -194,9 +197,7 @@ def build_cases() -> list[Case]:
         simulate(
             "d",
             "as (b) without empirical Bayes (eb=False)",
-            controls=dict(zip(seven, [150, 12, 40, 90, 25, 60, 18], strict=True)),
-            patients=dict(zip(seven, [40, 5, 15, 30, 8, 20, 6], strict=True)),
-            scale_override={"S3": 2.0},
+            **unbalanced,
             eb=False,
             seed=2,
         ),
