@@ -424,3 +424,23 @@ def test_small_lesion_masks_are_counted_in_a_warning():
     )
     lesion = result.determinants[result.determinants.region == "lesions"]
     assert (lesion.n == len(ms) - 7).all()
+
+
+def test_predictors_are_on_the_scale_their_betas_refer_to():
+    """Before: cortical GM entered in mL (head size) and lesion volume untransformed."""
+    from ironmap.cohort.determinants import predictor_values
+
+    subjects = pd.DataFrame(
+        {
+            "disease_duration": [5.0],
+            "edss": [2.5],
+            "lesion_volume_ml": [np.e - 1.0],
+            "nbv": [0.8],
+            "cortical_gm_ml": [450.0],
+            "icv_ml": [1500.0],
+        }
+    )
+    values = predictor_values(subjects).iloc[0]
+    assert values.cortical_gm_ml == pytest.approx(30.0)  # % of ICV
+    assert values.lesion_volume_ml == pytest.approx(1.0)  # log(1 + mL)
+    assert (values.disease_duration, values.edss, values.nbv) == (5.0, 2.5, 0.8)
