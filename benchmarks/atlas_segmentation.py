@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ironmap.regions.atlas import IRON_RICH
+from ironmap.segmentation.atlas import IRON_RICH
 from ironmap.simulate.bids import write_cohort
 from ironmap.simulate.cohort import draw_site_panel
 
@@ -151,7 +151,7 @@ def main() -> None:
 def ablation(bids: Path, out: Path, sub: str, true: np.ndarray, site: str) -> list[dict]:
     """Dice of the registered atlas before refinement (same registration, same label grid)."""
     from ironmap.io import load_bids_echoes
-    from ironmap.regions.autoseg import atlas_segmentation
+    from ironmap.segmentation.autoseg import atlas_segmentation
 
     echoes = sorted((bids / sub / "anat").glob("*_MEGRE.nii.gz"))
     image = load_bids_echoes(echoes)

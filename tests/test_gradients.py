@@ -148,7 +148,7 @@ def nib_load(path):
 def test_iron_columns_and_field_strength_check(phase_cohort, tmp_path):
     import json
 
-    from ironmap.regions.iron import CALIBRATIONS
+    from ironmap.iron import CALIBRATIONS
     from ironmap.workflows.participant import ParticipantConfig, run_participant
 
     config = ParticipantConfig(phase_cohort, tmp_path / "a", iron_calibration="langkammer2010")

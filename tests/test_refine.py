@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ironmap.regions.refine import REFINE_COLUMNS, refine_nuclei
+from ironmap.segmentation.refine import REFINE_COLUMNS, refine_nuclei
 
 SHAPE = (40, 40, 30)
 WM, SN, RN = 2, 101, 103
@@ -118,7 +118,7 @@ def test_absent_code_is_reported_and_grids_must_match():
 
 
 def test_subdivided_grid_nests_in_the_r2star_grid():
-    from ironmap.regions.autoseg import _subdivision, _upsample
+    from ironmap.segmentation.autoseg import _subdivision, _upsample
 
     affine = np.array([[2.0, 0, 0, -50], [0, 2.0, 0, -60], [0, 0, 3.0, -40], [0, 0, 0, 1]])
     factor = np.array([2, 2, 3])

@@ -1,6 +1,6 @@
 """A realistic digital head: the bundled atlas, randomly deformed per subject (``ironmap[atlas]``).
 
-Each subject is the atlas anatomy of :func:`ironmap.regions.atlas.load_atlas` pulled through a
+Each subject is the atlas anatomy of :func:`ironmap.segmentation.atlas.load_atlas` pulled through a
 random smooth deformation: a 12-parameter affine (head size, per-axis scaling, rotation,
 translation) composed with a smooth displacement field at two scales (brain-shape variation,
 about 2.5 mm RMS, and local variation, about 0.8 mm RMS). This tests template registration
@@ -11,7 +11,7 @@ atlas's own nuclei: the coarse Talairach nuclei are smoothed (Gaussian, ``nucleu
 and re-thresholded at a random volume within about 10 % of the atlas's. A segmentation method
 sees the atlas nuclei, the truth has these.
 
-The label codes are those of :data:`ironmap.regions.atlas.ATLAS_LABELS` (the phantom's codes).
+The label codes are those of :data:`ironmap.segmentation.atlas.ATLAS_LABELS` (the phantom's codes).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..regions.atlas import IRON_RICH, load_atlas
+from ..segmentation.atlas import IRON_RICH, load_atlas
 from .anatomy import Anatomy, _lesions
 
 __all__ = ["ATLAS_FINE_AFFINE", "ATLAS_FINE_SHAPE", "make_atlas_anatomy"]

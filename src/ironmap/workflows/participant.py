@@ -51,7 +51,7 @@ from ..regions import (
     regional_r2star,
     volumes,
 )
-from ..regions.iron import CALIBRATIONS, iron_from_r2star
+from ..iron import CALIBRATIONS, iron_from_r2star
 from ..report import qc_figure
 
 __all__ = [
@@ -275,7 +275,7 @@ def _atlas_segmentation(
 
     Returns the fit and ``inputs`` pointing at the written ``desc-ironmap_dseg``.
     """
-    from ..regions.autoseg import atlas_segmentation, label_table
+    from ..segmentation.autoseg import atlas_segmentation, label_table
 
     name = inputs.name
     start = time.perf_counter()
@@ -457,8 +457,8 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
     if config.segmentation not in ("auto", "atlas"):
         raise InputError(f"--segmentation must be auto or atlas, got {config.segmentation!r}")
     if config.segmentation == "atlas":
-        from ..regions.atlas import load_atlas
-        from ..regions.register import check_ants
+        from ..segmentation.atlas import load_atlas
+        from ..segmentation.register import check_ants
 
         load_atlas()  # fail now, in one line, when the atlas extra is missing
         check_ants()

@@ -71,7 +71,7 @@ def run_simulate(config: SimulateConfig) -> Path:
     if config.anatomy not in ("phantom", "atlas"):
         raise InputError(f"--anatomy must be phantom or atlas, got {config.anatomy!r}")
     if config.anatomy == "atlas":
-        from ..regions.atlas import load_atlas
+        from ..segmentation.atlas import load_atlas
 
         load_atlas()  # one-line error now when the atlas extra is missing
     truth_file = truth_path(root)

