@@ -40,6 +40,7 @@ from ..io import (
     write_nifti,
     write_tsv,
 )
+from ..iron import CALIBRATIONS, iron_from_r2star
 from ..parallel import make_executor, map_ordered
 from ..regions import (
     DEEP_GM,
@@ -51,7 +52,6 @@ from ..regions import (
     regional_r2star,
     volumes,
 )
-from ..iron import CALIBRATIONS, iron_from_r2star
 from ..report import qc_figure
 
 __all__ = [
