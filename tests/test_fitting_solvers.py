@@ -1,15 +1,17 @@
-"""Each estimator on noise-free data (exact recovery) and ARLO's closed forms."""
+"""Each estimator on noise-free data (exact recovery), ARLO's closed forms, the solver registry."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 
 from ironmap.errors import InputError
-from ironmap.fitting import METHODS, DecayModel
+from ironmap.fitting import METHODS, SOLVERS, DecayModel, Solver, get_solver, solvers
 from ironmap.fitting.solvers import arlo_invert_discretisation, arlo_t2star
 
-from conftest import decay
+from conftest import decay, rician_magnitude
 
 R2_TRUE = np.array([2.0, 15.0, 40.0, 80.0, 150.0, 300.0])
 
@@ -74,3 +76,140 @@ def test_float32_input_matches_float64(te9, method):
     f64 = DecayModel(te9, method=method, sigma=1e-3).fit(s)
     f32 = DecayModel(te9, method=method, sigma=1e-3).fit(s.astype(np.float32))
     np.testing.assert_allclose(f32.r2star, f64.r2star, rtol=1e-5)
+
+
+# -- the solver registry -------------------------------------------------------------------------
+
+UNKNOWN = "unknown fit method {!r}; choose one of auto, loglin, wls, nlls, arlo"
+
+
+def test_registry_lists_the_public_methods_in_order_with_their_sidecar_text():
+    assert METHODS == ("auto", "loglin", "wls", "nlls", "arlo")
+    assert list(SOLVERS) == [*METHODS, "two_point"]
+    assert all(key == record.name for key, record in SOLVERS.items())
+    assert {n: s.description for n, s in SOLVERS.items()} == {
+        "auto": "Rician maximum likelihood below the noise floor, noise-corrected WLS above it",
+        "loglin": "log-linear ordinary least squares",
+        "wls": "log-linear least squares weighted by S^2 (iterated)",
+        "nlls": "mono-exponential non-linear least squares (Levenberg-Marquardt)",
+        "arlo": "ARLO (Pei et al. 2015) with exact Simpson-rule inversion",
+        "two_point": "closed form for two echoes: R2* = ln(S1/S2) / (TE2 - TE1)",
+    }
+    assert {n: s.noise_model for n, s in SOLVERS.items()} == {
+        "auto": "rician",
+        **dict.fromkeys(["loglin", "wls", "nlls", "arlo", "two_point"], "gaussian"),
+    }
+    assert {n: s.min_echoes for n, s in SOLVERS.items()} == {
+        **dict.fromkeys(METHODS, 2),
+        "arlo": 3,
+        "two_point": 2,
+    }
+    # Dual-echo data: every method but auto (which refines it) becomes the closed form.
+    assert {n: s.dual_echo for n, s in SOLVERS.items()} == {
+        "auto": None,
+        **dict.fromkeys(["loglin", "wls", "nlls", "arlo"], "two_point"),
+        "two_point": None,
+    }
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+@pytest.mark.parametrize("sigma", [1e-9, None])
+def test_every_solver_keeps_the_one_signature_and_is_exact_on_noise_free_data(te9, name, sigma):
+    record = SOLVERS[name]
+    te = te9[[0, 4]] if name == "two_point" else te9
+    s0 = np.array([1e-2, 1.0, 250.0, 3e3, 1e5, 42.0])
+    signal = decay(s0, R2_TRUE, te)
+    out = record.function(signal, te, sigma=sigma, factor=None)
+    assert isinstance(out, tuple)
+    assert len(out) == 3
+    a, r, converged = out
+    assert a.shape == r.shape == converged.shape == (6,)
+    assert a.dtype == r.dtype == np.float64
+    assert converged.dtype == np.bool_
+    assert converged.all()
+    np.testing.assert_allclose(r, R2_TRUE, rtol=1e-6)
+    np.testing.assert_allclose(a, s0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n, s in SOLVERS.items() if s.noise_model == "rician"])
+def test_rician_solvers_take_the_decay_factor_themselves(te9, name):
+    factor = np.exp(-((np.linspace(0.0, 3.0, 6)[:, None] * te9 / te9[-1]) ** 2))
+    signal = decay(300.0, R2_TRUE, te9) * factor
+    a, r, converged = SOLVERS[name].function(signal, te9, sigma=1e-7, factor=factor)
+    assert converged.all()
+    np.testing.assert_allclose(r, R2_TRUE, rtol=1e-6)
+    np.testing.assert_allclose(a, 300.0, rtol=1e-6)
+
+
+def _loglin_under_another_name(signal, te, *, sigma, factor):
+    s0, r2star = solvers.loglin(signal, te)
+    return s0, r2star, np.ones(signal.shape[0], dtype=bool)
+
+
+def test_a_new_method_is_one_function_and_one_record(monkeypatch, rng, te9):
+    toy = Solver(
+        name="toy",
+        function=_loglin_under_another_name,
+        description="loglin by another name",
+        noise_model="gaussian",
+    )
+    monkeypatch.setitem(SOLVERS, "toy", toy)
+    assert get_solver("toy") is toy
+    r2 = np.linspace(10.0, 100.0, 300)
+    sigma = 2.0
+    factor = np.exp(-((np.linspace(0.0, 1.0, 300)[:, None] * te9 / te9[-1]) ** 2))
+    for decay_factor in (None, factor):
+        amplitude = decay(400.0, r2, te9) * (1.0 if decay_factor is None else decay_factor)
+        data = rician_magnitude(amplitude, sigma, rng)
+        fit = DecayModel(te9, method="toy", sigma=sigma).fit(data, decay_factor=decay_factor)
+        ref = DecayModel(te9, method="loglin", sigma=sigma).fit(data, decay_factor=decay_factor)
+        assert (fit.method, fit.method_description) == ("toy", "loglin by another name")
+        np.testing.assert_array_equal(fit.params, ref.params)
+        np.testing.assert_array_equal(fit.status, ref.status)
+        np.testing.assert_array_equal(fit.r2star_sd, ref.r2star_sd)
+        np.testing.assert_array_equal(fit.rmse, ref.rmse)
+        assert np.all(fit.status == 0)
+        assert abs(np.median(fit.r2star / r2) - 1.0) < 0.02  # a fit, not just a run
+    # Dual-echo data go to the closed form, as for every Gaussian method.
+    two = DecayModel(te9[[0, 3]], method="toy", sigma=sigma).fit(data[:, [0, 3]])
+    assert two.method == "two_point"
+    np.testing.assert_allclose(
+        two.r2star, np.log(data[:, 0] / data[:, 3]) / (te9[3] - te9[0]), rtol=1e-12
+    )
+
+
+def test_min_echoes_and_echo_time_checks_come_from_the_record(monkeypatch, te9):
+    def at_most_20ms(te):
+        if te[-1] > 0.02:
+            raise InputError("toy needs TE <= 20 ms")
+
+    toy = Solver(
+        name="toy",
+        function=_loglin_under_another_name,
+        description="loglin by another name",
+        noise_model="gaussian",
+        min_echoes=4,
+        check_echo_times=at_most_20ms,
+    )
+    monkeypatch.setitem(SOLVERS, "toy", toy)
+    with pytest.raises(InputError, match=r"^fit method 'toy' needs at least 4 echoes, got 3$"):
+        DecayModel(te9[:3], method="toy")
+    with pytest.raises(InputError, match="toy needs TE <= 20 ms"):
+        DecayModel(te9, method="toy")
+    assert DecayModel(te9[:4], method="toy").solver is toy
+
+
+@pytest.mark.parametrize("name", ["lm", "two_point", "AUTO", ""])
+def test_unknown_and_internal_methods_are_refused_with_the_choices(name, te9):
+    message = "^" + re.escape(UNKNOWN.format(name)) + "$"
+    with pytest.raises(InputError, match=message):
+        get_solver(name)
+    with pytest.raises(InputError, match=message):
+        DecayModel(te9, method=name)
+
+
+def test_get_solver_returns_the_record(te9):
+    assert [get_solver(name).name for name in METHODS] == list(METHODS)
+    assert DecayModel(te9, method="wls").solver is SOLVERS["wls"]
+    assert DecayModel(te9[:2], method="wls").solver is SOLVERS["two_point"]
+    assert DecayModel(te9[:2], method="auto").solver is SOLVERS["auto"]

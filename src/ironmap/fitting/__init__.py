@@ -2,20 +2,28 @@
 
 The public entry point is :class:`DecayModel` (``model.fit(data, mask) -> DecayFit``); the
 vectorised solvers, Rician noise helpers, Cramer-Rao bounds and noise estimators it uses live in
-their own modules and can be called directly on ``(n_voxels, n_echoes)`` arrays.
+their own modules and can be called directly on ``(n_voxels, n_echoes)`` arrays. The fit methods
+are the records of :data:`SOLVERS` (:mod:`.registry`); :data:`METHODS` lists the public ones and
+:func:`get_solver` validates a method name.
 """
 
 from .crlb import r2star_crlb_sd
-from .models import METHODS, DecayFit, DecayModel, FitStatus
+from .models import DecayModel
 from .noise import sigma_from_background, sigma_from_residuals
+from .registry import METHODS, SOLVERS, Solver, get_solver, public_methods
+from .results import DecayFit, FitStatus
 from .rician import bessel_ratio, rician_information_factor
 
 __all__ = [
     "METHODS",
+    "SOLVERS",
     "DecayFit",
     "DecayModel",
     "FitStatus",
+    "Solver",
     "bessel_ratio",
+    "get_solver",
+    "public_methods",
     "r2star_crlb_sd",
     "rician_information_factor",
     "sigma_from_background",

@@ -11,52 +11,18 @@ solves all voxels of the mask at once, in chunks that bound memory, and returns 
 
 from __future__ import annotations
 
-import enum
 import warnings
-from collections.abc import Callable, Iterator
-from functools import cached_property
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, IronmapWarning
 from . import solvers
-from .crlb import r2star_crlb_sd, r2star_ml_bias
 from .noise import sigma_from_background, sigma_from_residuals
+from .registry import METHODS, SOLVERS, Solver, get_solver
+from .results import DecayFit, FitStatus, iter_blocks
 
 __all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus"]
-
-Method = Literal["auto", "loglin", "wls", "nlls", "arlo"]
-METHODS: tuple[str, ...] = ("auto", "loglin", "wls", "nlls", "arlo")
-
-_DESCRIPTIONS = {
-    "auto": "Rician maximum likelihood below the noise floor, noise-corrected WLS above it",
-    "loglin": "log-linear ordinary least squares",
-    "wls": "log-linear least squares weighted by S^2 (iterated)",
-    "nlls": "mono-exponential non-linear least squares (Levenberg-Marquardt)",
-    "arlo": "ARLO (Pei et al. 2015) with exact Simpson-rule inversion",
-    "two_point": "closed form for two echoes: R2* = ln(S1/S2) / (TE2 - TE1)",
-}
-
-#: Sigma below which the fitted last echo sends a voxel to the Rician fit (see docs/fitting.md).
-RICIAN_CUTOFF_SNR = 10.0
-
-
-class FitStatus(enum.IntEnum):
-    """Why a voxel has no value (stored per voxel in :attr:`DecayFit.status`)."""
-
-    OK = 0
-    #: Outside the mask: not fitted (NaN, but not a failure).
-    NOT_FITTED = 1
-    #: Some echo is non-finite or <= 0, so no decay can be fitted.
-    BAD_SIGNAL = 2
-    #: The fit found no decay (R2* * TE_max <= 1e-6, e.g. rising signal) or a non-finite value.
-    NO_DECAY = 3
-    #: First echo below ``min_snr`` times the noise SD: nothing but noise.
-    NO_SIGNAL = 4
-    #: The iterative solver did not converge.
-    NOT_CONVERGED = 5
 
 
 class DecayModel:
@@ -67,10 +33,12 @@ class DecayModel:
     echo_times_s : array_like, shape (n_echoes,)
         Echo times in **seconds**, strictly increasing, at least two.
     method : {"auto", "loglin", "wls", "nlls", "arlo"}, optional
-        Estimator. ``auto`` (default) is noise-floor aware: Rician maximum likelihood for voxels
-        whose decay reaches the noise floor, log-linear WLS on noise-corrected magnitudes
-        ``sqrt(M^2 - sigma^2)`` elsewhere. With exactly two echoes every method except ``arlo``
-        (which needs three) uses the closed form, Rician-refined under ``auto``.
+        Estimator: a public name in :data:`~ironmap.fitting.registry.SOLVERS` (listed in
+        :data:`~ironmap.fitting.METHODS`). ``auto`` (default) is noise-floor aware: Rician
+        maximum likelihood for voxels whose decay reaches the noise floor, log-linear WLS on
+        noise-corrected magnitudes ``sqrt(M^2 - sigma^2)`` elsewhere. With exactly two echoes
+        every method except ``arlo`` (which needs three) uses the closed form, Rician-refined
+        under ``auto``.
     sigma : float, optional
         Noise standard deviation per channel, in signal units. Default: estimated from the
         image background, else from fit residuals (>= 3 echoes), else unknown (no noise-floor
@@ -91,7 +59,7 @@ class DecayModel:
         self,
         echo_times_s: ArrayLike,
         *,
-        method: Method | str = "auto",
+        method: str = "auto",
         sigma: float | None = None,
         min_snr: float = 3.0,
         chunk_size: int = 65536,
@@ -110,10 +78,8 @@ class DecayModel:
                 f"echo times {te.tolist()} look like milliseconds; give them in seconds "
                 "(or --te-unit ms on the command line)"
             )
-        if method not in METHODS:
-            raise InputError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
-        if method == "arlo":
-            solvers.equal_spacing(te)
+        record = get_solver(method)
+        record.validate_echo_times(te)
         if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
             raise InputError(f"noise sigma must be a positive number, got {sigma!r}")
         if chunk_size < 1:
@@ -121,6 +87,7 @@ class DecayModel:
         self.echo_times_s = te
         self.echo_times_s.flags.writeable = False
         self.method = str(method)
+        self._record = record
         self.sigma = None if sigma is None else float(sigma)
         self.min_snr = float(min_snr)
         self.chunk_size = int(chunk_size)
@@ -135,11 +102,20 @@ class DecayModel:
         return self.echo_times_s.size
 
     @property
+    def solver(self) -> Solver:
+        """The estimator actually used: the record's ``dual_echo`` solver for two echoes.
+
+        That is ``two_point`` for every method but ``auto`` on dual-echo data, else the record
+        of ``method``.
+        """
+        if self.n_echoes == 2 and self._record.dual_echo is not None:
+            return SOLVERS[self._record.dual_echo]
+        return self._record
+
+    @property
     def solver_name(self) -> str:
-        """The estimator actually used: ``two_point`` for dual-echo data, else ``method``."""
-        if self.n_echoes == 2 and self.method != "auto":
-            return "two_point"
-        return self.method
+        """Name of :attr:`solver`: ``two_point`` for dual-echo data, else ``method``."""
+        return self.solver.name
 
     def fit(
         self,
@@ -196,7 +172,7 @@ class DecayModel:
         sigma, sigma_source = self._resolve_sigma(data, mask)
         params = np.full((*spatial, 2), np.nan)
         status = np.full(spatial, FitStatus.NOT_FITTED, dtype=np.uint8)
-        for index, block in _blocks(data, mask, self.chunk_size):
+        for index, block in iter_blocks(data, mask, self.chunk_size):
             factor = None
             if decay_factor is not None:
                 factor = np.asarray(decay_factor[index], dtype=np.float64).reshape(block.shape)
@@ -276,23 +252,11 @@ class DecayModel:
             good &= ~weak
         y = block[good]
         f = None if factor is None else factor[good]
-        converged = np.ones(y.shape[0], dtype=bool)
+        solver = self.solver
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            name = self.solver_name
-            if f is not None and name != "auto":
-                y = y / f  # Gaussian-noise methods: fit the corrected decay
-            if name == "two_point":
-                a, r = solvers.two_point(y, te)
-            elif name == "loglin":
-                a, r = solvers.loglin(y, te)
-            elif name == "wls":
-                a, r = solvers.wls(y, te)
-            elif name == "arlo":
-                a, r = solvers.arlo(y, te)
-            elif name == "nlls":
-                a, r, converged = solvers.nlls(y, te)
-            else:
-                a, r, converged = _auto(y, te, sigma, f)
+            if f is not None and solver.noise_model == "gaussian":
+                y, f = y / f, None  # Gaussian-noise methods: fit the corrected decay
+            a, r, converged = solver.function(y, te, sigma=sigma, factor=f)
         s0[good], r2[good] = a, r
         fitted = np.flatnonzero(good)
         # "No decay": less than 1 ppm of signal lost over the echo train (or rising signal).
@@ -303,53 +267,6 @@ class DecayModel:
         s0[bad] = np.nan
         r2[bad] = np.nan
         return s0, r2, status
-
-
-def _auto(
-    y: NDArray[np.float64],
-    te: NDArray[np.float64],
-    sigma: float | None,
-    factor: NDArray[np.float64] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-    """The default estimator; see :class:`DecayModel` and docs/fitting.md."""
-    first = solvers.two_point if te.size == 2 else solvers.wls
-    if sigma is None:
-        a, r = first(y if factor is None else y / factor, te)
-        return a, r, np.ones(y.shape[0], dtype=bool)
-    # Above the noise floor: sqrt(M^2 - sigma^2) is unbiased to second order in sigma / A.
-    corrected = np.sqrt(np.maximum(y**2 - sigma**2, (0.5 * sigma) ** 2))
-    if factor is not None:
-        corrected /= factor
-    a, r = first(corrected, te)
-    converged = np.ones(y.shape[0], dtype=bool)
-    last = a * np.exp(-r * te[-1]) * (1.0 if factor is None else factor[:, -1])
-    low = ~(last >= RICIAN_CUTOFF_SNR * sigma)  # NaN starts go to the Rician fit as well
-    if low.any():
-        start_a, start_r = a[low], r[low]
-        broken = ~(np.isfinite(start_a) & np.isfinite(start_r) & (start_a > 0))
-        if broken.any():  # fall back to a crude start from the first two echoes
-            start_a[broken], start_r[broken] = solvers.two_point(y[low][broken][:, :2], te[:2])
-        f_low = None if factor is None else factor[low]
-        a_ml, r_ml, converged[low] = solvers.rician_ml(
-            y[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low
-        )
-        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low)
-    return a, r, converged
-
-
-def _blocks(
-    data: np.ndarray, mask: np.ndarray, chunk_size: int
-) -> Iterator[tuple[tuple[NDArray[np.intp], ...], NDArray[np.float64]]]:
-    """Yield ``(voxel index tuple, float64 block (n, n_echoes))`` over the mask, in chunks."""
-    if data.ndim == 1:  # a single voxel
-        if mask:
-            yield (), np.asarray(data, dtype=np.float64)[None, :]
-        return
-    idx = np.nonzero(mask)
-    total = idx[0].size
-    for start in range(0, total, chunk_size):
-        index = tuple(i[start : start + chunk_size] for i in idx)
-        yield index, np.asarray(data[index], dtype=np.float64)
 
 
 def _warn_failures(status: NDArray[np.uint8]) -> None:
@@ -368,124 +285,3 @@ def _warn_failures(status: NDArray[np.uint8]) -> None:
             IronmapWarning,
             stacklevel=3,
         )
-
-
-class DecayFit:
-    """Result of :meth:`DecayModel.fit`: one dense parameter array and maps derived from it.
-
-    Attributes
-    ----------
-    model : DecayModel
-    params : numpy.ndarray, shape (..., 2)
-        ``[S0, R2*]`` per voxel (signal units, 1/s); NaN where not fitted or failed.
-    status : numpy.ndarray of uint8, shape (...)
-        :class:`FitStatus` code per voxel.
-    sigma : float or None
-        Noise standard deviation used (signal units).
-    sigma_source : {"given", "background", "residuals", "unknown"}
-    """
-
-    def __init__(
-        self,
-        model: DecayModel,
-        data: np.ndarray,
-        params: NDArray[np.float64],
-        status: NDArray[np.uint8],
-        *,
-        sigma: float | None,
-        sigma_source: str,
-        factor: np.ndarray | None = None,
-    ) -> None:
-        self.model = model
-        self.params = params
-        self.status = status
-        self.sigma = sigma
-        self.sigma_source = sigma_source
-        self._data = data
-        self._factor = factor
-
-    def __repr__(self) -> str:
-        n_ok = int(np.sum(self.status == FitStatus.OK))
-        return f"DecayFit(shape={self.status.shape}, fitted={n_ok}, method={self.method!r})"
-
-    @property
-    def method(self) -> str:
-        """Estimator used (``two_point`` for dual-echo data under non-``auto`` methods)."""
-        return self.model.solver_name
-
-    @property
-    def method_description(self) -> str:
-        """One-line description of the estimator, for provenance sidecars."""
-        return _DESCRIPTIONS[self.method]
-
-    @cached_property
-    def s0(self) -> NDArray[np.float64]:
-        """Signal at TE = 0 (signal units), shape (...)."""
-        return self.params[..., 0]
-
-    @cached_property
-    def r2star(self) -> NDArray[np.float64]:
-        """R2* in 1/s, shape (...); NaN where not fitted or failed."""
-        return self.params[..., 1]
-
-    @cached_property
-    def t2star(self) -> NDArray[np.float64]:
-        """T2* = 1 / R2* in seconds, shape (...)."""
-        return 1.0 / self.r2star
-
-    @cached_property
-    def failed(self) -> NDArray[np.bool_]:
-        """True where a voxel inside the mask could not be fitted, shape (...)."""
-        return (self.status != FitStatus.OK) & (self.status != FitStatus.NOT_FITTED)
-
-    @cached_property
-    def n_echoes_used(self) -> NDArray[np.int16]:
-        """Echoes that entered each voxel's fit (0 where not fitted or failed), shape (...)."""
-        return np.where(self.status == FitStatus.OK, self.model.n_echoes, 0).astype(np.int16)
-
-    @cached_property
-    def r2star_sd(self) -> NDArray[np.float64]:
-        """Per-voxel standard deviation of R2* (1/s) from the Fisher information.
-
-        The Cramer-Rao bound at the fitted parameters: Rician information for ``auto``,
-        Gaussian otherwise. NaN when sigma is unknown.
-        """
-        if self.sigma is None:
-            return np.full(self.status.shape, np.nan)
-        te, sigma, rician = self.model.echo_times_s, self.sigma, self.method == "auto"
-        return self._per_voxel(
-            lambda p, _, f: r2star_crlb_sd(p[:, 0], p[:, 1], te, sigma, rician=rician, factor=f)
-        )
-
-    @cached_property
-    def rmse(self) -> NDArray[np.float64]:
-        """Root-mean-square residual ``sqrt(mean_i (M_i - S_i)^2)`` (signal units), shape (...)."""
-        te = self.model.echo_times_s
-
-        def rms(p, y, f) -> NDArray[np.float64]:
-            pred = p[:, :1] * np.exp(-p[:, 1:] * te) * (1.0 if f is None else f)
-            return np.sqrt(np.mean((y - pred) ** 2, axis=1))
-
-        return self._per_voxel(rms)
-
-    def predict(self, echo_times_s: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Noise-free signal ``S0 exp(-R2* TE)`` at the model's (or given) echo times.
-
-        Returns
-        -------
-        numpy.ndarray, shape (..., n_te)
-        """
-        te = self.model.echo_times_s if echo_times_s is None else np.asarray(echo_times_s)
-        return self.s0[..., None] * np.exp(-self.r2star[..., None] * te)
-
-    def _per_voxel(self, func: Callable[..., NDArray[np.float64]]) -> NDArray[np.float64]:
-        """Apply ``func(params_block, data_block, factor_block)`` over fitted voxels in chunks."""
-        out = np.full(self.status.shape, np.nan)
-        ok = self.status == FitStatus.OK
-        for index, block in _blocks(self._data, ok, self.model.chunk_size):
-            factor = None
-            if self._factor is not None:
-                factor = np.asarray(self._factor[index], np.float64).reshape(block.shape)
-            values = func(self.params[index].reshape(-1, 2), block, factor)
-            out[index] = values.reshape(out[index].shape)
-        return out

@@ -1,0 +1,79 @@
+"""The default estimator ``auto``: noise-corrected WLS above the noise floor, Rician ML below it.
+
+Every voxel is first fitted by log-linear WLS (the closed form for two echoes) on the
+noise-corrected magnitudes ``sqrt(M^2 - sigma^2)``; voxels whose fitted last echo is below
+:data:`RICIAN_CUTOFF_SNR` sigma are refitted by Rician maximum likelihood
+(:func:`~ironmap.fitting.solvers.rician_ml`) and the ``O(sigma^2)`` bias of that estimate is
+removed (:func:`~ironmap.fitting.crlb.r2star_ml_bias`). See docs/fitting.md for the reasoning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import solvers
+from .crlb import r2star_ml_bias
+
+__all__ = ["RICIAN_CUTOFF_SNR", "auto"]
+
+#: Sigma below which the fitted last echo sends a voxel to the Rician fit (see docs/fitting.md).
+RICIAN_CUTOFF_SNR = 10.0
+
+
+def auto(
+    signal: NDArray[np.float64],
+    te: NDArray[np.float64],
+    *,
+    sigma: float | None,
+    factor: NDArray[np.float64] | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Noise-floor aware fit of ``S0 exp(-R2* TE) F(TE)`` under Rician noise.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray, shape (n_voxels, n_echoes)
+        Measured magnitudes (float64, finite, > 0), **not** divided by ``factor``: the noise is
+        that of these values.
+    te : numpy.ndarray, shape (n_echoes,)
+        Echo times in seconds.
+    sigma : float or None
+        Noise standard deviation per channel, in signal units. ``None``: no noise-floor
+        correction, plain WLS (closed form for two echoes) on ``signal / factor``.
+    factor : numpy.ndarray, shape (n_voxels, n_echoes), or None
+        Known extra signal factor per voxel and echo (finite, > 0), or ``None`` for 1.
+
+    Returns
+    -------
+    s0 : numpy.ndarray, shape (n_voxels,)
+        Signal at TE = 0, signal units.
+    r2star : numpy.ndarray, shape (n_voxels,)
+        R2* in 1/s.
+    converged : numpy.ndarray of bool, shape (n_voxels,)
+        False where the Rician maximum-likelihood iteration did not converge.
+    """
+    first = solvers.two_point if te.size == 2 else solvers.wls
+    if sigma is None:
+        a, r = first(signal if factor is None else signal / factor, te)
+        return a, r, np.ones(signal.shape[0], dtype=bool)
+    # Above the noise floor: sqrt(M^2 - sigma^2) is unbiased to second order in sigma / A.
+    corrected = np.sqrt(np.maximum(signal**2 - sigma**2, (0.5 * sigma) ** 2))
+    if factor is not None:
+        corrected /= factor
+    a, r = first(corrected, te)
+    converged = np.ones(signal.shape[0], dtype=bool)
+    last = a * np.exp(-r * te[-1]) * (1.0 if factor is None else factor[:, -1])
+    low = ~(last >= RICIAN_CUTOFF_SNR * sigma)  # NaN starts go to the Rician fit as well
+    if low.any():
+        start_a, start_r = a[low], r[low]
+        broken = ~(np.isfinite(start_a) & np.isfinite(start_r) & (start_a > 0))
+        if broken.any():  # fall back to a crude start from the first two echoes
+            start_a[broken], start_r[broken] = solvers.two_point(
+                signal[low][broken][:, :2], te[:2]
+            )
+        f_low = None if factor is None else factor[low]
+        a_ml, r_ml, converged[low] = solvers.rician_ml(
+            signal[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low
+        )
+        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low)
+    return a, r, converged
