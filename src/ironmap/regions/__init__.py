@@ -3,17 +3,16 @@
 from .labels import DEEP_GM, RegionCodes, read_label_table, region_codes
 from .resample import label_fractions
 from .stats import (
-    MIN_FRACTION,
     REGION_COLUMNS,
     VOLUME_COLUMNS,
     region_groups,
+    region_masks,
     regional_r2star,
     volumes,
 )
 
 __all__ = [
     "DEEP_GM",
-    "MIN_FRACTION",
     "REGION_COLUMNS",
     "VOLUME_COLUMNS",
     "RegionCodes",
@@ -21,6 +20,7 @@ __all__ = [
     "read_label_table",
     "region_codes",
     "region_groups",
+    "region_masks",
     "regional_r2star",
     "volumes",
 ]

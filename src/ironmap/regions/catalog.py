@@ -29,6 +29,7 @@ __all__ = [
     "RegionRow",
     "by_name",
     "code_region",
+    "label_code",
     "normalise_name",
 ]
 
@@ -158,6 +159,35 @@ def by_name(name: str) -> Region:
         if region.name == name:
             return region
     raise KeyError(f"unknown region {name!r}; known: {', '.join(REGION_NAMES)}")
+
+
+def label_code(region: str, side: str) -> int:
+    """ironmap's label code of catalogue ``region`` on ``side``.
+
+    Parameters
+    ----------
+    region : str
+        Canonical region name (:func:`by_name`).
+    side : {"left", "right", "midline"}
+        Hemisphere of a lateral structure, or ``midline`` for one that is not split.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    KeyError
+        If ``region`` is not in the catalogue.
+    ValueError
+        If the structure has no label on ``side``.
+    """
+    record = by_name(region)
+    if record.lateral and side in ("left", "right"):
+        return record.codes[side == "right"]
+    if not record.lateral and side == "midline":
+        return record.codes[0]
+    raise ValueError(f"{region} has no {side} label (its codes are {record.codes})")
 
 
 def code_region(code: int) -> str | None:

@@ -66,7 +66,7 @@ def read_label_table(path: str | Path) -> dict[int, str]:
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(sorted(missing))}; a dseg.tsv needs "
-            "'index' and 'name'"
+            "'index' and 'name' (see docs/conventions.md)"
         )
     try:
         index = table["index"].astype(int)

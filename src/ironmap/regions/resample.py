@@ -21,6 +21,9 @@ __all__ = ["label_fractions"]
 
 #: Sub-points per slab, bounds memory (~30 bytes each).
 _POINTS_PER_SLAB = 4_000_000
+#: Nearest-voxel rounding offset: 0.5, plus a little so that ties blurred by rounding errors in
+#: the affines still go upwards.
+_TIE = 0.5 + 1e-6
 
 
 def _subsamples(transform: NDArray[np.float64], max_sub: int) -> list[NDArray[np.float64]]:
@@ -109,7 +112,10 @@ def label_fractions(
         index = []
         for row in range(3):
             coord = transform[row, 0] * i + transform[row, 1] * j + transform[row, 2] * k
-            index.append(np.rint(coord + transform[row, 3]).astype(np.int64))
+            # Nearest source voxel, ties (a sub-point on a voxel boundary) always upwards:
+            # np.rint rounds ties to even, which on grids whose centres or boundaries coincide
+            # samples every other source voxel twice and skips the rest.
+            index.append(np.floor(coord + (transform[row, 3] + _TIE)).astype(np.int64))
         inside = np.ones(np.broadcast_shapes(*(a.shape for a in index)), dtype=bool)
         for axis in range(3):
             inside &= (index[axis] >= 0) & (index[axis] < shape_src[axis])

@@ -1,44 +1,66 @@
 """Regional R2* statistics and volumes: the tidy tables of the participant stage.
 
-Columns follow CONVENTIONS: ``regions.tsv`` rows are participant x region x hemisphere with
+Columns follow docs/conventions.md: ``regions.tsv`` rows are participant x region x hemisphere with
 ``r2star_median, r2star_mean, r2star_iqr`` (1/s), ``n_voxels`` (R2* voxels used) and
 ``volume_ml`` (from the segmentation on its own grid).
+
+The partial-volume threshold (``--min-fraction``) is applied in one place, :func:`region_masks`;
+the statistics and the QC outlines both use its masks.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import astuple, dataclass, fields
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..defaults import MIN_FRACTION
-from ..errors import IronmapWarning
-from .labels import DEEP_GM, RegionCodes
+from ..errors import InputError, IronmapWarning
+from .catalog import HEMISPHERES, MEASURED_ROWS
+from .labels import RegionCodes
 
 __all__ = [
-    "MIN_FRACTION",
     "REGION_COLUMNS",
     "VOLUME_COLUMNS",
     "erode",
     "region_groups",
+    "region_masks",
     "regional_r2star",
     "volumes",
 ]
 
-REGION_COLUMNS = [
-    "participant_id",
-    "region",
-    "hemisphere",
-    "r2star_median",
-    "r2star_mean",
-    "r2star_iqr",
-    "n_voxels",
-    "volume_ml",
-]
+
+@dataclass(frozen=True)
+class _RegionRow:
+    """One row of ``regions.tsv``; the field order is :data:`REGION_COLUMNS`."""
+
+    participant_id: str
+    region: str
+    hemisphere: str
+    r2star_median: float
+    r2star_mean: float
+    r2star_iqr: float
+    n_voxels: int
+    volume_ml: float
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """R2* summary of one set of voxels (NaN and 0 when it has no finite value)."""
+
+    median: float = np.nan
+    mean: float = np.nan
+    iqr: float = np.nan
+    n: int = 0
+
+
+#: Columns of ``regions.tsv``, in order.
+REGION_COLUMNS = [f.name for f in fields(_RegionRow)]
+#: Columns of ``volumes.tsv`` (``subjects.tsv``), in order.
 VOLUME_COLUMNS = [
     "participant_id",
     "icv_ml",
@@ -48,20 +70,80 @@ VOLUME_COLUMNS = [
     "lesion_volume_ml",
     "lesion_count",
 ]
-HEMISPHERES = ("left", "right", "both")
 
 
 def region_groups(codes: RegionCodes) -> dict[str, tuple[int, ...]]:
-    """``"region/hemisphere" -> codes`` for every deep GM region and cerebral WM (for NAWM)."""
-    groups = {}
-    for region in (*DEEP_GM, "cerebral_wm"):
-        for hemi in HEMISPHERES:
-            groups[f"{region}/{hemi}"] = codes.codes(region, hemi)
-    return groups
+    """Label codes of every structure measured in ``regions.tsv``, per hemisphere.
+
+    Parameters
+    ----------
+    codes : RegionCodes
+        The segmentation's codes per canonical region (:func:`.labels.region_codes`).
+
+    Returns
+    -------
+    dict
+        ``"source/hemisphere" -> codes`` for every source region of
+        :data:`.catalog.MEASURED_ROWS` (the deep grey-matter regions, then ``cerebral_wm`` for
+        NAWM) and every hemisphere ``left``, ``right``, ``both``; empty tuples where the
+        segmentation lacks the structure.
+    """
+    sources = dict.fromkeys(row.source for row in MEASURED_ROWS)
+    return {
+        f"{source}/{hemi}": codes.codes(source, hemi) for source in sources for hemi in HEMISPHERES
+    }
 
 
-def erode(mask: NDArray[np.bool_], voxel_mm: NDArray[np.float64], radius_mm: float) -> NDArray:
-    """Binary erosion by a ball of ``radius_mm`` (anisotropic voxels handled)."""
+def region_masks(
+    fractions: Mapping[str, NDArray[np.floating]], *, min_fraction: float
+) -> dict[str, NDArray[np.bool_]]:
+    """Voxels mostly inside each structure: the one place the partial-volume threshold applies.
+
+    Parameters
+    ----------
+    fractions : mapping
+        ``key -> fraction`` of each R2* voxel covered by the structure, arrays of shape
+        (X, Y, Z) in [0, 1] (:func:`.resample.label_fractions`); keys such as
+        ``"thalamus/left"``, ``"cerebral_wm/both"`` or ``"lesions"``.
+    min_fraction : float
+        A voxel belongs to a structure when at least this fraction of it lies inside
+        (inclusive); in (0, 1]. The default lives in :data:`ironmap.defaults.MIN_FRACTION`.
+
+    Returns
+    -------
+    dict
+        ``key -> bool array of shape (X, Y, Z)``, ``fraction >= min_fraction``, for every key
+        of ``fractions`` in the same order.
+
+    Raises
+    ------
+    InputError
+        If ``min_fraction`` is not in (0, 1].
+    """
+    if not 0.0 < min_fraction <= 1.0:
+        raise InputError(f"min_fraction must be in (0, 1], got {min_fraction}")
+    return {key: np.asarray(frac) >= min_fraction for key, frac in fractions.items()}
+
+
+def erode(
+    mask: NDArray[np.bool_], voxel_mm: NDArray[np.float64], radius_mm: float
+) -> NDArray[np.bool_]:
+    """Binary erosion by a ball of ``radius_mm`` (anisotropic voxels handled).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, shape (X, Y, Z)
+        Voxels to erode; voxels outside the array count as outside the mask.
+    voxel_mm : array-like, shape (3,)
+        Voxel size along each axis (mm).
+    radius_mm : float
+        Ball radius (mm); 0 or less returns ``mask`` unchanged. A voxel survives when every
+        voxel whose centre lies within ``radius_mm`` of its centre is in ``mask``.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (X, Y, Z)
+    """
     if radius_mm <= 0:
         return mask
     half = np.floor(radius_mm / np.asarray(voxel_mm)).astype(int)
@@ -70,84 +152,116 @@ def erode(mask: NDArray[np.bool_], voxel_mm: NDArray[np.float64], radius_mm: flo
     return ndimage.binary_erosion(mask, structure=ball)
 
 
-def _stats(values: NDArray[np.float64]) -> tuple[float, float, float, int]:
+def _stats(values: NDArray[np.float64]) -> _Summary:
+    """Median, mean, IQR (25th to 75th percentile, linear) and count of the finite values."""
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return np.nan, np.nan, np.nan, 0
+        return _Summary()
     q1, med, q3 = np.percentile(values, [25.0, 50.0, 75.0])
-    return float(med), float(values.mean()), float(q3 - q1), int(values.size)
+    return _Summary(float(med), float(values.mean()), float(q3 - q1), int(values.size))
+
+
+def _row(
+    participant_id: str, region: str, hemisphere: str, summary: _Summary, volume_ml: float
+) -> _RegionRow:
+    return _RegionRow(
+        participant_id=participant_id,
+        region=region,
+        hemisphere=hemisphere,
+        r2star_median=summary.median,
+        r2star_mean=summary.mean,
+        r2star_iqr=summary.iqr,
+        n_voxels=summary.n,
+        volume_ml=volume_ml,
+    )
 
 
 def regional_r2star(
     r2star: NDArray[np.float64],
-    fractions: Mapping[str, NDArray[np.float32]],
+    masks: Mapping[str, NDArray[np.bool_]],
     *,
     participant_id: str,
     region_volumes_ml: Mapping[str, float],
-    lesion_fraction: NDArray[np.float32] | None,
-    min_fraction: float = MIN_FRACTION,
+    lesion_free: NDArray[np.bool_] | None = None,
     erode_mm: float = 0.0,
     voxel_mm: NDArray[np.float64] | None = None,
 ) -> pd.DataFrame:
-    """One row per region x hemisphere (plus ``lesions`` and ``nawm``).
+    """R2* statistics of every region x hemisphere of ``regions.tsv``, then ``lesions``.
 
-    A voxel counts for a structure when at least ``min_fraction`` of it lies inside (and, for
-    deep GM and NAWM, no part of it inside a lesion); ``erode_mm`` shrinks each structure first.
-    Regions the segmentation lacks, or with no usable voxel, get NaN with a warning.
-    Lesion R2* uses voxels at least ``min_fraction`` inside the lesion mask.
+    Parameters
+    ----------
+    r2star : numpy.ndarray of float, shape (X, Y, Z)
+        R2* map (1/s); non-finite voxels are left out of every statistic.
+    masks : mapping
+        ``"source/hemisphere" -> bool array of shape (X, Y, Z)`` from :func:`region_masks`, plus
+        ``"lesions"`` when there is a lesion mask.
+    participant_id : str
+        Value of the ``participant_id`` column (``sub-<label>``).
+    region_volumes_ml : mapping
+        ``"source/hemisphere"`` and ``"lesions"`` -> volume (mL) on the segmentation's own grid
+        (:func:`volumes`); NaN where absent.
+    lesion_free : numpy.ndarray of bool, shape (X, Y, Z), optional
+        True where no part of the voxel lies in a lesion (lesion fraction 0); deep grey matter
+        and NAWM use only these voxels. None: no lesion mask, every voxel is lesion-free.
+    erode_mm : float, optional
+        Radius (mm) of the ball each region (after removing lesions) is eroded by; 0 keeps it.
+    voxel_mm : array-like, shape (3,), optional
+        R2* voxel size (mm) for the erosion; None means 1 mm isotropic.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`REGION_COLUMNS`: one row per :data:`.catalog.MEASURED_ROWS` row and
+        hemisphere, in order, then ``lesions/both`` (R2* of ``masks["lesions"]``, not eroded).
+        ``r2star_*`` in 1/s, ``n_voxels`` the R2* voxels used, ``volume_ml`` from
+        ``region_volumes_ml``.
+
+    Warns
+    -----
+    IronmapWarning
+        Once, naming every measured region with no usable voxel (a missing mask key, an empty
+        mask, or no finite R2* left); those rows are NaN with ``n_voxels`` 0. The ``lesions``
+        row is NaN (``volume_ml`` too) without a ``"lesions"`` mask, without a warning.
+
+    Raises
+    ------
+    InputError
+        If a mask or ``lesion_free`` does not have the shape of ``r2star``.
     """
-    clean = np.ones(r2star.shape, dtype=bool) if lesion_fraction is None else lesion_fraction == 0
-    vox = np.ones(3) if voxel_mm is None else np.asarray(voxel_mm)
-    rows = []
-    empty = []
-    for region in (*DEEP_GM, "nawm"):
-        source = "cerebral_wm" if region == "nawm" else region
-        hemispheres = ("both",) if region == "nawm" else HEMISPHERES
-        for hemi in hemispheres:
-            frac = fractions.get(f"{source}/{hemi}")
-            if frac is None or not frac.any():
-                med = mean = iqr = np.nan
-                n = 0
-            else:
-                mask = erode((frac >= min_fraction) & clean, vox, erode_mm)
-                med, mean, iqr, n = _stats(r2star[mask])
-            if n == 0:
-                empty.append(f"{region}/{hemi}")
-            rows.append(
-                (
-                    participant_id,
-                    region,
-                    hemi,
-                    med,
-                    mean,
-                    iqr,
-                    n,
-                    region_volumes_ml.get(f"{source}/{hemi}", np.nan),
-                )
+    r2star = np.asarray(r2star)
+    for key, mask in (*masks.items(), ("lesion_free", lesion_free)):
+        if mask is not None and np.shape(mask) != r2star.shape:
+            raise InputError(
+                f"{key}: mask shape {np.shape(mask)} differs from the R2* map {r2star.shape}"
             )
-    if lesion_fraction is not None:
-        med, mean, iqr, n = _stats(r2star[lesion_fraction >= min_fraction])
-        rows.append(
-            (
-                participant_id,
-                "lesions",
-                "both",
-                med,
-                mean,
-                iqr,
-                n,
-                region_volumes_ml.get("lesions", np.nan),
-            )
-        )
+    clean = np.ones(r2star.shape, dtype=bool) if lesion_free is None else np.asarray(lesion_free)
+    vox = np.ones(3) if voxel_mm is None else np.asarray(voxel_mm, dtype=float)
+    rows: list[_RegionRow] = []
+    empty: list[str] = []
+    for measured in MEASURED_ROWS:
+        for hemi in measured.hemispheres:
+            key = f"{measured.source}/{hemi}"
+            mask = masks.get(key)
+            summary = _Summary()
+            if mask is not None and mask.any():
+                summary = _stats(r2star[erode(mask & clean, vox, erode_mm)])
+            if summary.n == 0:
+                empty.append(f"{measured.name}/{hemi}")
+            volume = region_volumes_ml.get(key, np.nan)
+            rows.append(_row(participant_id, measured.name, hemi, summary, volume))
+    if "lesions" in masks:
+        summary = _stats(r2star[masks["lesions"]])
+        volume = region_volumes_ml.get("lesions", np.nan)
+        rows.append(_row(participant_id, "lesions", "both", summary, volume))
     else:
-        rows.append((participant_id, "lesions", "both", np.nan, np.nan, np.nan, 0, np.nan))
+        rows.append(_row(participant_id, "lesions", "both", _Summary(), np.nan))
     if empty:
         warnings.warn(
             f"{participant_id}: no usable R2* voxels in {', '.join(empty)}; those rows are NaN",
             IronmapWarning,
             stacklevel=2,
         )
-    return pd.DataFrame(rows, columns=REGION_COLUMNS)
+    return pd.DataFrame([astuple(row) for row in rows], columns=REGION_COLUMNS)
 
 
 def volumes(
@@ -159,17 +273,34 @@ def volumes(
     lesion_mask: NDArray | None = None,
     lesion_affine: NDArray[np.float64] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Subject volumes (CONVENTIONS ``subjects.tsv`` columns) and per-region volumes, in mL.
+    """Subject volumes (``subjects.tsv`` columns) and per-region volumes, in mL.
 
-    Volumes are counted on each image's own grid: ICV = all labelled voxels, brain = ICV minus
-    CSF and ventricles, NBV = brain / ICV; lesion count = 26-connected components of the mask.
+    Volumes are counted on each image's own grid: ICV = all labelled (non-zero) voxels, brain =
+    ICV minus CSF and ventricles (``codes.csf``), cortical GM = ``cortex`` codes, NBV = brain /
+    ICV; lesion count = 26-connected components of the lesion mask.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (I, J, K)
+        Segmentation label image.
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel -> scanner (mm) transform of ``labels``.
+    codes : RegionCodes
+        The segmentation's codes per canonical region.
+    participant_id : str
+        Value of the ``participant_id`` column.
+    lesion_mask : numpy.ndarray, shape (L, M, N), optional
+        Lesion mask (non-zero = lesion) on its own grid.
+    lesion_affine : numpy.ndarray, shape (4, 4), optional
+        Voxel -> scanner (mm) transform of ``lesion_mask``; lesion volume and count are NaN
+        unless both are given.
 
     Returns
     -------
     subject : dict
-        ``VOLUME_COLUMNS`` values.
+        ``VOLUME_COLUMNS`` values (mL, NBV a ratio, lesion count an int or NaN).
     regions : dict
-        ``"region/hemisphere" -> mL`` and ``"lesions" -> mL``.
+        ``"region/hemisphere" -> mL`` for :func:`region_groups` keys and ``"lesions" -> mL``.
     """
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
     flat = np.asarray(labels).astype(np.int64).ravel()
