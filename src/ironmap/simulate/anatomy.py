@@ -5,8 +5,10 @@ small rotation, size and position jitter per subject) at a plausible position in
 coordinates (mm, origin near the anterior commissure). Painting order resolves overlaps: brain
 white matter, cortical ribbon, cerebellum, brainstem, ventricles, deep grey matter.
 
-The label codes are FreeSurfer aseg codes where they exist; substantia nigra, red nucleus and
-dentate nucleus have none, so they use codes 101-106 and are named in the ``dseg.tsv``.
+The label codes are those of the region catalogue (:mod:`ironmap.regions.catalog`), looked up
+by region name and side (:func:`code`): FreeSurfer aseg codes where they exist, 101-106 for
+substantia nigra, red nucleus and dentate nucleus, which are named in the ``dseg.tsv``. Only the
+geometry lives here: the deep grey-matter shapes of :data:`DEEP_SHAPES`, keyed by region name.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..regions.labels import LABEL_NAMES
+from ..regions.catalog import DEEP_GM, LABEL_NAMES, by_name
+from ..regions.catalog import label_code as code
 
-__all__ = ["FINE_AFFINE", "FINE_SHAPE", "LABEL_NAMES", "Anatomy", "make_anatomy"]
+__all__ = [
+    "DEEP_SHAPES",
+    "FINE_AFFINE",
+    "FINE_SHAPE",
+    "LABEL_NAMES",
+    "Anatomy",
+    "make_anatomy",
+]
 
 #: The fine (1 mm isotropic) grid: 144 x 176 x 144 mm, RAS, centred on the origin.
 FINE_SHAPE = (144, 176, 144)
@@ -32,16 +42,28 @@ FINE_AFFINE = np.array(
 )
 
 
-# Right-hemisphere deep structures: (left code, right code, centre mm, radii mm); mirrored in x.
-_DEEP = {
-    "thalamus": (10, 49, (11.0, -16.0, 6.0), (9.0, 15.0, 10.0)),
-    "caudate": (11, 50, (14.0, 12.0, 14.0), (5.5, 15.0, 8.0)),
-    "putamen": (12, 51, (25.0, 3.0, 1.0), (6.5, 17.0, 10.0)),
-    "pallidum": (13, 52, (19.0, -1.0, -1.0), (4.5, 9.0, 6.0)),
-    "substantia_nigra": (101, 102, (10.0, -19.0, -11.0), (3.5, 7.0, 3.0)),
-    "red_nucleus": (103, 104, (5.0, -21.0, -7.0), (3.5, 3.5, 3.5)),
-    "dentate_nucleus": (105, 106, (14.0, -58.0, -30.0), (5.0, 7.0, 5.0)),
+#: Deep grey-matter region -> (centre mm, radii mm) of its right-hemisphere ellipsoid, mirrored
+#: in x for the left. Every catalogue deep grey-matter region needs one; they are painted in the
+#: catalogue's order (a later structure overwrites an earlier one where they overlap).
+DEEP_SHAPES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "thalamus": ((11.0, -16.0, 6.0), (9.0, 15.0, 10.0)),
+    "caudate": ((14.0, 12.0, 14.0), (5.5, 15.0, 8.0)),
+    "putamen": ((25.0, 3.0, 1.0), (6.5, 17.0, 10.0)),
+    "pallidum": ((19.0, -1.0, -1.0), (4.5, 9.0, 6.0)),
+    "substantia_nigra": ((10.0, -19.0, -11.0), (3.5, 7.0, 3.0)),
+    "red_nucleus": ((5.0, -21.0, -7.0), (3.5, 3.5, 3.5)),
+    "dentate_nucleus": ((14.0, -58.0, -30.0), (5.0, 7.0, 5.0)),
 }
+
+
+def _deep_shape(region: str):
+    try:
+        return DEEP_SHAPES[region]
+    except KeyError:
+        raise KeyError(
+            f"the phantom has no shape for deep grey-matter region {region!r}: add its centre "
+            "and radii to DEEP_SHAPES in ironmap/simulate/anatomy.py"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,9 @@ class Anatomy:
     head: NDArray[np.bool_]
     lesions: NDArray[np.bool_]
     affine: NDArray[np.float64]
+
+
+_SIDES = ((-1.0, "left"), (1.0, "right"))  # x sign of each hemisphere (RAS)
 
 
 def _coords(shape=FINE_SHAPE, affine=FINE_AFFINE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,37 +200,41 @@ def make_anatomy(
     head = ellipsoid((70.0, 87.0, 62.0), (0.0, -8.0, 2.0))
     intracranial = ellipsoid((64.0, 80.0, 56.0), (0.0, -8.0, 4.0))
     brain = ellipsoid((62.0, 78.0, 54.0), (0.0, -8.0, 4.0))
-    labels[intracranial] = 24
+    csf = code("csf", "midline")
+    labels[intracranial] = csf
     hemisphere_left = np.broadcast_to(gx < 0, FINE_SHAPE)
     thickness = 8.0 * (1.0 - atrophy)  # effective ribbon of a folded cortex (~450 mL)
     inner = ellipsoid((62.0 - thickness, 78.0 - thickness, 54.0 - thickness), (0.0, -8.0, 4.0))
     cortex = brain & ~inner
-    labels[cortex & hemisphere_left] = 3
-    labels[cortex & ~hemisphere_left] = 42
-    labels[inner & hemisphere_left] = 2
-    labels[inner & ~hemisphere_left] = 41
+    labels[cortex & hemisphere_left] = code("cortex", "left")
+    labels[cortex & ~hemisphere_left] = code("cortex", "right")
+    labels[inner & hemisphere_left] = code("cerebral_wm", "left")
+    labels[inner & ~hemisphere_left] = code("cerebral_wm", "right")
     fissure = brain & (np.abs(gx) < 1.0) & (gz > 8.0)
-    labels[fissure] = 24
+    labels[fissure] = csf
 
-    for sign, (wm, gm) in ((-1.0, (7, 8)), (1.0, (46, 47))):
+    for sign, side in _SIDES:
         centre = np.array([sign * 24.0, -58.0, -28.0]) + rng.normal(scale=1.5, size=3)
+        gm, wm = code("cerebellum_cortex", side), code("cerebellum_wm", side)
         _paint(labels, gm, centre, np.array([26.0, 24.0, 17.0]) * size, rng, where=intracranial)
         _paint(labels, wm, centre, np.array([12.0, 10.0, 8.0]) * size, rng)
-    _paint(labels, 16, (0.0, -28.0, -28.0), np.array([11.0, 12.0, 24.0]) * size, rng)
+    stem = code("brainstem", "midline")
+    _paint(labels, stem, (0.0, -28.0, -28.0), np.array([11.0, 12.0, 24.0]) * size, rng)
 
     ventricle_scale = (1.0 + 5.0 * atrophy) ** (1.0 / 3.0)
-    for sign, code in ((-1.0, 4), (1.0, 43)):
+    for sign, side in _SIDES:
         centre = np.array([sign * 11.0, 2.0, 16.0]) + rng.normal(scale=1.0, size=3)
         radii = np.array([7.0, 28.0, 10.0]) * size * ventricle_scale * rng.normal(1.0, 0.1)
-        _paint(labels, code, centre, radii, rng)
+        _paint(labels, code("lateral_ventricle", side), centre, radii, rng)
 
     deep_scale = 1.0 - 0.2 * atrophy
-    for left, right, centre, radii in _DEEP.values():
-        for sign, code in ((-1.0, left), (1.0, right)):
+    for region in DEEP_GM:
+        centre, radii = _deep_shape(region)
+        for sign, side in _SIDES:
             c = np.array([sign * centre[0], centre[1], centre[2]]) * size
             c = c + rng.normal(scale=1.0, size=3)
             r = np.array(radii) * size * deep_scale * rng.normal(1.0, 0.05, size=3)
-            _paint(labels, code, c, r, rng, wobble=0.06)
+            _paint(labels, code(region, side), c, r, rng, wobble=0.06)
 
     lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng)
     return Anatomy(labels=labels, head=head, lesions=lesions, affine=FINE_AFFINE.copy())
@@ -223,9 +252,9 @@ def _lesions(
     lesions = np.zeros(labels.shape, dtype=bool)
     if count == 0:
         return lesions
-    wm = (labels == 2) | (labels == 41)
+    wm = np.isin(labels, by_name("cerebral_wm").codes)
     near_ventricles = np.zeros(labels.shape, dtype=bool)
-    vent = np.argwhere((labels == 4) | (labels == 43))
+    vent = np.argwhere(np.isin(labels, by_name("lateral_ventricle").codes))
     if vent.size:
         lo, hi = vent.min(0) - 6, vent.max(0) + 6
         near_ventricles[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True

@@ -20,6 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..regions.catalog import by_name
+from ..regions.catalog import label_code as code
 from ..segmentation.atlas import IRON_RICH, load_atlas
 from .anatomy import Anatomy, _lesions
 
@@ -36,6 +38,12 @@ ATLAS_FINE_AFFINE = np.array(
     ]
 )
 _CENTRE_MM = np.array([0.0, -16.0, 5.0])  # centre of the MNI152 brain
+
+#: Iron-rich nucleus -> the white matter that takes over what the re-drawn nucleus gives up
+#: (default ``cerebral_wm``).
+SURROUNDING_WM: dict[str, str] = {"dentate_nucleus": "cerebellum_wm"}
+#: Iron-rich nucleus -> nuclei its re-drawn shape must not overwrite.
+KEEP_OUT: dict[str, tuple[str, ...]] = {"substantia_nigra": ("red_nucleus",)}
 
 
 def _smooth_displacement(
@@ -76,18 +84,19 @@ def _truth_labels(rng: np.random.Generator, *, nucleus_smoothing_mm: float) -> n
     atlas = load_atlas()
     labels = atlas.labels.copy()
     for region, codes in IRON_RICH.items():
-        if region == "pallidum":
-            continue  # a Harvard-Oxford structure, already smooth
-        for code in codes:
-            mask = labels == code
+        if by_name(region).harvard_oxford:
+            continue  # a Harvard-Oxford structure (pallidum), already smooth
+        keep = [c for other in KEEP_OUT.get(region, ()) for c in by_name(other).codes]
+        for nucleus, side in zip(codes, ("left", "right"), strict=True):
+            mask = labels == nucleus
             core = ndimage.gaussian_filter(mask.astype(np.float32), nucleus_smoothing_mm)
             # Rounder than the atlas's coarse slices, volume within about +-10 % of the atlas's.
             n_new = int(mask.sum() * np.clip(rng.normal(1.0, 0.1), 0.8, 1.2))
             level = np.partition(core.ravel(), core.size - n_new)[core.size - n_new]
             new = core >= level
-            fill = {105: 7, 106: 46}.get(code, 2 if code % 2 else 41)
+            fill = code(SURROUNDING_WM.get(region, "cerebral_wm"), side)
             labels[mask & ~new] = fill  # what the nucleus gives up becomes white matter
-            labels[new & ~np.isin(labels, (103, 104) if code < 103 else ())] = code
+            labels[new & ~np.isin(labels, keep)] = nucleus
     return labels
 
 
@@ -136,7 +145,7 @@ def make_atlas_anatomy(
         )
     brain = labels > 0
     outside = ndimage.distance_transform_edt(~brain)
-    labels[(outside > 0) & (outside <= 2.0)] = 24  # a rim of CSF,
+    labels[(outside > 0) & (outside <= 2.0)] = code("csf", "midline")  # a rim of CSF,
     head = (outside <= 2.0) | ((outside > 6.0) & (outside <= 11.0))  # skull (no signal), scalp
     lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng, ATLAS_FINE_AFFINE)
     return Anatomy(labels=labels, head=head, lesions=lesions, affine=ATLAS_FINE_AFFINE.copy())

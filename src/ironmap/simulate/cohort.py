@@ -14,9 +14,9 @@ import pandas as pd
 
 from .signal import Protocol
 from .tissue import (
-    AGE_MODELS,
     BIOLOGICAL_SD_SHARED,
     BIOLOGICAL_SD_TISSUE,
+    TISSUES,
     ms_r2star_change,
 )
 
@@ -92,8 +92,8 @@ class Subject:
 def subject_r2star(subject: Subject) -> dict[str, float]:
     """Mean true R2* (1/s) of each tissue for this subject: age model + offset + MS effect."""
     out = {}
-    for tissue, model in AGE_MODELS.items():
-        value = float(model(subject.age)) + subject.r2star_offset.get(tissue, 0.0)
+    for tissue, record in TISSUES.items():
+        value = float(record.age(subject.age)) + subject.r2star_offset.get(tissue, 0.0)
         if subject.group == "MS":
             value += ms_r2star_change(
                 tissue,
@@ -111,11 +111,11 @@ def _biological_offsets(rng: np.random.Generator) -> dict[str, float]:
     One standard normal per tissue; the shared part is their normalised sum, so the draws (and
     everything drawn after them) are those of a purely tissue-specific model.
     """
-    z = {t: float(rng.normal()) for t in AGE_MODELS}
+    z = {t: float(rng.normal()) for t in TISSUES}
     shared = sum(z.values()) / np.sqrt(len(z))
     return {
-        t: float(m(45.0)) * (BIOLOGICAL_SD_TISSUE * z[t] + BIOLOGICAL_SD_SHARED * shared)
-        for t, m in AGE_MODELS.items()
+        t: float(record.age(45.0)) * (BIOLOGICAL_SD_TISSUE * z[t] + BIOLOGICAL_SD_SHARED * shared)
+        for t, record in TISSUES.items()
     }
 
 
@@ -189,7 +189,7 @@ def draw_site_panel(*, group: str = "MS", seed: int = 100) -> list[Subject]:
 
 
 def participants_table(subjects: list[Subject]) -> pd.DataFrame:
-    """``participants.tsv`` content with the CONVENTIONS columns (NaN -> ``n/a`` on writing)."""
+    """``participants.tsv`` content (docs/conventions.md columns; NaN -> ``n/a`` on writing)."""
     return pd.DataFrame(
         {
             "participant_id": [s.participant_id for s in subjects],

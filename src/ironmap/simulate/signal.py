@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .anatomy import FINE_AFFINE, FINE_SHAPE, Anatomy
-from .tissue import CODE_TISSUE, S0, T1W
+from .tissue import CODE_TISSUE, TISSUES
 
 __all__ = [
     "Protocol",
@@ -104,7 +104,7 @@ def truth_maps(
     lut_s0 = np.zeros_like(lut_r2)
     for code, tissue in CODE_TISSUE.items():
         lut_r2[code] = tissue_r2star[tissue]
-        lut_s0[code] = S0[tissue]
+        lut_s0[code] = TISSUES[tissue].s0
     r2 = lut_r2[anatomy.labels]
     s0 = lut_s0[anatomy.labels]
     r2 *= 1.0 + smooth_field(rng, texture, wavelength_mm=60.0, shape=anatomy.labels.shape)
@@ -184,7 +184,7 @@ def acquire(
     crop = tuple(n - n % k for n, k in zip(fine_shape, f, strict=True))
     shape = tuple(n // k for n, k in zip(crop, f, strict=True))
     window = (slice(0, crop[0]), slice(0, crop[1]), slice(0, crop[2]))
-    scale = protocol.scale / S0["cerebral_wm"]
+    scale = protocol.scale / TISSUES["cerebral_wm"].s0
     bias = smooth_field(rng, 0.12, shape=fine_shape)[window]
     amp0 = (s0[window] * (1.0 + bias) * scale).astype(np.float32)
     # Complex decay rate: -R2* + i 2 pi df (1/s); echoes advance by multiplying per-voxel steps.
@@ -237,7 +237,7 @@ def t1w_image(
     """
     lut = np.zeros(max(CODE_TISSUE) + 1, dtype=np.float32)
     for code, tissue in CODE_TISSUE.items():
-        lut[code] = T1W[tissue]
+        lut[code] = TISSUES[tissue].t1w
     shape = anatomy.labels.shape
     image = lut[anatomy.labels]
     image[anatomy.lesions] *= 0.65

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..regions.catalog import CATALOG, MEASURED_ROWS, by_name
+from ..regions.catalog import label_code as code
 from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
 from .cohort import Subject, subject_r2star
 from .signal import acquire, acquisition_affine, sinus_field, t1w_image, truth_maps
@@ -15,19 +18,12 @@ from .tissue import DEEP_GM, lesion_r2star_factor
 
 __all__ = ["SubjectData", "generate_subject", "truth_summary"]
 
-#: Canonical region -> (left code, right code), as in CONVENTIONS.
-REGION_CODES: dict[str, tuple[int, int]] = {
-    "thalamus": (10, 49),
-    "caudate": (11, 50),
-    "putamen": (12, 51),
-    "pallidum": (13, 52),
-    "substantia_nigra": (101, 102),
-    "red_nucleus": (103, 104),
-    "dentate_nucleus": (105, 106),
-}
-CSF_CODES = (4, 43, 24)
-CORTEX_CODES = (3, 42)
-CEREBRAL_WM_CODES = (2, 41)
+#: Deep grey-matter region -> (left code, right code), from the region catalogue.
+REGION_CODES = MappingProxyType({region: by_name(region).codes for region in DEEP_GM})
+#: Codes of CSF and the ventricles (not brain), of the cortex and of cerebral white matter.
+CSF_CODES = tuple(c for r in CATALOG if r.kind == "csf" for c in r.codes)
+CORTEX_CODES = by_name("cortex").codes
+CEREBRAL_WM_CODES = by_name("cerebral_wm").codes
 
 
 @dataclass(frozen=True)
@@ -141,15 +137,16 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
             "volume_ml": float(sum(all_counts[c] for c in codes)) * voxel_ml,
         }
 
-    regions = {}
-    for region in DEEP_GM:
-        left, right = REGION_CODES[region]
-        regions[region] = {
-            "left": stats([left]),
-            "right": stats([right]),
-            "both": stats([left, right]),
-        }
-    regions["nawm"] = {"both": stats(CEREBRAL_WM_CODES)}
+    def hemisphere_codes(region: str, hemisphere: str) -> tuple[int, ...]:
+        if hemisphere == "both":
+            return by_name(region).codes
+        return (code(region, hemisphere),)
+
+    # The rows of regions.tsv (deep grey matter per hemisphere, NAWM), then the lesions.
+    regions = {
+        row.name: {hemi: stats(hemisphere_codes(row.source, hemi)) for hemi in row.hemispheres}
+        for row in MEASURED_ROWS
+    }
     _, n_lesions = ndimage.label(lesions, structure=np.ones((3, 3, 3)))
     lesion_volume = float(lesions.sum()) * voxel_ml
     regions["lesions"] = {

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..regions.labels import DEEP_GM
-from .tissue import AGE_MODELS, BIOLOGICAL_SD
+from ..regions.catalog import MEASURED_ROWS
+from .tissue import BIOLOGICAL_SD, TISSUES, tissue_of
 
 __all__ = ["TableSite", "simulate_table_cohort"]
 
-REGIONS = (*DEEP_GM, "nawm")
-_TISSUE = {**{r: r for r in DEEP_GM}, "nawm": "cerebral_wm"}
+#: The measured rows of ``regions.tsv`` (deep grey matter, then NAWM), from the catalogue.
+REGIONS = tuple(row.name for row in MEASURED_ROWS)
+# regions.tsv row -> tissue of :data:`.tissue.TISSUES` it is drawn from (NAWM: cerebral_wm).
+_TISSUE = {row.name: tissue_of(row.source) for row in MEASURED_ROWS}
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def simulate_table_cohort(
                     }
                 )
                 for region in regions:
-                    model = AGE_MODELS[_TISSUE[region]]
+                    model = TISSUES[_TISSUE[region]].age
                     sd_bio = bio_sd * float(model(45.0)) * extra_sd.get(label, 1.0)
                     truth = (
                         float(model(a))

@@ -10,16 +10,23 @@ MS changes R2* by ``duration_slope * disease_duration + edss_slope * EDSS`` (1/s
 ``PROGRESSIVE_FACTOR`` in secondary and primary progressive MS. The defaults follow the 2014
 MAGNIMS findings: increases in all deep grey matter except pallidum and substantia nigra, larger
 in progressive MS. Lesions have R2* below normal-appearing white matter that falls with duration.
+
+Every tissue is one :class:`Tissue` record of :data:`TISSUES`, keyed by the region names of the
+catalogue (:mod:`ironmap.regions.catalog`) plus ``scalp``; a region simulated as another
+region's tissue (the ventricles as CSF) is mapped in :data:`SHARED_TISSUE`. ``AGE_MODELS``,
+``S0``, ``T1W``, ``MS_EFFECTS`` and ``CODE_TISSUE`` are read-only views derived from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..regions.labels import DEEP_GM
+from ..regions.catalog import CATALOG, DEEP_GM
 
 __all__ = [
     "AGE_MODELS",
@@ -30,12 +37,16 @@ __all__ = [
     "DEEP_GM",
     "MS_EFFECTS",
     "S0",
+    "SHARED_TISSUE",
     "T1W",
+    "TISSUES",
     "AgeModel",
     "MSEffect",
+    "Tissue",
     "healthy_r2star",
     "lesion_r2star_factor",
     "ms_r2star_change",
+    "tissue_of",
 ]
 
 
@@ -55,91 +66,6 @@ class AgeModel:
         return rise - self.decline * np.maximum(age - self.decline_after, 0.0)
 
 
-AGE_MODELS: dict[str, AgeModel] = {
-    "pallidum": AgeModel(c=20.0, a=21.0, b=0.09),
-    "putamen": AgeModel(c=17.0, a=13.0, b=0.04),
-    "caudate": AgeModel(c=17.0, a=8.0, b=0.05),
-    "thalamus": AgeModel(c=17.0, a=5.0, b=0.1, decline=0.06, decline_after=40.0),
-    "substantia_nigra": AgeModel(c=20.0, a=13.0, b=0.08),
-    "red_nucleus": AgeModel(c=18.0, a=14.0, b=0.07),
-    "dentate_nucleus": AgeModel(c=18.0, a=15.0, b=0.06),
-    "cerebral_wm": AgeModel(c=18.0, a=3.0, b=0.05),
-    "cortex": AgeModel(c=14.0, a=3.0, b=0.05),
-    "cerebellum_wm": AgeModel(c=17.0, a=3.0, b=0.05),
-    "cerebellum_cortex": AgeModel(c=14.5, a=2.5, b=0.05),
-    "brainstem": AgeModel(c=19.0, a=3.0, b=0.05),
-    "csf": AgeModel(c=3.0, a=0.0, b=0.0),
-    "scalp": AgeModel(c=30.0, a=0.0, b=0.0),
-}
-
-#: Relative proton-density-weighted signal at TE = 0 per tissue (arbitrary units).
-S0: dict[str, float] = {
-    "pallidum": 0.72,
-    "putamen": 0.78,
-    "caudate": 0.80,
-    "thalamus": 0.76,
-    "substantia_nigra": 0.72,
-    "red_nucleus": 0.72,
-    "dentate_nucleus": 0.72,
-    "cerebral_wm": 0.70,
-    "cortex": 0.82,
-    "cerebellum_wm": 0.70,
-    "cerebellum_cortex": 0.82,
-    "brainstem": 0.72,
-    "csf": 1.0,
-    "scalp": 0.6,
-}
-
-#: Relative T1-weighted (MPRAGE-like) intensity per tissue, for simulated T1w images.
-T1W: dict[str, float] = {
-    "pallidum": 0.86,
-    "putamen": 0.72,
-    "caudate": 0.68,
-    "thalamus": 0.78,
-    "substantia_nigra": 0.74,
-    "red_nucleus": 0.78,
-    "dentate_nucleus": 0.80,
-    "cerebral_wm": 1.0,
-    "cortex": 0.6,
-    "cerebellum_wm": 0.95,
-    "cerebellum_cortex": 0.62,
-    "brainstem": 0.9,
-    "csf": 0.15,
-    "scalp": 0.8,
-}
-
-#: Label code -> tissue key of :data:`AGE_MODELS` (0 = scalp where inside the head).
-CODE_TISSUE: dict[int, str] = {
-    0: "scalp",
-    2: "cerebral_wm",
-    41: "cerebral_wm",
-    3: "cortex",
-    42: "cortex",
-    4: "csf",
-    43: "csf",
-    24: "csf",
-    7: "cerebellum_wm",
-    46: "cerebellum_wm",
-    8: "cerebellum_cortex",
-    47: "cerebellum_cortex",
-    16: "brainstem",
-    10: "thalamus",
-    49: "thalamus",
-    11: "caudate",
-    50: "caudate",
-    12: "putamen",
-    51: "putamen",
-    13: "pallidum",
-    52: "pallidum",
-    101: "substantia_nigra",
-    102: "substantia_nigra",
-    103: "red_nucleus",
-    104: "red_nucleus",
-    105: "dentate_nucleus",
-    106: "dentate_nucleus",
-}
-
-
 @dataclass(frozen=True)
 class MSEffect:
     """Change of R2* in MS (1/s): per year of disease and per EDSS point."""
@@ -148,19 +74,103 @@ class MSEffect:
     edss_slope: float = 0.0
 
 
-#: Planted MS effects per tissue (tissues not listed: none), at the scale of the literature
-#: (MS - HC differences of 1-3 1/s, Cohen's d 0.3-0.8 against a between-subject SD of 8 %
-#: of R2*; larger in progressive MS through its longer duration and higher EDSS; none in
-#: pallidum and substantia nigra, as in the 2014 study).
-MS_EFFECTS: dict[str, MSEffect] = {
-    "caudate": MSEffect(duration_slope=0.07, edss_slope=0.28),
-    "putamen": MSEffect(duration_slope=0.07, edss_slope=0.28),
-    "thalamus": MSEffect(duration_slope=0.04, edss_slope=0.15),
-    "red_nucleus": MSEffect(duration_slope=0.05, edss_slope=0.18),
-    "dentate_nucleus": MSEffect(duration_slope=0.05, edss_slope=0.20),
-    "pallidum": MSEffect(),
-    "substantia_nigra": MSEffect(),
-}
+@dataclass(frozen=True)
+class Tissue:
+    """The simulated physics of one tissue.
+
+    Attributes
+    ----------
+    age : AgeModel
+        Healthy R2* (1/s) against age.
+    s0 : float
+        Relative proton-density-weighted signal at TE = 0 (arbitrary units; white matter 0.7).
+    t1w : float
+        Relative T1-weighted (MPRAGE-like) intensity, for simulated T1w images.
+    ms_effect : MSEffect or None
+        Planted R2* change in MS, reported in the truth JSON; None: no effect planted (and none
+        reported). ``MSEffect()`` states a planted null effect.
+    """
+
+    age: AgeModel
+    s0: float
+    t1w: float
+    ms_effect: MSEffect | None = None
+
+
+#: Tissue physics, keyed by catalogue region name (plus ``scalp``: the head outside the brain).
+#: MS effects are at the scale of the literature (MS - HC differences of 1-3 1/s, Cohen's d
+#: 0.3-0.8 against a between-subject SD of 8 % of R2*; larger in progressive MS through its
+#: longer duration and higher EDSS; none in pallidum and substantia nigra, as in the 2014 study).
+#: The order fixes the per-subject random draws (:func:`.cohort._biological_offsets`): append
+#: new tissues rather than reordering, or every simulated cohort changes.
+TISSUES: Mapping[str, Tissue] = MappingProxyType(
+    {
+        "pallidum": Tissue(AgeModel(c=20.0, a=21.0, b=0.09), 0.72, 0.86, MSEffect()),
+        "putamen": Tissue(AgeModel(c=17.0, a=13.0, b=0.04), 0.78, 0.72, MSEffect(0.07, 0.28)),
+        "caudate": Tissue(AgeModel(c=17.0, a=8.0, b=0.05), 0.80, 0.68, MSEffect(0.07, 0.28)),
+        "thalamus": Tissue(
+            AgeModel(c=17.0, a=5.0, b=0.1, decline=0.06, decline_after=40.0),
+            0.76,
+            0.78,
+            MSEffect(0.04, 0.15),
+        ),
+        "substantia_nigra": Tissue(AgeModel(c=20.0, a=13.0, b=0.08), 0.72, 0.74, MSEffect()),
+        "red_nucleus": Tissue(AgeModel(c=18.0, a=14.0, b=0.07), 0.72, 0.78, MSEffect(0.05, 0.18)),
+        "dentate_nucleus": Tissue(
+            AgeModel(c=18.0, a=15.0, b=0.06), 0.72, 0.80, MSEffect(0.05, 0.20)
+        ),
+        "cerebral_wm": Tissue(AgeModel(c=18.0, a=3.0, b=0.05), 0.70, 1.0),
+        "cortex": Tissue(AgeModel(c=14.0, a=3.0, b=0.05), 0.82, 0.6),
+        "cerebellum_wm": Tissue(AgeModel(c=17.0, a=3.0, b=0.05), 0.70, 0.95),
+        "cerebellum_cortex": Tissue(AgeModel(c=14.5, a=2.5, b=0.05), 0.82, 0.62),
+        "brainstem": Tissue(AgeModel(c=19.0, a=3.0, b=0.05), 0.72, 0.9),
+        "csf": Tissue(AgeModel(c=3.0, a=0.0, b=0.0), 1.0, 0.15),
+        "scalp": Tissue(AgeModel(c=30.0, a=0.0, b=0.0), 0.6, 0.8),
+    }
+)
+
+#: Catalogue regions simulated with another region's tissue (one R2* draw per subject for both).
+SHARED_TISSUE: Mapping[str, str] = MappingProxyType({"lateral_ventricle": "csf"})
+
+# Order of MS_EFFECTS (and so of the truth JSON's "ms_effects") in ironmap 0.1.0, kept so that
+# a seed's truth JSON stays byte-identical; other tissues with an effect follow in TISSUES order.
+_MS_EFFECTS_ORDER = (
+    "caudate",
+    "putamen",
+    "thalamus",
+    "red_nucleus",
+    "dentate_nucleus",
+    "pallidum",
+    "substantia_nigra",
+)
+
+
+def tissue_of(region: str) -> str:
+    """Key of :data:`TISSUES` that simulates catalogue region ``region``."""
+    return SHARED_TISSUE.get(region, region)
+
+
+def _ms_rank(tissue: str) -> int:
+    return _MS_EFFECTS_ORDER.index(tissue) if tissue in _MS_EFFECTS_ORDER else len(TISSUES)
+
+
+#: Views of :data:`TISSUES`: tissue -> healthy age model, S0, T1w intensity, planted MS effect
+#: (only tissues with one).
+AGE_MODELS: Mapping[str, AgeModel] = MappingProxyType({k: t.age for k, t in TISSUES.items()})
+S0: Mapping[str, float] = MappingProxyType({k: t.s0 for k, t in TISSUES.items()})
+T1W: Mapping[str, float] = MappingProxyType({k: t.t1w for k, t in TISSUES.items()})
+MS_EFFECTS: Mapping[str, MSEffect] = MappingProxyType(
+    {
+        k: TISSUES[k].ms_effect
+        for k in sorted((k for k, t in TISSUES.items() if t.ms_effect is not None), key=_ms_rank)
+    }
+)
+
+#: Label code -> tissue key of :data:`TISSUES` (0 = scalp where inside the head), from the
+#: catalogue's codes.
+CODE_TISSUE: Mapping[int, str] = MappingProxyType(
+    {0: "scalp", **{code: tissue_of(r.name) for r in CATALOG for code in r.codes}}
+)
 
 #: Progressive MS (SPMS, PPMS) multiplies the planted effects by this factor.
 PROGRESSIVE_FACTOR = 1.0
@@ -176,15 +186,16 @@ BIOLOGICAL_SD = float(np.hypot(BIOLOGICAL_SD_SHARED, BIOLOGICAL_SD_TISSUE))
 
 
 def healthy_r2star(tissue: str, age: ArrayLike) -> NDArray[np.float64]:
-    """Normative R2* (1/s) of ``tissue`` at ``age`` (years)."""
-    return AGE_MODELS[tissue](age)
+    """Normative R2* (1/s) of ``tissue`` (or of the tissue of a catalogue region) at ``age``."""
+    return TISSUES[tissue_of(tissue)].age(age)
 
 
 def ms_r2star_change(
     tissue: str, *, disease_duration: float, edss: float, progressive: bool
 ) -> float:
-    """Planted R2* change (1/s) of ``tissue`` in a patient."""
-    effect = MS_EFFECTS.get(tissue, MSEffect())
+    """Planted R2* change (1/s) of ``tissue`` in a patient (0 where none is planted)."""
+    record = TISSUES.get(tissue_of(tissue))
+    effect = record.ms_effect if record is not None and record.ms_effect else MSEffect()
     delta = effect.duration_slope * disease_duration + effect.edss_slope * edss
     return float(delta * (PROGRESSIVE_FACTOR if progressive else 1.0))
 
