@@ -32,6 +32,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ironmap.io.derivatives import ParticipantOutputs, read_tsv
 from ironmap.segmentation.atlas import IRON_RICH
 from ironmap.simulate.bids import write_cohort
 from ironmap.simulate.cohort import draw_site_panel
@@ -103,7 +104,7 @@ def main() -> None:
             label = sub.removeprefix("sub-")
             out_true = Path(tmp) / "true"
             run_one(echo_only, out_true, label, "auto", args.threads)
-            t_true = pd.read_csv(out_true / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
+            t_true = read_tsv(ParticipantOutputs(out_true, sub.removeprefix("sub-")).regions)
             for target, bids in (("first echo", echo_only), ("T1w", with_t1w)):
                 out = Path(tmp) / target.replace(" ", "_")
                 seconds, rss = run_one(bids, out, label, "atlas", args.threads)

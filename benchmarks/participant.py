@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ironmap.io.derivatives import ParticipantOutputs, read_tsv
 from ironmap.simulate.bids import write_cohort
 from ironmap.simulate.cohort import draw_site_panel
 from ironmap.workflows.participant import ParticipantConfig, run_participant
@@ -29,7 +30,7 @@ def make_cohort(root: Path) -> dict:
 def errors(truth: dict, out: Path) -> pd.DataFrame:
     rows = []
     for sub, t in truth.items():
-        table = pd.read_csv(out / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
+        table = read_tsv(ParticipantOutputs(out, sub.removeprefix("sub-")).regions)
         for row in table[table.hemisphere == "both"].itertuples():
             true = t["regions"][row.region]["both"]["r2star_mean"]
             if true:

@@ -313,7 +313,7 @@ def compare_groups(
     seed: int = 0,
     n_bootstrap: int = N_BOOTSTRAP,
 ) -> pd.DataFrame:
-    """One row per region x contrast (CONVENTIONS ``group_comparison.tsv`` plus columns).
+    """One row per region x contrast (docs/conventions.md ``group_comparison.tsv`` plus columns).
 
     Parameters
     ----------

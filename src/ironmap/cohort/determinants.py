@@ -8,8 +8,9 @@ pooled in. Outcomes:
   lesions), from participants whose lesion mask has at least ``MIN_LESION_VOXELS`` voxels;
 - ``lesions_nawm``: lesion minus the same participant's NAWM R2* (1/s), same covariates.
 
-Sex is a covariate of every model. Predictors, as CONVENTIONS names them, with the scale their
-``beta`` refers to (``transform`` column): ``disease_duration`` (years), ``edss`` (points),
+Sex is a covariate of every model. Predictors, as docs/conventions.md names them, with the
+scale their ``beta`` refers to (``transform`` column): ``disease_duration`` (years),
+``edss`` (points),
 ``lesion_volume_ml`` as ``log(1 + mL)`` (lesion volumes are right-skewed), ``nbv`` (fraction
 of ICV) and ``cortical_gm_ml`` as percent of ICV (head-size normalised). A predictor missing
 for everyone is left out with a warning; a participant missing any other predictor is left out
@@ -266,7 +267,7 @@ def _region(region: str, sub: pd.DataFrame, seed: int, thin: list[str]) -> list[
 
 
 def determinants(data: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """CONVENTIONS ``determinants.tsv`` rows (plus columns) from MS participants.
+    """docs/conventions.md ``determinants.tsv`` rows (plus columns) from MS participants.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Cohort tables: ``participants.tsv`` validated and joined with the participant-stage outputs.
 
 ``group/regions.tsv`` stacks every participant's ``_regions.tsv``; ``group/subjects.tsv`` joins
-``participants.tsv`` with the ``_volumes.tsv`` files (CONVENTIONS columns). Both keep one
+``participants.tsv`` with the ``_volumes.tsv`` files (docs/conventions.md columns). Both keep one
 session per participant, the baseline (:func:`baseline_sessions`), and ``subjects.tsv`` only
 the participants with participant-stage outputs (:func:`missing_outputs` names the others).
 """
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, IronmapWarning
+from ..io.derivatives import find_participant_tables, read_tsv
 from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
@@ -57,7 +58,7 @@ _MISSING = ("", "n/a")
 
 
 def read_participants(path: str | Path) -> pd.DataFrame:
-    """Read and validate ``participants.tsv`` (CONVENTIONS columns; ``n/a`` is missing).
+    """Read and validate ``participants.tsv`` (docs/conventions.md columns; ``n/a`` is missing).
 
     ``sex`` is normalised to ``"M"``, ``"F"``, ``"O"`` or NaN (BIDS ``M/male``, ``F/female``,
     ``O/other`` in any case; ``n/a`` or empty is missing).
@@ -73,7 +74,7 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: No such file; the group stage needs participants.tsv")
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
+    table = read_tsv(path, dtype=str)
     missing = [c for c in PARTICIPANT_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(
@@ -159,10 +160,7 @@ def _check_ranges(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
 
 
 def _stack(paths: list[Path]) -> pd.DataFrame:
-    frames = [
-        pd.read_csv(p, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"session": str})
-        for p in paths
-    ]
+    frames = [read_tsv(p, dtype={"session": str}) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -289,7 +287,7 @@ def collect_regions(output_dir: str | Path, *, bids_dir: str | Path | None = Non
     session (:func:`baseline_sessions`; ``bids_dir`` gives the ``acq_time``), with a warning;
     every session stays in the per-participant files.
     """
-    paths = sorted(Path(output_dir).glob("sub-*/**/sub-*_regions.tsv"))
+    paths = find_participant_tables(output_dir, "regions")
     if not paths:
         raise InputError(
             f"{output_dir}: no sub-*_regions.tsv; run the participant stage first "
@@ -305,14 +303,14 @@ def subjects_table(
     bids_dir: str | Path | None = None,
     regions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """``group/subjects.tsv``: participants joined with their volumes (CONVENTIONS columns).
+    """``group/subjects.tsv``: participants joined with their volumes (docs/conventions.md).
 
     Keeps the participants with a ``_volumes.tsv`` or, when ``regions`` (the output of
     :func:`collect_regions`) is given, exactly those present in ``regions``, in the order of
     ``participants``. Volumes are those of the baseline session (:func:`baseline_sessions`),
     with its warning unless ``regions`` is given (:func:`collect_regions` warned already).
     """
-    volumes = _stack(sorted(Path(output_dir).glob("sub-*/**/sub-*_volumes.tsv")))
+    volumes = _stack(find_participant_tables(output_dir, "volumes"))
     if volumes.empty:
         volumes = pd.DataFrame(columns=["participant_id"])
     volumes, note = _baseline(volumes, bids_dir)

@@ -1,6 +1,17 @@
-"""Input and output: multi-echo GRE images, echo times, and maps with JSON sidecars."""
+"""Input and output: multi-echo GRE images, echo times, maps with JSON sidecars, and the
+layout of ironmap's derivatives (:mod:`.derivatives`)."""
 
 from .bids import SessionInputs, find_inputs, parse_entities
+from .derivatives import (
+    DATASET_DESCRIPTION,
+    GROUP_DIR,
+    REPORT,
+    ParticipantOutputs,
+    find_participant_tables,
+    group_path,
+    read_tsv,
+    write_tsv,
+)
 from .echoes import (
     MultiEchoImage,
     load_bids_echoes,
@@ -19,22 +30,28 @@ from .maps import (
     write_decay_maps,
     write_json,
     write_nifti,
-    write_tsv,
 )
 
 __all__ = [
+    "DATASET_DESCRIPTION",
+    "GROUP_DIR",
+    "REPORT",
     "MultiEchoImage",
+    "ParticipantOutputs",
     "SessionInputs",
     "atomic_write_bytes",
     "check_writable",
     "decay_map_paths",
     "find_inputs",
+    "find_participant_tables",
+    "group_path",
     "load_bids_echoes",
     "load_image",
     "load_multiecho",
     "load_volume",
     "parse_entities",
     "read_sidecar",
+    "read_tsv",
     "save_nifti",
     "sidecar_path",
     "validate_echo_times",

@@ -1,7 +1,7 @@
 """Finding a participant's inputs in a BIDS dataset and its derivatives.
 
 A small entity parser rather than pybids: it reads directory listings only, so discovery stays
-fast on cohorts of thousands. Layout (CONVENTIONS):
+fast on cohorts of thousands. Layout (docs/conventions.md):
 
 - ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_echo-<n>[_part-mag]_MEGRE.nii[.gz]``
 - derivatives (``BIDS_DIR/derivatives/*`` or ``--derivatives``):
@@ -175,7 +175,10 @@ def find_inputs(
                 and parse_entities(p.name)[0].get("part", "mag") == "mag"
             )
             if not echoes:
-                raise InputError(f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name}")
+                raise InputError(
+                    f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name} "
+                    "(names in docs/conventions.md)"
+                )
             echoes = _one_acquisition(echoes, name)
             phases = tuple(
                 sorted(

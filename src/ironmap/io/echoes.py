@@ -51,6 +51,9 @@ class MultiEchoImage:
         Echo times in seconds, increasing.
     sources : tuple of pathlib.Path
         The files read.
+    field_strength_t : float or None
+        ``MagneticFieldStrength`` (T) from the first echo's sidecar; None when absent or not a
+        number (and always for ``ironmap fit MAG --te``).
     """
 
     data: NDArray[np.float32]
@@ -58,6 +61,7 @@ class MultiEchoImage:
     header: nib.Nifti1Header
     echo_times_s: NDArray[np.float64]
     sources: tuple[Path, ...]
+    field_strength_t: float | None = None
 
 
 def load_image(path: str | Path) -> nib.Nifti1Image:
@@ -212,7 +216,17 @@ def read_sidecar(path: str | Path) -> tuple[dict, list[Path]]:
     return merged, found
 
 
-def _echo_time_from_sidecar(path: Path) -> float:
+def _field_strength(meta: dict) -> float | None:
+    """``MagneticFieldStrength`` in tesla, None when absent or not a number."""
+    try:
+        value = float(meta["MagneticFieldStrength"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _echo_time_from_sidecar(path: Path) -> tuple[float, dict]:
+    """``(EchoTime in s, the merged sidecar metadata)`` of one echo file."""
     side = sidecar_path(path)
     meta, files = read_sidecar(path)
     if not files:
@@ -232,7 +246,7 @@ def _echo_time_from_sidecar(path: Path) -> float:
             value = meta["EchoTime"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{side}: EchoTime must be a number in seconds, got {value!r}")
-    return float(value)
+    return float(value), meta
 
 
 def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> MultiEchoImage:
@@ -254,7 +268,7 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
         if part == "phase" and "_part-phase" not in f.name:
             raise InputError(f"{f}: not a part-phase image")
     images = [load_image(f) for f in files]
-    tes = [_echo_time_from_sidecar(f) for f in files]
+    tes, metas = zip(*(_echo_time_from_sidecar(f) for f in files), strict=True)
     first = images[0]
     volumes = []
     for f, img in zip(files, images, strict=True):
@@ -289,6 +303,7 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
         header=first.header.copy(),
         echo_times_s=te,
         sources=tuple(files[i] for i in order),
+        field_strength_t=_field_strength(metas[order[0]]),
     )
 
 

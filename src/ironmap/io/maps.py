@@ -18,7 +18,6 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
 from .. import __version__
@@ -74,16 +73,6 @@ def write_json(path: str | Path, content: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(content, indent=2, allow_nan=False) + "\n").encode())
 
 
-def write_tsv(path: str | Path, table: pd.DataFrame) -> None:
-    """Write a table as BIDS TSV atomically: ``n/a`` for missing, 8 significant digits.
-
-    8 digits keep 1 µL at 1,000 mL and 1e-6 1/s at 10 1/s, without float noise such as
-    ``1198.9679999999998``.
-    """
-    text = table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.8g")
-    atomic_write_bytes(path, text.encode())
-
-
 def save_nifti(img: nib.Nifti1Image, path: str | Path) -> None:
     """Save ``img`` atomically; ``.nii.gz`` output is byte-reproducible."""
     path = Path(path)
@@ -134,7 +123,7 @@ def write_nifti(
     return path
 
 
-#: Suffixes of the maps :func:`write_decay_maps` writes (CONVENTIONS names).
+#: Suffixes of the maps :func:`write_decay_maps` writes (docs/conventions.md names).
 DECAY_MAPS = ("R2starmap", "T2starmap", "S0map", "desc-sd_R2starmap", "desc-failed_mask")
 
 
@@ -155,7 +144,7 @@ def write_decay_maps(
     header: nib.Nifti1Header | None = None,
     extra_sidecar: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write the maps of a :class:`~ironmap.fitting.DecayFit` under ``prefix`` (CONVENTIONS).
+    """Write the maps of a :class:`~ironmap.fitting.DecayFit` under ``prefix``.
 
     Writes ``PREFIX_R2starmap.nii.gz`` (1/s), ``PREFIX_T2starmap.nii.gz`` (s),
     ``PREFIX_S0map.nii.gz``, ``PREFIX_desc-sd_R2starmap.nii.gz`` (1/s) and

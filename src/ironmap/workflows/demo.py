@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io.derivatives import GROUP_DIR, ParticipantOutputs, read_tsv
 from .group import GroupConfig, run_group
 from .participant import ParticipantConfig, run_participant, summary
 from .simulate import QUICK_COHORT, SimulateConfig, run_simulate, truth_path
@@ -25,10 +26,10 @@ def _recovery(truth: dict, derivatives: Path) -> pd.DataFrame:
     """Median over participants of |measured / true - 1| of regional median R2*, in %."""
     rows = []
     for sub, t in truth["subjects"].items():
-        path = derivatives / sub / "anat" / f"{sub}_regions.tsv"
+        path = ParticipantOutputs(derivatives, sub.removeprefix("sub-")).regions
         if not path.exists():
             continue
-        table = pd.read_csv(path, sep="\t")
+        table = read_tsv(path)
         for row in table[table.hemisphere == "both"].itertuples():
             true = t["regions"].get(row.region, {}).get("both", {}).get("r2star_mean")
             if true:
@@ -75,6 +76,6 @@ def run_demo(
     ms_hc = group.comparison[group.comparison.contrast == "MS-HC"].set_index("region")
     print("MS - HC, age/sex/site-adjusted R2* difference (1/s):")
     print(ms_hc[["estimate", "ci_low", "ci_high", "p_fdr"]].round(3).to_string())
-    print(f"group tables: {derivatives / 'group'}; ground truth: {truth_file}")
+    print(f"group tables: {derivatives / GROUP_DIR}; ground truth: {truth_file}")
     print(f"report: {group.report}")
     return sum(r.status == "failed" for r in results)

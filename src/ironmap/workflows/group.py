@@ -2,7 +2,8 @@
 
 Reads ``participants.tsv`` and the participant-stage tables, runs
 :func:`ironmap.cohort.analysis.analyse_cohort`, and writes ``OUTPUT_DIR/group/``
-(:data:`GROUP_TABLES`) and ``OUTPUT_DIR/report.html``. No statistics live here.
+(:data:`ironmap.io.derivatives.GROUP_TABLES`) and ``OUTPUT_DIR/report.html``.
+No statistics live here.
 """
 
 from __future__ import annotations
@@ -24,22 +25,11 @@ from ..cohort.analysis import (
 from ..cohort.tables import missing_outputs
 from ..errors import InputError
 from ..io import write_json, write_tsv
+from ..io.derivatives import GROUP_TABLES, HARMONIZATION_JSON, REPORT, group_path
 
-__all__ = ["GROUP_TABLES", "GroupConfig", "GroupResult", "run_group"]
+__all__ = ["GroupConfig", "GroupResult", "run_group"]
 
 log = logging.getLogger("ironmap")
-
-#: File name in ``OUTPUT_DIR/group/`` -> attribute of :class:`GroupResult`.
-GROUP_TABLES = {
-    "regions.tsv": "regions",
-    "subjects.tsv": "subjects",
-    "participant_flow.tsv": "flow",
-    "age_model.tsv": "age_model",
-    "harmonization.tsv": "harmonization",
-    "group_comparison.tsv": "comparison",
-    "group_comparison_mixed.tsv": "comparison_mixed",
-    "determinants.tsv": "determinants",
-}
 
 
 @dataclass(frozen=True)
@@ -108,11 +98,11 @@ def run_group(config: GroupConfig) -> GroupResult:
         analysis=analysis,
         report=None,
     )
-    for name, attribute in GROUP_TABLES.items():
-        write_tsv(out / "group" / name, getattr(result, attribute))
-    write_json(out / "group" / "harmonization.json", harmonization_description(analysis.normative))
+    for attribute, name in GROUP_TABLES.items():
+        write_tsv(group_path(out, name), getattr(result, attribute))
+    write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(analysis.normative))
     if config.report:
         from ..report.html import write_report
 
-        result.report = write_report(out / "report.html", result)
+        result.report = write_report(out / REPORT, result)
     return result
