@@ -203,3 +203,96 @@ def test_fit_real_crop_prints_one_warning_line(tmp_path, capsys):
     r2 = nib.load(tmp_path / "crop_R2starmap.nii.gz").get_fdata()
     assert np.isfinite(r2).mean() > 0.95
     assert 10.0 < np.nanmedian(r2) < 60.0
+
+
+# -- options come from the library: one default, one list of choices, one validation ------------
+
+
+def _option(parser, command: str, dest: str):
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return next(a for a in sub._actions if a.dest == dest)
+
+
+def test_defaults_and_choices_come_from_the_library():
+    import dataclasses
+
+    from ironmap.cli import build_parser
+    from ironmap.defaults import B0_CORRECTIONS, MIN_FRACTION
+    from ironmap.fitting import METHODS
+    from ironmap.iron import CALIBRATIONS
+    from ironmap.segmentation.strategies import SEGMENTATIONS
+    from ironmap.workflows.fit import FitConfig
+    from ironmap.workflows.participant import ParticipantConfig
+    from ironmap.workflows.simulate import ANATOMIES, SimulateConfig
+
+    parser = build_parser()
+    for command, config in (
+        ("fit", FitConfig),
+        ("run", ParticipantConfig),
+        ("simulate", SimulateConfig),
+    ):
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
+        sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+        shared = [a for a in sub._actions if a.option_strings and a.dest in defaults]
+        shared = [a for a in shared if a.dest != "force"]
+        assert len(shared) >= 3
+        for action in shared:
+            assert action.default == defaults[action.dest], (command, action.dest)
+    assert _option(parser, "run", "min_fraction").default == MIN_FRACTION
+    assert tuple(_option(parser, "run", "fit_method").choices) == METHODS
+    assert tuple(_option(parser, "fit", "fit_method").choices) == METHODS
+    assert tuple(_option(parser, "run", "segmentation").choices) == SEGMENTATIONS
+    assert tuple(_option(parser, "run", "iron_calibration").choices) == tuple(CALIBRATIONS)
+    assert tuple(_option(parser, "run", "b0_correction").choices) == B0_CORRECTIONS
+    assert tuple(_option(parser, "simulate", "anatomy").choices) == ANATOMIES
+    assert _option(parser, "fit", "fit_method").option_strings == ["--fit-method", "--method"]
+
+
+def test_a_registered_fit_method_is_a_command_line_choice(monkeypatch):
+    from ironmap.cli import build_parser
+    from ironmap.fitting import registry
+
+    toy = registry.Solver(
+        name="toy",
+        function=registry.SOLVERS["loglin"].function,
+        description="log-linear under another name",
+        noise_model="gaussian",
+    )
+    monkeypatch.setitem(registry.SOLVERS, "toy", toy)
+    assert _option(build_parser(), "run", "fit_method").choices[-1] == "toy"
+    assert _option(build_parser(), "fit", "fit_method").choices[-1] == "toy"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("ParticipantConfig(b, o, fit_method='lm')", "unknown fit method 'lm'; choose one of"),
+        ("ParticipantConfig(b, o, min_fraction=0)", "--min-fraction must be in (0, 1], got 0"),
+        ("ParticipantConfig(b, o, erode_mm=-1)", "--erode-mm must be >= 0, got -1"),
+        ("ParticipantConfig(b, o, segmentation='x')", "--segmentation must be one of auto,"),
+        ("ParticipantConfig(b, o, iron_calibration='y')", "--iron-calibration must be one of"),
+        ("ParticipantConfig(b, o, b0_correction='on')", "--b0-correction must be one of auto"),
+        ("ParticipantConfig(b, o, n_jobs=0)", "--n-jobs must be >= 1, got 0"),
+        ("FitConfig(o, fit_method='x')", "unknown fit method 'x'"),
+        ("FitConfig(o, te_unit='us')", "--te-unit must be s or ms"),
+        ("SimulateConfig(o, anatomy='mouse')", "--anatomy must be one of phantom, atlas"),
+        ("SimulateConfig(o, n_hc=0, n_ms=0)", "need at least one participant"),
+    ],
+)
+def test_configs_validate_on_construction(tmp_path, make, message):
+    from ironmap.errors import InputError
+    from ironmap.workflows.fit import FitConfig
+    from ironmap.workflows.participant import ParticipantConfig
+    from ironmap.workflows.simulate import SimulateConfig
+
+    names = {
+        "ParticipantConfig": ParticipantConfig,
+        "FitConfig": FitConfig,
+        "SimulateConfig": SimulateConfig,
+        "b": tmp_path,
+        "o": tmp_path / "out",
+    }
+    with pytest.raises(InputError) as info:
+        eval(make, names)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

@@ -3,6 +3,7 @@ one-line error for each bad input while the other participants finish."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -12,6 +13,8 @@ import pandas as pd
 import pytest
 
 from ironmap.cli import main
+from ironmap.errors import IronmapWarning
+from ironmap.io import load_volume
 from ironmap.regions import DEEP_GM
 
 TE = (0.005, 0.010, 0.015, 0.020)
@@ -300,3 +303,41 @@ def test_qmri_megre_layout(tmp_path, capsys):
     r2 = nib.load(tmp_path / "out/sub-01/anat/sub-01_R2starmap.nii.gz").get_fdata()
     assert np.nanmedian(r2[head]) == pytest.approx(25.0, rel=0.02)
     assert np.isnan(r2[~head]).mean() > 0.95  # background outside the magnitude-based mask
+
+
+def test_segmentation_none_writes_maps_only(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    code, captured = _run(root, capsys, "--segmentation", "none", "--participant-label", "01")
+    assert code == 0
+    assert "no segmentation" not in captured.err  # asked for: no warning
+    anat = tmp_path / "out/sub-01/anat"
+    assert not (anat / "sub-01_regions.tsv").exists()
+    r2, _ = load_volume(anat / "sub-01_R2starmap.nii.gz")
+    # acquisition voxels (2 mm) wholly inside the left putamen (1 mm labels [10:16, 10:20, 6:12])
+    assert np.nanmedian(r2[5:8, 5:10, 3:6]) == pytest.approx(40.0, rel=0.02)
+    provenance = json.loads((anat / "sub-01_provenance.json").read_text())
+    assert provenance["options"]["segmentation"] == "none"
+    assert not any("dseg" in path for path in provenance["inputs"])
+
+
+def test_choose_strategy_follows_the_option_and_the_inputs(tmp_path):
+    from ironmap.io import find_inputs
+    from ironmap.segmentation.strategies import (
+        AtlasStrategy,
+        NoSegmentation,
+        UserDseg,
+        choose_strategy,
+    )
+
+    root = _dataset(tmp_path)
+    inputs = find_inputs(root)[0]
+    assert isinstance(choose_strategy(inputs, segmentation="auto"), UserDseg)
+    assert isinstance(choose_strategy(inputs, segmentation="atlas"), AtlasStrategy)
+    assert isinstance(choose_strategy(inputs, segmentation="none"), NoSegmentation)
+    assert choose_strategy(inputs, segmentation="auto").input_files() == [
+        inputs.dseg,
+        inputs.dseg_tsv,
+    ]
+    bare = dataclasses.replace(inputs, dseg=None, dseg_tsv=None)
+    with pytest.warns(IronmapWarning, match="no segmentation"):
+        assert isinstance(choose_strategy(bare, segmentation="auto"), NoSegmentation)

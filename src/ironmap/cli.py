@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .defaults import MIN_FRACTION
 from .errors import IronmapError
 
 __all__ = ["main"]
-
-FIT_METHODS = ("auto", "loglin", "wls", "nlls", "arlo")
 
 _DESCRIPTION = """\
 ironmap: R2* (1/T2*) mapping of brain iron from multi-echo gradient-echo MRI, for
@@ -40,20 +40,61 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true", help="recompute and overwrite outputs")
-    parser.add_argument(
-        "--fit-method",
-        "--method",
-        dest="method",
-        choices=FIT_METHODS,
-        default="auto",
-        help="R2* estimator (default: auto, noise-floor aware; see docs/fitting.md)",
-    )
+def _default(owner: Any, name: str) -> Any:
+    """The library's default of option ``name``: a dataclass field or a keyword argument."""
+    if dataclasses.is_dataclass(owner):
+        return {f.name: f.default for f in dataclasses.fields(owner)}[name]
+    return inspect.signature(owner).parameters[name].default
+
+
+def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
+    """Every option shared by several commands, defined once: dest -> (flags, argparse spec).
+
+    Choices come from the library (imported here, when the parser is built).
+    """
+    from .defaults import B0_CORRECTIONS
+    from .fitting import public_methods
+
+    return {
+        "force": (
+            ("--force",),
+            {"action": "store_true", "help": "recompute and overwrite outputs"},
+        ),
+        "n_jobs": (("--n-jobs",), {"type": int, "metavar": "N", "help": "parallel workers"}),
+        "fit_method": (
+            ("--fit-method", "--method"),
+            {
+                "choices": public_methods(),
+                "help": "R2* estimator (auto: noise-floor aware; docs/fitting.md)",
+            },
+        ),
+        "b0_correction": (
+            ("--b0-correction",),
+            {
+                "choices": B0_CORRECTIONS,
+                "help": "correct R2* for macroscopic field gradients when phase echoes exist "
+                "(--phase, or part-phase siblings of the magnitudes; docs/fitting.md)",
+            },
+        ),
+    }
+
+
+def _add(parser: argparse.ArgumentParser, dest: str, owner: Any = None, **override: Any) -> None:
+    """Add shared option ``dest`` with its default taken from ``owner`` (config or function)."""
+    flags, spec = _options()[dest]
+    spec = {**spec, **override}
+    if owner is not None and spec.get("action") != "store_true":
+        spec["default"] = _default(owner, dest)
+        spec["help"] += f" (default: {spec['default']})"
+    parser.add_argument(*flags, dest=dest, **spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests)."""
+    """The argument parser (exposed for documentation and tests).
+
+    Choices and defaults come from the library's configs (:class:`~.workflows.fit.FitConfig`,
+    :class:`~.workflows.participant.ParticipantConfig`, ...), which also validate the values.
+    """
     parser = argparse.ArgumentParser(
         prog="ironmap",
         description=_DESCRIPTION,
@@ -67,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="report progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_fit_parser, _run_parser, _simulate_parser, _demo_parser):
+        add(sub, verbose)
+    return parser
+
+
+def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
+    """The options of ``ironmap fit``."""
+    from .workflows.fit import FitConfig
 
     fit = sub.add_parser(
         "fit",
@@ -83,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         type=Path,
         metavar="MAG",
-        help="4D magnitude NIfTI, echoes on the 4th axis",
+        help="4D magnitude NIfTI, echoes on axis 4",
     )
     fit.add_argument(
         "--te",
@@ -93,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="echo times, one per volume of MAG (seconds unless --te-unit ms)",
     )
     fit.add_argument(
-        "--te-unit", choices=("s", "ms"), default="s", help="unit of --te (default: s)"
+        "--te-unit",
+        choices=("s", "ms"),
+        default=_default(FitConfig, "te_unit"),
+        help="unit of --te (default: s)",
     )
     fit.add_argument(
         "--bids-echoes",
@@ -103,12 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-echo BIDS MEGRE files; echo times come from their JSON sidecars",
     )
     fit.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        type=Path,
-        metavar="PREFIX",
-        help="output prefix, e.g. out/sub-01",
+        "-o", "--output", required=True, type=Path, metavar="PREFIX", help="e.g. out/sub-01"
     )
     fit.add_argument("--mask", type=Path, help="fit only inside this mask (same grid as MAG)")
     fit.add_argument(
@@ -122,14 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PHASE",
         help="4D phase image (radians) matching MAG, for the field-gradient correction",
     )
-    fit.add_argument(
-        "--b0-correction",
-        choices=("auto", "off"),
-        default="auto",
-        help="correct for macroscopic field gradients when phase is available (--phase, or "
-        "part-phase siblings of --bids-echoes); default auto",
-    )
-    _common(fit)
+    _add(fit, "b0_correction", FitConfig)
+    _add(fit, "fit_method", FitConfig)
+    _add(fit, "force")
+
+
+def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
+    """The options of ``ironmap run`` (participant and group stages)."""
+    from .defaults import MIN_FRACTION
+    from .iron import CALIBRATIONS
+    from .segmentation.strategies import SEGMENTATIONS
+    from .workflows.participant import ParticipantConfig
 
     run = sub.add_parser(
         "run",
@@ -151,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--derivatives",
         nargs="+",
         type=Path,
+        default=_default(ParticipantConfig, "derivatives"),
         metavar="DIR",
         help="derivatives datasets holding segmentations and lesion masks",
     )
-    run.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
+    _add(run, "n_jobs", ParticipantConfig)
     run.add_argument(
         "--scheduler-address",
         metavar="ADDR",
@@ -168,40 +219,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--min-fraction",
         type=float,
-        default=MIN_FRACTION,
+        default=_default(ParticipantConfig, "min_fraction"),
         metavar="F",
         help="a voxel counts for a structure when at least this fraction of it lies "
         f"inside (default: {MIN_FRACTION}, see docs/regions.md)",
     )
-    run.add_argument(
-        "--b0-correction",
-        choices=("off", "auto"),
-        default="auto",
-        help="correct R2* for macroscopic field gradients using the part-phase echoes "
-        "(auto: when phase images exist; see docs/fitting.md)",
-    )
+    _add(run, "b0_correction", ParticipantConfig)
     run.add_argument(
         "--segmentation",
-        choices=("auto", "atlas"),
-        default="auto",
-        help="auto: use the dseg when present; atlas: register the bundled atlas to the T1w "
-        "(else the first echo) and refine iron-rich nuclei on R2*, writing "
-        "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md)",
+        choices=SEGMENTATIONS,
+        default=_default(ParticipantConfig, "segmentation"),
+        help="auto: use the dseg when present (else maps only); atlas: register the bundled "
+        "atlas to the T1w (else the first echo) and refine iron-rich nuclei on R2*, writing "
+        "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md); none: maps only",
     )
     run.add_argument(
         "--iron-calibration",
-        choices=("langkammer2010",),
+        choices=tuple(CALIBRATIONS),
         help="add iron (mg/kg wet tissue) columns to regions.tsv from a published R2* "
         "calibration (langkammer2010: 3 T only; see docs/regions.md)",
     )
     run.add_argument(
         "--erode-mm",
         type=float,
-        default=0.0,
+        default=_default(ParticipantConfig, "erode_mm"),
         metavar="MM",
         help="erode each structure by this radius before its statistics (default: 0)",
     )
-    _common(run)
+    _add(run, "fit_method", ParticipantConfig)
+    _add(run, "force")
+
+
+def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
+    """The options of ``ironmap simulate``."""
+    from .workflows.simulate import ANATOMIES, SimulateConfig
 
     sim = sub.add_parser(
         "simulate",
@@ -210,29 +261,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a synthetic multicentre BIDS cohort and OUT_BIDS/../<name>_truth.json.",
     )
     sim.add_argument("out_bids", type=Path, metavar="OUT_BIDS")
-    sim.add_argument("--n-hc", type=int, default=81, help="healthy controls (default: 81)")
-    sim.add_argument("--n-ms", type=int, default=97, help="MS patients (default: 97)")
-    sim.add_argument("--seed", type=int, default=2014, help="random seed (default: 2014)")
+    for flag, what in (("--n-hc", "healthy controls"), ("--n-ms", "MS patients")):
+        dest = flag[2:].replace("-", "_")
+        default = _default(SimulateConfig, dest)
+        sim.add_argument(flag, type=int, default=default, help=f"{what} (default: {default})")
+    sim.add_argument(
+        "--seed",
+        type=int,
+        default=_default(SimulateConfig, "seed"),
+        help=f"random seed (default: {_default(SimulateConfig, 'seed')})",
+    )
     sim.add_argument(
         "--quick", action="store_true", help="a 20-subject cohort (10 HC, 10 MS) for a quick look"
     )
-    sim.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default: 1)")
-    sim.add_argument("--force", action="store_true", help="overwrite an existing OUT_BIDS")
+    _add(sim, "n_jobs", SimulateConfig)
+    _add(sim, "force", help="overwrite an existing OUT_BIDS")
     sim.add_argument(
         "--phase",
+        dest="with_phase",
         action="store_true",
         help="add a frontal-sinus B0 field and write part-phase echoes",
     )
     sim.add_argument(
         "--anatomy",
-        choices=("phantom", "atlas"),
-        default="phantom",
+        choices=ANATOMIES,
+        default=_default(SimulateConfig, "anatomy"),
         help="phantom: ellipsoid head phantom; atlas: the bundled atlas randomly deformed per "
         "subject (needs ironmap[atlas]; for testing --segmentation atlas)",
     )
     sim.add_argument(
-        "--t1w", action="store_true", help="add a 1 mm T1-weighted image (sub-<label>_T1w)"
+        "--t1w",
+        dest="with_t1w",
+        action="store_true",
+        help="add a 1 mm T1-weighted image (sub-<label>_T1w)",
     )
+
+
+def _demo_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
+    """The options of ``ironmap demo``."""
+    from .workflows.demo import run_demo
 
     demo = sub.add_parser(
         "demo",
@@ -242,27 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
     demo.add_argument("--quick", action="store_true", help="20 participants instead of 178")
-    demo.add_argument("--n-jobs", type=int, default=2, help="parallel workers (default: 2)")
-    demo.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT_DIR")
-    return parser
+    _add(demo, "n_jobs", run_demo)
+    _add(demo, "force", help="overwrite an existing OUTPUT_DIR")
+
+
+def _config(cls: type, args: argparse.Namespace, **values: Any) -> Any:
+    """``cls(**values)`` plus every argument whose name is a field of ``cls``."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    return cls(**{**given, **values})
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .workflows.fit import FitConfig, run_fit
 
     written = run_fit(
-        FitConfig(
+        _config(
+            FitConfig,
+            args,
             output_prefix=args.output,
-            magnitude=args.magnitude,
             echo_times=tuple(args.te) if args.te else None,
-            te_unit=args.te_unit,
             bids_echoes=tuple(args.bids_echoes) if args.bids_echoes else None,
-            method=args.method,
-            mask=args.mask,
-            sigma=args.sigma,
-            force=args.force,
-            phase=args.phase,
-            b0_correction=args.b0_correction,
         )
     )
     print(f"wrote {len(written)} maps: {written[0].parent}/{args.output.name}_*.nii.gz")
@@ -271,29 +338,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.analysis_level == "group":
+        from .io.derivatives import GROUP_DIR
         from .workflows.group import GroupConfig, run_group
 
         result = run_group(GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir))
-        print(f"group tables: {args.output_dir / 'group'}; report: {result.report}")
+        print(f"group tables: {args.output_dir / GROUP_DIR}; report: {result.report}")
         return 0
     from .workflows.participant import ParticipantConfig, run_participant, summary, summary_table
 
     results = run_participant(
-        ParticipantConfig(
-            bids_dir=args.bids_dir,
-            output_dir=args.output_dir,
+        _config(
+            ParticipantConfig,
+            args,
             participant_labels=tuple(args.participant_label or ()),
             derivatives=tuple(args.derivatives or ()),
-            method=args.method,
-            min_fraction=args.min_fraction,
-            erode_mm=args.erode_mm,
-            b0_correction=args.b0_correction,
-            iron_calibration=args.iron_calibration,
-            segmentation=args.segmentation,
-            n_jobs=args.n_jobs,
-            scheduler_address=args.scheduler_address,
-            scheduler_file=args.scheduler_file,
-            force=args.force,
         )
     )
     for result in results:
@@ -311,19 +369,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .workflows.simulate import QUICK_COHORT, SimulateConfig, run_simulate
 
     n_hc, n_ms = QUICK_COHORT if args.quick else (args.n_hc, args.n_ms)
-    truth = run_simulate(
-        SimulateConfig(
-            out_bids=args.out_bids,
-            n_hc=n_hc,
-            n_ms=n_ms,
-            seed=args.seed,
-            n_jobs=args.n_jobs,
-            force=args.force,
-            with_phase=args.phase,
-            anatomy=args.anatomy,
-            with_t1w=args.t1w,
-        )
-    )
+    truth = run_simulate(_config(SimulateConfig, args, n_hc=n_hc, n_ms=n_ms))
     print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")
     return 0
 

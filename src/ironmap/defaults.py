@@ -5,8 +5,12 @@ Kept free of heavy imports so that ``ironmap --help`` stays fast.
 
 from __future__ import annotations
 
-__all__ = ["MIN_FRACTION"]
+__all__ = ["B0_CORRECTIONS", "MIN_FRACTION"]
 
 #: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
 #: lies inside (``--min-fraction``; measured per site in docs/regions.md).
 MIN_FRACTION = 0.9
+
+#: ``--b0-correction`` choices: ``auto`` corrects R2* for macroscopic field gradients when phase
+#: echoes exist (docs/fitting.md); ``off`` never does.
+B0_CORRECTIONS = ("auto", "off")

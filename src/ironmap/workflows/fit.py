@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import B0_CORRECTIONS
 from ..errors import InputError
-from ..fitting import DecayModel
+from ..fitting import DecayModel, get_solver
 from ..fitting.gradients import gradient_correction
 from ..io import (
     MultiEchoImage,
@@ -33,6 +34,8 @@ class FitConfig:
 
     Give either ``magnitude`` with ``echo_times`` (in ``te_unit``) or ``bids_echoes``.
     ``sigma`` is the noise SD per channel in magnitude units (estimated when None).
+    ``fit_method`` is one of :data:`ironmap.fitting.METHODS`, ``b0_correction`` one of
+    :data:`ironmap.defaults.B0_CORRECTIONS`. Validated on construction (one-line InputError).
     """
 
     output_prefix: Path
@@ -40,12 +43,22 @@ class FitConfig:
     echo_times: tuple[float, ...] | None = None
     te_unit: str = "s"
     bids_echoes: tuple[Path, ...] | None = None
-    method: str = "auto"
+    fit_method: str = "auto"
     mask: Path | None = None
     sigma: float | None = None
     force: bool = False
     phase: Path | None = None
     b0_correction: str = "auto"
+
+    def __post_init__(self) -> None:
+        get_solver(self.fit_method)
+        if self.b0_correction not in B0_CORRECTIONS:
+            raise InputError(
+                f"--b0-correction must be one of {', '.join(B0_CORRECTIONS)}, "
+                f"got {self.b0_correction!r}"
+            )
+        if self.te_unit not in ("s", "ms"):
+            raise InputError(f"--te-unit must be s or ms, got {self.te_unit!r}")
 
 
 def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
@@ -54,8 +67,6 @@ def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
     ``auto``: ``--phase PHASE`` (4D, radians) when given; with ``--bids-echoes``, the
     ``part-phase`` siblings of the ``part-mag`` files when all exist.
     """
-    if config.b0_correction not in ("auto", "off"):
-        raise InputError(f"--b0-correction must be auto or off, got {config.b0_correction!r}")
     if config.b0_correction == "off":
         return None
     if config.phase is not None:
@@ -120,7 +131,7 @@ def run_fit(config: FitConfig) -> list[Path]:
         ", ".join(f"{t * 1e3:.3g}" for t in image.echo_times_s),
     )
     mask = _load_mask(config.mask, image) if config.mask is not None else None
-    model = DecayModel(image.echo_times_s, method=config.method, sigma=config.sigma)
+    model = DecayModel(image.echo_times_s, method=config.fit_method, sigma=config.sigma)
     phase = _phase(config, image)
     factor = None
     if phase is not None:

@@ -18,7 +18,10 @@ from ..simulate.bids import json_safe, write_dataset_files, write_subject
 from ..simulate.cohort import SITES, Subject
 from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
 
-__all__ = ["QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
+__all__ = ["ANATOMIES", "QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
+
+#: ``--anatomy`` choices: the ellipsoid head phantom, or the bundled atlas deformed per subject.
+ANATOMIES = ("phantom", "atlas")
 
 #: ``(n_hc, n_ms)`` of ``--quick`` cohorts.
 QUICK_COHORT = (10, 10)
@@ -28,7 +31,7 @@ log = logging.getLogger("ironmap")
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    """Options of ``ironmap simulate``."""
+    """Options of ``ironmap simulate``; validated on construction (one-line InputError)."""
 
     out_bids: Path
     n_hc: int = 81
@@ -39,6 +42,18 @@ class SimulateConfig:
     with_phase: bool = False
     anatomy: str = "phantom"
     with_t1w: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_hc < 0 or self.n_ms < 0 or self.n_hc + self.n_ms < 1:
+            raise InputError(
+                f"need at least one participant, got --n-hc {self.n_hc} --n-ms {self.n_ms}"
+            )
+        if self.n_jobs < 1:
+            raise InputError(f"--n-jobs must be >= 1, got {self.n_jobs}")
+        if self.anatomy not in ANATOMIES:
+            raise InputError(
+                f"--anatomy must be one of {', '.join(ANATOMIES)}, got {self.anatomy!r}"
+            )
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -62,14 +77,6 @@ def _one_subject(
 def run_simulate(config: SimulateConfig) -> Path:
     """Generate the cohort; returns the path of the truth JSON."""
     root = Path(config.out_bids)
-    if config.n_hc < 0 or config.n_ms < 0 or config.n_hc + config.n_ms < 1:
-        raise InputError(
-            f"need at least one participant, got --n-hc {config.n_hc} --n-ms {config.n_ms}"
-        )
-    if config.n_jobs < 1:
-        raise InputError(f"--n-jobs must be >= 1, got {config.n_jobs}")
-    if config.anatomy not in ("phantom", "atlas"):
-        raise InputError(f"--anatomy must be phantom or atlas, got {config.anatomy!r}")
     if config.anatomy == "atlas":
         from ..segmentation.atlas import load_atlas
 

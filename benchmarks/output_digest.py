@@ -1,0 +1,82 @@
+"""Compare two output trees file by file: are the outputs of two ironmap versions identical?
+
+Used to show that a refactor changes no number: run the same commands (e.g. ``ironmap demo
+OUT --quick``) with the old and the new code into two folders, then::
+
+    python benchmarks/output_digest.py OLD_DIR NEW_DIR
+
+prints one row per kind of file (identical / different / only on one side) and lists the files
+that differ. Byte comparison, except for the run-time fields that differ between any two runs:
+``seconds`` in ``*_provenance.json`` and ``ironmap_version`` (a development version string).
+Exit status 1 when anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+#: JSON keys whose values are run-time facts, not results.
+VOLATILE = ("seconds", "ironmap_version")
+
+
+def digest(path: Path) -> str:
+    """sha256 of the file; JSON provenance records without their volatile keys."""
+    raw = path.read_bytes()
+    if path.name.endswith("_provenance.json"):
+        content = json.loads(raw)
+        for key in VOLATILE:
+            content.pop(key, None)
+        raw = json.dumps(content, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def kind(relative: Path) -> str:
+    """A file's kind for the summary: its suffix after the last BIDS entity."""
+    name = relative.name
+    if "_" in name and name.startswith("sub-"):
+        return "sub-*_" + name.split("_")[-1]
+    return name
+
+
+def compare(old: Path, new: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Per-kind counts and the list of differing relative paths."""
+    old_files = {p.relative_to(old) for p in old.rglob("*") if p.is_file()}
+    new_files = {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
+    rows, differing = [], []
+    for rel in sorted(old_files | new_files):
+        if rel not in new_files:
+            state = "only old"
+        elif rel not in old_files:
+            state = "only new"
+        else:
+            state = "identical" if digest(old / rel) == digest(new / rel) else "different"
+        if state != "identical":
+            differing.append(f"{state}: {rel}")
+        rows.append({"kind": kind(rel), "state": state})
+    table = pd.crosstab(pd.DataFrame(rows)["kind"], pd.DataFrame(rows)["state"])
+    return table, differing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path, nargs="?")
+    parser.add_argument("new", type=Path, nargs="?")
+    args = parser.parse_args(argv)
+    if args.old is None or args.new is None:  # `make bench` runs every script without arguments
+        print("output_digest: nothing to compare; usage: output_digest.py OLD_DIR NEW_DIR")
+        return 0
+    table, differing = compare(args.old, args.new)
+    print(table.to_string())
+    for line in differing:
+        print(line)
+    return 1 if differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

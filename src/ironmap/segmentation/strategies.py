@@ -1,0 +1,351 @@
+"""Where a participant's regions come from: the user's dseg, the registered atlas, or none.
+
+A strategy answers two questions in pipeline order:
+
+1. :meth:`fit_mask` — which voxels to fit R2* in (before the fit);
+2. :meth:`segment` — the segmentation on the R2* grid, after the fit (the atlas path refines
+   its iron-rich nuclei on the fitted R2* map), as a :class:`Segmentation`, or None.
+
+:func:`choose_strategy` picks one from ``--segmentation`` (:data:`SEGMENTATIONS`) and what the
+participant's inputs hold. Adding a source of segmentations is one class and one entry there.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from ..errors import InputError, IronmapWarning
+from ..fitting import DecayFit, sigma_from_background
+from ..io import MultiEchoImage, SessionInputs, load_volume
+from ..regions import (
+    DEEP_GM,
+    label_fractions,
+    read_label_table,
+    region_codes,
+    region_groups,
+    volumes,
+)
+
+__all__ = [
+    "SEGMENTATIONS",
+    "AtlasStrategy",
+    "DsegImage",
+    "NoSegmentation",
+    "Segmentation",
+    "SegmentationStrategy",
+    "UserDseg",
+    "choose_strategy",
+    "head_mask",
+    "transfer_segmentation",
+]
+
+#: ``--segmentation`` choices: ``auto`` uses the participant's dseg when there is one (else no
+#: regions), ``atlas`` registers the bundled atlas, ``none`` writes maps only.
+SEGMENTATIONS = ("auto", "atlas", "none")
+
+#: Below this share of the R2* image inside the segmentation, the two do not overlap.
+MIN_OVERLAP = 0.05
+
+
+@dataclass(frozen=True)
+class DsegImage:
+    """A segmentation ironmap made and writes as ``desc-ironmap_dseg`` (the atlas path).
+
+    Attributes
+    ----------
+    labels : numpy.ndarray of int, shape (X, Y, Z)
+        Codes of :data:`ironmap.regions.catalog.LABEL_NAMES`.
+    affine : numpy.ndarray, shape (4, 4)
+    table : pandas.DataFrame
+        The ``dseg.tsv`` (``index``, ``name``).
+    sidecar : dict
+        JSON sidecar content.
+    """
+
+    labels: NDArray[np.integer]
+    affine: NDArray[np.float64]
+    table: pd.DataFrame
+    sidecar: dict
+
+
+@dataclass
+class Segmentation:
+    """A segmentation (and lesion mask) transferred to the R2* grid.
+
+    Attributes
+    ----------
+    fractions : dict of str to numpy.ndarray of float32, shape (X, Y, Z)
+        Share of each R2* voxel inside ``"region/hemisphere"`` (:func:`region_groups` keys),
+        ``"icv"`` (all labels) and ``"_inside"`` (the segmentation's field of view).
+    lesion_fraction : numpy.ndarray of float32 or None
+        Share of each voxel inside the lesion mask (None without one).
+    subject_volumes : dict
+        ``subjects.tsv`` volume columns (mL), counted on the segmentation's own grid.
+    region_ml : dict of str to float
+        ``"region/hemisphere" -> mL`` and ``"lesions" -> mL``.
+    written : DsegImage or None
+        A segmentation ironmap made, to be written with the outputs.
+    seconds : dict of str to float
+        Time of the strategy's own steps (e.g. ``registration``).
+    """
+
+    fractions: dict[str, NDArray[np.float32]]
+    lesion_fraction: NDArray[np.float32] | None
+    subject_volumes: dict
+    region_ml: dict[str, float]
+    written: DsegImage | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class SegmentationStrategy(Protocol):
+    """Where the regions come from (see the module docstring)."""
+
+    name: ClassVar[str]
+
+    def input_files(self) -> list[Path]:
+        """Files the result depends on (hashed for provenance), besides the echoes."""
+        ...
+
+    def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
+        """Voxels to fit, shape (X, Y, Z)."""
+        ...
+
+    def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation | None:
+        """The segmentation on the R2* grid (None: maps only)."""
+        ...
+
+
+def head_mask(first_echo: NDArray[np.floating]) -> NDArray[np.bool_]:
+    """Head mask from magnitudes when there is no segmentation.
+
+    Above 5 background sigma, largest connected component, holes filled; everything when the
+    image has no background.
+    """
+    sigma = sigma_from_background(first_echo[..., None])
+    if sigma is None:
+        return np.ones(first_echo.shape, dtype=bool)
+    mask = first_echo > 5.0 * sigma
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        mask = labels == (np.argmax(sizes) + 1)
+    return ndimage.binary_fill_holes(mask)
+
+
+def transfer_segmentation(
+    labels: NDArray[np.integer],
+    seg_affine: NDArray[np.float64],
+    table: dict[int, str] | None,
+    *,
+    image: MultiEchoImage,
+    lesion_mask: Path | None,
+    participant_id: str,
+    source_name: str,
+) -> Segmentation:
+    """Label fractions of every region on the R2* grid, lesion fraction and volumes.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (I, J, K)
+        Label map on its own grid; ``table`` names its codes (None: FreeSurfer aseg codes).
+    seg_affine : numpy.ndarray, shape (4, 4)
+        Its voxel -> scanner mm transform.
+    image : MultiEchoImage
+        The GRE whose grid receives the fractions.
+    lesion_mask : Path or None
+        Lesion mask (any grid, same scanner space).
+    participant_id, source_name : str
+        For the volumes table and for messages.
+
+    Raises
+    ------
+    InputError
+        When the segmentation covers under 5 % of the R2* image.
+    """
+    grid, affine = image.data.shape[:3], image.affine
+    codes = region_codes(table)
+    if not any(codes.codes(r) for r in DEEP_GM):
+        warnings.warn(
+            f"{source_name}: no known deep grey-matter structure "
+            f"({'see its .tsv' if table else 'no .tsv, so FreeSurfer aseg codes'}); "
+            "regional rows are NaN",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    present = np.unique(labels)
+    groups = {**region_groups(codes), "icv": tuple(int(c) for c in present if c > 0)}
+    fractions = label_fractions(labels, seg_affine, grid, affine, groups, source_name=source_name)
+    if fractions["_inside"].mean() < MIN_OVERLAP:
+        raise InputError(
+            f"{source_name}: covers only {100 * fractions['_inside'].mean():.1f} % of the "
+            "R2* image; check that its affine maps to the same scanner space"
+        )
+    lesion, lesion_affine, lesion_fraction = None, None, None
+    if lesion_mask is not None:
+        lesion, lesion_affine = load_volume(lesion_mask)
+        lesion = np.nan_to_num(lesion) != 0
+        lesion_fraction = label_fractions(
+            lesion.astype(np.uint8),
+            lesion_affine,
+            grid,
+            affine,
+            {"lesion": (1,)},
+            source_name=str(lesion_mask),
+        )["lesion"]
+    subject_volumes, region_ml = volumes(
+        labels,
+        seg_affine,
+        codes,
+        participant_id=participant_id,
+        lesion_mask=lesion,
+        lesion_affine=lesion_affine,
+    )
+    return Segmentation(fractions, lesion_fraction, subject_volumes, region_ml)
+
+
+@dataclass
+class UserDseg:
+    """The participant's own segmentation (``*_dseg.nii.gz`` with an optional ``.tsv``)."""
+
+    name: ClassVar[str] = "dseg"
+    inputs: SessionInputs
+    _segmentation: Segmentation | None = None
+
+    def input_files(self) -> list[Path]:
+        return [p for p in (self.inputs.dseg, self.inputs.dseg_tsv) if p is not None]
+
+    def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
+        """The intracranial volume of the dseg on the R2* grid, dilated by one voxel."""
+        labels, seg_affine = load_volume(self.inputs.dseg)
+        dseg_tsv = self.inputs.dseg_tsv
+        self._segmentation = transfer_segmentation(
+            labels,
+            seg_affine,
+            read_label_table(dseg_tsv) if dseg_tsv is not None else None,
+            image=image,
+            lesion_mask=self.inputs.lesion_mask,
+            participant_id=f"sub-{self.inputs.subject}",
+            source_name=str(self.inputs.dseg),
+        )
+        return ndimage.binary_dilation(self._segmentation.fractions["icv"] >= 0.5)
+
+    def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:
+        if self._segmentation is None:
+            self.fit_mask(image)
+        return self._segmentation
+
+
+@dataclass
+class AtlasStrategy:
+    """The bundled atlas registered to the T1w (else the first echo), nuclei refined on R2*."""
+
+    name: ClassVar[str] = "atlas"
+    inputs: SessionInputs
+    n_threads: int = 1
+
+    def input_files(self) -> list[Path]:
+        return [self.inputs.t1w] if self.inputs.t1w is not None else []
+
+    def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
+        """The head: R2* is fitted before the atlas is refined on it."""
+        return head_mask(image.data[..., 0])
+
+    def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:
+        from .autoseg import atlas_segmentation, label_table
+
+        if self.inputs.t1w is not None:
+            target, target_affine = load_volume(self.inputs.t1w)
+            target_name = str(self.inputs.t1w)
+        else:
+            target, target_affine = image.data[..., 0], image.affine
+            target_name = f"{self.inputs.echoes[0]} (first echo)"
+        seg = atlas_segmentation(
+            fit.r2star,
+            image.affine,
+            target=target,
+            target_affine=target_affine,
+            n_threads=self.n_threads,
+            target_name=target_name,
+        )
+        table = label_table(seg.labels)
+        written = DsegImage(
+            labels=seg.labels.astype(np.int16),
+            affine=seg.affine,
+            table=table,
+            sidecar=self._sidecar(image, seg, target_name),
+        )
+        result = transfer_segmentation(
+            written.labels,
+            seg.affine,
+            dict(zip(table["index"].astype(int), table["name"].astype(str), strict=True)),
+            image=image,
+            lesion_mask=self.inputs.lesion_mask,
+            participant_id=f"sub-{self.inputs.subject}",
+            source_name=f"{self.inputs.name} atlas segmentation",
+        )
+        result.written = written
+        result.seconds = dict(seg.seconds)
+        return result
+
+    def _sidecar(self, image: MultiEchoImage, seg, target_name: str) -> dict:
+        return {
+            "Units": "1",
+            "Description": "Deep grey matter from the bundled atlas registered to the subject "
+            "(ANTs affine + SyN), iron-rich nuclei refined on R2*; on the R2* grid subdivided "
+            "to about 1 mm; codes and names in the .tsv",
+            "EstimationAlgorithm": "ironmap --segmentation atlas (docs/atlas.md)",
+            "EchoTime": [float(te) for te in image.echo_times_s],
+            "Sources": [
+                *(str(p) for p in self.inputs.echoes),
+                *([str(self.inputs.t1w)] if self.inputs.t1w else []),
+            ],
+            "RegistrationTarget": target_name,
+            "Atlas": seg.sources,
+            "Refinement": json.loads(seg.refinement.to_json(orient="records")),
+        }
+
+
+@dataclass
+class NoSegmentation:
+    """No regions: R2* maps in a head mask from the magnitudes."""
+
+    name: ClassVar[str] = "none"
+    inputs: SessionInputs
+
+    def input_files(self) -> list[Path]:
+        return []
+
+    def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
+        return head_mask(image.data[..., 0])
+
+    def segment(self, image: MultiEchoImage, fit: DecayFit) -> None:
+        return None
+
+
+def choose_strategy(
+    inputs: SessionInputs, *, segmentation: str, n_threads: int = 1
+) -> SegmentationStrategy:
+    """The strategy for ``--segmentation`` (:data:`SEGMENTATIONS`) and these inputs.
+
+    ``auto`` without a dseg warns that only maps are written.
+    """
+    if segmentation == "atlas":
+        return AtlasStrategy(inputs, n_threads=n_threads)
+    if segmentation == "auto" and inputs.dseg is not None:
+        return UserDseg(inputs)
+    if segmentation == "auto":
+        warnings.warn(
+            f"{inputs.name}: no segmentation (dseg) found; writing maps only, no regional R2*",
+            IronmapWarning,
+            stacklevel=2,
+        )
+    return NoSegmentation(inputs)

@@ -1,0 +1,301 @@
+"""One participant (and session) of the participant stage, as a list of named steps.
+
+:func:`process_session` reads as the pipeline: check whether the outputs are up to date, load
+the echoes, choose where the regions come from, fit R2* in that strategy's mask, segment, write
+the maps, the regional tables and the QC figure, then the provenance record that marks the
+session done. Every output path comes from :class:`~ironmap.io.derivatives.ParticipantOutputs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import InputError, IronmapWarning
+from ..fitting import DecayFit, DecayModel
+from ..fitting.gradients import gradient_correction
+from ..io import (
+    MultiEchoImage,
+    ParticipantOutputs,
+    SessionInputs,
+    load_bids_echoes,
+    sidecar_path,
+    write_decay_maps,
+    write_json,
+    write_nifti,
+    write_tsv,
+)
+from ..iron import iron_from_r2star
+from ..regions import DEEP_GM, region_masks, regional_r2star
+from ..report import qc_figure
+from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
+
+if TYPE_CHECKING:
+    from .participant import ParticipantConfig
+
+__all__ = ["ParticipantResult", "process_session"]
+
+log = logging.getLogger("ironmap")
+
+#: Regions the atlas path's QC figure cuts through, one axial slice each.
+QC_SLICE_REGIONS = ("dentate_nucleus", "red_nucleus", "pallidum", "thalamus")
+
+
+@dataclass
+class ParticipantResult:
+    """What happened to one participant/session."""
+
+    name: str
+    status: str  # "done", "skipped" or "failed"
+    error: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    peak_rss_mb: float = float("nan")
+
+
+class _Timer:
+    """Seconds per named step, summed when a step runs more than once."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add({step: time.perf_counter() - start})
+
+    def add(self, seconds: dict[str, float]) -> None:
+        for step, value in seconds.items():
+            self.seconds[step] = self.seconds.get(step, 0.0) + value
+
+
+def process_session(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
+    """Run the participant stage on one participant/session (see the module docstring)."""
+    out = ParticipantOutputs(Path(config.output_dir), inputs.subject, inputs.session)
+    strategy = choose_strategy(
+        inputs, segmentation=config.segmentation, n_threads=_threads(config.n_jobs)
+    )
+    provenance = _provenance(inputs, config, strategy)
+    if _up_to_date(out.provenance, provenance, force=config.force):
+        return ParticipantResult(inputs.name, "skipped")
+    timer = _Timer()
+    with timer("load"):
+        image = load_bids_echoes(inputs.echoes)
+        factor = _decay_factor(inputs, image, config)
+    with timer("resample"):
+        mask = strategy.fit_mask(image)
+    with timer("fit"):
+        fit = _fit(image, config, mask=mask, factor=factor, name=inputs.name)
+    with timer("resample"):
+        segmentation = strategy.segment(image, fit)
+    with timer("fit"):
+        _write_maps(out, image, fit, inputs, config)
+    if segmentation is not None:
+        timer.add(segmentation.seconds)
+        with timer("stats"):
+            _write_regions(out, image, fit, segmentation, inputs, config)
+    write_json(out.provenance, {**provenance, "seconds": timer.seconds})
+    return ParticipantResult(inputs.name, "done", seconds=timer.seconds)
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
+    """Phase files the field-gradient correction uses (none when it is off)."""
+    return inputs.phases if config.b0_correction == "auto" else ()
+
+
+def _provenance(
+    inputs: SessionInputs, config: ParticipantConfig, strategy: SegmentationStrategy
+) -> dict:
+    """Checksums of every input file and the options that change the outputs."""
+    files = [
+        *inputs.echoes,
+        *_phases_used(inputs, config),
+        *strategy.input_files(),
+        inputs.lesion_mask,
+    ]
+    sidecars = [sidecar_path(p) for p in inputs.echoes]
+    hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
+    return {
+        "ironmap_version": __version__,
+        "inputs": {str(p): _sha256(p) for p in hashed},
+        "options": {
+            "fit_method": config.fit_method,
+            "min_fraction": config.min_fraction,
+            "erode_mm": config.erode_mm,
+            "b0_correction": bool(_phases_used(inputs, config)),
+            "iron_calibration": config.iron_calibration,
+            "segmentation": config.segmentation,
+        },
+    }
+
+
+def _up_to_date(path: Path, provenance: dict, *, force: bool) -> bool:
+    """True when ``path`` records these inputs and options (skip); refuse other outputs."""
+    if not path.exists() or force:
+        return False
+    previous = json.loads(path.read_text())
+    if {k: previous.get(k) for k in provenance} == provenance:
+        return True
+    raise InputError(f"{path}: outputs exist from other inputs or options; pass --force to redo")
+
+
+# -- fitting --------------------------------------------------------------------------------
+
+
+def _threads(n_jobs: int) -> int:
+    """Threads per participant: the cores this process may use, shared by ``n_jobs``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max((cores or 1) // max(n_jobs, 1), 1)
+
+
+def _decay_factor(
+    inputs: SessionInputs, image: MultiEchoImage, config: ParticipantConfig
+) -> np.ndarray | None:
+    """Field-gradient dephasing factor from the phase echoes (None without them)."""
+    phases = _phases_used(inputs, config)
+    if not phases:
+        return None
+    phase = load_bids_echoes(phases, part="phase")
+    if phase.data.shape != image.data.shape or not np.allclose(
+        phase.echo_times_s, image.echo_times_s
+    ):
+        raise InputError(
+            f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
+        )
+    factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
+    log.info(
+        "%s: field-gradient correction; %d voxels beyond it", inputs.name, int(unreliable.sum())
+    )
+    return factor
+
+
+def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name: str) -> DecayFit:
+    """Fit R2*; the fitting's own warnings go to the log (its summary is in the maps)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IronmapWarning)
+        fit = DecayModel(image.echo_times_s, method=config.fit_method).fit(
+            image.data, mask=mask, decay_factor=factor
+        )
+    for w in caught:
+        log.info("%s: %s", name, w.message)
+    return fit
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+
+def _write_maps(
+    out: ParticipantOutputs,
+    image: MultiEchoImage,
+    fit: DecayFit,
+    inputs: SessionInputs,
+    config: ParticipantConfig,
+) -> None:
+    """The decay maps with their sidecars (ours to replace: an unfinished or forced run)."""
+    write_decay_maps(
+        fit,
+        image.affine,
+        out.prefix,
+        echo_times_s=image.echo_times_s,
+        sources=[str(p) for p in inputs.echoes],
+        force=True,
+        header=image.header,
+        extra_sidecar={"B0GradientCorrection": bool(_phases_used(inputs, config))},
+    )
+
+
+def _write_regions(
+    out: ParticipantOutputs,
+    image: MultiEchoImage,
+    fit: DecayFit,
+    segmentation: Segmentation,
+    inputs: SessionInputs,
+    config: ParticipantConfig,
+) -> None:
+    """``_regions.tsv``, ``_volumes.tsv``, the QC figure, and the dseg ironmap made."""
+    if segmentation.written is not None:
+        dseg = segmentation.written
+        write_nifti(
+            dseg.labels, dseg.affine, out.dseg, sidecar=dseg.sidecar, force=True, dtype=np.int16
+        )
+        write_tsv(out.dseg_tsv, dseg.table)
+    fractions = segmentation.fractions
+    keys = {k: v for k, v in fractions.items() if "/" in k}
+    if segmentation.lesion_fraction is not None:
+        keys["lesions"] = segmentation.lesion_fraction
+    masks = region_masks(keys, min_fraction=config.min_fraction)
+    regions = regional_r2star(
+        fit.r2star,
+        masks,
+        participant_id=f"sub-{inputs.subject}",
+        region_volumes_ml=segmentation.region_ml,
+        lesion_free=None
+        if segmentation.lesion_fraction is None
+        else segmentation.lesion_fraction == 0,
+        erode_mm=config.erode_mm,
+        voxel_mm=np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)),
+    )
+    if config.iron_calibration:
+        for column in ("median", "mean"):
+            regions[f"iron_{column}_mg_per_kg"] = iron_from_r2star(
+                regions[f"r2star_{column}"],
+                calibration=config.iron_calibration,
+                field_t=image.field_strength_t,
+                source=str(image.sources[0]),
+            )
+    volumes = pd.DataFrame([segmentation.subject_volumes])
+    for table in (regions, volumes):
+        if inputs.session:
+            table.insert(1, "session", f"ses-{inputs.session}")
+    write_tsv(out.regions, regions)
+    write_tsv(out.volumes, volumes)
+    outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
+    _write_qc(out, fit, outlines, atlas=segmentation.written is not None)
+
+
+def _write_qc(
+    out: ParticipantOutputs, fit: DecayFit, outlines: dict[str, np.ndarray], *, atlas: bool
+) -> None:
+    """R2* with the deep grey-matter outlines (the voxels the statistics use at full share)."""
+    slices = None
+    if atlas:  # through dentate, red nucleus, pallidum, thalamus
+        slices = [
+            round(float(np.flatnonzero(outlines[r].any(axis=(0, 1))).mean()))
+            for r in QC_SLICE_REGIONS
+            if r in outlines
+        ]
+    qc_figure(
+        fit.r2star,
+        outlines,
+        out.qc_figure,
+        slices=slices,
+        title=f"{out.name}: R2* (1/s) with deep grey-matter outlines"
+        + (" (registered atlas, nuclei refined on R2*)" if slices else ""),
+    )
