@@ -7,8 +7,11 @@ OUT --quick``) with the old and the new code into two folders, then::
 
 prints one row per kind of file (identical / different / only on one side) and lists the files
 that differ. Byte comparison, except for the run-time fields that differ between any two runs:
-``seconds`` in ``*_provenance.json`` and ``ironmap_version`` (a development version string).
-Exit status 1 when anything differs.
+``seconds`` in ``*_provenance.json``, ``ironmap_version`` (a development version string) and
+the report's "Generated <time> UTC".
+Paths written into text outputs (sidecar ``Sources``, ``SourceDatasets``) name each run's own
+folders: ``--root OLD_ROOT NEW_ROOT`` (default: the two folders compared) is replaced by one
+placeholder in text files before comparing. Exit status 1 when anything differs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -25,9 +29,21 @@ import pandas as pd
 VOLATILE = ("seconds", "ironmap_version")
 
 
-def digest(path: Path) -> str:
-    """sha256 of the file; JSON provenance records without their volatile keys."""
+#: Run-time stamps in text outputs (the report's generation time).
+STAMPS = (re.compile(rb"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC"),)
+
+#: Text outputs, in which each run's own root folder is replaced by a placeholder.
+TEXT = (".json", ".tsv", ".html", ".txt")
+
+
+def digest(path: Path, root: Path | None = None) -> str:
+    """sha256 of the file; JSON provenance records without their volatile keys, and text files
+    with ``root`` replaced by a placeholder."""
     raw = path.read_bytes()
+    if root is not None and path.name.endswith(TEXT):
+        raw = raw.replace(str(root).encode(), b"<ROOT>")
+        for stamp in STAMPS:
+            raw = stamp.sub(b"<STAMP>", raw)
     if path.name.endswith("_provenance.json"):
         content = json.loads(raw)
         for key in VOLATILE:
@@ -44,8 +60,11 @@ def kind(relative: Path) -> str:
     return name
 
 
-def compare(old: Path, new: Path) -> tuple[pd.DataFrame, list[str]]:
+def compare(
+    old: Path, new: Path, *, roots: tuple[Path, Path] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Per-kind counts and the list of differing relative paths."""
+    old_root, new_root = roots or (old, new)
     old_files = {p.relative_to(old) for p in old.rglob("*") if p.is_file()}
     new_files = {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
     rows, differing = [], []
@@ -55,11 +74,13 @@ def compare(old: Path, new: Path) -> tuple[pd.DataFrame, list[str]]:
         elif rel not in old_files:
             state = "only new"
         else:
-            state = "identical" if digest(old / rel) == digest(new / rel) else "different"
+            same = digest(old / rel, old_root) == digest(new / rel, new_root)
+            state = "identical" if same else "different"
         if state != "identical":
             differing.append(f"{state}: {rel}")
         rows.append({"kind": kind(rel), "state": state})
-    table = pd.crosstab(pd.DataFrame(rows)["kind"], pd.DataFrame(rows)["state"])
+    frame = pd.DataFrame(rows)
+    table = pd.crosstab(frame["kind"], frame["state"]).rename_axis(columns=None)
     return table, differing
 
 
@@ -67,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path, nargs="?")
     parser.add_argument("new", type=Path, nargs="?")
+    parser.add_argument("--root", nargs=2, type=Path, metavar=("OLD_ROOT", "NEW_ROOT"))
     args = parser.parse_args(argv)
     if args.old is None or args.new is None:  # `make bench` runs every script without arguments
         print("output_digest: nothing to compare; usage: output_digest.py OLD_DIR NEW_DIR")
         return 0
-    table, differing = compare(args.old, args.new)
+    table, differing = compare(args.old, args.new, roots=args.root)
     print(table.to_string())
     for line in differing:
         print(line)

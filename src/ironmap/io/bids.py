@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError, IronmapWarning
 
-__all__ = ["SessionInputs", "find_inputs", "parse_entities"]
+__all__ = ["SessionInputs", "find_inputs", "parse_entities", "session_name"]
 
 _NIFTI = re.compile(r"\.nii(\.gz)?$")
 
@@ -73,14 +73,13 @@ class SessionInputs:
 
     @property
     def name(self) -> str:
-        """``sub-<label>[_ses-<label>]``: the file-name prefix of this session's outputs."""
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        """``sub-<label>[_ses-<label>]``: the file-name prefix of this session."""
+        return session_name(self.subject, self.session)
 
-    @property
-    def anat_dir(self) -> Path:
-        """``sub-<label>[/ses-<label>]/anat`` relative to a dataset root."""
-        base = Path(f"sub-{self.subject}")
-        return (base / f"ses-{self.session}" if self.session else base) / "anat"
+
+def session_name(subject: str, session: str | None) -> str:
+    """``sub-<label>[_ses-<label>]`` (labels without their ``sub-``/``ses-`` prefix)."""
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
 
 
 def _anat_dirs(root: Path, subject: str) -> list[tuple[str | None, Path]]:
@@ -166,7 +165,7 @@ def find_inputs(
         if not sessions:
             raise InputError(f"{root / ('sub-' + subject)}: no anat folder with MEGRE files")
         for session, anat in sessions:
-            name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+            name = session_name(subject, session)
             echoes = sorted(
                 p
                 for p in anat.glob("*_MEGRE.nii*")

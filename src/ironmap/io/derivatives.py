@@ -22,6 +22,7 @@ from typing import Literal
 
 import pandas as pd
 
+from .bids import session_name
 from .maps import atomic_write_bytes, decay_map_paths
 
 __all__ = [
@@ -80,7 +81,7 @@ class ParticipantOutputs:
     @property
     def name(self) -> str:
         """``sub-<label>[_ses-<label>]``, the prefix of every file name."""
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return session_name(self.subject, self.session)
 
     @property
     def anat_dir(self) -> Path:

@@ -246,19 +246,37 @@ def _write_regions(
             dseg.labels, dseg.affine, out.dseg, sidecar=dseg.sidecar, force=True, dtype=np.int16
         )
         write_tsv(out.dseg_tsv, dseg.table)
-    fractions = segmentation.fractions
-    keys = {k: v for k, v in fractions.items() if "/" in k}
+    fractions = {k: v for k, v in segmentation.fractions.items() if "/" in k}
     if segmentation.lesion_fraction is not None:
-        keys["lesions"] = segmentation.lesion_fraction
-    masks = region_masks(keys, min_fraction=config.min_fraction)
+        fractions["lesions"] = segmentation.lesion_fraction
+    masks = region_masks(fractions, min_fraction=config.min_fraction)
+    regions = _regional_table(image, fit, segmentation, masks, inputs, config)
+    volumes = pd.DataFrame([segmentation.subject_volumes])
+    for table in (regions, volumes):
+        if inputs.session:
+            table.insert(1, "session", f"ses-{inputs.session}")
+    write_tsv(out.regions, regions)
+    write_tsv(out.volumes, volumes)
+    outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
+    _write_qc(out, fit, outlines, atlas=segmentation.written is not None)
+
+
+def _regional_table(
+    image: MultiEchoImage,
+    fit: DecayFit,
+    segmentation: Segmentation,
+    masks: dict[str, np.ndarray],
+    inputs: SessionInputs,
+    config: ParticipantConfig,
+) -> pd.DataFrame:
+    """Regional and lesion R2* (and iron, with a calibration): the ``_regions.tsv`` rows."""
+    lesion = segmentation.lesion_fraction
     regions = regional_r2star(
         fit.r2star,
         masks,
         participant_id=f"sub-{inputs.subject}",
         region_volumes_ml=segmentation.region_ml,
-        lesion_free=None
-        if segmentation.lesion_fraction is None
-        else segmentation.lesion_fraction == 0,
+        lesion_free=None if lesion is None else lesion == 0,
         erode_mm=config.erode_mm,
         voxel_mm=np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)),
     )
@@ -270,14 +288,7 @@ def _write_regions(
                 field_t=image.field_strength_t,
                 source=str(image.sources[0]),
             )
-    volumes = pd.DataFrame([segmentation.subject_volumes])
-    for table in (regions, volumes):
-        if inputs.session:
-            table.insert(1, "session", f"ses-{inputs.session}")
-    write_tsv(out.regions, regions)
-    write_tsv(out.volumes, volumes)
-    outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
-    _write_qc(out, fit, outlines, atlas=segmentation.written is not None)
+    return regions
 
 
 def _write_qc(
