@@ -304,7 +304,7 @@ def test_diagonally_touching_lesions_are_one_26_connected_lesion(rng):
     lesions = np.zeros((6, 6, 6), dtype=np.uint8)
     lesions[1, 1, 1] = lesions[2, 2, 2] = 1  # share a corner only
     subject, _ = volumes(
-        _labels(rng, {2: 10}),
+        _labels(rng, {2: 10, 3: 10}),  # a whole-brain segmentation: white matter and cortex
         np.eye(4),
         region_codes(None),
         participant_id="sub-08",
@@ -317,7 +317,7 @@ def test_diagonally_touching_lesions_are_one_26_connected_lesion(rng):
 
 def test_volumes_without_a_lesion_mask_are_nan(rng):
     subject, region_ml = volumes(
-        _labels(rng, {2: 10}), np.eye(4), region_codes(None), participant_id="sub-09"
+        _labels(rng, {2: 10, 3: 10}), np.eye(4), region_codes(None), participant_id="sub-09"
     )
     assert np.isnan(subject["lesion_volume_ml"])
     assert np.isnan(subject["lesion_count"])

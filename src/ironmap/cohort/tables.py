@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import InputError, IronmapWarning
 from ..io.derivatives import find_participant_tables, read_tsv
+from ..regions.labels import read_bids_tsv
 from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
@@ -66,27 +67,31 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     Raises
     ------
     InputError
-        Missing file or columns, duplicate IDs, unknown group, phenotype or sex, non-numeric
-        age, EDSS or duration, impossible values (age outside 0-120 years, EDSS outside 0-10 or
-        not in steps of 0.5, duration negative or above the age, controls included), or no
-        healthy controls.
+        Missing, empty, binary or unparsable file (see
+        :func:`~ironmap.regions.labels.read_bids_tsv`), no rows, missing or repeated columns,
+        duplicate IDs, unknown group, phenotype or sex, non-numeric age, EDSS or duration,
+        impossible values (age outside 0-120 years, EDSS outside 0-10 or not in steps of 0.5,
+        duration negative or above the age, controls included), or no healthy controls.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: No such file; the group stage needs participants.tsv")
-    table = read_tsv(path, dtype=str)
+    table = read_bids_tsv(path)
     missing = [c for c in PARTICIPANT_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)} (see docs/conventions.md)"
         )
+    if table.empty:
+        raise InputError(f"{path}: no participants listed; add one row per participant")
     dup = table["participant_id"][table["participant_id"].duplicated()]
     if len(dup):
         raise InputError(f"{path}: duplicate participant_id {dup.iloc[0]}")
     bad_id = table[~table["participant_id"].str.startswith("sub-", na=False)]
     if len(bad_id):
         raise InputError(
-            f"{path}: participant_id must look like sub-<label>, got {bad_id.iloc[0, 0]!r}"
+            f"{path}: participant_id must look like sub-<label>, "
+            f"got {bad_id['participant_id'].iloc[0]!r}"
         )
     raw = table.copy()
     for col in ("age", "disease_duration", "edss"):
@@ -177,9 +182,7 @@ def _acq_times(bids_dir: str | Path, participant: str) -> dict[tuple, pd.Timesta
     path = Path(bids_dir) / participant / f"{participant}_sessions.tsv"
     if not path.exists():
         return {}
-    sessions = pd.read_csv(
-        path, sep="\t", na_values=list(_MISSING), keep_default_na=False, dtype=str
-    )
+    sessions = read_bids_tsv(path).replace("", np.nan)  # one-line errors for broken files
     if "session_id" not in sessions.columns:
         raise InputError(f"{path}: no session_id column (BIDS sessions file)")
     if "acq_time" not in sessions.columns:

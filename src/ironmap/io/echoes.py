@@ -8,8 +8,10 @@ line naming the file and saying what to do.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,9 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import InputError
+from ..errors import InputError, IronmapWarning
+from .nifti import error_reason as _reason
+from .nifti import load_image, load_volume, read_data
 
 __all__ = [
     "MultiEchoImage",
@@ -33,6 +37,8 @@ __all__ = [
 
 #: Largest plausible echo time of a gradient-echo acquisition, in seconds.
 MAX_TE_S = 0.5
+#: Largest JSON sidecar read, in bytes.
+MAX_SIDECAR_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -62,34 +68,6 @@ class MultiEchoImage:
     echo_times_s: NDArray[np.float64]
     sources: tuple[Path, ...]
     field_strength_t: float | None = None
-
-
-def load_image(path: str | Path) -> nib.Nifti1Image:
-    """Open a NIfTI file, with one-line errors for missing or unreadable files."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: No such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give a NIfTI file (.nii or .nii.gz)")
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: cannot read as NIfTI ({reason})") from exc
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise InputError(f"{path}: not a NIfTI image; convert it to .nii.gz first")
-    return img
-
-
-def load_volume(path: str | Path) -> tuple[NDArray, NDArray[np.float64]]:
-    """Data and affine of a 3D image (a 4D image holding one volume is accepted)."""
-    img = load_image(path)
-    data = np.asarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
-    return data, img.affine.copy()
 
 
 def validate_echo_times(
@@ -157,8 +135,10 @@ def load_multiecho(
         )
     te = np.asarray(echo_times, dtype=np.float64) * (1e-3 if te_unit == "ms" else 1.0)
     te = validate_echo_times(te, n_volumes=img.shape[3], source=path, hint="pass --te-unit ms")
+    data = read_data(img, path, np.float32)
+    _check_magnitudes([(path, data)])
     return MultiEchoImage(
-        data=_finite(_as_float32(img, path), path),
+        data=_finite(data, path),
         affine=img.affine.copy(),
         header=img.header.copy(),
         echo_times_s=te,
@@ -205,15 +185,30 @@ def read_sidecar(path: str | Path) -> tuple[dict, list[Path]]:
     found.reverse()
     merged: dict = {}
     for side in found:
-        try:
-            content = json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise InputError(f"{side}: not valid JSON ({reason})") from exc
-        if not isinstance(content, dict):
-            raise InputError(f"{side}: a JSON sidecar must hold an object")
-        merged.update(content)
+        merged.update(_read_json(side))
     return merged, found
+
+
+def _read_json(side: Path) -> dict:
+    """One JSON sidecar: an object, at most :data:`MAX_SIDECAR_BYTES`, nested < ~1000 deep."""
+    try:
+        if side.stat().st_size > MAX_SIDECAR_BYTES:
+            raise InputError(
+                f"{side}: {side.stat().st_size} bytes, more than the {MAX_SIDECAR_BYTES} a JSON "
+                "sidecar may have; is it the right file?"
+            )
+        content = json.loads(side.read_bytes().decode("utf-8-sig"))
+    except InputError:
+        raise
+    except RecursionError:
+        raise InputError(f"{side}: JSON nested too deeply; a sidecar is a flat object") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{side}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    except (UnicodeDecodeError, ValueError, OSError) as exc:  # ValueError: a 5,000-digit int
+        raise InputError(f"{side}: not valid JSON ({_reason(exc)})") from exc
+    if not isinstance(content, dict):
+        raise InputError(f"{side}: a JSON sidecar must hold an object")
+    return content
 
 
 def _field_strength(meta: dict) -> float | None:
@@ -246,7 +241,54 @@ def _echo_time_from_sidecar(path: Path) -> tuple[float, dict]:
             value = meta["EchoTime"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{side}: EchoTime must be a number in seconds, got {value!r}")
-    return float(value), meta
+    te = float(value) if abs(value) < 1e300 else float("inf")  # a 400-digit int overflows
+    if not np.isfinite(te) or te <= 0:
+        raise InputError(f"{side}: EchoTime must be a positive number of seconds, got {value!r}")
+    if te > 1.0:
+        raise InputError(
+            f"{side}: EchoTime {te:g}: values above 1 s look like milliseconds; "
+            "BIDS EchoTime is in seconds, fix the sidecar"
+        )
+    if te > MAX_TE_S:
+        raise InputError(f"{side}: echo time {te:g} s is implausibly long for a GRE echo")
+    return te, meta
+
+
+def _echo_order(path: Path, meta: dict) -> dict[str, int]:
+    """The echo's position as its ``echo-<n>`` entity and its sidecar ``EchoNumber`` say."""
+    from .bids import parse_entities
+
+    order = {}
+    entity = parse_entities(path.name)[0].get("echo", "")
+    if entity.isdigit():
+        order["echo-"] = int(entity)
+    number = meta.get("EchoNumber")
+    if isinstance(number, int) and not isinstance(number, bool):
+        order["EchoNumber "] = number
+    return order
+
+
+def _check_echo_order(files: list[Path], tes: Sequence[float], metas: Sequence[dict]) -> None:
+    """Refuse echo times that contradict the echo entities or EchoNumbers, or repeat."""
+    by_te = sorted(range(len(files)), key=lambda i: tes[i])
+    for a, b in itertools.pairwise(by_te):
+        if tes[a] == tes[b]:
+            raise InputError(
+                f"{sidecar_path(files[a])} and {sidecar_path(files[b])}: duplicate echo time "
+                f"{tes[a]:g} s; each echo must have its own EchoTime"
+            )
+    orders = [_echo_order(f, m) for f, m in zip(files, metas, strict=True)]
+    for key in ("echo-", "EchoNumber "):
+        ranked = [i for i in by_te if key in orders[i]]
+        for a, b in itertools.pairwise(ranked):
+            if orders[a][key] >= orders[b][key]:  # b has the longer echo time
+                first, second = sorted((a, b), key=lambda i: (orders[i][key], tes[i]))
+                raise InputError(
+                    f"{files[first]} ({key}{orders[first][key]}, EchoTime {tes[first]:g} s) "
+                    f"and {files[second]} ({key}{orders[second][key]}, EchoTime "
+                    f"{tes[second]:g} s): the echo times contradict the echo order; fix the "
+                    "sidecars' EchoTime or the file names"
+                )
 
 
 def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> MultiEchoImage:
@@ -258,6 +300,18 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
         One file per echo, in any order (sorted by echo time here).
     part : {"mag", "phase"}
         What the files must be: magnitudes (default) or phases in radians.
+
+    Raises
+    ------
+    InputError
+        Besides unreadable files and sidecars: echo times that contradict the order of the
+        ``echo-<n>`` entities or of the sidecars' ``EchoNumber``, or that repeat.
+
+    Warns
+    -----
+    IronmapWarning
+        Magnitudes with negative values (int16 wraparound, wrong ``scl_slope``/``scl_inter``);
+        the values are kept and the fit marks those voxels failed.
     """
     files = [Path(p) for p in paths]
     if not files:
@@ -269,26 +323,29 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
             raise InputError(f"{f}: not a part-phase image")
     images = [load_image(f) for f in files]
     tes, metas = zip(*(_echo_time_from_sidecar(f) for f in files), strict=True)
+    _check_echo_order(files, tes, metas)
     first = images[0]
-    volumes = []
     for f, img in zip(files, images, strict=True):
-        if img.ndim == 4 and img.shape[3] == 1:
-            img = img.slicer[..., 0]
-        if img.ndim != 3:
+        if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
             raise InputError(f"{f}: expected one 3D volume per echo, got shape {img.shape}")
         if img.shape[:3] != first.shape[:3] or not np.allclose(
             img.affine, first.affine, atol=1e-4
         ):
             raise InputError(
                 f"{f}: grid (shape {img.shape[:3]}, affine) differs from {files[0].name}; "
-                "all echoes must share one grid"
+                f"all echoes must share one grid (compared with {files[0]})"
             )
-        volumes.append(np.asarray(img.dataobj, dtype=np.float32))
+    volumes = [
+        read_data(img, f, np.float32).reshape(first.shape[:3])
+        for f, img in zip(files, images, strict=True)
+    ]
+    if part == "mag":
+        _check_magnitudes(list(zip(files, volumes, strict=True)))
     order = np.argsort(tes, kind="stable")
     te = validate_echo_times(
         np.asarray(tes)[order],
         n_volumes=len(files),
-        source=sidecar_path(files[order[0]]).parent / "*.json",
+        source=sidecar_path(files[0]) if len(files) == 1 else files[0].parent / "*.json",
         hint="BIDS EchoTime is in seconds; fix the sidecars",
     )
     data = _finite(np.stack([volumes[i] for i in order], axis=-1), files[0])
@@ -307,14 +364,26 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
     )
 
 
+def _check_magnitudes(arrays: Sequence[tuple[Path, NDArray[np.float32]]]) -> None:
+    """One warning naming each file with negative magnitudes, their count and likely cause."""
+    found = []
+    for path, data in arrays:
+        negative = int(np.count_nonzero(data < 0))
+        if negative:
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            also = f" and {bad} non-finite" if bad else ""
+            found.append(f"{path}: {negative} negative magnitude voxel value(s){also}")
+    if found:
+        warnings.warn(
+            "; ".join(found) + " (magnitudes cannot be negative: typical of int16 wraparound "
+            "or a wrong scl_slope/scl_inter; those voxels are marked failed, check the "
+            "conversion)",
+            IronmapWarning,
+            stacklevel=3,
+        )
+
+
 def _finite(data: NDArray[np.float32], path: Path) -> NDArray[np.float32]:
     if not np.isfinite(data).any():
         raise InputError(f"{path}: no finite values (all NaN or Inf); check the conversion")
     return data
-
-
-def _as_float32(img: nib.Nifti1Image, path: Path) -> NDArray[np.float32]:
-    try:
-        return np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read the image data ({exc})") from exc

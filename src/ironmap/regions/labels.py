@@ -10,10 +10,13 @@ dentate.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from ..errors import InputError
 from .catalog import CATALOG, DEEP_GM, LABEL_NAMES, normalise_name
@@ -22,9 +25,14 @@ __all__ = [
     "DEEP_GM",
     "LABEL_NAMES",
     "RegionCodes",
+    "label_array",
+    "read_bids_tsv",
     "read_label_table",
     "region_codes",
 ]
+
+#: Largest TSV table read (``dseg.tsv``, ``participants.tsv``), in bytes.
+MAX_TABLE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -55,24 +63,141 @@ class RegionCodes:
         return {"left": left, "right": right, "both": left + right + midline}[hemisphere]
 
 
-def read_label_table(path: str | Path) -> dict[int, str]:
-    """``index -> name`` from a BIDS ``dseg.tsv`` (columns ``index`` and ``name``)."""
+def read_bids_tsv(path: str | Path) -> pd.DataFrame:
+    """A BIDS TSV as strings: ``n/a`` is missing, nothing else is (``NA`` stays a string).
+
+    UTF-8 with or without a byte-order mark, LF or CRLF line ends.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: missing, larger than :data:`MAX_TABLE_BYTES`, not UTF-8
+        text, empty, a column named twice, or rows that do not parse.
+    """
     path = Path(path)
     try:
-        table = pd.read_csv(path, sep="\t")
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read as a TSV table ({exc})") from exc
+        size = path.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            raise InputError(f"{path}: {size} bytes, more than a {MAX_TABLE_BYTES}-byte table")
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 TSV") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    header = text.splitlines()[0].split("\t") if text.strip() else []
+    if not any(h.strip() for h in header):
+        raise InputError(
+            f"{path}: empty file; a TSV needs a header line (see docs/conventions.md)"
+        )
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise InputError(f"{path}: column {name} appears twice; name each column once")
+        seen.add(name)
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False
+        )
+    except Exception as exc:  # pandas' parser errors: ragged rows, NUL bytes, ...
+        raise InputError(f"{path}: cannot read as a TSV table ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def read_label_table(path: str | Path) -> dict[int, str]:
+    """``index -> name`` from a BIDS ``dseg.tsv`` (columns ``index`` and ``name``).
+
+    Raises
+    ------
+    InputError
+        One line naming the file: unreadable (:func:`read_bids_tsv`), a missing column, an
+        index that is not a non-negative integer, an index listed twice, or an empty name.
+    """
+    path = Path(path)
+    table = read_bids_tsv(path)
     missing = {"index", "name"} - set(table.columns)
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(sorted(missing))}; a dseg.tsv needs "
             "'index' and 'name' (see docs/conventions.md)"
         )
+    labels: dict[int, str] = {}
+    for text, name in zip(table["index"], table["name"], strict=True):
+        code = _index(text)
+        if code is None:
+            raise InputError(f"{path}: 'index' must hold non-negative integers, got {text!r}")
+        if pd.isna(name) or not str(name).strip():
+            raise InputError(f"{path}: index {code} has no name; name every label")
+        if code in labels:
+            raise InputError(
+                f"{path}: index {code} is listed twice: {labels[code]} and {name}; "
+                "each index must name one structure"
+            )
+        labels[code] = str(name).strip()
+    return labels
+
+
+def _index(text: object) -> int | None:
+    """A ``dseg.tsv`` index as an int (``"10"`` or ``"10.0"``); None if not an integer >= 0."""
     try:
-        index = table["index"].astype(int)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: the 'index' column must hold integers") from exc
-    return dict(zip(index.tolist(), table["name"].astype(str).tolist(), strict=True))
+        value = float(str(text))
+    except ValueError:
+        return None
+    if not (np.isfinite(value) and value >= 0 and value.is_integer() and value < 2**53):
+        return None
+    return int(value)
+
+
+def label_array(labels: NDArray, *, source_name: str) -> NDArray[np.integer]:
+    """Check that a label image holds integers >= 0; return it with an integer dtype.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Label image; float images are accepted when every value is a whole number.
+    source_name : str
+        The file, named in errors.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``labels`` itself when it has an integer dtype (bool: uint8), else an int64 copy.
+
+    Raises
+    ------
+    InputError
+        A NaN, Inf, fractional or negative label, or one of 2^53 or more.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return labels.view(np.uint8)
+    if labels.dtype.kind not in "iuf":
+        raise InputError(f"{source_name}: label images must hold integers, got {labels.dtype}")
+    if labels.size == 0:
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels)
+        if bad.any():
+            raise InputError(
+                f"{source_name}: {int(bad.sum())} NaN or Inf label(s); a segmentation must hold "
+                "integer labels, fix or re-export it"
+            )
+    low, high = labels.min(), labels.max()
+    if low < 0:
+        raise InputError(f"{source_name}: negative label {low}; labels must be integers >= 0")
+    if high >= 2**53:
+        raise InputError(f"{source_name}: label {high} is too large (must be below 2^53)")
+    if labels.dtype.kind != "f":
+        return labels
+    fractional = labels != np.floor(labels)
+    if fractional.any():
+        raise InputError(
+            f"{source_name}: label {labels[fractional][0]} is not an integer; a segmentation "
+            "must hold integer labels (was it resampled with interpolation?)"
+        )
+    return labels.astype(np.int64)
 
 
 def region_codes(table: dict[int, str] | None) -> RegionCodes:

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
+from .labels import label_array
 
 __all__ = ["label_fractions"]
 
@@ -51,7 +52,8 @@ def label_fractions(
     Parameters
     ----------
     labels : numpy.ndarray of int, shape (I, J, K)
-        Source label image.
+        Source label image: integers >= 0 (:func:`.labels.label_array`; whole-number floats
+        are accepted). Memory depends on the number of distinct labels, not on their values.
     source_affine, target_affine : numpy.ndarray, shape (4, 4)
         Voxel -> scanner (mm) transforms of the two grids.
     target_shape : sequence of 3 int
@@ -72,28 +74,19 @@ def label_fractions(
     Raises
     ------
     InputError
-        If the two images do not overlap in scanner space.
+        If the two images do not overlap in scanner space, or a label is not an integer >= 0.
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise InputError(f"{source_name}: expected a 3D label image, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        rounded = np.rint(np.nan_to_num(labels))
-        if not np.array_equal(rounded, np.nan_to_num(labels)):
-            raise InputError(f"{source_name}: label images must hold integers")
-        labels = rounded.astype(np.int64)
+    labels = label_array(labels, source_name=source_name)
     transform = np.linalg.inv(source_affine) @ target_affine
     offsets = _subsamples(transform, max_sub)
     n_sub = [o.size for o in offsets]
-    top = int(
-        max(labels.max(initial=0), max((max(c, default=0) for c in groups.values()), default=0))
-    )
-    # Dense label numbering: one bincount per slab counts every label in every target voxel.
+    # Dense label numbering (position in ``present``, sized by the distinct codes, never by
+    # the largest code): one bincount per slab counts every label in every target voxel.
     present = np.unique(labels)
-    dense = np.zeros(top + 2, dtype=np.int64)
-    dense[present] = np.arange(present.size)
     outside = present.size
-    dense[top + 1] = outside
     members = {
         name: np.flatnonzero(np.isin(present, np.asarray(codes, dtype=np.int64)))
         for name, codes in groups.items()
@@ -119,9 +112,9 @@ def label_fractions(
         inside = np.ones(np.broadcast_shapes(*(a.shape for a in index)), dtype=bool)
         for axis in range(3):
             inside &= (index[axis] >= 0) & (index[axis] < shape_src[axis])
-        sub = np.full(inside.shape, top + 1, dtype=np.int64)  # top + 1: outside, in no group
+        dense = np.full(inside.shape, outside, dtype=np.int64)  # outside: in no group
         picked = [np.broadcast_to(a, inside.shape)[inside] for a in index]
-        sub[inside] = labels[picked[0], picked[1], picked[2]]
+        dense[inside] = np.searchsorted(present, labels[picked[0], picked[1], picked[2]])
         nzs = z1 - z0
         blocks = (nx, n_sub[0], ny, n_sub[1], nzs, n_sub[2])
         voxel = (
@@ -130,7 +123,7 @@ def label_fractions(
             + np.arange(nzs).reshape(1, 1, 1, 1, -1, 1)
         )
         n_labels = outside + 1
-        key = np.broadcast_to(voxel, blocks) * n_labels + dense[sub].reshape(blocks)
+        key = np.broadcast_to(voxel, blocks) * n_labels + dense.reshape(blocks)
         counts = np.bincount(key.ravel(), minlength=nx * ny * nzs * n_labels)
         counts = counts.reshape(nx, ny, nzs, n_labels) / float(np.prod(n_sub))
         out["_inside"][:, :, z0:z1] = 1.0 - counts[..., outside]

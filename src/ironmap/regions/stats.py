@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from ..errors import InputError, IronmapWarning
 from .catalog import HEMISPHERES, MEASURED_ROWS
-from .labels import RegionCodes
+from .labels import RegionCodes, label_array
 
 __all__ = [
     "REGION_COLUMNS",
@@ -32,6 +32,9 @@ __all__ = [
     "regional_r2star",
     "volumes",
 ]
+
+#: A lesion mask above this volume (mL) is refused when there is no brain volume to compare.
+MAX_LESION_ML = 2000.0
 
 
 @dataclass(frozen=True)
@@ -272,17 +275,22 @@ def volumes(
     participant_id: str,
     lesion_mask: NDArray | None = None,
     lesion_affine: NDArray[np.float64] | None = None,
+    labels_name: str = "segmentation",
+    lesion_name: str = "lesion mask",
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Subject volumes (``subjects.tsv`` columns) and per-region volumes, in mL.
 
     Volumes are counted on each image's own grid: ICV = all labelled (non-zero) voxels, brain =
     ICV minus CSF and ventricles (``codes.csf``), cortical GM = ``cortex`` codes, NBV = brain /
-    ICV; lesion count = 26-connected components of the lesion mask.
+    ICV; lesion count = 26-connected components of the lesion mask. ICV, brain and NBV need a
+    whole-brain segmentation, one with both cerebral cortex and cerebral white matter voxels
+    (``codes``); cortical GM needs cortex. Otherwise (e.g. FSL FIRST's deep grey matter only,
+    or a ``dseg.tsv`` of unknown names) they are NaN, with a warning.
 
     Parameters
     ----------
     labels : numpy.ndarray of int, shape (I, J, K)
-        Segmentation label image.
+        Segmentation label image (integers >= 0; any value, counted without a lookup table).
     affine : numpy.ndarray, shape (4, 4)
         Voxel -> scanner (mm) transform of ``labels``.
     codes : RegionCodes
@@ -294,6 +302,8 @@ def volumes(
     lesion_affine : numpy.ndarray, shape (4, 4), optional
         Voxel -> scanner (mm) transform of ``lesion_mask``; lesion volume and count are NaN
         unless both are given.
+    labels_name, lesion_name : str, optional
+        The segmentation and lesion mask files, named in warnings and errors.
 
     Returns
     -------
@@ -301,31 +311,84 @@ def volumes(
         ``VOLUME_COLUMNS`` values (mL, NBV a ratio, lesion count an int or NaN).
     regions : dict
         ``"region/hemisphere" -> mL`` for :func:`region_groups` keys and ``"lesions" -> mL``.
+
+    Warns
+    -----
+    IronmapWarning
+        Once, naming the segmentation and the tissue it lacks, when whole-brain volumes are NaN.
+
+    Raises
+    ------
+    InputError
+        A label that is not an integer >= 0 (naming ``labels_name``), or a lesion mask larger
+        than the brain; without a brain volume, one with every voxel set or above
+        :data:`MAX_LESION_ML` (naming ``lesion_name``).
     """
+    labels = label_array(labels, source_name=labels_name)
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    flat = np.asarray(labels).astype(np.int64).ravel()
-    flat = flat[flat > 0]
-    counts = np.bincount(flat) if flat.size else np.zeros(1, dtype=np.int64)
+    present, counts = np.unique(labels[labels > 0], return_counts=True)
+    count = dict(zip(present.tolist(), counts.tolist(), strict=True))
 
     def ml(code_list) -> float:
-        return float(sum(counts[c] for c in code_list if 0 <= c < counts.size)) * voxel_ml
+        return float(sum(count.get(int(c), 0) for c in code_list)) * voxel_ml
 
-    icv = float(flat.size) * voxel_ml
+    icv = float(counts.sum()) * voxel_ml
     brain = icv - ml(codes.csf)
+    cortex = ml(codes.codes("cortex"))
+    tissues = {"cerebral cortex": "cortex", "cerebral white matter": "cerebral_wm"}
+    missing = [name for name, region in tissues.items() if ml(codes.codes(region)) == 0]
+    if missing:
+        icv = brain = np.nan
+        cortex = np.nan if "cerebral cortex" in missing else cortex
+        columns = (
+            "icv_ml, brain_ml, cortical_gm_ml, nbv"
+            if np.isnan(cortex)
+            else ("icv_ml, brain_ml, nbv")
+        )
+        warnings.warn(
+            f"{labels_name}: no {' and '.join(missing)} labels; {columns} are n/a (they need "
+            "a whole-brain segmentation such as FreeSurfer aseg or SynthSeg); the regional "
+            "volumes are kept",
+            IronmapWarning,
+            stacklevel=2,
+        )
     region_ml = {key: ml(c) for key, c in region_groups(codes).items()}
     lesion_ml, n_lesions = np.nan, np.nan
     if lesion_mask is not None and lesion_affine is not None:
-        mask = np.asarray(lesion_mask) != 0
+        mask = np.nan_to_num(np.asarray(lesion_mask)) != 0
         lesion_ml = float(mask.sum()) * abs(float(np.linalg.det(lesion_affine[:3, :3]))) / 1000.0
+        _check_lesion_volume(mask, lesion_ml, brain, lesion_name, labels_name)
         n_lesions = int(ndimage.label(mask, structure=np.ones((3, 3, 3)))[1])
     region_ml["lesions"] = lesion_ml
     subject = {
         "participant_id": participant_id,
         "icv_ml": icv,
         "brain_ml": brain,
-        "cortical_gm_ml": ml(codes.codes("cortex")),
+        "cortical_gm_ml": cortex,
         "nbv": brain / icv if icv > 0 else np.nan,
         "lesion_volume_ml": lesion_ml,
         "lesion_count": n_lesions,
     }
     return subject, region_ml
+
+
+def _check_lesion_volume(
+    mask: NDArray[np.bool_], lesion_ml: float, brain_ml: float, lesion_name: str, labels_name: str
+) -> None:
+    """Refuse a lesion mask larger than the brain (or implausible when the brain is unknown)."""
+    fix = "non-zero voxels must mark lesions only (a brain mask, or an inverted mask?)"
+    if np.isfinite(brain_ml):
+        if lesion_ml > brain_ml:
+            raise InputError(
+                f"{lesion_name}: lesion volume {lesion_ml:.6g} mL exceeds the brain volume "
+                f"{brain_ml:.6g} mL of {labels_name}; {fix}"
+            )
+    elif mask.size > 1 and mask.all():
+        raise InputError(
+            f"{lesion_name}: every voxel of the mask is set ({lesion_ml:.6g} mL); {fix}"
+        )
+    elif lesion_ml > MAX_LESION_ML:
+        raise InputError(
+            f"{lesion_name}: lesion volume {lesion_ml:.6g} mL, above {MAX_LESION_ML:.0f} mL "
+            f"(larger than any brain); {fix}"
+        )

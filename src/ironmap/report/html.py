@@ -66,7 +66,9 @@ def _figure(ncols: int, nrows: int, size=(3.1, 2.6)):
     return fig, axes.ravel()
 
 
-def _cohort_table(subjects: pd.DataFrame) -> pd.DataFrame:
+def _cohort_table(subjects: pd.DataFrame) -> str:
+    if subjects.empty:
+        return "<p>No participant was analysed (see the participant flow).</p>"
     subjects = subjects.assign(label=subjects.apply(_label, axis=1))
     rows = []
     for label in [g for g in _GROUP_ORDER if g in set(subjects.label)]:
@@ -90,10 +92,12 @@ def _cohort_table(subjects: pd.DataFrame) -> pd.DataFrame:
                 "sites": s.site.nunique(),
             }
         )
-    return pd.DataFrame(rows)
+    return _table(pd.DataFrame(rows))
 
 
 def _age_figure(long: pd.DataFrame, model) -> str:
+    if long.empty or long.r2star_harmonized.isna().all():
+        return "<p>No harmonised R2* to show (no analysed participant has one).</p>"
     regions = [r for r in (*DEEP_GM, "nawm") if r in model.regions]
     fig, axes = _figure(4, int(np.ceil(len(regions) / 4)) or 1)
     ages = np.linspace(long.age.min(), long.age.max(), 100)
@@ -128,13 +132,15 @@ def _age_figure(long: pd.DataFrame, model) -> str:
         ax.tick_params(labelsize=7)
     for ax in axes[len(regions) :]:
         ax.axis("off")
-    if regions:
+    if regions and axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return _png(fig)
 
 
 def _group_figure(long: pd.DataFrame) -> str:
+    if long.empty or long.r2star_corrected.isna().all():
+        return "<p>No age-corrected R2* to show (no analysed participant has one).</p>"
     regions = [r for r in (*DEEP_GM, "nawm") if r in set(long.region)]
     fig, axes = _figure(4, int(np.ceil(len(regions) / 4)) or 1)
     rng = np.random.default_rng(0)
@@ -208,15 +214,28 @@ def _lesion_figure(long: pd.DataFrame) -> str:
             label=label,
         )
     ok = part.disease_duration.notna()
-    if ok.sum() > 2:
+    note = ""
+    if ok.sum() >= 3 and part.disease_duration[ok].nunique() >= 2:
         slope, intercept = np.polyfit(part.disease_duration[ok], part.r2star_median[ok], 1)
         xs = np.linspace(part.disease_duration.min(), part.disease_duration.max(), 10)
         ax.plot(xs, intercept + slope * xs, color="k", lw=1)
+    else:
+        note = (
+            "<p class='small'>no trend line: fewer than 3 patients with 2 or more distinct "
+            "durations.</p>"
+        )
     ax.set_xlabel("disease duration (years)", fontsize=8)
     ax.set_ylabel("lesion R2* (1/s)", fontsize=8)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig) + note
+
+
+def _age_models(age_model: pd.DataFrame) -> str:
+    if age_model.empty:
+        return "<p>No age model could be fitted.</p>"
+    columns = ["region", "model", "n_hc", "residual_sd", "residual_df", "reference_age"]
+    return _table(age_model[columns])
 
 
 def _versions() -> str:
@@ -285,14 +304,16 @@ def _flow_table(flow: pd.DataFrame) -> pd.DataFrame:
     return counts.rename_axis(columns=None).reset_index(names="status / reason")
 
 
-def _harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
+def _harmonization_table(harmonization: pd.DataFrame) -> str:
+    if harmonization.empty:
+        return "<p>No site harmonisation could be estimated.</p>"
     table = harmonization.assign(
         cell=lambda d: (
             d.location_percent.map("{:+.1f} %".format) + " / x" + d.scale.map("{:.2f}".format)
         )
     )
     cells = table.pivot(index="region", columns="site", values="cell")
-    return cells.rename_axis(columns=None).reset_index()
+    return _table(cells.rename_axis(columns=None).reset_index())
 
 
 def _cell(row) -> str:
@@ -340,12 +361,12 @@ def write_report(path: str | Path, result) -> Path:
         f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by ironmap {__version__}."
         f" {len(subjects)} of {len(result.flow)} participants analysed, "
         f"{subjects.site.nunique()} sites.</p>",
-        "<h2>Cohort (analysed participants)</h2>" + _table(_cohort_table(subjects)),
+        "<h2>Cohort (analysed participants)</h2>" + _cohort_table(subjects),
         "<h2>Participant flow</h2><p>Every row of participants.tsv, analysed or excluded with "
         "the reason (group/participant_flow.tsv).</p>" + _table(_flow_table(result.flow)),
         "<h2>Site harmonisation</h2><p>ComBat fitted on controls (log R2*): each site's "
         "location (percent of R2*) and scale (factor on the residual SD) per region "
-        "(group/harmonization.tsv).</p>" + _table(_harmonization_table(result.harmonization)),
+        "(group/harmonization.tsv).</p>" + _harmonization_table(result.harmonization),
         "<h2>R2* against age</h2><p>Harmonised R2* of every participant with the controls' "
         "normative curve and its 95 % band.</p>" + _age_figure(long, result.analysis.normative),
         "<h2>Age-corrected R2* by group</h2>" + _group_figure(long),
@@ -357,14 +378,10 @@ def write_report(path: str | Path, result) -> Path:
         "<h2>Determinants of R2* in MS</h2>"
         + _forest_figure(determinants)
         + "<p>Multivariable and stepwise models (stepwise: exploratory, with bootstrap "
-        "inclusion frequency).</p>" + _table(multi),
+        "inclusion frequency).</p>"
+        + (_table(multi) if len(multi) else "<p>No multivariable or stepwise model.</p>"),
         "<h2>Lesion R2* and disease duration</h2>" + _lesion_figure(long),
-        "<h2>Age models</h2>"
-        + _table(
-            result.age_model[
-                ["region", "model", "n_hc", "residual_sd", "residual_df", "reference_age"]
-            ]
-        ),
+        "<h2>Age models</h2>" + _age_models(result.age_model),
         "<h2>Methods</h2>" + _methods(result),
         f"<p class='small'>Software: {html.escape(_versions())}.</p>",
     ]
