@@ -41,7 +41,8 @@ def test_version(capsys):
 
 
 def test_group_stage_without_participants_tsv(capsys, tmp_path):
-    assert main(["run", str(tmp_path), str(tmp_path / "out"), "group"]) == 2
+    (tmp_path / "bids").mkdir()  # OUTPUT_DIR outside BIDS_DIR (inside it is refused)
+    assert main(["run", str(tmp_path / "bids"), str(tmp_path / "out"), "group"]) == 2
     line = _stderr_line(capsys)
     assert line.endswith("participants.tsv: No such file; the group stage needs participants.tsv")
 

@@ -22,6 +22,9 @@ def _write_cohort(tmp_path, *, n_hc=40, n_ms=50, seed=0, putamen_effect=3.0):
     rng = np.random.default_rng(seed)
     bids, out = tmp_path / "bids", tmp_path / "out"
     bids.mkdir()
+    out.mkdir()  # the participant stage's derivatives dataset: ironmap writes only into its own
+    description = {"Name": "t", "DatasetType": "derivative", "GeneratedBy": [{"Name": "ironmap"}]}
+    (out / "dataset_description.json").write_text(json.dumps(description))
     rows = []
     for i in range(n_hc + n_ms):
         ms = i >= n_hc

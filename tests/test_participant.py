@@ -90,7 +90,11 @@ def test_resume_skips_and_force_redoes(site_cohort, capsys):
     assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
     argv = ["run", str(root), str(out), "participant", "--participant-label", first]
     assert main([*argv, "--min-fraction", "0.8"]) == 1  # other options, no --force
-    assert "outputs exist from other inputs or options; pass --force" in capsys.readouterr().err
+    provenance = out / f"sub-{first}" / "anat" / f"sub-{first}_provenance.json"
+    assert capsys.readouterr().err.splitlines() == [
+        f"ironmap: error: sub-{first}: {provenance}: outputs exist from other inputs or options "
+        "(option min_fraction: 0.9 -> 0.8); pass --force to redo"
+    ]
     assert main([*argv, "--force"]) == 0
     assert "1 done, 0 skipped" in capsys.readouterr().out
 
@@ -212,7 +216,7 @@ def test_small_dataset_numbers_and_inputs_untouched(tmp_path, capsys):
 def test_bad_input_fails_that_participant_only(tmp_path, capsys, bad, message):
     root = _dataset(tmp_path, **bad)
     code, captured = _run(root, capsys)
-    assert code == 1  # exit status = number of failed participants
+    assert code == 1  # exit status 1: some participants failed
     errors = [line for line in captured.err.splitlines() if line.startswith("ironmap: error:")]
     assert len(errors) == 1
     assert errors[0].startswith("ironmap: error: sub-02: ")

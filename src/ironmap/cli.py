@@ -337,14 +337,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Exit status: 0 all done or skipped, 1 some participants failed, 2 (raised) usage/input."""
     if args.analysis_level == "group":
         from .io.derivatives import GROUP_DIR
         from .workflows.group import GroupConfig, run_group
 
-        result = run_group(GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir))
-        print(f"group tables: {args.output_dir / GROUP_DIR}; report: {result.report}")
+        result = run_group(
+            GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir, force=args.force)
+        )
+        if result.skipped:
+            print(
+                f"group stage: outputs in {args.output_dir / GROUP_DIR} are up to date (same "
+                "inputs and options); nothing recomputed (--force to recompute); "
+                f"report: {result.report}"
+            )
+        else:
+            print(f"group tables: {args.output_dir / GROUP_DIR}; report: {result.report}")
         return 0
-    from .workflows.participant import ParticipantConfig, run_participant, summary, summary_table
+    from .workflows.participant import (
+        ParticipantConfig,
+        needs_attention,
+        run_participant,
+        summary,
+        summary_table,
+    )
 
     results = run_participant(
         _config(
@@ -359,10 +375,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"ironmap: warning: {message}", file=sys.stderr)
         if result.status == "failed":
             print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
-    if args.verbose or len(results) > 1:
+    if args.verbose or len(results) > 1 or needs_attention(results):
         print(summary_table(results).round(2).to_string(index=False))
     print(f"participant stage: {summary(results)}; outputs in {args.output_dir}")
-    return min(sum(r.status == "failed" for r in results), 125)
+    return 1 if any(r.status == "failed" for r in results) else 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -377,7 +393,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .workflows.demo import run_demo
 
-    return run_demo(args.output_dir, quick=args.quick, n_jobs=args.n_jobs, force=args.force)
+    failed = run_demo(args.output_dir, quick=args.quick, n_jobs=args.n_jobs, force=args.force)
+    return 1 if failed else 0
 
 
 _COMMANDS = {"fit": _cmd_fit, "run": _cmd_run, "simulate": _cmd_simulate, "demo": _cmd_demo}
@@ -389,7 +406,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ironmap`` command; returns the exit status."""
+    """Entry point of the ``ironmap`` command; returns the exit status.
+
+    0: everything done (or up to date and skipped); 1: some participants failed (each named on
+    standard error, the count in the summary line); 2: a usage or input error (one line).
+    """
     args = build_parser().parse_args(argv)
     logger = logging.getLogger("ironmap")
     handler = logging.StreamHandler(sys.stderr)
@@ -406,9 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except IronmapError as exc:
             print(f"ironmap: error: {exc}", file=sys.stderr)
             return 2
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except OSError as exc:  # one line naming the file, never a traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            print(f"ironmap: error: {where}{exc.strerror}", file=sys.stderr)
+            print(f"ironmap: error: {where}{exc.strerror or exc}", file=sys.stderr)
             return 2
         finally:
             logger.removeHandler(handler)

@@ -1,5 +1,5 @@
-"""Input and output: multi-echo GRE images, echo times, maps with JSON sidecars, and the
-layout of ironmap's derivatives (:mod:`.derivatives`)."""
+"""Input and output: multi-echo GRE images, echo times, maps with JSON sidecars, the layout of
+ironmap's derivatives (:mod:`.derivatives`) and the lock a stage holds on it (:mod:`.lock`)."""
 
 from .bids import SessionInputs, find_inputs, parse_entities
 from .derivatives import (
@@ -7,9 +7,11 @@ from .derivatives import (
     GROUP_DIR,
     REPORT,
     ParticipantOutputs,
+    check_output_dir,
     find_participant_tables,
     group_path,
     read_tsv,
+    write_dataset_description,
     write_tsv,
 )
 from .echoes import (
@@ -22,12 +24,14 @@ from .echoes import (
     sidecar_path,
     validate_echo_times,
 )
+from .lock import output_lock
 from .maps import (
     atomic_write_bytes,
     check_writable,
     decay_map_paths,
     save_nifti,
     write_decay_maps,
+    write_error,
     write_json,
     write_nifti,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "ParticipantOutputs",
     "SessionInputs",
     "atomic_write_bytes",
+    "check_output_dir",
     "check_writable",
     "decay_map_paths",
     "find_inputs",
@@ -49,13 +54,16 @@ __all__ = [
     "load_image",
     "load_multiecho",
     "load_volume",
+    "output_lock",
     "parse_entities",
     "read_sidecar",
     "read_tsv",
     "save_nifti",
     "sidecar_path",
     "validate_echo_times",
+    "write_dataset_description",
     "write_decay_maps",
+    "write_error",
     "write_json",
     "write_nifti",
     "write_tsv",

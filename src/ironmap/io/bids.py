@@ -60,6 +60,9 @@ class SessionInputs:
     t1w : Path or None
         A T1-weighted image of the same session (``*_T1w.nii[.gz]``), registration target of
         ``--segmentation atlas``.
+    problem : str
+        Why this participant (session) cannot be processed, naming the folder (e.g. no MEGRE
+        files); empty when it can. Its other fields are then empty.
     """
 
     subject: str
@@ -70,6 +73,7 @@ class SessionInputs:
     lesion_mask: Path | None = None
     phases: tuple[Path, ...] = ()
     t1w: Path | None = None
+    problem: str = ""
 
     @property
     def name(self) -> str:
@@ -120,6 +124,10 @@ def find_inputs(
 ) -> list[SessionInputs]:
     """Every participant/session with multi-echo GRE magnitudes, with its segmentation files.
 
+    A participant (session) that cannot be processed, e.g. without an ``anat`` folder or MEGRE
+    magnitudes, is returned with :attr:`SessionInputs.problem` set (one line naming the
+    folder), so that it fails alone while the others run.
+
     Parameters
     ----------
     bids_dir : str or Path
@@ -134,7 +142,9 @@ def find_inputs(
     Raises
     ------
     InputError
-        Missing dataset, unknown participant label, or a participant without MEGRE files.
+        A problem of the whole dataset: missing dataset or ``--derivatives`` folder, no
+        ``sub-*`` folders, an unknown participant label, or no selected participant with MEGRE
+        files at all.
     """
     root = Path(bids_dir)
     if not root.is_dir():
@@ -163,70 +173,76 @@ def find_inputs(
     for subject in subjects:
         sessions = _anat_dirs(root, subject)
         if not sessions:
-            raise InputError(f"{root / ('sub-' + subject)}: no anat folder with MEGRE files")
+            problem = f"{root / ('sub-' + subject)}: no anat folder with MEGRE files"
+            found.append(SessionInputs(subject, None, (), problem=problem))
         for session, anat in sessions:
-            name = session_name(subject, session)
-            echoes = sorted(
-                p
-                for p in anat.glob("*_MEGRE.nii*")
-                if _NIFTI.search(p.name)
-                and _matches(p, subject, session)
-                and parse_entities(p.name)[0].get("part", "mag") == "mag"
-            )
-            if not echoes:
-                raise InputError(
-                    f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name} "
-                    "(names in docs/conventions.md)"
-                )
-            echoes = _one_acquisition(echoes, name)
-            phases = tuple(
-                sorted(
-                    p
-                    for p in anat.glob("*_part-phase_MEGRE.nii*")
-                    if _matches(p, subject, session)
-                )
-            )
-            if phases and len(phases) != len(echoes):
-                warnings.warn(
-                    f"{name}: {len(phases)} phase but {len(echoes)} magnitude echoes; "
-                    "phase ignored",
-                    IronmapWarning,
-                    stacklevel=2,
-                )
-                phases = ()
-            seg_dirs = [d / rel for d in deriv_roots for rel in _relative_anat(subject, session)]
-            dsegs = [
-                p
-                for d in seg_dirs
-                for p in sorted(d.glob("*_dseg.nii*"))
-                if _matches(p, subject, session)
-            ]
-            dseg = _pick(dsegs, "segmentation (dseg)", name)
-            lesion_dirs = [anat, *seg_dirs]
-            lesions = [
-                p
-                for d in lesion_dirs
-                for p in sorted(d.glob("*_label-lesion_mask.nii*"))
-                if _matches(p, subject, session)
-            ]
-            t1ws = [p for p in sorted(anat.glob("*_T1w.nii*")) if _matches(p, subject, session)]
-            dseg_tsv = None
-            if dseg is not None:
-                tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
-                dseg_tsv = tsv if tsv.exists() else None
-            found.append(
-                SessionInputs(
-                    subject=subject,
-                    session=session,
-                    echoes=tuple(echoes),
-                    dseg=dseg,
-                    dseg_tsv=dseg_tsv,
-                    lesion_mask=_pick(lesions, "lesion mask", name),
-                    phases=phases,
-                    t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
-                )
-            )
+            found.append(_session_inputs(subject, session, anat, deriv_roots))
+    if all(f.problem for f in found):
+        if len(found) == 1:
+            raise InputError(found[0].problem)
+        raise InputError(
+            f"{root}: none of the {len(found)} participants/sessions has multi-echo GRE "
+            f"magnitudes (*_MEGRE.nii[.gz], names in docs/conventions.md); first: "
+            f"{found[0].problem}"
+        )
     return found
+
+
+def _session_inputs(
+    subject: str, session: str | None, anat: Path, deriv_roots: list[Path]
+) -> SessionInputs:
+    """The files of one participant (session) whose ``anat`` folder is given."""
+    name = session_name(subject, session)
+    echoes = sorted(
+        p
+        for p in anat.glob("*_MEGRE.nii*")
+        if _NIFTI.search(p.name)
+        and _matches(p, subject, session)
+        and parse_entities(p.name)[0].get("part", "mag") == "mag"
+    )
+    if not echoes:
+        problem = (
+            f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name} "
+            "(names in docs/conventions.md)"
+        )
+        return SessionInputs(subject, session, (), problem=problem)
+    echoes = _one_acquisition(echoes, name)
+    phases = tuple(
+        sorted(p for p in anat.glob("*_part-phase_MEGRE.nii*") if _matches(p, subject, session))
+    )
+    if phases and len(phases) != len(echoes):
+        warnings.warn(
+            f"{name}: {len(phases)} phase but {len(echoes)} magnitude echoes; phase ignored",
+            IronmapWarning,
+            stacklevel=3,
+        )
+        phases = ()
+    seg_dirs = [d / rel for d in deriv_roots for rel in _relative_anat(subject, session)]
+    dsegs = [
+        p for d in seg_dirs for p in sorted(d.glob("*_dseg.nii*")) if _matches(p, subject, session)
+    ]
+    dseg = _pick(dsegs, "segmentation (dseg)", name)
+    lesions = [
+        p
+        for d in [anat, *seg_dirs]
+        for p in sorted(d.glob("*_label-lesion_mask.nii*"))
+        if _matches(p, subject, session)
+    ]
+    t1ws = [p for p in sorted(anat.glob("*_T1w.nii*")) if _matches(p, subject, session)]
+    dseg_tsv = None
+    if dseg is not None:
+        tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
+        dseg_tsv = tsv if tsv.exists() else None
+    return SessionInputs(
+        subject=subject,
+        session=session,
+        echoes=tuple(echoes),
+        dseg=dseg,
+        dseg_tsv=dseg_tsv,
+        lesion_mask=_pick(lesions, "lesion mask", name),
+        phases=phases,
+        t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
+    )
 
 
 def _relative_anat(subject: str, session: str | None) -> list[Path]:

@@ -8,39 +8,61 @@ Tables are BIDS TSV (:func:`write_tsv`, :func:`read_tsv`): tab-separated, ``n/a`
 Layout of ``OUTPUT_DIR``::
 
     dataset_description.json
+    .ironmap.lock            (only while a stage runs: :data:`LOCK`, see :mod:`.lock`)
     sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_<suffix>   (ParticipantOutputs)
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
-    group/<table>.tsv, group/harmonization.json
+    group/<table>.tsv, group/harmonization.json, group/provenance.json
     report.html
+
+ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
+the input dataset (:func:`check_output_dir`). Resume compares provenance records by content
+(:func:`provenance_changes`): inputs by file name and SHA-256, options key by key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
+from .. import __version__
+from ..errors import InputError
 from .bids import session_name
-from .maps import atomic_write_bytes, decay_map_paths
+from .maps import atomic_write_bytes, decay_map_paths, write_json
 
 __all__ = [
     "DATASET_DESCRIPTION",
     "GROUP_DIR",
+    "GROUP_PROVENANCE",
     "GROUP_TABLES",
     "HARMONIZATION_JSON",
+    "LOCK",
     "REPORT",
     "ParticipantOutputs",
+    "check_output_dir",
+    "describe_changes",
     "find_participant_tables",
+    "group_outputs",
     "group_path",
+    "lock_path",
+    "provenance_changes",
     "read_tsv",
+    "sha256",
+    "write_dataset_description",
     "write_tsv",
 ]
 
 DATASET_DESCRIPTION = "dataset_description.json"
 GROUP_DIR = "group"
 REPORT = "report.html"
+#: Held while a stage writes ``OUTPUT_DIR`` (:func:`ironmap.io.lock.output_lock`).
+LOCK = ".ironmap.lock"
+#: The group stage's record of its inputs' checksums and options, beside its tables.
+GROUP_PROVENANCE = "provenance.json"
 
 #: Tables of ``OUTPUT_DIR/group/``: key (attribute of the group stage's result) -> file name.
 GROUP_TABLES: dict[str, str] = {
@@ -141,6 +163,143 @@ class ParticipantOutputs:
 def group_path(output_dir: str | Path, name: str) -> Path:
     """``OUTPUT_DIR/group/<name>`` (a group table or sidecar)."""
     return Path(output_dir) / GROUP_DIR / name
+
+
+def group_outputs(output_dir: str | Path) -> list[Path]:
+    """Every file the group stage writes, except its provenance record."""
+    names = [*GROUP_TABLES.values(), HARMONIZATION_JSON]
+    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT]
+
+
+def lock_path(output_dir: str | Path) -> Path:
+    """``OUTPUT_DIR/.ironmap.lock``: present while a stage writes ``OUTPUT_DIR``."""
+    return Path(output_dir) / LOCK
+
+
+# -- whose folder is it? ----------------------------------------------------------------------
+
+_OUTSIDE = "choose an OUTPUT_DIR outside BIDS_DIR (inputs are never written)"
+_KEEP_OUT = "choose a new or empty OUTPUT_DIR (--force does not override this)"
+
+
+def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
+    """Refuse (one line) an ``OUTPUT_DIR`` that ironmap must not write.
+
+    ironmap writes only into a missing or empty folder or its own derivatives dataset
+    (``dataset_description.json`` with ``GeneratedBy[0].Name == "ironmap"``), never inside the
+    input dataset nor into a folder that contains it (symbolic links resolved). ``--force``
+    does not override this: it is about ironmap's own outputs.
+
+    Raises
+    ------
+    InputError
+        Naming ``output_dir`` and what to do.
+    """
+    out, bids = Path(output_dir), Path(bids_dir)
+    real_out, real_bids = out.resolve(), bids.resolve()
+    if real_out == real_bids:
+        raise InputError(f"{out}: is the input dataset; {_OUTSIDE}")
+    if real_bids in real_out.parents:
+        raise InputError(f"{out}: is inside the input dataset {bids}; {_OUTSIDE}")
+    if real_out in real_bids.parents:
+        raise InputError(f"{out}: contains the input dataset {bids}; {_OUTSIDE}")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: is a file, not a folder; give a folder for OUTPUT_DIR")
+    description = out / DATASET_DESCRIPTION
+    if not description.exists():
+        if any(p.name != LOCK for p in out.iterdir()):
+            raise InputError(
+                f"{out}: is not empty and is not an ironmap derivatives dataset "
+                f"(no {DATASET_DESCRIPTION}); {_KEEP_OUT}"
+            )
+        return
+    name = _generated_by(description)
+    if name == "ironmap":
+        return
+    if name is None:
+        raise InputError(
+            f"{out}: its {DATASET_DESCRIPTION} names no GeneratedBy pipeline, so it is not "
+            f"ironmap's; {_KEEP_OUT}"
+        )
+    raise InputError(
+        f"{out}: holds the outputs of {name} (GeneratedBy in {DATASET_DESCRIPTION}), not of "
+        f"ironmap; {_KEEP_OUT}"
+    )
+
+
+def _generated_by(description: Path) -> str | None:
+    """``GeneratedBy[0].Name`` of a dataset description (None when absent or unreadable)."""
+    try:
+        content = json.loads(description.read_text())
+    except (ValueError, UnicodeDecodeError, IsADirectoryError):
+        return None
+    generated = content.get("GeneratedBy") if isinstance(content, dict) else None
+    if isinstance(generated, list) and generated and isinstance(generated[0], dict):
+        name = generated[0].get("Name")
+        return str(name) if name else None
+    return None
+
+
+def write_dataset_description(output_dir: str | Path, *, bids_dir: str | Path) -> None:
+    """``OUTPUT_DIR/dataset_description.json`` of ironmap's derivatives dataset."""
+    write_json(
+        Path(output_dir) / DATASET_DESCRIPTION,
+        {
+            "Name": "ironmap R2* maps and regional R2*",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
+            "SourceDatasets": [{"URL": str(Path(bids_dir).resolve())}],
+        },
+    )
+
+
+# -- provenance: resume by content ------------------------------------------------------------
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance_changes(previous: dict, current: dict) -> list[str]:
+    """What differs between two provenance records, in words; empty when they match.
+
+    Inputs are matched by file name and SHA-256, so the same dataset reached by another path
+    (relative, absolute, a copy) matches; records that key inputs by path (older ironmap) are
+    read by the path's base name. Options are compared key by key. E.g. ``["option
+    fit_method: auto -> loglin", "input sub-01_echo-2_part-mag_MEGRE.nii.gz changed content"]``.
+    """
+    changes = []
+    versions = previous.get("ironmap_version"), current.get("ironmap_version")
+    if versions[0] != versions[1]:
+        changes.append(f"ironmap version {versions[0]} -> {versions[1]}")
+    old, new = previous.get("options") or {}, current.get("options") or {}
+    for key in [*new, *(k for k in old if k not in new)]:
+        if key not in old or key not in new or old[key] != new[key]:
+            changes.append(f"option {key}: {old.get(key, 'unset')} -> {new.get(key, 'unset')}")
+    old = {Path(k).name: v for k, v in (previous.get("inputs") or {}).items()}
+    new = current.get("inputs") or {}
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            changes.append(f"input {name} new")
+        elif name not in new:
+            changes.append(f"input {name} removed")
+        elif old[name] != new[name]:
+            changes.append(f"input {name} changed content")
+    return changes
+
+
+def describe_changes(changes: list[str], *, limit: int = 6) -> str:
+    """``changes`` joined for a one-line message, the first ``limit`` and a count of the rest."""
+    rest = len(changes) - limit
+    return "; ".join(changes[:limit]) + (f"; and {rest} more" if rest > 0 else "")
 
 
 def find_participant_tables(

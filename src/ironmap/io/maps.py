@@ -8,6 +8,7 @@ images give byte-identical files.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, IronmapError
 from .echoes import sidecar_path
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "decay_map_paths",
     "save_nifti",
     "write_decay_maps",
+    "write_error",
     "write_json",
     "write_nifti",
 ]
@@ -53,18 +55,58 @@ def check_writable(paths: Iterable[Path], *, force: bool) -> None:
             raise InputError(f"{path} exists; pass --force to overwrite")
 
 
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically (temporary file + rename in the same directory)."""
+#: What to do about an operating-system error while writing, by ``errno``.
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free space on that disk or choose another output folder",
+    errno.EDQUOT: "free space within your disk quota or choose another output folder",
+    errno.EACCES: "choose an output folder you can write to",
+    errno.EPERM: "choose an output folder you can write to",
+    errno.EROFS: "choose an output folder on a writable disk",
+}
+
+
+def write_error(path: str | Path, exc: OSError) -> IronmapError:
+    """One-line :class:`~ironmap.errors.IronmapError` for ``exc`` raised writing ``path``.
+
+    Names ``path`` (not a temporary file) and says what to do, e.g. ``OUT/x.nii.gz: cannot
+    write: No space left on device; free space on that disk or choose another output folder``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None and blocker != path:
+        return IronmapError(
+            f"{path}: cannot write: {blocker} is a file, not a folder; choose another output path"
+        )
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    advice = _WRITE_ADVICE.get(exc.errno, "check that folder or choose another output folder")
+    return IronmapError(f"{path}: cannot write: {reason}; {advice}")
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically (temporary file + rename in the same directory).
+
+    Raises
+    ------
+    IronmapError
+        The folder cannot be created or written (disk full, permissions, a file in the way):
+        one line naming ``path`` and what to do (:func:`write_error`). No temporary file is
+        left behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are for sharing
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 

@@ -1,7 +1,8 @@
 """``ironmap demo``: the whole study on the embedded synthetic cohort.
 
 Stages that exist run; the rest are named. Re-running resumes: a cohort whose truth file exists
-is reused and participants whose outputs match their provenance are skipped, unless ``force``.
+is reused, and participants and the group stage whose outputs match their provenance are
+skipped, unless ``force`` (or a regenerated cohort) makes every stage recompute.
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def run_demo(
         print(f"[1/3] simulating {n_hc} HC + {n_ms} MS at 7 sites into {bids} ...")
         run_simulate(SimulateConfig(bids, n_hc=n_hc, n_ms=n_ms, n_jobs=n_jobs, force=True))
     print(f"[2/3] participant stage (R2* maps, regional R2*, volumes) into {derivatives} ...")
-    results = run_participant(
-        ParticipantConfig(bids, derivatives, n_jobs=n_jobs, force=force or not reuse)
-    )
+    redo = force or not reuse  # a regenerated cohort replaces every output made from the old
+    results = run_participant(ParticipantConfig(bids, derivatives, n_jobs=n_jobs, force=redo))
     print(f"      {summary(results)}")
     for result in results:
         if result.status == "failed":
@@ -72,7 +72,9 @@ def run_demo(
     print("regional median R2* vs ground truth, |error| in % over participants:")
     print(_recovery(truth, derivatives).to_string())
     print("[3/3] group stage (age/site correction, comparisons, determinants, report) ...")
-    group = run_group(GroupConfig(bids, derivatives))
+    group = run_group(GroupConfig(bids, derivatives, force=redo))
+    if group.skipped:
+        print("      group outputs are up to date (same inputs and options): kept")
     ms_hc = group.comparison[group.comparison.contrast == "MS-HC"].set_index("region")
     print("MS - HC, age/sex/site-adjusted R2* difference (1/s):")
     print(ms_hc[["estimate", "ci_low", "ci_high", "p_fdr"]].round(3).to_string())

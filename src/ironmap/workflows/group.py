@@ -4,10 +4,18 @@ Reads ``participants.tsv`` and the participant-stage tables, runs
 :func:`ironmap.cohort.analysis.analyse_cohort`, and writes ``OUTPUT_DIR/group/``
 (:data:`ironmap.io.derivatives.GROUP_TABLES`) and ``OUTPUT_DIR/report.html``.
 No statistics live here.
+
+Like the participant stage, the group stage resumes: ``group/provenance.json`` records the
+ironmap version, the SHA-256 of ``participants.tsv``, of every participant table and sessions
+file it read (keyed by file name) and the options. Outputs with the same record are kept (the
+tables are read back); outputs of other inputs or options, or without a record (an older
+ironmap), are replaced only with ``force``. It writes only into ironmap's own derivatives
+dataset and holds ``OUTPUT_DIR/.ironmap.lock`` while it runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from .. import __version__
 from ..cohort import collect_regions, read_participants, subjects_table
 from ..cohort.analysis import (
     CohortAnalysis,
@@ -24,8 +33,21 @@ from ..cohort.analysis import (
 )
 from ..cohort.tables import missing_outputs
 from ..errors import InputError
-from ..io import write_json, write_tsv
-from ..io.derivatives import GROUP_TABLES, HARMONIZATION_JSON, REPORT, group_path
+from ..io import check_output_dir, output_lock, write_json, write_tsv
+from ..io.derivatives import (
+    GROUP_DIR,
+    GROUP_PROVENANCE,
+    GROUP_TABLES,
+    HARMONIZATION_JSON,
+    REPORT,
+    describe_changes,
+    find_participant_tables,
+    group_outputs,
+    group_path,
+    provenance_changes,
+    read_tsv,
+    sha256,
+)
 
 __all__ = ["GroupConfig", "GroupResult", "run_group"]
 
@@ -34,17 +56,33 @@ log = logging.getLogger("ironmap")
 
 @dataclass(frozen=True)
 class GroupConfig:
-    """Options of the group stage."""
+    """Options of the group stage.
+
+    Attributes
+    ----------
+    report : bool
+        Write ``OUTPUT_DIR/report.html``.
+    mixed : bool
+        Fit the mixed-model sensitivity analysis (``group_comparison_mixed.tsv``).
+    force : bool
+        Recompute and overwrite group outputs of other inputs or options, or without a
+        provenance record.
+    """
 
     bids_dir: Path
     output_dir: Path
     report: bool = True
     mixed: bool = True
+    force: bool = False
 
 
 @dataclass
 class GroupResult:
-    """The group tables (pandas DataFrames) and where the report was written."""
+    """The group tables (pandas DataFrames) and where the report was written.
+
+    ``skipped`` is True when the outputs were up to date and read back from ``OUTPUT_DIR``;
+    ``analysis`` (the in-memory models) is then None.
+    """
 
     regions: pd.DataFrame
     subjects: pd.DataFrame
@@ -54,15 +92,95 @@ class GroupResult:
     comparison: pd.DataFrame
     comparison_mixed: pd.DataFrame
     determinants: pd.DataFrame
-    analysis: CohortAnalysis
+    analysis: CohortAnalysis | None
     report: Path | None
+    skipped: bool = False
 
 
 def run_group(config: GroupConfig) -> GroupResult:
-    """Run the group stage."""
+    """Run the group stage, or read its outputs back when they are up to date.
+
+    Raises
+    ------
+    InputError
+        An ``OUTPUT_DIR`` ironmap must not write, bad cohort data, or group outputs of other
+        inputs or options (or without provenance) and ``force`` not given.
+    IronmapError
+        Another ironmap is writing ``OUTPUT_DIR``, or it cannot be written.
+    """
     out = Path(config.output_dir)
+    check_output_dir(out, bids_dir=config.bids_dir)
     table_path = Path(config.bids_dir) / "participants.tsv"
     participants = read_participants(table_path)
+    if not out.is_dir():
+        raise InputError(
+            f"{out}: No such folder; run the participant stage first "
+            "(ironmap run BIDS_DIR OUTPUT_DIR participant)"
+        )
+    with output_lock(out, stage="group"):
+        provenance = _provenance(config, table_path)
+        if _up_to_date(out, provenance, config):
+            log.info("group stage: outputs in %s are up to date", out / GROUP_DIR)
+            return _read_back(out)
+        result = _analyse(config, participants, table_path)
+        _write(out, result, provenance, config)
+    return result
+
+
+def _provenance(config: GroupConfig, table_path: Path) -> dict:
+    """Version, checksums of every file the stage reads (by file name), and the options."""
+    out = Path(config.output_dir)
+    files = [
+        table_path,
+        *find_participant_tables(out, "regions"),
+        *find_participant_tables(out, "volumes"),
+        *sorted(Path(config.bids_dir).glob("sub-*/sub-*_sessions.tsv")),
+    ]
+    return {
+        "ironmap_version": __version__,
+        "inputs": {p.name: sha256(p) for p in files},
+        "options": {"mixed": config.mixed},
+    }
+
+
+def _up_to_date(out: Path, provenance: dict, config: GroupConfig) -> bool:
+    """True to keep the outputs (same record, all present); False to compute; else refuse."""
+    record = group_path(out, GROUP_PROVENANCE)
+    if config.force or not any(p.exists() for p in group_outputs(out)):
+        return False
+    if not record.exists():
+        raise InputError(
+            f"{out / GROUP_DIR}: group outputs exist without a provenance record (written by "
+            "an older ironmap); pass --force to recompute them"
+        )
+    try:
+        previous = json.loads(record.read_text())
+    except ValueError:
+        raise InputError(f"{record}: not a readable provenance record; pass --force") from None
+    if previous.get("complete") is False:  # our own interrupted run: redo it
+        return False
+    changes = provenance_changes(previous, provenance)
+    if changes:
+        raise InputError(
+            f"{record}: group outputs exist from other inputs or options "
+            f"({describe_changes(changes)}); pass --force to recompute"
+        )
+    wanted = [p for p in group_outputs(out) if config.report or p.name != REPORT]
+    return all(p.exists() for p in wanted)
+
+
+def _read_back(out: Path) -> GroupResult:
+    """The group tables as written, and the report's path."""
+    tables = {key: read_tsv(group_path(out, name)) for key, name in GROUP_TABLES.items()}
+    report = out / REPORT
+    return GroupResult(
+        **tables, analysis=None, report=report if report.exists() else None, skipped=True
+    )
+
+
+def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) -> GroupResult:
+    """Collect the participant tables and run the cohort statistics."""
+    out = Path(config.output_dir)
     regions = collect_regions(out, bids_dir=config.bids_dir)
     unknown = sorted(set(regions.participant_id) - set(participants.participant_id))
     if unknown:
@@ -84,12 +202,10 @@ def run_group(config: GroupConfig) -> GroupResult:
         for pid in missing_outputs(participants, regions)
     }
     exclusions.update(analysis.exclusions)
-    flow = participant_flow(participants, exclusions)
-    subjects = subjects.assign(analysed=~subjects["participant_id"].isin(exclusions))
-    result = GroupResult(
+    return GroupResult(
         regions=analysis.regions,
-        subjects=subjects,
-        flow=flow,
+        subjects=subjects.assign(analysed=~subjects["participant_id"].isin(exclusions)),
+        flow=participant_flow(participants, exclusions),
         age_model=analysis.age_model,
         harmonization=analysis.harmonization,
         comparison=analysis.comparison,
@@ -98,11 +214,21 @@ def run_group(config: GroupConfig) -> GroupResult:
         analysis=analysis,
         report=None,
     )
+
+
+def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig) -> None:
+    """The tables, the report and, last, the provenance record that marks them complete."""
+    record = group_path(out, GROUP_PROVENANCE)
+    write_json(record, {**provenance, "complete": False})  # until every output is written
     for attribute, name in GROUP_TABLES.items():
         write_tsv(group_path(out, name), getattr(result, attribute))
-    write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(analysis.normative))
+    normative = result.analysis.normative if result.analysis is not None else None
+    write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(normative))
     if config.report:
         from ..report.html import write_report
 
         result.report = write_report(out / REPORT, result)
-    return result
+    elif (out / REPORT).exists():  # a report of other tables would contradict them
+        (out / REPORT).unlink()
+        log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
+    write_json(record, {**provenance, "complete": True})

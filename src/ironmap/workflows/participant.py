@@ -5,6 +5,10 @@ magnitude-based head mask), transfer the segmentation and lesion mask onto the R
 partial-volume fractions, and write maps, ``_regions.tsv``, ``_volumes.tsv``, a QC figure and a
 provenance record (the steps are in :mod:`.session`). A participant whose provenance matches is
 skipped; a failing participant is reported and the others go on.
+
+The stage writes only into a new or empty folder or ironmap's own derivatives dataset, never
+inside the input dataset (:func:`~ironmap.io.check_output_dir`), and holds
+``OUTPUT_DIR/.ironmap.lock`` while it writes (:func:`~ironmap.io.output_lock`).
 """
 
 from __future__ import annotations
@@ -20,19 +24,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..defaults import B0_CORRECTIONS, MIN_FRACTION
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import get_solver
-from ..io import DATASET_DESCRIPTION, SessionInputs, find_inputs, write_json
+from ..io import (
+    SessionInputs,
+    check_output_dir,
+    find_inputs,
+    output_lock,
+    write_dataset_description,
+)
 from ..iron import CALIBRATIONS
 from ..parallel import make_executor, map_ordered
 from ..segmentation.strategies import SEGMENTATIONS
-from .session import ParticipantResult, process_session
+from .session import FAILED_VOXELS_WARN, ParticipantResult, process_session
 
 __all__ = [
     "ParticipantConfig",
     "ParticipantResult",
+    "needs_attention",
     "run_participant",
     "summary",
     "summary_table",
@@ -102,6 +112,8 @@ def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
     with warnings.catch_warnings(record=True) as caught:  # reported by the parent process
         warnings.simplefilter("always", IronmapWarning)
         try:
+            if inputs.problem:  # e.g. no MEGRE files: this participant fails, the others run
+                raise InputError(inputs.problem)
             result = process_session(inputs, config)
         except (IronmapError, OSError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -117,7 +129,20 @@ def _one(inputs: SessionInputs, config: ParticipantConfig) -> ParticipantResult:
 
 
 def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
-    """Run the participant stage; returns one result per participant/session."""
+    """Run the participant stage; returns one result per participant/session.
+
+    A participant that fails (its inputs, its outputs) is a ``"failed"`` result whose ``error``
+    is one line; the caller reports it (this function does not log it, so it is said once).
+
+    Raises
+    ------
+    InputError
+        A problem of the whole run: an option, the dataset (see
+        :func:`~ironmap.io.find_inputs`), an ``OUTPUT_DIR`` ironmap must not write
+        (:func:`~ironmap.io.check_output_dir`).
+    IronmapError
+        Another ironmap is writing ``OUTPUT_DIR``, it cannot be written, or a worker died.
+    """
     if config.segmentation == "atlas":
         from ..segmentation.atlas import load_atlas
         from ..segmentation.register import check_ants
@@ -125,24 +150,22 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         load_atlas()  # fail now, in one line, when the atlas extra is missing
         check_ants()
     out = Path(config.output_dir)
-    if out.resolve() == Path(config.bids_dir).resolve():
-        raise InputError(f"{out}: the output directory must differ from the BIDS dataset")
+    check_output_dir(out, bids_dir=config.bids_dir)
     sessions = find_inputs(
         config.bids_dir,
         participant_labels=config.participant_labels or None,
         derivatives=config.derivatives,
         exclude=[out],
     )
-    write_json(
-        out / DATASET_DESCRIPTION,
-        {
-            "Name": "ironmap R2* maps and regional R2*",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
-            "SourceDatasets": [{"URL": str(Path(config.bids_dir).resolve())}],
-        },
-    )
+    with output_lock(out, stage="participant", create=True):
+        write_dataset_description(out, bids_dir=config.bids_dir)
+        return _run_sessions(sessions, config)
+
+
+def _run_sessions(
+    sessions: list[SessionInputs], config: ParticipantConfig
+) -> list[ParticipantResult]:
+    """:func:`process_session` on every session, on the executor the options ask for."""
     executor = make_executor(
         n_jobs=config.n_jobs,
         scheduler_address=config.scheduler_address,
@@ -150,7 +173,7 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
     )
     log.info("participant stage: %d participant(s)/session(s) on %r", len(sessions), executor)
     try:
-        results = map_ordered(
+        return map_ordered(
             partial(_one, config=config),
             sessions,
             executor=executor,
@@ -165,10 +188,6 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
     finally:
         if hasattr(executor, "close"):
             executor.close()
-    for result in results:
-        if result.status == "failed":
-            log.error("%s: %s", result.name, result.error)
-    return results
 
 
 def _is_failed(result: ParticipantResult) -> bool:
@@ -176,7 +195,8 @@ def _is_failed(result: ParticipantResult) -> bool:
 
 
 def summary_table(results: list[ParticipantResult]) -> pd.DataFrame:
-    """Per status: count, mean seconds per step, and the largest worker peak RSS (MB)."""
+    """Per status: count, mean seconds per step, the largest worker peak RSS (MB), and the
+    largest share of a participant's fit-mask voxels that could not be fitted (%)."""
     rows = []
     for status in ("done", "skipped", "failed"):
         part = [r for r in results if r.status == status]
@@ -189,9 +209,21 @@ def summary_table(results: list[ParticipantResult]) -> pd.DataFrame:
             steps.insert(1, "registration")
         for step in steps:
             row[f"{step}_s"] = float(times[step].mean()) if step in times else np.nan
-        row["peak_rss_mb"] = float(np.nanmax([r.peak_rss_mb for r in part]))
+        row["peak_rss_mb"] = _largest([r.peak_rss_mb for r in part])
+        row["max_failed_voxels_pct"] = _largest([100 * r.failed_fraction for r in part])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _largest(values: list[float]) -> float:
+    """The largest finite value (NaN when there is none, without numpy's warning)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(max(finite)) if finite else float("nan")
+
+
+def needs_attention(results: list[ParticipantResult]) -> bool:
+    """True when a participant failed or has more than 1 % of its fit voxels failed."""
+    return any(r.status == "failed" or r.failed_fraction > FAILED_VOXELS_WARN for r in results)
 
 
 def summary(results: list[ParticipantResult]) -> str:

@@ -8,7 +8,6 @@ session done. Every output path comes from :class:`~ironmap.io.derivatives.Parti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import InputError, IronmapWarning
-from ..fitting import DecayFit, DecayModel
+from ..fitting import DecayFit, DecayModel, FitStatus
 from ..fitting.gradients import gradient_correction
 from ..io import (
     MultiEchoImage,
@@ -38,6 +37,7 @@ from ..io import (
     write_nifti,
     write_tsv,
 )
+from ..io.derivatives import describe_changes, provenance_changes, sha256
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..report import qc_figure
@@ -46,17 +46,27 @@ from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose
 if TYPE_CHECKING:
     from .participant import ParticipantConfig
 
-__all__ = ["ParticipantResult", "process_session"]
+__all__ = ["FAILED_VOXELS_WARN", "ParticipantResult", "process_session"]
 
 log = logging.getLogger("ironmap")
 
 #: Regions the atlas path's QC figure cuts through, one axial slice each.
 QC_SLICE_REGIONS = ("dentate_nucleus", "red_nucleus", "pallidum", "thalamus")
 
+#: Above this share of the fit mask's voxels failing, a participant gets a warning.
+FAILED_VOXELS_WARN = 0.01
+
 
 @dataclass
 class ParticipantResult:
-    """What happened to one participant/session."""
+    """What happened to one participant/session.
+
+    ``fit_voxels`` counts the voxels of the fit mask inside the intracranial volume (the
+    segmentation's, without the fit mask's one-voxel margin of skull and background; the whole
+    fit mask without a segmentation), ``failed_voxels`` those of them that could not be fitted
+    (NaN in the maps), ``failed_reasons`` the failures per :class:`~ironmap.fitting.FitStatus`
+    (e.g. ``{"bad signal": 20000, "no decay": 343}``).
+    """
 
     name: str
     status: str  # "done", "skipped" or "failed"
@@ -64,6 +74,14 @@ class ParticipantResult:
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     peak_rss_mb: float = float("nan")
+    fit_voxels: int = 0
+    failed_voxels: int = 0
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed_fraction(self) -> float:
+        """Share of the fit mask's voxels that could not be fitted (NaN without a fit)."""
+        return self.failed_voxels / self.fit_voxels if self.fit_voxels else float("nan")
 
 
 class _Timer:
@@ -92,8 +110,9 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
         inputs, segmentation=config.segmentation, n_threads=_threads(config.n_jobs)
     )
     provenance = _provenance(inputs, config, strategy)
-    if _up_to_date(out.provenance, provenance, force=config.force):
-        return ParticipantResult(inputs.name, "skipped")
+    previous = _up_to_date(out.provenance, provenance, force=config.force)
+    if previous is not None:
+        return ParticipantResult(inputs.name, "skipped", **previous.get("voxels", {}))
     timer = _Timer()
     with timer("load"):
         image = load_bids_echoes(inputs.echoes)
@@ -104,25 +123,18 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
         fit = _fit(image, config, mask=mask, factor=factor, name=inputs.name)
     with timer("resample"):
         segmentation = strategy.segment(image, fit)
+    voxels = _failed_voxels(fit, segmentation, out)
     with timer("fit"):
         _write_maps(out, image, fit, inputs, config)
     if segmentation is not None:
         timer.add(segmentation.seconds)
         with timer("stats"):
             _write_regions(out, image, fit, segmentation, inputs, config)
-    write_json(out.provenance, {**provenance, "seconds": timer.seconds})
-    return ParticipantResult(inputs.name, "done", seconds=timer.seconds)
+    write_json(out.provenance, {**provenance, "voxels": voxels, "seconds": timer.seconds})
+    return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
 
 # -- resume ---------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
@@ -133,7 +145,8 @@ def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path
 def _provenance(
     inputs: SessionInputs, config: ParticipantConfig, strategy: SegmentationStrategy
 ) -> dict:
-    """Checksums of every input file and the options that change the outputs."""
+    """Checksums of every input file (keyed by file name) and the options that change the
+    outputs: the same data reached by another path or copied elsewhere resume."""
     files = [
         *inputs.echoes,
         *_phases_used(inputs, config),
@@ -144,7 +157,7 @@ def _provenance(
     hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
     return {
         "ironmap_version": __version__,
-        "inputs": {str(p): _sha256(p) for p in hashed},
+        "inputs": {p.name: sha256(p) for p in hashed},
         "options": {
             "fit_method": config.fit_method,
             "min_fraction": config.min_fraction,
@@ -156,14 +169,24 @@ def _provenance(
     }
 
 
-def _up_to_date(path: Path, provenance: dict, *, force: bool) -> bool:
-    """True when ``path`` records these inputs and options (skip); refuse other outputs."""
+def _up_to_date(path: Path, provenance: dict, *, force: bool) -> dict | None:
+    """The previous record when ``path`` records these inputs and options (skip), None to
+    compute; refuse outputs of other inputs or options, naming what changed."""
     if not path.exists() or force:
-        return False
-    previous = json.loads(path.read_text())
-    if {k: previous.get(k) for k in provenance} == provenance:
-        return True
-    raise InputError(f"{path}: outputs exist from other inputs or options; pass --force to redo")
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        raise InputError(
+            f"{path}: not a readable provenance record; pass --force to redo"
+        ) from None
+    changes = provenance_changes(previous, provenance)
+    if not changes:
+        return previous
+    raise InputError(
+        f"{path}: outputs exist from other inputs or options ({describe_changes(changes)}); "
+        "pass --force to redo"
+    )
 
 
 # -- fitting --------------------------------------------------------------------------------
@@ -206,6 +229,41 @@ def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name
     for w in caught:
         log.info("%s: %s", name, w.message)
     return fit
+
+
+def _failed_voxels(
+    fit: DecayFit, segmentation: Segmentation | None, out: ParticipantOutputs
+) -> dict:
+    """Fitted voxels inside the intracranial volume, those that failed and why; a warning
+    above 1 % failed.
+
+    The fit mask of a segmentation is its intracranial volume dilated by one voxel; that margin
+    is mostly skull and background, where "no signal" is expected, so it is not counted.
+    """
+    tissue = fit.status != FitStatus.NOT_FITTED
+    if segmentation is not None and "icv" in segmentation.fractions:
+        tissue &= segmentation.fractions["icv"] >= 0.5
+    counts = np.bincount(fit.status[tissue], minlength=len(FitStatus))
+    reasons = {
+        status.name.lower().replace("_", " "): int(counts[status])
+        for status in FitStatus
+        if status not in (FitStatus.OK, FitStatus.NOT_FITTED) and counts[status]
+    }
+    voxels = {
+        "fit_voxels": int(tissue.sum()),
+        "failed_voxels": sum(reasons.values()),
+        "failed_reasons": reasons,
+    }
+    n, failed = voxels["fit_voxels"], voxels["failed_voxels"]
+    if n and failed / n > FAILED_VOXELS_WARN:
+        why = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
+        warnings.warn(
+            f"{out.name}: {failed:,} of {n:,} voxels ({100 * failed / n:.1f} %) could not be "
+            f"fitted ({why}); see {out.maps['desc-failed_mask'].name}",
+            IronmapWarning,
+            stacklevel=2,
+        )
+    return voxels
 
 
 # -- outputs --------------------------------------------------------------------------------
