@@ -44,7 +44,7 @@ def digest(path: Path, root: Path | None = None) -> str:
         raw = raw.replace(str(root).encode(), b"<ROOT>")
         for stamp in STAMPS:
             raw = stamp.sub(b"<STAMP>", raw)
-    if path.name.endswith("_provenance.json"):
+    if path.name.endswith("provenance.json"):
         content = json.loads(raw)
         for key in VOLATILE:
             content.pop(key, None)

@@ -1,21 +1,20 @@
-"""The ``ironmap`` command line. Only argument parsing lives here; work is in ``workflows``."""
+"""The argument parser of the ``ironmap`` command: options, their defaults and choices.
+
+Every default and choice is read from the library (config dataclasses, registries); options
+shared by several commands are defined once in :func:`_options`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import inspect
-import logging
-import sys
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import IronmapError
+from .. import __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser"]
 
 _DESCRIPTION = """\
 ironmap: R2* (1/T2*) mapping of brain iron from multi-echo gradient-echo MRI, for
@@ -52,8 +51,8 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
 
     Choices come from the library (imported here, when the parser is built).
     """
-    from .defaults import B0_CORRECTIONS
-    from .fitting import public_methods
+    from ..defaults import B0_CORRECTIONS
+    from ..fitting import public_methods
 
     return {
         "force": (
@@ -115,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap fit``."""
-    from .workflows.fit import FitConfig
+    from ..workflows.fit import FitConfig
 
     fit = sub.add_parser(
         "fit",
@@ -176,10 +175,10 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap run`` (participant and group stages)."""
-    from .defaults import MIN_FRACTION
-    from .iron import CALIBRATIONS
-    from .segmentation.strategies import SEGMENTATIONS
-    from .workflows.participant import ParticipantConfig
+    from ..defaults import MIN_FRACTION
+    from ..iron import CALIBRATIONS
+    from ..segmentation.strategies import SEGMENTATIONS
+    from ..workflows.participant import ParticipantConfig
 
     run = sub.add_parser(
         "run",
@@ -252,7 +251,7 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap simulate``."""
-    from .workflows.simulate import ANATOMIES, SimulateConfig
+    from ..workflows.simulate import ANATOMIES, SimulateConfig
 
     sim = sub.add_parser(
         "simulate",
@@ -299,7 +298,7 @@ def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _demo_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap demo``."""
-    from .workflows.demo import run_demo
+    from ..workflows.demo import run_demo
 
     demo = sub.add_parser(
         "demo",
@@ -311,127 +310,3 @@ def _demo_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     demo.add_argument("--quick", action="store_true", help="20 participants instead of 178")
     _add(demo, "n_jobs", run_demo)
     _add(demo, "force", help="overwrite an existing OUTPUT_DIR")
-
-
-def _config(cls: type, args: argparse.Namespace, **values: Any) -> Any:
-    """``cls(**values)`` plus every argument whose name is a field of ``cls``."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in vars(args).items() if k in fields}
-    return cls(**{**given, **values})
-
-
-def _cmd_fit(args: argparse.Namespace) -> int:
-    from .workflows.fit import FitConfig, run_fit
-
-    written = run_fit(
-        _config(
-            FitConfig,
-            args,
-            output_prefix=args.output,
-            echo_times=tuple(args.te) if args.te else None,
-            bids_echoes=tuple(args.bids_echoes) if args.bids_echoes else None,
-        )
-    )
-    print(f"wrote {len(written)} maps: {written[0].parent}/{args.output.name}_*.nii.gz")
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    """Exit status: 0 all done or skipped, 1 some participants failed, 2 (raised) usage/input."""
-    if args.analysis_level == "group":
-        from .io.derivatives import GROUP_DIR
-        from .workflows.group import GroupConfig, run_group
-
-        result = run_group(
-            GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir, force=args.force)
-        )
-        if result.skipped:
-            print(
-                f"group stage: outputs in {args.output_dir / GROUP_DIR} are up to date (same "
-                "inputs and options); nothing recomputed (--force to recompute); "
-                f"report: {result.report}"
-            )
-        else:
-            print(f"group tables: {args.output_dir / GROUP_DIR}; report: {result.report}")
-        return 0
-    from .workflows.participant import (
-        ParticipantConfig,
-        needs_attention,
-        run_participant,
-        summary,
-        summary_table,
-    )
-
-    results = run_participant(
-        _config(
-            ParticipantConfig,
-            args,
-            participant_labels=tuple(args.participant_label or ()),
-            derivatives=tuple(args.derivatives or ()),
-        )
-    )
-    for result in results:
-        for message in result.warnings:
-            print(f"ironmap: warning: {message}", file=sys.stderr)
-        if result.status == "failed":
-            print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
-    if args.verbose or len(results) > 1 or needs_attention(results):
-        print(summary_table(results).round(2).to_string(index=False))
-    print(f"participant stage: {summary(results)}; outputs in {args.output_dir}")
-    return 1 if any(r.status == "failed" for r in results) else 0
-
-
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .workflows.simulate import QUICK_COHORT, SimulateConfig, run_simulate
-
-    n_hc, n_ms = QUICK_COHORT if args.quick else (args.n_hc, args.n_ms)
-    truth = run_simulate(_config(SimulateConfig, args, n_hc=n_hc, n_ms=n_ms))
-    print(f"wrote the BIDS cohort {args.out_bids} and its ground truth {truth}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .workflows.demo import run_demo
-
-    failed = run_demo(args.output_dir, quick=args.quick, n_jobs=args.n_jobs, force=args.force)
-    return 1 if failed else 0
-
-
-_COMMANDS = {"fit": _cmd_fit, "run": _cmd_run, "simulate": _cmd_simulate, "demo": _cmd_demo}
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    text = str(message).splitlines()[0] if str(message) else category.__name__
-    print(f"ironmap: warning: {text}", file=sys.stderr if file is None else file)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ironmap`` command; returns the exit status.
-
-    0: everything done (or up to date and skipped); 1: some participants failed (each named on
-    standard error, the count in the summary line); 2: a usage or input error (one line).
-    """
-    args = build_parser().parse_args(argv)
-    logger = logging.getLogger("ironmap")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ironmap: %(message)s"))
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    logger.propagate = False
-    with warnings.catch_warnings():  # restores the caller's filters and showwarning
-        warnings.simplefilter("default")
-        warnings.showwarning = _one_line_warning
-        try:
-            return _COMMANDS[args.command](args)
-        except IronmapError as exc:
-            print(f"ironmap: error: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:  # one line naming the file, never a traceback
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"ironmap: error: {where}{exc.strerror or exc}", file=sys.stderr)
-            return 2
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(saved[0])
-            logger.propagate = saved[1]
