@@ -192,6 +192,8 @@ def test_small_dataset_numbers_and_inputs_untouched(tmp_path, capsys):
     assert put.volume_ml == pytest.approx(2 * 6 * 10 * 6 / 1000)
     nawm = table[table.region == "nawm"].iloc[0]
     assert nawm.r2star_median == pytest.approx(20.0, rel=0.02)
+    assert set(table.alignment) == {"ok"}  # the dseg-to-GRE alignment check, per row
+    assert table.alignment_shift_mm.max() < 1.0
     vol = pd.read_csv(tmp_path / "out/sub-01/anat/sub-01_volumes.tsv", sep="\t").iloc[0]
     assert vol.lesion_volume_ml == pytest.approx(3 * 4 * 3 / 1000)
     assert vol.lesion_count == 1

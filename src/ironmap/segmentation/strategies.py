@@ -34,6 +34,7 @@ from ..regions import (
     region_groups,
     volumes,
 )
+from .alignment import check_alignment
 
 __all__ = [
     "SEGMENTATIONS",
@@ -96,6 +97,11 @@ class Segmentation:
         A segmentation ironmap made, to be written with the outputs.
     seconds : dict of str to float
         Time of the strategy's own steps (e.g. ``registration``).
+    qc : dict of str to float or str
+        Quality checks of the segmentation: for a user dseg, the alignment check
+        (:meth:`ironmap.segmentation.alignment.Alignment.qc`: ``alignment`` = ``ok`` or
+        ``doubtful``, ``alignment_score``, ``alignment_shift_mm``, ``alignment_flip_score``);
+        empty for the atlas path (it is registered to the subject).
     """
 
     fractions: dict[str, NDArray[np.float32]]
@@ -104,6 +110,7 @@ class Segmentation:
     region_ml: dict[str, float]
     written: DsegImage | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    qc: dict[str, float | str] = field(default_factory=dict)
 
 
 class SegmentationStrategy(Protocol):
@@ -208,6 +215,8 @@ def transfer_segmentation(
         participant_id=participant_id,
         lesion_mask=lesion,
         lesion_affine=lesion_affine,
+        labels_name=source_name,
+        lesion_name=str(lesion_mask),
     )
     return Segmentation(fractions, lesion_fraction, subject_volumes, region_ml)
 
@@ -224,18 +233,36 @@ class UserDseg:
         return [p for p in (self.inputs.dseg, self.inputs.dseg_tsv) if p is not None]
 
     def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
-        """The intracranial volume of the dseg on the R2* grid, dilated by one voxel."""
+        """The intracranial volume of the dseg on the R2* grid, dilated by one voxel.
+
+        Raises
+        ------
+        InputError
+            When the dseg does not overlap the GRE or clearly does not fit it
+            (:func:`~ironmap.segmentation.alignment.check_alignment`, which warns when the fit
+            is doubtful).
+        """
         labels, seg_affine = load_volume(self.inputs.dseg)
         dseg_tsv = self.inputs.dseg_tsv
+        table = read_label_table(dseg_tsv) if dseg_tsv is not None else None
         self._segmentation = transfer_segmentation(
             labels,
             seg_affine,
-            read_label_table(dseg_tsv) if dseg_tsv is not None else None,
+            table,
             image=image,
             lesion_mask=self.inputs.lesion_mask,
             participant_id=f"sub-{self.inputs.subject}",
             source_name=str(self.inputs.dseg),
         )
+        alignment = check_alignment(
+            labels,
+            seg_affine,
+            region_codes(table),
+            image.data,
+            image.affine,
+            source_name=str(self.inputs.dseg),
+        )
+        self._segmentation.qc = alignment.qc()
         return ndimage.binary_dilation(self._segmentation.fractions["icv"] >= 0.5)
 
     def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:

@@ -346,6 +346,8 @@ def _regional_table(
                 field_t=image.field_strength_t,
                 source=str(image.sources[0]),
             )
+    for key, value in segmentation.qc.items():  # the dseg-to-GRE alignment check
+        regions[key] = value
     return regions
 
 
