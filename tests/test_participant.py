@@ -44,7 +44,12 @@ def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_coh
             "r2star_iqr",
             "n_voxels",
             "volume_ml",
+            "alignment",
+            "alignment_score",
+            "alignment_shift_mm",
+            "alignment_flip_score",
         ]
+        assert set(table.alignment) == {"ok"}  # every site's dseg fits its GRE
         for row in table.itertuples():
             expected = t["regions"][row.region][row.hemisphere]["r2star_mean"]
             expected *= t["site_r2star_bias"]
