@@ -285,7 +285,10 @@ def _write_maps(
         sources=[str(p) for p in inputs.echoes],
         force=True,
         header=image.header,
-        extra_sidecar={"B0GradientCorrection": bool(_phases_used(inputs, config))},
+        extra_sidecar={
+            "B0GradientCorrection": bool(_phases_used(inputs, config)),
+            "MagneticFieldStrength": image.field_strength_t,
+        },
     )
 
 
