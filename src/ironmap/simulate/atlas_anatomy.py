@@ -88,16 +88,31 @@ def _truth_labels(rng: np.random.Generator, *, nucleus_smoothing_mm: float) -> n
             continue  # a Harvard-Oxford structure (pallidum), already smooth
         keep = [c for other in KEEP_OUT.get(region, ()) for c in by_name(other).codes]
         for nucleus, side in zip(codes, ("left", "right"), strict=True):
-            mask = labels == nucleus
+            if not np.any(labels == nucleus):
+                continue
+            box = _box(labels == nucleus, margin=int(np.ceil(4.0 * nucleus_smoothing_mm)) + 2)
+            view = labels[box]
+            mask = view == nucleus
+            # Smoothing within the nucleus's bounding box (plus the kernel's reach): the same
+            # values as over the whole volume, 50x faster.
             core = ndimage.gaussian_filter(mask.astype(np.float32), nucleus_smoothing_mm)
             # Rounder than the atlas's coarse slices, volume within about +-10 % of the atlas's.
             n_new = int(mask.sum() * np.clip(rng.normal(1.0, 0.1), 0.8, 1.2))
             level = np.partition(core.ravel(), core.size - n_new)[core.size - n_new]
             new = core >= level
             fill = code(SURROUNDING_WM.get(region, "cerebral_wm"), side)
-            labels[mask & ~new] = fill  # what the nucleus gives up becomes white matter
-            labels[new & ~np.isin(labels, keep)] = nucleus
+            view[mask & ~new] = fill  # what the nucleus gives up becomes white matter
+            view[new & ~np.isin(view, keep)] = nucleus
     return labels
+
+
+def _box(mask: NDArray[np.bool_], *, margin: int) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels (clipped to the array)."""
+    index = np.nonzero(mask)
+    return tuple(
+        slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n))
+        for i, n in zip(index, mask.shape, strict=True)
+    )
 
 
 def make_atlas_anatomy(
