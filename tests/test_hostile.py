@@ -454,8 +454,8 @@ def test_report_with_three_patients_of_equal_disease_duration(small_group):
     subjects.loc[subjects.group == "MS", "disease_duration"] = 5.0
     page = write_report(out / "r1.html", dataclasses.replace(result, subjects=subjects))
     text = page.read_text()
-    assert "<h2>Lesion R2* and disease duration</h2><img" in text
-    assert "no trend line: fewer than 3 patients with 2 or more distinct durations" in text
+    assert "<img alt='lesion R2* against disease duration'" in text
+    assert "No trend line: fewer than 3 patients with 2 or more distinct durations" in text
 
 
 def test_report_says_what_could_not_be_estimated(small_group):

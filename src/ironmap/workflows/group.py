@@ -31,9 +31,10 @@ from ..cohort.analysis import (
     harmonization_description,
     participant_flow,
 )
+from ..cohort.qc import collect_protocols
 from ..cohort.tables import missing_outputs
 from ..errors import InputError
-from ..io import check_output_dir, output_lock, write_json, write_tsv
+from ..io import check_output_dir, output_lock, write_bidsignore, write_json, write_tsv
 from ..io.derivatives import (
     GROUP_DIR,
     GROUP_PROVENANCE,
@@ -92,6 +93,7 @@ class GroupResult:
     comparison: pd.DataFrame
     comparison_mixed: pd.DataFrame
     determinants: pd.DataFrame
+    participant_qc: pd.DataFrame
     analysis: CohortAnalysis | None
     report: Path | None
     skipped: bool = False
@@ -211,6 +213,7 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         comparison=analysis.comparison,
         comparison_mixed=analysis.comparison_mixed,
         determinants=analysis.determinants,
+        participant_qc=collect_protocols(out, regions, subjects),
         analysis=analysis,
         report=None,
     )
@@ -220,10 +223,12 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
     """The tables, the report and, last, the provenance record that marks them complete."""
     record = group_path(out, GROUP_PROVENANCE)
     write_json(record, {**provenance, "complete": False})  # until every output is written
+    write_bidsignore(out)
+    normative = result.analysis.normative if result.analysis is not None else None
+    # before the tables: it is harmonization.tsv's sidecar too, which adds its columns
+    write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(normative))
     for attribute, name in GROUP_TABLES.items():
         write_tsv(group_path(out, name), getattr(result, attribute))
-    normative = result.analysis.normative if result.analysis is not None else None
-    write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(normative))
     if config.report:
         from ..report.html import write_report
 

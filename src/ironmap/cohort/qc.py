@@ -1,0 +1,219 @@
+"""Per-participant protocol and quality control, collected from the participant-stage outputs.
+
+:func:`collect_protocols` gives ``group/participant_qc.tsv``: one row per participant (its
+baseline session, the one the statistics use) with what was acquired (echoes, echo times, field
+strength, voxel size, from the maps' JSON sidecars and NIfTI headers), how it was processed (the
+options of ``_provenance.json``) and how well (noise, SNR, failed voxels, the smallest voxel count
+of each deep grey-matter structure and the segmentation's alignment). The report's protocol and
+QC tables and its Methods paragraph are built from it. Columns in docs/conventions.md.
+
+A participant whose provenance record, sidecar or maps are missing (e.g. tables copied without
+the maps) keeps its row with ``n/a`` in the columns that need them; nothing is warned, since the
+report says how many participants had no record.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io.derivatives import ParticipantOutputs
+from ..io.echoes import sidecar_path
+from ..io.nifti import load_image
+from ..regions.labels import DEEP_GM
+
+__all__ = ["MIN_REGION_VOXELS", "QC_COLUMNS", "collect_protocols", "first_echo_snr"]
+
+#: Voxels per hemisphere below which a structure's median R2* is flagged as resting on few
+#: voxels (the same count the lesion outcomes need, ``cohort.determinants.MIN_LESION_VOXELS``).
+MIN_REGION_VOXELS = 20
+
+#: Columns of ``group/participant_qc.tsv``, in order (``session`` only with sessions).
+QC_COLUMNS = [
+    "participant_id",
+    "session",
+    "site",
+    "group",
+    "phenotype",
+    "n_echoes",
+    "te_min_ms",
+    "te_max_ms",
+    "voxel_x_mm",
+    "voxel_y_mm",
+    "voxel_z_mm",
+    "field_t",
+    "b0_correction",
+    "fit_method",
+    "estimation_algorithm",
+    "min_fraction",
+    "erode_mm",
+    "segmentation",
+    "iron_calibration",
+    "noise_sigma",
+    "noise_sigma_source",
+    "snr",
+    "fit_voxels",
+    "failed_voxels",
+    "failed_voxel_pct",
+    *(f"min_voxels_{r}" for r in DEEP_GM),
+    "alignment",
+    "ironmap_version",
+]
+
+
+def _json(path: Path) -> dict:
+    """A JSON object, or {} when the file is missing or not an object."""
+    if not path.exists():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def first_echo_snr(s0: np.ndarray, r2star: np.ndarray, te1_s: float, sigma: float) -> float:
+    """SNR of the first echo: median fitted first-echo signal over the noise SD.
+
+    Parameters
+    ----------
+    s0, r2star : numpy.ndarray
+        The S0 map (magnitude units) and the R2* map (1/s), same shape; voxels where the fit
+        failed are NaN in R2*.
+    te1_s : float
+        First echo time (s).
+    sigma : float
+        Noise SD of the magnitudes (``NoiseSigma`` of the sidecar, magnitude units).
+
+    Returns
+    -------
+    float
+        ``median(S0 exp(-R2* TE1)) / sigma`` over the voxels with a finite R2* and S0 (the fitted
+        voxels: the intracranial fit mask), NaN without such voxels or without a positive sigma.
+        The fitted first-echo signal is used rather than the measured one so that the SNR does
+        not depend on noise in the voxel, and rather than S0 so that it is the SNR of an image
+        that was acquired.
+    """
+    ok = np.isfinite(r2star) & np.isfinite(s0)
+    if not ok.any() or not (sigma > 0):
+        return float("nan")
+    signal = s0[ok] * np.exp(-r2star[ok] * te1_s)
+    return float(np.median(signal) / sigma)
+
+
+def _data(img) -> np.ndarray | None:
+    """The map's data as float64, or None when it cannot be read (a damaged output)."""
+    try:
+        return np.asarray(img.dataobj, dtype=np.float64)
+    except (OSError, ValueError, EOFError, zlib.error):
+        return None
+
+
+def _maps(outputs: ParticipantOutputs, sidecar: dict) -> dict:
+    """Voxel size (mm) from the R2* header and the first-echo SNR from the S0 and R2* maps."""
+    paths = outputs.maps
+    row: dict = {}
+    if not paths["R2starmap"].exists():
+        return row
+    r2_img = load_image(paths["R2starmap"])
+    zooms = [float(z) for z in r2_img.header.get_zooms()[:3]]
+    row.update(zip(("voxel_x_mm", "voxel_y_mm", "voxel_z_mm"), zooms, strict=True))
+    te = sidecar.get("EchoTime")
+    sigma = sidecar.get("NoiseSigma")
+    if paths["S0map"].exists() and isinstance(te, list) and te and sigma is not None:
+        r2star = _data(r2_img)
+        s0 = _data(load_image(paths["S0map"]))
+        if r2star is not None and s0 is not None and r2star.shape == s0.shape:
+            row["snr"] = first_echo_snr(s0, r2star, float(min(te)), float(sigma))
+    return row
+
+
+def _regions(rows: pd.DataFrame) -> dict:
+    """Smallest per-hemisphere voxel count of each deep-GM structure, and the alignment."""
+    row: dict = {}
+    for region in DEEP_GM:
+        part = rows[(rows["region"] == region) & (rows["hemisphere"] != "both")]
+        if part.empty:  # no hemisphere rows: the pooled count is the best there is
+            part = rows[rows["region"] == region]
+        counts = pd.to_numeric(part["n_voxels"], errors="coerce").dropna()
+        row[f"min_voxels_{region}"] = int(counts.min()) if len(counts) else np.nan
+    if "alignment" in rows.columns:
+        values = set(rows["alignment"].dropna().astype(str))
+        row["alignment"] = "doubtful" if "doubtful" in values else ("ok" if values else np.nan)
+    return row
+
+
+def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
+    provenance = _json(outputs.provenance)
+    sidecar = _json(sidecar_path(outputs.maps["R2starmap"]))
+    options = provenance.get("options") or {}
+    voxels = provenance.get("voxels") or {}
+    te = sidecar.get("EchoTime")
+    te = [float(t) for t in te] if isinstance(te, list) and te else []
+    fit_voxels, failed = voxels.get("fit_voxels"), voxels.get("failed_voxels")
+    row = {
+        "n_echoes": len(te) if te else np.nan,
+        "te_min_ms": 1e3 * min(te) if te else np.nan,
+        "te_max_ms": 1e3 * max(te) if te else np.nan,
+        "field_t": sidecar.get("MagneticFieldStrength", np.nan),
+        "b0_correction": options.get("b0_correction", sidecar.get("B0GradientCorrection")),
+        "fit_method": options.get("fit_method"),
+        "estimation_algorithm": sidecar.get("EstimationAlgorithm"),
+        "min_fraction": options.get("min_fraction"),
+        "erode_mm": options.get("erode_mm"),
+        "segmentation": options.get("segmentation"),
+        "iron_calibration": (options.get("iron_calibration") or "none") if options else None,
+        "noise_sigma": sidecar.get("NoiseSigma"),
+        "noise_sigma_source": sidecar.get("NoiseSigmaSource"),
+        "fit_voxels": fit_voxels,
+        "failed_voxels": failed,
+        "failed_voxel_pct": (
+            100.0 * failed / fit_voxels if fit_voxels and failed is not None else None
+        ),
+        "ironmap_version": provenance.get("ironmap_version"),
+    }
+    return {**row, **_maps(outputs, sidecar), **_regions(rows)}
+
+
+def collect_protocols(
+    output_dir: str | Path, regions: pd.DataFrame, subjects: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``group/participant_qc.tsv``: protocol and QC of each participant's baseline session.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The participant stage's ``OUTPUT_DIR``.
+    regions : pandas.DataFrame
+        The stacked ``_regions.tsv`` rows, one session per participant (the output of
+        :func:`~ironmap.cohort.tables.collect_regions`): they say which participants and
+        sessions to read and give ``n_voxels`` and ``alignment``.
+    subjects : pandas.DataFrame, optional
+        ``group/subjects.tsv`` rows; their ``site``, ``group`` and ``phenotype`` are added.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant of ``regions``, columns :data:`QC_COLUMNS` (``session`` only
+        when ``regions`` has one). ``snr`` is :func:`first_echo_snr`; ``failed_voxel_pct`` is
+        100 x failed / fitted voxels of ``_provenance.json``; ``min_voxels_<region>`` the
+        smaller of the two hemispheres' ``n_voxels``.
+    """
+    rows = []
+    has_session = "session" in regions.columns
+    for pid, part in regions.groupby("participant_id", sort=False):
+        sessions = part["session"].dropna() if has_session else pd.Series(dtype=object)
+        session = str(sessions.iloc[0]) if len(sessions) else None
+        label = session.removeprefix("ses-") if session is not None else None
+        outputs = ParticipantOutputs(Path(output_dir), str(pid).removeprefix("sub-"), label)
+        rows.append({"participant_id": pid, "session": session, **_participant(outputs, part)})
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["participant_id"])
+    if subjects is not None and len(table):
+        info = subjects.set_index("participant_id")[["site", "group", "phenotype"]]
+        table = table.join(info, on="participant_id")
+    columns = [c for c in QC_COLUMNS if has_session or c != "session"]
+    return table.reindex(columns=columns)

@@ -1,0 +1,199 @@
+"""The report's figures of the determinants in MS: the forest plot and R2* against EDSS and
+disease duration.
+
+The data each plot is drawn from are built by a function of their own (:func:`forest_rows`,
+:func:`clinical_lines`) so that they can be checked without reading pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..cohort.compare import MS_LABELS
+from ..cohort.determinants import PER_PREDICTOR, PREDICTORS
+from ..regions.labels import DEEP_GM
+from .style import MARKERS, PALETTE, labels, new_figure, pretty_region
+
+__all__ = [
+    "PREDICTOR_LABELS",
+    "clinical_figure",
+    "clinical_lines",
+    "forest_figure",
+    "forest_model",
+    "forest_rows",
+]
+
+_NAMES = {
+    "disease_duration": "disease duration",
+    "edss": "EDSS",
+    "lesion_volume_ml": "log(1 + lesion volume)",
+    "nbv": "NBV",
+    "cortical_gm_ml": "cortical GM (% ICV)",
+}
+#: Row labels of the forest plot, top to bottom, keyed by predictor name (every predictor of
+#: the determinants, in their order).
+PREDICTOR_LABELS = {p: _NAMES.get(p, p.replace("_", " ")) for p in PREDICTORS}
+#: What the clinical scatter's x axes are, with units.
+AXIS_LABELS = {"edss": "EDSS", "disease_duration": "disease duration (years)"}
+
+
+def forest_model(determinants: pd.DataFrame) -> str | None:
+    """The model set the forest plot shows: ``multivariable`` if fitted, else ``univariable``."""
+    for model in ("multivariable", "univariable"):
+        if (determinants["model"] == model).any():
+            return model
+    return None
+
+
+def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.DataFrame:
+    """What the forest plot draws: one row per region x predictor of ``model``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``region, predictor, row, std_beta, std_low, std_high, p_fdr``. ``row`` is the
+        predictor's position in :data:`PREDICTOR_LABELS` (0 = top), the same in every panel
+        whatever predictors a region's model has (the lesion outcomes have two); the CI of
+        the standardised beta is the CI of beta times ``std_beta / beta``.
+    """
+    part = determinants[determinants["model"] == model]
+    order = {p: i for i, p in enumerate(PREDICTOR_LABELS)}
+    part = part[part["predictor"].isin(order)]
+    scale = part["std_beta"] / part["beta"].replace(0, np.nan)
+    return pd.DataFrame(
+        {
+            "region": part["region"].to_numpy(),
+            "predictor": part["predictor"].to_numpy(),
+            "row": part["predictor"].map(order).to_numpy(),
+            "std_beta": part["std_beta"].to_numpy(),
+            "std_low": (part["ci_low"] * scale).to_numpy(),
+            "std_high": (part["ci_high"] * scale).to_numpy(),
+            "p_fdr": part["p_fdr"].to_numpy(),
+        }
+    )
+
+
+def forest_figure(determinants: pd.DataFrame):
+    """Standardised betas with 95 % CI, one panel per outcome, rows keyed by predictor."""
+    model = forest_model(determinants)
+    if model is None:
+        return "No determinant model could be fitted (too few MS patients)."
+    rows = forest_rows(determinants, model)
+    regions = list(dict.fromkeys(rows["region"]))
+    ncols = min(len(regions), 5)
+    nrows = int(np.ceil(len(regions) / ncols))
+    fig, axes = new_figure(ncols, nrows, height=2.3, sharey=True)
+    n_rows = len(PREDICTOR_LABELS)
+    for ax, region in zip(axes, regions, strict=False):
+        part = rows[rows["region"] == region]
+        y = n_rows - 1 - part["row"].to_numpy()
+        significant = (part["p_fdr"] < 0.05).to_numpy()
+        beta = part["std_beta"].to_numpy()
+        err = np.vstack([beta - part["std_low"].to_numpy(), part["std_high"].to_numpy() - beta])
+        for filled in (True, False):
+            sel = significant == filled
+            if not sel.any():
+                continue
+            ax.errorbar(
+                beta[sel],
+                y[sel],
+                xerr=err[:, sel],
+                fmt="o",
+                ms=5,
+                color="k",
+                mfc="k" if filled else "white",
+                lw=1,
+            )
+        ax.axvline(0, color="#999", lw=0.8)
+        for k in range(n_rows):
+            ax.axhline(k, color="#eee", lw=0.8, zorder=0)
+        ax.set_title(pretty_region(region))
+        ax.set_xlabel("standardised beta")
+        ax.set_ylim(-0.6, n_rows - 0.4)
+    # one y axis shared by every panel, labelled at the start of each row of panels
+    axes[0].set_yticks(range(n_rows)[::-1], list(PREDICTOR_LABELS.values()))
+    for ax in axes[len(regions) :]:
+        ax.axis("off")
+    return fig
+
+
+def clinical_lines(
+    long: pd.DataFrame, determinants: pd.DataFrame, predictor: str
+) -> dict[str, dict]:
+    """Points and fitted line of age-corrected deep-GM R2* against ``predictor``, per region.
+
+    Returns
+    -------
+    dict
+        region -> ``{"points": DataFrame(x, y, label), "beta", "p", "n", "x", "y"}``: the
+        clinically definite MS patients (CIS excluded, as in the determinants) with both
+        values; the line has the univariable slope ``beta`` of ``determinants.tsv`` (sex-
+        adjusted, 1/s per unit) and passes through the mean of those points (where the
+        least-squares line at the sample's sex mix passes); ``x``, ``y``: its two end points.
+        Regions without a univariable row have ``beta`` NaN.
+    """
+    uni = determinants[
+        (determinants["model"] == "univariable") & (determinants["predictor"] == predictor)
+    ].set_index("region")
+    out: dict[str, dict] = {}
+    for region in DEEP_GM:
+        part = long[(long["region"] == region) & labels(long).isin(MS_LABELS)]
+        part = part[part["r2star_corrected"].notna() & part[predictor].notna()]
+        if part.empty:
+            continue
+        points = pd.DataFrame(
+            {"x": part[predictor], "y": part["r2star_corrected"], "label": labels(part)}
+        )
+        beta = float(uni.at[region, "beta"]) if region in uni.index else np.nan
+        xs = np.array([points["x"].min(), points["x"].max()])
+        out[region] = {
+            "points": points,
+            "beta": beta,
+            "p": float(uni.at[region, "p"]) if region in uni.index else np.nan,
+            "n": int(uni.at[region, "n"]) if region in uni.index else len(points),
+            "x": xs,
+            "y": points["y"].mean() + beta * (xs - points["x"].mean()),
+        }
+    return out
+
+
+def clinical_figure(long: pd.DataFrame, determinants: pd.DataFrame, predictor: str):
+    """One panel per deep-GM region: age-corrected R2* against ``predictor`` by phenotype."""
+    lines = clinical_lines(long, determinants, predictor)
+    if not lines:
+        return f"No MS patient has both age-corrected R2* and {AXIS_LABELS[predictor]}."
+    ncols, nrows = 4, int(np.ceil((len(lines) + 1) / 4))
+    fig, axes = new_figure(ncols, nrows, height=2.6)
+    unit = "/year" if predictor == "disease_duration" else "/point"
+    for ax, (region, line) in zip(axes, lines.items(), strict=False):
+        points = line["points"]
+        for g in [g for g in MS_LABELS if g in set(points["label"])]:
+            sub = points[points["label"] == g]
+            ax.scatter(
+                sub["x"], sub["y"], s=14, color=PALETTE[g], marker=MARKERS[g], lw=0, label=g
+            )
+        if np.isfinite(line["beta"]):
+            ax.plot(line["x"], line["y"], color="#333", lw=1.4)
+            fit = f"beta = {line['beta']:.2f} 1/s{unit}, p = {line['p']:.2g}"
+        else:
+            fit = f"no model: n = {line['n']} < {PER_PREDICTOR}"
+        ax.set_title(f"{pretty_region(region)}\n{fit}")
+        ax.set_xlabel(AXIS_LABELS[predictor])
+        ax.set_ylabel("age-corrected R2* (1/s)")
+    handles: dict = {}
+    for ax in axes[: len(lines)]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    order = [g for g in MS_LABELS if g in handles]
+    axes[len(lines)].legend(
+        [handles[g] for g in order],
+        order,
+        loc="center",
+        frameon=False,
+        title="phenotype",
+        markerscale=1.5,
+    )
+    for ax in axes[len(lines) :]:
+        ax.axis("off")
+    return fig
