@@ -661,11 +661,14 @@ def test_failed_voxels_are_printed_without_verbose(tmp_path, capsys):
         capsys, "run", root, tmp_path / "out", "participant", "--participant-label", "02"
     )
     assert code == 0
-    assert [line for line in _lines(captured.err) if "could not be fitted" in line] == [
-        f"ironmap: warning: sub-02: {planted} of {n_mask:,} voxels "
-        f"({100 * planted / n_mask:.1f} %) could not be fitted (bad signal {planted}); "
-        "see sub-02_desc-failed_mask.nii.gz"
-    ]
+    (line,) = [line for line in _lines(captured.err) if "could not be fitted" in line]
+    # one line per participant: its 4 warnings in short, this one without the mask's name
+    assert line.startswith("ironmap: warning: sub-02: 4 warnings: ")
+    assert line.endswith(" (-v: in full)")
+    assert (
+        f"; {planted} of {n_mask:,} voxels ({100 * planted / n_mask:.1f} %) could not be "
+        f"fitted (bad signal {planted}); "
+    ) in line
     header, row = _lines(captured.out)[:2]
     assert header.split() == [
         "status",
@@ -679,3 +682,12 @@ def test_failed_voxels_are_printed_without_verbose(tmp_path, capsys):
     ]
     assert row.split()[:2] == ["done", "1"]
     assert float(row.split()[-1]) == pytest.approx(100 * planted / n_mask, abs=0.005)
+    code, captured = _cli(
+        capsys, "run", root, tmp_path / "out2", "participant", "--participant-label", "02", "-v"
+    )
+    warned = [line for line in _lines(captured.err) if line.startswith("ironmap: warning: ")]
+    assert [line for line in warned if "could not be fitted" in line] == [  # -v: in full
+        f"ironmap: warning: sub-02: {planted} of {n_mask:,} voxels "
+        f"({100 * planted / n_mask:.1f} %) could not be fitted (bad signal {planted}); "
+        "see sub-02_desc-failed_mask.nii.gz"
+    ]

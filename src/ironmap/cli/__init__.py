@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import IronmapError
+from ..parallel.progress import progress_output
 from .parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -64,6 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_participant,
         summary,
         summary_table,
+        warning_lines,
     )
 
     results = run_participant(
@@ -74,9 +76,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             derivatives=tuple(args.derivatives or ()),
         )
     )
+    for line in warning_lines(results, verbose=args.verbose):
+        print(f"ironmap: warning: {line}", file=sys.stderr)
     for result in results:
-        for message in result.warnings:
-            print(f"ironmap: warning: {message}", file=sys.stderr)
         if result.status == "failed":
             print(f"ironmap: error: {result.name}: {result.error}", file=sys.stderr)
     if args.verbose or len(results) > 1 or needs_attention(results):
@@ -97,7 +99,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..workflows.demo import run_demo
 
-    failed = run_demo(args.output_dir, quick=args.quick, n_jobs=args.n_jobs, force=args.force)
+    failed = run_demo(
+        args.output_dir,
+        quick=args.quick,
+        n_jobs=args.n_jobs,
+        force=args.force,
+        anatomy=args.anatomy,
+    )
     return 1 if failed else 0
 
 
@@ -123,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     logger.propagate = False
-    with warnings.catch_warnings():  # restores the caller's filters and showwarning
-        warnings.simplefilter("default")
+    # the progress line: on a terminal, unless -q, or -v (which logs it instead)
+    display = False if args.quiet or args.verbose else None
+    with warnings.catch_warnings(), progress_output(enabled=display):
+        warnings.simplefilter("default")  # catch_warnings restores filters and showwarning
         warnings.showwarning = _one_line_warning
         try:
             return _COMMANDS[args.command](args)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from ..errors import InputError
+from .progress import Progress
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "make_executor", "map_ordered"]
 
@@ -122,31 +122,18 @@ def map_ordered(
 ) -> list[R]:
     """``[func(item) for item in items]`` on ``executor`` (default: ``n_jobs`` local processes).
 
-    Results keep the order of ``items``. A progress bar (tqdm, on standard error) shows jobs
-    done, jobs failed (``failed(result)`` true) and the ETA; without a terminal, INFO log
-    lines (logger ``ironmap``) report progress instead.
+    Results keep the order of ``items``. On a terminal, a :class:`~.progress.Progress` line on
+    standard error shows ``desc``: jobs done out of all, jobs failed (``failed(result)`` true),
+    elapsed time and ETA (see :func:`~.progress.progress_output` to turn it off); otherwise the
+    same line is logged at INFO level (logger ``ironmap``) as each job ends.
     """
-    from tqdm import tqdm
-
     items = list(items)
     executor = executor if executor is not None else LocalExecutor(n_jobs)
     results: list[Any] = [None] * len(items)
-    n_failed = 0
-    bar = tqdm(
-        total=len(items),
-        desc=desc,
-        unit="job",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
-    with bar:
-        for done, (i, result) in enumerate(executor.run(func, items), start=1):
+    with Progress(len(items), desc=desc) as progress:
+        for i, result in executor.run(func, items):
             results[i] = result
-            if failed is not None and failed(result):
-                n_failed += 1
-            bar.set_postfix(failed=n_failed, refresh=False)
-            bar.update(1)
-            if bar.disable:
-                log.info("%s: %d/%d done, %d failed", desc, done, len(items), n_failed)
+            progress.update(failed=failed is not None and failed(result))
+            if not progress.enabled:
+                log.info("%s", progress.line())
     return results

@@ -1,5 +1,5 @@
 """Figures and reports (matplotlib, Agg backend: no display needed)."""
 
-from .qc import qc_figure
+from .qc import QCNumbers, qc_figure, qc_page
 
-__all__ = ["qc_figure"]
+__all__ = ["QCNumbers", "qc_figure", "qc_page"]

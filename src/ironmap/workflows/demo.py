@@ -41,10 +41,17 @@ def _recovery(truth: dict, derivatives: Path) -> pd.DataFrame:
 
 
 def run_demo(
-    output_dir: Path, *, quick: bool = False, n_jobs: int = 2, force: bool = False
+    output_dir: Path,
+    *,
+    quick: bool = False,
+    n_jobs: int = 2,
+    force: bool = False,
+    anatomy: str = "phantom",
 ) -> int:
     """Simulate the cohort into ``OUTPUT_DIR/bids`` and run the existing stages.
 
+    ``anatomy`` is :data:`~.simulate.ANATOMIES`: the ellipsoid phantom (default, fast) or the
+    deformed bundled atlas (heads that look like brains; needs ``ironmap[atlas]``).
     Returns the number of participants that failed (0 on success).
     """
     output_dir = Path(output_dir)
@@ -55,12 +62,18 @@ def run_demo(
     reuse = False
     if truth_file.exists() and not force:
         truth = json.loads(truth_file.read_text())
-        reuse = (truth.get("n_hc"), truth.get("n_ms")) == (n_hc, n_ms)
+        reuse = (truth.get("n_hc"), truth.get("n_ms"), truth.get("anatomy_kind", "phantom")) == (
+            n_hc,
+            n_ms,
+            anatomy,
+        )
     if reuse:
         print(f"[1/3] reusing the simulated cohort in {bids} (--force to regenerate)")
     else:
         print(f"[1/3] simulating {n_hc} HC + {n_ms} MS at 7 sites into {bids} ...")
-        run_simulate(SimulateConfig(bids, n_hc=n_hc, n_ms=n_ms, n_jobs=n_jobs, force=True))
+        run_simulate(
+            SimulateConfig(bids, n_hc=n_hc, n_ms=n_ms, n_jobs=n_jobs, force=True, anatomy=anatomy)
+        )
     print(f"[2/3] participant stage (R2* maps, regional R2*, volumes) into {derivatives} ...")
     redo = force or not reuse  # a regenerated cohort replaces every output made from the old
     results = run_participant(ParticipantConfig(bids, derivatives, n_jobs=n_jobs, force=redo))

@@ -14,6 +14,7 @@ inside the input dataset (:func:`~ironmap.io.check_output_dir`), and holds
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +33,7 @@ from ..io import (
     check_output_dir,
     find_inputs,
     output_lock,
+    write_bidsignore,
     write_dataset_description,
 )
 from ..iron import CALIBRATIONS
@@ -46,6 +48,7 @@ __all__ = [
     "run_participant",
     "summary",
     "summary_table",
+    "warning_lines",
 ]
 
 log = logging.getLogger("ironmap")
@@ -159,6 +162,7 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
     )
     with output_lock(out, stage="participant", create=True):
         write_dataset_description(out, bids_dir=config.bids_dir)
+        write_bidsignore(out)
         return _run_sessions(sessions, config)
 
 
@@ -230,3 +234,26 @@ def summary(results: list[ParticipantResult]) -> str:
     """One line: how many were done, skipped and failed."""
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def warning_lines(results: list[ParticipantResult], *, verbose: bool = False) -> list[str]:
+    """The participants' warnings for the console: every one in full when ``verbose``, else one
+    line per participant with warnings: its only warning in full, or how many and the gist of
+    each (:func:`_gist`), ``"sub-01: 3 warnings: ...; ...; ... (-v: in full)"``."""
+    if verbose:
+        return [message for r in results for message in r.warnings]
+    lines = []
+    for r in results:
+        if len(r.warnings) == 1:
+            lines.append(f"{r.name}: {r.warnings[0].removeprefix(f'{r.name}: ')}")
+        elif r.warnings:
+            gists = "; ".join(_gist(m.removeprefix(f"{r.name}: ")) for m in r.warnings)
+            lines.append(f"{r.name}: {len(r.warnings)} warnings: {gists} (-v: in full)")
+    return lines
+
+
+def _gist(message: str, width: int = 80) -> str:
+    """A warning's first clause (up to ``"; "``), file names without their folders, at most
+    ``width`` characters."""
+    text = re.sub(r"(^|\s)/(?:[^/\s]+/)+", r"\1", message).split("; ")[0]
+    return text if len(text) <= width else text[: width - 3] + "..."

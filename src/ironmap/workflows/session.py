@@ -40,7 +40,7 @@ from ..io import (
 from ..io.derivatives import describe_changes, provenance_changes, sha256
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
-from ..report import qc_figure
+from ..report import QCNumbers, qc_figure, qc_page
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
 
 if TYPE_CHECKING:
@@ -49,9 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["FAILED_VOXELS_WARN", "ParticipantResult", "process_session"]
 
 log = logging.getLogger("ironmap")
-
-#: Regions the atlas path's QC figure cuts through, one axial slice each.
-QC_SLICE_REGIONS = ("dentate_nucleus", "red_nucleus", "pallidum", "thalamus")
 
 #: Above this share of the fit mask's voxels failing, a participant gets a warning.
 FAILED_VOXELS_WARN = 0.01
@@ -129,7 +126,7 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     if segmentation is not None:
         timer.add(segmentation.seconds)
         with timer("stats"):
-            _write_regions(out, image, fit, segmentation, inputs, config)
+            _write_regions(out, image, fit, segmentation, inputs, config, voxels=voxels)
     write_json(out.provenance, {**provenance, "voxels": voxels, "seconds": timer.seconds})
     return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
@@ -299,8 +296,11 @@ def _write_regions(
     segmentation: Segmentation,
     inputs: SessionInputs,
     config: ParticipantConfig,
+    *,
+    voxels: dict,
 ) -> None:
-    """``_regions.tsv``, ``_volumes.tsv``, the QC figure, and the dseg ironmap made."""
+    """``_regions.tsv``, ``_volumes.tsv``, the QC figure, and the dseg ironmap made;
+    ``voxels`` are the failed-voxel counts of :func:`_failed_voxels`."""
     if segmentation.written is not None:
         dseg = segmentation.written
         write_nifti(
@@ -319,7 +319,7 @@ def _write_regions(
     write_tsv(out.regions, regions)
     write_tsv(out.volumes, volumes)
     outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
-    _write_qc(out, fit, outlines, atlas=segmentation.written is not None)
+    _write_qc(out, image, fit, segmentation, outlines, voxels=voxels)
 
 
 def _regional_table(
@@ -355,21 +355,31 @@ def _regional_table(
 
 
 def _write_qc(
-    out: ParticipantOutputs, fit: DecayFit, outlines: dict[str, np.ndarray], *, atlas: bool
+    out: ParticipantOutputs,
+    image: MultiEchoImage,
+    fit: DecayFit,
+    segmentation: Segmentation,
+    outlines: dict[str, np.ndarray],
+    *,
+    voxels: dict,
 ) -> None:
-    """R2* with the deep grey-matter outlines (the voxels the statistics use at full share)."""
-    slices = None
-    if atlas:  # through dentate, red nucleus, pallidum, thalamus
-        slices = [
-            round(float(np.flatnonzero(outlines[r].any(axis=(0, 1))).mean()))
-            for r in QC_SLICE_REGIONS
-            if r in outlines
-        ]
-    qc_figure(
+    """R2* with the deep grey-matter outlines (the voxels the statistics use at full share),
+    the failed fits inside the intracranial volume and the noise sigma; PNG and HTML page."""
+    numbers = QCNumbers(
+        **voxels, sigma=fit.sigma, sigma_source=fit.sigma_source, method=fit.method
+    )
+    icv = segmentation.fractions.get("icv")
+    title = f"{out.name}: R2* with deep grey-matter outlines" + (
+        " (registered atlas, nuclei refined on R2*)" if segmentation.written is not None else ""
+    )
+    png = qc_figure(
         fit.r2star,
         outlines,
         out.qc_figure,
-        slices=slices,
-        title=f"{out.name}: R2* (1/s) with deep grey-matter outlines"
-        + (" (registered atlas, nuclei refined on R2*)" if slices else ""),
+        title=title,
+        numbers=numbers,
+        affine=image.affine,
+        failed=fit.failed,
+        icv=None if icv is None else icv >= 0.5,
     )
+    qc_page(png, png.with_suffix(".html"), title=title, numbers=numbers)

@@ -100,7 +100,7 @@ def run_simulate(config: SimulateConfig) -> Path:
         ),
         subjects,
         n_jobs=config.n_jobs,
-        desc="simulate",
+        desc="simulated participants",
     )
     truth = {
         "ironmap_version": __version__,
@@ -121,6 +121,7 @@ def run_simulate(config: SimulateConfig) -> Path:
         "phase": "frontal-sinus field (signal.sinus_field) and part-phase images"
         if config.with_phase
         else None,
+        "anatomy_kind": config.anatomy,
         "anatomy": "deformed bundled atlas (simulate.atlas_anatomy)"
         if config.anatomy == "atlas"
         else "ellipsoid phantom (simulate.anatomy)",

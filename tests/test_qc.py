@@ -1,0 +1,170 @@
+"""The per-participant QC page: slices through the nuclei, NaN in its own colour, the numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.text import Text
+
+from ironmap.report.qc import (
+    NAN_COLOUR,
+    QC_VIEWS,
+    QCNumbers,
+    choose_slices,
+    qc_figure,
+    qc_page,
+    qc_panels,
+    qc_rgba,
+    qc_text,
+    render_qc,
+)
+
+SHAPE = (40, 44, 36)
+
+
+def _box(x: slice, y: slice, z: slice, *, both: bool = True) -> np.ndarray:
+    """A box and (``both``) its mirror image across the midline x = 19.5."""
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[x, y, z] = True
+    return mask | mask[::-1] if both else mask
+
+
+def _structures() -> dict[str, np.ndarray]:
+    """Deep grey matter whose structures share their group's centroid along each view's axis:
+    basal ganglia at z = 22, y = 24; SN/RN at z = 12, y = 16, right x = 25; dentate z = 5."""
+    s = np.s_
+    return {
+        "thalamus": _box(s[22:27], s[14:22], s[20:25]),
+        "caudate": _box(s[24:28], s[28:34], s[19:26]),
+        "putamen": _box(s[28:32], s[21:28], s[20:25]),
+        "pallidum": _box(s[26:28], s[22:27], s[21:24]),
+        "substantia_nigra": _box(s[23:28], s[15:18], s[10:15]),
+        "red_nucleus": _box(s[24:27], s[14:19], s[11:14]),
+        "dentate_nucleus": _box(s[24:29], s[4:8], s[3:8]),
+    }
+
+
+def _r2star() -> np.ndarray:
+    r2 = np.full(SHAPE, 20.0)
+    for name, mask in _structures().items():
+        r2[mask] = 60.0 if name in ("pallidum", "substantia_nigra", "red_nucleus") else 35.0
+    r2[8:12, 20:26, 20:24] = np.nan  # a block of failed fits through the basal-ganglia slice
+    return r2
+
+
+def _centroid(mask: np.ndarray, axis: int) -> float:
+    return float(np.argwhere(mask)[:, axis].mean())
+
+
+def test_slices_pass_through_each_structure_centroid():
+    outlines = _structures()
+    views = choose_slices(outlines, SHAPE)
+    assert [(v.plane, v.label) for v in views] == [
+        (("sagittal", "coronal", "axial")[axis], label) for label, axis, _ in QC_VIEWS
+    ]
+    right = np.zeros(SHAPE, dtype=bool)
+    right[20:] = True
+    for view, (_, axis, regions) in zip(views, QC_VIEWS, strict=True):
+        for region in regions:
+            mask = outlines[region] & right if axis == 0 else outlines[region]
+            assert view.index == round(_centroid(mask, axis)), (view, region)
+            assert np.take(mask, view.index, axis=axis).any(), (view, region)
+    assert [v.index for v in views] == [22, 12, 5, 24, 16, 25]
+
+
+def test_slices_cut_the_first_structure_and_skip_missing_ones():
+    outlines = _structures()
+    outlines["thalamus"] = _box(np.s_[22:27], np.s_[14:22], np.s_[26:31])  # above the pallidum
+    del outlines["dentate_nucleus"]
+    views = choose_slices(outlines, SHAPE)
+    assert "dentate nuclei" not in [v.label for v in views]
+    axial = views[0]
+    assert np.take(outlines["pallidum"], axial.index, axis=2).any()
+    assert choose_slices({}, SHAPE) == choose_slices({"x": np.zeros(SHAPE, bool)}, SHAPE)
+    assert [v.plane for v in choose_slices({}, SHAPE)] == ["axial", "coronal", "sagittal"]
+
+
+def test_rgba_nan_gets_the_nan_colour_and_background_stays_black():
+    values = np.array([[np.nan, 0.0], [30.0, np.nan]])
+    failed = np.array([[True, False], [False, False]])
+    rgba = qc_rgba(values, failed=failed, vmax=60.0)
+    assert tuple(rgba[0, 0]) == to_rgba(NAN_COLOUR)
+    assert tuple(rgba[1, 1]) == (0.0, 0.0, 0.0, 1.0)  # NaN outside the fit: background
+    assert tuple(rgba[1, 0]) == (0.5, 0.5, 0.5, 1.0)
+    every = qc_rgba(values)  # without a failed mask every NaN is a failed fit
+    assert tuple(every[1, 1]) == to_rgba(NAN_COLOUR)
+
+
+def test_panel_shows_the_nan_block_in_the_nan_colour():
+    r2 = _r2star()
+    panels = qc_panels(r2, _structures(), failed=np.isnan(r2))
+    axial = next(p for p in panels if p.view.plane == "axial")
+    assert axial.view.index == 22  # inside the NaN block's z = 20..23
+    nan_colour = np.all(axial.rgba == to_rgba(NAN_COLOUR), axis=-1)
+    assert nan_colour.sum() == np.isnan(r2[:, :, 22]).sum() == 4 * 6
+    # rows are y bottom-up, columns x from the subject's right (radiological): x = 8 is
+    # column 40 - 1 - 8 (no crop: the finite voxels fill the grid)
+    assert nan_colour[20, SHAPE[0] - 1 - 8]
+    assert set(axial.outlines) == {"thalamus", "caudate", "putamen", "pallidum"}
+
+
+def test_panels_follow_the_affine_orientation_and_voxel_size():
+    r2, outlines = _r2star(), _structures()
+    ras = qc_panels(r2, outlines, affine=np.diag([1.0, 1.0, 3.0, 1.0]))
+    flip = np.diag([-1.0, -1.0, 3.0, 1.0])  # the same head stored L->R and A->P reversed
+    flip[:2, 3] = [SHAPE[0] - 1, SHAPE[1] - 1]
+    lps = qc_panels(r2[::-1, ::-1], {k: v[::-1, ::-1] for k, v in outlines.items()}, affine=flip)
+    for a, b in zip(ras, lps, strict=True):
+        assert a.view == b.view
+        np.testing.assert_array_equal(a.rgba, b.rgba)
+    coronal = next(p for p in ras if p.view.plane == "coronal")
+    assert coronal.extent == (0.0, SHAPE[0] * 1.0, 0.0, SHAPE[2] * 3.0)  # mm, 3 mm slices
+
+
+def test_text_prints_the_failed_fraction_and_sigma():
+    numbers = QCNumbers(
+        fit_voxels=150_000,
+        failed_voxels=1_234,
+        failed_reasons={"bad signal": 1_200, "no decay": 34},
+        sigma=12.3456,
+        sigma_source="background",
+        method="auto",
+    )
+    assert qc_text(numbers) == [
+        "failed fits (NaN): 1,234 of 150,000 intracranial voxels (0.82 %): bad signal 1,200, "
+        "no decay 34",
+        "estimator: auto; noise sigma: 12.35 (signal units; estimated from the image background)",
+    ]
+    none = QCNumbers(fit_voxels=10, failed_voxels=0, sigma=None)
+    assert qc_text(none) == [
+        "failed fits (NaN): 0 of 10 intracranial voxels (0.00 %)",
+        "noise sigma: unknown",
+    ]
+
+
+def test_figure_prints_the_numbers_in_readable_text(tmp_path):
+    r2 = _r2star()
+    numbers = QCNumbers(fit_voxels=int(np.isfinite(r2).sum()), failed_voxels=24, sigma=3.0)
+    kwargs = {"title": "sub-01: R2*", "numbers": numbers, "failed": np.isnan(r2)}
+    fig = render_qc(r2, _structures(), **kwargs)
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    shown = "\n".join(t.get_text() for t in texts)
+    for line in qc_text(numbers):
+        assert line in shown
+    assert "failed fit (NaN)" in shown
+    assert "substantia nigra" in shown
+    assert min(t.get_fontsize() for t in texts) >= 9
+    png = qc_figure(r2, _structures(), tmp_path / "qc.png", **kwargs)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = qc_page(png, tmp_path / "qc.html", title="sub-01: R2*", numbers=numbers)
+    text = page.read_text()
+    assert "data:image/png;base64," in text
+    assert f"<td>24 ({100 * 24 / numbers.fit_voxels:.2f} %)</td>" in text
+
+
+@pytest.mark.parametrize("sigma_source", ["given", "residuals"])
+def test_text_names_the_sigma_source(sigma_source):
+    line = qc_text(QCNumbers(1, 0, sigma=2.0, sigma_source=sigma_source))[1]
+    assert line.startswith("noise sigma: 2 (signal units; ")
+    assert ("--sigma" in line) == (sigma_source == "given")
