@@ -155,8 +155,8 @@ def test_iron_columns_and_field_strength_check(phase_cohort, tmp_path):
     assert run_participant(config)[0].status == "done"
     table = _regions(tmp_path / "a")
     cal = CALIBRATIONS["langkammer2010"]
-    np.testing.assert_allclose(  # both columns as written: 8 significant digits
-        table["iron_median_mg_per_kg"], (table["r2star_median"] - 14.29) / 0.27, rtol=2e-5
+    np.testing.assert_allclose(  # as written: R2* to 0.01 1/s (0.019 mg/kg), iron to 0.01
+        table["iron_median_mg_per_kg"], (table["r2star_median"] - 14.29) / 0.27, atol=0.025
     )
     assert (cal.slope, cal.intercept, cal.field_t) == (0.27, 14.29, 3.0)
     # the same data declared as 1.5 T: refused, one line, naming the file

@@ -1,5 +1,6 @@
 """Input and output: multi-echo GRE images, echo times, maps with JSON sidecars, the layout of
-ironmap's derivatives (:mod:`.derivatives`) and the lock a stage holds on it (:mod:`.lock`)."""
+ironmap's derivatives (:mod:`.derivatives`), the dictionary of its table columns
+(:mod:`.columns`) and the lock a stage holds on it (:mod:`.lock`)."""
 
 from .bids import SessionInputs, find_inputs, parse_entities
 from .derivatives import (
@@ -11,6 +12,7 @@ from .derivatives import (
     find_participant_tables,
     group_path,
     read_tsv,
+    write_bidsignore,
     write_dataset_description,
     write_tsv,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "save_nifti",
     "sidecar_path",
     "validate_echo_times",
+    "write_bidsignore",
     "write_dataset_description",
     "write_decay_maps",
     "write_error",

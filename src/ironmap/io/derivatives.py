@@ -3,15 +3,18 @@
 One home for the names of ironmap's derivatives dataset: the participant stage writes through
 :class:`ParticipantOutputs`, the group stage through :func:`group_path` and :data:`REPORT`, and
 the group table collector finds the participant tables with :func:`find_participant_tables`.
-Tables are BIDS TSV (:func:`write_tsv`, :func:`read_tsv`): tab-separated, ``n/a`` for missing.
+Tables are BIDS TSV (:func:`write_tsv`, :func:`read_tsv`): tab-separated, ``n/a`` for missing,
+each with a JSON sidecar describing its columns (from :mod:`.columns`). What BIDS has no rule for
+yet is listed in ``OUTPUT_DIR/.bidsignore`` (:func:`write_bidsignore`).
 
 Layout of ``OUTPUT_DIR``::
 
     dataset_description.json
+    .bidsignore              (:data:`BIDSIGNORE`: what BIDS has no rule for yet)
     .ironmap.lock            (only while a stage runs: :data:`LOCK`, see :mod:`.lock`)
     sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_<suffix>   (ParticipantOutputs)
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
-    group/<table>.tsv, group/harmonization.json, group/provenance.json
+    group/<table>.tsv (+ <table>.json), group/harmonization.json, group/provenance.json
     report.html
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
@@ -21,6 +24,7 @@ the input dataset (:func:`check_output_dir`). Resume compares provenance records
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -32,9 +36,11 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError
 from .bids import session_name
+from .columns import round_table, table_sidecar
 from .maps import atomic_write_bytes, decay_map_paths, write_json
 
 __all__ = [
+    "BIDSIGNORE",
     "DATASET_DESCRIPTION",
     "GROUP_DIR",
     "GROUP_PROVENANCE",
@@ -52,6 +58,9 @@ __all__ = [
     "provenance_changes",
     "read_tsv",
     "sha256",
+    "table_kind",
+    "tsv_sidecar_path",
+    "write_bidsignore",
     "write_dataset_description",
     "write_tsv",
 ]
@@ -74,12 +83,22 @@ GROUP_TABLES: dict[str, str] = {
     "comparison": "group_comparison.tsv",
     "comparison_mixed": "group_comparison_mixed.tsv",
     "determinants": "determinants.tsv",
+    "participant_qc": "participant_qc.tsv",
 }
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
 
 #: Participant-stage tables the group stage collects: kind -> file-name suffix.
 _TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv"}
+#: Suffix of the participant provenance record.
+_PROVENANCE = "provenance.json"
+#: Folder of each participant's figures, beside its ``anat/``.
+_FIGURES = "figures"
+#: Label table of a segmentation (BIDS ``dseg.tsv``).
+_DSEG_TSV = "dseg.tsv"
+
+#: Lists, in ``OUTPUT_DIR``, what the BIDS validator should skip (gitignore syntax).
+BIDSIGNORE = ".bidsignore"
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,7 @@ class ParticipantOutputs:
     @property
     def provenance(self) -> Path:
         """Inputs' checksums, options and timings of the run (``_provenance.json``)."""
-        return self._file("provenance.json")
+        return self._file(_PROVENANCE)
 
     @property
     def dseg(self) -> Path:
@@ -147,7 +166,7 @@ class ParticipantOutputs:
     @property
     def dseg_tsv(self) -> Path:
         """Its label table (``_desc-ironmap_dseg.tsv``)."""
-        return self._file("desc-ironmap_dseg.tsv")
+        return self._file(f"desc-ironmap_{_DSEG_TSV}")
 
     @property
     def qc_figure(self) -> Path:
@@ -155,7 +174,7 @@ class ParticipantOutputs:
         return (
             Path(self.root)
             / f"sub-{self.subject}"
-            / "figures"
+            / _FIGURES
             / (f"{self.name}_desc-qc_R2starmap.png")
         )
 
@@ -166,8 +185,10 @@ def group_path(output_dir: str | Path, name: str) -> Path:
 
 
 def group_outputs(output_dir: str | Path) -> list[Path]:
-    """Every file the group stage writes, except its provenance record."""
-    names = [*GROUP_TABLES.values(), HARMONIZATION_JSON]
+    """Every file the group stage writes, except its provenance record and ``.bidsignore``."""
+    tables = GROUP_TABLES.values()
+    sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
+    names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
     return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT]
 
 
@@ -309,14 +330,83 @@ def find_participant_tables(
     return sorted(Path(output_dir).glob(f"sub-*/**/sub-*_{_TABLES[kind]}"))
 
 
-def write_tsv(path: str | Path, table: pd.DataFrame) -> None:
-    """Write a table as BIDS TSV atomically: ``n/a`` for missing, 8 significant digits.
+def table_kind(path: str | Path) -> str | None:
+    """The kind of table (:mod:`.columns`) ``path`` names, from its file name; None if unknown.
 
-    8 digits keep 1 µL at 1,000 mL and 1e-6 1/s at 10 1/s, without float noise such as
-    ``1198.9679999999998``.
+    ``group/<table>.tsv`` -> its :data:`GROUP_TABLES` key; ``sub-*_regions.tsv`` ->
+    ``regions``; ``sub-*_volumes.tsv`` -> ``volumes``; ``*_dseg.tsv`` -> ``dseg``.
     """
-    text = table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.8g")
+    path = Path(path)
+    if path.parent.name == GROUP_DIR:
+        kind = next((k for k, name in GROUP_TABLES.items() if name == path.name), None)
+        if kind is not None:
+            return kind
+    suffixes = {**_TABLES, "dseg": _DSEG_TSV}
+    return next((k for k, suffix in suffixes.items() if path.name.endswith(f"_{suffix}")), None)
+
+
+def tsv_sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar of a TSV: the same name with ``.json`` for ``.tsv``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".tsv") + ".json")
+
+
+def write_tsv(path: str | Path, table: pd.DataFrame, *, kind: str | None = None) -> None:
+    """Write a table as BIDS TSV with its JSON sidecar, atomically.
+
+    ``n/a`` for missing values; numbers rounded by their column's rule in :mod:`.columns`
+    (e.g. R2* to 0.01 1/s, volumes to 0.001 mL), others to 8 significant digits (1 µL at
+    1,000 mL, without float noise such as ``1198.9679999999998``). The sidecar
+    (:func:`tsv_sidecar_path`) describes every column (BIDS ``Description``, ``Format``,
+    ``Units``, ``Levels``); the metadata keys of a sidecar already there are kept: the JSON of
+    a ``dseg`` is its image's sidecar too, and ``group/harmonization.json`` describes the model.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.tsv`` to write.
+    table : pandas.DataFrame
+    kind : str, optional
+        The kind of table, for columns whose meaning depends on it; by default from the file
+        name (:func:`table_kind`).
+    """
+    path = Path(path)
+    kind = kind or table_kind(path)
+    rounded = round_table(table, kind)
+    text = rounded.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.8g")
     atomic_write_bytes(path, text.encode())
+    sidecar = tsv_sidecar_path(path)
+    shared = {}
+    if sidecar.exists():  # also an image's (a dseg) or a model's (harmonization) sidecar
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            shared = json.loads(sidecar.read_text())
+    # its metadata keys (CamelCase in BIDS) stay; column entries (lower case) are replaced
+    kept = {k: v for k, v in shared.items() if k[:1].isupper()} if isinstance(shared, dict) else {}
+    write_json(sidecar, {**kept, **table_sidecar(table.columns, kind)})
+
+
+def write_bidsignore(output_dir: str | Path) -> None:
+    """Add to ``OUTPUT_DIR/.bidsignore`` the outputs that BIDS has no rule for yet.
+
+    The report, the group tables, the figures, the participant tables and provenance records
+    and the lock; lines already there (the user's own) are kept. The BIDS validator skips what
+    this file lists.
+    """
+    patterns = [  # folders without a trailing "/": the validator checks them as paths too
+        f"/{REPORT}",
+        f"/{GROUP_DIR}",
+        f"/sub-*/{_FIGURES}",
+        *(f"*_{name}" for name in _TABLES.values()),
+        *(f"*_{tsv_sidecar_path(Path(name)).name}" for name in _TABLES.values()),
+        f"*_{_PROVENANCE}",
+        f"/{LOCK}",
+    ]
+    path = Path(output_dir) / BIDSIGNORE
+    lines = path.read_text().splitlines() if path.exists() else []
+    missing = [p for p in patterns if p not in lines]
+    if missing:
+        header = [] if lines else ["# ironmap outputs that BIDS has no rule for yet"]
+        atomic_write_bytes(path, "\n".join([*lines, *header, *missing, ""]).encode())
 
 
 def read_tsv(path: str | Path, *, dtype: type | dict | None = None) -> pd.DataFrame:

@@ -185,6 +185,7 @@ def write_decay_maps(
     force: bool = False,
     header: nib.Nifti1Header | None = None,
     extra_sidecar: dict[str, Any] | None = None,
+    skull_stripped: bool = False,
 ) -> list[Path]:
     """Write the maps of a :class:`~ironmap.fitting.DecayFit` under ``prefix``.
 
@@ -192,6 +193,12 @@ def write_decay_maps(
     ``PREFIX_S0map.nii.gz``, ``PREFIX_desc-sd_R2starmap.nii.gz`` (1/s) and
     ``PREFIX_desc-failed_mask.nii.gz`` (1 where the fit failed), each with a JSON sidecar.
     Nothing is written if any target exists and ``force`` is false.
+
+    The maps' sidecars carry BIDS ``SkullStripped`` (required of derivative images but masks
+    and segmentations): ``skull_stripped``, False by default since voxels outside the fit
+    mask are NaN rather than zero and the fit mask keeps CSF and, around a segmentation's
+    intracranial volume, a one-voxel rim of skull; a head mask keeps the whole skull. Pass
+    True for a fit restricted to a brain mask. ``extra_sidecar`` may also set it.
 
     Returns
     -------
@@ -225,11 +232,14 @@ def write_decay_maps(
         "NoiseSigmaSource": fit.sigma_source,
         "SoftwareName": "ironmap",
         "SoftwareVersion": __version__,
+        "SkullStripped": bool(skull_stripped),
         **(extra_sidecar or {}),
     }
     written = []
     for key, (values, units, description, dtype) in maps.items():
         sidecar = {"Units": units, "Description": description, **common}
+        if key.endswith("_mask"):  # BIDS asks SkullStripped of images, not of masks
+            sidecar.pop("SkullStripped")
         written.append(
             write_nifti(
                 values,

@@ -324,6 +324,9 @@ class AtlasStrategy:
         return result
 
     def _sidecar(self, image: MultiEchoImage, seg, target_name: str) -> dict:
+        from ..io import ParticipantOutputs
+
+        r2star = ParticipantOutputs(Path(), self.inputs.subject, self.inputs.session).maps
         return {
             "Units": "1",
             "Description": "Deep grey matter from the bundled atlas registered to the subject "
@@ -336,6 +339,8 @@ class AtlasStrategy:
                 *([str(self.inputs.t1w)] if self.inputs.t1w else []),
             ],
             "RegistrationTarget": target_name,
+            # BIDS: the image it is aligned to (its grid subdivides the R2* map's)
+            "SpatialReference": f"bids::{r2star['R2starmap'].as_posix()}",
             "Atlas": seg.sources,
             "Refinement": json.loads(seg.refinement.to_json(orient="records")),
         }

@@ -1,0 +1,291 @@
+"""Columns of :mod:`ironmap.io.columns` that belong to one kind of table, and column families.
+
+Part of the one column dictionary (:func:`ironmap.io.columns.describe` reads it); kept apart
+only to keep modules short. Descriptions follow docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .columns import (
+    _DEEP_GM,
+    _LESIONS,
+    _NAWM,
+    Column,
+    _bool,
+    _count,
+    _p,
+    _r2,
+    _region,
+)
+
+__all__ = ["PATTERNS", "TABLE_COLUMNS"]
+
+_BETA_UNITS = "1/s per unit of transform"
+
+#: Table kind -> columns whose meaning is particular to that table.
+TABLE_COLUMNS: dict[str, dict[str, Column]] = {
+    "regions": {
+        "region": _region({**_DEEP_GM, **_NAWM, **_LESIONS}),
+    },
+    "subjects": {
+        "analysed": _bool(
+            "Whether the group statistics include the participant",
+            "included",
+            "excluded (reason in participant_flow.tsv)",
+        ),
+    },
+    "flow": {
+        "status": Column(
+            "Whether the group statistics include the participant",
+            levels={"analysed": "included", "excluded": "left out (see reason)"},
+        ),
+        "reason": Column("Why the participant is excluded (empty when analysed)"),
+    },
+    "age_model": {
+        "model": Column(
+            "Age model of the controls",
+            levels={
+                "linear": "linear in age",
+                "natural-spline-df2": "natural cubic spline of age, 2 degrees of freedom",
+                "natural-spline-df3": "natural cubic spline of age, 3 degrees of freedom",
+            },
+        ),
+        "residual_sd": _r2(
+            "Controls' residual SD converted to 1/s at the reference age "
+            "(residual_sd_log x reference_r2star)"
+        ),
+        "reference_age": Column(
+            "Age everyone is corrected to: the controls' median age", "year", decimals=1
+        ),
+        "reference_site": Column(
+            "Site everyone is corrected to",
+            levels={"pooled": "the control-weighted average site (the ComBat grand mean)"},
+        ),
+        "scale": Column("Scale the model is fitted on", levels={"log": "natural log of R2*"}),
+        "residual_sd_log": Column(
+            "SD of the harmonised controls' residuals on log R2* (about a relative SD)",
+            significant=4,
+        ),
+        "residual_df": _count(
+            "Residual degrees of freedom: n_hc - K - sex coefficients - sites with controls"
+        ),
+        "reference_r2star": _r2(
+            "Expected R2* of a control of the baseline sex at the reference age, pooled site"
+        ),
+        "knots": Column(
+            "Spline knots (quantiles of the controls' ages), space-separated; empty for linear",
+            "year",
+            format="string",
+        ),
+        "param_intercept": Column(
+            "alpha: expected log R2* (log(1/s)) at age 0 (basis = 0), baseline sex, pooled site",
+            format="number",
+        ),
+    },
+    "harmonization": {
+        "n_hc": _count("Controls of this site with R2* in this region"),
+        "location_percent": Column(
+            "The site's multiplicative offset after pooling, 100 (exp(gamma_star x sigma) - 1)",
+            "%",
+            decimals=2,
+        ),
+        "scale": Column(
+            "The site's residual SD relative to the pooled one, sqrt(delta_star)", decimals=3
+        ),
+        "gamma_hat": Column(
+            "Site location before empirical-Bayes pooling (SDs of log R2*)", significant=4
+        ),
+        "gamma_star": Column(
+            "Site location after empirical-Bayes pooling (SDs of log R2*)", significant=4
+        ),
+        "delta_hat": Column(
+            "Site scale (variance ratio) before pooling; n/a with one control", significant=4
+        ),
+        "delta_star": Column("Site scale (variance ratio) after pooling", significant=4),
+        "location_sd_percent": Column(
+            "Posterior SD of the location (uncertainty of the site correction)", "%", decimals=2
+        ),
+        "scale_pooled": _bool(
+            "Whether the site keeps the pooled scale (fewer than 10 controls)",
+            "pooled scale (delta_star = 1)",
+            "own scale",
+        ),
+    },
+    "comparison": {
+        "estimate": _r2(
+            "Adjusted difference of means of r2star_corrected, arm A minus arm B (age, sex and "
+            "site accounted for); n/a for the omnibus"
+        ),
+        "ci_low": _r2("Lower bound of the 95 % confidence interval (t-based, robust SE)"),
+        "ci_high": _r2("Upper bound of the 95 % confidence interval (t-based, robust SE)"),
+        "cohens_d": Column(
+            "estimate / SD of the controls' r2star_corrected in the region", decimals=3
+        ),
+        "p": _p("Two-sided p-value (t-test; F-test for the omnibus)"),
+        "cohens_d_ci_low": Column(
+            "Lower bound of the 95 % percentile bootstrap CI of cohens_d", decimals=3
+        ),
+        "cohens_d_ci_high": Column(
+            "Upper bound of the 95 % percentile bootstrap CI of cohens_d", decimals=3
+        ),
+        "se": _r2("Robust standard error of estimate"),
+        "se_type": Column(
+            "Type of robust standard error",
+            levels={"HC3": "HC3", "HC1": "HC1 (a participant has leverage 1)"},
+        ),
+        "statistic": Column("t (contrasts) or F (omnibus)", decimals=3),
+        "df_num": _count("Numerator degrees of freedom (1 for contrasts)"),
+        "df_den": _count("Denominator (residual) degrees of freedom"),
+        "n_sites": _count("Sites in the model"),
+        "n_excluded": _count(
+            "Participants of the two arms left out (at sites without the other arm, or without "
+            "r2star_corrected)"
+        ),
+        "note": Column("Why a row has no estimate, or who was left out"),
+    },
+    "comparison_mixed": {
+        "estimate": _r2("Adjusted difference A - B, random site intercept (MixedLM, REML)"),
+        "ci_low": _r2("Lower bound of the 95 % Wald confidence interval"),
+        "ci_high": _r2("Upper bound of the 95 % Wald confidence interval"),
+        "p": _p("Wald p-value"),
+        "site_sd": _r2("SD of the random site intercept"),
+        "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
+        "model": Column("Model formula, e.g. y ~ group + age + C(sex) + (1 | site)"),
+    },
+    "determinants": {
+        "region": _region(
+            {
+                **_DEEP_GM,
+                **_NAWM,
+                **_LESIONS,
+                "lesions_nawm": "lesion minus the same participant's NAWM r2star_median",
+            }
+        ),
+        "model": Column(
+            "Regression model",
+            levels={
+                "multivariable": "all predictors together",
+                "univariable": "one predictor at a time",
+                "stepwise": "forward entry p < 0.05, backward removal p > 0.10",
+            },
+        ),
+        "predictor": Column(
+            "Clinical or MRI predictor",
+            levels={
+                "disease_duration": "disease duration (years)",
+                "edss": "EDSS",
+                "lesion_volume_ml": "lesion volume (mL)",
+                "nbv": "normalised brain volume",
+                "cortical_gm_ml": "cortical grey-matter volume",
+            },
+        ),
+        "beta": Column("Regression coefficient", _BETA_UNITS, significant=4),
+        "std_beta": Column("beta x SD(predictor) / SD(outcome)", decimals=3),
+        "ci_low": Column("Lower bound of the 95 % CI of beta", _BETA_UNITS, significant=4),
+        "ci_high": Column("Upper bound of the 95 % CI of beta", _BETA_UNITS, significant=4),
+        "p": _p("Two-sided t-test p-value"),
+        "p_fdr": _p(
+            "Benjamini-Hochberg over the multivariable rows, and separately over the "
+            "univariable rows; n/a for stepwise"
+        ),
+        "n": _count("Participants in the model"),
+        "vif": Column("Variance inflation factor", decimals=2),
+        "transform": Column(
+            "The scale beta refers to",
+            levels={
+                "years": "per year",
+                "EDSS points": "per EDSS point",
+                "log(1 + lesion_volume_ml)": "per unit of the natural log of 1 + mL",
+                "brain / ICV": "per 1.0 of the fraction",
+                "100 * cortical_gm_ml / icv_ml (% of ICV)": "per % of ICV",
+            },
+        ),
+        "covariates": Column("Covariates always in the model"),
+        "exploratory": _bool(
+            "Whether the row is exploratory", "stepwise: its p ignores the selection", "no"
+        ),
+        "inclusion_frequency": Column(
+            "Share of 100 bootstrap resamples in which stepwise selects the predictor",
+            decimals=2,
+        ),
+    },
+    "participant_qc": {
+        "n_echoes": _count("Echoes fitted"),
+        "te_min_ms": Column("First echo time", "ms", decimals=3),
+        "te_max_ms": Column("Last echo time", "ms", decimals=3),
+        "voxel_x_mm": Column("Voxel size along the first axis of the R2* map", "mm", decimals=3),
+        "voxel_y_mm": Column("Voxel size along the second axis of the R2* map", "mm", decimals=3),
+        "voxel_z_mm": Column("Voxel size along the third axis of the R2* map", "mm", decimals=3),
+        "field_t": Column("Magnetic field strength", "T", decimals=2),
+        "b0_correction": _bool(
+            "Whether macroscopic field gradients were corrected from the phase", "yes", "no"
+        ),
+        "fit_method": Column("R2* estimator asked for (--fit-method)"),
+        "estimation_algorithm": Column("R2* estimator used (EstimationAlgorithm of the maps)"),
+        "min_fraction": Column(
+            "--min-fraction: share of a voxel inside a structure to count", format="number"
+        ),
+        "erode_mm": Column("--erode-mm: erosion radius of each structure", "mm"),
+        "segmentation": Column(
+            "--segmentation",
+            levels={
+                "auto": "the participant's dseg when there is one",
+                "atlas": "the bundled atlas registered to the participant",
+                "none": "maps only",
+            },
+        ),
+        "iron_calibration": Column("--iron-calibration (none without iron columns)"),
+        "noise_sigma": Column("Noise SD of the magnitudes (magnitude units)", significant=4),
+        "noise_sigma_source": Column(
+            "Where noise_sigma comes from",
+            levels={
+                "given": "given",
+                "background": "image background",
+                "residuals": "fit residuals",
+                "unknown": "unknown",
+            },
+        ),
+        "snr": Column("First-echo SNR: median fitted first-echo signal / noise_sigma", decimals=1),
+        "fit_voxels": _count("Fit-mask voxels inside the intracranial volume"),
+        "failed_voxels": _count("Of them, voxels whose fit failed"),
+        "failed_voxel_pct": Column("100 x failed_voxels / fit_voxels", "%", decimals=2),
+        "alignment": Column(
+            "Worst alignment of the participant's dseg to the GRE",
+            levels={"ok": "aligned", "doubtful": "possibly misaligned: check the QC figure"},
+        ),
+        "ironmap_version": Column("ironmap version of the participant stage"),
+    },
+    "dseg": {
+        "index": Column("Label code in the dseg image", format="integer"),
+        "name": Column("Structure name (FreeSurfer style, docs/conventions.md)"),
+    },
+}
+
+#: Column families: regular expression (full match) -> the Column, from the match's groups.
+PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
+    (
+        r"param_age(\d+)",
+        lambda k: Column(
+            f"Coefficient of age basis b{k} (log(1/s) per basis unit)", format="number"
+        ),
+    ),
+    (
+        r"param_sex_(.+)",
+        lambda code: Column(
+            f"Difference in log R2* (log(1/s)) of sex {code} from the baseline sex",
+            format="number",
+        ),
+    ),
+    (
+        r"press_rmse_df(\d+)",
+        lambda k: Column(
+            f"Leave-one-out (PRESS) RMSE of the {k}-df age model, log R2*", significant=4
+        ),
+    ),
+    (
+        r"min_voxels_(.+)",
+        lambda region: _count(f"Smaller of the two hemispheres' n_voxels of {region}"),
+    ),
+)
