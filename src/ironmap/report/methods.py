@@ -149,12 +149,17 @@ def _acquisition(qc: pd.DataFrame, cite: _Citations) -> str:
         lambda m: _fit_method(m, cite),
         lambda m: f"R2* (1/s) was estimated voxel-wise with {m}",
     )
-    two = int((qc["n_echoes"] == 2).sum())
-    if two:
-        text += (
-            f" With two echoes ({two} participants) every method reduces to the closed form "
-            "R2* = ln(S1/S2) / (TE2 - TE1)."
-        )
+    dual = qc[qc["n_echoes"] == 2]
+    if len(dual):
+        closed = "the closed form R2* = ln(S1/S2) / (TE2 - TE1)"
+        rician = dual["fit_method"].eq("auto")
+        if rician.all():
+            how = f"starts from {closed}, refined by the Rician likelihood near the noise floor"
+        elif not rician.any():
+            how = f"reduces to {closed}"
+        else:
+            how = f"reduces to {closed} (refined by the Rician likelihood under auto)"
+        text += f" With two echoes ({len(dual)} participants) the fit {how}."
     sigma = qc["noise_sigma"].dropna()
     sources = _join(sorted(set(qc["noise_sigma_source"].dropna().astype(str))))
     snr = qc["snr"].dropna()
