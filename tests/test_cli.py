@@ -297,3 +297,32 @@ def test_configs_validate_on_construction(tmp_path, make, message):
         eval(make, names)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_fit_of_a_multichannel_rss_volume_estimates_the_channels(tmp_path, capsys):
+    """Before: a 12-channel root-sum-of-squares background crashed the Rayleigh estimator
+    (brentq traceback); now N and sigma come from the background and R2* is unbiased."""
+    rng = np.random.default_rng(12)
+    te = np.array([0.003, 0.008, 0.013, 0.018, 0.023, 0.028])
+    shape, n_coils, sigma = (40, 40, 8), 12, 3.0
+    x, y, z = np.ogrid[:40, :40, :8]
+    head = ((x - 20) ** 2 + (y - 20) ** 2) / 15**2 + (z - 3.5) ** 2 / 6**2 < 1
+    signal = np.where(head, 150.0, 0.0)[..., None] * np.exp(-50.0 * te)
+    channels = [
+        signal / np.sqrt(n_coils)
+        + rng.normal(scale=sigma, size=(*shape, te.size))
+        + 1j * rng.normal(scale=sigma, size=(*shape, te.size))
+        for _ in range(n_coils)
+    ]
+    mag = np.sqrt(sum(np.abs(c) ** 2 for c in channels)).astype(np.float32)
+    path = tmp_path / "rss.nii.gz"
+    nib.save(nib.Nifti1Image(mag, np.eye(4)), path)
+    code = main(["fit", str(path), "--te", *map(str, te), "-o", str(tmp_path / "out" / "s")])
+    assert code == 0
+    assert "Traceback" not in capsys.readouterr().err
+    side = json.loads((tmp_path / "out" / "s_R2starmap.json").read_text())
+    assert side["ReceiveCoilsEffective"] == n_coils
+    assert side["ReceiveCoilsSource"] == "background"
+    assert side["NoiseSigma"] == pytest.approx(sigma, rel=0.05)
+    r2 = np.asarray(nib.load(tmp_path / "out" / "s_R2starmap.nii.gz").dataobj)
+    assert np.nanmedian(r2[head]) == pytest.approx(50.0, rel=0.02)

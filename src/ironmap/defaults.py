@@ -5,7 +5,7 @@ Kept free of heavy imports so that ``ironmap --help`` stays fast.
 
 from __future__ import annotations
 
-__all__ = ["B0_CORRECTIONS", "MIN_FRACTION"]
+__all__ = ["B0_CORRECTIONS", "MIN_FRACTION", "check_coils"]
 
 #: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
 #: lies inside (``--min-fraction``; measured per site in docs/regions.md).
@@ -14,3 +14,13 @@ MIN_FRACTION = 0.9
 #: ``--b0-correction`` choices: ``auto`` corrects R2* for macroscopic field gradients when phase
 #: echoes exist (docs/fitting.md); ``off`` never does.
 B0_CORRECTIONS = ("auto", "off")
+
+
+def check_coils(coils: object) -> None:
+    """``--coils``: None (estimated from the image background) or an integer >= 1."""
+    if coils is None:
+        return
+    if isinstance(coils, bool) or not isinstance(coils, int) or coils < 1:
+        from .errors import InputError
+
+        raise InputError(f"--coils must be an integer >= 1, got {coils!r}")

@@ -84,6 +84,16 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "ironmap[atlas]; about 4 CPU-seconds more per subject)",
             },
         ),
+        "coils": (
+            ("--coils",),
+            {
+                "type": int,
+                "metavar": "N",
+                "help": "receive channels combined by root-sum-of-squares (noncentral-chi "
+                "noise; 1 = Rician, also for adaptive-combine or SENSE data); default: "
+                "estimated from the image background, 1 without one (docs/fitting.md)",
+            },
+        ),
         "b0_correction": (
             ("--b0-correction",),
             {
@@ -188,6 +198,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     )
     _add(fit, "b0_correction", FitConfig)
     _add(fit, "fit_method", FitConfig)
+    _add(fit, "coils")
     _add(fit, "force")
 
 
@@ -264,6 +275,7 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         help="erode each structure by this radius before its statistics (default: 0)",
     )
     _add(run, "fit_method", ParticipantConfig)
+    _add(run, "coils")
     _add(run, "force")
 
 

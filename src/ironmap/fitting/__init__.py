@@ -8,7 +8,7 @@ are the records of :data:`SOLVERS` (:mod:`.registry`); :data:`METHODS` lists the
 """
 
 from .crlb import r2star_crlb_sd
-from .models import DecayModel
+from .models import DecayModel, effective_coils
 from .noise import sigma_from_background, sigma_from_residuals
 from .registry import METHODS, SOLVERS, Solver, get_solver, public_methods
 from .results import DecayFit, FitStatus
@@ -22,6 +22,7 @@ __all__ = [
     "FitStatus",
     "Solver",
     "bessel_ratio",
+    "effective_coils",
     "get_solver",
     "public_methods",
     "r2star_crlb_sd",

@@ -5,6 +5,10 @@ noise-corrected magnitudes ``sqrt(M^2 - sigma^2)``; voxels whose fitted last ech
 :data:`RICIAN_CUTOFF_SNR` sigma are refitted by Rician maximum likelihood
 (:func:`~ironmap.fitting.solvers.rician_ml`) and the ``O(sigma^2)`` bias of that estimate is
 removed (:func:`~ironmap.fitting.crlb.r2star_ml_bias`). See docs/fitting.md for the reasoning.
+
+With ``N = coils`` receive channels combined by root-sum-of-squares the magnitudes are
+noncentral chi (``2N`` degrees of freedom): the correction becomes ``sqrt(M^2 - (2N-1) sigma^2)``,
+the cutoff ``10 sqrt(N)`` sigma, and the likelihood, its bias and bound those of ``N`` channels.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from .crlb import r2star_ml_bias
 
 __all__ = ["RICIAN_CUTOFF_SNR", "auto"]
 
-#: Sigma below which the fitted last echo sends a voxel to the Rician fit (see docs/fitting.md).
+#: Sigma below which the fitted last echo sends a voxel to the Rician fit (see docs/fitting.md);
+#: times ``sqrt(N)`` for ``N`` receive coils.
 RICIAN_CUTOFF_SNR = 10.0
 
 
@@ -27,6 +32,7 @@ def auto(
     *,
     sigma: float | None,
     factor: NDArray[np.float64] | None,
+    coils: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """Noise-floor aware fit of ``S0 exp(-R2* TE) F(TE)`` under Rician noise.
 
@@ -42,6 +48,9 @@ def auto(
         correction, plain WLS (closed form for two echoes) on ``signal / factor``.
     factor : numpy.ndarray, shape (n_voxels, n_echoes), or None
         Known extra signal factor per voxel and echo (finite, > 0), or ``None`` for 1.
+    coils : int, optional
+        Receive channels ``N`` combined by root-sum-of-squares (noncentral chi noise with ``2N``
+        degrees of freedom); default 1, Rician.
 
     Returns
     -------
@@ -56,14 +65,18 @@ def auto(
     if sigma is None:
         a, r = first(signal if factor is None else signal / factor, te)
         return a, r, np.ones(signal.shape[0], dtype=bool)
-    # Above the noise floor: sqrt(M^2 - sigma^2) is unbiased to second order in sigma / A.
-    corrected = np.sqrt(np.maximum(signal**2 - sigma**2, (0.5 * sigma) ** 2))
+    # Above the noise floor: sqrt(M^2 - (2N-1) sigma^2) is unbiased to second order in sigma / A.
+    floor = (2 * coils - 1) * sigma**2  # exactly sigma^2 for N = 1
+    corrected = np.sqrt(np.maximum(signal**2 - floor, (0.5 * sigma) ** 2))
     if factor is not None:
         corrected /= factor
     a, r = first(corrected, te)
     converged = np.ones(signal.shape[0], dtype=bool)
     last = a * np.exp(-r * te[-1]) * (1.0 if factor is None else factor[:, -1])
-    low = ~(last >= RICIAN_CUTOFF_SNR * sigma)  # NaN starts go to the Rician fit as well
+    # The floor E[M | A = 0] grows as sqrt(N) sigma, and so does the cutoff.
+    low = ~(
+        last >= RICIAN_CUTOFF_SNR * np.sqrt(coils) * sigma
+    )  # NaN starts go to the Rician fit as well
     if low.any():
         start_a, start_r = a[low], r[low]
         broken = ~(np.isfinite(start_a) & np.isfinite(start_r) & (start_a > 0))
@@ -73,7 +86,8 @@ def auto(
             )
         f_low = None if factor is None else factor[low]
         a_ml, r_ml, converged[low] = solvers.rician_ml(
-            signal[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low
+            signal[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low, coils=coils
         )
-        a[low], r[low] = a_ml, r_ml - r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low)
+        bias = r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low, coils=coils)
+        a[low], r[low] = a_ml, r_ml - bias
     return a, r, converged

@@ -3,7 +3,9 @@
 For ``S(t) = S0 exp(-R2* t)`` sampled at echo times ``t_i`` with noise of standard deviation
 ``sigma``, the Fisher information about ``(ln S0, R2*)`` is ``sum_i w_i J_i J_i^T`` with
 ``J_i = S_i (1, -t_i)`` and ``w_i = 1 / sigma^2`` (Gaussian noise) or
-``f(S_i / sigma) / sigma^2`` (Rician magnitudes, :func:`~.rician.rician_information_factor`).
+``f(S_i / sigma) / sigma^2`` (Rician magnitudes, :func:`~.rician.rician_information_factor`;
+noncentral chi of ``2N`` degrees of freedom for ``coils=N`` receive channels combined by
+root-sum-of-squares).
 The bound on ``var(R2*)`` is the (R2*, R2*) element of its inverse; it does not depend on how
 ``S0`` is parametrised.
 """
@@ -26,6 +28,7 @@ def r2star_crlb_sd(
     *,
     rician: bool = True,
     factor: ArrayLike | None = None,
+    coils: int = 1,
 ) -> NDArray[np.float64]:
     """Cramer-Rao standard deviation of R2* (1/s).
 
@@ -41,6 +44,11 @@ def r2star_crlb_sd(
         Noise standard deviation per channel (> 0).
     rician : bool, optional
         Use the Rician information of magnitude data (default) rather than Gaussian noise.
+    factor : array_like, shape (..., n_echoes), optional
+        Known extra signal factor per echo (amplitude ``S0 exp(-R2* TE) F``).
+    coils : int, optional
+        Receive channels ``N`` combined by root-sum-of-squares (default 1): with ``rician``,
+        the information of the noncentral chi distribution with ``2N`` degrees of freedom.
 
     Returns
     -------
@@ -48,7 +56,7 @@ def r2star_crlb_sd(
         The smallest standard deviation any unbiased estimator of R2* can reach; NaN where the
         inputs are not finite.
     """
-    a, b, c, _ = _information(s0, r2star, te, sigma, rician, factor)
+    a, b, c, _ = _information(s0, r2star, te, sigma, rician, factor, coils)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(a / (a * c - b * b))
 
@@ -61,6 +69,7 @@ def r2star_ml_bias(
     *,
     rician: bool = True,
     factor: ArrayLike | None = None,
+    coils: int = 1,
 ) -> NDArray[np.float64]:
     """Second-order bias of the maximum-likelihood R2* from the model's curvature (1/s).
 
@@ -72,7 +81,7 @@ def r2star_ml_bias(
 
     Parameters and shapes are those of :func:`r2star_crlb_sd`.
     """
-    a, b, c, (amp, w) = _information(s0, r2star, te, sigma, rician, factor)
+    a, b, c, (amp, w) = _information(s0, r2star, te, sigma, rician, factor, coils)
     te = np.asarray(te, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         det = a * c - b * b
@@ -89,6 +98,7 @@ def _information(
     sigma: float,
     rician: bool,
     factor: ArrayLike | None = None,
+    coils: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], tuple]:
     """Fisher information ``[[a, b], [b, c]]`` about ``(ln S0, R2*)``, plus amplitudes/weights."""
     s0 = np.asarray(s0, dtype=np.float64)
@@ -97,7 +107,7 @@ def _information(
     amp = s0[..., None] * np.exp(-r2[..., None] * te)
     if factor is not None:
         amp = amp * np.asarray(factor, dtype=np.float64)
-    w = rician_information_factor(amp / sigma) if rician else np.ones_like(amp)
+    w = rician_information_factor(amp / sigma, coils=coils) if rician else np.ones_like(amp)
     w = w / sigma**2
     wa2 = w * amp**2
     return wa2.sum(axis=-1), -(wa2 @ te), wa2 @ te**2, (amp, w)

@@ -18,11 +18,38 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, IronmapWarning
 from . import solvers
-from .noise import sigma_from_background, sigma_from_residuals
+from .noise import (
+    background_level,
+    check_residual_sigma,
+    noise_from_background,
+    sigma_from_background,
+    sigma_from_residuals,
+)
 from .registry import METHODS, SOLVERS, Solver, get_solver
 from .results import DecayFit, FitStatus, iter_blocks
 
-__all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus"]
+__all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus", "effective_coils"]
+
+
+def effective_coils(data: ArrayLike, coils: int | None) -> tuple[int, str]:
+    """Receive channels to model: ``(coils, source)``.
+
+    ``coils`` given: itself, ``"given"``. None: the effective number of root-sum-of-squares
+    channels estimated from the image background (:func:`~.noise.noise_from_background`),
+    ``"background"``; 1 (Rician) with ``"default"`` when the image has no usable background.
+
+    Parameters
+    ----------
+    data : array_like, shape (..., n_echoes)
+        Magnitudes.
+    coils : int or None
+    """
+    if coils is not None:
+        return int(coils), "given"
+    estimate = noise_from_background(data)
+    if estimate is None:
+        return 1, "default"
+    return estimate.n_coils, "background"
 
 
 class DecayModel:
@@ -48,11 +75,20 @@ class DecayModel:
         :attr:`FitStatus.NO_SIGNAL`. Default 3.
     chunk_size : int, optional
         Voxels solved at once; bounds memory (about ``chunk_size * n_echoes * 80`` bytes).
+    coils : int, optional
+        Receive channels ``N`` combined by root-sum-of-squares into the magnitudes (default 1:
+        a single channel or a complex combination, Rician noise). For ``N > 1`` the noise is
+        noncentral chi with ``2N`` degrees of freedom and ``auto`` models it (noise floor,
+        likelihood, bias correction and ``r2star_sd``); ``sigma`` stays the noise SD of one
+        channel. The Gaussian-noise methods do not depend on it. The background estimate of
+        sigma assumes one channel, so for ``N > 1`` sigma comes from ``sigma=`` or the fit
+        residuals.
 
     Raises
     ------
     InputError
-        Echo times that are not increasing, look like milliseconds, or do not suit the method.
+        Echo times that are not increasing, look like milliseconds, or do not suit the method;
+        ``coils`` not an integer >= 1, or > 1 for a Rician method that cannot model it.
     """
 
     def __init__(
@@ -63,6 +99,7 @@ class DecayModel:
         sigma: float | None = None,
         min_snr: float = 3.0,
         chunk_size: int = 65536,
+        coils: int = 1,
     ) -> None:
         te = np.asarray(echo_times_s, dtype=np.float64)
         if te.ndim != 1 or te.size < 2:
@@ -84,6 +121,12 @@ class DecayModel:
             raise InputError(f"noise sigma must be a positive number, got {sigma!r}")
         if chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+        if isinstance(coils, bool) or not isinstance(coils, int | np.integer) or coils < 1:
+            raise InputError(f"coils must be an integer >= 1, got {coils!r}")
+        if coils > 1 and record.noise_model == "rician" and not record.multi_coil:
+            raise InputError(
+                f"fit method {method!r} models one receive channel only; got coils={coils}"
+            )
         self.echo_times_s = te
         self.echo_times_s.flags.writeable = False
         self.method = str(method)
@@ -91,10 +134,12 @@ class DecayModel:
         self.sigma = None if sigma is None else float(sigma)
         self.min_snr = float(min_snr)
         self.chunk_size = int(chunk_size)
+        self.coils = int(coils)
 
     def __repr__(self) -> str:
         te_ms = ", ".join(f"{t * 1e3:.4g}" for t in self.echo_times_s)
-        return f"DecayModel(TE=[{te_ms}] ms, method={self.method!r}, sigma={self.sigma})"
+        coils = f", coils={self.coils}" if self.coils > 1 else ""
+        return f"DecayModel(TE=[{te_ms}] ms, method={self.method!r}, sigma={self.sigma}{coils})"
 
     @property
     def n_echoes(self) -> int:
@@ -190,12 +235,19 @@ class DecayModel:
     def _resolve_sigma(self, data: np.ndarray, mask: np.ndarray) -> tuple[float | None, str]:
         if self.sigma is not None:
             return self.sigma, "given"
-        sigma = sigma_from_background(data)
+        if self.coils == 1:
+            sigma = sigma_from_background(data)
+        else:  # root-sum-of-squares of several channels: a central-chi background
+            estimate = noise_from_background(data)
+            sigma = None if estimate is None else estimate.sigma
         if sigma is not None:
             return sigma, "background"
         if self.n_echoes >= 3:
             sigma = self._sigma_from_residuals(data, mask)
             if sigma is not None:
+                check = check_residual_sigma(sigma, background_level(data))
+                if check.misfit:
+                    warnings.warn(check.message, IronmapWarning, stacklevel=3)
                 return sigma, "residuals"
         warnings.warn(
             "cannot estimate the noise sigma (no image background"
@@ -256,7 +308,8 @@ class DecayModel:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if f is not None and solver.noise_model == "gaussian":
                 y, f = y / f, None  # Gaussian-noise methods: fit the corrected decay
-            a, r, converged = solver.function(y, te, sigma=sigma, factor=f)
+            coils = {"coils": self.coils} if solver.multi_coil else {}
+            a, r, converged = solver.function(y, te, sigma=sigma, factor=f, **coils)
         s0[good], r2[good] = a, r
         fitted = np.flatnonzero(good)
         # "No decay": less than 1 ppm of signal lost over the echo train (or rising signal).

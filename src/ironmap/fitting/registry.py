@@ -19,7 +19,9 @@ One function and one record:
 
    ``factor`` is the known extra signal factor ``F(TE)`` of ``S0 exp(-R2* TE) F(TE)``. A
    ``"gaussian"`` method never sees it: the model passes ``signal / factor`` and
-   ``factor=None``. A ``"rician"`` method gets the measured magnitudes and ``factor``.
+   ``factor=None``. A ``"rician"`` method gets the measured magnitudes and ``factor``; one
+   registered with ``multi_coil=True`` also gets ``coils=N`` (receive channels combined by
+   root-sum-of-squares: noncentral chi noise) and must model it.
    Non-finite or non-decaying results need no handling: the model flags them.
 2. Add ``Solver(name="my_method", function=my_method, description="...", ...)`` to
    :data:`SOLVERS` below.
@@ -55,6 +57,9 @@ class SolverFunction(Protocol):
     ) -> tuple[Array, Array, NDArray[np.bool_]]: ...
 
 
+#: ``multi_coil`` solvers also take ``coils: int`` (>= 1) as a keyword.
+
+
 @dataclass(frozen=True)
 class Solver:
     """One R2* estimator and everything the model needs to know about it.
@@ -88,6 +93,10 @@ class Solver:
         Name of the solver used instead when the data have exactly two echoes (two data, two
         parameters: every Gaussian estimator reduces to the closed form), or ``None`` when this
         method handles two echoes itself.
+    multi_coil : bool
+        Whether ``function`` takes ``coils=N`` and models the noncentral chi noise of ``N``
+        receive channels combined by root-sum-of-squares. A ``"rician"`` method without it only
+        accepts ``DecayModel(coils=1)``; ``"gaussian"`` methods ignore the coil count.
     """
 
     name: str
@@ -98,6 +107,7 @@ class Solver:
     public: bool = True
     check_echo_times: Callable[[Array], object] | None = None
     dual_echo: str | None = "two_point"
+    multi_coil: bool = False
 
     def __post_init__(self) -> None:
         if self.noise_model not in ("gaussian", "rician"):
@@ -150,6 +160,7 @@ SOLVERS: dict[str, Solver] = {
             ),
             noise_model="rician",
             dual_echo=None,
+            multi_coil=True,
         ),
         Solver(
             name="loglin",

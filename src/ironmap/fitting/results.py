@@ -67,6 +67,11 @@ class DecayFit:
     sigma : float or None
         Noise standard deviation used (signal units).
     sigma_source : {"given", "background", "residuals", "unknown"}
+    coils_source : {"given", "background", "default"}
+        Where the number of receive channels came from (set by the caller that resolved it,
+        e.g. :func:`~.models.effective_coils`; ``"given"`` by default).
+    coils : int
+        Receive channels combined by root-sum-of-squares (the model's ``coils``; 1: Rician).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class DecayFit:
         self.status = status
         self.sigma = sigma
         self.sigma_source = sigma_source
+        self.coils_source = "given"
         self._data = data
         self._factor = factor
 
@@ -96,6 +102,11 @@ class DecayFit:
     def method(self) -> str:
         """Estimator used (``two_point`` for dual-echo data under non-``auto`` methods)."""
         return self.model.solver_name
+
+    @property
+    def coils(self) -> int:
+        """Receive channels combined by root-sum-of-squares, as given to the model (1: Rician)."""
+        return self.model.coils
 
     @property
     def method_description(self) -> str:
@@ -132,14 +143,18 @@ class DecayFit:
         """Per-voxel standard deviation of R2* (1/s) from the Fisher information.
 
         The Cramer-Rao bound at the fitted parameters, under the solver's noise model: Rician
-        information for ``auto``, Gaussian otherwise. NaN when sigma is unknown.
+        (noncentral chi for ``coils > 1``) information for ``auto``, Gaussian otherwise. NaN
+        when sigma is unknown.
         """
         if self.sigma is None:
             return np.full(self.status.shape, np.nan)
         te, sigma = self.model.echo_times_s, self.sigma
         rician = self.model.solver.noise_model == "rician"
+        coils = self.model.coils if rician else 1
         return self._per_voxel(
-            lambda p, _, f: r2star_crlb_sd(p[:, 0], p[:, 1], te, sigma, rician=rician, factor=f)
+            lambda p, _, f: r2star_crlb_sd(
+                p[:, 0], p[:, 1], te, sigma, rician=rician, factor=f, coils=coils
+            )
         )
 
     @cached_property

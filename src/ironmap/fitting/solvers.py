@@ -258,12 +258,15 @@ def rician_ml(
     s0: Array,
     r2star: Array,
     factor: Array | None = None,
+    coils: int = 1,
     max_iter: int = 50,
     tol: float = 1e-8,
 ) -> tuple[Array, Array, NDArray[np.bool_]]:
     """Maximum-likelihood fit under Rician noise (damped Newton / Fisher scoring).
 
-    The score of one echo is ``(M r(A M / sigma^2) - A) / sigma^2`` with ``r = I1 / I0``. Each
+    The score of one echo is ``(M r(A M / sigma^2) - A) / sigma^2`` with ``r = I1 / I0``, or
+    ``r = I_N / I_{N-1}`` for ``N = coils`` channels combined by root-sum-of-squares (noncentral
+    chi noise; observed curvature through ``r' = 1 - (2N - 1) r / z - r^2``). Each
     voxel steps with the observed information (Newton: quadratic convergence) where it is
     positive definite and with the expected (Fisher) information ``f(A / sigma) / sigma^2``
     elsewhere, under Levenberg-Marquardt damping. Asymptotically efficient: its variance
@@ -280,6 +283,8 @@ def rician_ml(
         Starting values.
     factor : numpy.ndarray, shape (n_voxels, n_echoes), optional
         Known signal factor per echo (amplitude model ``S0 exp(-R2* TE) F``).
+    coils : int, optional
+        Receive channels ``N`` combined by root-sum-of-squares (default 1: Rician).
 
     Returns
     -------
@@ -287,6 +292,7 @@ def rician_ml(
     converged : numpy.ndarray of bool, shape (n_voxels,)
     """
     inv_var = 1.0 / sigma**2
+    order = 2 * coils - 1  # r' = 1 - (2N - 1) r / z - r^2
 
     def amplitude(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
         amp = np.exp(u[:, None] - r[:, None] * te[None, :])
@@ -294,25 +300,27 @@ def rician_ml(
 
     def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
         amp = amplitude(u, r, idx)
-        return np.sum(rician_negloglik(amp, signal[idx], sigma), axis=1)
+        return np.sum(rician_negloglik(amp, signal[idx], sigma, coils=coils), axis=1)
 
     def linearise(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
         amp = amplitude(u, r, idx)
         mag = signal[idx]
         z = amp * mag * inv_var
-        ratio = bessel_ratio(z)
+        ratio = bessel_ratio(z, coils=coils)
         score = (mag * ratio - amp) * inv_var  # -d(negloglik)/dA per echo
         jt = -te[None, :] * amp  # dA/dR; dA/du = A
         grad = np.column_stack([np.sum(amp * score, 1), np.sum(jt * score, 1)])
         # Observed information (Newton): quadratic convergence near the optimum.
-        # d2(negloglik)/dA2 = 1/sigma^2 - M^2/sigma^4 r'(z), r' = 1 - r/z - r^2.
-        curv = inv_var - (mag * inv_var) ** 2 * (1.0 - ratio / z - ratio**2)
+        # d2(negloglik)/dA2 = 1/sigma^2 - M^2/sigma^4 r'(z), r' = 1 - (2N-1) r/z - r^2.
+        slope = 1.0 - order * ratio / z - ratio**2
+        curv = inv_var - (mag * inv_var) ** 2 * slope
         ca2 = curv * amp**2 - score * amp  # + second derivatives of A times dL/dA
         metric = np.column_stack([ca2.sum(1), ca2 @ -te, ca2 @ te**2])
         indefinite = ~((metric[:, 0] > 0) & (metric[:, 0] * metric[:, 2] > metric[:, 1] ** 2))
         if indefinite.any():  # expected (Fisher) information: always positive definite
             a_ind = amp[indefinite]
-            ia2 = rician_information_factor(a_ind / sigma) * inv_var * a_ind**2
+            info = rician_information_factor(a_ind / sigma, coils=coils)
+            ia2 = info * inv_var * a_ind**2
             metric[indefinite] = np.column_stack([ia2.sum(1), ia2 @ -te, ia2 @ te**2])
         return grad, metric
 

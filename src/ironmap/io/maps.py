@@ -230,6 +230,7 @@ def write_decay_maps(
         "Sources": [str(s) for s in sources],
         "NoiseSigma": fit.sigma,
         "NoiseSigmaSource": fit.sigma_source,
+        "ReceiveCoilsEffective": fit.coils,
         "SoftwareName": "ironmap",
         "SoftwareVersion": __version__,
         "SkullStripped": bool(skull_stripped),

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, sigma_from_background
+from ..fitting.noise import noise_from_background
 from ..io import MultiEchoImage, SessionInputs, load_volume
 from ..regions import (
     DEEP_GM,
@@ -134,13 +135,18 @@ class SegmentationStrategy(Protocol):
 def head_mask(first_echo: NDArray[np.floating]) -> NDArray[np.bool_]:
     """Head mask from magnitudes when there is no segmentation.
 
-    Above 5 background sigma, largest connected component, holes filled; everything when the
-    image has no background.
+    Above 5 background sigma (and, for root-sum-of-squares data from several receive channels,
+    above the background distribution's 99.9 % quantile, which 5 sigma does not reach), largest
+    connected component, holes filled; everything when the image has no background.
     """
     sigma = sigma_from_background(first_echo[..., None])
     if sigma is None:
         return np.ones(first_echo.shape, dtype=bool)
-    mask = first_echo > 5.0 * sigma
+    level = 5.0 * sigma
+    noise = noise_from_background(first_echo[..., None])
+    if noise is not None and noise.n_coils > 1:
+        level = max(level, float(noise.cutoff))
+    mask = first_echo > level
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import B0_CORRECTIONS
+from ..defaults import B0_CORRECTIONS, check_coils
 from ..errors import InputError
-from ..fitting import DecayModel, get_solver
+from ..fitting import DecayModel, effective_coils, get_solver
 from ..fitting.gradients import gradient_correction
 from ..io import (
     MultiEchoImage,
@@ -49,9 +49,11 @@ class FitConfig:
     force: bool = False
     phase: Path | None = None
     b0_correction: str = "auto"
+    coils: int | None = None
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
+        check_coils(self.coils)
         if self.b0_correction not in B0_CORRECTIONS:
             raise InputError(
                 f"--b0-correction must be one of {', '.join(B0_CORRECTIONS)}, "
@@ -131,7 +133,10 @@ def run_fit(config: FitConfig) -> list[Path]:
         ", ".join(f"{t * 1e3:.3g}" for t in image.echo_times_s),
     )
     mask = _load_mask(config.mask, image) if config.mask is not None else None
-    model = DecayModel(image.echo_times_s, method=config.fit_method, sigma=config.sigma)
+    coils, coils_source = effective_coils(image.data, config.coils)
+    model = DecayModel(
+        image.echo_times_s, method=config.fit_method, sigma=config.sigma, coils=coils
+    )
     phase = _phase(config, image)
     factor = None
     if phase is not None:
@@ -153,7 +158,10 @@ def run_fit(config: FitConfig) -> list[Path]:
         sources=image.sources,
         force=config.force,
         header=image.header,
-        extra_sidecar={"B0GradientCorrection": phase is not None},
+        extra_sidecar={
+            "B0GradientCorrection": phase is not None,
+            "ReceiveCoilsSource": coils_source,
+        },
     )
     for path in written:
         log.info("wrote %s", path)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..defaults import B0_CORRECTIONS, MIN_FRACTION
+from ..defaults import B0_CORRECTIONS, MIN_FRACTION, check_coils
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import get_solver
 from ..io import (
@@ -90,9 +90,11 @@ class ParticipantConfig:
     scheduler_address: str | None = None
     scheduler_file: str | None = None
     force: bool = False
+    coils: int | None = None
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
+        check_coils(self.coils)
         if not 0.0 < self.min_fraction <= 1.0:
             raise InputError(f"--min-fraction must be in (0, 1], got {self.min_fraction}")
         if not self.erode_mm >= 0:

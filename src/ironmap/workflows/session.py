@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import InputError, IronmapWarning
-from ..fitting import DecayFit, DecayModel, FitStatus
+from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
 from ..fitting.gradients import gradient_correction
 from ..io import (
     MultiEchoImage,
@@ -157,6 +157,7 @@ def _provenance(
         "inputs": {p.name: sha256(p) for p in hashed},
         "options": {
             "fit_method": config.fit_method,
+            "coils": config.coils,
             "min_fraction": config.min_fraction,
             "erode_mm": config.erode_mm,
             "b0_correction": bool(_phases_used(inputs, config)),
@@ -220,9 +221,11 @@ def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name
     """Fit R2*; the fitting's own warnings go to the log (its summary is in the maps)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IronmapWarning)
-        fit = DecayModel(image.echo_times_s, method=config.fit_method).fit(
+        coils, source = effective_coils(image.data, config.coils)
+        fit = DecayModel(image.echo_times_s, method=config.fit_method, coils=coils).fit(
             image.data, mask=mask, decay_factor=factor
         )
+        fit.coils_source = source
     for w in caught:
         log.info("%s: %s", name, w.message)
     return fit
@@ -285,6 +288,7 @@ def _write_maps(
         extra_sidecar={
             "B0GradientCorrection": bool(_phases_used(inputs, config)),
             "MagneticFieldStrength": image.field_strength_t,
+            "ReceiveCoilsSource": fit.coils_source,
         },
     )
 
