@@ -18,6 +18,7 @@ import numpy as np
 
 from ironmap.errors import IronmapWarning
 from ironmap.fitting import DecayModel, r2star_crlb_sd
+from ironmap.simulate.signal import rss_magnitude
 
 from _cases import TE_9
 
@@ -27,18 +28,8 @@ SNR_GRID = (30.0, 60.0)
 
 
 def rss(amplitude: np.ndarray, sigma: float, coils: int, rng: np.random.Generator) -> np.ndarray:
-    """Root-sum-of-squares magnitude of ``coils`` channels carrying ``amplitude`` in total.
-
-    Channel ``k`` holds ``amplitude / sqrt(coils) exp(i phi_k)`` (random phases) plus complex
-    Gaussian noise of SD ``sigma`` per real and imaginary part.
-    """
-    out = np.zeros(amplitude.shape)
-    for _ in range(coils):
-        phi = rng.uniform(0.0, 2.0 * np.pi, size=(*amplitude.shape[:-1], 1))
-        s = amplitude / np.sqrt(coils)
-        out += (s * np.cos(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
-        out += (s * np.sin(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
-    return np.sqrt(out)
+    """RSS magnitude of ``coils`` channels (:func:`ironmap.simulate.signal.rss_magnitude`)."""
+    return rss_magnitude(amplitude, sigma=sigma, coils=coils, rng=rng)
 
 
 def cell(r2: float, snr: float, coils: int, n: int, seed: int) -> dict[str, tuple[float, float]]:

@@ -22,20 +22,15 @@ from ironmap.fitting.rician import (
     rician_negloglik,
 )
 from ironmap.io import write_decay_maps
+from ironmap.simulate.signal import rss_magnitude
 
 TE = np.linspace(2.6e-3, 39.4e-3, 9)
 N_VOXELS = 20_000
 
 
 def rss(amplitude: np.ndarray, sigma: float, coils: int, rng: np.random.Generator) -> np.ndarray:
-    """RSS of ``coils`` channels ``A / sqrt(N) exp(i phi_k)`` + complex noise of SD ``sigma``."""
-    out = np.zeros(amplitude.shape)
-    for _ in range(coils):
-        phi = rng.uniform(0.0, 2.0 * np.pi, size=(*amplitude.shape[:-1], 1))
-        s = amplitude / np.sqrt(coils)
-        out += (s * np.cos(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
-        out += (s * np.sin(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
-    return np.sqrt(out)
+    """RSS magnitude of ``coils`` channels (:func:`ironmap.simulate.signal.rss_magnitude`)."""
+    return rss_magnitude(amplitude, sigma=sigma, coils=coils, rng=rng)
 
 
 def simulate(r2: float, snr: float, coils: int, seed: int, n: int = N_VOXELS) -> np.ndarray:

@@ -21,6 +21,7 @@ __all__ = [
     "Protocol",
     "acquire",
     "acquisition_affine",
+    "rss_magnitude",
     "sinus_field",
     "smooth_field",
     "t1w_image",
@@ -245,3 +246,36 @@ def t1w_image(
     image *= (1.0 + smooth_field(rng, 0.1, shape=shape)) * np.float32(scale)
     noise = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(scale / snr)
     return np.hypot(image + noise[0], noise[1])
+
+
+def rss_magnitude(
+    amplitude: NDArray[np.float64], *, sigma: float, coils: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Root-sum-of-squares magnitude of ``coils`` receive channels (noncentral chi, 2N dof).
+
+    Channel ``k`` carries ``amplitude / sqrt(coils) exp(i phi_k)`` with a random phase per voxel
+    plus complex Gaussian noise of SD ``sigma`` per real and imaginary part, so the combined
+    noise-free magnitude is ``amplitude``; ``coils=1`` gives Rician data.
+
+    Parameters
+    ----------
+    amplitude : numpy.ndarray, shape (..., n_echoes)
+        Noise-free combined magnitude (signal units).
+    sigma : float
+        Noise SD per channel and per real/imaginary part (signal units).
+    coils : int
+        Number of channels N.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., n_echoes)
+    """
+    amplitude = np.asarray(amplitude, dtype=np.float64)
+    out = np.zeros(amplitude.shape)
+    for _ in range(coils):
+        phi = rng.uniform(0.0, 2.0 * np.pi, size=(*amplitude.shape[:-1], 1))
+        s = amplitude / np.sqrt(coils)
+        out += (s * np.cos(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
+        out += (s * np.sin(phi) + rng.normal(scale=sigma, size=amplitude.shape)) ** 2
+    return np.sqrt(out)
