@@ -89,5 +89,13 @@ def auto(
             signal[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low, coils=coils
         )
         bias = r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low, coils=coils)
-        a[low], r[low] = a_ml, r_ml - bias
+        a_ml, r_ml = a_ml, r_ml - bias
+        if te.size == 2:
+            # Two echoes, two parameters: the likelihood puts the second echo's amplitude at 0
+            # whenever its magnitude is below about sqrt(2) sigma (no finite R2*). Keep the
+            # closed form on noise-corrected magnitudes there: finite wherever log-linear is.
+            lost = ~(np.isfinite(a_ml) & np.isfinite(r_ml) & (a_ml > 0) & (r_ml * te[-1] > 1e-6))
+            a_ml[lost], r_ml[lost] = start_a[lost], start_r[lost]
+            converged[np.flatnonzero(low)[lost]] = True
+        a[low], r[low] = a_ml, r_ml
     return a, r, converged

@@ -111,7 +111,14 @@ class DecayFit:
     @property
     def method_description(self) -> str:
         """One-line description of the estimator, for provenance sidecars."""
-        return self.model.solver.description
+        solver = self.model.solver
+        if self.model.n_echoes == 2 and solver.noise_model == "rician":
+            return (
+                "closed form R2* = ln(S1/S2) / (TE2 - TE1) on noise-corrected magnitudes, "
+                "refined by maximum likelihood under the magnitude noise model where that gives "
+                "a finite decay (two echoes)"
+            )
+        return solver.description
 
     @cached_property
     def s0(self) -> NDArray[np.float64]:
