@@ -378,7 +378,7 @@ def _diagnose_background(
             )
         values = arr[voxels]
         values = values[np.isfinite(values) & (values > lower) & (values < cutoff)]
-        if quantised and np.unique(values).size < 3:
+        if quantised and _level_counts(values)[0].size < 3:
             return None, "fewer than 3 distinct background levels: cannot fit the noise"
         if not quantised and np.ptp(values) <= 0:
             return None, "constant background: not noise"
@@ -450,6 +450,16 @@ def _border_share(background: np.ndarray, usable: np.ndarray) -> float | None:
     return float((background & on_edge).sum() / on_edge.sum())
 
 
+def _level_counts(values: NDArray[np.floating]) -> tuple[NDArray, NDArray[np.int64]]:
+    """``(levels, counts)`` of integer-valued magnitudes, as ``np.unique(return_counts=True)``
+    gives them, by counting (no sort) when the levels are small enough to index."""
+    if values.size and float(values.min()) >= 0 and float(values.max()) < 2**20:
+        counts = np.bincount(values.astype(np.int64))
+        levels = np.flatnonzero(counts)
+        return levels.astype(values.dtype), counts[levels]
+    return np.unique(values, return_counts=True)
+
+
 def _background_valley(first: NDArray[np.float64], quantised: bool) -> float | None:
     """Upper edge of the background peak of the first-echo magnitudes, or ``None``.
 
@@ -460,7 +470,7 @@ def _background_valley(first: NDArray[np.float64], quantised: bool) -> float | N
     """
     if quantised:
         # Exact interval spreading: evaluate the piecewise-linear empirical CDF at the bin edges.
-        levels, counts = np.unique(first, return_counts=True)
+        levels, counts = _level_counts(first)
         knots = np.concatenate([[levels[0] - 0.5], levels + 0.5])
         knots = np.maximum(knots, 0.5)
         cdf_knots = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
@@ -501,7 +511,7 @@ def _fit_truncated_chi(
     coils0 = float(np.clip(m2 * m2 / var, *_COILS_RANGE)) if var > 0 and m2 > 0 else 1.0
     sigma0 = math.sqrt(max(m2, 1e-300) / (2.0 * coils0))
     if quantised:
-        levels, counts = np.unique(values, return_counts=True)
+        levels, counts = _level_counts(values)
         lo_edges, hi_edges = levels - 0.5, levels + 0.5
 
         def nll(p: NDArray[np.float64]) -> float:
@@ -565,12 +575,13 @@ def _ks_distance(
 ) -> float:
     """Kolmogorov distance between the values and the truncated chi CDF (at level edges)."""
     if quantised:
-        levels, counts = np.unique(values, return_counts=True)
+        levels, counts = _level_counts(values)
         points = levels + 0.5
         empirical = np.cumsum(counts) / counts.sum()
     else:
-        points = np.sort(values)[:: max(1, values.size // 20000)]
-        empirical = np.searchsorted(np.sort(values), points, side="right") / values.size
+        ordered = np.sort(values)
+        points = ordered[:: max(1, values.size // 20000)]
+        empirical = np.searchsorted(ordered, points, side="right") / values.size
     cdf = special.gammainc(coils, 0.5 * (np.concatenate([[lower, upper], points]) / sigma) ** 2)
     model = (cdf[2:] - cdf[0]) / (cdf[1] - cdf[0])
     return float(np.max(np.abs(empirical - model)))
