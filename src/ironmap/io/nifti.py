@@ -106,8 +106,8 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> None:
 def read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> NDArray:
     """The image data, with one-line errors for corrupt, truncated or too large files."""
     try:
-        if path.suffix == ".gz":
-            _check_gzip_stream(path)
+        if path.suffix == ".gz":  # decompress once, to the end, so that gzip checks its CRC
+            img = type(img).from_bytes(_decompress(path))
         with np.errstate(all="ignore"):  # overflow in scl_slope: Inf, counted by the callers
             return np.asarray(img.dataobj, dtype=dtype)
     except MemoryError:
@@ -124,11 +124,11 @@ def read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> ND
         ) from exc
 
 
-def _check_gzip_stream(path: Path) -> None:
-    """Decompress to the end so that gzip checks its CRC (nibabel stops after the data)."""
+def _decompress(path: Path) -> bytes:
+    """The whole decompressed stream: reading to the end makes gzip check its CRC (nibabel
+    alone stops after the image data and misses a corrupt tail)."""
     with gzip.open(path, "rb") as stream:
-        while stream.read(1 << 24):
-            pass
+        return stream.read()
 
 
 def load_volume(path: str | Path) -> tuple[NDArray, NDArray[np.float64]]:
