@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, IronmapWarning
+from ..io.bids import read_bids_tsv
 from ..io.derivatives import find_participant_tables, read_tsv
-from ..regions.labels import read_bids_tsv
 from ..regions.stats import VOLUME_COLUMNS
 
 __all__ = [
@@ -68,7 +68,7 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     ------
     InputError
         Missing, empty, binary or unparsable file (see
-        :func:`~ironmap.regions.labels.read_bids_tsv`), no rows, missing or repeated columns,
+        :func:`~ironmap.io.bids.read_bids_tsv`), no rows, missing or repeated columns,
         duplicate IDs, unknown group, phenotype or sex, non-numeric age, EDSS or duration,
         impossible values (age outside 0-120 years, EDSS outside 0-10 or not in steps of 0.5,
         duration negative or above the age, controls included), or no healthy controls.

@@ -11,15 +11,25 @@ fast on cohorts of thousands. Layout (docs/conventions.md):
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from ..errors import InputError, IronmapWarning
 
-__all__ = ["SessionInputs", "find_inputs", "parse_entities", "session_name"]
+__all__ = [
+    "MAX_TABLE_BYTES",
+    "SessionInputs",
+    "find_inputs",
+    "parse_entities",
+    "read_bids_tsv",
+    "session_name",
+]
 
 _NIFTI = re.compile(r"\.nii(\.gz)?$")
 
@@ -267,3 +277,50 @@ def _one_acquisition(echoes: list[Path], name: str) -> list[Path]:
         )
         return groups[keys[0]]
     return echoes
+
+
+#: Largest TSV table read (``dseg.tsv``, ``participants.tsv``), in bytes.
+MAX_TABLE_BYTES = 64 * 2**20
+
+
+def read_bids_tsv(path: str | Path) -> pd.DataFrame:
+    """A BIDS TSV as strings: ``n/a`` is missing, nothing else is (``NA`` stays a string).
+
+    UTF-8 with or without a byte-order mark, LF or CRLF line ends.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: missing, larger than :data:`MAX_TABLE_BYTES`, not UTF-8
+        text, empty, a column named twice, or rows that do not parse.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            raise InputError(f"{path}: {size} bytes, more than a {MAX_TABLE_BYTES}-byte table")
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 TSV") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    header = text.splitlines()[0].split("\t") if text.strip() else []
+    if not any(h.strip() for h in header):
+        raise InputError(
+            f"{path}: empty file; a TSV needs a header line (see docs/conventions.md)"
+        )
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise InputError(f"{path}: column {name} appears twice; name each column once")
+        seen.add(name)
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False
+        )
+    except Exception as exc:  # pandas' parser errors: ragged rows, NUL bytes, ...
+        raise InputError(f"{path}: cannot read as a TSV table ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
