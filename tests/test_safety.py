@@ -691,3 +691,17 @@ def test_failed_voxels_are_printed_without_verbose(tmp_path, capsys):
         f"({100 * planted / n_mask:.1f} %) could not be fitted (bad signal {planted}); "
         "see sub-02_desc-failed_mask.nii.gz"
     ]
+
+
+def test_coils_option_in_provenance_only_when_given(tmp_path, capsys):
+    """A record written before --coils existed still matches a default run; --coils 4 does not."""
+    root = _dataset(tmp_path)
+    out = tmp_path / "out"
+    assert _cli(capsys, "run", root, out, "participant")[0] == 0
+    record = out / "sub-01" / "anat" / "sub-01_provenance.json"
+    assert "coils" not in json.loads(record.read_text())["options"]
+    code, captured = _cli(capsys, "run", root, out, "participant")
+    assert code == 0 and "0 done, 2 skipped, 0 failed" in captured.out
+    code, captured = _cli(capsys, "run", root, out, "participant", "--coils", "4")
+    assert code == 1
+    assert "option coils: unset -> 4" in captured.err

@@ -157,7 +157,9 @@ def _provenance(
         "inputs": {p.name: sha256(p) for p in hashed},
         "options": {
             "fit_method": config.fit_method,
-            "coils": config.coils,
+            # recorded when given: outputs made before --coils existed (estimated = default)
+            # still match a run with the default
+            **({"coils": config.coils} if config.coils is not None else {}),
             "min_fraction": config.min_fraction,
             "erode_mm": config.erode_mm,
             "b0_correction": bool(_phases_used(inputs, config)),
