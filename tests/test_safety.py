@@ -701,7 +701,8 @@ def test_coils_option_in_provenance_only_when_given(tmp_path, capsys):
     record = out / "sub-01" / "anat" / "sub-01_provenance.json"
     assert "coils" not in json.loads(record.read_text())["options"]
     code, captured = _cli(capsys, "run", root, out, "participant")
-    assert code == 0 and "0 done, 2 skipped, 0 failed" in captured.out
+    assert code == 0
+    assert "0 done, 2 skipped, 0 failed" in captured.out
     code, captured = _cli(capsys, "run", root, out, "participant", "--coils", "4")
     assert code == 1
     assert "option coils: unset -> 4" in captured.err
