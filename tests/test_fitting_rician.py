@@ -8,6 +8,7 @@ from scipy import special
 
 from ironmap.fitting import bessel_ratio, r2star_crlb_sd, rician_information_factor
 from ironmap.fitting.crlb import r2star_ml_bias
+from ironmap.fitting.rician import bessel_terms, fast_bessel_ratio, log_bessel_over_power
 
 from conftest import rician_magnitude
 
@@ -78,3 +79,32 @@ def test_box_bias_of_two_echoes_is_the_second_order_log_bias():
     expected = sigma**2 * (1 / s[1] ** 2 - 1 / s[0] ** 2) / (2 * (te[1] - te[0]))
     got = r2star_ml_bias(s0, r2, te, sigma, rician=False)
     assert got == pytest.approx(expected, rel=1e-10)
+
+
+# -- the tabulated Bessel terms of the fit's inner loop (issue 16: fast floor path) ----------
+
+_Z = np.concatenate([np.linspace(0.0, 10.0, 20001), np.geomspace(10.0, 1e300, 20000)])
+
+
+@pytest.mark.parametrize("coils", [1, 2, 8, 32, 64])
+def test_tabulated_bessel_terms_are_within_their_stated_error_bounds(coils):
+    ratio, log_term = bessel_terms(_Z, coils=coils)
+    exact_log = log_bessel_over_power(coils - 1, _Z)
+    assert np.max(np.abs(ratio - bessel_ratio(_Z, coils=coils))) < 1e-8
+    assert np.max(np.abs(log_term - exact_log) / np.maximum(1.0, np.abs(exact_log))) < 1e-8
+    np.testing.assert_array_equal(fast_bessel_ratio(_Z, coils=coils), ratio)
+
+
+def test_tabulated_bessel_terms_at_the_ends_of_the_range():
+    ratio, log_term = bessel_terms(np.array([0.0, np.inf, np.nan]), coils=4)
+    np.testing.assert_array_equal(ratio, [0.0, 1.0, np.nan])
+    assert log_term[0] == pytest.approx(-3 * np.log(2.0) - np.log(6.0), abs=1e-12)  # 1/(2^3 3!)
+    assert np.isnan(log_term[1:]).all()
+
+
+def test_exact_log_bessel_and_ratio_use_hankel_beyond_1e9():
+    """``ive`` returns 0 beyond about 1e9; the reference functions must not."""
+    z = np.array([1e10, 1e12])
+    expected = z - 0.5 * np.log(2 * np.pi * z) + 1 / (8 * z)  # log I0(z)
+    np.testing.assert_allclose(log_bessel_over_power(0, z), expected, rtol=1e-15)
+    np.testing.assert_allclose(bessel_ratio(z, coils=3), 1 - 5 / (2 * z), rtol=1e-15)

@@ -32,6 +32,8 @@ from scipy import special
 
 __all__ = [
     "bessel_ratio",
+    "bessel_terms",
+    "fast_bessel_ratio",
     "log_bessel_over_power",
     "rician_information_factor",
     "rician_negloglik",
@@ -45,6 +47,9 @@ _ASYMPTOTIC_Z = 50.0
 
 #: Below this argument (or where ``ive`` underflows) the power series of ``I_nu(z)`` is used.
 _SERIES_Z = 1e-4
+
+#: Above this argument Hankel's expansion to ``O(1/z)`` is used (error below 1e-16 relative).
+_HANKEL_Z = 1e8
 
 
 def _check_coils(coils: int) -> int:
@@ -67,16 +72,19 @@ def log_bessel_over_power(nu: int, z: ArrayLike) -> NDArray[np.float64]:
     -------
     numpy.ndarray
         Same shape as ``z``; finite at ``z = 0`` (``-nu log 2 - log nu!``). Uses the
-        exponentially scaled ``ive`` and, for ``z < 1e-4`` or where it underflows, the series
-        ``I_nu(z) / z^nu = (1 + z^2 / (4 (nu + 1)) + ...) / (2^nu nu!)``.
+        exponentially scaled ``ive``; for ``z < 1e-4`` or where it underflows, the series
+        ``I_nu(z) / z^nu = (1 + z^2 / (4 (nu + 1)) + ...) / (2^nu nu!)``; beyond ``z = 1e8``
+        Hankel's expansion ``z - log(2 pi z) / 2 - nu log z - (4 nu^2 - 1) / (8 z)``.
     """
     z = np.asarray(z, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scaled = special.ive(nu, z)
         direct = np.log(scaled) + z - nu * np.log(z)
-    series = -nu * np.log(2.0) - special.gammaln(nu + 1.0) + np.log1p(z**2 / (4.0 * (nu + 1)))
+        series = -nu * np.log(2.0) - special.gammaln(nu + 1.0) + np.log1p(z**2 / (4.0 * (nu + 1)))
+        # Hankel's expansion where ``ive`` loses accuracy (it returns 0 beyond about 1e9).
+        large = z - 0.5 * np.log(2.0 * np.pi * z) - nu * np.log(z) - (4.0 * nu**2 - 1) / (8 * z)
     use_series = (z < _SERIES_Z) | ~(scaled > 1e-290)
-    return np.where(use_series, series, direct)
+    return np.where(z > _HANKEL_Z, large, np.where(use_series, series, direct))
 
 
 def bessel_ratio(z: ArrayLike, *, coils: int = 1) -> NDArray[np.float64]:
@@ -95,8 +103,8 @@ def bessel_ratio(z: ArrayLike, *, coils: int = 1) -> NDArray[np.float64]:
         The ratio in [0, 1), same shape as ``z``. For ``N = 1`` large arguments use the
         asymptotic series ``1 - 1/(2z) - 1/(8z^2) - 1/(8z^3) - 25/(128z^4) - 13/(32z^5)``, small
         ones the exponentially scaled Bessel functions, so no value overflows. For ``N > 1``:
-        ``ive(N, z) / ive(N - 1, z)``, and ``z / (2N) (1 - z^2 / (4 N (N + 1)))`` for
-        ``z < 1e-4`` or where ``ive`` underflows.
+        ``ive(N, z) / ive(N - 1, z)``, ``z / (2N) (1 - z^2 / (4 N (N + 1)))`` for
+        ``z < 1e-4`` or where ``ive`` underflows, and ``1 - (2N - 1) / (2z)`` beyond 1e8.
     """
     z = np.asarray(z, dtype=np.float64)
     if _check_coils(coils) > 1:
@@ -118,11 +126,92 @@ def bessel_ratio(z: ArrayLike, *, coils: int = 1) -> NDArray[np.float64]:
 
 def _bessel_ratio_n(z: NDArray[np.float64], n: int) -> NDArray[np.float64]:
     """``I_n(z) / I_{n-1}(z)`` for ``n >= 2`` (see :func:`bessel_ratio`)."""
-    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
         den = special.ive(n - 1, z)
         direct = special.ive(n, z) / den
-    series = z / (2.0 * n) * (1.0 - z**2 / (4.0 * n * (n + 1)))
-    return np.where((z < _SERIES_Z) | ~(den > 1e-290), series, direct)
+        series = z / (2.0 * n) * (1.0 - z**2 / (4.0 * n * (n + 1)))
+        large = 1.0 - (2 * n - 1) / (2.0 * z)
+    ratio = np.where((z < _SERIES_Z) | ~(den > 1e-290), series, direct)
+    return np.where(z > _HANKEL_Z, large, ratio)
+
+
+#: Intervals of the tabulated Bessel terms (:func:`bessel_terms`) on ``t = z / (z + k)``.
+_TABLE_INTERVALS = 16384
+
+
+@lru_cache(maxsize=8)
+def _bessel_table(coils: int) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Tables of ``I_N/I_{N-1}`` and of the smooth part of ``log(I_{N-1}(z)/z^(N-1))``.
+
+    Both are sampled uniformly in ``t = z / (z + k)``, ``k = N + 2``, which maps ``[0, inf)``
+    onto ``[0, 1]``; the log term is stored as ``G = log(I_{N-1}(z)/z^(N-1)) - z +
+    (N - 1/2) log(z + k)``, bounded and smooth in ``t`` (it tends to ``-log(2 pi) / 2``).
+    """
+    k = coils + 2.0
+    t = np.linspace(0.0, 1.0, _TABLE_INTERVALS + 1)
+    z = k * t[:-1] / (1.0 - t[:-1])
+    ratio = np.append(bessel_ratio(z, coils=coils), 1.0)
+    smooth = log_bessel_over_power(coils - 1, z) - z + (coils - 0.5) * np.log(z + k)
+    smooth = np.append(smooth, -0.5 * np.log(2.0 * np.pi))
+    return ratio, smooth, k
+
+
+def _lookup(z: NDArray[np.float64], k: float) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Table interval and position in it of each ``z`` (``t = z / (z + k)``, NaN -> the end)."""
+    x = _TABLE_INTERVALS - _TABLE_INTERVALS * k / (z + k)  # t * intervals, in [0, intervals]
+    # z = inf and NaN index the last interval; NaN keeps a NaN position, so its result is NaN.
+    i = np.fmin(x, _TABLE_INTERVALS - 1e-9).astype(np.intp)
+    return i, x - i
+
+
+def fast_bessel_ratio(z: ArrayLike, *, coils: int = 1) -> NDArray[np.float64]:
+    """Tabulated ``I_N(z) / I_{N-1}(z)`` (``N = coils``): :func:`bessel_ratio`, about 4x faster.
+
+    Absolute error below 1e-8 for every ``z >= 0`` (tested for ``N <= 64``); see
+    :func:`bessel_terms`.
+    """
+    ratio_table, _, k = _bessel_table(_check_coils(coils))
+    z = np.asarray(z, dtype=np.float64)
+    i, frac = _lookup(z, k)
+    low = ratio_table[i]
+    return low + frac * (ratio_table[i + 1] - low)
+
+
+def bessel_terms(
+    z: ArrayLike, *, coils: int = 1
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Fast ``I_N(z) / I_{N-1}(z)`` and ``log(I_{N-1}(z) / z^(N-1))`` together (``N = coils``).
+
+    The two functions the noncentral-chi likelihood needs, by linear interpolation in tables
+    built once per ``N`` from :func:`bessel_ratio` and :func:`log_bessel_over_power` (16 385
+    points uniform in ``t = z / (z + N + 2)``, so the whole range ``z >= 0`` is covered). About
+    four times faster than the exponentially scaled Bessel functions, for the fit's inner loop.
+
+    Parameters
+    ----------
+    z : array_like
+        Non-negative arguments, any shape; NaN gives NaN.
+    coils : int, optional
+        ``N`` >= 1 (default 1: ``I1/I0`` and ``log I0``, Rician data).
+
+    Returns
+    -------
+    ratio : numpy.ndarray
+        ``I_N(z) / I_{N-1}(z)``, absolute error below 1e-8 for every ``z >= 0`` and ``N <= 64``
+        (tested).
+    log_term : numpy.ndarray
+        ``log(I_{N-1}(z) / z^(N-1))`` (``log I0(z)`` for ``N = 1``), error below 1e-8
+        relative to ``max(1, |value|)``.
+    """
+    ratio_table, smooth_table, k = _bessel_table(_check_coils(coils))
+    z = np.asarray(z, dtype=np.float64)
+    i, frac = _lookup(z, k)
+    low = ratio_table[i]
+    ratio = low + frac * (ratio_table[i + 1] - low)
+    low = smooth_table[i]
+    with np.errstate(invalid="ignore"):  # z = inf: inf - inf
+        log_term = low + frac * (smooth_table[i + 1] - low) + z - (coils - 0.5) * np.log(z + k)
+    return ratio, log_term
 
 
 def rician_negloglik(
@@ -150,9 +239,7 @@ def rician_negloglik(
     """
     a = np.asarray(amplitude, dtype=np.float64)
     z = a * np.asarray(magnitude, dtype=np.float64) / sigma**2
-    if _check_coils(coils) > 1:
-        return a**2 / (2.0 * sigma**2) - log_bessel_over_power(coils - 1, z)
-    return a**2 / (2.0 * sigma**2) - (np.log(special.i0e(z)) + z)
+    return a**2 / (2.0 * sigma**2) - log_bessel_over_power(_check_coils(coils) - 1, z)
 
 
 @lru_cache(maxsize=1)
@@ -235,9 +322,17 @@ def rician_information_factor(snr: ArrayLike, *, coils: int = 1) -> NDArray[np.f
     a = np.asarray(snr, dtype=np.float64)
     if _check_coils(coils) > 1:
         a_tab, f_tab = _information_table_n(coils)
-        a_max = a_tab[-1]
+    else:
+        a_tab, f_tab = _information_table()
+    a_max = a_tab[-1]
+    with np.errstate(over="ignore"):
         high = 1.0 - (coils - 0.5) / np.maximum(a, a_max) ** 2
-        return np.where(a < a_max, np.interp(a, a_tab, f_tab), high)
-    a_tab, f_tab = _information_table()
-    high = 1.0 - 0.5 / np.maximum(a, _TABLE_MAX) ** 2
-    return np.where(a < _TABLE_MAX, np.interp(a, a_tab, f_tab), high)
+    # The table is uniform up to _TABLE_MAX (600 steps): index it directly there, it is faster
+    # than np.interp's search; beyond (N > 1 only) np.interp.
+    x = np.fmin(a * (600.0 / _TABLE_MAX), 599.999999)
+    i = x.astype(np.intp)
+    low = f_tab[i]
+    value = low + (x - i) * (f_tab[i + 1] - low)
+    if a_max > _TABLE_MAX:
+        value = np.where(a < _TABLE_MAX, value, np.interp(a, a_tab, f_tab))
+    return np.where(a < a_max, value, high)

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
-from .rician import bessel_ratio, rician_information_factor, rician_negloglik
+from .rician import bessel_terms, fast_bessel_ratio, rician_information_factor
 
 __all__ = [
     "arlo",
@@ -166,10 +166,11 @@ def arlo(signal: Array, te: Array) -> tuple[Array, Array]:
 # Iterative solvers: a vectorised Levenberg-Marquardt over (u = ln S0, R2*).
 # ---------------------------------------------------------------------------------------------
 
-#: ``(u, r2) -> objective`` per voxel.
-Objective = Callable[[Array, Array, NDArray[np.intp]], Array]
-#: ``(u, r2) -> (gradient (n, 2), metric (n, 3) as [a, b, c] of [[a, b], [b, c]])``.
-Linearisation = Callable[[Array, Array, NDArray[np.intp]], tuple[Array, Array]]
+#: ``(u, r2, idx) -> (objective, state)`` per voxel; ``state`` (voxels first, or None) is what
+#: the objective computed that the linearisation at the same point can reuse.
+Objective = Callable[[Array, Array, NDArray[np.intp]], tuple[Array, Array | None]]
+#: ``(u, r2, idx, state) -> (gradient (n, 2), metric (n, 3) as [a, b, c] of [[a, b], [b, c]])``.
+Linearisation = Callable[[Array, Array, NDArray[np.intp], Array | None], tuple[Array, Array]]
 
 
 def _levenberg_marquardt(
@@ -185,7 +186,8 @@ def _levenberg_marquardt(
 
     Each voxel carries its own damping ``lambda``: a step that lowers its objective is kept and
     ``lambda`` shrinks, otherwise the step is rejected and ``lambda`` grows. Only voxels still
-    moving are evaluated, so easy voxels stop costing time after a few iterations.
+    moving are evaluated, so easy voxels stop costing time after a few iterations. The state
+    the objective returns at each voxel's current point is kept and handed to ``linearise``.
     """
     n = u.size
     u, r2 = u.copy(), r2.copy()
@@ -193,12 +195,16 @@ def _levenberg_marquardt(
     converged = np.zeros(n, dtype=bool)
     active = np.flatnonzero(np.isfinite(u) & np.isfinite(r2))
     f_cur = np.full(n, np.inf)
+    state: Array | None = None
     if active.size:
-        f_cur[active] = objective(u[active], r2[active], active)
+        f_cur[active], first = objective(u[active], r2[active], active)
+        if first is not None:
+            state = np.empty((n, *first.shape[1:]))
+            state[active] = first
     for _ in range(max_iter):
         if active.size == 0:
             break
-        g, h = linearise(u[active], r2[active], active)
+        g, h = linearise(u[active], r2[active], active, None if state is None else state[active])
         a = h[:, 0] * (1.0 + lam[active])
         c = h[:, 2] * (1.0 + lam[active])
         b = h[:, 1]
@@ -207,7 +213,7 @@ def _levenberg_marquardt(
             du = (c * g[:, 0] - b * g[:, 1]) / det
             dr = (a * g[:, 1] - b * g[:, 0]) / det
         u_new, r_new = u[active] + du, r2[active] + dr
-        f_new = objective(u_new, r_new, active)
+        f_new, s_new = objective(u_new, r_new, active)
         better = np.isfinite(f_new) & (f_new <= f_cur[active])
         # A step below tolerance means the voxel sits at its optimum, whether or not rounding
         # let it lower the objective; a heavily damped step proves nothing, hence the lambda cap.
@@ -215,6 +221,8 @@ def _levenberg_marquardt(
         small &= lam[active] < 1e4
         idx = active[better]
         u[idx], r2[idx], f_cur[idx] = u_new[better], r_new[better], f_new[better]
+        if state is not None and s_new is not None:
+            state[idx] = s_new[better]
         lam[idx] *= 0.1
         lam[active[~better]] *= 10.0
         converged[active[small]] = True
@@ -231,11 +239,11 @@ def nlls(
     """
     s0, r2 = wls(signal, te)
 
-    def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
+    def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, None]:
         pred = np.exp(u[:, None] - r[:, None] * te[None, :])
-        return np.sum((signal[idx] - pred) ** 2, axis=1)
+        return np.sum((signal[idx] - pred) ** 2, axis=1), None
 
-    def linearise(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
+    def linearise(u: Array, r: Array, idx: NDArray[np.intp], state: None) -> tuple[Array, Array]:
         pred = np.exp(u[:, None] - r[:, None] * te[None, :])
         res = signal[idx] - pred
         # Jacobian of pred w.r.t. (u, r): (pred, -te * pred)
@@ -253,7 +261,7 @@ def nlls(
 def rician_ml(
     signal: Array,
     te: Array,
-    sigma: float,
+    sigma: float | Array,
     *,
     s0: Array,
     r2star: Array,
@@ -262,69 +270,159 @@ def rician_ml(
     max_iter: int = 50,
     tol: float = 1e-8,
 ) -> tuple[Array, Array, NDArray[np.bool_]]:
-    """Maximum-likelihood fit under Rician noise (damped Newton / Fisher scoring).
+    """Maximum-likelihood fit under Rician noise (Newton, then damped Newton / Fisher scoring).
 
     The score of one echo is ``(M r(A M / sigma^2) - A) / sigma^2`` with ``r = I1 / I0``, or
     ``r = I_N / I_{N-1}`` for ``N = coils`` channels combined by root-sum-of-squares (noncentral
-    chi noise; observed curvature through ``r' = 1 - (2N - 1) r / z - r^2``). Each
-    voxel steps with the observed information (Newton: quadratic convergence) where it is
-    positive definite and with the expected (Fisher) information ``f(A / sigma) / sigma^2``
-    elsewhere, under Levenberg-Marquardt damping. Asymptotically efficient: its variance
-    reaches the Rician Cramer-Rao bound.
+    chi noise; observed curvature through ``r' = 1 - (2N - 1) r / z - r^2``). The Bessel terms
+    come from :func:`~ironmap.fitting.rician.bessel_terms` (tabulated, error below 1e-8).
+
+    Two stages, both vectorised over voxels:
+
+    1. plain Newton steps with the observed information from the start given; a voxel is done
+       when its step falls below ``sqrt(tol)`` (Newton converges quadratically, so the error
+       left is of order ``tol``) with the information positive definite. Most voxels, started
+       from the noise-corrected WLS fit, need two or three steps and no likelihood evaluation;
+    2. every other voxel (information not positive definite, no convergence in
+       :data:`NEWTON_STEPS` steps, or a step leaving the finite range) restarts from its start
+       under Levenberg-Marquardt damping, stepping with the observed information where it is
+       positive definite and with the expected (Fisher) information ``f(A / sigma) / sigma^2``
+       elsewhere, each step kept only if it lowers the negative log-likelihood.
+
+    Asymptotically efficient: its variance reaches the Rician Cramer-Rao bound.
 
     Parameters
     ----------
     signal : numpy.ndarray, shape (n_voxels, n_echoes)
     te : numpy.ndarray, shape (n_echoes,)
         Echo times in seconds.
-    sigma : float
-        Noise standard deviation per channel, in signal units.
+    sigma : float or numpy.ndarray of shape (n_voxels,)
+        Noise standard deviation per channel, in signal units (one value, or one per voxel).
     s0, r2star : numpy.ndarray, shape (n_voxels,)
         Starting values.
     factor : numpy.ndarray, shape (n_voxels, n_echoes), optional
         Known signal factor per echo (amplitude model ``S0 exp(-R2* TE) F``).
     coils : int, optional
         Receive channels ``N`` combined by root-sum-of-squares (default 1: Rician).
+    max_iter, tol : optional
+        Iterations and step tolerance of the damped stage (``tol`` on ``ln S0`` and relative
+        on R2*).
 
     Returns
     -------
     s0, r2star : numpy.ndarray, shape (n_voxels,)
     converged : numpy.ndarray of bool, shape (n_voxels,)
     """
-    inv_var = 1.0 / sigma**2
-    order = 2 * coils - 1  # r' = 1 - (2N - 1) r / z - r^2
-
-    def amplitude(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
-        amp = np.exp(u[:, None] - r[:, None] * te[None, :])
-        return amp if factor is None else amp * factor[idx]
-
-    def objective(u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
-        amp = amplitude(u, r, idx)
-        return np.sum(rician_negloglik(amp, signal[idx], sigma, coils=coils), axis=1)
-
-    def linearise(u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
-        amp = amplitude(u, r, idx)
-        mag = signal[idx]
-        z = amp * mag * inv_var
-        ratio = bessel_ratio(z, coils=coils)
-        score = (mag * ratio - amp) * inv_var  # -d(negloglik)/dA per echo
-        jt = -te[None, :] * amp  # dA/dR; dA/du = A
-        grad = np.column_stack([np.sum(amp * score, 1), np.sum(jt * score, 1)])
-        # Observed information (Newton): quadratic convergence near the optimum.
-        # d2(negloglik)/dA2 = 1/sigma^2 - M^2/sigma^4 r'(z), r' = 1 - (2N-1) r/z - r^2.
-        slope = 1.0 - order * ratio / z - ratio**2
-        curv = inv_var - (mag * inv_var) ** 2 * slope
-        ca2 = curv * amp**2 - score * amp  # + second derivatives of A times dL/dA
-        metric = np.column_stack([ca2.sum(1), ca2 @ -te, ca2 @ te**2])
-        indefinite = ~((metric[:, 0] > 0) & (metric[:, 0] * metric[:, 2] > metric[:, 1] ** 2))
-        if indefinite.any():  # expected (Fisher) information: always positive definite
-            a_ind = amp[indefinite]
-            info = rician_information_factor(a_ind / sigma, coils=coils)
-            ia2 = info * inv_var * a_ind**2
-            metric[indefinite] = np.column_stack([ia2.sum(1), ia2 @ -te, ia2 @ te**2])
-        return grad, metric
-
+    inv_var = np.broadcast_to(1.0 / np.asarray(sigma, dtype=np.float64) ** 2, r2star.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         u0 = np.log(s0)
-    u, r2, ok = _levenberg_marquardt(u0, r2star, objective, linearise, max_iter=max_iter, tol=tol)
+    terms = _RicianTerms(signal, te, inv_var, factor, coils)
+    u, r2, done = _newton(u0, r2star, terms, tol=np.sqrt(tol))
+    rest = np.flatnonzero(~done)
+    ok = done.copy()
+    if rest.size:
+        sub = _RicianTerms(
+            signal[rest], te, inv_var[rest], None if factor is None else factor[rest], coils
+        )
+        u[rest], r2[rest], ok[rest] = _levenberg_marquardt(
+            u0[rest], r2star[rest], sub.objective, sub.linearise, max_iter=max_iter, tol=tol
+        )
     return np.exp(u), r2, ok
+
+
+#: Plain Newton steps :func:`rician_ml` tries before its damped stage.
+NEWTON_STEPS = 6
+
+
+class _RicianTerms:
+    """Likelihood, score and information of the noncentral-chi decay model for some voxels."""
+
+    def __init__(
+        self, signal: Array, te: Array, inv_var: Array, factor: Array | None, coils: int
+    ) -> None:
+        self.signal, self.te, self.factor, self.coils = signal, te, factor, coils
+        self.inv_var = inv_var[:, None]  # (n, 1)
+        self.ones = np.ones(te.size)
+        self.order = 2 * coils - 1  # r' = 1 - (2N - 1) r / z - r^2
+
+    def amplitude(self, u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
+        amp = np.exp(u[:, None] - r[:, None] * self.te[None, :])
+        if self.factor is not None:
+            amp *= self.factor[idx]
+        return amp
+
+    def objective(self, u: Array, r: Array, idx: NDArray[np.intp]) -> tuple[Array, Array]:
+        """Negative log-likelihood up to a constant, and ``(A, r_N)`` for the linearisation."""
+        amp = self.amplitude(u, r, idx)
+        inv_var = self.inv_var[idx]
+        ratio, log_term = bessel_terms(amp * self.signal[idx] * inv_var, coils=self.coils)
+        # A^2 / (2 sigma^2) - log(I_{N-1}(z) / z^(N-1)) per echo
+        value = (0.5 * inv_var * amp**2 - log_term) @ self.ones
+        return value, np.stack([amp, ratio], axis=1)
+
+    def linearise(
+        self, u: Array, r: Array, idx: NDArray[np.intp], state: Array
+    ) -> tuple[Array, Array]:
+        """Gradient and information (observed, or expected where not positive definite)."""
+        amp, ratio = state[:, 0], state[:, 1]
+        grad, metric = self.newton(amp, ratio, idx)
+        indefinite = ~_positive_definite(metric)
+        if indefinite.any():  # expected (Fisher) information: always positive definite
+            a_ind = amp[indefinite]
+            snr = a_ind * np.sqrt(self.inv_var[idx][indefinite])
+            ia2 = rician_information_factor(snr, coils=self.coils) * snr**2
+            te = self.te
+            metric[indefinite] = np.column_stack([ia2 @ self.ones, ia2 @ -te, ia2 @ te**2])
+        return grad, metric
+
+    def newton(
+        self, amp: Array, ratio: Array, idx: NDArray[np.intp], *, z: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Gradient ``(n, 2)`` and observed information ``(n, 3)`` at amplitudes ``amp``."""
+        te = self.te
+        mag = self.signal[idx]
+        inv_var = self.inv_var[idx]
+        if z is None:
+            z = amp * mag * inv_var
+        score = (mag * ratio - amp) * inv_var  # -d(negloglik)/dA per echo
+        amp_score = amp * score
+        grad = np.column_stack([amp_score @ self.ones, amp_score @ -te])  # dA/du = A
+        # d2(negloglik)/dA2 = 1/sigma^2 - M^2/sigma^4 r'(z), r' = 1 - (2N-1) r/z - r^2.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = 1.0 - self.order * ratio / z - ratio**2
+        curv = inv_var - (mag * inv_var) ** 2 * slope
+        ca2 = curv * amp**2 - amp_score  # + second derivatives of A (dA/dR = -te A) times dL/dA
+        return grad, np.column_stack([ca2 @ self.ones, ca2 @ -te, ca2 @ te**2])
+
+
+def _positive_definite(metric: Array) -> NDArray[np.bool_]:
+    return (metric[:, 0] > 0) & (metric[:, 0] * metric[:, 2] > metric[:, 1] ** 2)
+
+
+def _newton(
+    u: Array, r2: Array, terms: _RicianTerms, *, tol: float
+) -> tuple[Array, Array, NDArray[np.bool_]]:
+    """Undamped Newton steps; returns ``(u, r2, done)``, unchanged where not ``done``."""
+    u, r2 = u.copy(), r2.copy()
+    done = np.zeros(u.size, dtype=bool)
+    active = np.flatnonzero(np.isfinite(u) & np.isfinite(r2))
+    u_new, r_new = u.copy(), r2.copy()
+    for _ in range(NEWTON_STEPS):
+        if active.size == 0:
+            break
+        ua, ra = u_new[active], r_new[active]
+        amp = terms.amplitude(ua, ra, active)
+        z = amp * terms.signal[active] * terms.inv_var[active]
+        g, h = terms.newton(amp, fast_bessel_ratio(z, coils=terms.coils), active, z=z)
+        det = h[:, 0] * h[:, 2] - h[:, 1] ** 2
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            du = (h[:, 2] * g[:, 0] - h[:, 1] * g[:, 1]) / det
+            dr = (h[:, 0] * g[:, 1] - h[:, 1] * g[:, 0]) / det
+        ua, ra = ua + du, ra + dr
+        keep = _positive_definite(h) & np.isfinite(ua) & np.isfinite(ra)
+        small = keep & (np.abs(du) < tol) & (np.abs(dr) < tol * np.maximum(np.abs(ra), 1.0))
+        u_new[active], r_new[active] = ua, ra
+        finished = active[small]
+        u[finished], r2[finished], done[finished] = ua[small], ra[small], True
+        active = active[keep & ~small]
+    return u, r2, done
