@@ -326,3 +326,26 @@ def test_fit_of_a_multichannel_rss_volume_estimates_the_channels(tmp_path, capsy
     assert side["NoiseSigma"] == pytest.approx(sigma, rel=0.05)
     r2 = np.asarray(nib.load(tmp_path / "out" / "s_R2starmap.nii.gz").dataobj)
     assert np.nanmedian(r2[head]) == pytest.approx(50.0, rel=0.02)
+
+
+def test_fit_with_a_local_sigma_map(tmp_path, capsys):
+    """``--sigma-map local``: noise that doubles across the image is mapped and recorded."""
+    rng = np.random.default_rng(4)
+    shape = (24, 24, 8)
+    te = np.linspace(0.0026, 0.0394, 9)
+    gfactor = np.linspace(1.0, 2.0, shape[0])[:, None, None] * np.ones(shape)
+    amp = 80.0 * np.exp(-25.0 * te) * np.ones((*shape, 1))
+    noise = rng.normal(size=(2, *amp.shape)) * gfactor[..., None]
+    mag = np.hypot(amp + noise[0], noise[1]).astype(np.float32)
+    path = tmp_path / "mag.nii.gz"
+    nib.save(nib.Nifti1Image(mag, AFFINE), path)
+    prefix = tmp_path / "out"
+    args = ["fit", str(path), "--te", *map(str, te), "-o", str(prefix), "--sigma-map", "local"]
+    assert main(args) == 0
+    side = json.loads((tmp_path / "out_R2starmap.json").read_text())
+    assert side["NoiseSigmaSource"] == "map"
+    low, high = side["NoiseSigmaRange"]
+    assert low == pytest.approx(1.05, rel=0.1)
+    assert high == pytest.approx(1.95, rel=0.1)
+    assert main([*args, "--force", "--sigma", "1"]) == 2
+    assert "not both" in _stderr_line(capsys)

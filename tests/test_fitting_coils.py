@@ -205,3 +205,26 @@ def test_rician_ml_finds_the_maximum_of_the_exact_likelihood(coils):
         )
         assert negloglik([np.log(got_s0[i]), got_r2[i]]) <= ref.fun + 1e-9
         assert got_r2[i] == pytest.approx(ref.x[1], rel=1e-4, abs=1e-3)
+
+
+def test_a_background_analysed_once_serves_coils_and_sigma(monkeypatch):
+    """``effective_coils`` and ``DecayModel.fit`` take the caller's analysis of the background
+    instead of repeating it (it is the costly part of a participant's fit)."""
+    from ironmap.fitting import effective_coils, noise
+
+    rng = np.random.default_rng(11)
+    amp = np.zeros((40, 40, 20, TE.size))
+    amp[10:30, 10:30, 5:15] = 50.0 * np.exp(-30.0 * TE)
+    mag = rss(amp, 1.0, 4, rng)
+    estimate = noise.noise_from_background(mag)
+    assert estimate.n_coils == 4
+
+    def fail(*args, **kwargs):
+        raise AssertionError("background analysed again")
+
+    monkeypatch.setattr(noise, "_diagnose_background", fail)
+    coils, source = effective_coils(mag, None, background=estimate)
+    fit = DecayModel(TE, coils=coils).fit(mag, mask=amp[..., 0] > 0, background=estimate)
+    assert (coils, source, fit.sigma_source) == (4, "background", "background")
+    assert fit.sigma == estimate.sigma
+    assert np.nanmedian(fit.r2star) == pytest.approx(30.0, rel=0.02)

@@ -352,3 +352,34 @@ def test_choose_strategy_follows_the_option_and_the_inputs(tmp_path):
     bare = dataclasses.replace(inputs, dseg=None, dseg_tsv=None)
     with pytest.warns(IronmapWarning, match="no segmentation"):
         assert isinstance(choose_strategy(bare, segmentation="auto"), NoSegmentation)
+
+
+def test_sigma_map_local_is_used_recorded_and_resumes(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    code, _ = _run(root, capsys, "--sigma-map", "local", "--participant-label", "01")
+    assert code == 0
+    anat = tmp_path / "out/sub-01/anat"
+    sidecar = json.loads((anat / "sub-01_R2starmap.json").read_text())
+    assert sidecar["NoiseSigmaSource"] == "map"
+    low, high = sidecar["NoiseSigmaRange"]
+    assert 1.6 < low <= high < 2.4  # uniform noise, sigma 2
+    provenance = json.loads((anat / "sub-01_provenance.json").read_text())
+    assert provenance["options"]["sigma_map"] == "local"
+    table = pd.read_csv(anat / "sub-01_regions.tsv", sep="\t")
+    put = table[(table.region == "putamen") & (table.hemisphere == "both")].iloc[0]
+    assert put.r2star_median == pytest.approx(40.0, rel=0.02)
+    code, captured = _run(root, capsys, "--participant-label", "01")  # default: off
+    assert code == 1  # that participant's outputs were made with other options: refused
+    assert "sigma_map" in captured.err
+
+
+def test_background_noise_that_varies_in_space_suggests_the_sigma_map(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    for path in (root / "sub-01" / "anat").glob("*_MEGRE.nii.gz"):
+        img = nib.load(path)
+        data = np.asarray(img.dataobj, dtype=np.float64)
+        ramp = np.linspace(1.0, 3.0, data.shape[0])[:, None, None]  # noise x3 across the image
+        nib.save(nib.Nifti1Image((data * ramp).astype(np.float32), img.affine), path)
+    code, captured = _run(root, capsys, "--participant-label", "01", "--segmentation", "none")
+    assert code == 0
+    assert "noise varies in space, use --sigma-map local" in captured.err

@@ -5,7 +5,7 @@ Kept free of heavy imports so that ``ironmap --help`` stays fast.
 
 from __future__ import annotations
 
-__all__ = ["B0_CORRECTIONS", "MIN_FRACTION", "check_coils"]
+__all__ = ["B0_CORRECTIONS", "MIN_FRACTION", "SIGMA_MAPS", "check_coils"]
 
 #: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
 #: lies inside (``--min-fraction``; measured per site in docs/regions.md).
@@ -14,6 +14,11 @@ MIN_FRACTION = 0.9
 #: ``--b0-correction`` choices: ``auto`` corrects R2* for macroscopic field gradients when phase
 #: echoes exist (docs/fitting.md); ``off`` never does.
 B0_CORRECTIONS = ("auto", "off")
+
+#: ``--sigma-map`` choices: ``off`` fits with one noise sigma for the whole image; ``local``
+#: with a noise map from the local spread of the fit residuals, for noise that varies in space
+#: (parallel-imaging g-factor; :mod:`ironmap.fitting.sigma_map`).
+SIGMA_MAPS = ("off", "local")
 
 
 def check_coils(coils: object) -> None:

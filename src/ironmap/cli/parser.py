@@ -58,7 +58,7 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
 
     Choices come from the library (imported here, when the parser is built).
     """
-    from ..defaults import B0_CORRECTIONS
+    from ..defaults import B0_CORRECTIONS, SIGMA_MAPS
     from ..fitting import public_methods
     from ..workflows.simulate import ANATOMIES
 
@@ -92,6 +92,15 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "help": "receive channels combined by root-sum-of-squares (noncentral-chi "
                 "noise; 1 = Rician, also for adaptive-combine or SENSE data); default: "
                 "estimated from the image background, 1 without one (docs/fitting.md)",
+            },
+        ),
+        "sigma_map": (
+            ("--sigma-map",),
+            {
+                "choices": SIGMA_MAPS,
+                "help": "off: one noise sigma for the image; local: a noise map from the local "
+                "spread of the fit residuals, for noise that varies in space (parallel-imaging "
+                "g-factor; needs >= 3 echoes; docs/fitting.md)",
             },
         ),
         "b0_correction": (
@@ -197,6 +206,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         help="4D phase image (radians) matching MAG, for the field-gradient correction",
     )
     _add(fit, "b0_correction", FitConfig)
+    _add(fit, "sigma_map", FitConfig)
     _add(fit, "fit_method", FitConfig)
     _add(fit, "coils")
     _add(fit, "force")
@@ -253,6 +263,7 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         f"inside (default: {MIN_FRACTION}, see docs/regions.md)",
     )
     _add(run, "b0_correction", ParticipantConfig)
+    _add(run, "sigma_map", ParticipantConfig)
     run.add_argument(
         "--segmentation",
         choices=SEGMENTATIONS,

@@ -43,9 +43,10 @@ def auto(
         that of these values.
     te : numpy.ndarray, shape (n_echoes,)
         Echo times in seconds.
-    sigma : float or None
-        Noise standard deviation per channel, in signal units. ``None``: no noise-floor
-        correction, plain WLS (closed form for two echoes) on ``signal / factor``.
+    sigma : float, numpy.ndarray of shape (n_voxels,), or None
+        Noise standard deviation per channel, in signal units: one value, or one per voxel (a
+        noise map). ``None``: no noise-floor correction, plain WLS (closed form for two echoes)
+        on ``signal / factor``.
     factor : numpy.ndarray, shape (n_voxels, n_echoes), or None
         Known extra signal factor per voxel and echo (finite, > 0), or ``None`` for 1.
     coils : int, optional
@@ -66,8 +67,13 @@ def auto(
         a, r = first(signal if factor is None else signal / factor, te)
         return a, r, np.ones(signal.shape[0], dtype=bool)
     # Above the noise floor: sqrt(M^2 - (2N-1) sigma^2) is unbiased to second order in sigma / A.
-    floor = (2 * coils - 1) * sigma**2  # exactly sigma^2 for N = 1
-    corrected = np.sqrt(np.maximum(signal**2 - floor, (0.5 * sigma) ** 2))
+    if np.ndim(sigma):  # one sigma per voxel
+        sigma = np.asarray(sigma, dtype=np.float64)
+        sig = sigma[:, None]
+    else:
+        sig = sigma
+    floor = (2 * coils - 1) * sig**2  # exactly sigma^2 for N = 1
+    corrected = np.sqrt(np.maximum(signal**2 - floor, (0.5 * sig) ** 2))
     if factor is not None:
         corrected /= factor
     a, r = first(corrected, te)
@@ -85,10 +91,11 @@ def auto(
                 signal[low][broken][:, :2], te[:2]
             )
         f_low = None if factor is None else factor[low]
+        sig_low = sigma[low] if np.ndim(sigma) else sigma
         a_ml, r_ml, converged[low] = solvers.rician_ml(
-            signal[low], te, sigma, s0=start_a, r2star=start_r, factor=f_low, coils=coils
+            signal[low], te, sig_low, s0=start_a, r2star=start_r, factor=f_low, coils=coils
         )
-        bias = r2star_ml_bias(a_ml, r_ml, te, sigma, factor=f_low, coils=coils)
+        bias = r2star_ml_bias(a_ml, r_ml, te, sig_low, factor=f_low, coils=coils)
         a_ml, r_ml = a_ml, r_ml - bias
         if te.size == 2:
             # Two echoes, two parameters: the likelihood puts the second echo's amplitude at 0

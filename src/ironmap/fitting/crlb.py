@@ -24,7 +24,7 @@ def r2star_crlb_sd(
     s0: ArrayLike,
     r2star: ArrayLike,
     te: ArrayLike,
-    sigma: float,
+    sigma: float | ArrayLike,
     *,
     rician: bool = True,
     factor: ArrayLike | None = None,
@@ -40,8 +40,8 @@ def r2star_crlb_sd(
         R2* in 1/s.
     te : array_like, shape (n_echoes,)
         Echo times in seconds.
-    sigma : float
-        Noise standard deviation per channel (> 0).
+    sigma : float or array_like of shape (...)
+        Noise standard deviation per channel (> 0): one value, or one per voxel.
     rician : bool, optional
         Use the Rician information of magnitude data (default) rather than Gaussian noise.
     factor : array_like, shape (..., n_echoes), optional
@@ -65,7 +65,7 @@ def r2star_ml_bias(
     s0: ArrayLike,
     r2star: ArrayLike,
     te: ArrayLike,
-    sigma: float,
+    sigma: float | ArrayLike,
     *,
     rician: bool = True,
     factor: ArrayLike | None = None,
@@ -95,7 +95,7 @@ def _information(
     s0: ArrayLike,
     r2star: ArrayLike,
     te: ArrayLike,
-    sigma: float,
+    sigma: float | ArrayLike,
     rician: bool,
     factor: ArrayLike | None = None,
     coils: int = 1,
@@ -107,7 +107,8 @@ def _information(
     amp = s0[..., None] * np.exp(-r2[..., None] * te)
     if factor is not None:
         amp = amp * np.asarray(factor, dtype=np.float64)
-    w = rician_information_factor(amp / sigma, coils=coils) if rician else np.ones_like(amp)
-    w = w / sigma**2
+    sig = np.asarray(sigma, dtype=np.float64)[..., None]  # one value, or one per voxel
+    w = rician_information_factor(amp / sig, coils=coils) if rician else np.ones_like(amp)
+    w = w / sig**2
     wa2 = w * amp**2
     return wa2.sum(axis=-1), -(wa2 @ te), wa2 @ te**2, (amp, w)

@@ -19,10 +19,11 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, IronmapWarning
 from . import solvers
 from .noise import (
+    NoiseEstimate,
     background_level,
     check_residual_sigma,
     noise_from_background,
-    sigma_from_background,
+    rayleigh_sigma,
     sigma_from_residuals,
 )
 from .registry import METHODS, SOLVERS, Solver, get_solver
@@ -31,7 +32,9 @@ from .results import DecayFit, FitStatus, iter_blocks
 __all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus", "effective_coils"]
 
 
-def effective_coils(data: ArrayLike, coils: int | None) -> tuple[int, str]:
+def effective_coils(
+    data: ArrayLike, coils: int | None, *, background: NoiseEstimate | str | None = "analyse"
+) -> tuple[int, str]:
     """Receive channels to model: ``(coils, source)``.
 
     ``coils`` given: itself, ``"given"``. None: the effective number of root-sum-of-squares
@@ -43,10 +46,14 @@ def effective_coils(data: ArrayLike, coils: int | None) -> tuple[int, str]:
     data : array_like, shape (..., n_echoes)
         Magnitudes.
     coils : int or None
+    background : NoiseEstimate or None, optional
+        :func:`~.noise.noise_from_background` of ``data`` if already computed (pass the same
+        to :meth:`DecayModel.fit`, so the background is analysed once); by default it is
+        computed here.
     """
     if coils is not None:
         return int(coils), "given"
-    estimate = noise_from_background(data)
+    estimate = noise_from_background(data) if isinstance(background, str) else background
     if estimate is None:
         return 1, "default"
     return estimate.n_coils, "background"
@@ -168,6 +175,8 @@ class DecayModel:
         mask: ArrayLike | None = None,
         *,
         decay_factor: ArrayLike | None = None,
+        sigma_map: ArrayLike | None = None,
+        background: NoiseEstimate | str | None = "analyse",
     ) -> DecayFit:
         """Fit every voxel of ``mask``.
 
@@ -182,6 +191,16 @@ class DecayModel:
             field gradients (:mod:`~ironmap.fitting.gradients`): the model becomes
             ``S0 exp(-R2* TE) F(TE)``, the noise stays that of ``data``. Voxels where it is not
             finite or not > 0 fail (``BAD_SIGNAL``).
+        sigma_map : array_like, shape (...), optional
+            Noise SD per voxel and channel (signal units), for noise that varies in space
+            (parallel-imaging g-factor, coil sensitivity), e.g. from
+            :func:`~ironmap.fitting.sigma_map.local_sigma_map`. It replaces the model's
+            ``sigma``; voxels of the mask where it is not finite and > 0 fail (``BAD_SIGNAL``).
+            ``fit.sigma`` is then its median over the mask and ``fit.sigma_source`` ``"map"``.
+        background : NoiseEstimate or None, optional
+            :func:`~ironmap.fitting.noise.noise_from_background` of ``data`` when the caller
+            already has it (e.g. from :func:`effective_coils`), so the background is analysed
+            once; by default it is analysed here when sigma is needed.
 
         Returns
         -------
@@ -214,38 +233,62 @@ class DecayModel:
                 raise InputError(
                     f"decay_factor shape {decay_factor.shape} does not match the data {data.shape}"
                 )
-        sigma, sigma_source = self._resolve_sigma(data, mask)
+        if sigma_map is not None:
+            sigma_map = np.asarray(sigma_map, dtype=np.float64)
+            if sigma_map.shape != spatial:
+                raise InputError(
+                    f"sigma_map shape {sigma_map.shape} does not match the image grid {spatial}"
+                )
+            inside = sigma_map[mask]
+            inside = inside[np.isfinite(inside) & (inside > 0)]
+            sigma = float(np.median(inside)) if inside.size else None
+            sigma_source = "map"
+        else:
+            sigma, sigma_source = self._resolve_sigma(data, mask, background)
         params = np.full((*spatial, 2), np.nan)
         status = np.full(spatial, FitStatus.NOT_FITTED, dtype=np.uint8)
         for index, block in iter_blocks(data, mask, self.chunk_size):
             factor = None
             if decay_factor is not None:
                 factor = np.asarray(decay_factor[index], dtype=np.float64).reshape(block.shape)
-            s0, r2, st = self._fit_block(block, sigma, factor)
+            block_sigma: float | np.ndarray | None = sigma
+            if sigma_map is not None:
+                block_sigma = np.asarray(sigma_map[index], dtype=np.float64).reshape(-1)
+            s0, r2, st = self._fit_block(block, block_sigma, factor)
             params[index] = np.column_stack([s0, r2]).reshape(params[index].shape)
             status[index] = st.reshape(status[index].shape)
         fit = DecayFit(
-            self, data, params, status, sigma=sigma, sigma_source=sigma_source, factor=decay_factor
+            self,
+            data,
+            params,
+            status,
+            sigma=sigma,
+            sigma_source=sigma_source,
+            factor=decay_factor,
+            sigma_map=sigma_map,
         )
         _warn_failures(status)
         return fit
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _resolve_sigma(self, data: np.ndarray, mask: np.ndarray) -> tuple[float | None, str]:
+    def _resolve_sigma(
+        self, data: np.ndarray, mask: np.ndarray, background: NoiseEstimate | str | None
+    ) -> tuple[float | None, str]:
         if self.sigma is not None:
             return self.sigma, "given"
-        if self.coils == 1:
-            sigma = sigma_from_background(data)
-        else:  # root-sum-of-squares of several channels: a central-chi background
-            estimate = noise_from_background(data)
-            sigma = None if estimate is None else estimate.sigma
+        # One analysis of the background serves every step below (it is the costly part).
+        sigma = rayleigh_sigma(data) if self.coils == 1 else None
         if sigma is not None:
             return sigma, "background"
+        if isinstance(background, str):
+            background = noise_from_background(data)
+        if background is not None:  # root-sum-of-squares of N channels: central chi
+            return background.sigma, "background"
         if self.n_echoes >= 3:
             sigma = self._sigma_from_residuals(data, mask)
             if sigma is not None:
-                check = check_residual_sigma(sigma, background_level(data))
+                check = check_residual_sigma(sigma, background_level(data, estimate=background))
                 if check.misfit:
                     warnings.warn(check.message, IronmapWarning, stacklevel=3)
                 return sigma, "residuals"
@@ -285,10 +328,13 @@ class DecayModel:
     def _fit_block(
         self,
         block: NDArray[np.float64],
-        sigma: float | None,
+        sigma: float | NDArray[np.float64] | None,
         factor: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
-        """Fit one ``(n, n_echoes)`` block; returns ``(s0, r2star, status)``, NaN on failure."""
+        """Fit one ``(n, n_echoes)`` block; returns ``(s0, r2star, status)``, NaN on failure.
+
+        ``sigma`` is one value or, from a noise map, one per voxel (shape (n,)).
+        """
         te = self.echo_times_s
         n = block.shape[0]
         s0 = np.full(n, np.nan)
@@ -297,6 +343,9 @@ class DecayModel:
         good = np.all(np.isfinite(block) & (block > 0), axis=1)
         if factor is not None:
             good &= np.all(np.isfinite(factor) & (factor > 0), axis=1)
+        per_voxel = sigma is not None and np.ndim(sigma) > 0
+        if per_voxel:
+            good &= np.isfinite(sigma) & (sigma > 0)
         status[~good] = FitStatus.BAD_SIGNAL
         if sigma is not None:
             weak = good & (block[:, 0] < self.min_snr * sigma)
@@ -304,6 +353,8 @@ class DecayModel:
             good &= ~weak
         y = block[good]
         f = None if factor is None else factor[good]
+        if per_voxel:
+            sigma = sigma[good]
         solver = self.solver
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if f is not None and solver.noise_model == "gaussian":

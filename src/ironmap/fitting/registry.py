@@ -53,7 +53,7 @@ class SolverFunction(Protocol):
     """The one signature of every fit method (see the module docstring)."""
 
     def __call__(
-        self, signal: Array, te: Array, *, sigma: float | None, factor: Array | None
+        self, signal: Array, te: Array, *, sigma: float | Array | None, factor: Array | None
     ) -> tuple[Array, Array, NDArray[np.bool_]]: ...
 
 
@@ -71,7 +71,8 @@ class Solver:
     function : SolverFunction
         ``function(signal, te, *, sigma, factor) -> (s0, r2star, converged)``: ``signal``
         of shape (n, n_echoes) (float64, finite, > 0), ``te`` of shape (n_echoes,) in seconds,
-        ``sigma`` the noise SD in signal units or ``None``, ``factor`` of shape
+        ``sigma`` the noise SD in signal units (a float, or shape (n,) for a noise map) or
+        ``None``, ``factor`` of shape
         (n, n_echoes) or ``None``; returns ``s0`` (signal units) and ``r2star`` (1/s), float
         arrays of shape (n,), and ``converged``, bool of shape (n,).
     description : str
@@ -131,7 +132,7 @@ def _always_converged(
     """Lift a closed-form ``solve(signal, te) -> (s0, r2star)`` to the solver signature."""
 
     def function(
-        signal: Array, te: Array, *, sigma: float | None, factor: Array | None
+        signal: Array, te: Array, *, sigma: float | Array | None, factor: Array | None
     ) -> tuple[Array, Array, NDArray[np.bool_]]:
         s0, r2star = solve(signal, te)
         return s0, r2star, np.ones(signal.shape[0], dtype=bool)
@@ -142,7 +143,7 @@ def _always_converged(
 
 
 def _nlls(
-    signal: Array, te: Array, *, sigma: float | None, factor: Array | None
+    signal: Array, te: Array, *, sigma: float | Array | None, factor: Array | None
 ) -> tuple[Array, Array, NDArray[np.bool_]]:
     """:func:`~ironmap.fitting.solvers.nlls` with the solver signature."""
     return solvers.nlls(signal, te)

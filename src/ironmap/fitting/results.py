@@ -65,8 +65,11 @@ class DecayFit:
     status : numpy.ndarray of uint8, shape (...)
         :class:`FitStatus` code per voxel.
     sigma : float or None
-        Noise standard deviation used (signal units).
-    sigma_source : {"given", "background", "residuals", "unknown"}
+        Noise standard deviation used (signal units); the median over the mask of
+        ``sigma_map`` when a map was used.
+    sigma_source : {"given", "background", "residuals", "map", "unknown"}
+    sigma_map : numpy.ndarray of shape (...), or None
+        Noise SD per voxel when the fit used a noise map (``DecayModel.fit(sigma_map=...)``).
     coils_source : {"given", "background", "default"}
         Where the number of receive channels came from (set by the caller that resolved it,
         e.g. :func:`~.models.effective_coils`; ``"given"`` by default).
@@ -84,12 +87,14 @@ class DecayFit:
         sigma: float | None,
         sigma_source: str,
         factor: np.ndarray | None = None,
+        sigma_map: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.params = params
         self.status = status
         self.sigma = sigma
         self.sigma_source = sigma_source
+        self.sigma_map = sigma_map
         self.coils_source = "given"
         self._data = data
         self._factor = factor
@@ -159,8 +164,14 @@ class DecayFit:
         rician = self.model.solver.noise_model == "rician"
         coils = self.model.coils if rician else 1
         return self._per_voxel(
-            lambda p, _, f: r2star_crlb_sd(
-                p[:, 0], p[:, 1], te, sigma, rician=rician, factor=f, coils=coils
+            lambda p, _, f, s: r2star_crlb_sd(
+                p[:, 0],
+                p[:, 1],
+                te,
+                sigma if s is None else s,
+                rician=rician,
+                factor=f,
+                coils=coils,
             )
         )
 
@@ -169,7 +180,7 @@ class DecayFit:
         """Root-mean-square residual ``sqrt(mean_i (M_i - S_i)^2)`` (signal units), shape (...)."""
         te = self.model.echo_times_s
 
-        def rms(p, y, f) -> NDArray[np.float64]:
+        def rms(p, y, f, _) -> NDArray[np.float64]:
             pred = p[:, :1] * np.exp(-p[:, 1:] * te) * (1.0 if f is None else f)
             return np.sqrt(np.mean((y - pred) ** 2, axis=1))
 
@@ -186,13 +197,18 @@ class DecayFit:
         return self.s0[..., None] * np.exp(-self.r2star[..., None] * te)
 
     def _per_voxel(self, func: Callable[..., NDArray[np.float64]]) -> NDArray[np.float64]:
-        """Apply ``func(params_block, data_block, factor_block)`` over fitted voxels in chunks."""
+        """Apply ``func(params, data, factor, sigma)`` blockwise over the fitted voxels.
+
+        ``factor`` and ``sigma`` (the noise map's values) are None when the fit had none.
+        """
         out = np.full(self.status.shape, np.nan)
         ok = self.status == FitStatus.OK
         for index, block in iter_blocks(self._data, ok, self.model.chunk_size):
-            factor = None
+            factor = sigma = None
             if self._factor is not None:
                 factor = np.asarray(self._factor[index], np.float64).reshape(block.shape)
-            values = func(self.params[index].reshape(-1, 2), block, factor)
+            if self.sigma_map is not None:
+                sigma = np.asarray(self.sigma_map[index], np.float64).reshape(-1)
+            values = func(self.params[index].reshape(-1, 2), block, factor, sigma)
             out[index] = values.reshape(out[index].shape)
         return out

@@ -230,6 +230,7 @@ def write_decay_maps(
         "Sources": [str(s) for s in sources],
         "NoiseSigma": fit.sigma,
         "NoiseSigmaSource": fit.sigma_source,
+        **_sigma_map_keys(fit),
         "ReceiveCoilsEffective": fit.coils,
         "SoftwareName": "ironmap",
         "SoftwareVersion": __version__,
@@ -253,3 +254,15 @@ def write_decay_maps(
             )
         )
     return written
+
+
+def _sigma_map_keys(fit: Any) -> dict:
+    """``NoiseSigmaRange``: 5th and 95th percentile of a noise map over the fitted voxels."""
+    if getattr(fit, "sigma_map", None) is None:
+        return {}
+    inside = fit.sigma_map[np.isfinite(fit.r2star)]
+    inside = inside[np.isfinite(inside)]
+    if inside.size == 0:
+        return {}
+    low, high = np.percentile(inside, [5.0, 95.0])
+    return {"NoiseSigmaRange": [round(float(low), 6), round(float(high), 6)]}

@@ -81,6 +81,7 @@ _SIGMA_SOURCES = {
     "given": "given (--sigma)",
     "background": "estimated from the image background",
     "residuals": "estimated from the fit residuals",
+    "map": "median of the local noise map (--sigma-map)",
 }
 
 

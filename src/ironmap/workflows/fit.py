@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import B0_CORRECTIONS, check_coils
+from ..defaults import B0_CORRECTIONS, SIGMA_MAPS, check_coils
 from ..errors import InputError
 from ..fitting import DecayModel, effective_coils, get_solver
 from ..fitting.gradients import gradient_correction
+from ..fitting.noise import noise_from_background
+from ..fitting.sigma_map import local_sigma_map
 from ..io import (
     MultiEchoImage,
     check_writable,
@@ -35,7 +37,8 @@ class FitConfig:
     Give either ``magnitude`` with ``echo_times`` (in ``te_unit``) or ``bids_echoes``.
     ``sigma`` is the noise SD per channel in magnitude units (estimated when None).
     ``fit_method`` is one of :data:`ironmap.fitting.METHODS`, ``b0_correction`` one of
-    :data:`ironmap.defaults.B0_CORRECTIONS`. Validated on construction (one-line InputError).
+    :data:`ironmap.defaults.B0_CORRECTIONS`, ``sigma_map`` one of
+    :data:`ironmap.defaults.SIGMA_MAPS`. Validated on construction (one-line InputError).
     """
 
     output_prefix: Path
@@ -50,10 +53,17 @@ class FitConfig:
     phase: Path | None = None
     b0_correction: str = "auto"
     coils: int | None = None
+    sigma_map: str = "off"
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
         check_coils(self.coils)
+        if self.sigma_map not in SIGMA_MAPS:
+            raise InputError(
+                f"--sigma-map must be one of {', '.join(SIGMA_MAPS)}, got {self.sigma_map!r}"
+            )
+        if self.sigma_map != "off" and self.sigma is not None:
+            raise InputError("give --sigma or --sigma-map local, not both")
         if self.b0_correction not in B0_CORRECTIONS:
             raise InputError(
                 f"--b0-correction must be one of {', '.join(B0_CORRECTIONS)}, "
@@ -133,7 +143,13 @@ def run_fit(config: FitConfig) -> list[Path]:
         ", ".join(f"{t * 1e3:.3g}" for t in image.echo_times_s),
     )
     mask = _load_mask(config.mask, image) if config.mask is not None else None
-    coils, coils_source = effective_coils(image.data, config.coils)
+    # The background is analysed once, for the number of channels and for sigma.
+    background = (
+        noise_from_background(image.data)
+        if config.coils is None and config.sigma is None
+        else "analyse"
+    )
+    coils, coils_source = effective_coils(image.data, config.coils, background=background)
     model = DecayModel(
         image.echo_times_s, method=config.fit_method, sigma=config.sigma, coils=coils
     )
@@ -142,7 +158,21 @@ def run_fit(config: FitConfig) -> list[Path]:
     if phase is not None:
         factor, _, unreliable = gradient_correction(image.data, phase, image.echo_times_s)
         log.info("field-gradient correction from phase; %d voxels beyond it", unreliable.sum())
-    fit = model.fit(image.data, mask=mask, decay_factor=factor)
+    sigma_map = None
+    if config.sigma_map == "local":
+        if image.echo_times_s.size < 3:
+            raise InputError(
+                f"{image.sources[0]}: --sigma-map local needs >= 3 echoes, got "
+                f"{image.echo_times_s.size}; use --sigma-map off"
+            )
+        noise = local_sigma_map(image.data, image.echo_times_s, mask)
+        if noise is None:
+            log.warning("too few voxels for a local noise map; one sigma is used")
+        else:
+            sigma_map = noise.sigma
+    fit = model.fit(
+        image.data, mask=mask, decay_factor=factor, background=background, sigma_map=sigma_map
+    )
     log.info(
         "fitted %d voxels with %s (noise sigma %s from %s)",
         int((fit.status == 0).sum()),

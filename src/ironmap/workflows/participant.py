@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..defaults import B0_CORRECTIONS, MIN_FRACTION, check_coils
+from ..defaults import B0_CORRECTIONS, MIN_FRACTION, SIGMA_MAPS, check_coils
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import get_solver
 from ..io import (
@@ -68,6 +68,8 @@ class ParticipantConfig:
         Erode each structure by this radius (mm) before its statistics, >= 0.
     b0_correction : str
         One of :data:`ironmap.defaults.B0_CORRECTIONS`.
+    sigma_map : str
+        One of :data:`ironmap.defaults.SIGMA_MAPS`: one noise sigma (``off``) or a local map.
     iron_calibration : str or None
         One of :data:`ironmap.iron.CALIBRATIONS`, or None for no iron columns.
     segmentation : str
@@ -91,10 +93,12 @@ class ParticipantConfig:
     scheduler_file: str | None = None
     force: bool = False
     coils: int | None = None
+    sigma_map: str = "off"
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
         check_coils(self.coils)
+        _choice("--sigma-map", self.sigma_map, SIGMA_MAPS)
         if not 0.0 < self.min_fraction <= 1.0:
             raise InputError(f"--min-fraction must be in (0, 1], got {self.min_fraction}")
         if not self.erode_mm >= 0:

@@ -26,6 +26,8 @@ from .. import __version__
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
 from ..fitting.gradients import gradient_correction
+from ..fitting.noise import NoiseEstimate, noise_from_background
+from ..fitting.sigma_map import SigmaMap, local_sigma_map
 from ..io import (
     MultiEchoImage,
     ParticipantOutputs,
@@ -160,6 +162,7 @@ def _provenance(
             # recorded when given: outputs made before --coils existed (estimated = default)
             # still match a run with the default
             **({"coils": config.coils} if config.coils is not None else {}),
+            **({"sigma_map": config.sigma_map} if config.sigma_map != "off" else {}),
             "min_fraction": config.min_fraction,
             "erode_mm": config.erode_mm,
             "b0_correction": bool(_phases_used(inputs, config)),
@@ -221,16 +224,67 @@ def _decay_factor(
 
 def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name: str) -> DecayFit:
     """Fit R2*; the fitting's own warnings go to the log (its summary is in the maps)."""
+    # The background is analysed once, for the number of channels and for sigma.
+    background = noise_from_background(image.data)
+    coils, source = effective_coils(image.data, config.coils, background=background)
+    sigma_map = _sigma_map(image, config, mask=mask, background=background, name=name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IronmapWarning)
-        coils, source = effective_coils(image.data, config.coils)
         fit = DecayModel(image.echo_times_s, method=config.fit_method, coils=coils).fit(
-            image.data, mask=mask, decay_factor=factor
+            image.data,
+            mask=mask,
+            decay_factor=factor,
+            background=background,
+            sigma_map=None if sigma_map is None else sigma_map.sigma,
         )
         fit.coils_source = source
     for w in caught:
         log.info("%s: %s", name, w.message)
     return fit
+
+
+def _sigma_map(
+    image: MultiEchoImage,
+    config: ParticipantConfig,
+    *,
+    mask: np.ndarray,
+    background: NoiseEstimate | None,
+    name: str,
+) -> SigmaMap | None:
+    """The local noise map of ``--sigma-map local`` (None: one sigma), with a warning when the
+    background shows noise that varies in space and no map was asked for."""
+    if config.sigma_map == "off":
+        if background is not None and not background.uniform:
+            warnings.warn(
+                f"{name}: noise varies in space, use --sigma-map local (background sigma "
+                f"{background.spread:.2f}x between image blocks; one sigma under-corrects the "
+                "noise floor where the noise is high)",
+                IronmapWarning,
+                stacklevel=2,
+            )
+        return None
+    if image.echo_times_s.size < 3:
+        raise InputError(
+            f"{image.sources[0]}: --sigma-map local needs >= 3 echoes, got "
+            f"{image.echo_times_s.size}; use --sigma-map off"
+        )
+    noise = local_sigma_map(image.data, image.echo_times_s, mask)
+    if noise is None:
+        warnings.warn(
+            f"{name}: too few voxels decay slowly enough for a local noise map; "
+            "one sigma is used (--sigma-map off)",
+            IronmapWarning,
+            stacklevel=2,
+        )
+        return None
+    log.info(
+        "%s: local noise map from %d voxels, sigma %.4g, 95th/5th percentile %.2f",
+        name,
+        noise.samples,
+        noise.global_sigma,
+        noise.spread,
+    )
+    return noise
 
 
 def _failed_voxels(
