@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ironmap.errors import IronmapWarning
+from ironmap.fitting import DecayModel
 from ironmap.fitting.noise import (
     _rayleigh_sigma,
     background_level,
@@ -233,3 +235,36 @@ def test_two_tissue_classes_filling_the_image_are_not_a_background():
     assert estimate is None
     assert reason
     assert sigma_from_background(magnitude[..., None]) is None
+
+
+@pytest.mark.parametrize("coils", [1, 4])
+def test_integer_background_of_about_one_level_per_sigma(coils):
+    """Coarse integer backgrounds (sigma 1.2 units: most values 1, 2 or 3) with zero-filled
+    planes around a sharp-edged object: the log-histogram of so few levels is a sawtooth whose
+    first "valley" lies between levels 1 and 2, which used to leave fewer than three levels."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        amplitude = np.zeros((60, 60, 20, TE.size))
+        amplitude[15:45, 15:45, 4:16] = 36.0 * np.exp(-30.0 * TE)
+        data = np.round(1.2 * np.sqrt(rng.noncentral_chisquare(2 * coils, (amplitude / 1.2) ** 2)))
+        data[:6] = 0.0
+        est, reason = diagnose_background(data)
+        assert est is not None, reason
+        assert est.sigma == pytest.approx(1.2, rel=0.03)
+        assert est.n_coils == coils
+
+
+def test_auto_fits_integer_magnitudes_that_round_late_echoes_to_zero():
+    """With sigma known, ``auto``'s likelihood takes an exact zero after the first echo (an
+    integer image's magnitude below 0.5) instead of failing the voxel."""
+    rng = np.random.default_rng(2)
+    te = np.linspace(2.6e-3, 39.4e-3, 9)
+    amp = np.broadcast_to(25.0 * np.exp(-150.0 * te), (20000, 9))
+    noise = rng.normal(scale=1.2, size=(2, *amp.shape))
+    mag = np.round(np.hypot(amp + noise[0], noise[1]))
+    assert np.mean(np.any(mag == 0, axis=1)) > 0.3
+    fit = DecayModel(te, sigma=1.2).fit(mag)
+    assert not fit.failed.any()
+    assert np.mean(fit.r2star) == pytest.approx(150.0, rel=0.02)
+    with pytest.warns(IronmapWarning, match="bad signal"):
+        DecayModel(te, sigma=1.2, method="wls").fit(mag)  # log-based: zeros still fail

@@ -340,7 +340,16 @@ class DecayModel:
         s0 = np.full(n, np.nan)
         r2 = np.full(n, np.nan)
         status = np.full(n, FitStatus.OK, dtype=np.uint8)
-        good = np.all(np.isfinite(block) & (block > 0), axis=1)
+        solver = self.solver
+        # Under the magnitude noise model an exact zero after the first echo is an observation
+        # like any other (integer images store magnitudes below 0.5 as 0: late echoes of
+        # iron-rich tissue at low SNR); the log-based methods cannot take it.
+        zeros_ok = sigma is not None and solver.noise_model == "rician"
+        finite = np.isfinite(block)
+        if zeros_ok:
+            good = np.all(finite & (block >= 0), axis=1) & (block[:, 0] > 0)
+        else:
+            good = np.all(finite & (block > 0), axis=1)
         if factor is not None:
             good &= np.all(np.isfinite(factor) & (factor > 0), axis=1)
         per_voxel = sigma is not None and np.ndim(sigma) > 0
@@ -352,10 +361,11 @@ class DecayModel:
             status[weak] = FitStatus.NO_SIGNAL
             good &= ~weak
         y = block[good]
+        if zeros_ok:
+            y = np.maximum(y, _TINY)
         f = None if factor is None else factor[good]
         if per_voxel:
             sigma = sigma[good]
-        solver = self.solver
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if f is not None and solver.noise_model == "gaussian":
                 y, f = y / f, None  # Gaussian-noise methods: fit the corrected decay
@@ -371,6 +381,11 @@ class DecayModel:
         s0[bad] = np.nan
         r2[bad] = np.nan
         return s0, r2, status
+
+
+#: Stands in for exact zeros under the magnitude noise model: any positive value far below the
+#: noise gives the same likelihood, and it keeps ``log`` and the Bessel ratio over ``z`` finite.
+_TINY = 1e-200
 
 
 def _warn_failures(status: NDArray[np.uint8]) -> None:

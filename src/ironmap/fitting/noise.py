@@ -384,6 +384,8 @@ def _diagnose_background(
     low = first[usable & (first < cutoff)]
     if low.size:
         cutoff = min(cutoff, 3.2 * float(np.median(low)) + (1.0 if quantised else 0.0))
+    if quantised:  # coarse levels (sigma of about one unit): start with at least three of them
+        cutoff = max(cutoff, lower + 3.0)
     fit: tuple[float, float, float] | None = None
     for _ in range(30):
         voxels = usable & (first < cutoff)

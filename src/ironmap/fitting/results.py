@@ -29,7 +29,8 @@ class FitStatus(enum.IntEnum):
     OK = 0
     #: Outside the mask: not fitted (NaN, but not a failure).
     NOT_FITTED = 1
-    #: Some echo is non-finite or <= 0, so no decay can be fitted.
+    #: Some echo is non-finite or negative, or an echo is 0 (for ``auto`` with sigma known: the
+    #: first echo), so no decay can be fitted.
     BAD_SIGNAL = 2
     #: The fit found no decay (R2* * TE_max <= 1e-6, e.g. rising signal) or a non-finite value.
     NO_DECAY = 3
