@@ -342,12 +342,18 @@ class DecayModel:
         status = np.full(n, FitStatus.OK, dtype=np.uint8)
         solver = self.solver
         # Under the magnitude noise model an exact zero after the first echo is an observation
-        # like any other (integer images store magnitudes below 0.5 as 0: late echoes of
-        # iron-rich tissue at low SNR); the log-based methods cannot take it.
+        # like any other where the decay has reached the noise floor (integer images store
+        # magnitudes below 0.5 as 0: late echoes of iron-rich tissue at low SNR). A zero next
+        # to or before an echo far above the floor is a dropout: the voxel fails. The log-based
+        # methods cannot take zeros at all.
         zeros_ok = sigma is not None and solver.noise_model == "rician"
         finite = np.isfinite(block)
         if zeros_ok:
             good = np.all(finite & (block >= 0), axis=1) & (block[:, 0] > 0)
+            # max over echoes j-1.. of each echo j (the echo before a zero and all after it)
+            after = np.maximum.accumulate(block[:, ::-1], axis=1)[:, ::-1]
+            level = _FLOOR_ZERO_SNR * (sigma[:, None] if np.ndim(sigma) else sigma)
+            good &= ~np.any((block[:, 1:] == 0) & (after[:, :-1] > level), axis=1)
         else:
             good = np.all(finite & (block > 0), axis=1)
         if factor is not None:
@@ -383,6 +389,10 @@ class DecayModel:
         return s0, r2, status
 
 
+#: An exact zero is taken as an observation only where the echo before it and all after it
+#: are at most this many sigma: a genuine zero right after an echo of 20 sigma needs a signal
+#: falling 40-fold within one echo spacing (R2* near 800 1/s at 4.6 ms).
+_FLOOR_ZERO_SNR = 20.0
 #: Stands in for exact zeros under the magnitude noise model: any positive value far below the
 #: noise gives the same likelihood, and it keeps ``log`` and the Bessel ratio over ``z`` finite.
 _TINY = 1e-200
