@@ -34,8 +34,10 @@ def _stderr_line(capsys) -> str:
 
 
 def test_version(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--version"])
+    assert main(["--version"]) == 0  # answered before the parser is built
+    assert capsys.readouterr().out.strip() == f"ironmap {__version__}"
+    with pytest.raises(SystemExit) as exc:  # argparse's own, e.g. after other options
+        main(["-q", "--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"ironmap {__version__}"
 

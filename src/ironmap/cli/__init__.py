@@ -105,6 +105,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_jobs=args.n_jobs,
         force=args.force,
         anatomy=args.anatomy,
+        sessions=args.sessions,
+        interval_years=args.interval_years,
     )
     return 1 if failed else 0
 
@@ -123,6 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     0: everything done (or up to date and skipped); 1: some participants failed (each named on
     standard error, the count in the summary line); 2: a usage or input error (one line).
     """
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # answered before the parser, which imports the whole library for its defaults
+        from .. import __version__
+
+        print(f"ironmap {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
     logger = logging.getLogger("ironmap")
     handler = logging.StreamHandler(sys.stderr)
