@@ -1,5 +1,6 @@
-"""Macroscopic field-gradient correction: closed forms, numerical integration, and the
-simulated frontal sinus (bias near the sinus removed, nothing changed where the field is flat)."""
+"""Macroscopic field-gradient correction: closed forms, numerical integration, an air cavity's
+dipole field (corrected or flagged), and the simulated frontal sinus (bias near the sinus
+removed, nothing changed where the field is flat)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import pytest
 
 from ironmap.errors import IronmapWarning
 from ironmap.fitting import DecayModel
-from ironmap.fitting.gradients import field_map, gradient_correction, gradient_decay
+from ironmap.fitting.gradients import (
+    field_map,
+    fine_gradients,
+    gradient_correction,
+    gradient_decay,
+)
 from ironmap.simulate import generate_subject
 from ironmap.simulate.cohort import draw_site_panel
 from ironmap.simulate.signal import sinus_field
@@ -58,6 +64,149 @@ def test_correction_factor_makes_the_fit_exact_or_flags_the_voxel(slope, recover
         assert np.nanmin(plain.r2star[inner]) > 20.05  # uncorrected, dephasing reads as R2*
     else:
         assert np.isnan(fit.r2star[inner]).all()
+
+
+TE_12 = np.arange(1, 13) * 0.003  # 3-36 ms: the field map aliases beyond +-167 Hz
+
+
+def test_fourth_order_gradients_of_an_unsmoothed_field():
+    """Exact for a quartic along each axis; one-sided (second order) next to a non-sample."""
+    z = np.arange(12.0)
+    field = np.broadcast_to(0.01 * z**4 - 0.2 * z**3 + 0.5 * z**2 + 3.0 * z, (3, 4, 12)).copy()
+    exact = 0.04 * z**3 - 0.6 * z**2 + 1.0 * z + 3.0
+    sample = np.ones(field.shape, dtype=bool)
+    grads, steps, gaps = fine_gradients(field, sample)
+    np.testing.assert_allclose(grads[2][..., 2:-2], np.broadcast_to(exact[2:-2], (3, 4, 8)))
+    np.testing.assert_array_equal(grads[:2], 0.0)  # no variation along x and y
+    assert not gaps.any()  # the image's edges are no gaps
+    # the largest step between adjacent samples of voxel 5's stencil (voxels 3 to 7)
+    assert steps[1, 1, 5] == pytest.approx(np.abs(np.diff(field[1, 1, 3:8])).max())
+    sample[..., 6] = False  # its neighbours go one-sided, away from it; its own stays central
+    quadratic = np.broadcast_to(0.5 * z**2 + 3.0 * z, (3, 4, 12))
+    grads, _, gaps = fine_gradients(quadratic, sample)
+    got = grads[2][..., [4, 5, 6, 7, 8]]
+    np.testing.assert_allclose(got, np.broadcast_to(3.0 + z[[4, 5, 6, 7, 8]], got.shape))
+    assert gaps[2][..., [5, 7]].all()
+    assert gaps[2].sum() == 2 * 12
+
+
+def test_aliased_field_map_keeps_its_gradients():
+    """A linear field of +-237 Hz aliases at +-167 Hz (3 ms echo spacing): the gradients come
+    from wrapped neighbour differences, so no voxel fails and the fit is exact; smoothing the
+    aliased map made steps at the wraps and failed the voxels around them."""
+    field = np.broadcast_to(6.0 * (np.arange(80.0) - 39.5), (4, 4, 80))  # Hz, 6 Hz/voxel in z
+    mag = 100 * np.exp(-20 * TE_12) * np.abs(np.sinc(6.0 * TE_12))
+    mag = np.broadcast_to(mag, (4, 4, 80, 12))
+    phase = np.angle(np.exp(2j * np.pi * field[..., None] * TE_12))
+    factor, _, unreliable = gradient_correction(mag, phase, TE_12)
+    assert not unreliable.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)
+        fit = DecayModel(TE_12, sigma=1e-6).fit(mag, decay_factor=factor)
+    np.testing.assert_allclose(fit.r2star, 20.0, rtol=1e-6)
+
+
+def _air_sphere(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An air sphere (radius 8 mm, 9.4 ppm at 3 T, B0 along z) in tissue with R2* = 30 1/s,
+    1.5 x 1.5 x 3 mm voxels, 12 echoes 3-36 ms, SNR 100: each voxel averages the phase of
+    6 x 6 x 6 spins of the dipole field (no sinc in the data). Returns magnitude, phase, tissue
+    fraction and the true gradient magnitude at the voxel centres (Hz/mm)."""
+    shape, voxel, radius = (32, 32, 16), np.array([1.5, 1.5, 3.0]), 8.0
+    centre = np.asarray(shape) * voxel / 2 + np.array([0.3, -0.2, 0.4])  # off the grid
+    axes = [(np.arange(n) + 0.5) * v - c for n, v, c in zip(shape, voxel, centre, strict=True)]
+    sub = (np.arange(6) + 0.5) / 6 - 0.5
+    x, y, z = (
+        (a[:, None] + sub * v).reshape(shape_)
+        for a, v, shape_ in zip(
+            axes,
+            voxel,
+            [(-1, 1, 1, 6, 1, 1), (1, -1, 1, 1, 6, 1), (1, 1, -1, 1, 1, 6)],
+            strict=True,
+        )
+    )
+    k = 42.58e6 * 3.0 * 9.4e-6 / 3 * radius**3  # Hz mm^3
+    r2 = x * x + y * y + z * z
+    outside = r2 > radius**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(outside, k * (3 * z * z / r2 - 1) / r2**1.5, 0.0)
+    spins = outside * np.exp(2j * np.pi * f * TE_12[0])
+    step = np.exp(2j * np.pi * f * (TE_12[1] - TE_12[0]))
+    signal = np.empty((*shape, 12), dtype=complex)
+    for e in range(12):
+        spins = spins * step if e else spins
+        signal[..., e] = spins.mean(axis=(3, 4, 5))
+    signal *= 100 * np.exp(-30 * TE_12)
+    rng = np.random.default_rng(seed)
+    signal += rng.normal(size=signal.shape) + 1j * rng.normal(size=signal.shape)
+    cx, cy, cz = np.meshgrid(*axes, indexing="ij")
+    r2c = cx * cx + cy * cy + cz * cz
+    gx = k * (3 * cx / r2c**2.5 - 15 * cz * cz * cx / r2c**3.5)
+    gy = k * (3 * cy / r2c**2.5 - 15 * cz * cz * cy / r2c**3.5)
+    gz = k * (9 * cz / r2c**2.5 - 15 * cz**3 / r2c**3.5)
+    gradient = np.sqrt(gx * gx + gy * gy + gz * gz)
+    return np.abs(signal), np.angle(signal), outside.mean(axis=(3, 4, 5)), gradient
+
+
+@pytest.fixture(scope="module")
+def air_sphere():
+    return _air_sphere()
+
+
+def test_dipole_field_near_air_is_corrected_or_flagged(air_sphere):
+    """Against the true R2* (30 1/s): where the true gradient is 5-15 Hz/mm the kept voxels
+    are unbiased (the 1-voxel smoothed map left +5.8 1/s, p90 20.7), above 15 Hz/mm every
+    voxel is flagged (it kept half of them, median +72 1/s), and the air is not counted."""
+    mag, phase, tissue, gradient = air_sphere
+    factor, _, unreliable = gradient_correction(mag, phase, TE_12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)  # flagged voxels fail
+        r2 = DecayModel(TE_12, sigma=1.0).fit(mag, mask=tissue > 0.5, decay_factor=factor).r2star
+    inner = np.zeros(tissue.shape, dtype=bool)
+    inner[2:-2, 2:-2, 2:-2] = True
+    inner &= tissue == 1.0
+    error = r2 - 30.0
+    flat = inner & (gradient < 1.0)
+    assert np.isfinite(error[flat]).all()
+    assert abs(np.median(error[flat])) < 0.2
+    steep = inner & (gradient >= 5.0) & (gradient < 15.0)
+    kept = steep & np.isfinite(error)
+    assert steep.sum() > 2000
+    assert abs(np.median(error[kept])) < 0.5
+    assert np.percentile(np.abs(error[kept]), 90) < 2.5
+    assert 0.3 < kept.sum() / steep.sum() < 0.8  # the rest flagged
+    steeper = inner & (gradient >= 15.0)
+    assert steeper.sum() > 1000
+    assert unreliable[steeper].all()
+    # flagged voxels are exactly those with a NaN factor; the air's noise is left alone
+    np.testing.assert_array_equal(
+        np.isnan(factor).any(axis=-1)[tissue == 1.0], unreliable[tissue == 1.0]
+    )
+    air = tissue == 0.0
+    assert not unreliable[air].any()
+    assert (factor[air] == 1.0).all()
+
+
+def test_participant_counts_and_warns_about_voxels_beyond_the_correction(air_sphere):
+    """The participant stage's count for the R2* sidecar (``B0GradientVoxelsFailed``): the
+    fitted voxels the correction flagged, with a warning; none, no warning."""
+    from types import SimpleNamespace
+
+    from ironmap.workflows.session import _gradient_failures
+
+    mag, phase, tissue, _ = air_sphere
+    factor, _, unreliable = gradient_correction(mag, phase, TE_12)
+    mask = tissue > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)
+        fit = DecayModel(TE_12, sigma=1.0).fit(mag, mask=mask, decay_factor=factor)
+    with pytest.warns(
+        IronmapWarning, match=r"sub-01: \d,\d{3} voxels are beyond the field-gradient"
+    ):
+        failed = _gradient_failures(fit, SimpleNamespace(data=mag), "sub-01")
+    assert failed == int((unreliable & mask).sum())
+    assert failed == int(np.sum(np.isnan(fit.r2star) & mask & unreliable))
+    flat = DecayModel(TE_12, sigma=1.0).fit(mag[:4, :4], decay_factor=np.ones_like(mag[:4, :4]))
+    assert _gradient_failures(flat, SimpleNamespace(data=mag[:4, :4]), "sub-01") == 0
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +274,9 @@ def test_participant_stage_uses_phase_when_present(phase_cohort, tmp_path):
         assert [r.status for r in results] == ["done"]
     side = json.loads(next((tmp_path / "auto").rglob("*_R2starmap.json")).read_text())
     assert side["B0GradientCorrection"] is True
+    assert side["B0GradientVoxelsFailed"] == 0  # the simulated sinus stays correctable
+    off_side = json.loads(next((tmp_path / "off").rglob("*_R2starmap.json")).read_text())
+    assert "B0GradientVoxelsFailed" not in off_side
     prov = json.loads(next((tmp_path / "auto").rglob("*_provenance.json")).read_text())
     assert any("part-phase" in k for k in prov["inputs"])
     on, off = _regions(tmp_path / "auto"), _regions(tmp_path / "off")
@@ -175,7 +327,10 @@ def test_iron_columns_and_field_strength_check(phase_cohort, tmp_path):
 
 
 def test_fit_command_corrects_with_phase(tmp_path):
-    """ironmap fit: with --phase the through-slice dephasing no longer reads as R2*."""
+    """ironmap fit: with --phase the through-slice dephasing no longer reads as R2*; voxels
+    beyond the correction are NaN and counted in the sidecar (``B0GradientVoxelsFailed``)."""
+    import json
+
     import nibabel as nib
 
     from ironmap.cli import main
@@ -196,3 +351,22 @@ def test_fit_command_corrects_with_phase(tmp_path):
     cor = nib.load(tmp_path / "cor_R2starmap.nii.gz").get_fdata()[:, :, 6:-6]
     assert np.median(raw) > 26.0
     np.testing.assert_allclose(cor, 25.0, rtol=1e-4)
+    side = json.loads((tmp_path / "cor_R2starmap.json").read_text())
+    assert side["B0GradientVoxelsFailed"] == 0
+    assert "B0GradientVoxelsFailed" not in json.loads(
+        (tmp_path / "raw_R2starmap.json").read_text()
+    )
+    # a field that steepens to 40 Hz/voxel (1.2 cycles across a voxel at 30 ms): those fail
+    steep = np.concatenate([field[..., :20], field[..., 19:20] + 40.0 * np.arange(1, 11)], -1)
+    phase = np.angle(np.exp(2j * np.pi * steep[..., None] * te)).astype(np.float32)
+    mag = (100 * np.exp(-25 * te) * gradient_decay(steep, te)).astype(np.float32)
+    nib.save(nib.Nifti1Image(mag, np.eye(4)), tmp_path / "mag.nii.gz")
+    nib.save(nib.Nifti1Image(phase, np.eye(4)), tmp_path / "phase.nii.gz")
+    assert (
+        main([*base, "-o", str(tmp_path / "st"), "--phase", str(tmp_path / "phase.nii.gz")]) == 0
+    )
+    _, _, unreliable = gradient_correction(mag, phase, te)
+    failed = json.loads((tmp_path / "st_R2starmap.json").read_text())["B0GradientVoxelsFailed"]
+    assert failed == int(unreliable.sum()) >= 6 * 6 * 10
+    r2 = nib.load(tmp_path / "st_R2starmap.nii.gz").get_fdata()
+    assert np.isnan(r2[unreliable]).all()

@@ -110,6 +110,11 @@ class DecayFit:
         return self.model.solver_name
 
     @property
+    def decay_factor(self) -> np.ndarray | None:
+        """The known signal factor the fit was given (``DecayModel.fit(decay_factor=)``)."""
+        return self._factor
+
+    @property
     def coils(self) -> int:
         """Receive channels combined by root-sum-of-squares, as given to the model (1: Rician)."""
         return self.model.coils

@@ -154,10 +154,18 @@ def run_fit(config: FitConfig) -> list[Path]:
         image.echo_times_s, method=config.fit_method, sigma=config.sigma, coils=coils
     )
     phase = _phase(config, image)
-    factor = None
+    factor, gradient_failed = None, {}
     if phase is not None:
         factor, _, unreliable = gradient_correction(image.data, phase, image.echo_times_s)
-        log.info("field-gradient correction from phase; %d voxels beyond it", unreliable.sum())
+        failed = int(np.sum(unreliable if mask is None else unreliable & mask))
+        gradient_failed = {"B0GradientVoxelsFailed": failed}
+        log.info("field-gradient correction from phase; %d voxels beyond it", failed)
+        if failed:
+            log.warning(
+                "%d voxels are beyond the field-gradient correction (dephasing too strong or "
+                "the field too steep to sample, near air) and are NaN in the maps",
+                failed,
+            )
     sigma_map = None
     if config.sigma_map == "local":
         if image.echo_times_s.size < 3:
@@ -190,6 +198,7 @@ def run_fit(config: FitConfig) -> list[Path]:
         header=image.header,
         extra_sidecar={
             "B0GradientCorrection": phase is not None,
+            **gradient_failed,
             "ReceiveCoilsSource": coils_source,
         },
     )
