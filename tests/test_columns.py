@@ -187,7 +187,8 @@ def test_participant_stage_tables_and_maps(tmp_path):
     root, out = tmp_path / "bids", tmp_path / "out"
     write_cohort(root, draw_site_panel()[:1])
     assert main(["run", str(root), str(out), "participant"]) == 0
-    assert sorted(_check_sidecars(out)) == ["sub-001_regions.tsv", "sub-001_volumes.tsv"]
+    tables = ["sub-001_lesions.tsv", "sub-001_regions.tsv", "sub-001_volumes.tsv"]
+    assert sorted(_check_sidecars(out)) == tables
     regions = read_tsv(ParticipantOutputs(out, "001").regions)
     assert (regions.r2star_median.round(2) == regions.r2star_median).all()
     assert (out / BIDSIGNORE).exists()

@@ -11,8 +11,8 @@ tables: ``ci_low`` is in 1/s in ``group_comparison.tsv`` but in the units of ``b
 ``determinants.tsv``), then in the columns shared by all tables, then among the column families
 whose names carry a number or a code (``param_age2``, ``press_rmse_df3``, ``param_sex_M``,
 ``min_voxels_putamen``). Table kinds are the keys of
-:data:`ironmap.io.derivatives.GROUP_TABLES`, plus ``volumes`` and ``dseg``; participant
-``_regions.tsv`` files are of kind ``regions``.
+:data:`ironmap.io.derivatives.GROUP_TABLES`, plus ``volumes``, ``lesions`` and ``dseg``;
+participant ``_regions.tsv`` files are of kind ``regions``.
 
 Rounding rules (absent: ``write_tsv``'s 8 significant digits):
 

@@ -1,0 +1,135 @@
+"""Lesions one by one across the cohort: ``group/lesion_models.tsv``.
+
+The per-lesion rows of every MS participant (``sub-*_lesions.tsv``, baseline session) are
+modelled with lesions nested in participants: a linear mixed model with a random intercept
+per participant (statsmodels MixedLM, REML), so that a participant with many lesions does not
+count as many independent observations. Two outcomes:
+
+- ``lesion_r2star_pct``: the lesion's median R2* relative to the participant's NAWM,
+  ``100 (R2*_lesion / R2*_NAWM - 1)`` (%): the ratio removes site and field-strength scaling;
+- ``rim_core_r2star``: the rim-core contrast (1/s), high in paramagnetic rim lesions (lesions
+  with a core only).
+
+Fixed effects: ``log2_volume`` (log2 of the lesion volume in mL, centred at the cohort median:
+the estimate is the change per doubling of volume), ``disease_duration`` (years) and, when the
+lesion rows carry a ``location``, periventricular versus other lesions.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+
+__all__ = ["LESION_MODEL_COLUMNS", "MIN_LESIONS", "MIN_PARTICIPANTS", "lesion_models"]
+
+#: Fewest lesions and participants a model is fitted on.
+MIN_LESIONS = 20
+MIN_PARTICIPANTS = 5
+
+#: Columns of ``group/lesion_models.tsv``.
+LESION_MODEL_COLUMNS = (
+    "outcome",
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p",
+    "n_lesions",
+    "n_participants",
+    "participant_sd",
+    "converged",
+    "model",
+    "note",
+)
+
+_OUTCOMES = {
+    "lesion_r2star_pct": "100 (lesion median R2* / NAWM median R2* - 1)",
+    "rim_core_r2star": "rim minus core median R2* (1/s)",
+}
+
+
+def _prepare(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
+    data = lesions.merge(
+        participants[["participant_id", "disease_duration"]], on="participant_id", how="inner"
+    )
+    data = data[(data["volume_ml"] > 0) & np.isfinite(data["disease_duration"])].copy()
+    log_volume = np.log2(data["volume_ml"].astype(float))
+    data["log2_volume"] = log_volume - (np.median(log_volume) if len(data) else 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        data["lesion_r2star_pct"] = 100.0 * (
+            data["r2star_median"] / data["r2star_nawm_median"] - 1.0
+        )
+    data["rim_core_r2star"] = data["r2star_rim_core_diff"]
+    return data
+
+
+def lesion_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
+    """Mixed models of lesion R2* on volume, disease duration (and location).
+
+    Parameters
+    ----------
+    lesions : pandas.DataFrame
+        The rows of the participants' ``_lesions.tsv`` (columns of
+        :data:`ironmap.regions.lesions.LESION_COLUMNS`; an optional ``location`` column).
+    participants : pandas.DataFrame
+        ``participant_id`` and ``disease_duration`` (years; NaN for controls, who drop out).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`LESION_MODEL_COLUMNS`, one row per outcome and fixed effect
+        (``Intercept`` included). An outcome with fewer than :data:`MIN_LESIONS` lesions or
+        :data:`MIN_PARTICIPANTS` participants gets one row with the reason in ``note``.
+    """
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    data = _prepare(lesions, participants)
+    terms = ["log2_volume", "disease_duration"]
+    if "location" in data and data["location"].nunique() > 1:
+        terms.append("C(location, Treatment('other'))")
+    rows = []
+    for outcome in _OUTCOMES:
+        part = data[np.isfinite(data[outcome])]
+        n, k = len(part), part["participant_id"].nunique()
+        formula = f"{outcome} ~ " + " + ".join(terms)
+        model = formula + " + (1 | participant)"
+        if n < MIN_LESIONS or k < MIN_PARTICIPANTS:
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "n_lesions": n,
+                    "n_participants": k,
+                    "model": model,
+                    "note": f"too few lesions ({n}) or participants ({k}) with this outcome; "
+                    f"needs {MIN_LESIONS} and {MIN_PARTICIPANTS}",
+                }
+            )
+            continue
+        with warnings.catch_warnings():
+            # a participant variance at its boundary (0) is possible; the fit's own
+            # convergence flag is reported
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            result = smf.mixedlm(formula, part, groups=part["participant_id"]).fit(reml=True)
+        ci = result.conf_int()
+        for term in result.fe_params.index:
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "term": term.replace("C(location, Treatment('other'))[T.", "location["),
+                    "estimate": float(result.fe_params[term]),
+                    "ci_low": float(ci.loc[term, 0]),
+                    "ci_high": float(ci.loc[term, 1]),
+                    "p": float(result.pvalues[term]),
+                    "n_lesions": n,
+                    "n_participants": k,
+                    "participant_sd": float(np.sqrt(max(result.cov_re.iloc[0, 0], 0.0))),
+                    "converged": bool(result.converged),
+                    "model": model,
+                    "note": "",
+                }
+            )
+    return pd.DataFrame(rows).reindex(columns=LESION_MODEL_COLUMNS)
