@@ -518,7 +518,16 @@ def test_exit_status_is_one_however_many_failed(tmp_path, capsys):
 def test_demo_exit_status_is_one_when_participants_failed(tmp_path, monkeypatch):
     from ironmap.workflows import demo
 
-    def three_failed(output_dir, *, quick=False, n_jobs=2, force=False, anatomy="phantom"):
+    def three_failed(
+        output_dir,
+        *,
+        quick=False,
+        n_jobs=2,
+        force=False,
+        anatomy="phantom",
+        sessions=1,
+        interval_years=2.0,
+    ):
         return 3
 
     monkeypatch.setattr(demo, "run_demo", three_failed)

@@ -247,3 +247,108 @@ def test_phantom_draws_exactly_the_catalogue_codes():
         f"the phantom never draws {absent}: give the region a shape (DEEP_SHAPES for deep grey "
         "matter, make_anatomy in src/ironmap/simulate/anatomy.py otherwise)"
     )
+
+
+def _enlargement_is_a_margin_into_caudate_thalamus_and_wm(before, after, margin_mm) -> None:
+    """Every caudate, thalamus or cerebral WM voxel within ``margin_mm`` of a ventricle became
+    ventricle (of the nearer side); nothing else changed."""
+    from scipy import ndimage
+
+    ventricle_codes = (code("lateral_ventricle", "left"), code("lateral_ventricle", "right"))
+    ventricle = np.isin(before, ventricle_codes)
+    distance = ndimage.distance_transform_edt(~ventricle)  # 1 mm grid
+    eaten = ("caudate", "thalamus", "cerebral_wm")
+    tissue = np.isin(before, [c for r in eaten for c in (code(r, "left"), code(r, "right"))])
+    taken = tissue & (distance <= margin_mm)
+    changed = before != after
+    np.testing.assert_array_equal(changed, taken)
+    assert np.isin(after[taken], ventricle_codes).all()
+    x_left = np.argwhere(after[:72] == code("lateral_ventricle", "right"))  # left of midline
+    assert x_left.shape[0] < 0.02 * np.sum(after == code("lateral_ventricle", "right"))
+
+
+@pytest.mark.parametrize("margin_mm", [2.0, 4.0])
+def test_phantom_ventricles_grow_by_the_margin_into_caudate_thalamus_and_wm(margin_mm):
+    before = make_anatomy(np.random.default_rng(5), lesion_count=4)
+    after = make_anatomy(np.random.default_rng(5), lesion_count=4, ventricle_margin_mm=margin_mm)
+    _enlargement_is_a_margin_into_caudate_thalamus_and_wm(before.labels, after.labels, margin_mm)
+    counts = [np.bincount(a.labels.ravel(), minlength=110) for a in (before, after)]
+    ventricles = [c[code("lateral_ventricle", "left")] for c in counts]
+    caudate = [c[code("caudate", "left")] for c in counts]
+    # ~2 x 18 mL of ventricle wall per cm: +2 mm doubles the ~4.5 mL ventricle, +4 mm triples it
+    assert ventricles[1] / ventricles[0] == pytest.approx(1.0 + 0.5 * margin_mm, rel=0.25)
+    assert 0.3 < caudate[1] / caudate[0] < 0.9  # the caudate loses its ventricular side
+    for unchanged in ("putamen", "pallidum", "cortex", "substantia_nigra"):
+        assert counts[1][code(unchanged, "right")] == counts[0][code(unchanged, "right")]
+    assert not np.isin(after.labels[after.lesions], [4, 43]).any()  # lesions stay in WM
+
+
+# -- longitudinal cohorts (ironmap simulate --sessions) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sessions_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sessions") / "bids"
+    truth = run_simulate(
+        SimulateConfig(root, n_hc=0, n_ms=1, seed=11, n_jobs=2, sessions=2, interval_years=3.0)
+    )
+    return root, json.loads(truth.read_text())
+
+
+def test_sessions_are_the_same_head_scanned_again(sessions_cohort):
+    root, truth = sessions_cohort
+    sub = "sub-001"
+    sessions = pd.read_csv(root / sub / f"{sub}_sessions.tsv", sep="\t")
+    assert sessions.columns.tolist() == ["session_id", "acq_time", "age", "edss"]
+    assert sessions.session_id.tolist() == ["ses-01", "ses-02"]
+    days = np.diff(pd.to_datetime(sessions.acq_time)).astype("timedelta64[D]").astype(float)
+    assert 0.8 * 3 * 365.25 - 1 <= days[0] <= 1.2 * 3 * 365.25 + 1  # 3 years x U(0.8, 1.2)
+    assert not (root / sub / "anat").exists()
+    seg = root / "derivatives" / "segmentation" / sub
+    dseg = [nib.load(seg / s / "anat" / f"{sub}_{s}_dseg.nii.gz") for s in ("ses-01", "ses-02")]
+    np.testing.assert_array_equal(dseg[0].get_fdata(), dseg[1].get_fdata())  # same anatomy
+    echoes = [
+        nib.load(root / sub / s / "anat" / f"{sub}_{s}_echo-1_part-mag_MEGRE.nii.gz")
+        for s in ("ses-01", "ses-02")
+    ]
+    np.testing.assert_array_equal(echoes[0].affine, echoes[1].affine)  # same grid
+    assert not np.array_equal(echoes[0].get_fdata(), echoes[1].get_fdata())  # a new scan
+    # participants.tsv: the baseline, as in a one-session cohort of the same seed
+    from ironmap.simulate import participants_table
+
+    participants = pd.read_csv(root / "participants.tsv", sep="\t")
+    baseline = participants_table(draw_cohort(n_hc=0, n_ms=1, seed=11))
+    assert participants.age.tolist() == baseline.age.tolist()
+    assert truth["longitudinal"]["sessions"] == 2
+
+
+def test_planted_change_between_sessions_follows_the_truth_model(sessions_cohort):
+    _, truth = sessions_cohort
+    subject = truth["subjects"]["sub-001"]
+    first, second = subject["sessions"]["ses-01"], subject["sessions"]["ses-02"]
+    t = second["time_years"] - first["time_years"]
+    assert second["age"] - first["age"] == pytest.approx(t)
+    assert second["disease_duration"] - first["disease_duration"] == pytest.approx(t)
+    gained = second["edss"] - first["edss"]
+    for tissue, effect in MS_EFFECTS.items():
+        change = second["tissue_r2star"][tissue] - first["tissue_r2star"][tissue]
+        ageing = float(
+            healthy_r2star(tissue, second["age"]) - healthy_r2star(tissue, first["age"])
+        )
+        planted = ageing + effect.duration_slope * t + effect.edss_slope * gained
+        # the rest is the participant's biological random slope, N(0, 0.02) 1/s per year
+        assert abs(change - planted) < 4 * 0.02 * t, tissue
+    for name in ("putamen", "pallidum"):
+        measured = [s["regions"][name]["both"]["r2star_mean"] for s in (first, second)]
+        assert measured[1] - measured[0] == pytest.approx(
+            second["tissue_r2star"][name] - first["tissue_r2star"][name], abs=0.15
+        )
+    assert first["scan_r2star_factor"] != second["scan_r2star_factor"]
+
+
+def test_sessions_options_are_checked(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "a"), "--sessions", "0"]) == 2
+    assert "--sessions must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", str(tmp_path / "b"), "--sessions", "2", "--interval-years", "-1"])
+    assert "must be > 0" in capsys.readouterr().err

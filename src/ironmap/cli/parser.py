@@ -84,6 +84,24 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "ironmap[atlas]; about 4 CPU-seconds more per subject)",
             },
         ),
+        "sessions": (
+            ("--sessions",),
+            {
+                "type": int,
+                "metavar": "N",
+                "help": "sessions per participant: the same heads scanned N times, R2* changing "
+                "with ageing and, in MS, disease duration and EDSS (ses-01 ... with "
+                "sub-<label>_sessions.tsv; 1: no ses- folders)",
+            },
+        ),
+        "interval_years": (
+            ("--interval-years",),
+            {
+                "type": _positive_float,
+                "metavar": "Y",
+                "help": "mean years between sessions (each interval x U(0.8, 1.2))",
+            },
+        ),
         "coils": (
             ("--coils",),
             {
@@ -214,7 +232,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap run`` (participant and group stages)."""
-    from ..defaults import MIN_FRACTION
+    from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION
     from ..iron import CALIBRATIONS
     from ..segmentation.strategies import SEGMENTATIONS
     from ..workflows.participant import ParticipantConfig
@@ -285,6 +303,15 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         metavar="MM",
         help="erode each structure by this radius before its statistics (default: 0)",
     )
+    run.add_argument(
+        "--csf-exclusion",
+        choices=CSF_EXCLUSIONS,
+        default=_default(ParticipantConfig, "csf_exclusion"),
+        help="on: leave out the voxels of each deep grey-matter region and NAWM whose R2* says "
+        "CSF (below half the region's tissue R2*, and their partial-volume neighbours), "
+        "counted in n_csf_excluded; a region without such voxels is unchanged (default: on; "
+        "docs/regions.md)",
+    )
     _add(run, "fit_method", ParticipantConfig)
     _add(run, "coils")
     _add(run, "force")
@@ -323,6 +350,8 @@ def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         help="add a frontal-sinus B0 field and write part-phase echoes",
     )
     _add(sim, "anatomy", SimulateConfig)
+    _add(sim, "sessions", SimulateConfig)
+    _add(sim, "interval_years", SimulateConfig)
     sim.add_argument(
         "--t1w",
         dest="with_t1w",
@@ -345,4 +374,6 @@ def _demo_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     demo.add_argument("--quick", action="store_true", help="20 participants instead of 178")
     _add(demo, "n_jobs", run_demo)
     _add(demo, "anatomy", run_demo)
+    _add(demo, "sessions", run_demo)
+    _add(demo, "interval_years", run_demo)
     _add(demo, "force", help="overwrite an existing OUTPUT_DIR")

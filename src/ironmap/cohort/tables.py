@@ -8,7 +8,6 @@ the participants with participant-stage outputs (:func:`missing_outputs` names t
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -19,12 +18,14 @@ from ..errors import InputError, IronmapWarning
 from ..io.bids import read_bids_tsv
 from ..io.derivatives import find_participant_tables, read_tsv
 from ..regions.stats import VOLUME_COLUMNS
+from .sessions import baseline_key, read_sessions, session_key, sessions_path
 
 __all__ = [
     "PARTICIPANT_COLUMNS",
     "SEX_CODES",
     "SUBJECT_COLUMNS",
     "baseline_sessions",
+    "collect_all_sessions",
     "collect_regions",
     "missing_outputs",
     "read_participants",
@@ -169,71 +170,45 @@ def _stack(paths: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _session_key(label: object) -> tuple:
-    """Natural sort key of a session label: ``ses-`` optional, digits compared as numbers."""
-    if isinstance(label, float) and label.is_integer():
-        label = int(label)
-    parts = re.split(r"(\d+)", str(label).removeprefix("ses-"))
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
-
-
-def _acq_times(bids_dir: str | Path, participant: str) -> dict[tuple, pd.Timestamp]:
-    """``acq_time`` per session key from ``sub-<label>_sessions.tsv`` ({} when absent)."""
-    path = Path(bids_dir) / participant / f"{participant}_sessions.tsv"
-    if not path.exists():
-        return {}
-    sessions = read_bids_tsv(path).replace("", np.nan)  # one-line errors for broken files
-    if "session_id" not in sessions.columns:
-        raise InputError(f"{path}: no session_id column (BIDS sessions file)")
-    if "acq_time" not in sessions.columns:
-        return {}
-    text = sessions["acq_time"].astype(object)
-    times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    bad = text.notna() & times.isna()
-    if bad.any():
-        raise InputError(
-            f"{path}: acq_time must be an ISO datetime or n/a, got {text[bad].iloc[0]!r} "
-            f"for {sessions.loc[bad, 'session_id'].iloc[0]}"
-        )
-    keys = sessions["session_id"].map(_session_key)
-    return {k: t for k, t in zip(keys, times, strict=True) if pd.notna(t)}
-
-
 def _baseline_key(
     participant: str, keys: set[tuple], bids_dir: str | Path | None
-) -> tuple[tuple, bool]:
-    """(key of the baseline session, whether acq_time chose it)."""
-    ordered = sorted(keys)
-    times = _acq_times(bids_dir, participant) if bids_dir is not None and len(keys) > 1 else {}
-    if times and all(k in times for k in ordered):
-        return min(ordered, key=lambda k: times[k]), True
-    return ordered[0], False
+) -> tuple[tuple, str | None]:
+    """(key of the baseline session, the clock of sessions.tsv that chose it, or None)."""
+    table = None
+    if bids_dir is not None and len(keys) > 1:
+        path = sessions_path(bids_dir, participant)
+        table = read_sessions(path) if path.exists() else None  # one-line errors
+    return baseline_key(keys, table)
 
 
 def _baseline(table: pd.DataFrame, bids_dir: str | Path | None) -> tuple[pd.DataFrame, str]:
     """Baseline rows of ``table`` and the warning to give ('' with one session each)."""
     if "session" not in table.columns:
         return table.reset_index(drop=True), ""
-    keys = table["session"].map(lambda s: None if pd.isna(s) else _session_key(s))
+    keys = table["session"].map(lambda s: None if pd.isna(s) else session_key(s))
     labelled = keys.notna()
-    chosen, by_time, several = {}, 0, 0
+    chosen, by_clock, several = {}, {"acq_time": 0, "age": 0}, 0
     for pid, group in keys[labelled].groupby(table.loc[labelled, "participant_id"]):
-        chosen[pid], timed = _baseline_key(pid, set(group), bids_dir)
+        chosen[pid], clock = _baseline_key(pid, set(group), bids_dir)
         several += group.nunique() > 1
-        by_time += timed
+        if clock is not None:
+            by_clock[clock] += 1
     baseline = table["participant_id"].map(chosen)
     keep = [k == b if isinstance(b, tuple) else True for k, b in zip(keys, baseline, strict=True)]
-    return table[keep].reset_index(drop=True), _sessions_note(several, by_time)
+    return table[keep].reset_index(drop=True), _sessions_note(several, by_clock)
 
 
-def _sessions_note(several: int, by_time: int) -> str:
+def _sessions_note(several: int, by_clock: dict[str, int]) -> str:
     if not several:
         return ""
     how = []
-    if by_time:
-        how.append(f"the earliest acq_time of sub-<label>_sessions.tsv ({by_time})")
-    if several - by_time:
-        how.append(f"the first label in natural order, ses-2 before ses-10 ({several - by_time})")
+    if by_clock["acq_time"]:
+        how.append(f"the earliest acq_time of sub-<label>_sessions.tsv ({by_clock['acq_time']})")
+    if by_clock["age"]:
+        how.append(f"the youngest age of sub-<label>_sessions.tsv ({by_clock['age']})")
+    by_label = several - sum(by_clock.values())
+    if by_label:
+        how.append(f"the first label in natural order, ses-2 before ses-10 ({by_label})")
     return (
         f"{several} participant(s) have several sessions: the cross-sectional statistics use "
         f"each participant's baseline session, chosen by {' or '.join(how)}; every session "
@@ -250,15 +225,16 @@ def baseline_sessions(table: pd.DataFrame, *, bids_dir: str | Path | None) -> pd
         Rows with ``participant_id`` and, optionally, ``session`` (``ses-01`` or ``01``; NaN
         for a participant without sessions).
     bids_dir
-        BIDS dataset whose ``sub-<label>/sub-<label>_sessions.tsv`` give ``acq_time``; None to
-        order by label only.
+        BIDS dataset whose ``sub-<label>/sub-<label>_sessions.tsv`` give ``acq_time`` or
+        ``age``; None to order by label only.
 
     Returns
     -------
     pandas.DataFrame
         The rows of the baseline session, in their order, with a fresh index: the session with
-        the earliest ``acq_time`` when every session of the participant has one, else the first
-        in natural order (``ses-2`` before ``ses-10``). A participant without a labelled
+        the earliest ``acq_time`` when every session of the participant has one, else the one
+        with the youngest ``age`` when every session has one, else the first in natural order
+        (``ses-2`` before ``ses-10``); see :mod:`.sessions`. A participant without a labelled
         session keeps all its rows; a table without ``session`` is returned whole.
 
     Warns
@@ -269,7 +245,8 @@ def baseline_sessions(table: pd.DataFrame, *, bids_dir: str | Path | None) -> pd
     Raises
     ------
     InputError
-        A sessions file without ``session_id`` or with an ``acq_time`` that is not ISO 8601.
+        A sessions file that :func:`~.sessions.read_sessions` refuses (no ``session_id``, an
+        ``acq_time`` that is not ISO 8601, ...).
     """
     table, note = _baseline(table, bids_dir)
     if note:
@@ -297,6 +274,31 @@ def collect_regions(output_dir: str | Path, *, bids_dir: str | Path | None = Non
             "(ironmap run BIDS_DIR OUTPUT_DIR participant)"
         )
     return baseline_sessions(_stack(paths), bids_dir=bids_dir)
+
+
+def collect_lesions(output_dir: str | Path, *, bids_dir: str | Path | None = None) -> pd.DataFrame:
+    """Stack every participant's ``sub-*_lesions.tsv`` (one row per lesion), baseline session
+    only, as :func:`collect_regions`; empty (no columns) when no participant has one."""
+    table = _stack(find_participant_tables(output_dir, "lesions"))
+    return table if table.empty else baseline_sessions(table, bids_dir=bids_dir)
+
+
+def collect_all_sessions(output_dir: str | Path) -> pd.DataFrame:
+    """Stack every session's ``sub-*/**/sub-*_regions.tsv`` (for the longitudinal analysis).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The participant-stage rows of every participant and session, ``session`` an empty
+        string for data without sessions; empty when no table exists.
+    """
+    table = _stack(find_participant_tables(output_dir, "regions"))
+    if table.empty:
+        return table
+    if "session" not in table.columns:
+        table["session"] = ""
+    table["session"] = table["session"].astype(object).where(table["session"].notna(), "")
+    return table
 
 
 def subjects_table(

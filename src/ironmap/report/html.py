@@ -2,7 +2,8 @@
 
 It opens offline in any browser: no scripts, no external style sheets, fonts or images. This
 module assembles the sections in the order a paper reads: the cohort (Table 1) and who was
-excluded, R2* by group (Table 2, figures), the determinants in MS, acquisition and quality
+excluded, R2* by group (Table 2, figures), the determinants in MS, change over time with
+several sessions (:mod:`.longitudinal`), acquisition and quality
 control per site, site harmonisation and age models, then the Methods written from what was run
 (:mod:`.methods`). Tables come from :mod:`.tables` and :mod:`.protocol`, figures from
 :mod:`.figures` and :mod:`.clinical`, the look from :mod:`.style`.
@@ -23,6 +24,7 @@ from ..cohort.analysis import harmonization_description
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
+from .longitudinal import longitudinal_section
 from .methods import methods_html
 from .style import PALETTE, STYLE, embed, plotting, pretty_region
 
@@ -288,6 +290,7 @@ def write_report(path: str | Path, result) -> Path:
         )
         if len(multi)
         else "<p>No multivariable or stepwise model (fewer than 10 patients per predictor).</p>",
+        longitudinal_section(n, result, plotting),
         "<h2>Acquisition and quality control</h2>" + _qc(n, qc, result.flow),
         "<h2>Site harmonisation and age models</h2>"
         + (

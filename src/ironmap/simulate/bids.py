@@ -11,18 +11,25 @@ import pandas as pd
 
 from .. import __version__
 from ..io import atomic_write_bytes, save_nifti, write_json
+from ..io.bids import session_name
 from .anatomy import LABEL_NAMES
 from .cohort import Subject
 from .subject import SubjectData
 
-__all__ = ["SEGMENTATION_DIR", "write_cohort", "write_dataset_files", "write_subject"]
+__all__ = [
+    "SEGMENTATION_DIR",
+    "write_cohort",
+    "write_dataset_files",
+    "write_sessions_file",
+    "write_subject",
+]
 
 #: Derivatives dataset (inside the BIDS root) holding dseg and lesion masks.
 SEGMENTATION_DIR = Path("derivatives") / "segmentation"
 
 _PARTICIPANT_COLUMNS = {
     "participant_id": {"Description": "participant label"},
-    "age": {"Description": "age at scan", "Units": "year"},
+    "age": {"Description": "age at scan (the first session's)", "Units": "year"},
     "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
     "group": {"Description": "diagnosis group", "Levels": {"HC": "healthy control", "MS": "MS"}},
     "phenotype": {"Description": "MS phenotype (n/a for controls)"},
@@ -30,6 +37,22 @@ _PARTICIPANT_COLUMNS = {
     "edss": {"Description": "Expanded Disability Status Scale"},
     "site": {"Description": "acquisition centre"},
 }
+
+
+_SESSION_COLUMNS = {
+    "session_id": {"Description": "session label"},
+    "acq_time": {"Description": "date and time of the session (ISO 8601)"},
+    "age": {"Description": "age at the session", "Units": "year"},
+    "edss": {"Description": "Expanded Disability Status Scale at the session (n/a for HC)"},
+}
+
+
+def write_sessions_file(root: Path, participant_id: str, table: pd.DataFrame) -> Path:
+    """``sub-<label>/sub-<label>_sessions.tsv`` (+ ``.json``): one row per session."""
+    path = Path(root) / participant_id / f"{participant_id}_sessions.tsv"
+    atomic_write_bytes(path, table.to_csv(sep="\t", index=False, na_rep="n/a").encode())
+    write_json(path.with_suffix(".json"), _SESSION_COLUMNS)
+    return path
 
 
 def _image(data: np.ndarray, affine: np.ndarray, dtype) -> nib.Nifti1Image:
@@ -68,10 +91,17 @@ def write_dataset_files(root: Path, table: pd.DataFrame) -> None:
     )
 
 
-def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]:
-    """Write one subject's MEGRE echoes (+ sidecars), T1w if any, dseg (+ tsv), lesion mask."""
-    sub = subject.participant_id
-    anat = root / sub / "anat"
+def write_subject(
+    root: Path, subject: Subject, data: SubjectData, *, session: str | None = None
+) -> list[Path]:
+    """Write one subject's MEGRE echoes (+ sidecars), T1w if any, dseg (+ tsv), lesion mask.
+
+    With ``session`` (label without ``ses-``) into ``sub-<label>/ses-<session>/anat`` (and the
+    same under the segmentation dataset), every name prefixed ``sub-<label>_ses-<session>``.
+    """
+    sub = session_name(subject.label, session)
+    folder = Path(subject.participant_id) / (f"ses-{session}" if session else "") / "anat"
+    anat = root / folder
     protocol = subject.site.protocol
     written = []
     stored = np.clip(np.round(data.magnitude), 0, np.iinfo(np.int16).max).astype(np.int16)
@@ -115,7 +145,7 @@ def write_subject(root: Path, subject: Subject, data: SubjectData) -> list[Path]
             {"MagneticFieldStrength": 3, "MRAcquisitionType": "3D", "InversionTime": 0.9},
         )
         written.append(path)
-    seg = root / SEGMENTATION_DIR / sub / "anat"
+    seg = root / SEGMENTATION_DIR / folder
     dseg = seg / f"{sub}_dseg.nii.gz"
     save_nifti(_image(data.anatomy.labels, data.anatomy.affine, np.int16), dseg)
     lut = pd.DataFrame({"index": list(LABEL_NAMES), "name": list(LABEL_NAMES.values())})

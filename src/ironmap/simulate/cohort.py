@@ -2,6 +2,15 @@
 
 Everything is drawn from one seed through :class:`numpy.random.SeedSequence`, one child sequence
 per subject, so a subject's data do not depend on how many workers generate the cohort.
+
+Longitudinal cohorts (:func:`draw_sessions`) follow each participant over several sessions:
+the same head (anatomy, grids, within-tissue texture) scanned again at the same site, with R2*
+that changes as the truth model says it should at the new age, disease duration and EDSS
+(healthy ageing everywhere; in MS the planted ``duration_slope`` per year of disease and
+``edss_slope`` per EDSS point gained, :mod:`.tissue`), plus a biological random slope per
+participant and tissue, and a new acquisition (noise, receive bias, shim) with a scan-rescan
+factor on R2*. Session draws come from a stream of their own, so the baseline cohort of a seed
+does not depend on the number of sessions.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from .signal import Protocol
 from .tissue import (
@@ -21,12 +31,21 @@ from .tissue import (
 )
 
 __all__ = [
+    "EDSS_PROGRESSION",
+    "EDSS_RATING_SD",
+    "INTERVAL_JITTER",
+    "SCAN_RESCAN_CV",
     "SITES",
+    "SLOPE_SD",
+    "Session",
     "Site",
     "Subject",
     "draw_cohort",
+    "draw_sessions",
     "draw_site_panel",
+    "edss_course",
     "participants_table",
+    "sessions_table",
     "subject_r2star",
 ]
 
@@ -200,5 +219,180 @@ def participants_table(subjects: list[Subject]) -> pd.DataFrame:
             "disease_duration": [s.disease_duration for s in subjects],
             "edss": [s.edss for s in subjects],
             "site": [s.site.name for s in subjects],
+        }
+    )
+
+
+# -- longitudinal cohorts --------------------------------------------------------------------
+
+#: Mean and SD across patients of the yearly EDSS change (points per year), by phenotype.
+EDSS_PROGRESSION: dict[str, tuple[float, float]] = {
+    "CIS": (0.05, 0.05),
+    "RRMS": (0.08, 0.10),
+    "SPMS": (0.25, 0.15),
+    "PPMS": (0.30, 0.15),
+}
+#: SD of an EDSS rating around the patient's course at a follow-up (then rounded to 0.5).
+EDSS_RATING_SD = 0.3
+#: Between-participant SD of the yearly R2* change of a tissue (1/s per year), around the
+#: planted ageing and disease change: the biological random slope.
+SLOPE_SD = 0.02
+#: SD of the scan-rescan factor on measured R2* (repositioning, shim, scanner drift): 1 %.
+SCAN_RESCAN_CV = 0.01
+#: Each interval between sessions is ``interval_years * U(1 - j, 1 + j)``.
+INTERVAL_JITTER = 0.2
+#: Spawn key of the session stream (no cohort has this many participants).
+_SESSION_STREAM = 2**32
+
+
+@dataclass(frozen=True)
+class Session:
+    """One session of a participant: who they are then, when, and the scan's own randomness.
+
+    Attributes
+    ----------
+    label : str
+        Session label without ``ses-`` (``"01"``, ``"02"``, ...).
+    subject : Subject
+        The participant at this session: age, disease duration, EDSS and R2* offsets of the
+        day; label, site, anatomy seed, lesions and atrophy of the baseline.
+    time_years : float
+        Years since the baseline session.
+    acq_time : str
+        ISO 8601 date-time of the session.
+    r2star_factor : float
+        Scan-rescan factor on measured R2* (1 at no variability).
+    seed : numpy.random.SeedSequence
+        The acquisition's noise, receive bias and shim.
+    """
+
+    label: str
+    subject: Subject
+    time_years: float
+    acq_time: str
+    r2star_factor: float
+    seed: np.random.SeedSequence
+
+
+def edss_course(
+    edss0: float, rate: float, times: np.ndarray, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """EDSS recorded at each session: baseline ``edss0``, then ``edss0 + rate t`` plus a rating
+    error of SD :data:`EDSS_RATING_SD`, rounded to 0.5 and kept within 0-9.5.
+
+    Parameters
+    ----------
+    edss0 : float
+        Baseline EDSS (points).
+    rate : float
+        Yearly change (points per year).
+    times : ndarray, shape (k,)
+        Years since baseline, ``times[0] == 0``.
+    rng : numpy.random.Generator
+        Draws ``k - 1`` normals.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    later = edss0 + rate * times[1:] + rng.normal(0.0, EDSS_RATING_SD, times.size - 1)
+    rounded = np.clip(np.round(later * 2) / 2, 0.0, 9.5) + 0.0
+    return np.concatenate([[edss0], rounded])
+
+
+def draw_sessions(
+    subjects: list[Subject],
+    *,
+    n_sessions: int,
+    interval_years: float,
+    seed: int,
+    slope_sd: float = SLOPE_SD,
+    scan_rescan_cv: float = SCAN_RESCAN_CV,
+) -> list[list[Session]]:
+    """Each participant's sessions: the same head followed over ``n_sessions`` scans.
+
+    Intervals are ``interval_years * U(0.8, 1.2)`` (unequal); the baseline date is drawn in
+    2016-2019. At each session age and disease duration advance by the time since baseline,
+    EDSS follows :func:`edss_course` with a yearly rate drawn from
+    :data:`EDSS_PROGRESSION` (patients only), and each tissue's R2* offset gains a biological
+    random slope ``N(0, slope_sd)`` (1/s per year) times the time. Every session, the baseline
+    included, gets a scan-rescan factor ``N(1, scan_rescan_cv)`` on R2* and its own acquisition
+    seed.
+
+    Parameters
+    ----------
+    subjects : list of Subject
+        The baseline cohort (:func:`draw_cohort`).
+    n_sessions : int
+        Sessions per participant (>= 1).
+    interval_years : float
+        Mean years between sessions (> 0).
+    seed : int
+        The cohort's seed; the sessions draw from their own stream of it.
+    slope_sd : float
+        Biological random-slope SD (1/s per year).
+    scan_rescan_cv : float
+        SD of the scan-rescan R2* factor.
+
+    Returns
+    -------
+    list of list of Session
+        Per participant, in the order of ``subjects``, its sessions in time order.
+    """
+    if n_sessions < 1 or not interval_years > 0:
+        raise ValueError(
+            f"need n_sessions >= 1 and interval_years > 0, got {n_sessions}, {interval_years}"
+        )
+    stream = np.random.SeedSequence(seed, spawn_key=(_SESSION_STREAM,))
+    children = stream.spawn(len(subjects))
+    out = []
+    for subject, child in zip(subjects, children, strict=True):
+        rng = np.random.default_rng(child)
+        gaps = interval_years * rng.uniform(
+            1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER, n_sessions - 1
+        )
+        times = np.concatenate([[0.0], np.cumsum(gaps)])
+        slopes = {t: float(rng.normal(0.0, slope_sd)) for t in subject.r2star_offset}
+        if subject.group == "MS":
+            mean, sd = EDSS_PROGRESSION.get(subject.phenotype, EDSS_PROGRESSION["RRMS"])
+            edss = edss_course(subject.edss, float(rng.normal(mean, sd)), times, rng)
+        else:
+            edss = np.full(n_sessions, np.nan)
+        start = pd.Timestamp("2016-01-01") + pd.Timedelta(days=float(rng.uniform(0, 4 * 365)))
+        start = start.replace(hour=8) + pd.Timedelta(minutes=int(rng.integers(0, 600)))
+        factors = 1.0 + rng.normal(0.0, scan_rescan_cv, n_sessions)
+        seeds = child.spawn(n_sessions)
+        sessions = []
+        for k, t in enumerate(times):
+            then = dataclasses.replace(
+                subject,
+                age=subject.age + float(t),
+                disease_duration=subject.disease_duration + float(t),
+                edss=float(edss[k]),
+                r2star_offset={
+                    tissue: value + slopes[tissue] * t
+                    for tissue, value in subject.r2star_offset.items()
+                },
+            )
+            when = start + pd.Timedelta(days=float(t * 365.25))
+            sessions.append(
+                Session(
+                    label=f"{k + 1:02d}",
+                    subject=then,
+                    time_years=float(t),
+                    acq_time=when.strftime("%Y-%m-%dT%H:%M:%S"),
+                    r2star_factor=float(factors[k]),
+                    seed=seeds[k],
+                )
+            )
+        out.append(sessions)
+    return out
+
+
+def sessions_table(sessions: list[Session]) -> pd.DataFrame:
+    """``sub-<label>_sessions.tsv`` content: ``session_id, acq_time, age, edss``."""
+    return pd.DataFrame(
+        {
+            "session_id": [f"ses-{s.label}" for s in sessions],
+            "acq_time": [s.acq_time for s in sessions],
+            "age": [round(s.subject.age, 1) for s in sessions],
+            "edss": [s.subject.edss for s in sessions],
         }
     )

@@ -1,9 +1,10 @@
 """``ironmap run BIDS_DIR OUTPUT_DIR group``: the cohort statistics and the report.
 
 Reads ``participants.tsv`` and the participant-stage tables, runs
-:func:`ironmap.cohort.analysis.analyse_cohort`, and writes ``OUTPUT_DIR/group/``
-(:data:`ironmap.io.derivatives.GROUP_TABLES`) and ``OUTPUT_DIR/report.html``.
-No statistics live here.
+:func:`ironmap.cohort.analysis.analyse_cohort` on each participant's baseline session and, when
+participants have several timed sessions, :func:`ironmap.cohort.longitudinal.analyse_longitudinal`
+on all of them, and writes ``OUTPUT_DIR/group/`` (:data:`ironmap.io.derivatives.GROUP_TABLES`)
+and ``OUTPUT_DIR/report.html``. No statistics live here.
 
 Like the participant stage, the group stage resumes: ``group/provenance.json`` records the
 ironmap version, the SHA-256 of ``participants.tsv``, of every participant table and sessions
@@ -31,8 +32,11 @@ from ..cohort.analysis import (
     harmonization_description,
     participant_flow,
 )
+from ..cohort.lesions import LESION_MODEL_COLUMNS, lesion_models
+from ..cohort.longitudinal import LongitudinalAnalysis, analyse_longitudinal
 from ..cohort.qc import collect_protocols
-from ..cohort.tables import missing_outputs
+from ..cohort.sessions import collect_timing
+from ..cohort.tables import collect_all_sessions, collect_lesions, missing_outputs
 from ..errors import InputError
 from ..io import check_output_dir, output_lock, write_bidsignore, write_json, write_tsv
 from ..io.derivatives import (
@@ -82,7 +86,9 @@ class GroupResult:
     """The group tables (pandas DataFrames) and where the report was written.
 
     ``skipped`` is True when the outputs were up to date and read back from ``OUTPUT_DIR``;
-    ``analysis`` (the in-memory models) is then None.
+    ``analysis`` and ``trend`` (the in-memory cross-sectional and longitudinal models) are then
+    None. ``longitudinal`` and ``longitudinal_sessions`` are empty (columns only) when no
+    participant has two timed sessions.
     """
 
     regions: pd.DataFrame
@@ -94,9 +100,13 @@ class GroupResult:
     comparison_mixed: pd.DataFrame
     determinants: pd.DataFrame
     participant_qc: pd.DataFrame
+    longitudinal: pd.DataFrame
+    longitudinal_sessions: pd.DataFrame
+    lesion_models: pd.DataFrame
     analysis: CohortAnalysis | None
     report: Path | None
     skipped: bool = False
+    trend: LongitudinalAnalysis | None = None
 
 
 def run_group(config: GroupConfig) -> GroupResult:
@@ -204,6 +214,7 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         for pid in missing_outputs(participants, regions)
     }
     exclusions.update(analysis.exclusions)
+    trend = _longitudinal(config, participants, subjects, analysis)
     return GroupResult(
         regions=analysis.regions,
         subjects=subjects.assign(analysed=~subjects["participant_id"].isin(exclusions)),
@@ -214,9 +225,45 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         comparison_mixed=analysis.comparison_mixed,
         determinants=analysis.determinants,
         participant_qc=collect_protocols(out, regions, subjects),
+        longitudinal=trend.table,
+        longitudinal_sessions=trend.values,
+        lesion_models=_lesion_models(config, subjects, exclusions),
         analysis=analysis,
         report=None,
+        trend=trend,
     )
+
+
+def _lesion_models(
+    config: GroupConfig, subjects: pd.DataFrame, exclusions: dict[str, str]
+) -> pd.DataFrame:
+    """Lesions one by one (baseline ``_lesions.tsv``), nested in the analysed participants."""
+    lesions = collect_lesions(config.output_dir, bids_dir=config.bids_dir)
+    if lesions.empty:
+        return pd.DataFrame(columns=list(LESION_MODEL_COLUMNS))
+    lesions = lesions[~lesions["participant_id"].isin(exclusions)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        return lesion_models(lesions, subjects)
+
+
+def _longitudinal(
+    config: GroupConfig,
+    participants: pd.DataFrame,
+    subjects: pd.DataFrame,
+    analysis: CohortAnalysis,
+) -> LongitudinalAnalysis:
+    """Every session of the analysed participants, timed, through the longitudinal models."""
+    every = collect_all_sessions(config.output_dir)
+    timing, untimed = collect_timing(every, participants, bids_dir=config.bids_dir)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return analyse_longitudinal(
+            every,
+            timing,
+            subjects,
+            analysis.normative,
+            excluded=analysis.exclusions,
+            untimed=untimed,
+        )
 
 
 def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig) -> None:

@@ -9,13 +9,26 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..errors import InputError
 from ..io import write_json
 from ..parallel import map_ordered
 from ..simulate import draw_cohort, generate_subject, participants_table, truth_summary
-from ..simulate.bids import json_safe, write_dataset_files, write_subject
-from ..simulate.cohort import SITES, Subject
+from ..simulate.bids import json_safe, write_dataset_files, write_sessions_file, write_subject
+from ..simulate.cohort import (
+    EDSS_PROGRESSION,
+    EDSS_RATING_SD,
+    INTERVAL_JITTER,
+    SCAN_RESCAN_CV,
+    SITES,
+    SLOPE_SD,
+    Session,
+    Subject,
+    draw_sessions,
+    sessions_table,
+)
 from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
 
 __all__ = ["ANATOMIES", "QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
@@ -42,6 +55,8 @@ class SimulateConfig:
     with_phase: bool = False
     anatomy: str = "phantom"
     with_t1w: bool = False
+    sessions: int = 1
+    interval_years: float = 2.0
 
     def __post_init__(self) -> None:
         if self.n_hc < 0 or self.n_ms < 0 or self.n_hc + self.n_ms < 1:
@@ -54,6 +69,10 @@ class SimulateConfig:
             raise InputError(
                 f"--anatomy must be one of {', '.join(ANATOMIES)}, got {self.anatomy!r}"
             )
+        if self.sessions < 1:
+            raise InputError(f"--sessions must be >= 1, got {self.sessions}")
+        if not (self.interval_years > 0 and np.isfinite(self.interval_years)):
+            raise InputError(f"--interval-years must be > 0, got {self.interval_years}")
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -74,6 +93,51 @@ def _one_subject(
     return truth_summary(subject, data)
 
 
+def _one_session(
+    session: Session,
+    root: Path,
+    with_phase: bool = False,
+    anatomy: str = "phantom",
+    with_t1w: bool = False,
+) -> dict:
+    """One session of a longitudinal cohort: the same head, scanned again."""
+    data = generate_subject(
+        session.subject, with_phase=with_phase, anatomy=anatomy, with_t1w=with_t1w, scan=session
+    )
+    write_subject(root, session.subject, data, session=session.label)
+    return {
+        **truth_summary(session.subject, data),
+        "session": f"ses-{session.label}",
+        "time_years": session.time_years,
+        "acq_time": session.acq_time,
+        "scan_r2star_factor": session.r2star_factor,
+    }
+
+
+def _longitudinal_truth(config: SimulateConfig, truths: list[dict]) -> dict:
+    """The truth JSON's ``longitudinal`` record and its per-participant ``subjects``."""
+    subjects: dict[str, dict] = {}
+    for truth in truths:
+        pid = truth["participant_id"]
+        record = subjects.setdefault(pid, {**truth, "sessions": {}})
+        record["sessions"][truth["session"]] = truth
+    model = {
+        "sessions": config.sessions,
+        "interval_years": config.interval_years,
+        "interval_jitter": f"each interval x U({1 - INTERVAL_JITTER:g}, {1 + INTERVAL_JITTER:g})",
+        "annual_change": "healthy ageing (age_models at the age of each session); in MS also "
+        "duration_slope per year of disease and edss_slope per EDSS point gained (ms_effects); "
+        "plus a biological random slope per participant and tissue",
+        "random_slope_sd": SLOPE_SD,
+        "scan_rescan_cv": SCAN_RESCAN_CV,
+        "edss_progression": {k: {"mean": m, "sd": sd} for k, (m, sd) in EDSS_PROGRESSION.items()},
+        "edss_rating_sd": EDSS_RATING_SD,
+        "same_head": "anatomy, grids, lesions and within-tissue texture of the baseline; a new "
+        "acquisition (noise, receive bias, shim) per session",
+    }
+    return {"longitudinal": model, "subjects": subjects}
+
+
 def run_simulate(config: SimulateConfig) -> Path:
     """Generate the cohort; returns the path of the truth JSON."""
     root = Path(config.out_bids)
@@ -90,18 +154,32 @@ def run_simulate(config: SimulateConfig) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     write_dataset_files(root, participants_table(subjects))
     log.info("simulating %d participants into %s", len(subjects), root)
-    truths = map_ordered(
-        partial(
-            _one_subject,
-            root=root,
-            with_phase=config.with_phase,
-            anatomy=config.anatomy,
-            with_t1w=config.with_t1w,
-        ),
-        subjects,
-        n_jobs=config.n_jobs,
-        desc="simulated participants",
-    )
+    options = {"with_phase": config.with_phase, "anatomy": config.anatomy}
+    options["with_t1w"] = config.with_t1w
+    if config.sessions == 1:
+        truths = map_ordered(
+            partial(_one_subject, root=root, **options),
+            subjects,
+            n_jobs=config.n_jobs,
+            desc="simulated participants",
+        )
+        per_subject = {"subjects": {t["participant_id"]: t for t in truths}}
+    else:
+        sessions = draw_sessions(
+            subjects,
+            n_sessions=config.sessions,
+            interval_years=config.interval_years,
+            seed=config.seed,
+        )
+        for subject, visits in zip(subjects, sessions, strict=True):
+            write_sessions_file(root, subject.participant_id, sessions_table(visits))
+        truths = map_ordered(
+            partial(_one_session, root=root, **options),
+            [visit for visits in sessions for visit in visits],
+            n_jobs=config.n_jobs,
+            desc="simulated sessions",
+        )
+        per_subject = _longitudinal_truth(config, truths)
     truth = {
         "ironmap_version": __version__,
         "seed": config.seed,
@@ -126,7 +204,7 @@ def run_simulate(config: SimulateConfig) -> Path:
         if config.anatomy == "atlas"
         else "ellipsoid phantom (simulate.anatomy)",
         "lesion_r2star_factor": "max(0.88 - 0.008 * disease_duration, 0.6) x NAWM R2*",
-        "subjects": {t["participant_id"]: t for t in truths},
+        **per_subject,
     }
     write_json(truth_file, json_safe(truth))
     return truth_file
