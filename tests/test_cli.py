@@ -276,6 +276,7 @@ def test_a_registered_fit_method_is_a_command_line_choice(monkeypatch):
         ("ParticipantConfig(b, o, iron_calibration='y')", "--iron-calibration must be one of"),
         ("ParticipantConfig(b, o, b0_correction='on')", "--b0-correction must be one of auto"),
         ("ParticipantConfig(b, o, n_jobs=0)", "--n-jobs must be >= 1, got 0"),
+        ("ParticipantConfig(b, o, csf_exclusion='yes')", "--csf-exclusion must be one of on, off"),
         ("FitConfig(o, fit_method='x')", "unknown fit method 'x'"),
         ("FitConfig(o, te_unit='us')", "--te-unit must be s or ms"),
         ("SimulateConfig(o, anatomy='mouse')", "--anatomy must be one of phantom, atlas"),

@@ -44,6 +44,7 @@ def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_coh
             "r2star_iqr",
             "n_voxels",
             "volume_ml",
+            "n_csf_excluded",
             "alignment",
             "alignment_score",
             "alignment_shift_mm",
@@ -59,6 +60,42 @@ def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_coh
         for region in DEEP_GM:
             row = table[(table.region == region) & (table.hemisphere == "both")].iloc[0]
             assert row.volume_ml == pytest.approx(t["regions"][region]["both"]["volume_ml"])
+
+
+def test_enlarged_ventricles_give_no_false_iron_loss_in_the_caudate(tmp_path):
+    """Periventricular atrophy (ventricles 4 mm larger) under a segmentation that does not
+    follow it (the same subject's labels before the atrophy, as a registered atlas would give):
+    the CSF-like voxels are left out and caudate R2* stays within 3 % of the truth; with the
+    subject's own labels the exclusion finds nothing to leave out."""
+    from ironmap.simulate.bids import write_dataset_files, write_subject
+    from ironmap.simulate.cohort import draw_site_panel, participants_table
+    from ironmap.simulate.subject import generate_subject, truth_summary
+
+    subject = draw_site_panel(group="HC")[0]  # graz, two echoes: the fastest to fit
+    atrophied = generate_subject(subject, ventricle_margin_mm=4.0)
+    truth = truth_summary(subject, atrophied)
+    before = generate_subject(subject, with_images=False).anatomy.labels
+    stale = dataclasses.replace(subject, label="002")  # same images, labels before atrophy
+    root = tmp_path / "bids"
+    write_dataset_files(root, participants_table([subject, stale]))
+    write_subject(root, subject, atrophied)
+    dseg = write_subject(root, stale, atrophied)[-2]
+    assert dseg.name == "sub-002_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(before, nib.load(dseg).affine), dseg)
+    assert main(["run", str(root), str(tmp_path / "out"), "participant", "-q"]) == 0
+    for sub, own in (("sub-001", True), ("sub-002", False)):
+        path = tmp_path / "out" / sub / "anat" / f"{sub}_regions.tsv"
+        table = pd.read_csv(path, sep="\t").set_index(["region", "hemisphere"])
+        for region in ("caudate", "thalamus"):
+            expected = truth["regions"][region]["both"]["r2star_mean"]
+            expected *= truth["site_r2star_bias"]
+            row = table.loc[(region, "both")]
+            assert row.r2star_median == pytest.approx(expected, rel=0.03), (sub, region)
+            assert (row.n_csf_excluded == 0) == own, (sub, region)
+        if own:
+            assert (table.n_csf_excluded == 0).all()
+    provenance = json.loads((path.parent / f"{sub}_provenance.json").read_text())
+    assert provenance["options"]["csf_exclusion"] == "on"
 
 
 def test_volumes_and_lesion_load(site_cohort):

@@ -138,3 +138,77 @@ def test_subdivided_grid_nests_in_the_r2star_grid():
     up = _upsample(ramp, factor)
     assert np.all(np.isnan(up[10:12]))  # the sub-voxels of the failed voxel
     np.testing.assert_allclose(up[9, 3, 5], ramp[4, 0, 0], rtol=1e-6)  # next to it: neighbour
+
+
+# -- labels that follow the subject's CSF (R2*) and grey/white matter (T1w) ---------------------
+
+CAUDATE, VENTRICLE = 11, 4
+
+
+def _atrophy_scene(rng):
+    """A ventricle (R2* 3 1/s) grown 3 voxels past the atlas's, into an atlas caudate (24 1/s)
+    in white matter (20 1/s); R2* blurred by a 2 mm acquisition interpolated to 1 mm."""
+    from scipy import ndimage
+
+    ventricle = _ball((14, 20, 15), 9.0)
+    caudate = _ball((23, 20, 15), 7.0) & ~ventricle
+    r2 = np.where(ventricle, 3.0, np.where(caudate, 24.0, 20.0))
+    r2 = ndimage.gaussian_filter(r2, 0.85) + rng.normal(0.0, 0.5, SHAPE)
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    labels[_ball((23, 20, 15), 7.0)] = CAUDATE  # the atlas caudate, registered to no atrophy
+    labels[_ball((14, 20, 15), 6.0)] = VENTRICLE
+    return labels, r2.astype(np.float32), caudate, ventricle
+
+
+def test_csf_like_voxels_of_an_atlas_caudate_become_ventricle():
+    from ironmap.segmentation.constrain import CSF_COLUMNS, follow_csf
+
+    labels, r2, caudate, ventricle = _atrophy_scene(np.random.default_rng(3))
+    assert _dice(labels == CAUDATE, caudate) < 0.85
+    out, report = follow_csf(labels, r2, voxel_mm=(1.0, 1.0, 1.0))
+    assert _dice(out == CAUDATE, caudate) > 0.97
+    moved = labels != out
+    assert set(np.unique(out[moved])) == {VENTRICLE}
+    assert np.mean(ventricle[moved]) > 0.95  # what moved is the true ventricle
+    assert list(report.columns) == list(CSF_COLUMNS)
+    row = report.set_index("code").loc[CAUDATE]
+    assert row.n_csf == np.sum(moved & (labels == CAUDATE))
+    assert row.r2star_tissue == pytest.approx(24.0, abs=1.5)  # blurred into its neighbours
+    assert row.threshold == 0.5 * row.r2star_tissue
+
+
+def test_labels_that_follow_the_ventricles_are_not_changed():
+    from ironmap.segmentation.constrain import follow_csf
+
+    labels, r2, caudate, ventricle = _atrophy_scene(np.random.default_rng(4))
+    labels[caudate] = CAUDATE
+    labels[(labels == CAUDATE) & ~caudate] = WM
+    labels[ventricle] = VENTRICLE
+    out, report = follow_csf(labels, r2, voxel_mm=(1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(out, labels)
+    assert (report.n_csf == 0).all()
+
+
+@pytest.mark.parametrize(("grey", "white"), [(680.0, 1000.0), (1150.0, 1000.0)])
+def test_white_matter_like_voxels_of_an_atlas_caudate_go_back_to_white_matter(grey, white):
+    """A T1w (caudate darker than white matter) or a gradient echo (brighter): the atlas caudate,
+    2 mm too large, gives its white-matter rim back; a flat image changes nothing."""
+    from ironmap.segmentation.constrain import follow_grey_white
+
+    rng = np.random.default_rng(5)
+    caudate = _ball((20, 20, 15), 6.0)
+    bias = 1.0 + 0.1 * np.linspace(-1.0, 1.0, SHAPE[0])[:, None, None]  # receive bias +-10 %
+    image = np.where(caudate, grey, white) * bias + rng.normal(0.0, 20.0, SHAPE)
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    labels[_ball((20, 20, 15), 8.0)] = CAUDATE
+    assert _dice(labels == CAUDATE, caudate) < 0.65
+    out, report = follow_grey_white(labels, image, voxel_mm=(1.0, 1.0, 1.0))
+    assert _dice(out == CAUDATE, caudate) > 0.97
+    assert set(np.unique(out[out != labels])) == {WM}
+    row = report.set_index("code").loc[CAUDATE]
+    assert row.status == "followed"
+    assert row.grey == pytest.approx(grey, rel=0.05)
+    assert row.white == pytest.approx(white, rel=0.05)
+    flat, report = follow_grey_white(labels, np.full(SHAPE, white), voxel_mm=(1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(flat, labels)
+    assert report.set_index("code").loc[CAUDATE].status == "no_contrast"

@@ -433,3 +433,107 @@ def test_names_are_normalised(name, normal):
     from ironmap.regions.catalog import normalise_name
 
     assert normalise_name(name) == normal
+
+
+# CSF exclusion ---------------------------------------------------------------------------------
+
+#: Echo times (s) of the CSF tests: 8 echoes, 3-38 ms.
+TE_8 = np.linspace(3e-3, 38e-3, 8)
+TISSUE_R2, TISSUE_S0, CSF_R2, CSF_S0 = 24.0, 0.8, 3.0, 1.0
+
+
+def _two_mm_r2star(r2_fine: np.ndarray, s0_fine: np.ndarray, rng) -> np.ndarray:
+    """R2* (1/s) of 2 mm voxels: the 1 mm signals averaged (true partial volume), Rician noise
+    (SNR 100 on tissue), a log-linear fit over :data:`TE_8`."""
+    signal = s0_fine[..., None] * np.exp(-r2_fine[..., None] * TE_8)
+    x, y, z = (n // 2 for n in r2_fine.shape)
+    coarse = signal.reshape(x, 2, y, 2, z, 2, TE_8.size).mean(axis=(1, 3, 5))
+    noise = rng.normal(scale=TISSUE_S0 / 100.0, size=(2, *coarse.shape))
+    magnitude = np.hypot(coarse + noise[0], noise[1])
+    slope = np.polyfit(TE_8, np.log(magnitude.reshape(-1, TE_8.size)).T, 1)[0]
+    return -slope.reshape(x, y, z)
+
+
+def _textured(rng, shape, level: float) -> np.ndarray:
+    """``level`` with 3 % smooth-ish texture (1 mm)."""
+    return level * (1.0 + 0.03 * rng.standard_normal(shape))
+
+
+def test_csf_exclusion_leaves_a_clean_caudate_untouched(rng):
+    """Tissue only, including iron loss of 20 % in half the region and 10 % everywhere: nothing
+    is CSF-like, and the statistics are those without the exclusion, exactly."""
+    from ironmap.regions.csf import csf_like
+
+    fine = (40, 24, 24)
+    r2 = _textured(rng, fine, TISSUE_R2)
+    r2[:20] *= 0.8  # iron loss in half the region
+    r2_2mm = _two_mm_r2star(r2, np.full(fine, TISSUE_S0), rng)
+    shape = r2_2mm.shape
+    caudate = np.zeros(shape, dtype=bool)
+    caudate[2:18, 2:10, 2:10] = True
+    assert not csf_like(r2_2mm, caudate).any()
+    assert not csf_like(0.9 * r2_2mm, caudate).any()  # 10 % lower everywhere
+    masks = dict.fromkeys(MEASURED_KEYS, caudate)
+    kwargs = {"participant_id": "sub-07", "region_volumes_ml": {}}
+    on = regional_r2star(r2_2mm, masks, exclude_csf=True, **kwargs)
+    off = regional_r2star(r2_2mm, masks, exclude_csf=False, **kwargs)
+    pd.testing.assert_frame_equal(on, off)
+    assert (on["n_csf_excluded"] == 0).all()
+    assert _row(on, "caudate")["n_voxels"] == 16 * 8 * 8
+
+
+def test_csf_exclusion_removes_ventricle_from_a_caudate_that_does_not_follow_it(rng):
+    """A caudate label whose medial half is ventricle (the wall 17 mm inside it, not on a 2 mm
+    voxel boundary): CSF and its partial-volume voxels go, the median is the tissue's."""
+    from ironmap.regions.csf import csf_like
+
+    fine = (40, 24, 24)
+    r2 = _textured(rng, fine, TISSUE_R2)
+    s0 = np.full(fine, TISSUE_S0)
+    ventricle = np.zeros(fine, dtype=bool)
+    ventricle[:21] = True  # 1 mm voxels 0-20: ventricle; the caudate label starts at 4
+    r2[ventricle], s0[ventricle] = CSF_R2, CSF_S0
+    r2_2mm = _two_mm_r2star(r2, s0, rng)
+    caudate = np.zeros(r2_2mm.shape, dtype=bool)
+    caudate[2:18, 2:10, 2:10] = True  # 1 mm voxels 4-35: 17 mm of ventricle, 15 mm of tissue
+    masks = dict.fromkeys(MEASURED_KEYS, caudate)
+    kwargs = {"participant_id": "sub-08", "region_volumes_ml": {}}
+    off = _row(regional_r2star(r2_2mm, masks, exclude_csf=False, **kwargs), "caudate")
+    on = _row(regional_r2star(r2_2mm, masks, exclude_csf=True, **kwargs), "caudate")
+    truth = r2[21:36, 4:20, 4:20].mean()
+    assert off["r2star_median"] / truth - 1 < -0.5  # what the label alone gives
+    assert on["r2star_median"] == pytest.approx(truth, rel=0.01)
+    # 2 mm slabs 2-9 are wholly CSF, slab 10 (1 mm voxels 20-21) half: 9 slabs of 8 x 8 go
+    excluded = csf_like(r2_2mm, caudate)
+    assert on["n_csf_excluded"] == excluded.sum() == 9 * 8 * 8
+    assert not excluded[11:].any()  # tissue beyond the partial-volume slab stays
+    assert on["n_voxels"] == off["n_voxels"] - on["n_csf_excluded"]
+
+
+def test_csf_exclusion_keeps_iron_loss_next_to_the_ventricle(rng):
+    """Iron loss of 20 % in the tissue against the ventricle: only the ventricle and the slab
+    it shares with the tissue go; the low-R2* tissue beyond is measured."""
+    fine = (40, 24, 24)
+    r2 = _textured(rng, fine, TISSUE_R2)
+    s0 = np.full(fine, TISSUE_S0)
+    r2[:30] *= 0.8  # iron loss from the wall to 1 mm voxel 29
+    r2[:21], s0[:21] = CSF_R2, CSF_S0
+    r2_2mm = _two_mm_r2star(r2, s0, rng)
+    caudate = np.zeros(r2_2mm.shape, dtype=bool)
+    caudate[2:18, 2:10, 2:10] = True
+    masks = dict.fromkeys(MEASURED_KEYS, caudate)
+    table = regional_r2star(
+        r2_2mm, masks, participant_id="sub-09", region_volumes_ml={}, exclude_csf=True
+    )
+    row = _row(table, "caudate")
+    assert row["n_csf_excluded"] == 9 * 8 * 8  # as without the iron loss
+    truth = np.median(r2_2mm[11:18, 2:10, 2:10])  # every tissue voxel beyond the shared slab
+    assert row["r2star_median"] == pytest.approx(truth, rel=1e-12)
+
+
+@pytest.mark.parametrize(("core", "rim"), [(0.0, 0.7), (0.6, 0.5), (0.5, 1.0)])
+def test_csf_ratios_must_be_ordered_inside_0_1(core, rim):
+    from ironmap.regions.csf import csf_like
+
+    with pytest.raises(ValueError, match="core_ratio"):
+        csf_like(np.ones((3, 3, 3)), np.ones((3, 3, 3), bool), core_ratio=core, rim_ratio=rim)

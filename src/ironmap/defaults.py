@@ -5,7 +5,7 @@ Kept free of heavy imports so that ``ironmap --help`` stays fast.
 
 from __future__ import annotations
 
-__all__ = ["B0_CORRECTIONS", "MIN_FRACTION", "SIGMA_MAPS", "check_coils"]
+__all__ = ["B0_CORRECTIONS", "CSF_EXCLUSIONS", "MIN_FRACTION", "SIGMA_MAPS", "check_coils"]
 
 #: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
 #: lies inside (``--min-fraction``; measured per site in docs/regions.md).
@@ -19,6 +19,11 @@ B0_CORRECTIONS = ("auto", "off")
 #: with a noise map from the local spread of the fit residuals, for noise that varies in space
 #: (parallel-imaging g-factor; :mod:`ironmap.fitting.sigma_map`).
 SIGMA_MAPS = ("off", "local")
+
+#: ``--csf-exclusion`` choices: ``on`` leaves out the voxels of each deep grey-matter region and
+#: NAWM whose R2* says CSF (:func:`ironmap.regions.csf.csf_like`; counted in ``n_csf_excluded``);
+#: ``off`` keeps every voxel the segmentation gives.
+CSF_EXCLUSIONS = ("on", "off")
 
 
 def check_coils(coils: object) -> None:

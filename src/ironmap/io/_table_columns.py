@@ -12,9 +12,11 @@ from .columns import (
     _DEEP_GM,
     _LESIONS,
     _NAWM,
+    _PHENOTYPES,
     Column,
     _bool,
     _count,
+    _ml,
     _p,
     _r2,
     _region,
@@ -28,6 +30,51 @@ _BETA_UNITS = "1/s per unit of transform"
 TABLE_COLUMNS: dict[str, dict[str, Column]] = {
     "regions": {
         "region": _region({**_DEEP_GM, **_NAWM, **_LESIONS}),
+        "n_csf_excluded": _count(
+            "R2* voxels of the region left out because their R2* says CSF (below half the "
+            "region's tissue R2*, and their partial-volume neighbours; --csf-exclusion); 0 on "
+            "lesions rows, which are not examined"
+        ),
+    },
+    "lesions": {
+        "lesion_id": Column(
+            "Lesion number within the participant (session), 1 = largest", format="integer"
+        ),
+        "centroid_x_mm": Column(
+            "Lesion centroid on the lesion mask's grid, scanner x (RAS)", "mm", decimals=1
+        ),
+        "centroid_y_mm": Column("Lesion centroid, scanner y (RAS)", "mm", decimals=1),
+        "centroid_z_mm": Column("Lesion centroid, scanner z (RAS)", "mm", decimals=1),
+        "n_voxels": _count(
+            "R2* voxels of the lesion: lesion fraction >= --min-fraction, as in the pooled row"
+        ),
+        "volume_ml": _ml("Lesion volume on the lesion mask's own grid"),
+        "r2star_median": _r2("Median R2* of all the lesion's voxels"),
+        "r2star_mean": _r2("Mean R2* of all the lesion's voxels (what pools over lesions)"),
+        "n_core": _count("Core voxels: the lesion eroded by one voxel (0: too small for a core)"),
+        "r2star_core_median": _r2("Median R2* of the core"),
+        "n_rim": _count("Rim voxels: the lesion's edge, inside it (one voxel thick)"),
+        "r2star_rim_median": _r2("Median R2* of the rim"),
+        "r2star_rim_core_diff": _r2(
+            "Rim minus core median R2*: positive in paramagnetic rim lesions"
+        ),
+        "n_shell": _count(
+            "Shell voxels: up to two voxels outside the lesion, touched by no lesion"
+        ),
+        "r2star_shell_median": _r2("Median R2* of the shell around the lesion"),
+        "r2star_nawm_median": _r2("The participant's NAWM median R2* (reference)"),
+        "field_core_hz": Column(
+            "Median local field of the core (field map less its 6 mm Gaussian smoothing; "
+            "needs phase echoes)",
+            "Hz",
+            decimals=2,
+        ),
+        "field_rim_hz": Column(
+            "Median local field of the rim (see field_core_hz)", "Hz", decimals=2
+        ),
+        "field_rim_core_diff_hz": Column(
+            "Rim minus core local field: positive in paramagnetic rim lesions", "Hz", decimals=2
+        ),
     },
     "subjects": {
         "analysed": _bool(
@@ -145,6 +192,37 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "note": Column("Why a row has no estimate, or who was left out"),
     },
+    "lesion_models": {
+        "outcome": Column(
+            "Modelled lesion outcome",
+            levels={
+                "lesion_r2star_pct": "100 (lesion median R2* / NAWM median R2* - 1), %",
+                "rim_core_r2star": "rim minus core median R2* (1/s), lesions with a core",
+            },
+        ),
+        "term": Column(
+            "Fixed effect: Intercept (median-volume lesion at disease duration 0), log2_volume "
+            "(per doubling of lesion volume), disease_duration (per year), location[...] "
+            "(against other lesions)"
+        ),
+        "estimate": Column(
+            "Fixed-effect estimate, in the outcome's units (% or 1/s) per unit of the term",
+            significant=4,
+        ),
+        "ci_low": Column("Lower bound of the 95 % Wald confidence interval", significant=4),
+        "ci_high": Column("Upper bound of the 95 % Wald confidence interval", significant=4),
+        "p": _p("Wald p-value"),
+        "n_lesions": _count("Lesions in the model"),
+        "n_participants": _count("Participants (MS with disease duration) in the model"),
+        "participant_sd": Column(
+            "SD of the random participant intercept, in the outcome's units", significant=4
+        ),
+        "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
+        "model": Column(
+            "Model formula, e.g. y ~ log2_volume + disease_duration + (1 | participant)"
+        ),
+        "note": Column("Why the outcome was not modelled (empty when it was)"),
+    },
     "comparison_mixed": {
         "estimate": _r2("Adjusted difference A - B, random site intercept (MixedLM, REML)"),
         "ci_low": _r2("Lower bound of the 95 % Wald confidence interval"),
@@ -256,6 +334,94 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             levels={"ok": "aligned", "doubtful": "possibly misaligned: check the QC figure"},
         ),
         "ironmap_version": Column("ironmap version of the participant stage"),
+    },
+    "longitudinal": {
+        "term": Column(
+            "What the row estimates (docs/cohort.md#longitudinal-analysis)",
+            levels={
+                "annual_change": "mean yearly change of harmonised R2* of the arm, at its "
+                "participants' own ages",
+                "time_x_group": "yearly change of the arm minus that of the controls at equal "
+                "age (group x time)",
+                "edss_change": "change of harmonised R2* per EDSS point gained, over and above "
+                "the yearly change (clinically definite MS)",
+            },
+        ),
+        "arm": Column(
+            "Participants the row is about (an arm, or an arm minus the controls)",
+            levels={
+                "HC": "healthy controls",
+                "MS": "clinically definite MS (RRMS, SPMS, PPMS, MS without phenotype; CIS "
+                "excluded): its phenotypes weighted by participants with follow-up",
+                **_PHENOTYPES,
+                **{f"{arm}-HC": f"{arm} minus HC" for arm in ("MS", *_PHENOTYPES)},
+            },
+        ),
+        "estimate": Column(
+            "Estimate, in the units of the units column (1/s per year or per EDSS point)",
+            decimals=3,
+        ),
+        "ci_low": Column("Lower bound of the 95 % Wald confidence interval", decimals=3),
+        "ci_high": Column("Upper bound of the 95 % Wald confidence interval", decimals=3),
+        "p": _p("Two-sided Wald p-value (normal)"),
+        "p_fdr": _p("p adjusted by Benjamini-Hochberg across regions within each term and arm"),
+        "units": Column(
+            "Units of estimate, ci_low, ci_high and se",
+            levels={
+                "1/s per year": "R2* change per year",
+                "1/s per EDSS point": "R2* change per EDSS point",
+            },
+        ),
+        "se": Column("Standard error of estimate (units column)", decimals=3),
+        "n_participants": _count("Participants in the arm(s) of the row, any number of sessions"),
+        "n_longitudinal": _count("Of them, participants with two or more timed sessions"),
+        "n_sessions": _count("Sessions (with R2*) of these participants"),
+        "followup_years": Column(
+            "Median follow-up (last minus first session) of the participants with two or more "
+            "sessions",
+            "year",
+            decimals=1,
+        ),
+        "slope_sd": Column(
+            "SD of the participants' random slope: spread of yearly change around the model",
+            "1/s per year",
+            decimals=3,
+        ),
+        "residual_sd": _r2(
+            "Within-participant residual SD of harmonised R2* (scan-rescan and measurement)"
+        ),
+        "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
+        "model": Column(
+            "Mixed model, e.g. r2star_harmonized ~ time + arm + time:arm + age0 + C(sex) + "
+            "C(site) + (1 + time | participant)"
+        ),
+        "note": Column("Arms left out, or a random slope dropped (empty otherwise)"),
+    },
+    "longitudinal_sessions": {
+        "session": Column("Session label, ses-<label> (n/a for data without sessions)"),
+        "time_years": Column("Years since the participant's baseline session", "year", decimals=3),
+        "age": Column(
+            "Age at the session: participants.tsv age (at baseline) + time_years",
+            "year",
+            decimals=2,
+        ),
+        "edss": Column(
+            "EDSS at the session, from sub-<label>_sessions.tsv (at baseline participants.tsv's "
+            "when the sessions file has none)",
+            decimals=1,
+        ),
+        "r2star_site_adjusted": _r2(
+            "r2star_median with the site's multiplicative offset removed (ComBat's location, "
+            "fitted on the baseline controls; not its scale): what the longitudinal models fit"
+        ),
+        "time_source": Column(
+            "How time_years was found",
+            levels={
+                "acq_time": "acq_time of sub-<label>_sessions.tsv (every session has one)",
+                "age": "age of sub-<label>_sessions.tsv (every session has one, no acq_time)",
+                "baseline": "the participant's only timed session (time 0)",
+            },
+        ),
     },
     "dseg": {
         "index": Column("Label code in the dseg image", format="integer"),

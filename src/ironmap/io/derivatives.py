@@ -84,12 +84,15 @@ GROUP_TABLES: dict[str, str] = {
     "comparison_mixed": "group_comparison_mixed.tsv",
     "determinants": "determinants.tsv",
     "participant_qc": "participant_qc.tsv",
+    "longitudinal": "longitudinal.tsv",
+    "longitudinal_sessions": "longitudinal_sessions.tsv",
+    "lesion_models": "lesion_models.tsv",
 }
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
 
 #: Participant-stage tables the group stage collects: kind -> file-name suffix.
-_TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv"}
+_TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv", "lesions": "lesions.tsv"}
 #: Suffix of the participant provenance record.
 _PROVENANCE = "provenance.json"
 #: Folder of each participant's figures, beside its ``anat/``.
@@ -152,6 +155,11 @@ class ParticipantOutputs:
     def volumes(self) -> Path:
         """Subject volumes (``_volumes.tsv``)."""
         return self._file(_TABLES["volumes"])
+
+    @property
+    def lesions(self) -> Path:
+        """One row per lesion (``_lesions.tsv``)."""
+        return self._file(_TABLES["lesions"])
 
     @property
     def provenance(self) -> Path:
@@ -324,9 +332,10 @@ def describe_changes(changes: list[str], *, limit: int = 6) -> str:
 
 
 def find_participant_tables(
-    output_dir: str | Path, kind: Literal["regions", "volumes"]
+    output_dir: str | Path, kind: Literal["regions", "volumes", "lesions"]
 ) -> list[Path]:
-    """Every participant's ``_regions.tsv`` or ``_volumes.tsv`` under ``output_dir``, sorted."""
+    """Every participant's ``_regions.tsv``, ``_volumes.tsv`` or ``_lesions.tsv`` under
+    ``output_dir``, sorted."""
     return sorted(Path(output_dir).glob(f"sub-*/**/sub-*_{_TABLES[kind]}"))
 
 
@@ -334,7 +343,8 @@ def table_kind(path: str | Path) -> str | None:
     """The kind of table (:mod:`.columns`) ``path`` names, from its file name; None if unknown.
 
     ``group/<table>.tsv`` -> its :data:`GROUP_TABLES` key; ``sub-*_regions.tsv`` ->
-    ``regions``; ``sub-*_volumes.tsv`` -> ``volumes``; ``*_dseg.tsv`` -> ``dseg``.
+    ``regions``; ``sub-*_volumes.tsv`` -> ``volumes``; ``sub-*_lesions.tsv`` -> ``lesions``;
+    ``*_dseg.tsv`` -> ``dseg``.
     """
     path = Path(path)
     if path.parent.name == GROUP_DIR:

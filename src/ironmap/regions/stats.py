@@ -1,8 +1,9 @@
 """Regional R2* statistics and volumes: the tidy tables of the participant stage.
 
 Columns follow docs/conventions.md: ``regions.tsv`` rows are participant x region x hemisphere with
-``r2star_median, r2star_mean, r2star_iqr`` (1/s), ``n_voxels`` (R2* voxels used) and
-``volume_ml`` (from the segmentation on its own grid).
+``r2star_median, r2star_mean, r2star_iqr`` (1/s), ``n_voxels`` (R2* voxels used),
+``volume_ml`` (from the segmentation on its own grid) and ``n_csf_excluded`` (voxels of the region
+left out because their R2* says CSF, :func:`.csf.csf_like`).
 
 The partial-volume threshold (``--min-fraction``) is applied in one place, :func:`region_masks`;
 the statistics and the QC outlines both use its masks.
@@ -21,6 +22,7 @@ from scipy import ndimage
 
 from ..errors import InputError, IronmapWarning
 from .catalog import HEMISPHERES, MEASURED_ROWS
+from .csf import csf_like
 from .labels import RegionCodes, label_array
 
 __all__ = [
@@ -49,6 +51,7 @@ class _RegionRow:
     r2star_iqr: float
     n_voxels: int
     volume_ml: float
+    n_csf_excluded: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,12 @@ def _stats(values: NDArray[np.float64]) -> _Summary:
 
 
 def _row(
-    participant_id: str, region: str, hemisphere: str, summary: _Summary, volume_ml: float
+    participant_id: str,
+    region: str,
+    hemisphere: str,
+    summary: _Summary,
+    volume_ml: float,
+    n_csf: int = 0,
 ) -> _RegionRow:
     return _RegionRow(
         participant_id=participant_id,
@@ -176,6 +184,7 @@ def _row(
         r2star_iqr=summary.iqr,
         n_voxels=summary.n,
         volume_ml=volume_ml,
+        n_csf_excluded=n_csf,
     )
 
 
@@ -188,6 +197,7 @@ def regional_r2star(
     lesion_free: NDArray[np.bool_] | None = None,
     erode_mm: float = 0.0,
     voxel_mm: NDArray[np.float64] | None = None,
+    exclude_csf: bool = False,
 ) -> pd.DataFrame:
     """R2* statistics of every region x hemisphere of ``regions.tsv``, then ``lesions``.
 
@@ -210,6 +220,11 @@ def regional_r2star(
         Radius (mm) of the ball each region (after removing lesions) is eroded by; 0 keeps it.
     voxel_mm : array-like, shape (3,), optional
         R2* voxel size (mm) for the erosion; None means 1 mm isotropic.
+    exclude_csf : bool, optional
+        Leave out the voxels of each deep grey-matter region and NAWM (after removing lesions,
+        before the erosion) whose R2* says CSF (:func:`.csf.csf_like`: below half the region's
+        tissue R2*, and their partial-volume neighbours); a region without such voxels is
+        unchanged. The participant stage turns it on (``--csf-exclusion``, default ``on``).
 
     Returns
     -------
@@ -217,7 +232,8 @@ def regional_r2star(
         Columns :data:`REGION_COLUMNS`: one row per :data:`.catalog.MEASURED_ROWS` row and
         hemisphere, in order, then ``lesions/both`` (R2* of ``masks["lesions"]``, not eroded).
         ``r2star_*`` in 1/s, ``n_voxels`` the R2* voxels used, ``volume_ml`` from
-        ``region_volumes_ml``.
+        ``region_volumes_ml``, ``n_csf_excluded`` the voxels left out as CSF-like (0 with
+        ``exclude_csf=False`` and on the ``lesions`` row, which is not examined).
 
     Warns
     -----
@@ -245,13 +261,18 @@ def regional_r2star(
         for hemi in measured.hemispheres:
             key = f"{measured.source}/{hemi}"
             mask = masks.get(key)
-            summary = _Summary()
+            summary, n_csf = _Summary(), 0
             if mask is not None and mask.any():
-                summary = _stats(r2star[erode(mask & clean, vox, erode_mm)])
+                used = mask & clean
+                if exclude_csf:
+                    csf = csf_like(r2star, used)
+                    n_csf = int(csf.sum())
+                    used &= ~csf
+                summary = _stats(r2star[erode(used, vox, erode_mm)])
             if summary.n == 0:
                 empty.append(f"{measured.name}/{hemi}")
             volume = region_volumes_ml.get(key, np.nan)
-            rows.append(_row(participant_id, measured.name, hemi, summary, volume))
+            rows.append(_row(participant_id, measured.name, hemi, summary, volume, n_csf))
     if "lesions" in masks:
         summary = _stats(r2star[masks["lesions"]])
         volume = region_volumes_ml.get("lesions", np.nan)

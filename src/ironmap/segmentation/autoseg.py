@@ -2,8 +2,11 @@
 
 :func:`atlas_segmentation` registers the bundled template to a subject image
 (:mod:`.register`), pulls the atlas labels onto the R2* grid subdivided to about 1 mm and
-re-draws the iron-rich nuclei on the subject's own R2* map (:mod:`.refine`). Needs the optional
-extra ``ironmap[atlas]``.
+re-draws the iron-rich nuclei on the subject's own R2* map (:mod:`.refine`), then makes the labels
+follow the subject's own tissue (:mod:`.constrain`): deep grey matter and white matter give up to
+CSF what the subject's R2* shows to be CSF (enlarged ventricles of an atrophied brain), and, with
+a T1w target, caudate and putamen give up what the T1w shows to be white matter. Needs the
+optional extra ``ironmap[atlas]``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from scipy import ndimage
 
 from ..errors import IronmapWarning
 from .atlas import ATLAS_LABELS, IRON_RICH, load_atlas
+from .constrain import CSF_COLUMNS, GREY_WHITE_COLUMNS, follow_csf, follow_grey_white
 from .refine import REFINE_COLUMNS, refine_nuclei
 from .register import register_atlas
 
@@ -43,6 +47,14 @@ class AtlasSegmentation:
         Wall time of ``registration`` and ``refinement``.
     sources : dict
         Template and atlas files used.
+    csf : pandas.DataFrame
+        One row per deep grey-matter and cerebral white-matter label: the voxels that became
+        CSF by the subject's R2* (columns :data:`~.constrain.CSF_COLUMNS`); empty when not
+        done.
+    grey_white : pandas.DataFrame
+        One row per caudate and putamen label: the voxels given up as white matter by the
+        T1w target's contrast (columns :data:`~.constrain.GREY_WHITE_COLUMNS`); empty when not
+        done.
     """
 
     labels: NDArray[np.int16]
@@ -50,6 +62,10 @@ class AtlasSegmentation:
     refinement: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    csf: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CSF_COLUMNS)))
+    grey_white: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(GREY_WHITE_COLUMNS))
+    )
 
 
 def _subdivision(factor: np.ndarray) -> NDArray[np.float64]:
@@ -79,6 +95,23 @@ def _upsample(values: np.ndarray, factor: np.ndarray) -> NDArray[np.float32]:
         return np.where(weight > 0.5, total / weight, np.nan).astype(np.float32)
 
 
+def _resample(
+    image: np.ndarray, image_affine: np.ndarray, shape: tuple[int, ...], affine: np.ndarray
+) -> NDArray[np.float32]:
+    """Trilinear copy of ``image`` onto the grid ``(shape, affine)`` (NaN outside it)."""
+    to_image = np.linalg.inv(image_affine) @ affine  # grid voxel -> image voxel
+    data = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
+    out = np.empty(shape, dtype=np.float32)
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    m = to_image[:3, :3]
+    for k in range(shape[2]):  # slab by slab: bounded memory
+        pts = (
+            m[:, 0, None, None] * ii + m[:, 1, None, None] * jj + m[:, 2, None, None] * k
+        ) + to_image[:3, 3, None, None]
+        out[:, :, k] = ndimage.map_coordinates(data, pts, order=1, mode="constant", cval=np.nan)
+    return out
+
+
 def label_table(labels: NDArray[np.integer] | None = None) -> pd.DataFrame:
     """The ``dseg.tsv`` (``index``, ``name``) of the atlas codes (those present in ``labels``)."""
     codes = sorted(ATLAS_LABELS)
@@ -95,6 +128,8 @@ def atlas_segmentation(
     target: NDArray[np.floating],
     target_affine: NDArray[np.float64],
     refine: bool = True,
+    follow_ventricles: bool = True,
+    follow_grey_white_matter: bool = False,
     search_mm: float = 4.0,
     fine_mm: float = 1.0,
     n_threads: int | None = None,
@@ -119,6 +154,15 @@ def atlas_segmentation(
         any grid in the same scanner space.
     refine : bool, optional
         Re-draw pallidum, substantia nigra, red nucleus and dentate nucleus on R2*.
+    follow_ventricles : bool, optional
+        Relabel as CSF the voxels of deep grey matter and cerebral white matter whose R2* is
+        below half their label's tissue level (:func:`~.constrain.follow_csf`).
+    follow_grey_white_matter : bool, optional
+        Caudate and putamen give up their voxels that ``target`` shows to be white matter
+        (beyond half-way between their own level and the white matter's beside them;
+        :func:`~.constrain.follow_grey_white`). For a T1w target: on a gradient-echo first
+        echo the grey/white contrast is weak, blurred at 2 mm and protocol-dependent, and the
+        step made normal anatomy worse (docs/atlas.md).
     search_mm : float, optional
         How far (mm) a refined nucleus may extend beyond its registered atlas label.
     fine_mm : float, optional
@@ -161,12 +205,14 @@ def atlas_segmentation(
             stacklevel=2,
         )
     codes = tuple(c for pair in IRON_RICH.values() for c in pair)
+    fine_voxel = tuple(float(v) for v in voxel / factor)
+    fine_r2 = _upsample(r2star, factor) if refine or follow_ventricles else None
     if refine:
         labels, report = refine_nuclei(
             labels,
-            _upsample(r2star, factor),
+            fine_r2,
             codes=codes,
-            voxel_mm=tuple(float(v) for v in voxel / factor),
+            voxel_mm=fine_voxel,
             search_mm=search_mm,
             noise_lag=int(factor[0]),
         )
@@ -181,10 +227,19 @@ def atlas_segmentation(
     }
     report.insert(0, "region", [names[c][0] for c in report["code"]])
     report.insert(1, "hemisphere", [names[c][1] for c in report["code"]])
+    csf = pd.DataFrame(columns=list(CSF_COLUMNS))
+    if follow_ventricles:
+        labels, csf = follow_csf(labels, fine_r2, voxel_mm=fine_voxel)
+    grey_white = pd.DataFrame(columns=list(GREY_WHITE_COLUMNS))
+    if follow_grey_white_matter:
+        image = _resample(target, np.asarray(target_affine, float), fine_shape, fine_affine)
+        labels, grey_white = follow_grey_white(labels, image, voxel_mm=fine_voxel)
     return AtlasSegmentation(
         labels=labels.astype(np.int16),
         affine=fine_affine,
         refinement=report,
         seconds={"registration": reg.seconds, "refinement": time.perf_counter() - start},
         sources=dict(atlas.sources),
+        csf=csf,
+        grey_white=grey_white,
     )

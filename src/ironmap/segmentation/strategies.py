@@ -308,6 +308,7 @@ class AtlasStrategy:
             target_affine=target_affine,
             n_threads=self.n_threads,
             target_name=target_name,
+            follow_grey_white_matter=self.inputs.t1w is not None,
         )
         table = label_table(seg.labels)
         written = DsegImage(
@@ -336,8 +337,10 @@ class AtlasStrategy:
         return {
             "Units": "1",
             "Description": "Deep grey matter from the bundled atlas registered to the subject "
-            "(ANTs affine + SyN), iron-rich nuclei refined on R2*; on the R2* grid subdivided "
-            "to about 1 mm; codes and names in the .tsv",
+            "(ANTs affine + SyN), iron-rich nuclei refined on R2*, voxels with CSF-like R2* "
+            "relabelled as CSF, with a T1w target caudate and putamen voxels that look like white "
+            "matter on it given up; on the R2* grid subdivided to about 1 mm; codes and names in "
+            "the .tsv",
             "EstimationAlgorithm": "ironmap --segmentation atlas (docs/atlas.md)",
             "EchoTime": [float(te) for te in image.echo_times_s],
             "Sources": [
@@ -349,6 +352,8 @@ class AtlasStrategy:
             "SpatialReference": f"bids::{r2star['R2starmap'].as_posix()}",
             "Atlas": seg.sources,
             "Refinement": json.loads(seg.refinement.to_json(orient="records")),
+            "CSFRelabelled": json.loads(seg.csf.to_json(orient="records")),
+            "GreyWhite": json.loads(seg.grey_white.to_json(orient="records")),
         }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from ..regions.catalog import DEEP_GM, LABEL_NAMES, by_name
 from ..regions.catalog import label_code as code
@@ -27,6 +28,7 @@ __all__ = [
     "FINE_SHAPE",
     "LABEL_NAMES",
     "Anatomy",
+    "enlarge_ventricles",
     "make_anatomy",
 ]
 
@@ -80,12 +82,15 @@ class Anatomy:
         White-matter lesions (inside cerebral white matter; the labels keep them as WM).
     affine : numpy.ndarray, shape (4, 4)
         Voxel -> RAS mm.
+    lesion_rims : numpy.ndarray of bool, shape FINE_SHAPE, or None
+        Paramagnetic rims of the lesions that have one (:mod:`.lesions`), inside ``lesions``.
     """
 
     labels: NDArray[np.int16]
     head: NDArray[np.bool_]
     lesions: NDArray[np.bool_]
     affine: NDArray[np.float64]
+    lesion_rims: NDArray[np.bool_] | None = None
 
 
 _SIDES = ((-1.0, "left"), (1.0, "right"))  # x sign of each hemisphere (RAS)
@@ -165,6 +170,7 @@ def make_anatomy(
     atrophy: float = 0.0,
     lesion_count: int = 0,
     lesion_radius_mm: float = 3.0,
+    ventricle_margin_mm: float = 0.0,
 ) -> Anatomy:
     """Draw one subject's anatomy.
 
@@ -179,6 +185,11 @@ def make_anatomy(
         Number of white-matter lesions (periventricular and deep WM).
     lesion_radius_mm : float, optional
         Mean lesion radius; each lesion's radius is drawn around it.
+    ventricle_margin_mm : float, optional
+        Periventricular atrophy: the lateral ventricles grow by this margin (mm) into the
+        caudate, thalamus and cerebral white matter around them (:func:`enlarge_ventricles`),
+        before the lesions are drawn. Draws no random numbers: 0 gives the same subject as
+        without it, and every margin the same subject otherwise.
 
     Returns
     -------
@@ -236,8 +247,59 @@ def make_anatomy(
             r = np.array(radii) * size * deep_scale * rng.normal(1.0, 0.05, size=3)
             _paint(labels, code(region, side), c, r, rng, wobble=0.06)
 
+    enlarge_ventricles(labels, ventricle_margin_mm, affine=FINE_AFFINE)
     lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng)
     return Anatomy(labels=labels, head=head, lesions=lesions, affine=FINE_AFFINE.copy())
+
+
+#: Regions the lateral ventricles grow into with periventricular atrophy.
+PERIVENTRICULAR = ("caudate", "thalamus", "cerebral_wm")
+
+
+def enlarge_ventricles(
+    labels: NDArray[np.integer], margin_mm: float, *, affine: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Grow the lateral ventricles by ``margin_mm`` at the expense of :data:`PERIVENTRICULAR`.
+
+    Every caudate, thalamus or cerebral white-matter voxel whose centre lies within
+    ``margin_mm`` of a lateral-ventricle voxel centre becomes ventricle, of the side of the
+    nearest one (the periventricular atrophy of progressive MS: the ventricle wall moves into
+    the tissue around it). Other structures (putamen, pallidum, cortex, CSF) are left as they
+    are.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (X, Y, Z)
+        Label map (codes of :data:`LABEL_NAMES`), modified in place.
+    margin_mm : float
+        Enlargement (mm); 0 or less changes nothing.
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel -> RAS mm of ``labels`` (its voxel size sets the distances).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (X, Y, Z)
+        The voxels that became ventricle.
+    """
+    grown = np.zeros(labels.shape, dtype=bool)
+    ventricle = np.isin(labels, by_name("lateral_ventricle").codes)
+    if margin_mm <= 0 or not ventricle.any():
+        return grown
+    voxel = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    reach = np.ceil(margin_mm / voxel).astype(int) + 1
+    ijk = np.argwhere(ventricle)
+    lo = np.maximum(ijk.min(axis=0) - reach, 0)
+    hi = np.minimum(ijk.max(axis=0) + reach + 1, labels.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    view = labels[box]  # basic slicing: a view into labels
+    dist, idx = ndimage.distance_transform_edt(
+        ~ventricle[box], sampling=voxel, return_indices=True
+    )
+    tissue = np.isin(view, [c for r in PERIVENTRICULAR for c in by_name(r).codes])
+    take = tissue & (dist <= margin_mm)
+    view[take] = view[tuple(i[take] for i in idx)]
+    grown[box] = take
+    return grown
 
 
 def _lesions(

@@ -23,7 +23,7 @@ from scipy import ndimage
 from ..regions.catalog import by_name
 from ..regions.catalog import label_code as code
 from ..segmentation.atlas import IRON_RICH, load_atlas
-from .anatomy import Anatomy, _lesions
+from .anatomy import Anatomy, _lesions, enlarge_ventricles
 
 __all__ = ["ATLAS_FINE_AFFINE", "ATLAS_FINE_SHAPE", "make_atlas_anatomy"]
 
@@ -121,6 +121,7 @@ def make_atlas_anatomy(
     lesion_count: int = 0,
     lesion_radius_mm: float = 3.0,
     nucleus_smoothing_mm: float = 1.5,
+    ventricle_margin_mm: float = 0.0,
 ) -> Anatomy:
     """Draw one subject's anatomy from the deformed atlas.
 
@@ -132,6 +133,11 @@ def make_atlas_anatomy(
         White-matter lesions as in :func:`~.anatomy.make_anatomy`.
     nucleus_smoothing_mm : float, optional
         Gaussian SD (mm) that turns the coarse atlas nuclei into the truth's nuclei.
+    ventricle_margin_mm : float, optional
+        Periventricular atrophy: the lateral ventricles of the deformed atlas grow by this
+        margin (mm) into caudate, thalamus and cerebral white matter
+        (:func:`~.anatomy.enlarge_ventricles`), before the lesions are drawn; no random draws,
+        so every margin gives the same subject otherwise.
 
     Returns
     -------
@@ -162,5 +168,6 @@ def make_atlas_anatomy(
     outside = ndimage.distance_transform_edt(~brain)
     labels[(outside > 0) & (outside <= 2.0)] = code("csf", "midline")  # a rim of CSF,
     head = (outside <= 2.0) | ((outside > 6.0) & (outside <= 11.0))  # skull (no signal), scalp
+    enlarge_ventricles(labels, ventricle_margin_mm, affine=ATLAS_FINE_AFFINE)
     lesions = _lesions(labels, lesion_count, lesion_radius_mm, rng, ATLAS_FINE_AFFINE)
     return Anatomy(labels=labels, head=head, lesions=lesions, affine=ATLAS_FINE_AFFINE.copy())

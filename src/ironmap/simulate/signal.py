@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .anatomy import FINE_AFFINE, FINE_SHAPE, Anatomy
+from .lesions import RIM_R2STAR_FACTOR
 from .tissue import CODE_TISSUE, TISSUES
 
 __all__ = [
@@ -110,6 +111,8 @@ def truth_maps(
     s0 = lut_s0[anatomy.labels]
     r2 *= 1.0 + smooth_field(rng, texture, wavelength_mm=60.0, shape=anatomy.labels.shape)
     r2[anatomy.lesions] *= lesion_factor
+    if anatomy.lesion_rims is not None:  # iron at the edge of paramagnetic rim lesions
+        r2[anatomy.lesion_rims] *= RIM_R2STAR_FACTOR
     s0[anatomy.lesions] *= 1.15  # longer T1/T2, higher PD: lesions are bright on GRE
     r2[~anatomy.head] = 0.0
     s0[~anatomy.head] = 0.0

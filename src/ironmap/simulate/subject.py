@@ -12,7 +12,8 @@ from scipy import ndimage
 from ..regions.catalog import CATALOG, MEASURED_ROWS, by_name
 from ..regions.catalog import label_code as code
 from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
-from .cohort import Subject, subject_r2star
+from .cohort import Session, Subject, subject_r2star
+from .lesions import RIM_FIELD_HZ, lesion_rims, lesion_truth
 from .signal import acquire, acquisition_affine, sinus_field, t1w_image, truth_maps
 from .tissue import DEEP_GM, lesion_r2star_factor
 
@@ -60,6 +61,8 @@ def generate_subject(
     with_phase: bool = False,
     anatomy: str = "phantom",
     with_t1w: bool = False,
+    ventricle_margin_mm: float = 0.0,
+    scan: Session | None = None,
 ) -> SubjectData:
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
@@ -68,21 +71,47 @@ def generate_subject(
     (:func:`~.signal.sinus_field`) and returns the phase images too. ``anatomy="atlas"`` draws
     the anatomy from the deformed bundled atlas (:mod:`.atlas_anatomy`, needs ``ironmap[atlas]``)
     instead of the ellipsoid phantom. ``with_t1w=True`` adds a 1 mm T1-weighted image
-    (:func:`~.signal.t1w_image`, on the anatomy's grid).
+    (:func:`~.signal.t1w_image`, on the anatomy's grid). ``ventricle_margin_mm`` > 0 adds
+    periventricular atrophy to either anatomy: the lateral ventricles grow by that margin (mm)
+    into caudate, thalamus and white matter (:func:`~.anatomy.enlarge_ventricles`; the true
+    labels, maps and T1w follow), the same subject otherwise. ``scan`` (a
+    :class:`~.cohort.Session` whose ``subject`` is ``subject``) is a later session of the same
+    head: anatomy and within-tissue texture come from the participant's seed as always, the
+    acquisition (noise, receive bias, shim, T1w) from the session's seed, with its scan-rescan
+    factor on R2*.
     """
     rng = np.random.default_rng(subject.seed)
     if anatomy == "atlas":
         from .atlas_anatomy import make_atlas_anatomy
 
-        anat = make_atlas_anatomy(rng, lesion_count=subject.lesion_count)
+        anat = make_atlas_anatomy(
+            rng, lesion_count=subject.lesion_count, ventricle_margin_mm=ventricle_margin_mm
+        )
     elif anatomy == "phantom":
-        anat = make_anatomy(rng, atrophy=subject.atrophy, lesion_count=subject.lesion_count)
+        anat = make_anatomy(
+            rng,
+            atrophy=subject.atrophy,
+            lesion_count=subject.lesion_count,
+            ventricle_margin_mm=ventricle_margin_mm,
+        )
     else:
         raise ValueError(f"anatomy must be 'phantom' or 'atlas', not {anatomy!r}")
-    data = _acquire_subject(subject, anat, rng, with_images=with_images, with_phase=with_phase)
+    # Rims from their own stream: the subject's other draws stay what they were without them.
+    rims = lesion_rims(anat.lesions, anat.affine, np.random.default_rng(_child(subject.seed)))
+    anat = replace(anat, lesion_rims=rims)
+    data = _acquire_subject(
+        subject, anat, rng, with_images=with_images, with_phase=with_phase, scan=scan
+    )
     if with_t1w:
         data = replace(data, t1w=t1w_image(anat, rng=rng))
     return data
+
+
+def _child(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    """A fixed child stream of ``seed`` that does not advance it (unlike ``spawn``)."""
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 2018))
+    return np.random.SeedSequence(seed, spawn_key=(2018,))
 
 
 def _acquire_subject(
@@ -92,27 +121,43 @@ def _acquire_subject(
     *,
     with_images: bool,
     with_phase: bool,
+    scan: Session | None = None,
 ) -> SubjectData:
     dd = subject.disease_duration if subject.group == "MS" else 0.0
     r2, s0 = truth_maps(
         anatomy, subject_r2star(subject), lesion_factor=float(lesion_r2star_factor(dd)), rng=rng
     )
+    bias = subject.site.r2star_bias
+    if scan is not None:  # another scan of the same head: its own noise, bias field and shim
+        rng.bit_generator.state = np.random.default_rng(scan.seed).bit_generator.state
+        bias *= scan.r2star_factor
     protocol = subject.site.protocol
     affine = acquisition_affine(anatomy.affine, protocol.voxel_mm)
     if not with_images:
         return SubjectData(anatomy, r2, np.empty((0, 0, 0, 0), np.float32), affine, float("nan"))
+    rim_field = None
+    if anatomy.lesion_rims is not None and anatomy.lesion_rims.any():
+        rim_field = (RIM_FIELD_HZ * anatomy.lesion_rims).astype(np.float32)
     if with_phase:
+        extra = sinus_field(shape=anatomy.labels.shape, affine=anatomy.affine)
         magnitude, sigma, phase = acquire(
             r2,
             s0,
             protocol,
             rng=rng,
-            r2star_bias=subject.site.r2star_bias,
-            extra_field_hz=sinus_field(shape=anatomy.labels.shape, affine=anatomy.affine),
+            r2star_bias=bias,
+            extra_field_hz=extra if rim_field is None else extra + rim_field,
             with_phase=True,
         )
         return SubjectData(anatomy, r2, magnitude, affine, sigma, phase)
-    magnitude, sigma = acquire(r2, s0, protocol, rng=rng, r2star_bias=subject.site.r2star_bias)
+    magnitude, sigma = acquire(
+        r2,
+        s0,
+        protocol,
+        rng=rng,
+        r2star_bias=bias,
+        extra_field_hz=rim_field,
+    )
     return SubjectData(anatomy, r2, magnitude, affine, sigma)
 
 
@@ -149,9 +194,14 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
     }
     _, n_lesions = ndimage.label(lesions, structure=np.ones((3, 3, 3)))
     lesion_volume = float(lesions.sum()) * voxel_ml
+    # Lesion tissue without the paramagnetic rims: what a median over the lesion voxels sees
+    # (rims are a thin minority at the edges); the mean with rims is given beside it.
+    rims = data.anatomy.lesion_rims
+    tissue = lesions if rims is None else lesions & ~rims
     regions["lesions"] = {
         "both": {
-            "r2star_mean": float(data.r2star[lesions].mean()) if lesions.any() else None,
+            "r2star_mean": float(data.r2star[tissue].mean()) if tissue.any() else None,
+            "r2star_mean_with_rims": float(data.r2star[lesions].mean()) if lesions.any() else None,
             "volume_ml": lesion_volume,
         }
     }
@@ -177,4 +227,7 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
         "nbv": brain / icv,
         "lesion_volume_ml": lesion_volume,
         "lesion_count": int(n_lesions),
+        "lesions": lesion_truth(
+            lesions, data.anatomy.lesion_rims, data.r2star, data.anatomy.affine
+        ),
     }

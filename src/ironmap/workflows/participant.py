@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..defaults import B0_CORRECTIONS, MIN_FRACTION, SIGMA_MAPS, check_coils
+from ..defaults import B0_CORRECTIONS, CSF_EXCLUSIONS, MIN_FRACTION, SIGMA_MAPS, check_coils
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import get_solver
 from ..io import (
@@ -76,6 +76,9 @@ class ParticipantConfig:
         One of :data:`ironmap.segmentation.strategies.SEGMENTATIONS`.
     n_jobs : int
         Participants processed at once, >= 1.
+    csf_exclusion : str
+        One of :data:`ironmap.defaults.CSF_EXCLUSIONS`: leave out a region's voxels whose R2*
+        says CSF (``on``) or not.
     """
 
     bids_dir: Path
@@ -94,6 +97,7 @@ class ParticipantConfig:
     force: bool = False
     coils: int | None = None
     sigma_map: str = "off"
+    csf_exclusion: str = "on"
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
@@ -105,6 +109,7 @@ class ParticipantConfig:
             raise InputError(f"--erode-mm must be >= 0, got {self.erode_mm}")
         _choice("--b0-correction", self.b0_correction, B0_CORRECTIONS)
         _choice("--segmentation", self.segmentation, SEGMENTATIONS)
+        _choice("--csf-exclusion", self.csf_exclusion, CSF_EXCLUSIONS)
         if self.iron_calibration is not None:
             _choice("--iron-calibration", self.iron_calibration, tuple(CALIBRATIONS))
         if self.n_jobs < 1:

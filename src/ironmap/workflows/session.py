@@ -25,7 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
-from ..fitting.gradients import gradient_correction
+from ..fitting.gradients import field_map, gradient_correction
 from ..fitting.noise import NoiseEstimate, noise_from_background
 from ..fitting.sigma_map import SigmaMap, local_sigma_map
 from ..io import (
@@ -33,6 +33,7 @@ from ..io import (
     ParticipantOutputs,
     SessionInputs,
     load_bids_echoes,
+    load_volume,
     sidecar_path,
     write_decay_maps,
     write_json,
@@ -42,6 +43,7 @@ from ..io import (
 from ..io.derivatives import describe_changes, provenance_changes, sha256
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
+from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
 
@@ -168,6 +170,7 @@ def _provenance(
             "b0_correction": bool(_phases_used(inputs, config)),
             "iron_calibration": config.iron_calibration,
             "segmentation": config.segmentation,
+            "csf_exclusion": config.csf_exclusion,
         },
     }
 
@@ -217,9 +220,33 @@ def _decay_factor(
         )
     factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
     log.info(
-        "%s: field-gradient correction; %d voxels beyond it", inputs.name, int(unreliable.sum())
+        "%s: field-gradient correction; %d voxels of the image beyond it",
+        inputs.name,
+        int(unreliable.sum()),
     )
     return factor
+
+
+def _gradient_failures(fit: DecayFit, image: MultiEchoImage, name: str) -> int:
+    """Voxels of the fit mask that the field-gradient correction flagged as beyond it (its
+    factor is NaN there, so they fail as ``BAD_SIGNAL`` though their echoes are valid); a
+    warning when there are any. The count goes to the R2* map's sidecar."""
+    factor = fit.decay_factor  # the factor of _decay_factor, as the fit was given it
+    if factor is None:
+        return 0
+    data = image.data
+    valid = np.all(np.isfinite(data) & (data > 0), axis=-1)
+    fitted = fit.status != FitStatus.NOT_FITTED
+    failed = int(np.sum(fitted & valid & ~np.all(np.isfinite(factor), axis=-1)))
+    if failed:
+        warnings.warn(
+            f"{name}: {failed:,} voxels are beyond the field-gradient correction (dephasing "
+            "too strong or the field too steep to sample, near air) and are NaN in the maps "
+            "(B0GradientVoxelsFailed in the R2* map's sidecar)",
+            IronmapWarning,
+            stacklevel=2,
+        )
+    return failed
 
 
 def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name: str) -> DecayFit:
@@ -343,6 +370,11 @@ def _write_maps(
         header=image.header,
         extra_sidecar={
             "B0GradientCorrection": bool(_phases_used(inputs, config)),
+            **(
+                {"B0GradientVoxelsFailed": _gradient_failures(fit, image, out.name)}
+                if _phases_used(inputs, config)
+                else {}
+            ),
             "MagneticFieldStrength": image.field_strength_t,
             "ReceiveCoilsSource": fit.coils_source,
         },
@@ -378,8 +410,48 @@ def _write_regions(
             table.insert(1, "session", f"ses-{inputs.session}")
     write_tsv(out.regions, regions)
     write_tsv(out.volumes, volumes)
+    if "lesions" in masks:
+        lesions = _lesion_table(image, fit, segmentation, regions, inputs, config)
+        if inputs.session:
+            lesions.insert(1, "session", f"ses-{inputs.session}")
+        write_tsv(out.lesions, lesions)
     outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
     _write_qc(out, image, fit, segmentation, outlines, voxels=voxels)
+
+
+def _lesion_table(
+    image: MultiEchoImage,
+    fit: DecayFit,
+    segmentation: Segmentation,
+    regions: pd.DataFrame,
+    inputs: SessionInputs,
+    config: ParticipantConfig,
+) -> pd.DataFrame:
+    """One row per lesion of the pooled ``lesions`` mask (``_lesions.tsv``), with the NAWM
+    median as reference, the shell in white matter and, with phase echoes, the local field."""
+    nawm = regions.loc[regions.region == "nawm", "r2star_median"]
+    wm = segmentation.fractions.get("cerebral_wm/both")
+    field = None
+    phases = _phases_used(inputs, config)
+    if phases:
+        phase = load_bids_echoes(phases, part="phase")
+        if phase.data.shape == image.data.shape:
+            field = field_map(image.data, phase.data, image.echo_times_s)
+    mask, mask_affine = load_volume(inputs.lesion_mask)
+    components = lesion_components(
+        mask, mask_affine, fit.r2star.shape, image.affine, source_name=str(inputs.lesion_mask)
+    )
+    return lesion_table(
+        segmentation.lesion_fraction,
+        fit.r2star,
+        image.affine,
+        participant_id=f"sub-{inputs.subject}",
+        min_fraction=config.min_fraction,
+        components=components,
+        nawm_median=float(nawm.iloc[0]) if len(nawm) else float("nan"),
+        tissue=None if wm is None else wm >= 0.5,
+        field_hz=field,
+    )
 
 
 def _regional_table(
@@ -400,6 +472,7 @@ def _regional_table(
         lesion_free=None if lesion is None else lesion == 0,
         erode_mm=config.erode_mm,
         voxel_mm=np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)),
+        exclude_csf=config.csf_exclusion == "on",
     )
     if config.iron_calibration:
         for column in ("median", "mean"):
