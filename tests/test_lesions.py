@@ -165,6 +165,22 @@ def test_lesion_models_recover_a_planted_mixed_model():
     assert rim.loc["log2_volume", "ci_low"] < 0 < rim.loc["log2_volume", "ci_high"]
 
 
+def test_lesion_models_take_tables_read_back_from_tsv():
+    """Columns holding n/a arrive as objects from a TSV: the same numbers come out."""
+    from ironmap.cohort.lesions import lesion_models
+
+    lesions, people = _lesion_cohort(5)
+    expected = lesion_models(lesions, people)
+    as_read = lesions.astype(object)
+    as_read.loc[0, "r2star_rim_core_diff"] = None
+    text = people.astype(object)
+    text.loc[1, "disease_duration"] = None
+    got = lesion_models(as_read, text)
+    pct = got[got.outcome == "lesion_r2star_pct"]
+    assert pct.n_participants.iloc[0] == expected.n_participants.iloc[0] - 1
+    assert pct.estimate.notna().all()
+
+
 def test_lesion_models_refuse_too_few_lesions():
     from ironmap.cohort.lesions import lesion_models
 

@@ -51,10 +51,17 @@ _OUTCOMES = {
 }
 
 
+_NUMERIC = ("volume_ml", "r2star_median", "r2star_nawm_median", "r2star_rim_core_diff")
+
+
 def _prepare(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
-    data = lesions.merge(
-        participants[["participant_id", "disease_duration"]], on="participant_id", how="inner"
-    )
+    people = participants[["participant_id", "disease_duration"]].copy()
+    # tables read back from TSV hold n/a: numbers may arrive as objects
+    people["disease_duration"] = pd.to_numeric(people["disease_duration"], errors="coerce")
+    lesions = lesions.copy()
+    for column in _NUMERIC:
+        lesions[column] = pd.to_numeric(lesions[column], errors="coerce")
+    data = lesions.merge(people, on="participant_id", how="inner")
     data = data[(data["volume_ml"] > 0) & np.isfinite(data["disease_duration"])].copy()
     log_volume = np.log2(data["volume_ml"].astype(float))
     data["log2_volume"] = log_volume - (np.median(log_volume) if len(data) else 0.0)
