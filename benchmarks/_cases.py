@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
+
+from ironmap.errors import IronmapWarning
+from ironmap.fitting import DecayFit, DecayModel, r2star_crlb_sd
 
 #: The echo train of the acceptance criteria: 9 echoes, 2.6-39.4 ms (4.6 ms spacing).
 TE_9 = np.linspace(2.6e-3, 39.4e-3, 9)
@@ -33,3 +39,43 @@ def brain_like(n_voxels: int, te: np.ndarray, *, seed: int = 0) -> tuple[np.ndar
     s0 = rng.uniform(40.0, 120.0, n_voxels)
     mag = rician(s0[:, None] * np.exp(-r2[:, None] * te), 1.0, rng).astype(np.float32)
     return mag, {"s0": s0, "r2star": r2}
+
+
+@dataclass(frozen=True)
+class CellAccuracy:
+    """R2* estimates of one (R2*, SNR, N) cell of a benchmark grid against the truth.
+
+    Attributes
+    ----------
+    crlb : float
+        Cramer-Rao bound of the R2* SD (1/s): :data:`TE_9`, S0 = SNR, sigma = 1 per channel,
+        noncentral chi of N channels.
+    bias : float
+        Mean of the finite estimates minus the true R2*, in % of it.
+    ratio : float
+        RMSE of the finite estimates over ``crlb``.
+    failed : float
+        Share of the estimates that are NaN (failed voxels), in %.
+    """
+
+    crlb: float
+    bias: float
+    ratio: float
+    failed: float
+
+
+def cell_accuracy(estimates: np.ndarray, r2star: float, snr: float, coils: int) -> CellAccuracy:
+    """Bias, RMSE / CRLB and failures of the R2* ``estimates`` of one cell (true ``r2star``)."""
+    crlb = float(r2star_crlb_sd(snr, r2star, TE_9, 1.0, coils=coils))
+    failed = 100.0 * np.mean(~np.isfinite(estimates))
+    est = estimates[np.isfinite(estimates)]
+    bias = 100.0 * (est.mean() - r2star) / r2star
+    ratio = float(np.sqrt(np.mean((est - r2star) ** 2))) / crlb
+    return CellAccuracy(crlb, bias, ratio, failed)
+
+
+def quiet_fit(model: DecayModel, data: np.ndarray, **kwargs) -> DecayFit:
+    """``model.fit(data, **kwargs)`` without its warnings (failures are counted instead)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)
+        return model.fit(data, **kwargs)

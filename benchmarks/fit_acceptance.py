@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import numpy as np
 
-from ironmap.errors import IronmapWarning
-from ironmap.fitting import DecayModel, effective_coils, r2star_crlb_sd
+from ironmap.fitting import DecayModel, effective_coils
 from ironmap.fitting.noise import noise_from_background
 from ironmap.simulate.signal import rss_magnitude
 
-from _cases import TE_9
+from _cases import TE_9, cell_accuracy, quiet_fit
 
 R2_GRID = (15.0, 30.0, 50.0, 80.0, 120.0, 150.0)
 SNR_GRID = (30.0, 60.0)
@@ -71,9 +69,7 @@ def volume(coils: int, snr: float, background: str, voxels: int, seed: int):
 def fit(mag, tissue, coils_given: int | None):
     background = noise_from_background(mag)
     coils, _ = effective_coils(mag, coils_given, background=background)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IronmapWarning)
-        result = DecayModel(TE_9, coils=coils).fit(mag, mask=tissue, background=background)
+    result = quiet_fit(DecayModel(TE_9, coils=coils), mag, mask=tissue, background=background)
     return result, background
 
 
@@ -99,15 +95,12 @@ def main(argv: list[str] | None = None) -> None:
                 s_hat = float("nan") if estimated.sigma is None else estimated.sigma / sigma
                 for value in R2_GRID:
                     cells = r2 == value
-                    crlb = float(r2star_crlb_sd(snr, value, TE_9, 1.0, coils=coils))
-                    row = []
-                    nan = 100.0 * np.mean(~np.isfinite(estimated.r2star[cells]))
-                    for result in (estimated, given):
-                        est = result.r2star[cells]
-                        est = est[np.isfinite(est)]
-                        bias = 100.0 * (est.mean() - value) / value
-                        ratio = float(np.sqrt(np.mean((est - value) ** 2))) / crlb
-                        row.append((bias, ratio))
+                    est, giv = (
+                        cell_accuracy(result.r2star[cells], value, snr, coils)
+                        for result in (estimated, given)
+                    )
+                    crlb, nan = est.crlb, est.failed
+                    row = [(a.bias, a.ratio) for a in (est, giv)]
                     limit = 1.0 if value <= 80 else 3.0 if snr >= 60 else None
                     ok = "-"
                     if limit is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ironmap.errors import IronmapWarning
-from ironmap.fitting import DecayModel
+from ironmap.fitting import Background, DecayModel, effective_coils
 from ironmap.fitting.noise import (
     _rayleigh_sigma,
     background_level,
@@ -144,6 +144,31 @@ def test_misfit_flag(rng):
     assert not matched.misfit
     assert matched.message == ""
     assert not check_residual_sigma(6.0, None).misfit  # no background: nothing to compare
+
+
+def test_the_background_is_analysed_on_a_sentinel_and_strings_are_refused():
+    data = head_volume(8, 2.0, np.random.default_rng(11), shape=(48, 48, 6))
+    estimate = noise_from_background(data)
+    assert estimate is not None
+    assert repr(Background.ANALYSE) == "Background.ANALYSE"
+    # The default analyses the background, as passing the estimate does.
+    assert background_level(data) == background_level(data, estimate=estimate) == estimate.sigma
+    assert effective_coils(data, None) == effective_coils(data, None, background=estimate)
+    assert effective_coils(data, None, background=None) == (1, "default")
+    # Anything else is refused with what to pass, also where it would not be used (coils or
+    # sigma given): the old string sentinel "analyse" no more than any other value.
+    model = DecayModel(TE, sigma=2.0, coils=8)
+    calls = [
+        lambda b: background_level(data, estimate=b),
+        lambda b: effective_coils(data, 8, background=b),
+        lambda b: model.fit(data, background=b),
+    ]
+    for call in calls:
+        for wrong in ("analyse", "skip", 0):
+            with pytest.raises(TypeError, match=r"or ironmap\.fitting\.Background\.ANALYSE"):
+                call(wrong)
+    with pytest.raises(TypeError, match=r"^estimate must be a NoiseEstimate, None"):
+        background_level(data, estimate="analyse")
 
 
 def test_masked_volume_has_no_background_level():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,14 @@ def test_voxels_without_a_valid_sigma_fail_and_shapes_are_checked():
     with pytest.raises(InputError, match="mask shape"):
         local_sigma_map(mag, TE, mask[:-1])
     assert local_sigma_map(np.ones((4, 4, 1, 9)), TE) is None  # too few voxels
+
+
+def test_too_few_echoes_for_a_local_map_name_the_source_file():
+    """The one check of ``--sigma-map local`` on the echo count, for both workflows."""
+    source = Path("sub-01") / "anat" / "sub-01_echo-1_part-mag_MEGRE.nii.gz"
+    expected = f"{source}: --sigma-map local needs >= 3 echoes, got 2; use --sigma-map off"
+    with pytest.raises(InputError) as raised:
+        local_sigma_map(np.ones((4, 4, 1, 2)), TE[:2], source=source)
+    assert str(raised.value) == expected
+    with pytest.raises(InputError, match=r"^a local noise map needs >= 3 echoes, got 2$"):
+        local_sigma_map(np.ones((4, 4, 1, 2)), TE[:2])  # no source: the library's words

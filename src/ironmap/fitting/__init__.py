@@ -9,7 +9,7 @@ are the records of :data:`SOLVERS` (:mod:`.registry`); :data:`METHODS` lists the
 
 from .crlb import r2star_crlb_sd
 from .models import DecayModel, effective_coils
-from .noise import sigma_from_background, sigma_from_residuals
+from .noise import Background, sigma_from_background, sigma_from_residuals
 from .registry import METHODS, SOLVERS, Solver, get_solver, public_methods
 from .results import DecayFit, FitStatus
 from .rician import bessel_ratio, rician_information_factor
@@ -17,6 +17,7 @@ from .rician import bessel_ratio, rician_information_factor
 __all__ = [
     "METHODS",
     "SOLVERS",
+    "Background",
     "DecayFit",
     "DecayModel",
     "FitStatus",

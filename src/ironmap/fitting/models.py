@@ -19,11 +19,13 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InputError, IronmapWarning
 from . import solvers
 from .noise import (
+    Background,
     NoiseEstimate,
     background_level,
+    check_background,
     check_residual_sigma,
-    noise_from_background,
     rayleigh_sigma,
+    resolve_background,
     sigma_from_residuals,
 )
 from .registry import METHODS, SOLVERS, Solver, get_solver
@@ -33,7 +35,10 @@ __all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus", "effective_coils"]
 
 
 def effective_coils(
-    data: ArrayLike, coils: int | None, *, background: NoiseEstimate | str | None = "analyse"
+    data: ArrayLike,
+    coils: int | None,
+    *,
+    background: NoiseEstimate | Background | None = Background.ANALYSE,
 ) -> tuple[int, str]:
     """Receive channels to model: ``(coils, source)``.
 
@@ -46,14 +51,15 @@ def effective_coils(
     data : array_like, shape (..., n_echoes)
         Magnitudes.
     coils : int or None
-    background : NoiseEstimate or None, optional
+    background : NoiseEstimate, Background or None, optional
         :func:`~.noise.noise_from_background` of ``data`` if already computed (pass the same
-        to :meth:`DecayModel.fit`, so the background is analysed once); by default it is
-        computed here.
+        to :meth:`DecayModel.fit`, so the background is analysed once; None: the image has no
+        usable background); by default (``Background.ANALYSE``) it is computed here.
     """
+    check_background(background)
     if coils is not None:
         return int(coils), "given"
-    estimate = noise_from_background(data) if isinstance(background, str) else background
+    estimate = resolve_background(data, background)
     if estimate is None:
         return 1, "default"
     return estimate.n_coils, "background"
@@ -176,7 +182,7 @@ class DecayModel:
         *,
         decay_factor: ArrayLike | None = None,
         sigma_map: ArrayLike | None = None,
-        background: NoiseEstimate | str | None = "analyse",
+        background: NoiseEstimate | Background | None = Background.ANALYSE,
     ) -> DecayFit:
         """Fit every voxel of ``mask``.
 
@@ -197,15 +203,17 @@ class DecayModel:
             :func:`~ironmap.fitting.sigma_map.local_sigma_map`. It replaces the model's
             ``sigma``; voxels of the mask where it is not finite and > 0 fail (``BAD_SIGNAL``).
             ``fit.sigma`` is then its median over the mask and ``fit.sigma_source`` ``"map"``.
-        background : NoiseEstimate or None, optional
+        background : NoiseEstimate, Background or None, optional
             :func:`~ironmap.fitting.noise.noise_from_background` of ``data`` when the caller
             already has it (e.g. from :func:`effective_coils`), so the background is analysed
-            once; by default it is analysed here when sigma is needed.
+            once (None: the image has no usable background); by default
+            (``Background.ANALYSE``) it is analysed here when sigma is needed.
 
         Returns
         -------
         DecayFit
         """
+        check_background(background)
         data = np.asarray(data)
         if np.iscomplexobj(data):
             raise InputError("complex data given; R2* fitting needs magnitudes: pass np.abs(data)")
@@ -273,7 +281,7 @@ class DecayModel:
     # -- internals ----------------------------------------------------------------------------
 
     def _resolve_sigma(
-        self, data: np.ndarray, mask: np.ndarray, background: NoiseEstimate | str | None
+        self, data: np.ndarray, mask: np.ndarray, background: NoiseEstimate | Background | None
     ) -> tuple[float | None, str]:
         if self.sigma is not None:
             return self.sigma, "given"
@@ -281,8 +289,7 @@ class DecayModel:
         sigma = rayleigh_sigma(data) if self.coils == 1 else None
         if sigma is not None:
             return sigma, "background"
-        if isinstance(background, str):
-            background = noise_from_background(data)
+        background = resolve_background(data, background)
         if background is not None:  # root-sum-of-squares of N channels: central chi
             return background.sigma, "background"
         if self.n_echoes >= 3:

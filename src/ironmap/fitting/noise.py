@@ -22,6 +22,7 @@ and integer quantisation, report a spatially varying background, and never raise
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
@@ -30,13 +31,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, signal, special, stats
 
 __all__ = [
+    "Background",
     "NoiseEstimate",
     "ResidualSigma",
     "background_level",
+    "check_background",
     "check_residual_sigma",
     "diagnose_background",
     "noise_from_background",
     "rayleigh_sigma",
+    "resolve_background",
     "sigma_from_background",
     "sigma_from_residuals",
 ]
@@ -263,6 +267,51 @@ class NoiseEstimate:
     def uniform(self) -> bool:
         """False when the background noise varies in space (see ``spread``)."""
         return not self.spread > _MAX_BLOCK_SPREAD
+
+
+class Background(enum.Enum):
+    """The one value of a ``background`` argument that is not an estimate: analyse it here.
+
+    The functions that use the image background (:meth:`~ironmap.fitting.DecayModel.fit`,
+    :func:`~ironmap.fitting.effective_coils`, :func:`background_level`) take a
+    :class:`NoiseEstimate` the caller already has, ``None`` (the image has no usable
+    background), or ``Background.ANALYSE`` (the default): run :func:`noise_from_background` on
+    the data when it is needed.
+    """
+
+    ANALYSE = "analyse"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+def check_background(background: object, name: str = "background") -> None:
+    """Raise ``TypeError`` unless ``background`` is a NoiseEstimate, None or Background.ANALYSE."""
+    if background is None or isinstance(background, NoiseEstimate | Background):
+        return
+    raise TypeError(
+        f"{name} must be a NoiseEstimate, None (no usable background) or "
+        f"ironmap.fitting.Background.ANALYSE (analyse the background here), got {background!r}"
+    )
+
+
+def resolve_background(
+    data: ArrayLike,
+    background: NoiseEstimate | Background | None,
+    *,
+    threshold: float = 0.05,
+    name: str = "background",
+) -> NoiseEstimate | None:
+    """The :func:`noise_from_background` estimate ``background`` stands for.
+
+    ``Background.ANALYSE``: computed here from ``data`` (with ``threshold``); a
+    :class:`NoiseEstimate` or None: itself. Anything else raises ``TypeError``
+    (:func:`check_background`, naming the argument ``name``).
+    """
+    if background is Background.ANALYSE:
+        return noise_from_background(data, threshold=threshold)
+    check_background(background, name)
+    return background
 
 
 def noise_from_background(
@@ -702,7 +751,10 @@ def check_residual_sigma(
 
 
 def background_level(
-    data: ArrayLike, *, threshold: float = 0.05, estimate: NoiseEstimate | str | None = "analyse"
+    data: ArrayLike,
+    *,
+    threshold: float = 0.05,
+    estimate: NoiseEstimate | Background | None = Background.ANALYSE,
 ) -> float | None:
     """Rough per-channel noise SD of the low-intensity region, even where no background is trusted.
 
@@ -718,17 +770,17 @@ def background_level(
         Magnitude images (not modified).
     threshold : float, optional
         Fraction of the 99th percentile of the first echo below which voxels are used.
-    estimate : NoiseEstimate or None, optional
+    estimate : NoiseEstimate, Background or None, optional
         The :func:`noise_from_background` result for ``data`` when the caller already has it
-        (the default ``"analyse"`` runs it here).
+        (None: there is no usable background); the default ``Background.ANALYSE`` runs it here.
 
     Returns
     -------
     float or None
-        Signal units; ``None`` with fewer than 100 such voxels. Never raises.
+        Signal units; ``None`` with fewer than 100 such voxels. Never raises on the data
+        (``TypeError`` when ``estimate`` is none of the above).
     """
-    if isinstance(estimate, str):
-        estimate = noise_from_background(data, threshold=threshold)
+    estimate = resolve_background(data, estimate, threshold=threshold, name="estimate")
     if estimate is not None:
         return estimate.sigma
     try:

@@ -27,6 +27,7 @@ caller compares it with the background level (:func:`~ironmap.fitting.noise.chec
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,7 @@ def local_sigma_map(
     mask: ArrayLike | None = None,
     *,
     size: int = 9,
+    source: str | os.PathLike[str] | None = None,
 ) -> SigmaMap | None:
     """Noise SD per voxel from the local spread of the fit residuals.
 
@@ -95,6 +97,9 @@ def local_sigma_map(
         Voxels to map (default: all voxels with finite, positive echoes).
     size : int, optional
         Edge of the averaging box, in voxels (odd, >= 3; default 9).
+    source : str or path-like, optional
+        The file the data came from (the workflows pass it): fewer than 3 echoes are then
+        refused with a message that names it and the ``--sigma-map`` option.
 
     Returns
     -------
@@ -105,6 +110,11 @@ def local_sigma_map(
     te = np.asarray(echo_times_s, dtype=np.float64)
     arr = np.asarray(data)
     if te.ndim != 1 or te.size < 3:
+        if source is not None:
+            raise InputError(
+                f"{os.fspath(source)}: --sigma-map local needs >= 3 echoes, got {te.size}; "
+                "use --sigma-map off"
+            )
         raise InputError(f"a local noise map needs >= 3 echoes, got {te.size}")
     if arr.ndim < 2 or arr.shape[-1] != te.size:
         raise InputError(

@@ -12,7 +12,7 @@ from ..defaults import B0_CORRECTIONS, SIGMA_MAPS, check_coils
 from ..errors import InputError
 from ..fitting import DecayModel, effective_coils, get_solver
 from ..fitting.gradients import gradient_correction
-from ..fitting.noise import noise_from_background
+from ..fitting.noise import Background, noise_from_background
 from ..fitting.sigma_map import local_sigma_map
 from ..io import (
     MultiEchoImage,
@@ -147,7 +147,7 @@ def run_fit(config: FitConfig) -> list[Path]:
     background = (
         noise_from_background(image.data)
         if config.coils is None and config.sigma is None
-        else "analyse"
+        else Background.ANALYSE
     )
     coils, coils_source = effective_coils(image.data, config.coils, background=background)
     model = DecayModel(
@@ -168,12 +168,7 @@ def run_fit(config: FitConfig) -> list[Path]:
             )
     sigma_map = None
     if config.sigma_map == "local":
-        if image.echo_times_s.size < 3:
-            raise InputError(
-                f"{image.sources[0]}: --sigma-map local needs >= 3 echoes, got "
-                f"{image.echo_times_s.size}; use --sigma-map off"
-            )
-        noise = local_sigma_map(image.data, image.echo_times_s, mask)
+        noise = local_sigma_map(image.data, image.echo_times_s, mask, source=image.sources[0])
         if noise is None:
             log.warning("too few voxels for a local noise map; one sigma is used")
         else:
