@@ -17,7 +17,7 @@ from ironmap.regions.catalog import CATALOG, IRON_RICH, LABEL_NAMES, REGION_NAME
 from ironmap.regions.catalog import label_code as code
 from ironmap.simulate import draw_cohort, generate_subject, truth_summary
 from ironmap.simulate.anatomy import DEEP_SHAPES, make_anatomy
-from ironmap.simulate.cohort import SITES, subject_r2star
+from ironmap.simulate.cohort import FULL_ATROPHY, SITES, subject_r2star, ventricle_margin_mm
 from ironmap.simulate.tissue import (
     AGE_MODELS,
     CODE_TISSUE,
@@ -352,3 +352,46 @@ def test_sessions_options_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["simulate", str(tmp_path / "b"), "--sessions", "2", "--interval-years", "-1"])
     assert "must be > 0" in capsys.readouterr().err
+
+
+# -- periventricular atrophy in a cohort (ironmap simulate --ventricle-margin) -------------------
+
+
+def test_ventricle_margin_follows_each_participants_atrophy():
+    subjects = draw_cohort(n_hc=40, n_ms=60, seed=3)
+    margins = np.array([ventricle_margin_mm(s, max_mm=4.0) for s in subjects])
+    atrophy = np.array([s.atrophy for s in subjects])
+    expected = np.round(4.0 * np.minimum(atrophy / FULL_ATROPHY, 1.0), 1)
+    np.testing.assert_allclose(margins, expected)
+    ms = np.array([s.group == "MS" for s in subjects])
+    progressive = np.array([s.progressive for s in subjects])
+    assert margins[progressive].mean() > margins[ms & ~progressive].mean()
+    assert margins[ms & ~progressive].mean() > margins[~ms].mean()
+    assert max(ventricle_margin_mm(s, max_mm=0.0) for s in subjects) == 0.0
+
+
+def test_simulate_ventricle_margin_enlarges_ventricles_in_images_and_truth(tmp_path, capsys):
+    root = tmp_path / "bids"
+    args = ["simulate", str(root), "--n-hc", "0", "--n-ms", "2", "--seed", "12"]
+    assert main([*args, "--ventricle-margin", "4"]) == 0
+    truth = json.loads((tmp_path / "bids_truth.json").read_text())
+    assert truth["periventricular_atrophy"]["max_margin_mm"] == 4.0
+    subjects = {s.participant_id: s for s in draw_cohort(n_hc=0, n_ms=2, seed=12)}
+    plain = run_simulate(SimulateConfig(tmp_path / "plain", n_hc=0, n_ms=2, seed=12))
+    plain = json.loads(plain.read_text())
+    assert "periventricular_atrophy" not in plain
+    for pid, record in truth["subjects"].items():
+        margin = ventricle_margin_mm(subjects[pid], max_mm=4.0)
+        assert margin >= 1.0  # seed 12: two RRMS patients, 1.2 and 1.4 mm
+        assert record["ventricle_margin_mm"] == margin
+        assert "ventricle_margin_mm" not in plain["subjects"][pid]
+        caudate = record["regions"]["caudate"]["both"]["volume_ml"]
+        assert caudate < 0.9 * plain["subjects"][pid]["regions"]["caudate"]["both"]["volume_ml"]
+        dseg = nib.load(
+            root / "derivatives" / "segmentation" / pid / "anat" / f"{pid}_dseg.nii.gz"
+        )
+        labels = np.asarray(dseg.dataobj)
+        expected = generate_subject(subjects[pid], with_images=False, ventricle_margin_mm=margin)
+        np.testing.assert_array_equal(labels, expected.anatomy.labels)
+    assert main(["simulate", str(tmp_path / "c"), "--ventricle-margin", "7"]) == 2
+    assert "--ventricle-margin must be between 0 and 6 mm" in capsys.readouterr().err

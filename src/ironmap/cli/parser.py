@@ -102,6 +102,16 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "help": "mean years between sessions (each interval x U(0.8, 1.2))",
             },
         ),
+        "ventricle_margin_mm": (
+            ("--ventricle-margin",),
+            {
+                "type": float,
+                "metavar": "MM",
+                "help": "periventricular atrophy: each participant's lateral ventricles grow "
+                "into caudate, thalamus and white matter by up to MM mm, in proportion to its "
+                "atrophy (disease duration, EDSS, age; the true labels follow; 0 to 6)",
+            },
+        ),
         "coils": (
             ("--coils",),
             {
@@ -352,6 +362,7 @@ def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     _add(sim, "anatomy", SimulateConfig)
     _add(sim, "sessions", SimulateConfig)
     _add(sim, "interval_years", SimulateConfig)
+    _add(sim, "ventricle_margin_mm", SimulateConfig)
     sim.add_argument(
         "--t1w",
         dest="with_t1w",

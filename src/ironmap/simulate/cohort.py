@@ -33,6 +33,7 @@ from .tissue import (
 __all__ = [
     "EDSS_PROGRESSION",
     "EDSS_RATING_SD",
+    "FULL_ATROPHY",
     "INTERVAL_JITTER",
     "SCAN_RESCAN_CV",
     "SITES",
@@ -47,7 +48,12 @@ __all__ = [
     "participants_table",
     "sessions_table",
     "subject_r2star",
+    "ventricle_margin_mm",
 ]
+
+#: The ``Subject.atrophy`` at which a participant's ventricles grow by the whole
+#: ``--ventricle-margin`` (:func:`ventricle_margin_mm`).
+FULL_ATROPHY = 0.2
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,30 @@ def subject_r2star(subject: Subject) -> dict[str, float]:
             )
         out[tissue] = value
     return out
+
+
+def ventricle_margin_mm(subject: Subject, *, max_mm: float) -> float:
+    """Periventricular atrophy of ``subject`` (mm): ``max_mm x min(atrophy / FULL_ATROPHY, 1)``.
+
+    ``Subject.atrophy`` grows with disease duration and EDSS in MS and with age over 40 in
+    everyone, so the enlargement is largest in long-standing progressive MS and close to 0 in
+    young controls: the disease-correlated atrophy an atlas segmentation must follow
+    (``ironmap simulate --ventricle-margin``; :func:`~.anatomy.enlarge_ventricles`).
+
+    Parameters
+    ----------
+    subject : Subject
+    max_mm : float
+        Enlargement (mm) at ``atrophy >= FULL_ATROPHY``; 0 gives 0.
+
+    Returns
+    -------
+    float
+        Margin (mm), rounded to 0.1 mm.
+    """
+    if max_mm < 0 or not np.isfinite(max_mm):
+        raise ValueError(f"max_mm must be a finite number >= 0, got {max_mm}")
+    return round(float(max_mm * min(subject.atrophy / FULL_ATROPHY, 1.0)), 1)
 
 
 def _biological_offsets(rng: np.random.Generator) -> dict[str, float]:

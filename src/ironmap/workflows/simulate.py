@@ -20,6 +20,7 @@ from ..simulate.bids import json_safe, write_dataset_files, write_sessions_file,
 from ..simulate.cohort import (
     EDSS_PROGRESSION,
     EDSS_RATING_SD,
+    FULL_ATROPHY,
     INTERVAL_JITTER,
     SCAN_RESCAN_CV,
     SITES,
@@ -28,13 +29,24 @@ from ..simulate.cohort import (
     Subject,
     draw_sessions,
     sessions_table,
+    ventricle_margin_mm,
 )
 from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
 
-__all__ = ["ANATOMIES", "QUICK_COHORT", "SimulateConfig", "run_simulate", "truth_path"]
+__all__ = [
+    "ANATOMIES",
+    "MAX_VENTRICLE_MARGIN_MM",
+    "QUICK_COHORT",
+    "SimulateConfig",
+    "run_simulate",
+    "truth_path",
+]
 
 #: ``--anatomy`` choices: the ellipsoid head phantom, or the bundled atlas deformed per subject.
 ANATOMIES = ("phantom", "atlas")
+
+#: Largest ``--ventricle-margin`` (mm): at 6 mm the simulated caudate is down to about 1 mL.
+MAX_VENTRICLE_MARGIN_MM = 6.0
 
 #: ``(n_hc, n_ms)`` of ``--quick`` cohorts.
 QUICK_COHORT = (10, 10)
@@ -57,6 +69,7 @@ class SimulateConfig:
     with_t1w: bool = False
     sessions: int = 1
     interval_years: float = 2.0
+    ventricle_margin_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_hc < 0 or self.n_ms < 0 or self.n_hc + self.n_ms < 1:
@@ -73,6 +86,11 @@ class SimulateConfig:
             raise InputError(f"--sessions must be >= 1, got {self.sessions}")
         if not (self.interval_years > 0 and np.isfinite(self.interval_years)):
             raise InputError(f"--interval-years must be > 0, got {self.interval_years}")
+        if not 0.0 <= self.ventricle_margin_mm <= MAX_VENTRICLE_MARGIN_MM:
+            raise InputError(
+                f"--ventricle-margin must be between 0 and {MAX_VENTRICLE_MARGIN_MM:g} mm (the "
+                f"caudate is gone beyond), got {self.ventricle_margin_mm}"
+            )
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -87,10 +105,23 @@ def _one_subject(
     with_phase: bool = False,
     anatomy: str = "phantom",
     with_t1w: bool = False,
+    max_margin_mm: float = 0.0,
 ) -> dict:
-    data = generate_subject(subject, with_phase=with_phase, anatomy=anatomy, with_t1w=with_t1w)
+    margin = ventricle_margin_mm(subject, max_mm=max_margin_mm)
+    data = generate_subject(
+        subject,
+        with_phase=with_phase,
+        anatomy=anatomy,
+        with_t1w=with_t1w,
+        ventricle_margin_mm=margin,
+    )
     write_subject(root, subject, data)
-    return truth_summary(subject, data)
+    return {**truth_summary(subject, data), **_margin_record(margin, max_margin_mm)}
+
+
+def _margin_record(margin: float, max_margin_mm: float) -> dict:
+    """The truth of a subject's periventricular atrophy (only when it was simulated)."""
+    return {"ventricle_margin_mm": margin} if max_margin_mm > 0 else {}
 
 
 def _one_session(
@@ -99,14 +130,22 @@ def _one_session(
     with_phase: bool = False,
     anatomy: str = "phantom",
     with_t1w: bool = False,
+    max_margin_mm: float = 0.0,
 ) -> dict:
-    """One session of a longitudinal cohort: the same head, scanned again."""
+    """One session of a longitudinal cohort: the same head (and atrophy), scanned again."""
+    margin = ventricle_margin_mm(session.subject, max_mm=max_margin_mm)
     data = generate_subject(
-        session.subject, with_phase=with_phase, anatomy=anatomy, with_t1w=with_t1w, scan=session
+        session.subject,
+        with_phase=with_phase,
+        anatomy=anatomy,
+        with_t1w=with_t1w,
+        ventricle_margin_mm=margin,
+        scan=session,
     )
     write_subject(root, session.subject, data, session=session.label)
     return {
         **truth_summary(session.subject, data),
+        **_margin_record(margin, max_margin_mm),
         "session": f"ses-{session.label}",
         "time_years": session.time_years,
         "acq_time": session.acq_time,
@@ -156,6 +195,7 @@ def run_simulate(config: SimulateConfig) -> Path:
     log.info("simulating %d participants into %s", len(subjects), root)
     options = {"with_phase": config.with_phase, "anatomy": config.anatomy}
     options["with_t1w"] = config.with_t1w
+    options["max_margin_mm"] = config.ventricle_margin_mm
     if config.sessions == 1:
         truths = map_ordered(
             partial(_one_subject, root=root, **options),
@@ -204,6 +244,18 @@ def run_simulate(config: SimulateConfig) -> Path:
         if config.anatomy == "atlas"
         else "ellipsoid phantom (simulate.anatomy)",
         "lesion_r2star_factor": "max(0.88 - 0.008 * disease_duration, 0.6) x NAWM R2*",
+        **(
+            {
+                "periventricular_atrophy": {
+                    "max_margin_mm": config.ventricle_margin_mm,
+                    "margin": f"max_margin_mm x min(atrophy / {FULL_ATROPHY:g}, 1), per "
+                    "participant (subjects.<id>.ventricle_margin_mm): lateral ventricles grown "
+                    "into caudate, thalamus and cerebral white matter; true labels follow",
+                }
+            }
+            if config.ventricle_margin_mm > 0
+            else {}
+        ),
         **per_subject,
     }
     write_json(truth_file, json_safe(truth))
