@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ironmap.errors import IronmapWarning
+from ironmap.errors import InputError, IronmapWarning
 from ironmap.regions import regional_r2star
 from ironmap.regions.lesions import LESION_COLUMNS, lesion_table
 from ironmap.simulate.lesions import lesion_rims, lesion_truth
@@ -181,6 +181,69 @@ def test_lesion_models_take_tables_read_back_from_tsv():
     assert pct.estimate.notna().all()
 
 
+def _with_location(seed: int, *, effect: float = 5.0, share: float = 0.4):
+    """:func:`_lesion_cohort` with a ``location``: a share of the lesions periventricular, whose
+    R2* is ``effect`` % of NAWM higher (the planted ``location[periventricular]``)."""
+    lesions, people = _lesion_cohort(seed)
+    rng = np.random.default_rng(seed + 100)
+    peri = rng.random(len(lesions)) < share
+    lesions["location"] = np.where(peri, "periventricular", "deep_white_matter")
+    lesions["r2star_median"] += peri * 20.0 * effect / 100.0
+    return lesions, people
+
+
+def test_lesion_models_estimate_the_planted_location_effect():
+    from ironmap.cohort.lesions import lesion_models
+
+    lesions, people = _with_location(6)
+    table = lesion_models(lesions, people)
+    pct = table[table.outcome == "lesion_r2star_pct"].set_index("term")
+    assert list(pct.index) == [
+        "Intercept",
+        "location[periventricular]",
+        "log2_volume",
+        "disease_duration",
+    ]
+    row = pct.loc["location[periventricular]"]
+    assert row.ci_low < 5.0 < row.ci_high
+    assert row.p < 1e-6
+    for term, truth in (("Intercept", -10.0), ("log2_volume", 3.0), ("disease_duration", 0.5)):
+        assert pct.loc[term, "ci_low"] < truth < pct.loc[term, "ci_high"]
+    assert (pct.note == "").all()
+    rim = table[table.outcome == "rim_core_r2star"].set_index("term")
+    location = rim.loc["location[periventricular]"]
+    assert location.ci_low < 0 < location.ci_high  # no planted effect on the rim contrast
+    assert "deep_white_matter" in row.model
+
+
+def test_lesion_models_leave_location_out_with_one_level_or_too_few_lesions():
+    from ironmap.cohort.lesions import MIN_LOCATION_LESIONS, lesion_models
+
+    lesions, people = _lesion_cohort(7)
+    without = lesion_models(lesions, people)
+    one_level = lesion_models(lesions.assign(location="deep_white_matter"), people)
+    pd.testing.assert_frame_equal(one_level, without)
+    rare = lesions.assign(location="deep_white_matter")
+    rare.loc[rare.index[: MIN_LOCATION_LESIONS - 1], "location"] = "periventricular"
+    few = lesion_models(rare, people)
+    assert not few.term.str.startswith("location").any()
+    assert few.n_lesions.iloc[0] == len(lesions)
+    enough = rare.copy()
+    enough.loc[enough.index[:MIN_LOCATION_LESIONS], "location"] = "periventricular"
+    assert lesion_models(enough, people).term.str.startswith("location").any()
+
+
+def test_lesion_models_drop_lesions_without_a_location_from_location_models():
+    from ironmap.cohort.lesions import lesion_models
+
+    lesions, people = _with_location(8)
+    lesions.loc[lesions.index[:7], "location"] = np.nan  # e.g. n/a: no ventricle labels
+    table = lesion_models(lesions, people)
+    pct = table[table.outcome == "lesion_r2star_pct"]
+    assert pct.n_lesions.iloc[0] == len(lesions) - 7
+    assert pct.note.iloc[0].startswith("7 lesion(s) without a location")
+
+
 def test_lesion_models_refuse_too_few_lesions():
     from ironmap.cohort.lesions import lesion_models
 
@@ -213,3 +276,138 @@ def test_lesions_found_on_the_mask_grid_stay_apart_on_a_coarse_r2star_grid():
     assert table.volume_ml.tolist() == [1.728, 0.216]
     np.testing.assert_allclose(table.centroid_x_mm, [25.5, 36.5])
     assert table.n_voxels.sum() == (fraction >= 0.9).sum()
+
+
+# -- location: distance to the lateral ventricles ----------------------------------------------
+
+
+def _ventricle_phantom():
+    """On the 2 x 2 x 3 mm grid, a ventricle block (x 20-25, y 10-29, z 5-14) and four lesions
+    (lesion fraction 1, R2* 15 1/s everywhere), largest first:
+
+    - A, 36 voxels + a 0.4 partial-volume layer at x = 20 that overlaps the ventricle: 0 mm;
+    - D10, 27 voxels at x 30-32: five 2 mm voxels in x beyond the ventricle's x = 25, 10.0 mm;
+    - D4, 24 voxels at y 7-8: two 2 mm voxels in y short of the ventricle's y = 10, 4.0 mm;
+    - P3, 18 voxels at z 15-16, the slice above the ventricle's z = 14: 3.0 mm (one 3 mm voxel).
+    """
+    fraction = np.zeros(SHAPE)
+    fraction[16:20, 12:15, 7:10] = 1.0  # A
+    fraction[20, 12:15, 7:10] = 0.4
+    fraction[30:33, 24:27, 8:11] = 1.0  # D10
+    fraction[21:25, 7:9, 8:11] = 1.0  # D4
+    fraction[21:24, 20:23, 15:17] = 1.0  # P3
+    ventricles = np.zeros(SHAPE, dtype=bool)
+    ventricles[20:26, 10:30, 5:15] = True
+    return fraction, ventricles
+
+
+def test_ventricle_distance_and_location_of_cubes():
+    from ironmap.regions.lesions import LOCATIONS, PERIVENTRICULAR_MM
+
+    fraction, ventricles = _ventricle_phantom()
+    table = lesion_table(
+        fraction,
+        np.full(SHAPE, 15.0),
+        AFFINE,
+        participant_id="s",
+        min_fraction=0.9,
+        ventricles=ventricles,
+    )
+    assert list(table.columns) == list(LESION_COLUMNS)
+    assert table.n_voxels.tolist() == [36, 27, 24, 18]
+    assert table.ventricle_distance_mm.tolist() == [0.0, 10.0, 4.0, 3.0]
+    assert table.location.tolist() == [
+        "periventricular",
+        "deep_white_matter",
+        "deep_white_matter",
+        "periventricular",
+    ]
+    assert PERIVENTRICULAR_MM == 3.0
+    assert set(table.location) == set(LOCATIONS)
+
+
+def test_location_is_na_without_ventricles():
+    fraction, ventricles = _ventricle_phantom()
+    r2 = np.full(SHAPE, 15.0)
+    for given in (None, np.zeros(SHAPE, dtype=bool)):  # no mask; no ventricle in the labels
+        table = lesion_table(
+            fraction, r2, AFFINE, participant_id="s", min_fraction=0.9, ventricles=given
+        )
+        assert len(table) == 4
+        assert table.ventricle_distance_mm.isna().all()
+        assert table.location.isna().all()
+    with pytest.raises(InputError, match="ventricle mask shape"):
+        lesion_table(
+            fraction, r2, AFFINE, participant_id="s", min_fraction=0.9, ventricles=ventricles[1:]
+        )
+
+
+def test_new_lesion_columns_are_described():
+    from ironmap.io.columns import describe, undescribed
+    from ironmap.regions.lesions import LOCATIONS
+
+    assert undescribed(LESION_COLUMNS, "lesions") == []
+    assert set(describe("location", "lesions").levels) == set(LOCATIONS)
+    assert describe("ventricle_distance_mm", "lesions").units == "mm"
+
+
+def test_location_agrees_with_the_simulated_anatomy(tmp_path):
+    """Two seeded simulated patients (2 mm isotropic and 2 x 2 x 3 mm GRE) through the
+    participant stage. Truth from the 1 mm ground-truth labels and lesion mask the simulator
+    wrote: each lesion's smallest distance to a lateral-ventricle voxel. Lesions touching the
+    ventricle (a face neighbour, 1 mm) are periventricular; lesions >= 3.5 mm from it (voxel
+    centres: 2.5 mm of white matter in between) are deep; the R2*-grid distance is within one R2*
+    voxel diagonal of the truth. (Between, 1.4-3.2 mm, the 2-3 mm grid cannot tell.)"""
+    import nibabel as nib
+    from scipy import ndimage
+
+    from ironmap.cli import main
+    from ironmap.regions.catalog import by_name
+    from ironmap.simulate.bids import write_cohort
+    from ironmap.simulate.cohort import draw_site_panel
+
+    panel = draw_site_panel()
+    root, out = tmp_path / "bids", tmp_path / "out"
+    write_cohort(root, [panel[0], panel[4]])  # graz 2 mm, milan 2 x 2 x 3 mm
+    assert main(["run", str(root), str(out), "participant", "-q"]) == 0
+    matched = []
+    for pid, diagonal in (("sub-001", np.sqrt(12.0)), ("sub-005", np.sqrt(17.0))):
+        seg = root / "derivatives" / "segmentation" / pid / "anat"
+        dseg = nib.load(next(seg.glob("*_dseg.nii.gz")))
+        mask = np.asarray(nib.load(next(seg.glob("*lesion_mask.nii.gz"))).dataobj) != 0
+        ventricle = np.isin(np.asarray(dseg.dataobj), by_name("lateral_ventricle").codes)
+        distance = ndimage.distance_transform_edt(~ventricle, sampling=dseg.header.get_zooms())
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+        index = np.arange(1, n + 1)
+        true_mm = np.asarray(ndimage.minimum(distance, labels, index))
+        ijk = np.asarray(ndimage.center_of_mass(mask, labels, index))
+        centres = ijk @ dseg.affine[:3, :3].T + dseg.affine[:3, 3]
+        table = pd.read_csv(out / pid / "anat" / f"{pid}_lesions.tsv", sep="\t")
+        found = table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(float)
+        nearest = np.linalg.norm(found[:, None] - centres[None], axis=2).argmin(axis=1)
+        matched.append(table.assign(true_mm=true_mm[nearest], diagonal=diagonal))
+    lesions = pd.concat(matched, ignore_index=True)
+    assert len(lesions) == 30
+    touching = lesions[lesions.true_mm == 1.0]
+    apart = lesions[lesions.true_mm >= 3.5]
+    assert len(touching) == 3
+    assert (touching.location == "periventricular").all()
+    assert len(apart) == 23
+    assert (apart.location == "deep_white_matter").all()
+    error = (lesions.ventricle_distance_mm - lesions.true_mm).abs()
+    assert (error <= lesions.diagonal).all()
+
+
+def test_the_gradient_correction_field_is_the_field_map_the_lesion_table_used():
+    """The participant stage passes the field map of the B0-gradient correction to the lesion
+    table instead of computing field_map again: the two are the same array."""
+    from ironmap.fitting.gradients import field_map, gradient_correction
+
+    rng = np.random.default_rng(11)
+    te = np.array([0.004, 0.008, 0.012, 0.016])
+    shape = (12, 10, 8)
+    field = np.cumsum(rng.normal(0, 3, shape), axis=0)  # Hz, smooth along x
+    magnitude = 100 * np.exp(-20 * te) * np.ones((*shape, 1)) + rng.rayleigh(1, (*shape, 4))
+    phase = np.angle(np.exp(2j * np.pi * field[..., None] * te + 0.1j * rng.normal(size=(4,))))
+    _, reused, _ = gradient_correction(magnitude, phase, te)
+    np.testing.assert_array_equal(reused, field_map(magnitude, phase, te))

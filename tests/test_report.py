@@ -370,3 +370,143 @@ def test_figures_are_embedded_at_the_size_they_are_drawn():
     assert re.search(r"width='(\d+)'", tag).group(1) == "600"  # 6 in at 100 CSS px per inch
     assert RENDER_DPI >= 100
     assert min(sizes) >= 9
+
+
+# -- lesions one by one ------------------------------------------------------------------------
+
+
+def _lesion_models_table() -> pd.DataFrame:
+    """A hand-made group/lesion_models.tsv: a fitted lesion_r2star_pct model and a
+    rim_core_r2star outcome with too few lesions."""
+    from ironmap.cohort.lesions import LESION_MODEL_COLUMNS
+
+    model = "lesion_r2star_pct ~ ... + (1 | participant)"
+    fitted = [
+        ("Intercept", -10.744, -13.3004, -8.1891, 1.72e-16),
+        ("location[periventricular]", 4.9779, 4.1041, 5.8517, 6.0e-29),
+        ("log2_volume", 3.241, 2.8837, 3.5983, 1.0e-70),
+        ("disease_duration", 0.5318, 0.3509, 0.7128, 0.0312),
+    ]
+    rows = [
+        {
+            "outcome": "lesion_r2star_pct",
+            "term": term,
+            "estimate": estimate,
+            "ci_low": low,
+            "ci_high": high,
+            "p": p,
+            "n_lesions": 385,
+            "n_participants": 40,
+            "participant_sd": 2.9,
+            "converged": True,
+            "model": model,
+            "note": "",
+        }
+        for term, estimate, low, high, p in fitted
+    ]
+    rows.append(
+        {
+            "outcome": "rim_core_r2star",
+            "n_lesions": 12,
+            "n_participants": 4,
+            "note": "too few lesions (12) or participants (4) with this outcome; needs 20 and 5",
+        }
+    )
+    return pd.DataFrame(rows).reindex(columns=LESION_MODEL_COLUMNS)
+
+
+def _lesion_rows(subjects: pd.DataFrame) -> pd.DataFrame:
+    """24 lesions, 4 in each of 6 MS participants: 10 periventricular, 14 deep; NAWM 20 1/s,
+    lesion R2* 18 1/s (-10 %); rim-core contrast finite in 15 of them."""
+    people = subjects.loc[subjects.group == "MS", "participant_id"].iloc[:6]
+    rows = []
+    for i in range(24):
+        rows.append(
+            {
+                "participant_id": people.iloc[i % 6],
+                "volume_ml": 0.05 * (i + 1),
+                "r2star_median": 18.0,
+                "r2star_nawm_median": 20.0,
+                "r2star_rim_core_diff": float(i % 5) - 1.0 if i < 15 else np.nan,
+                "location": "periventricular" if i < 10 else "deep_white_matter",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_lesion_model_table_shows_the_models_numbers():
+    from ironmap.report.lesions import lesion_model_table
+
+    shown, flags = lesion_model_table(_lesion_models_table())
+    assert shown.columns.tolist() == [
+        "outcome",
+        "term",
+        "estimate [95 % CI]",
+        "p",
+        "n lesions",
+        "n participants",
+    ]
+    assert shown.outcome.tolist()[:2] == ["lesion R2* relative to NAWM (%)", ""]
+    location = shown.iloc[1]
+    assert location.term == "periventricular vs deep white matter"
+    assert location["estimate [95 % CI]"] == "4.98 [4.10, 5.85]"
+    assert location.p == "< 0.001"
+    assert location["n lesions"] == "385"
+    assert location["n participants"] == "40"
+    assert shown.iloc[3].p == "0.031"
+    assert shown.iloc[2]["estimate [95 % CI]"] == "3.24 [2.88, 3.60]"
+    assert flags["p"].tolist() == [True, True, True, True, False]
+    rim = shown.iloc[4]
+    assert (rim.outcome, rim.term, rim["estimate [95 % CI]"]) == (
+        "rim - core R2* (1/s)",
+        "not fitted",
+        "",
+    )
+    assert rim["n lesions"] == "12"
+
+
+def test_lesion_figure_draws_every_lesion_by_location(cohort):
+    from ironmap.cohort.lesions import lesion_outcomes
+    from ironmap.report.lesions import lesion_figure
+
+    _, _, result = cohort
+    data = lesion_outcomes(_lesion_rows(result.subjects), result.subjects)
+    assert data.lesion_r2star_pct.tolist() == pytest.approx([-10.0] * 24)
+    with plotting():
+        fig = lesion_figure(data, _lesion_models_table())
+        left, right = fig.axes
+        points = [len(c.get_offsets()) for c in left.collections]
+        assert points == [10, 14]
+        assert left.get_xscale() == "log"
+        assert sum(p.get_height() for p in right.patches) == 15
+        assert [line.get_label() for line in left.get_lines()][:2] == [
+            "fitted, deep white matter",
+            "fitted, periventricular",
+        ]
+        deep, peri = left.get_lines()[:2]
+        assert peri.get_ydata()[0] - deep.get_ydata()[0] == pytest.approx(4.9779)
+
+
+def test_report_has_the_lesion_section_only_with_lesion_tables(cohort, tmp_path):
+    import dataclasses
+
+    from ironmap.report.html import write_report
+
+    _, _, result = cohort
+    assert result.lesion_models.empty  # the hand-written cohort has no lesion tables
+    assert "Lesions one by one" not in result.report.read_text()
+    with_lesions = dataclasses.replace(
+        result, lesion_models=_lesion_models_table(), lesions=_lesion_rows(result.subjects)
+    )
+    page = write_report(tmp_path / "report.html", with_lesions).read_text()
+    section = page[page.index("<h2>Lesions one by one</h2>") :]
+    section = section[: section.index("<h2>", 5)]
+    assert "24 lesions of 6 MS participants" in section
+    assert "10 periventricular, 14 deep white matter" in section
+    assert "median volume 0.625 mL" in section
+    assert "<td class='sig'>4.98 [4.10, 5.85]</td>" in section
+    assert "<td>385</td>" in section
+    assert "<img alt='lesion R2* against volume by location" in section
+    assert "too few lesions (12) or participants (4)" in section
+    numbers = [int(n) for n in re.findall(r"<b>Figure (\d+)\.</b>", page)]
+    assert numbers == list(range(1, len(numbers) + 1))

@@ -12,7 +12,13 @@ count as many independent observations. Two outcomes:
 
 Fixed effects: ``log2_volume`` (log2 of the lesion volume in mL, centred at the cohort median:
 the estimate is the change per doubling of volume), ``disease_duration`` (years) and, when the
-lesion rows carry a ``location``, periventricular versus other lesions.
+lesion rows carry a ``location`` (``periventricular`` / ``deep_white_matter``,
+:func:`ironmap.regions.lesions.lesion_table`) with at least two locations of
+:data:`MIN_LOCATION_LESIONS` lesions or more among the lesions of an outcome, ``location`` as a
+categorical covariate against :data:`LOCATION_REFERENCE` (term ``location[periventricular]``:
+periventricular minus deep white-matter lesions). Lesions of that outcome without a location or
+of a rarer location then drop out of its model (counted in ``note``); with one location, or no
+column, the model has no location term.
 """
 
 from __future__ import annotations
@@ -23,11 +29,23 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
-__all__ = ["LESION_MODEL_COLUMNS", "MIN_LESIONS", "MIN_PARTICIPANTS", "lesion_models"]
+__all__ = [
+    "LESION_MODEL_COLUMNS",
+    "LOCATION_REFERENCE",
+    "MIN_LESIONS",
+    "MIN_LOCATION_LESIONS",
+    "MIN_PARTICIPANTS",
+    "lesion_models",
+    "lesion_outcomes",
+]
 
 #: Fewest lesions and participants a model is fitted on.
 MIN_LESIONS = 20
 MIN_PARTICIPANTS = 5
+#: Fewest lesions of a location for it to be a level of ``location``.
+MIN_LOCATION_LESIONS = 10
+#: The level ``location`` terms are measured against (when present; else the commonest).
+LOCATION_REFERENCE = "deep_white_matter"
 
 #: Columns of ``group/lesion_models.tsv``.
 LESION_MODEL_COLUMNS = (
@@ -54,7 +72,21 @@ _OUTCOMES = {
 _NUMERIC = ("volume_ml", "r2star_median", "r2star_nawm_median", "r2star_rim_core_diff")
 
 
-def _prepare(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
+def lesion_outcomes(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
+    """The lesion rows the models see, with their outcomes and covariates.
+
+    Parameters
+    ----------
+    lesions, participants : pandas.DataFrame
+        As for :func:`lesion_models`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The lesion rows of participants with a disease duration and lesions of positive
+        volume, numbers as floats, plus ``disease_duration`` (years), ``log2_volume`` (log2 mL,
+        centred at the median), ``lesion_r2star_pct`` (%) and ``rim_core_r2star`` (1/s).
+    """
     people = participants[["participant_id", "disease_duration"]].copy()
     # tables read back from TSV hold n/a: numbers may arrive as objects
     people["disease_duration"] = pd.to_numeric(people["disease_duration"], errors="coerce")
@@ -93,13 +125,22 @@ def lesion_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataF
     """
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    data = _prepare(lesions, participants)
-    terms = ["log2_volume", "disease_duration"]
-    if "location" in data and data["location"].nunique() > 1:
-        terms.append("C(location, Treatment('other'))")
+    data = lesion_outcomes(lesions, participants)
     rows = []
     for outcome in _OUTCOMES:
         part = data[np.isfinite(data[outcome])]
+        terms, note = ["log2_volume", "disease_duration"], ""
+        location = _location_term(part)
+        if location is not None:
+            term, levels = location
+            kept = part["location"].isin(levels)
+            if not kept.all():
+                note = (
+                    f"{int((~kept).sum())} lesion(s) without a location or of a location with "
+                    f"fewer than {MIN_LOCATION_LESIONS} lesions left out"
+                )
+            part = part[kept]
+            terms.append(term)
         n, k = len(part), part["participant_id"].nunique()
         formula = f"{outcome} ~ " + " + ".join(terms)
         model = formula + " + (1 | participant)"
@@ -126,7 +167,7 @@ def lesion_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataF
             rows.append(
                 {
                     "outcome": outcome,
-                    "term": term.replace("C(location, Treatment('other'))[T.", "location["),
+                    "term": _term_name(term),
                     "estimate": float(result.fe_params[term]),
                     "ci_low": float(ci.loc[term, 0]),
                     "ci_high": float(ci.loc[term, 1]),
@@ -136,7 +177,27 @@ def lesion_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataF
                     "participant_sd": float(np.sqrt(max(result.cov_re.iloc[0, 0], 0.0))),
                     "converged": bool(result.converged),
                     "model": model,
-                    "note": "",
+                    "note": note,
                 }
             )
     return pd.DataFrame(rows).reindex(columns=LESION_MODEL_COLUMNS)
+
+
+def _location_term(part: pd.DataFrame) -> tuple[str, list[str]] | None:
+    """The formula term of ``location`` and the levels it keeps (those with at least
+    :data:`MIN_LOCATION_LESIONS` lesions), or None without two such levels."""
+    if "location" not in part:
+        return None
+    counts = part["location"].dropna().astype(str).value_counts()
+    levels = sorted(counts.index[counts >= MIN_LOCATION_LESIONS])
+    if len(levels) < 2:
+        return None
+    reference = LOCATION_REFERENCE if LOCATION_REFERENCE in levels else counts[levels].idxmax()
+    return f"C(location, Treatment({reference!r}))", levels
+
+
+def _term_name(term: str) -> str:
+    """``C(location, Treatment('x'))[T.periventricular]`` -> ``location[periventricular]``."""
+    if term.startswith("C(location, Treatment("):
+        return "location[" + term.split("[T.", 1)[1]
+    return term

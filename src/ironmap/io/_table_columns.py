@@ -75,6 +75,21 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "field_rim_core_diff_hz": Column(
             "Rim minus core local field: positive in paramagnetic rim lesions", "Hz", decimals=2
         ),
+        "ventricle_distance_mm": Column(
+            "Smallest distance from a voxel the lesion touches to a lateral-ventricle voxel "
+            "(fraction >= 0.5), voxel centre to voxel centre on the R2* grid: 0 when they "
+            "overlap, one voxel size when adjacent (n/a without ventricles in the segmentation)",
+            "mm",
+            decimals=1,
+        ),
+        "location": Column(
+            "Where the lesion lies (n/a without ventricles in the segmentation)",
+            levels={
+                "periventricular": "ventricle_distance_mm <= 3 mm: touching the lateral "
+                "ventricle, one voxel of partial volume allowed (MAGNIMS/McDonald)",
+                "deep_white_matter": "farther from the lateral ventricles",
+            },
+        ),
     },
     "subjects": {
         "analysed": _bool(

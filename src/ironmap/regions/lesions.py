@@ -19,7 +19,11 @@ it has at least :data:`MIN_LESION_VOXELS` such voxels. Per lesion:
 - the participant's NAWM median R2* as the reference;
 - with a field map (phase echoes): the median *local* field (Hz) of rim and core, the field less
   its Gaussian-smoothed version (SD :data:`LOCAL_FIELD_SD_MM`), which removes the smooth
-  background field (an approximation for QC and ranking, not a susceptibility map).
+  background field (an approximation for QC and ranking, not a susceptibility map);
+- with a lateral-ventricle mask: ``ventricle_distance_mm``, the smallest distance (mm, between
+  voxel centres of the R2* grid, voxel sizes applied) from any voxel the lesion touches to a
+  ventricle voxel (0 when they overlap, one voxel size when adjacent), and ``location``:
+  ``periventricular`` within :data:`PERIVENTRICULAR_MM`, else ``deep_white_matter``.
 
 A paramagnetic rim lesion has a rim brighter than its core on R2* and a positive local field
 in the rim; ``r2star_rim_core_diff`` (1/s) is the rim-core contrast.
@@ -40,7 +44,9 @@ from .resample import label_fractions
 __all__ = [
     "LESION_COLUMNS",
     "LOCAL_FIELD_SD_MM",
+    "LOCATIONS",
     "MIN_LESION_VOXELS",
+    "PERIVENTRICULAR_MM",
     "RIM_VOXELS",
     "SHELL_VOXELS",
     "LesionComponents",
@@ -57,6 +63,16 @@ RIM_VOXELS = 1
 SHELL_VOXELS = 2
 #: SD (mm) of the Gaussian whose smoothing of the field map is removed to get the local field.
 LOCAL_FIELD_SD_MM = 6.0
+#: A lesion is periventricular when a voxel it touches lies within this distance (mm, voxel
+#: centre to voxel centre on the R2* grid) of a lateral-ventricle voxel. The MAGNIMS/McDonald
+#: criteria call a lesion periventricular when it touches the lateral ventricle with no white
+#: matter in between (Filippi et al., Lancet Neurol 2016; Thompson et al., Lancet Neurol 2018).
+#: On a 2-3 mm R2* grid, a lesion touching the ventricle on the mask's grid shares a voxel with
+#: it (distance 0) or lies in the voxel next to it (one voxel, 2-3 mm): 3 mm allows that one
+#: voxel of partial volume and no more (two voxels of 2 mm, 4 mm, are deep white matter).
+PERIVENTRICULAR_MM = 3.0
+#: Values of the ``location`` column (``n/a`` without a ventricle mask).
+LOCATIONS = ("periventricular", "deep_white_matter")
 
 _COMPONENTS = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 _CROSS = ndimage.generate_binary_structure(3, 1)
@@ -83,6 +99,8 @@ LESION_COLUMNS = (
     "field_core_hz",
     "field_rim_hz",
     "field_rim_core_diff_hz",
+    "ventricle_distance_mm",
+    "location",
 )
 
 
@@ -218,6 +236,7 @@ def lesion_table(
     field_hz: NDArray[np.floating] | None = None,
     components: LesionComponents | None = None,
     min_voxels: int = MIN_LESION_VOXELS,
+    ventricles: NDArray[np.bool_] | None = None,
 ) -> pd.DataFrame:
     """One row per lesion (columns :data:`LESION_COLUMNS`; see the module docstring).
 
@@ -247,6 +266,12 @@ def lesion_table(
         from the lesion fractions.
     min_voxels : int, optional
         Smallest lesion listed (R2* voxels).
+    ventricles : numpy.ndarray of bool, shape (X, Y, Z), optional
+        The lateral ventricles on the R2* grid (e.g. their label fraction >= 0.5). Gives
+        ``ventricle_distance_mm`` (mm, voxel centres, from the lesion's nearest voxel: every
+        voxel the lesion touches, any lesion fraction) and ``location`` (``periventricular``
+        within :data:`PERIVENTRICULAR_MM`, else ``deep_white_matter``); both NaN without it
+        or when it holds no voxel.
 
     Returns
     -------
@@ -268,6 +293,18 @@ def lesion_table(
     if tissue is not None:
         allowed &= np.asarray(tissue, dtype=bool)
     local = None if field_hz is None else local_field(field_hz, voxel_mm)
+    distance = None
+    if ventricles is not None and np.shape(ventricles) != r2star.shape:
+        raise InputError(
+            f"ventricle mask shape {np.shape(ventricles)} differs from the R2* map "
+            f"{r2star.shape}; give the lateral ventricles on the R2* grid"
+        )
+    if ventricles is not None and np.asarray(ventricles).any():
+        # one transform for every lesion: distance (mm) of each voxel centre to the nearest
+        # ventricle voxel centre
+        distance = ndimage.distance_transform_edt(
+            ~np.asarray(ventricles, dtype=bool), sampling=voxel_mm
+        )
     margin = SHELL_VOXELS + 1
     rows = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -319,12 +356,18 @@ def lesion_table(
             "field_core_hz": float("nan"),
             "field_rim_hz": float("nan"),
             "field_rim_core_diff_hz": float("nan"),
+            "ventricle_distance_mm": float("nan"),
+            "location": float("nan"),
         }
         if local is not None:
             part = local[pad]
             row["field_core_hz"] = _median(part[core])
             row["field_rim_hz"] = _median(part[rim])
             row["field_rim_core_diff_hz"] = row["field_rim_hz"] - row["field_core_hz"]
+        if distance is not None:
+            nearest = float(distance[pad][extent].min())
+            row["ventricle_distance_mm"] = nearest
+            row["location"] = LOCATIONS[0] if nearest <= PERIVENTRICULAR_MM else LOCATIONS[1]
         rows.append(row)
     rows.sort(key=lambda r: (-r["volume_ml"], r["centroid_x_mm"], r["centroid_y_mm"]))
     for lesion_id, row in enumerate(rows, start=1):

@@ -2,7 +2,8 @@
 
 It opens offline in any browser: no scripts, no external style sheets, fonts or images. This
 module assembles the sections in the order a paper reads: the cohort (Table 1) and who was
-excluded, R2* by group (Table 2, figures), the determinants in MS, change over time with
+excluded, R2* by group (Table 2, figures), the determinants in MS, lesions one by one with
+lesion tables (:mod:`.lesions`), change over time with
 several sessions (:mod:`.longitudinal`), acquisition and quality
 control per site, site harmonisation and age models, then the Methods written from what was run
 (:mod:`.methods`). Tables come from :mod:`.tables` and :mod:`.protocol`, figures from
@@ -24,6 +25,7 @@ from ..cohort.analysis import harmonization_description
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
+from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
 from .style import PALETTE, STYLE, embed, plotting, pretty_region
@@ -290,6 +292,7 @@ def write_report(path: str | Path, result) -> Path:
         )
         if len(multi)
         else "<p>No multivariable or stepwise model (fewer than 10 patients per predictor).</p>",
+        lesion_section(n, result, plotting),
         longitudinal_section(n, result, plotting),
         "<h2>Acquisition and quality control</h2>" + _qc(n, qc, result.flow),
         "<h2>Site harmonisation and age models</h2>"

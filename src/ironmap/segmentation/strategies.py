@@ -87,7 +87,8 @@ class Segmentation:
     ----------
     fractions : dict of str to numpy.ndarray of float32, shape (X, Y, Z)
         Share of each R2* voxel inside ``"region/hemisphere"`` (:func:`region_groups` keys),
-        ``"icv"`` (all labels) and ``"_inside"`` (the segmentation's field of view).
+        ``"lateral_ventricle/both"`` (for the lesions' location), ``"icv"`` (all labels) and
+        ``"_inside"`` (the segmentation's field of view).
     lesion_fraction : numpy.ndarray of float32 or None
         Share of each voxel inside the lesion mask (None without one).
     subject_volumes : dict
@@ -195,7 +196,11 @@ def transfer_segmentation(
             stacklevel=3,
         )
     present = np.unique(labels)
-    groups = {**region_groups(codes), "icv": tuple(int(c) for c in present if c > 0)}
+    groups = {
+        **region_groups(codes),
+        "lateral_ventricle/both": codes.codes("lateral_ventricle"),  # lesion location
+        "icv": tuple(int(c) for c in present if c > 0),
+    }
     fractions = label_fractions(labels, seg_affine, grid, affine, groups, source_name=source_name)
     if fractions["_inside"].mean() < MIN_OVERLAP:
         raise InputError(

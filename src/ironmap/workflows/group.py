@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +88,8 @@ class GroupResult:
     ``skipped`` is True when the outputs were up to date and read back from ``OUTPUT_DIR``;
     ``analysis`` and ``trend`` (the in-memory cross-sectional and longitudinal models) are then
     None. ``longitudinal`` and ``longitudinal_sessions`` are empty (columns only) when no
-    participant has two timed sessions.
+    participant has two timed sessions. ``lesions`` holds the baseline ``_lesions.tsv`` rows of
+    the analysed participants (for the report; empty when read back or without lesion tables).
     """
 
     regions: pd.DataFrame
@@ -107,6 +108,7 @@ class GroupResult:
     report: Path | None
     skipped: bool = False
     trend: LongitudinalAnalysis | None = None
+    lesions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_group(config: GroupConfig) -> GroupResult:
@@ -215,6 +217,7 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     }
     exclusions.update(analysis.exclusions)
     trend = _longitudinal(config, participants, subjects, analysis)
+    lesions, models = _lesion_models(config, subjects, exclusions)
     return GroupResult(
         regions=analysis.regions,
         subjects=subjects.assign(analysed=~subjects["participant_id"].isin(exclusions)),
@@ -227,23 +230,25 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         participant_qc=collect_protocols(out, regions, subjects),
         longitudinal=trend.table,
         longitudinal_sessions=trend.values,
-        lesion_models=_lesion_models(config, subjects, exclusions),
+        lesion_models=models,
         analysis=analysis,
         report=None,
         trend=trend,
+        lesions=lesions,
     )
 
 
 def _lesion_models(
     config: GroupConfig, subjects: pd.DataFrame, exclusions: dict[str, str]
-) -> pd.DataFrame:
-    """Lesions one by one (baseline ``_lesions.tsv``), nested in the analysed participants."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lesions one by one (baseline ``_lesions.tsv``), nested in the analysed participants:
+    their rows and the models."""
     lesions = collect_lesions(config.output_dir, bids_dir=config.bids_dir)
     if lesions.empty:
-        return pd.DataFrame(columns=list(LESION_MODEL_COLUMNS))
+        return lesions, pd.DataFrame(columns=list(LESION_MODEL_COLUMNS))
     lesions = lesions[~lesions["participant_id"].isin(exclusions)]
     with threadpool_limits(limits=1, user_api="blas"):
-        return lesion_models(lesions, subjects)
+        return lesions, lesion_models(lesions, subjects)
 
 
 def _longitudinal(

@@ -25,7 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
-from ..fitting.gradients import field_map, gradient_correction
+from ..fitting.gradients import gradient_correction
 from ..fitting.noise import NoiseEstimate, noise_from_background
 from ..fitting.sigma_map import SigmaMap, local_sigma_map
 from ..io import (
@@ -117,7 +117,7 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     timer = _Timer()
     with timer("load"):
         image = load_bids_echoes(inputs.echoes)
-        factor = _decay_factor(inputs, image, config)
+        factor, field_hz = _decay_factor(inputs, image, config)
     with timer("resample"):
         mask = strategy.fit_mask(image)
     with timer("fit"):
@@ -130,7 +130,9 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     if segmentation is not None:
         timer.add(segmentation.seconds)
         with timer("stats"):
-            _write_regions(out, image, fit, segmentation, inputs, config, voxels=voxels)
+            _write_regions(
+                out, image, fit, segmentation, inputs, config, voxels=voxels, field_hz=field_hz
+            )
     write_json(out.provenance, {**provenance, "voxels": voxels, "seconds": timer.seconds})
     return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
@@ -206,11 +208,12 @@ def _threads(n_jobs: int) -> int:
 
 def _decay_factor(
     inputs: SessionInputs, image: MultiEchoImage, config: ParticipantConfig
-) -> np.ndarray | None:
-    """Field-gradient dephasing factor from the phase echoes (None without them)."""
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Field-gradient dephasing factor from the phase echoes and the field map (Hz) it was
+    computed from, for the lesions' local field (both None without phase echoes)."""
     phases = _phases_used(inputs, config)
     if not phases:
-        return None
+        return None, None
     phase = load_bids_echoes(phases, part="phase")
     if phase.data.shape != image.data.shape or not np.allclose(
         phase.echo_times_s, image.echo_times_s
@@ -218,13 +221,13 @@ def _decay_factor(
         raise InputError(
             f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
         )
-    factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
+    factor, field_hz, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
     log.info(
         "%s: field-gradient correction; %d voxels of the image beyond it",
         inputs.name,
         int(unreliable.sum()),
     )
-    return factor
+    return factor, field_hz
 
 
 def _gradient_failures(fit: DecayFit, image: MultiEchoImage, name: str) -> int:
@@ -290,12 +293,7 @@ def _sigma_map(
                 stacklevel=2,
             )
         return None
-    if image.echo_times_s.size < 3:
-        raise InputError(
-            f"{image.sources[0]}: --sigma-map local needs >= 3 echoes, got "
-            f"{image.echo_times_s.size}; use --sigma-map off"
-        )
-    noise = local_sigma_map(image.data, image.echo_times_s, mask)
+    noise = local_sigma_map(image.data, image.echo_times_s, mask, source=image.sources[0])
     if noise is None:
         warnings.warn(
             f"{name}: too few voxels decay slowly enough for a local noise map; "
@@ -390,9 +388,11 @@ def _write_regions(
     config: ParticipantConfig,
     *,
     voxels: dict,
+    field_hz: np.ndarray | None = None,
 ) -> None:
-    """``_regions.tsv``, ``_volumes.tsv``, the QC figure, and the dseg ironmap made;
-    ``voxels`` are the failed-voxel counts of :func:`_failed_voxels`."""
+    """``_regions.tsv``, ``_volumes.tsv``, ``_lesions.tsv``, the QC figure, and the dseg ironmap
+    made; ``voxels`` are the failed-voxel counts of :func:`_failed_voxels`, ``field_hz`` the
+    field map of :func:`_decay_factor` (None without phase echoes)."""
     if segmentation.written is not None:
         dseg = segmentation.written
         write_nifti(
@@ -411,7 +411,9 @@ def _write_regions(
     write_tsv(out.regions, regions)
     write_tsv(out.volumes, volumes)
     if "lesions" in masks:
-        lesions = _lesion_table(image, fit, segmentation, regions, inputs, config)
+        lesions = _lesion_table(
+            image, fit, segmentation, regions, inputs, config, field_hz=field_hz
+        )
         if inputs.session:
             lesions.insert(1, "session", f"ses-{inputs.session}")
         write_tsv(out.lesions, lesions)
@@ -426,17 +428,16 @@ def _lesion_table(
     regions: pd.DataFrame,
     inputs: SessionInputs,
     config: ParticipantConfig,
+    *,
+    field_hz: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per lesion of the pooled ``lesions`` mask (``_lesions.tsv``), with the NAWM
-    median as reference, the shell in white matter and, with phase echoes, the local field."""
+    median as reference, the shell in white matter, the distance to the lateral ventricles
+    (their fraction >= 0.5) and, with phase echoes, the local field of ``field_hz`` (the field
+    map :func:`_decay_factor` computed for the gradient correction; None without phase)."""
     nawm = regions.loc[regions.region == "nawm", "r2star_median"]
     wm = segmentation.fractions.get("cerebral_wm/both")
-    field = None
-    phases = _phases_used(inputs, config)
-    if phases:
-        phase = load_bids_echoes(phases, part="phase")
-        if phase.data.shape == image.data.shape:
-            field = field_map(image.data, phase.data, image.echo_times_s)
+    ventricles = segmentation.fractions.get("lateral_ventricle/both")
     mask, mask_affine = load_volume(inputs.lesion_mask)
     components = lesion_components(
         mask, mask_affine, fit.r2star.shape, image.affine, source_name=str(inputs.lesion_mask)
@@ -450,7 +451,8 @@ def _lesion_table(
         components=components,
         nawm_median=float(nawm.iloc[0]) if len(nawm) else float("nan"),
         tissue=None if wm is None else wm >= 0.5,
-        field_hz=field,
+        field_hz=field_hz,
+        ventricles=None if ventricles is None else ventricles >= 0.5,
     )
 
 
