@@ -24,13 +24,16 @@ Reported, per structure (thalamus, caudate, putamen, pallidum, lateral ventricle
   resolves trends of a few hundredths of a percent), with the change it implies over the
   simulated range of ventricle volume.
 
-Run: ``python benchmarks/atlas_atrophy.py [--threads 2] [--target t1w|echo] [--csv rows.csv]``;
+Run: ``python benchmarks/atlas_atrophy.py [--threads 2] [--target t1w|echo] [--panels 2]
+[--jobs 2] [--csv rows.csv]`` (``--panels N``: N subjects per site, drawn with seeds 100, 200,
+...);
 ``--from-csv rows.csv`` re-prints the tables of an earlier run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -82,10 +85,10 @@ def write_dataset(root: Path, subjects, margin: float, *, with_t1w: bool) -> dic
     return truth
 
 
-def run_stage(bids: Path, out: Path, segmentation: str) -> None:
+def run_stage(bids: Path, out: Path, segmentation: str, *, n_jobs: int = 1) -> None:
     from ironmap.workflows.participant import ParticipantConfig, run_participant
 
-    config = ParticipantConfig(bids, out, segmentation=segmentation, n_jobs=1)
+    config = ParticipantConfig(bids, out, segmentation=segmentation, n_jobs=n_jobs)
     failed = [r for r in run_participant(config) if r.status == "failed"]
     if failed:
         raise RuntimeError("; ".join(f"{r.name}: {r.error}" for r in failed))
@@ -194,6 +197,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="ITK threads (default: 2)")
     parser.add_argument("--target", choices=("t1w", "echo"), default="t1w")
     parser.add_argument("--sites", default=",".join(SITES), help="comma-separated site names")
+    parser.add_argument(
+        "--panels", type=int, default=1, help="subjects per site (panels of seed 100, 200, ...)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="participants processed at once")
     parser.add_argument("--margins", default=",".join(f"{m:g}" for m in MARGINS))
     parser.add_argument("--csv", type=Path, help="write the per-subject rows here")
     parser.add_argument("--from-csv", type=Path, help="only print the tables of these rows")
@@ -204,7 +211,12 @@ def main() -> None:
         return
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(args.threads))
     sites = args.sites.split(",")
-    subjects = [s for s in draw_site_panel(group="HC") if s.site.name in sites]
+    subjects = [
+        dataclasses.replace(s, label=f"{panel + 1}{s.label}")
+        for panel in range(args.panels)
+        for s in draw_site_panel(group="HC", seed=100 * (panel + 1))
+        if s.site.name in sites
+    ]
     margins = [float(m) for m in args.margins.split(",")]
     rows = []
     tmp = tempfile.mkdtemp() if args.keep is None else str(args.keep)
@@ -213,8 +225,8 @@ def main() -> None:
             root = Path(tmp) / f"margin{margin:g}"
             bids = root / "bids"
             truth = write_dataset(bids, subjects, margin, with_t1w=args.target == "t1w")
-            run_stage(bids, root / "true", "auto")
-            run_stage(bids, root / "atlas", "atlas")
+            run_stage(bids, root / "true", "auto", n_jobs=args.jobs)
+            run_stage(bids, root / "atlas", "atlas", n_jobs=args.jobs)
             rows += measure(bids, root / "atlas", root / "true", truth, margin)
             print(f"margin {margin:g} mm done", flush=True)
             if args.csv:

@@ -212,3 +212,27 @@ def test_white_matter_like_voxels_of_an_atlas_caudate_go_back_to_white_matter(gr
     flat, report = follow_grey_white(labels, np.full(SHAPE, white), voxel_mm=(1.0, 1.0, 1.0))
     np.testing.assert_array_equal(flat, labels)
     assert report.set_index("code").loc[CAUDATE].status == "no_contrast"
+
+
+def test_enlarged_ventricles_without_a_t1w_are_warned_about():
+    """The ventricles took 25 % of the atlas's right caudate (4 mm of enlargement takes 20-45 %,
+    normal anatomy 0-3 %): without a T1w its edge against white matter stays, so say so."""
+    import pandas as pd
+
+    from ironmap.errors import IronmapWarning
+    from ironmap.segmentation.constrain import CSF_COLUMNS
+    from ironmap.segmentation.strategies import warn_atrophy_without_t1w
+
+    rows = [
+        ("thalamus", "left", 10, 2000, 60, 24.0, 12.0),
+        ("caudate", "left", 11, 1000, 20, 26.0, 13.0),
+        ("caudate", "right", 50, 1000, 250, 25.0, 12.5),
+        ("cerebral_wm", "left", 2, 90000, 9000, 21.0, 10.5),  # not a deep nucleus: ignored
+    ]
+    report = pd.DataFrame(rows, columns=list(CSF_COLUMNS))
+    with pytest.warns(IronmapWarning, match="25 % of the atlas right caudate is ventricle"):
+        message = warn_atrophy_without_t1w(report, name="sub-01")
+    assert message.startswith("sub-01: ")
+    normal = report.assign(n_csf=[60, 20, 30, 9000])
+    assert warn_atrophy_without_t1w(normal, name="sub-01") is None
+    assert warn_atrophy_without_t1w(report.iloc[:0], name="sub-01") is None

@@ -531,6 +531,61 @@ def test_csf_exclusion_keeps_iron_loss_next_to_the_ventricle(rng):
     assert row["r2star_median"] == pytest.approx(truth, rel=1e-12)
 
 
+def _wall_phantom(rng, csf_quarters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A 3-voxel-thick caudate (2 mm voxels) against a ventricle, drawn at 0.5 mm: R2* (2 mm),
+    the caudate mask, the ventricle mask, and the true tissue median. ``csf_quarters`` of the
+    four 0.5 mm sub-slabs of the caudate's first slab are ventricle (the wall the labels miss)."""
+    k, shape = 4, (10, 8, 8)  # 2 mm voxels
+    fine = tuple(n * k for n in shape)
+    r2 = _textured(rng, fine, TISSUE_R2)
+    s0 = np.full(fine, TISSUE_S0)
+    wall = 4 * k + csf_quarters  # 0.5 mm slabs 0 .. wall-1 are ventricle
+    r2[:wall], s0[:wall] = CSF_R2, CSF_S0
+    signal = s0[..., None] * np.exp(-r2[..., None] * TE_8)
+    coarse = signal.reshape(shape[0], k, shape[1], k, shape[2], k, TE_8.size).mean(axis=(1, 3, 5))
+    noise = rng.normal(scale=TISSUE_S0 / 100.0, size=(2, *coarse.shape))
+    magnitude = np.hypot(coarse + noise[0], noise[1])
+    slope = np.polyfit(TE_8, np.log(magnitude.reshape(-1, TE_8.size)).T, 1)[0]
+    r2_2mm = -slope.reshape(shape)
+    caudate = np.zeros(shape, dtype=bool)
+    caudate[4:7, 1:7, 1:7] = True  # a thin caudate: 3 slabs, the first one against the wall
+    ventricle = np.zeros(shape, dtype=bool)
+    ventricle[:4] = True
+    return r2_2mm, caudate, ventricle, float(np.median(r2[wall : 7 * k, k : 7 * k, k : 7 * k]))
+
+
+def test_csf_wall_leaves_a_clean_caudate_against_the_ventricle_untouched(rng):
+    """The labels follow the ventricle exactly (the wall on a voxel boundary): the segmentation's
+    CSF beside the caudate changes nothing."""
+    r2_2mm, caudate, ventricle, _ = _wall_phantom(rng, csf_quarters=0)
+    masks = dict.fromkeys(MEASURED_KEYS, caudate)
+    kwargs = {"participant_id": "sub-10", "region_volumes_ml": {}, "exclude_csf": True}
+    with_wall = regional_r2star(r2_2mm, masks, csf=ventricle, **kwargs)
+    without = regional_r2star(r2_2mm, masks, **kwargs)
+    pd.testing.assert_frame_equal(with_wall, without)
+    assert _row(with_wall, "caudate")["n_csf_excluded"] == 0
+
+
+def test_csf_wall_removes_the_partial_volume_a_segmentation_misplaces(rng):
+    """The labels miss the ventricle wall by 0.5 mm: the thin caudate's first slab holds 25 %
+    CSF by volume, not CSF-like by the core test (above half the tissue level) but low; with
+    the segmentation's CSF beside it, it goes, and the median is the tissue's."""
+    from ironmap.regions.csf import csf_like
+
+    r2_2mm, caudate, ventricle, truth = _wall_phantom(rng, csf_quarters=1)
+    assert np.median(r2_2mm[4, 1:7, 1:7]) / truth == pytest.approx(0.64, abs=0.05)
+    masks = dict.fromkeys(MEASURED_KEYS, caudate)
+    kwargs = {"participant_id": "sub-11", "region_volumes_ml": {}, "exclude_csf": True}
+    without = _row(regional_r2star(r2_2mm, masks, **kwargs), "caudate")
+    with_wall = _row(regional_r2star(r2_2mm, masks, csf=ventricle, **kwargs), "caudate")
+    assert without["r2star_median"] / truth - 1 < -0.015  # a third of the voxels are low
+    assert with_wall["r2star_median"] == pytest.approx(truth, rel=0.01)
+    wall = csf_like(r2_2mm, caudate, csf=ventricle)
+    np.testing.assert_array_equal(np.argwhere(wall)[:, 0], 4)  # the first slab, ...
+    assert wall.sum() == 36  # ... all of it
+    assert with_wall["n_csf_excluded"] == 36
+
+
 @pytest.mark.parametrize(("core", "rim"), [(0.0, 0.7), (0.6, 0.5), (0.5, 1.0)])
 def test_csf_ratios_must_be_ordered_inside_0_1(core, rim):
     from ironmap.regions.csf import csf_like

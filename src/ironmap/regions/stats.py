@@ -198,6 +198,7 @@ def regional_r2star(
     erode_mm: float = 0.0,
     voxel_mm: NDArray[np.float64] | None = None,
     exclude_csf: bool = False,
+    csf: NDArray[np.bool_] | None = None,
 ) -> pd.DataFrame:
     """R2* statistics of every region x hemisphere of ``regions.tsv``, then ``lesions``.
 
@@ -223,8 +224,12 @@ def regional_r2star(
     exclude_csf : bool, optional
         Leave out the voxels of each deep grey-matter region and NAWM (after removing lesions,
         before the erosion) whose R2* says CSF (:func:`.csf.csf_like`: below half the region's
-        tissue R2*, and their partial-volume neighbours); a region without such voxels is
-        unchanged. The participant stage turns it on (``--csf-exclusion``, default ``on``).
+        tissue R2*, and their partial-volume neighbours; with ``csf``, also its wall voxels
+        below 0.85 x the tissue R2*); a region without such voxels is unchanged. The
+        participant stage turns it on (``--csf-exclusion``, default ``on``).
+    csf : numpy.ndarray of bool, shape (X, Y, Z), optional
+        The segmentation's CSF on the R2* grid (voxels at least half ventricle or CSF by its
+        labels), for the wall of :func:`.csf.csf_like`; only with ``exclude_csf``.
 
     Returns
     -------
@@ -248,7 +253,7 @@ def regional_r2star(
         If a mask or ``lesion_free`` does not have the shape of ``r2star``.
     """
     r2star = np.asarray(r2star)
-    for key, mask in (*masks.items(), ("lesion_free", lesion_free)):
+    for key, mask in (*masks.items(), ("lesion_free", lesion_free), ("csf", csf)):
         if mask is not None and np.shape(mask) != r2star.shape:
             raise InputError(
                 f"{key}: mask shape {np.shape(mask)} differs from the R2* map {r2star.shape}"
@@ -265,9 +270,9 @@ def regional_r2star(
             if mask is not None and mask.any():
                 used = mask & clean
                 if exclude_csf:
-                    csf = csf_like(r2star, used)
-                    n_csf = int(csf.sum())
-                    used &= ~csf
+                    like = csf_like(r2star, used, csf=csf)
+                    n_csf = int(like.sum())
+                    used &= ~like
                 summary = _stats(r2star[erode(used, vox, erode_mm)])
             if summary.n == 0:
                 empty.append(f"{measured.name}/{hemi}")

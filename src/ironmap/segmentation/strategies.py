@@ -38,6 +38,7 @@ from ..regions import (
 from .alignment import check_alignment
 
 __all__ = [
+    "ATROPHY_WARN_PCT",
     "SEGMENTATIONS",
     "AtlasStrategy",
     "DsegImage",
@@ -48,6 +49,7 @@ __all__ = [
     "choose_strategy",
     "head_mask",
     "transfer_segmentation",
+    "warn_atrophy_without_t1w",
 ]
 
 #: ``--segmentation`` choices: ``auto`` uses the participant's dseg when there is one (else no
@@ -87,8 +89,9 @@ class Segmentation:
     ----------
     fractions : dict of str to numpy.ndarray of float32, shape (X, Y, Z)
         Share of each R2* voxel inside ``"region/hemisphere"`` (:func:`region_groups` keys),
-        ``"lateral_ventricle/both"`` (for the lesions' location), ``"icv"`` (all labels) and
-        ``"_inside"`` (the segmentation's field of view).
+        ``"lateral_ventricle/both"`` (for the lesions' location), ``"_csf"`` (ventricles and
+        other CSF: the wall of :func:`~ironmap.regions.csf.csf_like`), ``"icv"`` (all labels)
+        and ``"_inside"`` (the segmentation's field of view).
     lesion_fraction : numpy.ndarray of float32 or None
         Share of each voxel inside the lesion mask (None without one).
     subject_volumes : dict
@@ -113,6 +116,37 @@ class Segmentation:
     written: DsegImage | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     qc: dict[str, float | str] = field(default_factory=dict)
+
+
+#: Share (%) of a registered caudate or thalamus label that became CSF by R2* beyond which,
+#: without a T1w, :func:`warn_atrophy_without_t1w` warns.
+ATROPHY_WARN_PCT = 10.0
+
+
+def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
+    """Warn when the ventricles took much of the atlas caudate or thalamus and there is no T1w.
+
+    ``csf`` is the report of :func:`~.constrain.follow_csf`. Enlarged ventricles (the
+    periventricular atrophy of progressive MS) leave a thin caudate whose registered label
+    also covers white matter; on the first echo that edge is not corrected (a T1w is needed:
+    docs/atlas.md#periventricular-atrophy, caudate -8 % at 4 mm of enlargement). Returns the
+    message (None when nothing was said).
+    """
+    if csf is None or csf.empty:
+        return None
+    rows = csf[csf["region"].isin(("caudate", "thalamus")) & (csf["n_atlas"] > 0)]
+    share = 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
+    worst = share.idxmax() if len(share) else None
+    if worst is None or not share[worst] > ATROPHY_WARN_PCT:
+        return None
+    message = (
+        f"{name}: {share[worst]:.0f} % of the atlas {rows.loc[worst, 'hemisphere']} "
+        f"{rows.loc[worst, 'region']} is ventricle on R2* (enlarged ventricles); without a T1w "
+        "its edge against white matter is not corrected and its median R2* may be several % "
+        "low (docs/atlas.md); add the participant's T1w to its anat folder"
+    )
+    warnings.warn(message, IronmapWarning, stacklevel=3)
+    return message
 
 
 class SegmentationStrategy(Protocol):
@@ -199,6 +233,7 @@ def transfer_segmentation(
     groups = {
         **region_groups(codes),
         "lateral_ventricle/both": codes.codes("lateral_ventricle"),  # lesion location
+        "_csf": codes.csf,  # the wall of the CSF exclusion
         "icv": tuple(int(c) for c in present if c > 0),
     }
     fractions = label_fractions(labels, seg_affine, grid, affine, groups, source_name=source_name)
@@ -315,6 +350,8 @@ class AtlasStrategy:
             target_name=target_name,
             follow_grey_white_matter=self.inputs.t1w is not None,
         )
+        if self.inputs.t1w is None:
+            warn_atrophy_without_t1w(seg.csf, name=self.inputs.name)
         table = label_table(seg.labels)
         written = DsegImage(
             labels=seg.labels.astype(np.int16),

@@ -475,6 +475,7 @@ def _regional_table(
         erode_mm=config.erode_mm,
         voxel_mm=np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)),
         exclude_csf=config.csf_exclusion == "on",
+        csf=segmentation.fractions["_csf"] >= 0.5 if "_csf" in segmentation.fractions else None,
     )
     if config.iron_calibration:
         for column in ("median", "mean"):
