@@ -66,7 +66,7 @@ def test_enlarged_ventricles_give_no_false_iron_loss_in_the_caudate(tmp_path):
     """Periventricular atrophy (ventricles 4 mm larger) under a segmentation that does not
     follow it (the same subject's labels before the atrophy, as a registered atlas would give):
     the CSF-like voxels are left out and caudate R2* stays within 3 % of the truth; with the
-    subject's own labels the exclusion finds nothing to leave out."""
+    subject's own labels the exclusion leaves out at most 1 % of a region (wall voxels)."""
     from ironmap.simulate.bids import write_dataset_files, write_subject
     from ironmap.simulate.cohort import draw_site_panel, participants_table
     from ironmap.simulate.subject import generate_subject, truth_summary
@@ -91,9 +91,12 @@ def test_enlarged_ventricles_give_no_false_iron_loss_in_the_caudate(tmp_path):
             expected *= truth["site_r2star_bias"]
             row = table.loc[(region, "both")]
             assert row.r2star_median == pytest.approx(expected, rel=0.03), (sub, region)
-            assert (row.n_csf_excluded == 0) == own, (sub, region)
+            share = row.n_csf_excluded / (row.n_voxels + row.n_csf_excluded)
+            # own labels: at most the odd wall voxel holding up to 10 % CSF (fraction >= 0.9)
+            assert (share <= 0.01) == own, (sub, region, share)
         if own:
-            assert (table.n_csf_excluded == 0).all()
+            shares = table.n_csf_excluded / (table.n_voxels + table.n_csf_excluded)
+            assert shares.max() <= 0.01, shares.idxmax()
     provenance = json.loads((path.parent / f"{sub}_provenance.json").read_text())
     assert provenance["options"]["csf_exclusion"] == "on"
 
