@@ -9,7 +9,13 @@ Each row of ``sub-*_lesions.tsv`` is matched to the nearest true lesion (centroi
 - per-lesion volume error (%) by size (R2* voxels), acceptance: within 10 % for >= 10 voxels;
 - how well the rim-core contrast separates rim lesions from the others (ROC AUC over matched
   lesions with a core), from R2* and from the local field; acceptance: AUC >= 0.9;
-- whether the rows add up to the pooled ``lesions`` row of ``regions.tsv`` (voxels and mean).
+- whether the rows add up to the pooled ``lesions`` row of ``regions.tsv`` (voxels and mean);
+- how often ``location`` (periventricular within 3 mm of the lateral ventricles on the R2* grid,
+  else deep_white_matter) agrees with the truth of the simulator's 1 mm labels and lesion mask:
+  a lesion is truly periventricular when one of its 1 mm voxels touches (26-neighbour) a
+  lateral-ventricle voxel (labels 4, 43). A 2 x 2 table, sensitivity and specificity, and the
+  lesions where they disagree with their true distance (1 mm voxel centres, as
+  ``ventricle_distance_mm``).
 
 Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient).
 """
@@ -22,11 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import ndimage, stats
 
 from ironmap.cli import main as ironmap
+from ironmap.regions.catalog import by_name
+from ironmap.simulate.bids import SEGMENTATION_DIR
+
+_CUBE = np.ones((3, 3, 3), dtype=bool)  # 26-neighbourhood
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -38,12 +49,48 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def true_locations(bids: Path, pid: str, truth: list[dict]) -> None:
+    """Add ``periventricular`` and ``ventricle_mm`` to each true lesion of ``truth`` (in place),
+    from the simulator's 1 mm labels and lesion mask.
+
+    A lesion (26-connected component of the mask, as ``lesion_truth`` numbers them) is
+    periventricular when one of its voxels touches a lateral-ventricle voxel (26-neighbour);
+    ``ventricle_mm`` is the smallest distance between the centres of its voxels and of a
+    ventricle voxel. Components are paired with the records by centroid (the same voxels: 0 mm).
+    """
+    seg = bids / SEGMENTATION_DIR / pid / "anat"
+    dseg = nib.load(seg / f"{pid}_dseg.nii.gz")
+    mask = np.asarray(nib.load(seg / f"{pid}_label-lesion_mask.nii.gz").dataobj) != 0
+    ventricle = np.isin(np.asarray(dseg.dataobj), by_name("lateral_ventricle").codes)
+    labels, n = ndimage.label(mask, structure=_CUBE)
+    if not n or not truth:
+        return
+    index = np.arange(1, n + 1)
+    near = ndimage.binary_dilation(ventricle, structure=_CUBE)
+    touching = np.asarray(ndimage.maximum(near, labels, index)) > 0
+    if ventricle.any():
+        edt = ndimage.distance_transform_edt(~ventricle, sampling=dseg.header.get_zooms()[:3])
+        distance = np.asarray(ndimage.minimum(edt, labels, index), dtype=float)
+    else:
+        distance = np.full(n, np.nan)
+    ijk = np.asarray(ndimage.center_of_mass(mask, labels, index)).reshape(-1, 3)
+    centres = ijk @ dseg.affine[:3, :3].T + dseg.affine[:3, 3]
+    for record in truth:
+        gap = np.linalg.norm(centres - np.asarray(record["centroid_mm"]), axis=1)
+        k = int(gap.argmin())
+        assert gap[k] < 0.01, f"{pid}: no mask component at {record['centroid_mm']}"
+        record["periventricular"] = bool(touching[k])
+        record["ventricle_mm"] = float(distance[k])
+
+
 def match(table: pd.DataFrame, truth: list[dict], *, max_mm: float = 4.0) -> pd.DataFrame:
     """Each estimated lesion with its nearest true lesion (greedy, one to one, <= max_mm)."""
     est = table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(float)
     true = np.array([t["centroid_mm"] for t in truth], dtype=float).reshape(-1, 3)
     if not len(est) or not len(true):
-        return table.iloc[:0].assign(true_volume_ml=[], rim=[])
+        return table.iloc[:0].assign(
+            true_volume_ml=[], rim=[], true_periventricular=[], true_ventricle_mm=[]
+        )
     dist = np.linalg.norm(est[:, None, :] - true[None, :, :], axis=2)
     pairs, used_e, used_t = [], set(), set()
     for e, t in zip(*np.unravel_index(np.argsort(dist, axis=None), dist.shape), strict=True):
@@ -57,7 +104,55 @@ def match(table: pd.DataFrame, truth: list[dict], *, max_mm: float = 4.0) -> pd.
     rows = table.iloc[[e for e, _ in pairs]].copy()
     rows["true_volume_ml"] = [truth[t]["volume_ml"] for _, t in pairs]
     rows["rim"] = [truth[t]["rim"] for _, t in pairs]
+    rows["true_periventricular"] = [truth[t].get("periventricular") for _, t in pairs]
+    rows["true_ventricle_mm"] = [truth[t].get("ventricle_mm", np.nan) for _, t in pairs]
     return rows
+
+
+def print_locations(lesions: pd.DataFrame) -> None:
+    """The 2 x 2 table of true vs measured location, sensitivity, specificity, disagreements."""
+    true = lesions.true_periventricular.astype(bool)
+    measured = lesions.location
+    n_na = int(measured.isna().sum())
+    print(
+        "\nLocation vs truth (matched lesions; truly periventricular: a 1 mm lesion voxel touches"
+        " a lateral-ventricle voxel)"
+    )
+    print(f"{'':<24}{'measured peri':>15}{'measured deep':>15}{'n/a':>6}")
+    cells = {}
+    for label, truly in (("true periventricular", True), ("true deep white matter", False)):
+        part = measured[true == truly]
+        cells[truly] = (
+            int((part == "periventricular").sum()),
+            int((part == "deep_white_matter").sum()),
+        )
+        print(f"{label:<24}{cells[truly][0]:>15}{cells[truly][1]:>15}{int(part.isna().sum()):>6}")
+    tp, fn = cells[True]
+    fp, tn = cells[False]
+    sens = 100 * tp / (tp + fn) if tp + fn else float("nan")
+    spec = 100 * tn / (tn + fp) if tn + fp else float("nan")
+    print(
+        f"sensitivity {sens:.0f} % ({tp}/{tp + fn}), specificity {spec:.0f} % ({tn}/{tn + fp})"
+        + (f"; {n_na} without a location" if n_na else "")
+    )
+    wrong = lesions[
+        ((measured == "periventricular") & ~true) | ((measured == "deep_white_matter") & true)
+    ].sort_values("true_ventricle_mm")
+    if wrong.empty:
+        print("no disagreement")
+        return
+    print(f"{len(wrong)} disagreements:")
+    print(
+        f"  {'lesion':<16}{'true':>6}{'measured':>18}{'true mm':>9}{'measured mm':>13}"
+        f"{'voxels':>8}"
+    )
+    for row in wrong.itertuples(index=False):
+        name = f"{row.participant_id} #{row.lesion_id}"
+        truly = "peri" if row.true_periventricular else "deep"
+        print(
+            f"  {name:<16}{truly:>6}{row.location:>18}{row.true_ventricle_mm:>9.2f}"
+            f"{row.ventricle_distance_mm:>13.1f}{row.n_voxels:>8}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             regions = pd.read_csv(anat / f"{pid}_regions.tsv", sep="\t")
             n_true += len(record["lesions"])
             n_est += len(table)
+            true_locations(bids, pid, record["lesions"])
             matched.append(match(table, record["lesions"]))
             row = regions[regions.region == "lesions"].iloc[0]
             w = table.n_voxels.where(table.r2star_mean.notna(), 0)
@@ -127,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\nRows add up to the pooled lesion row: voxels {'yes' if voxels_match else 'NO'} in "
         f"{len(pooled_checks)} patients; largest difference of the mean {worst:.2e} 1/s"
     )
+    print_locations(lesions)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.text import Text
 
+from ironmap.cohort.qc import collect_protocols
+from ironmap.regions import DEEP_GM
+from ironmap.report.protocol import flagged_participants
 from ironmap.report.qc import (
     NAN_COLOUR,
     QC_VIEWS,
@@ -168,3 +174,87 @@ def test_text_names_the_sigma_source(sigma_source):
     line = qc_text(QCNumbers(1, 0, sigma=2.0, sigma_source=sigma_source))[1]
     assert line.startswith("noise sigma: 2 (signal units; ")
     assert ("--sigma" in line) == (sigma_source == "given")
+
+
+def _outputs(tmp_path, options: dict | None, *, csf: int | None = 10):
+    """A participant-stage outputs folder with only sub-01's provenance record (options as given,
+    none when None) and its regions rows: every deep-GM region 90 kept voxels in its both row,
+    45 per hemisphere, and ``csf`` CSF-like voxels left out (no ``n_csf_excluded`` when None)."""
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    if options is not None:
+        record = {"ironmap_version": "0.1.0", "inputs": {}, "options": options, "voxels": {}}
+        (anat / "sub-01_provenance.json").write_text(json.dumps(record))
+    rows = [
+        ("sub-01", region, hemi, count, (csf or 0) // 2 if hemi != "both" else csf)
+        for region in DEEP_GM
+        for hemi, count in (("left", 45), ("right", 45), ("both", 90))
+    ]
+    columns = ["participant_id", "region", "hemisphere", "n_voxels", "n_csf_excluded"]
+    regions = pd.DataFrame(rows, columns=columns)
+    return regions if csf is not None else regions.drop(columns="n_csf_excluded")
+
+
+def test_participant_qc_has_the_share_of_csf_like_voxels(tmp_path):
+    regions = _outputs(tmp_path, {"segmentation": "auto", "csf_exclusion": "on"})
+    row = collect_protocols(tmp_path, regions).iloc[0]
+    assert row.csf_excluded_pct_caudate == pytest.approx(10.0)  # 100 x 10 / (90 + 10)
+    assert row.csf_excluded_pct_dentate_nucleus == pytest.approx(10.0)
+    assert row.csf_exclusion == "on"
+
+
+def test_csf_share_is_nan_without_the_count_column(tmp_path):
+    regions = _outputs(tmp_path, {"csf_exclusion": "on"}, csf=None)
+    row = collect_protocols(tmp_path, regions).iloc[0]
+    assert np.isnan(row.csf_excluded_pct_caudate)
+    assert row.min_voxels_caudate == 45
+
+
+def test_csf_share_is_nan_without_voxels(tmp_path):
+    regions = _outputs(tmp_path, {"csf_exclusion": "on"}, csf=0)
+    regions["n_voxels"] = 0
+    row = collect_protocols(tmp_path, regions).iloc[0]
+    assert np.isnan(row.csf_excluded_pct_thalamus)
+
+
+def test_csf_exclusion_is_nan_for_outputs_made_before_the_option(tmp_path):
+    row = collect_protocols(tmp_path, _outputs(tmp_path, {"segmentation": "auto"})).iloc[0]
+    assert pd.isna(row.csf_exclusion)
+    assert row.segmentation == "auto"
+
+
+def test_csf_exclusion_off_is_recorded(tmp_path):
+    regions = _outputs(tmp_path, {"csf_exclusion": "off"}, csf=0)
+    row = collect_protocols(tmp_path, regions).iloc[0]
+    assert row.csf_exclusion == "off"
+    assert row.csf_excluded_pct_putamen == pytest.approx(0.0)
+
+
+def test_csf_exclusion_column_follows_the_segmentation_column(tmp_path):
+    columns = list(collect_protocols(tmp_path, _outputs(tmp_path, {})).columns)
+    assert columns.index("csf_exclusion") == columns.index("segmentation") + 1
+    assert (
+        columns.index("csf_excluded_pct_thalamus")
+        == columns.index("min_voxels_dentate_nucleus") + 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("csf", "why"),
+    [
+        (10, None),  # 10 % exactly: not above the flag
+        (
+            30,  # 100 x 30 / 120 = 25 %
+            "segmentation does not follow the ventricles: 25 % of the caudate's voxels were "
+            "CSF-like",
+        ),
+    ],
+)
+def test_report_lists_a_participant_whose_caudate_is_csf_like(tmp_path, csf, why):
+    regions = _outputs(tmp_path, {"csf_exclusion": "on"}, csf=0)
+    both = (regions["region"] == "caudate") & (regions["hemisphere"] == "both")
+    regions.loc[both, "n_csf_excluded"] = csf
+    qc = collect_protocols(tmp_path, regions).assign(site="a", group="HC", phenotype=np.nan)
+    flagged = flagged_participants(qc)
+    assert len(flagged) == (0 if why is None else 1)
+    assert list(flagged["why"]) == ([] if why is None else [why])

@@ -4,8 +4,9 @@
 baseline session, the one the statistics use) with what was acquired (echoes, echo times, field
 strength, voxel size, from the maps' JSON sidecars and NIfTI headers), how it was processed (the
 options of ``_provenance.json``) and how well (noise, SNR, failed voxels, the smallest voxel count
-of each deep grey-matter structure and the segmentation's alignment). The report's protocol and
-QC tables and its Methods paragraph are built from it. Columns in docs/conventions.md.
+of each deep grey-matter structure, the share of its voxels left out as CSF-like and the
+segmentation's alignment). The report's protocol and QC tables and its Methods paragraph are
+built from it. Columns in docs/conventions.md.
 
 A participant whose provenance record, sidecar or maps are missing (e.g. tables copied without
 the maps) keeps its row with ``n/a`` in the columns that need them; nothing is warned, since the
@@ -52,6 +53,7 @@ QC_COLUMNS = [
     "min_fraction",
     "erode_mm",
     "segmentation",
+    "csf_exclusion",
     "iron_calibration",
     "noise_sigma",
     "noise_sigma_source",
@@ -60,6 +62,7 @@ QC_COLUMNS = [
     "failed_voxels",
     "failed_voxel_pct",
     *(f"min_voxels_{r}" for r in DEEP_GM),
+    *(f"csf_excluded_pct_{r}" for r in DEEP_GM),
     "alignment",
     "ironmap_version",
 ]
@@ -132,8 +135,25 @@ def _maps(outputs: ParticipantOutputs, sidecar: dict) -> dict:
     return row
 
 
+def _csf_excluded_pct(rows: pd.DataFrame, region: str) -> float:
+    """100 x n_csf_excluded / (n_voxels + n_csf_excluded) of the region's ``both`` row: the
+    share of its R2* voxels left out as CSF-like; NaN without the columns, the row or voxels."""
+    if "n_csf_excluded" not in rows.columns:
+        return np.nan
+    both = rows[(rows["region"] == region) & (rows["hemisphere"] == "both")]
+    if both.empty:
+        return np.nan
+    kept = pd.to_numeric(both["n_voxels"], errors="coerce").iloc[0]
+    excluded = pd.to_numeric(both["n_csf_excluded"], errors="coerce").iloc[0]
+    total = kept + excluded
+    if not np.isfinite(total) or total <= 0:
+        return np.nan
+    return float(100.0 * excluded / total)
+
+
 def _regions(rows: pd.DataFrame) -> dict:
-    """Smallest per-hemisphere voxel count of each deep-GM structure, and the alignment."""
+    """Smallest per-hemisphere voxel count of each deep-GM structure, the share of its voxels
+    left out as CSF-like, and the alignment."""
     row: dict = {}
     for region in DEEP_GM:
         part = rows[(rows["region"] == region) & (rows["hemisphere"] != "both")]
@@ -141,6 +161,7 @@ def _regions(rows: pd.DataFrame) -> dict:
             part = rows[rows["region"] == region]
         counts = pd.to_numeric(part["n_voxels"], errors="coerce").dropna()
         row[f"min_voxels_{region}"] = int(counts.min()) if len(counts) else np.nan
+        row[f"csf_excluded_pct_{region}"] = _csf_excluded_pct(rows, region)
     if "alignment" in rows.columns:
         values = set(rows["alignment"].dropna().astype(str))
         row["alignment"] = "doubtful" if "doubtful" in values else ("ok" if values else np.nan)
@@ -166,6 +187,7 @@ def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
         "min_fraction": options.get("min_fraction"),
         "erode_mm": options.get("erode_mm"),
         "segmentation": options.get("segmentation"),
+        "csf_exclusion": options.get("csf_exclusion", np.nan),  # NaN: made before the option
         "iron_calibration": (options.get("iron_calibration") or "none") if options else None,
         "noise_sigma": sidecar.get("NoiseSigma"),
         "noise_sigma_source": sidecar.get("NoiseSigmaSource"),
@@ -201,7 +223,10 @@ def collect_protocols(
         One row per participant of ``regions``, columns :data:`QC_COLUMNS` (``session`` only
         when ``regions`` has one). ``snr`` is :func:`first_echo_snr`; ``failed_voxel_pct`` is
         100 x failed / fitted voxels of ``_provenance.json``; ``min_voxels_<region>`` the
-        smaller of the two hemispheres' ``n_voxels``.
+        smaller of the two hemispheres' ``n_voxels``; ``csf_excluded_pct_<region>`` 100 x
+        ``n_csf_excluded / (n_voxels + n_csf_excluded)`` of the region's ``both`` row (NaN
+        without the columns or voxels); ``csf_exclusion`` the ``--csf-exclusion`` option (NaN
+        for outputs made before the option existed).
     """
     rows = []
     has_session = "session" in regions.columns

@@ -329,6 +329,13 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "none": "maps only",
             },
         ),
+        "csf_exclusion": Column(
+            "--csf-exclusion (n/a: made before the option existed)",
+            levels={
+                "on": "R2* voxels whose R2* says CSF left out of the regions",
+                "off": "no voxel left out as CSF-like",
+            },
+        ),
         "iron_calibration": Column("--iron-calibration (none without iron columns)"),
         "noise_sigma": Column("Noise SD of the magnitudes (magnitude units)", significant=4),
         "noise_sigma_source": Column(
@@ -468,5 +475,14 @@ PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
     (
         r"min_voxels_(.+)",
         lambda region: _count(f"Smaller of the two hemispheres' n_voxels of {region}"),
+    ),
+    (
+        r"csf_excluded_pct_(.+)",
+        lambda region: Column(
+            f"Share of {region}'s R2* voxels left out as CSF-like: 100 x n_csf_excluded / "
+            "(n_voxels + n_csf_excluded) of its both row",
+            "%",
+            decimals=1,
+        ),
     ),
 )

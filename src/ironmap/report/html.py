@@ -195,13 +195,16 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
         n.table(
             flagged,
             "Participants to check: segmentation alignment doubtful, at least "
-            f"{protocol.FAILED_PCT_FLAG:g} % failed voxels, or SNR under half the site median.",
+            f"{protocol.FAILED_PCT_FLAG:g} % failed voxels, SNR under half the site median, or "
+            f"more than {protocol.CSF_PCT_FLAG:g} % of a deep grey-matter structure CSF-like "
+            "(a segmentation that does not follow the ventricles).",
             kind="S",
             left=4,
         )
         if len(flagged)
-        else "<p>No participant has a doubtful alignment, 1 % or more failed voxels or an SNR "
-        "under half its site's median.</p>"
+        else "<p>No participant has a doubtful alignment, 1 % or more failed voxels, an SNR "
+        f"under half its site's median or more than {protocol.CSF_PCT_FLAG:g} % of a deep "
+        "grey-matter structure CSF-like.</p>"
     )
     return note + sites + voxels + checks
 

@@ -11,6 +11,7 @@ from ..regions.labels import DEEP_GM
 from .style import GROUP_ORDER, labels, pretty_region
 
 __all__ = [
+    "CSF_PCT_FLAG",
     "FAILED_PCT_FLAG",
     "flagged_participants",
     "missing_records",
@@ -23,6 +24,9 @@ __all__ = [
 FAILED_PCT_FLAG = 1.0
 #: A participant whose SNR is below this fraction of its site's median is listed for checking.
 SNR_FRACTION_FLAG = 0.5
+#: A participant with more than this share (%) of a deep grey-matter structure's voxels left out
+#: as CSF-like (``csf_excluded_pct_<region>``) is listed: its segmentation misses the ventricles.
+CSF_PCT_FLAG = 10.0
 
 
 def _number(x: float, digits: int = 1) -> str:
@@ -137,7 +141,8 @@ def voxel_count_table(qc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def flagged_participants(qc: pd.DataFrame) -> pd.DataFrame:
-    """Participants to look at: doubtful alignment, many failed voxels, or low SNR for the site."""
+    """Participants to look at: doubtful alignment, many failed voxels, low SNR for the site, or
+    a deep grey-matter structure with many CSF-like voxels."""
     if qc.empty:
         return pd.DataFrame(columns=["participant", "site", "group", "why"])
     reasons: dict[str, list[str]] = {}
@@ -151,6 +156,17 @@ def flagged_participants(qc: pd.DataFrame) -> pd.DataFrame:
         snr, median = row.snr, site_snr.iloc[i]
         if pd.notna(snr) and pd.notna(median) and snr < SNR_FRACTION_FLAG * median:
             why.append(f"SNR {snr:.0f}, under half the site's median ({median:.0f})")
+        csf = [
+            f"{_number(pct)} % of the {pretty_region(region)}'s"
+            for region in DEEP_GM
+            if pd.notna(pct := getattr(row, f"csf_excluded_pct_{region}", None))
+            and pct > CSF_PCT_FLAG
+        ]
+        if csf:
+            why.append(
+                "segmentation does not follow the ventricles: "
+                f"{' and '.join(csf)} voxels were CSF-like"
+            )
         if why:
             reasons[row.participant_id] = why
     flagged = qc[qc["participant_id"].isin(reasons)]
