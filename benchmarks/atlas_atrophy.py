@@ -19,10 +19,10 @@ Reported, per structure (thalamus, caudate, putamen, pallidum, lateral ventricle
   R2* of the structure's 1 mm voxels times the site bias), in %;
 * ``n_csf_excluded`` (R2* voxels left out as CSF-like) when ``regions.tsv`` has it;
 * the slope of each error against the true ventricle volume with its 95 % CI, over 0-4 mm and
-  over every enlargement: pooled over subjects (OLS, error ~ volume; the correlation across the
-  cohort) and within subject (one intercept per subject: the same images but the atrophy, so it
-  resolves trends of a few hundredths of a percent), with the change it implies over the
-  simulated range of ventricle volume.
+  over every enlargement: pooled over subjects (OLS, error ~ volume, with the Pearson
+  correlation of error and volume across the cohort) and within subject (one intercept per
+  subject: the same images but the atrophy, so it resolves trends of a few hundredths of a
+  percent), with the change it implies over the simulated range of ventricle volume.
 
 Run: ``python benchmarks/atlas_atrophy.py [--threads 2] [--target t1w|echo] [--panels 2]
 [--jobs 2] [--csv rows.csv]`` (``--panels N``: N subjects per site, drawn with seeds 100, 200,
@@ -43,6 +43,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from scipy import stats
 
 from ironmap.io.derivatives import ParticipantOutputs, read_tsv
 from ironmap.simulate.bids import SEGMENTATION_DIR, write_dataset_files, write_subject
@@ -139,9 +140,13 @@ def slope(rows: pd.DataFrame, region: str, source: str, max_mm: float, formula: 
     b = fit.params["ventricle_ml"]
     verdict = "includes 0" if lo <= 0 <= hi else "EXCLUDES 0"
     span = part.ventricle_ml.max() - part.ventricle_ml.min()
-    return (
+    text = (
         f"{b:+.4f} %/mL [{lo:+.4f}, {hi:+.4f}] ({verdict}), {b * span:+.2f} % over {span:.0f} mL"
     )
+    if "C(" not in formula:  # pooled: the correlation across the cohort
+        r, p = stats.pearsonr(part.ventricle_ml, part.error)
+        text += f"; r = {r:+.2f} (p = {p:.2f})"
+    return text
 
 
 def report(rows: pd.DataFrame, target: str) -> None:
