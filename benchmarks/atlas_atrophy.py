@@ -6,10 +6,13 @@ Cohort: healthy controls of the site panel (``--sites``, default four sites with
 ventricles enlarged by 0, 1, 2, 3, 4 and 6 mm into caudate, thalamus and white matter
 (``generate_subject(..., ventricle_margin_mm=m)``: the same subject, seed and images otherwise).
 
-For every subject and enlargement the participant stage runs twice:
+For every subject and enlargement the participant stage runs twice (three times with
+``--other-grid``):
 
 * ``--segmentation atlas`` (registered to the T1w, or with ``--target echo`` to the first echo);
-* ``--segmentation auto`` with the true labels as the user's dseg on the 1 mm grid.
+* ``--segmentation auto`` with the true labels as the user's dseg on the 1 mm grid;
+* with ``--other-grid``, ``--segmentation auto`` with the true labels moved (nearest neighbour)
+  onto a 1.5 mm grid shifted by 0.5 mm: a user's segmentation made on another grid.
 
 Reported, per structure (thalamus, caudate, putamen, pallidum, lateral ventricles):
 
@@ -43,7 +46,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
-from scipy import stats
+from scipy import ndimage, stats
 
 from ironmap.io.derivatives import ParticipantOutputs, read_tsv
 from ironmap.simulate.bids import SEGMENTATION_DIR, write_dataset_files, write_subject
@@ -58,6 +61,9 @@ STRUCTURES = {
     "lateral_ventricle": (4, 43),
 }
 MEASURED = ("thalamus", "caudate", "putamen", "pallidum")
+#: The true labels on another grid (``--other-grid``): 1.5 mm voxels shifted by 0.5 mm.
+OTHER_GRID = "labels 1.5 mm"
+OTHER_VOXEL_MM, OTHER_SHIFT_MM = 1.5, 0.5
 MARGINS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 SITES = ("amsterdam", "london", "milan", "naples")
 #: Acceptance: |median R2* error| at most this (%) with atlas labels, up to ACCEPT_MM.
@@ -86,6 +92,26 @@ def write_dataset(root: Path, subjects, margin: float, *, with_t1w: bool) -> dic
     return truth
 
 
+def regrid_labels(bids: Path, other: Path, *, voxel_mm: float, shift_mm: float) -> None:
+    """Copy ``bids`` to ``other`` with every true dseg moved onto another grid: ``voxel_mm``
+    voxels, shifted by ``shift_mm`` on each axis, nearest neighbour (a user's segmentation made
+    on another grid: its boundaries off by up to half a voxel)."""
+    shutil.copytree(bids, other)
+    for path in sorted((other / SEGMENTATION_DIR).glob("sub-*/anat/*_dseg.nii.gz")):
+        img = nib.load(path)
+        labels = np.asarray(img.dataobj)
+        scale = voxel_mm / np.linalg.norm(img.affine[:3, :3], axis=0)
+        new_affine = img.affine.copy()
+        new_affine[:3, :3] = img.affine[:3, :3] * scale
+        new_affine[:3, 3] = img.affine[:3, 3] + img.affine[:3, :3] @ np.full(3, shift_mm)
+        shape = tuple(int(n) for n in np.floor((np.array(labels.shape) - shift_mm) / scale))
+        vox = np.linalg.inv(img.affine) @ new_affine  # new voxel -> old voxel
+        moved = ndimage.affine_transform(
+            labels, vox[:3, :3], offset=vox[:3, 3], output_shape=shape, order=0, mode="constant"
+        )
+        nib.save(nib.Nifti1Image(moved.astype(labels.dtype), new_affine, img.header), path)
+
+
 def run_stage(bids: Path, out: Path, segmentation: str, *, n_jobs: int = 1) -> None:
     from ironmap.workflows.participant import ParticipantConfig, run_participant
 
@@ -95,7 +121,14 @@ def run_stage(bids: Path, out: Path, segmentation: str, *, n_jobs: int = 1) -> N
         raise RuntimeError("; ".join(f"{r.name}: {r.error}" for r in failed))
 
 
-def measure(bids: Path, out_atlas: Path, out_true: Path, truth: dict, margin: float) -> list:
+def measure(
+    bids: Path,
+    out_atlas: Path,
+    out_true: Path,
+    truth: dict,
+    margin: float,
+    out_grid: Path | None = None,
+) -> list:
     rows = []
     for sub, t in truth.items():
         label = sub.removeprefix("sub-")
@@ -111,6 +144,8 @@ def measure(bids: Path, out_atlas: Path, out_true: Path, truth: dict, margin: fl
             "atlas": read_tsv(ParticipantOutputs(out_atlas, label).regions),
             "true labels": read_tsv(ParticipantOutputs(out_true, label).regions),
         }
+        if out_grid is not None:
+            tables[OTHER_GRID] = read_tsv(ParticipantOutputs(out_grid, label).regions)
         for region, codes in STRUCTURES.items():
             row = {
                 "participant_id": sub,
@@ -160,7 +195,8 @@ def report(rows: pd.DataFrame, target: str) -> None:
     text = d.apply(lambda r: f"{r['mean']:.3f} ({r['min']:.2f})", axis=1).unstack("margin_mm")
     print(text.to_string())
     measured = rows[rows.region.isin(MEASURED)]
-    for source in ("atlas", "true labels"):
+    sources = [s for s in ("atlas", "true labels", OTHER_GRID) if f"error_pct ({s})" in rows]
+    for source in sources:
         col = f"error_pct ({source})"
         e = measured.groupby(["region", "margin_mm"], sort=False)[col]
         table = e.agg(["mean", lambda x: x.abs().max()])
@@ -191,10 +227,10 @@ def report(rows: pd.DataFrame, target: str) -> None:
     for model, formula in models.items():
         print(f"\nSlope of the error against true ventricle volume ({model}), 95 % CI:")
         for region in MEASURED:
-            for source in ("atlas", "true labels"):
+            for source in sources:
                 for max_mm, what in ((ACCEPT_MM, f"0-{ACCEPT_MM:g} mm"), (np.inf, "all")):
                     fit = slope(measured, region, source, max_mm, formula)
-                    print(f"  {region:9s} {source:11s} {what:8s} {fit}")
+                    print(f"  {region:9s} {source:13s} {what:8s} {fit}")
 
 
 def main() -> None:
@@ -206,6 +242,12 @@ def main() -> None:
         "--panels", type=int, default=1, help="subjects per site (panels of seed 100, 200, ...)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="participants processed at once")
+    parser.add_argument(
+        "--other-grid",
+        action="store_true",
+        help=f"also run the true labels moved onto a {OTHER_VOXEL_MM:g} mm grid shifted by "
+        f"{OTHER_SHIFT_MM:g} mm (a user's segmentation made on another grid)",
+    )
     parser.add_argument("--margins", default=",".join(f"{m:g}" for m in MARGINS))
     parser.add_argument("--csv", type=Path, help="write the per-subject rows here")
     parser.add_argument("--from-csv", type=Path, help="only print the tables of these rows")
@@ -232,7 +274,13 @@ def main() -> None:
             truth = write_dataset(bids, subjects, margin, with_t1w=args.target == "t1w")
             run_stage(bids, root / "true", "auto", n_jobs=args.jobs)
             run_stage(bids, root / "atlas", "atlas", n_jobs=args.jobs)
-            rows += measure(bids, root / "atlas", root / "true", truth, margin)
+            grid = None
+            if args.other_grid:
+                other = root / "bids_grid"
+                regrid_labels(bids, other, voxel_mm=OTHER_VOXEL_MM, shift_mm=OTHER_SHIFT_MM)
+                grid = root / "grid"
+                run_stage(other, grid, "auto", n_jobs=args.jobs)
+            rows += measure(bids, root / "atlas", root / "true", truth, margin, grid)
             print(f"margin {margin:g} mm done", flush=True)
             if args.csv:
                 pd.DataFrame(rows).to_csv(args.csv, index=False)
