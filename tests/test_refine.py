@@ -214,6 +214,40 @@ def test_white_matter_like_voxels_of_an_atlas_caudate_go_back_to_white_matter(gr
     assert report.set_index("code").loc[CAUDATE].status == "no_contrast"
 
 
+def test_only_atrophied_labels_follow_the_first_echo():
+    """Without a T1w the grey/white step acts on the labels the ventricles took more than 10 %
+    of (the thinned caudate spilling into white matter), and only on them."""
+    import pandas as pd
+
+    from ironmap.segmentation.constrain import (
+        ATROPHY_PCT,
+        CSF_COLUMNS,
+        atrophied_codes,
+        follow_grey_white,
+    )
+
+    rows = [
+        ("caudate", "left", CAUDATE, 1000, 250, 24.0, 12.0),  # 25 %: atrophied
+        ("caudate", "right", 50, 1000, 100, 24.0, 12.0),  # exactly 10 %: not beyond
+        ("putamen", "left", 12, 3000, 0, 28.0, 14.0),
+        ("thalamus", "left", 10, 5000, 900, 21.0, 10.5),  # not a grey/white region here
+    ]
+    report = pd.DataFrame(rows, columns=list(CSF_COLUMNS))
+    assert ATROPHY_PCT == 10.0
+    assert atrophied_codes(report, regions=("caudate", "putamen")) == (CAUDATE,)
+    assert atrophied_codes(report, regions=("caudate", "putamen"), pct=5.0) == (CAUDATE, 50)
+    caudate = _ball((20, 20, 15), 6.0)
+    image = np.where(caudate, 1150.0, 1000.0) + np.random.default_rng(6).normal(0, 20, SHAPE)
+    labels = np.full(SHAPE, WM, dtype=np.int16)
+    labels[_ball((20, 20, 15), 8.0)] = CAUDATE
+    kept, report = follow_grey_white(labels, image, voxel_mm=(1.0, 1.0, 1.0), codes=(50,))
+    np.testing.assert_array_equal(kept, labels)
+    assert report.empty
+    out, report = follow_grey_white(labels, image, voxel_mm=(1.0, 1.0, 1.0), codes=(CAUDATE,))
+    assert _dice(out == CAUDATE, caudate) > 0.97
+    assert list(report["code"]) == [CAUDATE]
+
+
 def test_enlarged_ventricles_without_a_t1w_are_warned_about():
     """The ventricles took 25 % of the atlas's right caudate (4 mm of enlargement takes 20-45 %,
     normal anatomy 0-3 %): without a T1w its edge against white matter stays, so say so."""

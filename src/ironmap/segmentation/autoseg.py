@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,14 @@ from scipy import ndimage
 
 from ..errors import IronmapWarning
 from .atlas import ATLAS_LABELS, IRON_RICH, load_atlas
-from .constrain import CSF_COLUMNS, GREY_WHITE_COLUMNS, follow_csf, follow_grey_white
+from .constrain import (
+    CSF_COLUMNS,
+    GREY_WHITE_COLUMNS,
+    GREY_WHITE_FOLLOWED,
+    atrophied_codes,
+    follow_csf,
+    follow_grey_white,
+)
 from .refine import REFINE_COLUMNS, refine_nuclei
 from .register import register_atlas
 
@@ -129,7 +137,7 @@ def atlas_segmentation(
     target_affine: NDArray[np.float64],
     refine: bool = True,
     follow_ventricles: bool = True,
-    follow_grey_white_matter: bool = False,
+    follow_grey_white_matter: bool | Literal["atrophied"] = False,
     search_mm: float = 4.0,
     fine_mm: float = 1.0,
     n_threads: int | None = None,
@@ -157,12 +165,15 @@ def atlas_segmentation(
     follow_ventricles : bool, optional
         Relabel as CSF the voxels of deep grey matter and cerebral white matter whose R2* is
         below half their label's tissue level (:func:`~.constrain.follow_csf`).
-    follow_grey_white_matter : bool, optional
+    follow_grey_white_matter : bool or "atrophied", optional
         Caudate and putamen give up their voxels that ``target`` shows to be white matter
         (beyond half-way between their own level and the white matter's beside them;
-        :func:`~.constrain.follow_grey_white`). For a T1w target: on a gradient-echo first
-        echo the grey/white contrast is weak, blurred at 2 mm and protocol-dependent, and the
-        step made normal anatomy worse (docs/atlas.md).
+        :func:`~.constrain.follow_grey_white`). True for a T1w target. ``"atrophied"`` (for a
+        gradient-echo first echo, whose grey/white contrast is weaker, blurred at 2 mm and
+        protocol-dependent): only the labels that lost more than
+        :data:`~.constrain.ATROPHY_PCT` % of their voxels to the ventricles
+        (:func:`~.constrain.atrophied_codes`), whose thinned label spills into white matter;
+        needs ``follow_ventricles``. A label whose contrast is under 10 % is kept either way.
     search_mm : float, optional
         How far (mm) a refined nucleus may extend beyond its registered atlas label.
     fine_mm : float, optional
@@ -231,9 +242,17 @@ def atlas_segmentation(
     if follow_ventricles:
         labels, csf = follow_csf(labels, fine_r2, voxel_mm=fine_voxel)
     grey_white = pd.DataFrame(columns=list(GREY_WHITE_COLUMNS))
-    if follow_grey_white_matter:
+    codes = None
+    if follow_grey_white_matter == "atrophied":
+        codes = atrophied_codes(csf, regions=GREY_WHITE_FOLLOWED)
+    elif follow_grey_white_matter is not True and follow_grey_white_matter is not False:
+        raise ValueError(
+            "follow_grey_white_matter must be True, False or 'atrophied', got "
+            f"{follow_grey_white_matter!r}"
+        )
+    if follow_grey_white_matter is True or codes:
         image = _resample(target, np.asarray(target_affine, float), fine_shape, fine_affine)
-        labels, grey_white = follow_grey_white(labels, image, voxel_mm=fine_voxel)
+        labels, grey_white = follow_grey_white(labels, image, voxel_mm=fine_voxel, codes=codes)
     return AtlasSegmentation(
         labels=labels.astype(np.int16),
         affine=fine_affine,

@@ -13,17 +13,18 @@ subject's own evidence, after the registration and the refinement of the iron-ri
    (interpolated onto the label grid) is below half that label's tissue level
    (:func:`ironmap.regions.csf.tissue_level`; about the half-way iso-surface between CSF and
    tissue) becomes CSF: the label of the nearest voxel the atlas calls lateral ventricle or CSF.
-2. :func:`follow_grey_white` (with a T1w registration target): caudate and putamen differ from
-   the white matter around them on a T1w (darker; on a gradient echo the difference is smaller
-   and either way, depending on flip angle and TR). Per label, the white-matter level is the median
-   intensity of the atlas's white matter within 6 mm, the grey-matter level the other of two
-   intensity classes of the label's voxels (1-D k-means with the white-matter class fixed, on
-   the side of white matter where the label's quartile farther from it lies), and every voxel
-   on the white-matter side of half-way between the two levels goes to the nearest structure
-   that is neither caudate nor putamen nor an R2*-refined nucleus (white matter, mostly: the
-   pallidum and the other iron-rich nuclei were drawn on R2* and are not grown here). A label
-   whose contrast is under 10 % of white matter is kept as registered (``status``
-   ``no_contrast``).
+2. :func:`follow_grey_white` (with a T1w registration target; with the first echo, only for the
+   labels that step 1 showed to be atrophied, :func:`atrophied_codes`): caudate and putamen
+   differ from the white matter around them on a T1w (darker; on a gradient echo the
+   difference is smaller and either way, depending on flip angle and TR). Per label, the
+   white-matter level is the median intensity of the atlas's white matter within 6 mm, the
+   grey-matter level the other of two intensity classes of the label's voxels (1-D k-means
+   with the white-matter class fixed, on the side of white matter where the label's quartile
+   farther from it lies), and every voxel on the white-matter side of half-way between the two
+   levels goes to the nearest structure that is neither caudate nor putamen nor an R2*-refined
+   nucleus (white matter, mostly: the pallidum and the other iron-rich nuclei were drawn on R2*
+   and are not grown here). A label whose contrast is under 10 % of white matter is kept as
+   registered (``status`` ``no_contrast``).
 
 A label with no voxel beyond its threshold is unchanged.
 """
@@ -39,10 +40,12 @@ from ..regions.catalog import CATALOG, DEEP_GM, IRON_RICH, by_name
 from ..regions.csf import CORE_RATIO, tissue_level
 
 __all__ = [
+    "ATROPHY_PCT",
     "CSF_COLUMNS",
     "FOLLOWED",
     "GREY_WHITE_COLUMNS",
     "GREY_WHITE_FOLLOWED",
+    "atrophied_codes",
     "follow_csf",
     "follow_grey_white",
 ]
@@ -53,6 +56,10 @@ FOLLOWED = (*DEEP_GM, "cerebral_wm")
 #: unlike it on a T1w; the thalamus, whose T1w intensity lies between grey and white matter, and
 #: the pallidum, refined on R2*, are not).
 GREY_WHITE_FOLLOWED = ("caudate", "putamen")
+#: Share (%) of a registered label that :func:`follow_csf` gave to the ventricles beyond which the
+#: label is atrophied (:func:`atrophied_codes`): normal anatomy gives 0-3 % (caudate, thalamus),
+#: ventricles 4 mm larger 19-46 % (caudate) and 5-8 % (thalamus).
+ATROPHY_PCT = 10.0
 #: Columns of the report of :func:`follow_csf`.
 CSF_COLUMNS = ("region", "hemisphere", "code", "n_atlas", "n_csf", "r2star_tissue", "threshold")
 #: Columns of the report of :func:`follow_grey_white` (``grey``, ``white``, ``threshold`` in
@@ -153,6 +160,30 @@ def follow_csf(
     return out, report
 
 
+def atrophied_codes(
+    report: pd.DataFrame, *, regions: tuple[str, ...], pct: float = ATROPHY_PCT
+) -> tuple[int, ...]:
+    """Codes of ``regions`` that lost more than ``pct`` % of their voxels to CSF.
+
+    Parameters
+    ----------
+    report : pandas.DataFrame
+        The report of :func:`follow_csf` (columns :data:`CSF_COLUMNS`).
+    regions : tuple of str
+        Catalogue names to consider.
+    pct : float, optional
+        Least share (%) of ``n_atlas`` that became CSF.
+
+    Returns
+    -------
+    tuple of int
+        Label codes, in the report's order.
+    """
+    rows = report[report["region"].isin(regions) & (report["n_atlas"] > 0)]
+    share = 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
+    return tuple(int(c) for c in rows.loc[share > pct, "code"])
+
+
 def _grey_level(values: NDArray[np.floating], white: float) -> float:
     """The class of ``values`` other than ``white`` (two-class 1-D k-means, one class fixed),
     on the side of ``white`` where the farther quartile of ``values`` lies."""
@@ -174,6 +205,7 @@ def follow_grey_white(
     *,
     voxel_mm: tuple[float, float, float],
     regions: tuple[str, ...] = GREY_WHITE_FOLLOWED,
+    codes: tuple[int, ...] | None = None,
     white_mm: float = 6.0,
     min_contrast: float = 0.1,
 ) -> tuple[NDArray[np.int16], pd.DataFrame]:
@@ -190,6 +222,9 @@ def follow_grey_white(
         Voxel size (mm).
     regions : tuple of str, optional
         Grey-matter regions to follow (catalogue names).
+    codes : tuple of int, optional
+        Follow only these labels of ``regions`` (e.g. :func:`atrophied_codes`); the others are
+        kept as registered, with no report row. Default: every label of ``regions``.
     white_mm : float, optional
         The white-matter level is the median intensity of the atlas's cerebral white matter
         within this distance (mm) of the label: local, so a receive bias does not move it.
@@ -215,7 +250,7 @@ def follow_grey_white(
     for region in regions:
         for code, side in zip(by_name(region).codes, ("left", "right"), strict=True):
             inside = labels == code
-            if not inside.any():
+            if not inside.any() or (codes is not None and code not in codes):
                 continue
             box = _box(inside, np.ceil(white_mm / voxel).astype(int) + 1)
             near = ndimage.distance_transform_edt(~inside[box], sampling=voxel) <= white_mm

@@ -36,9 +36,9 @@ from ..regions import (
     volumes,
 )
 from .alignment import check_alignment
+from .constrain import ATROPHY_PCT
 
 __all__ = [
-    "ATROPHY_WARN_PCT",
     "SEGMENTATIONS",
     "AtlasStrategy",
     "DsegImage",
@@ -118,32 +118,28 @@ class Segmentation:
     qc: dict[str, float | str] = field(default_factory=dict)
 
 
-#: Share (%) of a registered caudate or thalamus label that became CSF by R2* beyond which,
-#: without a T1w, :func:`warn_atrophy_without_t1w` warns.
-ATROPHY_WARN_PCT = 10.0
-
-
 def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
     """Warn when the ventricles took much of the atlas caudate or thalamus and there is no T1w.
 
-    ``csf`` is the report of :func:`~.constrain.follow_csf`. Enlarged ventricles (the
-    periventricular atrophy of progressive MS) leave a thin caudate whose registered label
-    also covers white matter; on the first echo that edge is not corrected (a T1w is needed:
-    docs/atlas.md#periventricular-atrophy, caudate -8 % at 4 mm of enlargement). Returns the
-    message (None when nothing was said).
+    ``csf`` is the report of :func:`~.constrain.follow_csf`; the threshold is
+    :data:`~.constrain.ATROPHY_PCT`. Enlarged ventricles (the periventricular atrophy of
+    progressive MS) leave a thin caudate whose registered label also covers white matter.
+    Without a T1w that edge is drawn on the first echo, whose grey/white contrast is weaker and
+    protocol-dependent (docs/atlas.md#periventricular-atrophy). Returns the message (None when
+    nothing was said).
     """
     if csf is None or csf.empty:
         return None
     rows = csf[csf["region"].isin(("caudate", "thalamus")) & (csf["n_atlas"] > 0)]
     share = 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
     worst = share.idxmax() if len(share) else None
-    if worst is None or not share[worst] > ATROPHY_WARN_PCT:
+    if worst is None or not share[worst] > ATROPHY_PCT:
         return None
     message = (
         f"{name}: {share[worst]:.0f} % of the atlas {rows.loc[worst, 'hemisphere']} "
         f"{rows.loc[worst, 'region']} is ventricle on R2* (enlarged ventricles); without a T1w "
-        "its edge against white matter is not corrected and its median R2* may be several % "
-        "low (docs/atlas.md); add the participant's T1w to its anat folder"
+        "its edge against white matter is drawn on the first echo, whose contrast is weaker "
+        "(docs/atlas.md); add the participant's T1w to its anat folder"
     )
     warnings.warn(message, IronmapWarning, stacklevel=3)
     return message
@@ -348,7 +344,7 @@ class AtlasStrategy:
             target_affine=target_affine,
             n_threads=self.n_threads,
             target_name=target_name,
-            follow_grey_white_matter=self.inputs.t1w is not None,
+            follow_grey_white_matter=True if self.inputs.t1w is not None else "atrophied",
         )
         if self.inputs.t1w is None:
             warn_atrophy_without_t1w(seg.csf, name=self.inputs.name)
