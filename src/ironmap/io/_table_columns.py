@@ -32,7 +32,8 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "region": _region({**_DEEP_GM, **_NAWM, **_LESIONS}),
         "n_csf_excluded": _count(
             "R2* voxels of the region left out because their R2* says CSF (below half the "
-            "region's tissue R2*, and their partial-volume neighbours; --csf-exclusion); 0 on "
+            "region's tissue R2*, their partial-volume neighbours, and voxels next to the "
+            "segmentation's CSF below 0.85 x the tissue R2*; --csf-exclusion); 0 on "
             "lesions rows, which are not examined"
         ),
     },
@@ -217,8 +218,8 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "term": Column(
             "Fixed effect: Intercept (median-volume lesion at disease duration 0), log2_volume "
-            "(per doubling of lesion volume), disease_duration (per year), location[...] "
-            "(against other lesions)"
+            "(per doubling of lesion volume), disease_duration (per year), "
+            "location[periventricular] (against deep white-matter lesions)"
         ),
         "estimate": Column(
             "Fixed-effect estimate, in the outcome's units (% or 1/s) per unit of the term",

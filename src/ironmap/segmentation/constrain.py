@@ -46,6 +46,7 @@ __all__ = [
     "GREY_WHITE_COLUMNS",
     "GREY_WHITE_FOLLOWED",
     "atrophied_codes",
+    "csf_share",
     "follow_csf",
     "follow_grey_white",
 ]
@@ -160,10 +161,8 @@ def follow_csf(
     return out, report
 
 
-def atrophied_codes(
-    report: pd.DataFrame, *, regions: tuple[str, ...], pct: float = ATROPHY_PCT
-) -> tuple[int, ...]:
-    """Codes of ``regions`` that lost more than ``pct`` % of their voxels to CSF.
+def csf_share(report: pd.DataFrame, *, regions: tuple[str, ...]) -> pd.Series:
+    """Share (%) of each label of ``regions`` that :func:`follow_csf` gave to CSF.
 
     Parameters
     ----------
@@ -171,17 +170,24 @@ def atrophied_codes(
         The report of :func:`follow_csf` (columns :data:`CSF_COLUMNS`).
     regions : tuple of str
         Catalogue names to consider.
-    pct : float, optional
-        Least share (%) of ``n_atlas`` that became CSF.
 
     Returns
     -------
-    tuple of int
-        Label codes, in the report's order.
+    pandas.Series of float
+        ``100 n_csf / n_atlas``, indexed like the report's rows of ``regions`` (labels with
+        voxels only).
     """
     rows = report[report["region"].isin(regions) & (report["n_atlas"] > 0)]
-    share = 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
-    return tuple(int(c) for c in rows.loc[share > pct, "code"])
+    return 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
+
+
+def atrophied_codes(
+    report: pd.DataFrame, *, regions: tuple[str, ...], pct: float = ATROPHY_PCT
+) -> tuple[int, ...]:
+    """Codes of ``regions`` that lost more than ``pct`` % of their voxels to CSF
+    (:func:`csf_share` of the report of :func:`follow_csf`), in the report's order."""
+    share = csf_share(report, regions=regions)
+    return tuple(int(c) for c in report.loc[share.index[share > pct], "code"])
 
 
 def _grey_level(values: NDArray[np.floating], white: float) -> float:

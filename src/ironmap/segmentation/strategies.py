@@ -36,7 +36,7 @@ from ..regions import (
     volumes,
 )
 from .alignment import check_alignment
-from .constrain import ATROPHY_PCT
+from .constrain import ATROPHY_PCT, csf_share
 
 __all__ = [
     "SEGMENTATIONS",
@@ -130,14 +130,13 @@ def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
     """
     if csf is None or csf.empty:
         return None
-    rows = csf[csf["region"].isin(("caudate", "thalamus")) & (csf["n_atlas"] > 0)]
-    share = 100.0 * rows["n_csf"].astype(float) / rows["n_atlas"].astype(float)
+    share = csf_share(csf, regions=("caudate", "thalamus"))
     worst = share.idxmax() if len(share) else None
     if worst is None or not share[worst] > ATROPHY_PCT:
         return None
     message = (
-        f"{name}: {share[worst]:.0f} % of the atlas {rows.loc[worst, 'hemisphere']} "
-        f"{rows.loc[worst, 'region']} is ventricle on R2* (enlarged ventricles); without a T1w "
+        f"{name}: {share[worst]:.0f} % of the atlas {csf.loc[worst, 'hemisphere']} "
+        f"{csf.loc[worst, 'region']} is ventricle on R2* (enlarged ventricles); without a T1w "
         "its edge against white matter is drawn on the first echo, whose contrast is weaker "
         "(docs/atlas.md); add the participant's T1w to its anat folder"
     )

@@ -106,7 +106,10 @@ def _one_subject(
     anatomy: str = "phantom",
     with_t1w: bool = False,
     max_margin_mm: float = 0.0,
+    scan: Session | None = None,
 ) -> dict:
+    """Draw and write one participant (``scan``: a later session of the same head and
+    atrophy); its truth record."""
     margin = ventricle_margin_mm(subject, max_mm=max_margin_mm)
     data = generate_subject(
         subject,
@@ -114,38 +117,19 @@ def _one_subject(
         anatomy=anatomy,
         with_t1w=with_t1w,
         ventricle_margin_mm=margin,
+        scan=scan,
     )
-    write_subject(root, subject, data)
-    return {**truth_summary(subject, data), **_margin_record(margin, max_margin_mm)}
+    write_subject(root, subject, data, session=None if scan is None else scan.label)
+    truth = truth_summary(subject, data)
+    if max_margin_mm > 0:
+        truth["ventricle_margin_mm"] = margin
+    return truth
 
 
-def _margin_record(margin: float, max_margin_mm: float) -> dict:
-    """The truth of a subject's periventricular atrophy (only when it was simulated)."""
-    return {"ventricle_margin_mm": margin} if max_margin_mm > 0 else {}
-
-
-def _one_session(
-    session: Session,
-    root: Path,
-    with_phase: bool = False,
-    anatomy: str = "phantom",
-    with_t1w: bool = False,
-    max_margin_mm: float = 0.0,
-) -> dict:
-    """One session of a longitudinal cohort: the same head (and atrophy), scanned again."""
-    margin = ventricle_margin_mm(session.subject, max_mm=max_margin_mm)
-    data = generate_subject(
-        session.subject,
-        with_phase=with_phase,
-        anatomy=anatomy,
-        with_t1w=with_t1w,
-        ventricle_margin_mm=margin,
-        scan=session,
-    )
-    write_subject(root, session.subject, data, session=session.label)
+def _one_session(session: Session, root: Path, **options) -> dict:
+    """One session of a longitudinal cohort: the same head, scanned again."""
     return {
-        **truth_summary(session.subject, data),
-        **_margin_record(margin, max_margin_mm),
+        **_one_subject(session.subject, root, scan=session, **options),
         "session": f"ses-{session.label}",
         "time_years": session.time_years,
         "acq_time": session.acq_time,
