@@ -3,10 +3,12 @@
 Per region, on ``log R2*`` (scanner differences in R2* are mostly multiplicative, and a log
 makes them additive and the noise comparable across regions and sites):
 
-1. **Age curve.** A natural cubic spline of age (linear beyond the outer knots) with 1, 2 or 3
-   degrees of freedom (1 = a straight line), plus sex and site as fixed effects, fitted on
-   controls; the number of degrees of freedom with the smallest leave-one-out prediction error
-   (PRESS) is kept. This is the regression-spline form of ComBat-GAM's smooth age term.
+1. **Age curve** (:mod:`.age_curve`). A quadratic spline of age with 1 to 4 knots (1 = a
+   straight line), linear beyond the controls' 5th and 95th age percentiles, non-decreasing in
+   the iron-rich nuclei (:data:`~.age_curve.MONOTONE_REGIONS`), plus sex and site as fixed
+   effects, fitted on controls; the fewest knots whose leave-one-out prediction error (PRESS)
+   is within one standard error of the best are kept. This is the regression-spline form of
+   ComBat-GAM's smooth age term, shape-constrained.
 2. **Harmonisation.** ComBat (:mod:`.harmonize`) with that design, fitted on controls and
    applied to everyone: each site's location *and* scale are removed, with empirical-Bayes
    pooling across regions, so sites with few controls borrow strength. Sites without controls
@@ -32,6 +34,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from ..errors import IronmapWarning
+from .age_curve import AGE_DF, MONOTONE_REGIONS, AgeCurve, age_limits, fit_age_curve
 from .harmonize import ComBatModel, fit_combat
 
 __all__ = [
@@ -45,8 +48,6 @@ __all__ = [
     "warn_small_sites",
 ]
 
-#: Candidate degrees of freedom of the age spline (1 = linear).
-AGE_DF = (1, 2, 3)
 #: Controls with R2* a region needs for a normative model.
 MIN_CONTROLS = 8
 #: Sites with fewer controls keep the pooled scale (a variance from a handful of controls
@@ -59,6 +60,9 @@ MIN_RESIDUAL_DF = 10
 
 def spline_basis(age: np.ndarray, knots: np.ndarray) -> np.ndarray:
     """Natural cubic spline basis without intercept (Hastie et al., ESL eq. 5.4-5.5).
+
+    The age curve of ironmap before issue 24 (knots at quantiles of the controls' ages, 1-3
+    degrees of freedom by PRESS), kept for the comparison in ``benchmarks/age_curve.py``.
 
     Parameters
     ----------
@@ -84,10 +88,6 @@ def spline_basis(age: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _knots(age: np.ndarray, df: int) -> np.ndarray:
-    return np.quantile(age, np.linspace(0.0, 1.0, df + 1)) if df > 1 else np.array([0.0, 1.0])
-
-
 @dataclass
 class NormativeModel:
     """Controls' normative model of every region (harmonisation + age curve).
@@ -98,12 +98,9 @@ class NormativeModel:
         The regions (features), in the order of the ComBat arrays.
     combat : ComBatModel
         Site location/scale on log R2*, fitted on controls.
-    df : dict
-        Region -> degrees of freedom of its age spline.
-    knots : dict
-        Region -> knots (years).
-    press_rmse : dict
-        Region -> {df: leave-one-out RMSE of log R2*} for every candidate.
+    curves : dict
+        Region -> its :class:`~.age_curve.AgeCurve` (knots, active basis, PRESS of every
+        candidate).
     sex_levels : tuple of str
         Sex codes with a coefficient: all but the controls' most common code (the baseline).
     residual_sd : ndarray, shape (p,)
@@ -115,26 +112,32 @@ class NormativeModel:
     curve : list
         Per region, statsmodels OLS results of harmonised controls on the design (for the
         uncertainty of the expected value).
+    age_limits : tuple of float
+        The controls' age support (years): minimum, 5th and 95th percentile, maximum.
     """
 
     regions: tuple[str, ...]
     combat: ComBatModel
-    df: dict[str, int]
-    knots: dict[str, np.ndarray]
-    press_rmse: dict[str, dict[int, float]]
+    curves: dict[str, AgeCurve]
     sex_levels: tuple[str, ...]
     residual_sd: np.ndarray
     residual_df: np.ndarray
     n_hc: np.ndarray
     reference_age: float
     curve: list
+    age_limits: tuple[float, float, float, float]
+
+    @property
+    def df(self) -> dict[str, int]:
+        """Region -> knots of its age curve (1 = a line)."""
+        return {region: c.df for region, c in self.curves.items()}
 
     def design(self, age: np.ndarray, sex: np.ndarray) -> np.ndarray:
-        """Per-region covariates, shape (p, n, q): age spline (zero-padded) and sex dummies."""
-        return _design(age, sex, self.regions, self.knots, self.sex_levels)
+        """Per-region covariates, shape (p, n, q): age basis (zero-padded) and sex dummies."""
+        return _design(age, sex, self.regions, self.curves, self.sex_levels)
 
     def _used(self, region: str) -> np.ndarray:
-        return _used(self.df[region], len(self.sex_levels))
+        return _used(self.curves[region], len(self.sex_levels))
 
     def age_term(self, age: np.ndarray) -> np.ndarray:
         """``f(age)``: the age part of the expected log R2*, shape (n, p)."""
@@ -197,37 +200,21 @@ def _sex_dummies(sex: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
     )
 
 
-def _design(age, sex, regions, knots, sex_levels) -> np.ndarray:
+def _design(age, sex, regions, curves, sex_levels) -> np.ndarray:
+    """Age basis (inactive columns zero, padded to ``max(AGE_DF)``) and sex dummies."""
     width = max(AGE_DF)
     out = np.zeros((len(regions), len(age), width + len(sex_levels)))
     dummies = _sex_dummies(np.asarray(sex, dtype=object), sex_levels)
     for g, region in enumerate(regions):
-        basis = spline_basis(age, knots[region])
+        basis = curves[region].basis(age)
         out[g, :, : basis.shape[1]] = basis
         out[g, :, width:] = dummies
     return out
 
 
-def _used(df: int, n_sex: int) -> np.ndarray:
-    """Columns of the padded design that a region's model uses."""
-    return np.r_[np.arange(df), max(AGE_DF) + np.arange(n_sex)].astype(int)
-
-
-def _press(y: np.ndarray, exog: np.ndarray) -> float:
-    result = sm.OLS(y, exog).fit()
-    hat = result.get_influence().hat_matrix_diag
-    return float(np.sqrt(np.mean((result.resid / np.clip(1 - hat, 1e-6, None)) ** 2)))
-
-
-def _choose_df(y, age, onehot, dummies) -> tuple[int, np.ndarray, dict[int, float]]:
-    press = {}
-    for df in AGE_DF:
-        if len(y) - onehot.shape[1] - dummies.shape[1] - df < 3:
-            continue
-        exog = np.column_stack([onehot, spline_basis(age, _knots(age, df)), dummies])
-        press[df] = _press(y, exog)
-    best = min(press, key=press.get) if press else 1
-    return best, _knots(age, best), press
+def _used(curve: AgeCurve, n_sex: int) -> np.ndarray:
+    """Columns of the padded design that a region's model uses (its active basis and sex)."""
+    return np.r_[np.flatnonzero(curve.active), max(AGE_DF) + np.arange(n_sex)].astype(int)
 
 
 def fit_normative(
@@ -238,6 +225,8 @@ def fit_normative(
     site: np.ndarray,
     regions: tuple[str, ...],
     reference_age: float | None = None,
+    monotone: tuple[str, ...] = MONOTONE_REGIONS,
+    curves: dict[str, AgeCurve] | None = None,
 ) -> NormativeModel:
     """Fit the controls' normative model of every region.
 
@@ -251,6 +240,11 @@ def fit_normative(
     regions : tuple of str, length p
     reference_age : float, optional
         Age (years) everyone is corrected to; default the controls' median age.
+    monotone : tuple of str
+        Regions whose age curve is constrained non-decreasing.
+    curves : dict, optional
+        Region -> age curve to use instead of choosing one (any object with ``basis(age)``,
+        ``active`` and ``df``, e.g. another method's, for comparisons in benchmarks).
 
     Raises
     ------
@@ -266,15 +260,16 @@ def fit_normative(
     dummies = _sex_dummies(sex, sex_levels)
     sites = sorted(set(site))
     onehot = (site[:, None] == np.array(sites, dtype=object)).astype(np.float64)
-    df, knots, press = {}, {}, {}
+    fixed = np.column_stack([onehot, dummies])
+    given, curves = curves or {}, {}
     for g, region in enumerate(regions):
         ok = np.isfinite(logy[:, g])
         if ok.sum() < MIN_CONTROLS:
             raise ValueError(f"{region}: {ok.sum()} controls with R2*; need {MIN_CONTROLS}")
-        df[region], knots[region], press[region] = _choose_df(
-            logy[ok, g], age[ok], onehot[ok], dummies[ok]
+        curves[region] = given.get(region) or fit_age_curve(
+            logy[ok, g], age[ok], fixed[ok], monotone=region in monotone
         )
-    design = _design(age, sex, regions, knots, sex_levels)
+    design = _design(age, sex, regions, curves, sex_levels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         combat = fit_combat(logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE)
@@ -282,8 +277,9 @@ def fit_normative(
     curve, sd, rdf, n_hc = [], [], [], []
     for g, region in enumerate(regions):
         ok = np.isfinite(h[:, g])
-        q = df[region] + len(sex_levels)
-        exog = sm.add_constant(design[g][ok][:, _used(df[region], len(sex_levels))])
+        used = _used(curves[region], len(sex_levels))
+        q = len(used)
+        exog = sm.add_constant(design[g][ok][:, used], has_constant="add")
         curve.append(sm.OLS(h[ok, g], exog).fit())
         residual = h[ok, g] - combat.expected(design[:, ok])[:, g]
         dof = ok.sum() - q - len(sites)
@@ -293,15 +289,14 @@ def fit_normative(
     return NormativeModel(
         regions=tuple(regions),
         combat=combat,
-        df=df,
-        knots=knots,
-        press_rmse=press,
+        curves=curves,
         sex_levels=sex_levels,
         residual_sd=np.array(sd),
         residual_df=np.array(rdf, dtype=np.float64),
         n_hc=np.array(n_hc),
         reference_age=float(np.median(age) if reference_age is None else reference_age),
         curve=curve,
+        age_limits=age_limits(age),
     )
 
 

@@ -23,6 +23,7 @@ from .age import (
     fit_normative,
     warn_small_sites,
 )
+from .age_curve import age_support
 from .compare import MS_LABELS, N_BOOTSTRAP, compare_groups, compare_groups_mixed, group_label
 from .determinants import (
     DETERMINANT_COLUMNS,
@@ -44,7 +45,7 @@ __all__ = [
 #: Regions with a normative (control) model: deep grey matter and NAWM.
 CORRECTED_REGIONS = (*DEEP_GM, "nawm")
 NORMATIVE_COLUMNS = ("r2star_harmonized", "r2star_corrected", "r2star_z")
-FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason"]
+FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason", "note"]
 
 
 @dataclass
@@ -59,18 +60,20 @@ class CohortAnalysis:
     comparison_mixed: pd.DataFrame
     determinants: pd.DataFrame
     exclusions: dict[str, str]
+    age_support: pd.Series  # participant_id -> level of AGE_SUPPORT_LEVELS (None: no age)
 
 
 def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFrame:
     rows = []
     width = max(AGE_DF)
     for g, region in enumerate(model.regions):
-        df = model.df[region]
+        curve = model.curves[region]
+        df = curve.df
         beta = model.combat.beta[g]
         rows.append(
             {
                 "region": region,
-                "model": "linear" if df == 1 else f"natural-spline-df{df}",
+                "model": curve.name,
                 "n_hc": int(model.n_hc[g]),
                 "residual_sd": float(model.residual_sd[g] * reference[g]),
                 "reference_age": model.reference_age,
@@ -79,8 +82,10 @@ def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFra
                 "residual_sd_log": float(model.residual_sd[g]),
                 "residual_df": float(model.residual_df[g]),
                 "reference_r2star": float(reference[g]),
-                "knots": " ".join(f"{k:.1f}" for k in model.knots[region]) if df > 1 else "",
-                **{f"press_rmse_df{k}": model.press_rmse[region].get(k, np.nan) for k in AGE_DF},
+                "knots": " ".join(f"{k:.1f}" for k in curve.knots) if df > 1 else "",
+                "monotone": bool(curve.monotone),
+                "age_df": int(np.sum(curve.active)),
+                **{f"press_rmse_df{k}": curve.press_rmse.get(k, np.nan) for k in AGE_DF},
                 "param_intercept": float(model.combat.grand_mean[g]),
                 **{f"param_age{k + 1}": float(beta[k]) for k in range(df)},
                 **{
@@ -250,6 +255,7 @@ def analyse_cohort(
     table = (
         _clinical(long, present, seed) if clinical else pd.DataFrame(columns=DETERMINANT_COLUMNS)
     )
+    support = age_support(subjects["age"], model.age_limits)
     return CohortAnalysis(
         regions=keyed,
         normative=model,
@@ -259,6 +265,7 @@ def analyse_cohort(
         comparison_mixed=mixed_table,
         determinants=table,
         exclusions=exclusions,
+        age_support=pd.Series(support, index=subjects["participant_id"].to_numpy(), dtype=object),
     )
 
 
@@ -273,14 +280,24 @@ def _clinical(long: pd.DataFrame, present: tuple[str, ...], seed: int) -> pd.Dat
     return table[table["region"].isin((*present, *LESION_OUTCOMES))].reset_index(drop=True)
 
 
-def participant_flow(participants: pd.DataFrame, exclusions: dict[str, str]) -> pd.DataFrame:
+def participant_flow(
+    participants: pd.DataFrame,
+    exclusions: dict[str, str],
+    *,
+    age_support: pd.Series | None = None,
+    age_limits: tuple[float, float, float, float] | None = None,
+) -> pd.DataFrame:
     """Every row of ``participants.tsv``: ``analysed``, or ``excluded`` with the reason.
 
-    Warns once, with the count of each reason, when anyone is excluded.
+    Warns once, with the count of each reason, when anyone is excluded, and once, with their
+    number, when analysed participants are younger or older than every control
+    (``age_support``, participant_id -> level of ``AGE_SUPPORT_LEVELS``, against the controls'
+    ``age_limits`` in years: minimum, 5th, 95th percentile, maximum); their ``note`` says so.
     """
     flow = participants[["participant_id", "group", "phenotype", "site"]].copy()
     flow["reason"] = flow["participant_id"].map(lambda pid: exclusions.get(pid, ""))
     flow["status"] = np.where(flow["reason"] == "", "analysed", "excluded")
+    flow["note"] = _age_notes(flow, age_support, age_limits)
     excluded = flow[flow["status"] == "excluded"]
     if len(excluded):
         kinds = excluded["reason"].str.split(":").str[0].value_counts()
@@ -294,6 +311,35 @@ def participant_flow(participants: pd.DataFrame, exclusions: dict[str, str]) -> 
     return flow[FLOW_COLUMNS]
 
 
+def _age_notes(flow: pd.DataFrame, support: pd.Series | None, limits) -> pd.Series:
+    """The flow's ``note``: analysed participants beyond the controls' age support, warned."""
+    notes = pd.Series("", index=flow.index, dtype=object)
+    if support is None or limits is None:
+        return notes
+    level = flow["participant_id"].map(support).where(flow["status"] == "analysed")
+    low, p5, p95, high = limits
+    text = {
+        "outside": f"age outside the controls' range ({low:.1f}-{high:.1f} years)",
+        "beyond_p5_p95": f"age beyond the controls' 5th-95th percentile ({p5:.1f}-{p95:.1f} "
+        "years)",
+    }
+    tail = ": analysed; its age-corrected R2* rests on the linear tail of the age curve"
+    for key, words in text.items():
+        notes[level == key] = words + tail
+    outside = int((level == "outside").sum())
+    if outside:
+        warnings.warn(
+            f"{outside} analysed participant(s) are outside the controls' age range "
+            f"({low:.1f}-{high:.1f} years) and {int((level == 'beyond_p5_p95').sum())} beyond "
+            f"its 5th-95th percentile ({p5:.1f}-{p95:.1f}); their age-corrected R2* and z-scores "
+            "rest on the linear tails of the controls' age curves (age_support in "
+            "group/subjects.tsv, note in group/participant_flow.tsv)",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    return notes
+
+
 def harmonization_description(model: NormativeModel) -> dict:
     """What was done to remove site effects, for ``group/harmonization.json``."""
     c = model.combat
@@ -303,7 +349,11 @@ def harmonization_description(model: NormativeModel) -> dict:
         else "ComBat without empirical Bayes",
         "Scale": "log R2*",
         "FittedOn": "healthy controls (group HC); applied to every participant",
-        "Covariates": ["natural cubic spline of age (df per region)", "sex"],
+        "Covariates": [
+            "quadratic spline of age, linear beyond the controls' 5th/95th age percentiles, "
+            "non-decreasing in the iron-rich nuclei (knots per region)",
+            "sex",
+        ],
         "AgeSplineDegreesOfFreedom": model.df,
         "Sites": list(c.sites),
         "ControlsPerSite": {s: int(n) for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)},

@@ -220,8 +220,16 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     lesions, models = _lesion_models(config, subjects, exclusions)
     return GroupResult(
         regions=analysis.regions,
-        subjects=subjects.assign(analysed=~subjects["participant_id"].isin(exclusions)),
-        flow=participant_flow(participants, exclusions),
+        subjects=subjects.assign(
+            analysed=~subjects["participant_id"].isin(exclusions),
+            age_support=subjects["participant_id"].map(analysis.age_support),
+        ),
+        flow=participant_flow(
+            participants,
+            exclusions,
+            age_support=analysis.age_support,
+            age_limits=analysis.normative.age_limits,
+        ),
         age_model=analysis.age_model,
         harmonization=analysis.harmonization,
         comparison=analysis.comparison,
