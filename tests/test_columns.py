@@ -70,10 +70,13 @@ def _check_sidecars(out) -> list[str]:
         ("comparison", COMPARISON_COLUMNS),
         ("comparison_mixed", MIXED_COLUMNS),
         ("determinants", DETERMINANT_COLUMNS),
-        ("subjects", [*SUBJECT_COLUMNS, "analysed"]),
+        ("subjects", [*SUBJECT_COLUMNS, "analysed", "age_support"]),
         ("flow", FLOW_COLUMNS),
         ("regions", ["session", *NORMATIVE_COLUMNS, "iron_median_mg_per_kg"]),
-        ("age_model", ["param_age3", "param_sex_F", "press_rmse_df2", "knots"]),
+        (
+            "age_model",
+            ["param_age4", "param_sex_F", "press_rmse_df4", "knots", "monotone", "age_df"],
+        ),
         ("dseg", ["index", "name"]),
     ],
 )
@@ -251,8 +254,9 @@ def _hand_written_cohort(tmp_path, n_hc=24, n_ms=24):
 
 def test_group_stage_tables(tmp_path):
     bids, out = _hand_written_cohort(tmp_path)
-    with pytest.warns(UserWarning, match="fewer than 10"):  # small cohort: pooled scales
+    with pytest.warns(UserWarning) as record:  # small cohort: pooled scales
         run_group(GroupConfig(bids, out, report=False, mixed=True))
+    assert any("fewer than 10" in str(w.message) for w in record)
     checked = _check_sidecars(out / "group")
     assert sorted(checked) == sorted(GROUP_TABLES.values())
     comparison = pd.read_csv(group_path(out, "group_comparison.tsv"), sep="\t", dtype=str)

@@ -30,6 +30,8 @@ def _write_cohort(tmp_path, *, n_hc=40, n_ms=50, seed=0, putamen_effect=3.0):
         ms = i >= n_hc
         pid = f"sub-{i + 1:03d}"
         age = rng.uniform(20, 70)
+        if i < 2:  # controls span every age: nobody outside their support (no age warning)
+            age = (20.0, 70.0)[i]
         site = rng.choice(["a", "b", "c"])
         dd = min(rng.gamma(4, 3), age - 18) if ms else np.nan
         edss = np.clip(np.round((1 + 0.2 * dd + rng.normal(0, 1)) * 2) / 2, 0, 8) if ms else np.nan
@@ -139,6 +141,15 @@ def test_group_tables_follow_conventions_and_find_the_planted_effect(tmp_path):
         "lesion_volume_ml",
         "lesion_count",
     ]
+    # age support against the controls' ages (they span 20-70: nobody outside)
+    hc_age = subjects.loc[subjects.group == "HC", "age"]
+    p5, p95 = np.percentile(hc_age, [5, 95])
+    beyond = (subjects.age < p5) | (subjects.age > p95)
+    expected = np.where(beyond, "beyond_p5_p95", "within")
+    assert (subjects.age_support == expected).all()
+    flow = pd.read_csv(out / "group" / "participant_flow.tsv", sep="\t", keep_default_na=False)
+    noted = flow.set_index("participant_id").note.str.startswith("age beyond the controls' 5th")
+    assert noted.sum() == beyond.sum() > 0
     det = pd.read_csv(out / "group" / "determinants.tsv", sep="\t")
     assert list(det.columns[:10]) == [
         "region",
@@ -276,7 +287,8 @@ def test_a_control_without_outputs_is_accounted_for(tmp_path):
     """Before: dropped with exit 0 and no word while the cohort table still counted it."""
     bids, out = _write_cohort(tmp_path, n_hc=40, n_ms=50)
     table = pd.read_csv(bids / "participants.tsv", sep="\t")
-    control = table.participant_id[table.group == "HC"].iloc[0]
+    # not the youngest or oldest control (those span the ages: no age-support warning)
+    control = table.participant_id[table.group == "HC"].iloc[2]
     shutil.rmtree(out / control)
     with pytest.warns(UserWarning, match=r"1 of 90 participants excluded"):
         result = run_group(GroupConfig(bids, out))

@@ -182,7 +182,6 @@ def _shaped(basis: np.ndarray, monotone: bool) -> np.ndarray:
 def _fit(y, fixed, basis, monotone) -> tuple[np.ndarray, np.ndarray]:
     """Least squares of ``y`` on ``[fixed, basis]``, basis coefficients >= 0 if monotone.
 
-
     Returns the active basis columns and the squared leave-one-out residuals.
     """
     active = np.ones(basis.shape[1], dtype=bool)

@@ -98,6 +98,16 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "included",
             "excluded (reason in participant_flow.tsv)",
         ),
+        "age_support": Column(
+            "Age against the controls of the normative model (n/a: no age)",
+            levels={
+                "within": "within the controls' 5th-95th age percentile",
+                "beyond_p5_p95": "within the controls' age range, beyond their 5th-95th "
+                "percentile (the age curve's linear tails)",
+                "outside": "younger or older than every control (extrapolated along the "
+                "linear tail)",
+            },
+        ),
     },
     "flow": {
         "status": Column(
@@ -105,14 +115,27 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             levels={"analysed": "included", "excluded": "left out (see reason)"},
         ),
         "reason": Column("Why the participant is excluded (empty when analysed)"),
+        "note": Column(
+            "Caveat of an analysed participant (empty if none): age outside the controls' "
+            "range or beyond their 5th-95th percentile"
+        ),
     },
     "age_model": {
         "model": Column(
             "Age model of the controls",
             levels={
                 "linear": "linear in age",
-                "natural-spline-df2": "natural cubic spline of age, 2 degrees of freedom",
-                "natural-spline-df3": "natural cubic spline of age, 3 degrees of freedom",
+                "linear-monotone": "linear in age, slope >= 0",
+                **{
+                    f"spline-df{k}": f"quadratic spline of age with {k} knots, linear beyond "
+                    "the outer knots"
+                    for k in (2, 3, 4)
+                },
+                **{
+                    f"spline-df{k}-monotone": f"quadratic spline of age with {k} knots, linear "
+                    "beyond the outer knots, non-decreasing and concave"
+                    for k in (2, 3, 4)
+                },
             },
         ),
         "residual_sd": _r2(
@@ -132,15 +155,24 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             significant=4,
         ),
         "residual_df": _count(
-            "Residual degrees of freedom: n_hc - K - sex coefficients - sites with controls"
+            "Residual degrees of freedom: n_hc - age_df - sex coefficients - sites with controls"
         ),
         "reference_r2star": _r2(
             "Expected R2* of a control of the baseline sex at the reference age, pooled site"
         ),
         "knots": Column(
-            "Spline knots (quantiles of the controls' ages), space-separated; empty for linear",
+            "Spline knots, space-separated: the controls' 5th and 95th age percentiles (the "
+            "boundary knots) and equally spaced percentiles between; empty for linear",
             "year",
             format="string",
+        ),
+        "monotone": _bool(
+            "Whether the curve is constrained non-decreasing and concave (iron-rich nuclei)",
+            "constrained",
+            "free",
+        ),
+        "age_df": _count(
+            "Age basis functions in the fit (knots less those a constraint bound at 0)"
         ),
         "param_intercept": Column(
             "alpha: expected log R2* (log(1/s)) at age 0 (basis = 0), baseline sex, pooled site",
@@ -457,7 +489,9 @@ PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
     (
         r"param_age(\d+)",
         lambda k: Column(
-            f"Coefficient of age basis b{k} (log(1/s) per basis unit)", format="number"
+            f"Coefficient of age basis b{k} (log(1/s) per decade: the curve's slope at knot "
+            f"{k}, or its increment for a monotone curve)",
+            format="number",
         ),
     ),
     (
@@ -470,7 +504,7 @@ PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
     (
         r"press_rmse_df(\d+)",
         lambda k: Column(
-            f"Leave-one-out (PRESS) RMSE of the {k}-df age model, log R2*", significant=4
+            f"Leave-one-out (PRESS) RMSE of the {k}-knot age model, log R2*", significant=4
         ),
     ),
     (

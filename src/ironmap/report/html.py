@@ -86,7 +86,23 @@ def _cohort(n: _Numbers, result, subjects: pd.DataFrame) -> str:
     )
     excluded = tables.exclusions_table(result.flow)
     listed = n.table(excluded, "Excluded participants.", kind="S", left=4) if len(excluded) else ""
-    return cohort + flow + listed
+    return cohort + _age_support(subjects) + flow + listed
+
+
+def _age_support(subjects: pd.DataFrame) -> str:
+    """One line: analysed participants beyond the controls' ages (subjects.tsv age_support)."""
+    if "age_support" not in subjects:
+        return ""
+    counts = subjects["age_support"].value_counts()
+    outside, beyond = int(counts.get("outside", 0)), int(counts.get("beyond_p5_p95", 0))
+    if not outside and not beyond:
+        return ""
+    return (
+        f"<p>Age support: {outside} analysed participant(s) are younger or older than every "
+        f"control and {beyond} beyond the controls' 5th-95th age percentile; the age curves "
+        "are straight lines there, so their age-corrected R2* and z-scores are extrapolated "
+        "(flagged in group/subjects.tsv, age_support, and the participant flow).</p>"
+    )
 
 
 _DIFFERENCES = (

@@ -21,6 +21,7 @@ from ..iron import CALIBRATIONS
 from ..regions.labels import DEEP_GM
 from .protocol import protocol_summary
 from .style import labels, pretty_region
+from .tables import curve_label
 
 __all__ = ["REFERENCES", "methods_html"]
 
@@ -48,6 +49,8 @@ REFERENCES = {
     "data using empirical Bayes methods. Biostatistics 2007;8:118-27.",
     "fortin": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical thickness "
     "measurements across scanners and sites. NeuroImage 2018;167:104-20.",
+    "hallgren": "Hallgren B, Sourander P. The effect of age on the non-haemin iron in the "
+    "human brain. J Neurochem 1958;3:41-51.",
     "pomponio": "Pomponio R, Erus G, Habes M, et al. Harmonization of large MRI datasets for the "
     "analysis of brain imaging patterns throughout the lifespan. NeuroImage 2020;208:116450.",
     "long": "Long JS, Ervin LH. Using heteroscedasticity consistent standard errors in the "
@@ -69,6 +72,7 @@ _CITE = {
     "langkammer": "Langkammer et al. 2010",
     "johnson": "Johnson et al. 2007",
     "fortin": "Fortin et al. 2018",
+    "hallgren": "Hallgren and Sourander 1958",
     "pomponio": "Pomponio et al. 2020",
     "long": "Long and Ervin 2000",
     "bh": "Benjamini and Hochberg 1995",
@@ -277,7 +281,7 @@ def _harmonisation(age_model: pd.DataFrame, harmonization: dict | None, cite) ->
         f"Site effects were removed with ComBat ({cite('johnson', 'fortin')}) on log R2*, "
         f"{eb}, fitted on the {sum(sites.values())} healthy controls at {len(sites)} sites ("
         + ", ".join(f"{html.escape(str(s))} {n}" for s, n in sites.items())
-        + ") and applied to every participant, preserving age (a natural cubic spline, as in "
+        + ") and applied to every participant, preserving age (a regression spline, as in "
         f"ComBat-GAM; {cite('pomponio')}) and sex."
     )
     if pooled:
@@ -290,16 +294,14 @@ def _harmonisation(age_model: pd.DataFrame, harmonization: dict | None, cite) ->
         chosen = age_model.groupby("model", sort=False)["region"].agg(list)
         parts = []
         for model, regions in chosen.items():
-            name = (
-                "linear"
-                if model == "linear"
-                else model.replace("natural-spline-df", "a natural cubic spline with ")
-                + " degrees of freedom"
-            )
-            parts.append(f"{name} for {_join(pretty_region(r) for r in regions)}")
+            parts.append(f"{curve_label(model)} for {_join(pretty_region(r) for r in regions)}")
         text += (
-            " The controls' age curve, chosen per region among 1-3 spline degrees of freedom by "
-            f"leave-one-out prediction error, was {'; '.join(parts)}. Harmonised R2* was "
+            " The controls' age curve was a quadratic spline, linear beyond the controls' 5th "
+            "and 95th age percentiles, constrained non-decreasing and concave in the iron-rich "
+            "nuclei (caudate, putamen, pallidum, substantia nigra, red nucleus, dentate "
+            f"nucleus), where iron rises with age and levels off ({cite('hallgren')}), with "
+            "1-4 knots chosen per region by leave-one-out prediction error: "
+            f"{'; '.join(parts)}. Harmonised R2* was "
             "corrected to the controls' median age "
             f"({float(age_model['reference_age'].iloc[0]):.1f} years) with that curve."
         )

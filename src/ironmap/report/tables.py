@@ -8,6 +8,7 @@ can be checked against the tables they come from; :func:`html_table` renders the
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +20,7 @@ from .style import GROUP_ORDER, labels, pretty_region
 __all__ = [
     "ALL_MS",
     "age_model_table",
+    "curve_label",
     "determinants_table",
     "exclusions_table",
     "flow_table",
@@ -215,8 +217,12 @@ def _mean_sd_cell(mean: float, sd: float) -> str:
 
 
 def flow_table(flow: pd.DataFrame) -> pd.DataFrame:
-    """Counts of analysed and of each exclusion reason, by group label."""
-    flow = flow.assign(label=labels(flow))
+    """Counts of analysed (apart: those with a note, e.g. beyond the controls' ages) and of
+    each exclusion reason, by group label."""
+    note = flow["note"].fillna("") if "note" in flow else pd.Series("", index=flow.index)
+    flagged = "analysed, " + note.str.split(":").str[0]
+    reason = flow["reason"].where((flow["reason"] != "") | (note == ""), flagged)
+    flow = flow.assign(label=labels(flow), reason=reason)
     counts = flow.pivot_table(
         index="reason", columns="label", values="participant_id", aggfunc="count", fill_value=0
     )
@@ -254,12 +260,21 @@ def harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
     return cells.rename_axis(columns=None).reset_index()
 
 
+def curve_label(model: str) -> str:
+    """``spline-df3-monotone`` -> ``spline, 3 knots, monotone`` (age_model.tsv's ``model``)."""
+    match = re.fullmatch(r"(linear|spline-df(\d+))(-monotone)?", str(model))
+    if match is None:
+        return str(model)
+    text = "linear" if match[1] == "linear" else f"spline, {match[2]} knots"
+    return text + (", monotone" if match[3] else "")
+
+
 def age_model_table(age_model: pd.DataFrame) -> pd.DataFrame:
     """The age model chosen per region with its fit."""
     return pd.DataFrame(
         {
             "region": age_model["region"].map(pretty_region),
-            "model": age_model["model"].str.replace("natural-spline-df", "natural spline, df "),
+            "model": age_model["model"].map(curve_label),
             "controls": age_model["n_hc"].astype(str),
             "residual SD (1/s)": age_model["residual_sd"].map("{:.2f}".format),
             "residual df": age_model["residual_df"].map("{:.0f}".format),
