@@ -12,13 +12,16 @@ the planted age curve removed: ``truth - AGE(age) + AGE(reference_age)``. Design
   the new curve must still follow the planted nonlinear rise (no over-smoothing).
 
 Printed per design and region: the mean error (bias, 1/s) of ``r2star_corrected`` by age
-band, for the old method (natural cubic spline with 1-3 degrees of freedom by PRESS, knots at
-quantiles of the controls' ages including their minimum and maximum; ironmap before issue 24,
-rebuilt here from :func:`ironmap.cohort.age.spline_basis`) and the new one
+decade and the root mean square over cohorts of each cohort's mean error (a cohort's own
+error, which the mean over cohorts cancels when it takes either sign), for the old method
+(natural cubic spline with 1-3 degrees of freedom by PRESS, knots at quantiles of the
+controls' ages including their minimum and maximum; ironmap before issue 24, rebuilt here
+from :func:`ironmap.cohort.age.spline_basis`) and the new one
 (:mod:`ironmap.cohort.age_curve`); and the share of fitted curves with an inverted U (their
 maximum over 18-80 years exceeds both ends by more than 0.5 1/s).
 
-Run: ``python benchmarks/age_curve.py [--reps N]`` (default 100; about 0.3 s per cohort).
+Run: ``python benchmarks/age_curve.py [--reps N]`` (default 200; about 0.3 s per cohort
+and method). Results: docs/cohort.md, age correction.
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ def _one(design: str, seed: int) -> tuple[pd.DataFrame, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=200)
     args = parser.parse_args()
     print(
         f"ironmap age-curve benchmark: {args.reps} seeded cohorts per design; "
