@@ -259,8 +259,9 @@ def write_report(path: str | Path, result) -> Path:
                 figures.age_figure(long, model),
                 "Harmonised R2* against age, deep grey matter and NAWM. Line and band: the "
                 "controls' normative curve (baseline sex, pooled site) and its 95 % range; "
-                "the age model of each region (linear or natural spline with its degrees of "
-                "freedom) is in the panel title.",
+                "the age model of each region (linear or spline with its knots; monotone: "
+                "constrained non-decreasing and concave) is in the panel title; beyond the "
+                "controls' 5th-95th age percentile the curve is a straight line.",
                 "R2* against age",
             ),
             "<h2>Determinants of R2* in MS</h2>",
