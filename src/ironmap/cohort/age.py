@@ -4,10 +4,11 @@ Per region, on ``log R2*`` (scanner differences in R2* are mostly multiplicative
 makes them additive and the noise comparable across regions and sites):
 
 1. **Age curve** (:mod:`.age_curve`). A quadratic spline of age with 1 to 4 knots (1 = a
-   straight line), linear beyond the controls' 5th and 95th age percentiles, non-decreasing in
-   the iron-rich nuclei (:data:`~.age_curve.MONOTONE_REGIONS`), plus sex and site as fixed
-   effects, fitted on controls; the fewest knots whose leave-one-out prediction error (PRESS)
-   is within one standard error of the best are kept. This is the regression-spline form of
+   straight line), linear beyond the controls' 5th and 95th age percentiles, non-decreasing
+   and concave in the iron-rich nuclei (:data:`~.age_curve.MONOTONE_REGIONS`), plus sex and
+   site as fixed effects, fitted on controls; the number of knots with the smallest
+   leave-one-out prediction error (PRESS) is kept (free curves: at most one knot per
+   :data:`~.age_curve.CONTROLS_PER_KNOT` controls). This is the regression-spline form of
    ComBat-GAM's smooth age term, shape-constrained.
 2. **Harmonisation.** ComBat (:mod:`.harmonize`) with that design, fitted on controls and
    applied to everyone: each site's location *and* scale are removed, with empirical-Bayes
@@ -241,7 +242,7 @@ def fit_normative(
     reference_age : float, optional
         Age (years) everyone is corrected to; default the controls' median age.
     monotone : tuple of str
-        Regions whose age curve is constrained non-decreasing.
+        Regions whose age curve is constrained non-decreasing and concave.
     curves : dict, optional
         Region -> age curve to use instead of choosing one (any object with ``basis(age)``,
         ``active`` and ``df``, e.g. another method's, for comparisons in benchmarks).
