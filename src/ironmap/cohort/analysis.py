@@ -245,7 +245,9 @@ def analyse_cohort(
         long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap
     )
     mixed_table = (
-        compare_groups_mixed(long[long["region"].isin(present)]) if mixed else pd.DataFrame()
+        compare_groups_mixed(long[long["region"].isin(present)], reference=comparison)
+        if mixed
+        else pd.DataFrame()
     )
     table = (
         _clinical(long, present, seed) if clinical else pd.DataFrame(columns=DETERMINANT_COLUMNS)
