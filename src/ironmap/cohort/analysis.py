@@ -228,7 +228,7 @@ def analyse_cohort(
     clinical : bool
         Also fit the determinants (MS only).
     n_bootstrap : int
-        Bootstrap resamples for the CI of Cohen's d (0: none).
+        0: no CI of Cohen's d (see :func:`~ironmap.cohort.compare.compare_groups`).
     seed : int
         Seed of the bootstraps.
     """
