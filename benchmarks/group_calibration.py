@@ -21,7 +21,8 @@ only at a site without controls (+7 %). Printed:
 8. a noisy site with 4 controls (noise x2): z SD of disease-free patients per site and the
    planted putamen effect's mean estimate / target (attenuation).
 
-Run: ``python benchmarks/group_calibration.py [--reps N]`` (default 200; ~4 s per rep).
+Run: ``python benchmarks/group_calibration.py [--reps N]`` (default 200; ~6 s CPU per rep, so
+``--reps 100`` is ~10 min on one free core).
 """
 
 from __future__ import annotations
