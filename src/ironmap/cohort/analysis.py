@@ -233,7 +233,7 @@ def analyse_cohort(
     clinical : bool
         Also fit the determinants (MS only).
     n_bootstrap : int
-        Bootstrap resamples for the CI of Cohen's d (0: none).
+        0: no CI of Cohen's d (see :func:`~ironmap.cohort.compare.compare_groups`).
     seed : int
         Seed of the bootstraps.
     """
@@ -250,7 +250,9 @@ def analyse_cohort(
         long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap
     )
     mixed_table = (
-        compare_groups_mixed(long[long["region"].isin(present)]) if mixed else pd.DataFrame()
+        compare_groups_mixed(long[long["region"].isin(present)], reference=comparison)
+        if mixed
+        else pd.DataFrame()
     )
     table = (
         _clinical(long, present, seed) if clinical else pd.DataFrame(columns=DETERMINANT_COLUMNS)

@@ -13,15 +13,21 @@ older than controls (without the age term: false-positive rate 0.11 for progress
 - **Identifiability.** A contrast whose arms share no site (e.g. every PPMS patient at a site
   without controls) has no estimate: a NaN row with a ``note`` and one warning. ``n_a`` and
   ``n_b`` count the participants that inform the estimate.
-- **Effect size.** Cohen's d is the estimate over the controls' SD of the corrected R2*, with a
-  stratified (site x arm) percentile bootstrap CI.
+- **Effect size.** Cohen's d is the estimate over the controls' SD of the corrected R2*; its CI
+  is the estimate's t-based CI carried through the ratio with the SD's own uncertainty
+  (:func:`cohens_d_interval`; the site x arm percentile bootstrap it replaced excluded 0 for a
+  null region in 20 % of PPMS-HC contrasts with 12 patients).
 - **Omnibus.** ``phenotype-omnibus``: robust Wald F-test that RRMS, SPMS and PPMS share one
   mean (``statistic``, ``df_num``, ``df_den``).
 - **Sensitivity.** :func:`compare_groups_mixed` refits each contrast with a random site
-  intercept (statsmodels MixedLM, REML) instead of the fixed site effect.
-
-p-values are Benjamini-Hochberg-adjusted across regions within each contrast (one family per
-contrast, pre-specified).
+  intercept (statsmodels MixedLM, REML) instead of the fixed site effect; its inference is the
+  feasible-GLS estimate with HC3 robust SE and a t reference (MixedLM's own Wald z put a bold
+  cell in 75 % of null cohorts).
+- **Multiplicity.** p-values are Benjamini-Hochberg-adjusted across regions within each
+  contrast (``p_fdr``), and :func:`hierarchy` marks a row ``significant`` through a serial
+  gatekeeping per region (:data:`FAMILIES`): MS-HC is the pre-specified primary family; a
+  phenotype's contrast with the controls, and the phenotype omnibus, count only in a region
+  whose MS-HC is significant; the between-phenotype contrasts only where the omnibus is.
 """
 
 from __future__ import annotations
@@ -31,20 +37,26 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from scipy import stats
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from ..errors import IronmapWarning
-from .stats import fdr
+from .stats import ALPHA, fdr
 
 __all__ = [
     "COMPARISON_COLUMNS",
     "CONTRASTS",
+    "FAMILIES",
     "MIXED_COLUMNS",
     "OMNIBUS",
+    "cohens_d_interval",
     "compare_groups",
     "compare_groups_mixed",
     "group_label",
+    "hierarchy",
 ]
+#: Columns :func:`hierarchy` adds (after the existing ones) to both comparison tables.
+HIERARCHY_COLUMNS = ["family", "gate", "gate_open", "significant"]
 
 COMPARISON_COLUMNS = [
     "region",
@@ -68,6 +80,7 @@ COMPARISON_COLUMNS = [
     "n_excluded",
     "model",
     "note",
+    *HIERARCHY_COLUMNS,
 ]
 MIXED_COLUMNS = [
     "region",
@@ -82,6 +95,11 @@ MIXED_COLUMNS = [
     "site_sd",
     "converged",
     "model",
+    "se",
+    "se_type",
+    "df",
+    "note",
+    *HIERARCHY_COLUMNS,
 ]
 
 MS_LABELS = ("RRMS", "SPMS", "PPMS", "MS")  # "MS": clinically definite, phenotype not given
@@ -98,8 +116,22 @@ CONTRASTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 OMNIBUS = "phenotype-omnibus"
 _PHENOTYPES = ("RRMS", "SPMS", "PPMS")
 _KEY = "C(arm, Treatment('b'))[T.a]"
-N_BOOTSTRAP = 1000
-_CHUNK = 250  # bootstrap resamples per matrix product
+#: contrast -> (family, gate): the contrast whose significance in the same region opens the
+#: test ("" for the primary family). Serial gatekeeping: with every gate rooted in MS-HC, a
+#: null cohort shows a significant row only if MS-HC shows one (at most ALPHA: BH across
+#: regions holds the familywise rate under the complete null).
+FAMILIES: dict[str, tuple[str, str]] = {
+    "MS-HC": ("primary", ""),
+    "RRMS-HC": ("versus-HC", "MS-HC"),
+    "SPMS-HC": ("versus-HC", "MS-HC"),
+    "PPMS-HC": ("versus-HC", "MS-HC"),
+    "CIS-HC": ("versus-HC", "MS-HC"),
+    OMNIBUS: ("omnibus", "MS-HC"),
+    "progressive-RRMS": ("between-phenotype", OMNIBUS),
+    "SPMS-PPMS": ("between-phenotype", OMNIBUS),
+}
+_NOT_CONVERGED = "REML fit did not converge: not marked significant"
+N_BOOTSTRAP = 1000  # kept for callers: any non-zero n_bootstrap asks for the CI of Cohen's d
 MIN_RESIDUAL_DF = 2
 
 
@@ -150,39 +182,42 @@ def _fit_robust(formula: str, part: pd.DataFrame):
         return model.fit(cov_type=cov, use_t=True), cov
 
 
-def _bootstrap_d(part: pd.DataFrame, model, sd_b: bool, seed: int, n_boot: int):
-    """Cohen's d numerator (and SD) over a site x arm stratified bootstrap.
+def cohens_d_interval(
+    d: float, se: float, sd: float, n_sd: int, df: float, *, level: float = 0.95
+) -> tuple[float, float]:
+    """CI of Cohen's d = estimate / SD from the estimate's t-based CI and the SD's uncertainty.
 
-    A resample is a vector of counts (how often each participant is drawn, multinomial within
-    its site x arm cell), so each resample's least squares comes from weighted sums of
-    ``x x'`` and ``x y``: one matrix product for all resamples, memory O(n p^2 + chunk n),
-    time linear in n. ``model`` is the contrast's statsmodels OLS model (its design is
-    reused); ``sd_b``: the SD in the denominator is that of arm b (controls), and is resampled
-    too.
+    Delta method for the ratio of the estimate (standard error ``se``, ``df`` degrees of
+    freedom) and an independent sample SD of ``n_sd`` values (``var(SD) ~ SD^2 / (2 (n - 1))``
+    under normality): ``d +- t_df se_d`` with ``se_d^2 = (se / SD)^2 + d^2 / (2 (n_sd - 1))``.
+    As ``se_d >= se / SD``, the interval excludes 0 only when the estimate's CI does, and at
+    ``d = 0`` it is that CI divided by the SD. Coverage at 12 vs 60 (normal data):
+    ``tests/test_compare_calibration.py`` and ``benchmarks/group_calibration.py``.
+
+    Parameters
+    ----------
+    d : float
+        Cohen's d (estimate / sd).
+    se : float
+        Standard error of the estimate (same units as ``sd``, e.g. 1/s).
+    sd : float
+        The SD in the denominator (the controls').
+    n_sd : int
+        Values the SD was computed from (>= 2).
+    df : float
+        Degrees of freedom of the estimate's t reference.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    low, high : float
+        NaN when an input is not finite or ``n_sd < 2``.
     """
-    x, y = model.exog, model.endog
-    n, p = x.shape
-    col = model.exog_names.index(_KEY)
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_boot, n))
-    for members in part.groupby(["site", "arm"]).indices.values():
-        m = len(members)
-        counts[:, members] = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot)
-    xx = (x[:, :, None] * x[:, None, :]).reshape(n, p * p)
-    xy = x * y[:, None]
-    beta = np.empty(n_boot)
-    for start in range(0, n_boot, _CHUNK):
-        w = counts[start : start + _CHUNK]
-        xtx = (w @ xx).reshape(len(w), p, p)
-        beta[start : start + len(w)] = (np.linalg.pinv(xtx) @ (w @ xy)[:, :, None])[:, col, 0]
-    sd = np.full(n_boot, np.nan)
-    if sd_b:
-        is_b = (part["arm"] == "b").to_numpy()  # resampling within cells keeps each arm
-        wb, yb, k = counts[:, is_b], y[is_b], is_b.sum()
-        mean = wb @ yb / k
-        sd = np.sqrt(np.maximum(wb @ (yb - yb.mean()) ** 2 / k - (mean - yb.mean()) ** 2, 0))
-        sd *= np.sqrt(k / (k - 1))
-    return beta, sd
+    if n_sd < 2 or not all(np.isfinite([d, se, sd, df])) or sd <= 0:
+        return np.nan, np.nan
+    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt((se / sd) ** 2 + d**2 / (2 * (n_sd - 1)))
+    return float(d - half), float(d + half)
 
 
 def _nan_row(region, contrast, n_a, n_b, note, model="") -> dict:
@@ -196,7 +231,7 @@ def _nan_row(region, contrast, n_a, n_b, note, model="") -> dict:
     }
 
 
-def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
+def _contrast(region, contrast, part, sd_hc, n_hc, *, n_boot) -> dict:
     a_labels, b_labels = CONTRASTS[contrast]
     effective, lonely = _effective(part)
     n_a = int((effective["arm"] == "a").sum())
@@ -228,9 +263,9 @@ def _contrast(region, contrast, part, sd_hc, *, seed, n_boot) -> dict:
     estimate = float(result.params[_KEY])
     d_low = d_high = np.nan
     if n_boot:
-        boot, boot_sd = _bootstrap_d(effective, result.model, b_labels == ("HC",), seed, n_boot)
-        scale = boot_sd if b_labels == ("HC",) else sd_hc
-        d_low, d_high = np.nanpercentile(boot / scale, [2.5, 97.5])
+        d_low, d_high = cohens_d_interval(
+            estimate / sd_hc, float(result.bse[_KEY]), sd_hc, n_hc, float(result.df_resid)
+        )
     missing = int((~np.isfinite(part["y"])).sum())
     parts = [f"{excluded - missing} at sites without the other arm ({', '.join(lonely)})"]
     if missing:
@@ -324,19 +359,27 @@ def compare_groups(
     outcome : str
         Column compared (default the harmonised, age-corrected R2*).
     seed : int
-        Seed of the bootstrap.
+        Unused (the CI of Cohen's d is no longer bootstrapped); kept for callers.
     n_bootstrap : int
-        Bootstrap resamples for the CI of Cohen's d (0: no CI).
+        0: no CI of Cohen's d; otherwise the analytic CI of :func:`cohens_d_interval` (the
+        name is kept from the bootstrap it replaced).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`COMPARISON_COLUMNS`, with the hierarchy's marks (:func:`hierarchy`).
     """
+    del seed
     rows = []
     unidentifiable: dict[str, str] = {}
     for region, sub in _prepare(data, outcome).groupby("region", sort=False):
-        sd_hc = float(sub.loc[sub["label"] == "HC", "y"].std(ddof=1))  # NaN skipped
+        hc = sub.loc[sub["label"] == "HC", "y"]
+        sd_hc, n_hc = float(hc.std(ddof=1)), int(np.isfinite(hc).sum())  # NaN skipped
         for contrast in CONTRASTS:
             part = _arms(sub, contrast)
             if part["arm"].nunique() < 2:
                 continue  # nobody at all in an arm: the contrast does not exist in this cohort
-            row = _contrast(region, contrast, part, sd_hc, seed=seed, n_boot=n_bootstrap)
+            row = _contrast(region, contrast, part, sd_hc, n_hc, n_boot=n_bootstrap)
             if str(row.get("note", "")).startswith("not identifiable"):
                 unidentifiable.setdefault(contrast, row["note"])
             rows.append(row)
@@ -352,14 +395,110 @@ def compare_groups(
     table["p_fdr"] = np.nan
     for _, idx in table.groupby("contrast").groups.items():
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
+    return hierarchy(table)
+
+
+def hierarchy(table: pd.DataFrame, *, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mark each row ``significant`` under the serial gatekeeping of :data:`FAMILIES`.
+
+    A row is significant when its ``p_fdr`` < :data:`~ironmap.cohort.stats.ALPHA`, its fit
+    converged (where the table has ``converged``), and its gate is open: the gating contrast
+    is significant in the same region (the primary family, MS-HC, has no gate). A gate absent
+    from ``table`` is looked up in ``reference`` (the mixed table takes the phenotype
+    omnibus from the primary table); absent from both, it is closed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``region, contrast, p_fdr`` (+ ``converged``), one row per region x contrast.
+    reference : pandas.DataFrame, optional
+        A table already marked (``region, contrast, significant``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table`` with ``family``, ``gate`` (the gating contrast, "" for the primary),
+        ``gate_open`` and ``significant`` (booleans) set.
+    """
+    table = table.copy()
+    known = table["contrast"].map(lambda c: c in FAMILIES)
+    if not known.all():
+        raise ValueError(f"no family for contrast(s) {sorted(set(table.loc[~known, 'contrast']))}")
+    table["family"] = table["contrast"].map(lambda c: FAMILIES[c][0])
+    table["gate"] = table["contrast"].map(lambda c: FAMILIES[c][1])
+    passed = np.array(table["p_fdr"].lt(ALPHA), dtype=bool)
+    if "converged" in table:  # True, or "True" as read back from a TSV
+        passed &= np.array(table["converged"].astype(str).eq("True"), dtype=bool)
+    marks: dict[tuple[str, str], bool] = {}
+    if reference is not None and len(reference):
+        marks = {
+            (r, c): bool(s)
+            for r, c, s in zip(
+                reference["region"], reference["contrast"], reference["significant"], strict=True
+            )
+        }
+    gate_open = np.zeros(len(table), bool)
+    significant = np.zeros(len(table), bool)
+    # gates before the rows they open: primary, then its children, then theirs
+    order = {"": 0, "MS-HC": 1, OMNIBUS: 2}
+    for i in sorted(range(len(table)), key=lambda i: order[table["gate"].iat[i]]):
+        region, gate = table["region"].iat[i], table["gate"].iat[i]
+        gate_open[i] = gate == "" or marks.get((region, gate), False)
+        significant[i] = gate_open[i] and passed[i]
+        marks[(region, table["contrast"].iat[i])] = bool(significant[i])
+    table["gate_open"] = gate_open
+    table["significant"] = significant
     return table
 
 
-def compare_groups_mixed(data: pd.DataFrame, *, outcome: str = "r2star_corrected") -> pd.DataFrame:
+def _gls_robust(result):
+    """The random-intercept fit's fixed effects as OLS on quasi-demeaned data, HC3 SE.
+
+    With site variance ``tau2`` and residual variance ``sigma2`` (REML), each site's rows are
+    transformed by ``V^(-1/2)``: ``y - theta_s mean_s(y)`` (and so the design), with
+    ``theta_s = 1 - sqrt(sigma2 / (sigma2 + n_s tau2))``; least squares on the transformed rows
+    is the GLS (MixedLM) estimate. HC3 on them keeps the heteroscedasticity the model assumes
+    away (a small, more variable phenotype) from shrinking the SE, and the t reference with the
+    residual df replaces MixedLM's z.
+    """
+    import statsmodels.api as sm
+
+    model = result.model
+    groups = pd.Series(model.groups)
+    x, y = np.asarray(model.exog, float), np.asarray(model.endog, float)
+    sigma2, tau2 = float(result.scale), max(float(result.cov_re.iloc[0, 0]), 0.0)
+    n_s = groups.map(groups.value_counts()).to_numpy(float)
+    theta = 1.0 - np.sqrt(sigma2 / (sigma2 + n_s * tau2))
+    site_x = pd.DataFrame(x).groupby(groups.to_numpy()).transform("mean").to_numpy()
+    site_y = pd.Series(y).groupby(groups.to_numpy()).transform("mean").to_numpy()
+    xt = pd.DataFrame(x - theta[:, None] * site_x, columns=model.exog_names)
+    yt = y - theta * site_y
+    ols = sm.OLS(yt, xt)
+    plain = ols.fit()
+    hat = plain.get_influence().hat_matrix_diag
+    cov = "HC3" if np.all(hat < 1 - 1e-8) else "HC1"
+    return ols.fit(cov_type=cov, use_t=True), cov
+
+
+def compare_groups_mixed(
+    data: pd.DataFrame, *, outcome: str = "r2star_corrected", reference: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Sensitivity analysis: each contrast with a random site intercept (MixedLM, REML).
 
     Same participants as :func:`compare_groups` (sites holding both arms); ``site_sd`` is the
-    SD of the random site intercept (1/s).
+    SD of the random site intercept (1/s). The estimate is MixedLM's; its SE, CI and p come
+    from :func:`_gls_robust` (HC3, t with ``df`` residual degrees of freedom). A fit that did
+    not converge keeps its numbers but is never ``significant`` (``note`` says why).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        As for :func:`compare_groups`.
+    outcome : str
+        Column compared.
+    reference : pandas.DataFrame, optional
+        The primary table (:func:`compare_groups`): its phenotype omnibus gates the
+        between-phenotype rows (:func:`hierarchy`); without it they are never significant.
     """
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
@@ -379,25 +518,31 @@ def compare_groups_mixed(data: pd.DataFrame, *, outcome: str = "r2star_corrected
                 result = smf.mixedlm(formula, part, groups=part["site"]).fit(
                     reml=True, method=["powell", "cg"]
                 )
+                robust, cov = _gls_robust(result)
             converged = bool(result.converged)
-            low, high = result.conf_int().loc[_KEY]
+            low, high = robust.conf_int().loc[_KEY]
             rows.append(
                 {
                     "region": region,
                     "contrast": contrast,
-                    "estimate": float(result.params[_KEY]),
+                    "estimate": float(result.fe_params[_KEY]),
                     "ci_low": float(low),
                     "ci_high": float(high),
-                    "p": float(result.pvalues[_KEY]),
+                    "p": float(robust.pvalues[_KEY]),
                     "n_a": n_a,
                     "n_b": n_b,
                     "site_sd": float(np.sqrt(max(result.cov_re.iloc[0, 0], 0.0))),
                     "converged": converged,
                     "model": formula.replace("C(arm, Treatment('b'))", "group") + " + (1 | site)",
+                    "se": float(robust.bse[_KEY]),
+                    "se_type": cov,
+                    "df": float(robust.df_resid),
+                    "note": "" if converged else _NOT_CONVERGED,
                 }
             )
     table = pd.DataFrame(rows).reindex(columns=MIXED_COLUMNS)
+    table["note"] = table["note"].astype(object).where(table["note"].notna(), "")
     table["p_fdr"] = np.nan
     for _, idx in table.groupby("contrast").groups.items():
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
-    return table
+    return hierarchy(table, reference=reference)

@@ -6,7 +6,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.stats.multitest import multipletests
 
-__all__ = ["fdr"]
+__all__ = ["ALPHA", "fdr"]
+
+#: Significance level of every test and of the false discovery rate (two-sided, 95 % CIs).
+ALPHA = 0.05
 
 
 def fdr(p: ArrayLike) -> NDArray[np.float64]:

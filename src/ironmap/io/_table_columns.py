@@ -220,11 +220,11 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "p": _p("Two-sided p-value (t-test; F-test for the omnibus)"),
         "cohens_d_ci_low": Column(
-            "Lower bound of the 95 % percentile bootstrap CI of cohens_d", decimals=3
+            "Lower bound of the 95 % CI of cohens_d (t-based CI of estimate with the controls' "
+            "SD uncertainty, delta method)",
+            decimals=3,
         ),
-        "cohens_d_ci_high": Column(
-            "Upper bound of the 95 % percentile bootstrap CI of cohens_d", decimals=3
-        ),
+        "cohens_d_ci_high": Column("Upper bound of the 95 % CI of cohens_d", decimals=3),
         "se": _r2("Robust standard error of estimate"),
         "se_type": Column(
             "Type of robust standard error",
@@ -239,6 +239,25 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "r2star_corrected)"
         ),
         "note": Column("Why a row has no estimate, or who was left out"),
+        "family": Column(
+            "Multiplicity family of the contrast (docs/conventions.md)",
+            levels={
+                "primary": "MS-HC, pre-specified",
+                "versus-HC": "a phenotype (or CIS) against the controls, gated by MS-HC",
+                "omnibus": "the phenotype omnibus, gated by MS-HC",
+                "between-phenotype": "MS phenotypes against each other, gated by the omnibus",
+            },
+        ),
+        "gate": Column(
+            "Contrast whose significance in the same region opens this test (empty: primary)"
+        ),
+        "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
+        "significant": _bool(
+            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged): the "
+            "report's bold marks",
+            "significant",
+            "not significant",
+        ),
     },
     "lesion_models": {
         "outcome": Column(
@@ -273,12 +292,38 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
     },
     "comparison_mixed": {
         "estimate": _r2("Adjusted difference A - B, random site intercept (MixedLM, REML)"),
-        "ci_low": _r2("Lower bound of the 95 % Wald confidence interval"),
-        "ci_high": _r2("Upper bound of the 95 % Wald confidence interval"),
-        "p": _p("Wald p-value"),
+        "ci_low": _r2("Lower bound of the 95 % CI (GLS, robust SE, t with df)"),
+        "ci_high": _r2("Upper bound of the 95 % CI (GLS, robust SE, t with df)"),
+        "p": _p("Two-sided p-value (t with df, robust SE)"),
         "site_sd": _r2("SD of the random site intercept"),
         "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
         "model": Column("Model formula, e.g. y ~ group + age + C(sex) + (1 | site)"),
+        "se": _r2("Robust standard error of estimate (GLS on the REML variance components)"),
+        "se_type": Column(
+            "Type of robust standard error",
+            levels={"HC3": "HC3", "HC1": "HC1 (a participant has leverage 1)"},
+        ),
+        "df": _count("Residual degrees of freedom of the t reference"),
+        "note": Column("Why a row is not marked significant (fit did not converge)"),
+        "family": Column(
+            "Multiplicity family of the contrast (docs/conventions.md)",
+            levels={
+                "primary": "MS-HC, pre-specified",
+                "versus-HC": "a phenotype (or CIS) against the controls, gated by MS-HC",
+                "omnibus": "the phenotype omnibus, gated by MS-HC",
+                "between-phenotype": "MS phenotypes against each other, gated by the omnibus",
+            },
+        ),
+        "gate": Column(
+            "Contrast whose significance in the same region opens this test (empty: primary)"
+        ),
+        "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
+        "significant": _bool(
+            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged): the "
+            "report's bold marks",
+            "significant",
+            "not significant",
+        ),
     },
     "determinants": {
         "region": _region(

@@ -108,7 +108,10 @@ def _age_support(subjects: pd.DataFrame) -> str:
 _DIFFERENCES = (
     "estimate [95 % CI] of the difference of harmonised, age-corrected R2* (1/s), adjusted "
     "for age and sex with site as fixed effect (HC3 robust SE), and p corrected for the false "
-    "discovery rate across regions within each contrast; bold: p_FDR < 0.05. n: participants "
+    "discovery rate across regions within each contrast; bold: significant under the "
+    "multiplicity hierarchy (p_FDR < 0.05 and, except for MS-HC, the region's gate passed: "
+    "MS-HC for the phenotypes and the omnibus, the omnibus for the contrasts between "
+    "phenotypes; see Methods). n: participants "
     "informing each contrast (arms at sites holding both; the most over regions). n.i.: not "
     "identifiable (the arms share no site); n/a: too few participants. Cohen's d in "
     "group/group_comparison.tsv."
@@ -173,6 +176,38 @@ def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
         if items
         else ""
     )
+
+
+def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
+    """The sensitivity analysis (supplementary table) and its fits that did not converge."""
+    if mixed is None or mixed.empty:
+        return ""
+    table, significant = tables.mixed_table(mixed)
+    frame = table.rename(index=pretty_region).reset_index()
+    flags = significant.reset_index(drop=True)
+
+    def cell_class(row: int, column: str) -> str:
+        return "sig" if column in flags.columns and flags.at[row, column] else ""
+
+    caption = (
+        "Sensitivity analysis: the differences of Table 2 with a random site intercept "
+        "instead of the site fixed effect (linear mixed model, REML; estimate [95 % CI] from "
+        "the generalised least squares with HC3 robust SE and a t reference), p_FDR across "
+        "regions within each contrast; bold as in Table 2 (the phenotype omnibus gate from "
+        "Table 2), never for a fit that did not converge (group/group_comparison_mixed.tsv)."
+    )
+    out = n.table(frame, caption, kind="S", cell_class=cell_class, css="grid")
+    failed = mixed[~mixed["converged"].astype(str).eq("True")]
+    if len(failed):
+        items = ", ".join(
+            f"{pretty_region(r)} {c}"
+            for r, c in zip(failed["region"], failed["contrast"], strict=True)
+        )
+        out += (
+            f"<p class='note'>The REML fit did not converge for {html.escape(items)}: "
+            "these cells are shown but not marked significant.</p>"
+        )
+    return out
 
 
 def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
@@ -244,7 +279,9 @@ def write_report(path: str | Path, result) -> Path:
         "supplementary tables are numbered S1, S2, ...; every number is in the TSV tables of "
         "group/ (columns in docs/conventions.md).</p>" + _legend(),
         "<h2>Participants</h2>" + _cohort(n, result, subjects),
-        "<h2>R2* by group</h2>" + _table2(n, long, comparison),
+        "<h2>R2* by group</h2>"
+        + _table2(n, long, comparison)
+        + _mixed(n, getattr(result, "comparison_mixed", None)),
     ]
     with plotting():
         sections += [

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from ..cohort.age import MIN_CONTROLS_PER_SITE
-from ..cohort.compare import MS_LABELS, N_BOOTSTRAP
+from ..cohort.compare import MS_LABELS
 from ..fitting import SOLVERS
 from ..iron import CALIBRATIONS
 from ..regions.labels import DEEP_GM
@@ -313,13 +313,22 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
         "Groups were compared on age-corrected R2* by ordinary least squares with group, age, "
         "sex and site (fixed effect), on the participants at sites holding both arms of a "
         f"contrast, with HC3 heteroscedasticity-robust standard errors ({cite('long')}); Cohen's "
-        "d is the difference over the controls' SD, with a site-stratified bootstrap 95 % CI "
-        f"({N_BOOTSTRAP} resamples). RRMS, SPMS and PPMS were compared by a robust Wald F-test. "
-        "p-values were corrected for the false discovery rate across regions within each "
-        f"contrast ({cite('bh')})."
+        "d is the difference over the controls' SD, with a 95 % CI from the difference's "
+        "t-based CI and the SD's sampling uncertainty (delta method). RRMS, SPMS and PPMS were "
+        "compared by a robust Wald F-test. p-values were corrected for the false discovery "
+        f"rate across regions within each contrast ({cite('bh')}). Multiplicity across "
+        "contrasts followed a pre-specified hierarchy (serial gatekeeping per region): MS "
+        "versus controls was the primary family; a phenotype's difference from the controls "
+        "and the omnibus test of the phenotypes were declared significant only in regions where "
+        "MS versus controls was, and the differences between phenotypes only where the omnibus "
+        "test was."
     )
     if len(comparison_mixed):
-        text += " A mixed model with a random site intercept is given as a sensitivity analysis."
+        text += (
+            " A mixed model with a random site intercept (REML) is given as a sensitivity "
+            "analysis, with robust standard errors of the generalised least-squares estimate "
+            "and a t reference; fits that did not converge were not declared significant."
+        )
     multi = determinants[determinants["model"] == "multivariable"]["region"].unique()
     text += (
         " In clinically definite MS (CIS excluded), age-corrected R2* was regressed on disease "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..cohort.compare import MS_LABELS
+from ..cohort.compare import MS_LABELS, hierarchy
 from .style import GROUP_ORDER, labels, pretty_region
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "flow_table",
     "harmonization_table",
     "html_table",
+    "mixed_table",
     "table1",
     "table2",
     "unadjusted_summary",
@@ -188,7 +189,9 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
         with ``estimate [CI]\\np_FDR = p`` (``p_FDR < 0.001`` below; ``n.i.`` not identifiable,
         ``n/a`` not estimable).
     significant : pandas.DataFrame of bool
-        Same shape: True where a contrast's ``p_fdr`` < 0.05.
+        Same shape: True where a contrast's row is ``significant`` under the multiplicity
+        hierarchy (:func:`~ironmap.cohort.compare.hierarchy`; marked here when the table
+        lacks the column).
     """
     summary = unadjusted_summary(long)
     means = summary.assign(
@@ -201,7 +204,9 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
         cells = comparison.assign(cell=comparison.apply(_difference, axis=1))
         contrasts = list(dict.fromkeys(cells["contrast"]))
         diff = cells.pivot(index="region", columns="contrast", values="cell")
-        sig = cells.assign(sig=cells["p_fdr"] < 0.05).pivot(
+        if "significant" not in cells:
+            cells = hierarchy(cells)
+        sig = cells.assign(sig=cells["significant"].astype(str).eq("True")).pivot(
             index="region", columns="contrast", values="sig"
         )
         table = table.join(diff.reindex(columns=contrasts), how="outer")
@@ -210,6 +215,41 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
     table = table.reindex(index=[r for r in order if r in table.index])
     significant = significant.reindex(index=table.index).fillna(False).astype(bool)
     return table.rename_axis(index="region", columns=None), significant
+
+
+def mixed_table(mixed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The random-site-intercept sensitivity analysis, regions x contrasts (display strings).
+
+    Parameters
+    ----------
+    mixed : pandas.DataFrame
+        ``group/group_comparison_mixed.tsv``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index: regions; columns: contrasts; ``estimate [CI]\np_FDR = p``, with ``(not
+        converged)`` under a fit that did not converge.
+    significant : pandas.DataFrame of bool
+        Same shape: the rows' ``significant`` (never a fit that did not converge).
+    """
+    if "significant" not in mixed:
+        mixed = hierarchy(mixed)
+    converged = mixed["converged"].astype(str).eq("True")
+    cells = mixed.assign(
+        cell=[
+            _difference(row) + ("" if ok else "\n(not converged)")
+            for row, ok in zip(mixed.itertuples(), converged, strict=True)
+        ],
+        sig=mixed["significant"].astype(str).eq("True") & converged,
+    )
+    contrasts = list(dict.fromkeys(cells["contrast"]))
+    regions = list(dict.fromkeys(cells["region"]))
+    table = cells.pivot(index="region", columns="contrast", values="cell")
+    sig = cells.pivot(index="region", columns="contrast", values="sig")
+    table = table.reindex(index=regions, columns=contrasts)
+    sig = sig.reindex(index=regions, columns=contrasts).fillna(False).astype(bool)
+    return table.rename_axis(index="region", columns=None), sig.rename_axis(columns=None)
 
 
 def _mean_sd_cell(mean: float, sd: float) -> str:
