@@ -212,7 +212,8 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "outcome": Column(
             "Modelled lesion outcome",
             levels={
-                "lesion_r2star_pct": "100 (lesion median R2* / NAWM median R2* - 1), %",
+                "lesion_r2star_pct": "100 (lesion core median R2* / NAWM median R2* - 1), %: "
+                "the lesion without its rim band (lesions with a core)",
                 "rim_core_r2star": "rim minus core median R2* (1/s), lesions with a core",
             },
         ),
@@ -233,11 +234,25 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "participant_sd": Column(
             "SD of the random participant intercept, in the outcome's units", significant=4
         ),
-        "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
-        "model": Column(
-            "Model formula, e.g. y ~ log2_volume + disease_duration + (1 | participant)"
+        "converged": _bool(
+            "Whether a usable REML fit was found (converged, finite SEs, definite Hessian); "
+            "estimates are n/a when not",
+            "converged",
+            "did not converge",
         ),
-        "note": Column("Why the outcome was not modelled (empty when it was)"),
+        "model": Column(
+            "Model formula, e.g. y ~ log2_volume + disease_duration + age + C(sex) + C(site) "
+            "+ (1 | participant); '(OLS, participant-clustered SE)' when the participant "
+            "variance is on its boundary"
+        ),
+        "note": Column(
+            "Lesions left out, a boundary refit, or why the outcome was not estimated (empty "
+            "when none)"
+        ),
+        "optimizer": Column(
+            "MixedLM optimizer of the kept fit (lbfgs, powell, nm: highest REML likelihood of "
+            "the usable fits); empty when none"
+        ),
     },
     "comparison_mixed": {
         "estimate": _r2("Adjusted difference A - B, random site intercept (MixedLM, REML)"),
