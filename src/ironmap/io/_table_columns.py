@@ -433,7 +433,27 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Mixed model, e.g. r2star_harmonized ~ time + arm + time:arm + age0 + C(sex) + "
             "C(site) + (1 + time | participant)"
         ),
-        "note": Column("Arms left out, or a random slope dropped (empty otherwise)"),
+        "note": Column(
+            "Arms left out, a random slope dropped, or a fit that did not converge (empty "
+            "otherwise)"
+        ),
+        "random_effects": Column(
+            "Random effects per participant of the fitted model",
+            levels={
+                "intercept + slope": "random intercept and random slope on time",
+                "intercept": "random intercept only (the random-slope fit failed: fallback)",
+            },
+        ),
+        "fallback": _bool(
+            "Whether the random slope was dropped because its fit failed (CIs too narrow if "
+            "yearly changes vary between participants)",
+            "random intercept only",
+            "random intercept and slope",
+        ),
+        "scanner_terms": _count(
+            "Scanner epochs after the first at a site modelled as session-level offsets (0: no "
+            "scanner change during follow-up)"
+        ),
     },
     "longitudinal_sessions": {
         "session": Column("Session label, ses-<label> (n/a for data without sessions)"),
@@ -459,6 +479,11 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "age": "age of sub-<label>_sessions.tsv (every session has one, no acq_time)",
                 "baseline": "the participant's only timed session (time 0)",
             },
+        ),
+        "scanner": Column(
+            "Scanner of the session: scanner column of sub-<label>_sessions.tsv, else the "
+            "first echo sidecar's DeviceSerialNumber/SoftwareVersions (n/a: unknown, counted as "
+            "the site's usual scanner)"
         ),
     },
     "dseg": {
