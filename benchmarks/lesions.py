@@ -16,6 +16,12 @@ Each row of ``sub-*_lesions.tsv`` is matched to the nearest true lesion (centroi
   lateral-ventricle voxel (labels 4, 43). A 2 x 2 table, sensitivity and specificity, and the
   lesions where they disagree with their true distance (1 mm voxel centres, as
   ``ventricle_distance_mm``).
+- the lesion model (``ironmap.cohort.lesions.lesion_models``: MixedLM, lesions nested in
+  participants, age, sex and site as covariates) on every listed lesion, against the planted
+  truth (``ironmap.simulate.tissue.lesion_r2star_factor``: lesion R2* = (0.88 - 0.008 x
+  disease duration) x the white matter's, so 100 (lesion / NAWM - 1) has intercept -12 % at
+  duration 0, slope -0.8 % per year and no volume effect), with the outcome from the lesion's
+  core (ironmap's) and, for comparison, from the whole lesion, rim voxels included.
 
 Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient).
 """
@@ -169,13 +175,15 @@ def main(argv: list[str] | None = None) -> None:
         assert ironmap([*simulate, "--seed", str(args.seed), "--phase", *common]) == 0
         assert ironmap(["run", str(bids), str(out), "participant", *common]) == 0
         truth = json.loads((Path(tmp) / "bids_truth.json").read_text())["subjects"]
-        matched, pooled_checks, n_true, n_est = [], [], 0, 0
+        matched, pooled_checks, n_true, n_est, every = [], [], 0, 0, []
+        participants = pd.read_csv(bids / "participants.tsv", sep="\t", na_values="n/a")
         for pid, record in truth.items():
             anat = out / pid / "anat"
             table = pd.read_csv(anat / f"{pid}_lesions.tsv", sep="\t")
             regions = pd.read_csv(anat / f"{pid}_regions.tsv", sep="\t")
             n_true += len(record["lesions"])
             n_est += len(table)
+            every.append(table)
             true_locations(bids, pid, record["lesions"])
             matched.append(match(table, record["lesions"]))
             row = regions[regions.region == "lesions"].iloc[0]
@@ -183,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             mean = (table.r2star_mean.fillna(0) * w).sum() / w.sum() if w.sum() else np.nan
             pooled_checks.append((table.n_voxels.sum() == row.n_voxels, mean, row.r2star_mean))
     lesions = pd.concat(matched, ignore_index=True)
+    every = pd.concat(every, ignore_index=True)
     lesions["volume_error_pct"] = 100 * (lesions.volume_ml / lesions.true_volume_ml - 1)
     print(
         f"{args.n_ms} MS patients (seed {args.seed}): {n_true} true lesions, {n_est} listed, "
@@ -224,6 +233,42 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(pooled_checks)} patients; largest difference of the mean {worst:.2e} 1/s"
     )
     print_locations(lesions)
+    print_models(every, participants)
+
+
+#: The planted lesion model (``simulate.tissue.lesion_r2star_factor``), % of NAWM.
+PLANTED = {"Intercept": -12.0, "disease_duration": -0.8, "log2_volume": 0.0}
+
+
+def print_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> None:
+    """The lesion model's planted terms with the core outcome and with the whole lesion."""
+    from ironmap.cohort.lesions import lesion_models
+
+    print("\nLesion model against the planted truth (% of NAWM; every listed lesion)")
+    print(
+        f"  {'outcome from':<14}{'term':<18}{'planted':>8}{'estimate [95 % CI]':>26}{'p':>9}"
+        f"{'covered':>9}{'lesions':>9}"
+    )
+    whole = lesions.assign(r2star_core_median=lesions["r2star_median"])
+    for label, rows in (("core", lesions), ("whole lesion", whole)):
+        table = lesion_models(rows, participants)
+        pct = table[table.outcome == "lesion_r2star_pct"].set_index("term")
+        for term, truth in PLANTED.items():
+            if term not in pct.index or pd.isna(pct.loc[term, "estimate"]):
+                print(f"  {label:<14}{term:<18}{truth:>8.2f}  not estimated: {pct.note.iloc[0]}")
+                continue
+            r = pct.loc[term]
+            ci = f"{r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+            covered = "yes" if r.ci_low <= truth <= r.ci_high else "NO"
+            print(
+                f"  {label:<14}{term:<18}{truth:>8.2f}{ci:>26}{r.p:>9.3g}{covered:>9}"
+                f"{int(r.n_lesions):>9}"
+            )
+        first = pct.iloc[0]
+        print(
+            f"  {'':<14}(optimizer {first.optimizer or '-'}, participant SD "
+            f"{first.participant_sd:.2f}; {first.note or 'no note'})"
+        )
 
 
 if __name__ == "__main__":

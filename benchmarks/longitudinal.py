@@ -35,6 +35,11 @@ scanner column (scanner epoch within site, a session-level offset) and without i
 upgrade unseen). Printed per region: the bias (mean estimate - truth) and coverage of the
 yearly change of MS and HC and of MS - HC, with and without the scanner term.
 
+``--design fallback``: the planted cohorts with participants' yearly changes varying 12x more
+(:data:`FALLBACK_SLOPE_SD`), each analysed three ways: the random-slope model, and the
+random-intercept fallback (forced) with the mixed model's own CIs or with GEE's
+participant-clustered bias-reduced sandwich CIs (ironmap's fallback). Printed as above.
+
 Run: ``python benchmarks/longitudinal.py [--reps N] [--jobs J]`` (default 50 cohorts per
 scenario on 2 workers; about 10 s of one core per cohort).
 """
@@ -73,6 +78,9 @@ AGES = {"RRMS": (38.0, 9.0), "SPMS": (52.0, 8.0), "PPMS": (50.0, 9.0)}
 SESSIONS, INTERVAL, DROPOUT = 3, 2.0, 0.1
 #: The scanner upgrade of ``--design scanner``: site -> (years after the study's start, factor).
 UPGRADE = {"s2": (3.0, 1.03)}
+#: Between-participant SD of the yearly change in ``--design fallback`` (1/s per year).
+FALLBACK_SLOPE_SD = 0.25
+_RANDOM_INTERCEPT_ONLY = (("1", ["lbfgs", "powell"]),)
 REGIONS = tuple(row.name for row in MEASURED_ROWS)
 SOURCE = {row.name: tissue_of(row.source) for row in MEASURED_ROWS}
 MS_PHENOTYPES = ("RRMS", "SPMS", "PPMS")
@@ -146,13 +154,21 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
         planted=planted,
         age=AGES,
         upgrades=UPGRADE if design == "scanner" else None,
+        **({"slope_sd": FALLBACK_SLOPE_SD} if design == "fallback" else {}),
     )
     subjects = people.assign(
         icv_ml=1450.0, brain_ml=1200.0, cortical_gm_ml=480.0, nbv=0.84, lesion_volume_ml=5.0
     ).assign(lesion_count=3)
-    variants = {"scanner term": visits}
+    default = (longitudinal._ATTEMPTS, True)
+    variants = {"scanner term": (visits, *default)}
     if "scanner" in visits.columns:
-        variants["no scanner term"] = visits.drop(columns="scanner")
+        variants["no scanner term"] = (visits.drop(columns="scanner"), *default)
+    if design == "fallback":
+        variants = {
+            "random slope": (visits, *default),
+            "RI, model SE": (visits, _RANDOM_INTERCEPT_ONLY, False),
+            "RI, GEE robust SE": (visits, _RANDOM_INTERCEPT_ONLY, True),
+        }
     truth = _truth(long, people, planted=planted)
     truth["truth"] *= _pooled_scale(people)
     tables = []
@@ -160,7 +176,8 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
         warnings.simplefilter("ignore", IronmapWarning)
         baseline = baseline_sessions(long, bids_dir=None)
         cross = analyse_cohort(baseline, subjects, mixed=False, clinical=False, n_bootstrap=0)
-        for variant, table_of_visits in variants.items():
+        for variant, (table_of_visits, attempts, robust) in variants.items():
+            longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = attempts, robust
             sessions = {
                 pid: g.drop(columns="participant_id")
                 for pid, g in table_of_visits.groupby("participant_id")
@@ -172,6 +189,7 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
                 table["truth"] <= table["ci_high"]
             )
             tables.append(table.assign(variant=variant))
+    longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = default
     table = pd.concat(tables, ignore_index=True)
     return table.assign(seed=seed, scenario="planted" if planted else "null")
 
@@ -193,18 +211,27 @@ def scanner_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def scanner_main(args) -> None:
-    """``--design scanner``: planted cohorts with an upgrade, with and without the term."""
+    """``--design scanner`` (planted cohorts with an upgrade, with and without the term) and
+    ``--design fallback`` (random slope, and the forced fallback with and without GEE)."""
     start = time.time()
-    jobs = [(1000 + s, True, args.outcome, "scanner") for s in range(args.reps)]
+    jobs = [(1000 + s, True, args.outcome, args.design) for s in range(args.reps)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = pd.concat(pool.map(one_cohort, jobs), ignore_index=True)
     pd.set_option("display.width", 250)
     (site, (years, factor)), *_ = UPGRADE.items()
-    print(
-        f"Scanner upgrade mid-study: {args.reps} seeded planted cohorts, {len(SITES)} sites, "
-        f"site {site}'s R2* x {factor:g} from {years:g} years after the start; each analysed "
-        "with the sessions' scanner (scanner epoch within site) and without it"
-    )
+    if args.design == "scanner":
+        print(
+            f"Scanner upgrade mid-study: {args.reps} seeded planted cohorts, {len(SITES)} "
+            f"sites, site {site}'s R2* x {factor:g} from {years:g} years after the start; each "
+            "analysed with the sessions' scanner (scanner epoch within site) and without it"
+        )
+    else:
+        print(
+            f"Random-slope fallback: {args.reps} seeded planted cohorts, {len(SITES)} sites, "
+            f"yearly change varying between participants with SD {FALLBACK_SLOPE_SD:g} 1/s per "
+            "year; each analysed with the random slope, and with the random-intercept fallback "
+            "(forced) with the model's SE or GEE's robust SE"
+        )
     print(f"({platform.machine()}, {os.cpu_count()} cores, {args.jobs} workers)\n")
     table = scanner_table(runs)
     for arm in ("MS", "HC", "MS-HC"):
@@ -272,13 +299,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--design",
-        choices=("default", "scanner"),
+        choices=("default", "scanner", "fallback"),
         default="default",
         help="default: planted and null cohorts; scanner: an upgrade at one site mid-study, "
         "analysed with and without the scanner term",
     )
     args = parser.parse_args()
-    if args.design == "scanner":
+    if args.design in ("scanner", "fallback"):
         scanner_main(args)
         return
     start = time.time()

@@ -564,7 +564,14 @@ def test_a_random_slope_that_cannot_be_fitted_is_reported_as_a_fallback(monkeypa
     assert (table.random_effects == RANDOM_INTERCEPT).all()
     assert table.fallback.astype(bool).all()
     assert table.note.str.contains("random slope dropped").all()
-    assert table.model.str.endswith("(1 | participant)").all()
+    assert table.model.str.endswith("(1 | participant) [GEE, robust SE]").all()
+    # the fallback's inference: GEE, exchangeable, participant-clustered bias-reduced sandwich
+    assert table.note.str.contains("sandwich").all()
+    rows = table.set_index(["term", "arm"])
+    naive = normal.set_index(["term", "arm"])
+    assert rows.loc[("annual_change", "MS"), "estimate"] == pytest.approx(
+        naive.loc[("annual_change", "MS"), "estimate"], abs=0.05
+    )
 
 
 def _flagged_table() -> pd.DataFrame:
@@ -616,3 +623,39 @@ def test_report_renders_convergence_and_fallback_flags():
     shown_text, flags_text = change_table(table.astype({"converged": str, "fallback": str}))
     assert flags_text[column].tolist() == [False, True]
     assert FALLBACK_MARK in shown_text.loc[1, column]
+
+
+def test_the_image_simulator_plants_a_scanner_upgrade_in_its_sessions():
+    """draw_sessions with an upgrade: sessions at the site from the date on have R2* x factor
+    and scanner <site>-2 in sessions.tsv; nothing else changes."""
+    from ironmap.simulate.cohort import draw_cohort, draw_sessions, sessions_table
+    from ironmap.workflows.simulate import SimulateConfig
+
+    subjects = draw_cohort(n_hc=6, n_ms=6, seed=3)
+    site = subjects[0].site.name
+    plain = draw_sessions(subjects, n_sessions=3, interval_years=2.0, seed=3)
+    upgraded = draw_sessions(
+        subjects, n_sessions=3, interval_years=2.0, seed=3, upgrade=(site, "2020-01-01", 1.03)
+    )
+    n_new = 0
+    for before, after in zip(plain, upgraded, strict=True):
+        for a, b in zip(before, after, strict=True):
+            new = a.subject.site.name == site and pd.Timestamp(a.acq_time) >= pd.Timestamp(
+                "2020-01-01"
+            )
+            n_new += new
+            assert b.r2star_factor == pytest.approx(a.r2star_factor * (1.03 if new else 1.0))
+            assert b.scanner == f"{a.subject.site.name}-{2 if new else 1}"
+            assert b.acq_time == a.acq_time
+        table = sessions_table(after)
+        assert table.scanner.tolist() == [s.scanner for s in after]
+    assert n_new > 0
+    assert "scanner" not in sessions_table(plain[0]).columns
+    config = SimulateConfig(out_bids="x", sessions=3, scanner_upgrade=f"{site}:2020-01-01:1.03")
+    assert config.upgrade() == (site, "2020-01-01", 1.03)
+    with pytest.raises(InputError, match="SITE:YYYY-MM-DD:FACTOR"):
+        SimulateConfig(out_bids="x", sessions=3, scanner_upgrade="1.03")
+    with pytest.raises(InputError, match="site must be one of"):
+        SimulateConfig(out_bids="x", sessions=3, scanner_upgrade="nowhere:2020-01-01:1.03")
+    with pytest.raises(InputError, match="needs --sessions"):
+        SimulateConfig(out_bids="x", scanner_upgrade=f"{site}:2020-01-01:1.03")

@@ -69,6 +69,7 @@ __all__ = [
     "OUTCOME",
     "RANDOM_INTERCEPT",
     "RANDOM_SLOPE",
+    "ROBUST_FALLBACK",
     "SESSION_VALUE_COLUMNS",
     "TERMS",
     "LongitudinalAnalysis",
@@ -231,14 +232,53 @@ def harmonise_sessions(
     return out
 
 
+#: The fits tried in turn: random part (``~time``: random slope) and optimizers.
+_ATTEMPTS = (("~time", ["lbfgs"]), ("~time", ["powell"]), ("1", ["lbfgs", "powell"]))
+#: Whether a random-intercept fallback's inference comes from GEE with participant-clustered
+#: (sandwich, bias-reduced) standard errors (:func:`_robust`) rather than the model's own.
+ROBUST_FALLBACK = True
+
+
+@dataclass
+class _Inference:
+    """Fixed effects and their contrasts (what :func:`_combination` needs) from another fit."""
+
+    fe_params: pd.Series
+    t_test: object
+
+
+def _robust(data: pd.DataFrame, formula: str) -> _Inference | None:
+    """GEE with exchangeable working correlation (the random-intercept model's marginal form)
+    and Mancl-DeRouen bias-reduced sandwich covariance, clustered by participant: valid CIs
+    for the fixed effects whatever the participants' slopes do. None when it cannot be fitted.
+    """
+    import statsmodels.api as sm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            result = smf.gee(
+                formula,
+                groups="participant_id",
+                data=data,
+                cov_struct=sm.cov_struct.Exchangeable(),
+            ).fit(cov_type="bias_reduced")
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+    if not np.all(np.isfinite(np.asarray(result.bse, dtype=float))):
+        return None
+    return _Inference(fe_params=result.params, t_test=result.t_test)
+
+
 def _fit(data: pd.DataFrame, formula: str):
     """MixedLM, random intercept and slope (random intercept only if that cannot be fitted).
 
     Returns the result and the random part of the formula (None, "" when nothing fits).
     """
-    attempts = (("~time", ["lbfgs"]), ("~time", ["powell"]), ("1", ["lbfgs", "powell"]))
     fallback = None
-    for re_formula, method in attempts:
+    for re_formula, method in _ATTEMPTS:
         with warnings.catch_warnings():
             # a random-slope variance at its boundary (no slope variation) is expected with
             # short follow-up; the fit's own convergence flag is reported
@@ -439,11 +479,21 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
         return [{**base, "arm": a, "note": note} for a in arms], []
     notes = [_left_out(dropped)]
     fallback = random == " + (1 | participant)"
+    inference = result
     if fallback:
-        notes.append(
-            "random slope dropped: the fit was singular; a random-intercept model's CIs are too "
-            "narrow if yearly changes vary between participants"
-        )
+        robust = _robust(data, formula) if ROBUST_FALLBACK else None
+        if robust is not None:
+            inference = robust
+            notes.append(
+                "random slope dropped: the fit was singular; estimates and CIs from GEE "
+                "(exchangeable correlation) with participant-clustered bias-reduced sandwich "
+                "standard errors, valid if yearly changes vary between participants"
+            )
+        else:
+            notes.append(
+                "random slope dropped: the fit was singular; a random-intercept model's CIs "
+                "are too narrow if yearly changes vary between participants"
+            )
     if not result.converged:
         notes.append("the fit did not converge (lbfgs and powell tried): not marked significant")
     n_epochs = sum(name.startswith("sc") for name in result.fe_params.index)
@@ -453,7 +503,8 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
         "slope_sd": float(np.sqrt(max(slope_var, 0.0))) * y_sd / t_sd,
         "residual_sd": float(np.sqrt(result.scale)) * y_sd,
         "converged": bool(result.converged),
-        "model": _model_text(formula, arms, random),
+        "model": _model_text(formula, arms, random)
+        + (" [GEE, robust SE]" if inference is not result else ""),
         "note": "; ".join(n for n in notes if n),
         "random_effects": RANDOM_INTERCEPT if fallback else RANDOM_SLOPE,
         "fallback": fallback,
@@ -469,7 +520,7 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
                 **fit,
                 "arm": "MS",
                 "units": _PER_EDSS,
-                **_combination(result, {"edss_change": 1.0}, y_sd),
+                **_combination(inference, {"edss_change": 1.0}, y_sd),
                 **_counts(data),
             }
         )
@@ -497,7 +548,7 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
                 **fit,
                 "arm": label,
                 "units": _PER_YEAR,
-                **_combination(result, weights, per_year),
+                **_combination(inference, weights, per_year),
                 **arm_counts,
             }
         )
