@@ -39,7 +39,19 @@ _TERMS = {
     "location[periventricular]": "periventricular vs deep white matter",
     "log2_volume": "per doubling of lesion volume",
     "disease_duration": "per year of disease duration",
+    "age": "per year of age",
 }
+
+
+def _term_label(term: str) -> str:
+    """Display name of a model term: ``C(site)[T.b]`` -> ``site b (vs reference)``."""
+    if term in _TERMS:
+        return _TERMS[term]
+    for name in ("sex", "site"):
+        prefix = f"C({name})[T."
+        if term.startswith(prefix) and term.endswith("]"):
+            return f"{name} {term[len(prefix) : -1]} (vs reference)"
+    return term.replace("_", " ")
 
 
 def _p(p: float) -> str:
@@ -63,7 +75,7 @@ def lesion_model_table(models: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
             shown.append(
                 {
                     "outcome": name if i == 0 else "",
-                    "term": _TERMS.get(term, term.replace("_", " ")) if term else "not fitted",
+                    "term": _term_label(term) if term else "not fitted",
                     "estimate [95 % CI]": (
                         f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
                         if fitted
