@@ -218,9 +218,11 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             },
         ),
         "term": Column(
-            "Fixed effect: Intercept (median-volume lesion at disease duration 0), log2_volume "
-            "(per doubling of lesion volume), disease_duration (per year), "
-            "location[periventricular] (against deep white-matter lesions)"
+            "Fixed effect: Intercept (median-volume lesion at disease duration 0, mean age, "
+            "reference sex and site), log2_volume (per doubling of lesion volume), "
+            "disease_duration (per year), location[periventricular] (against deep white-matter "
+            "lesions), age (per year), C(sex)[T.<level>], C(site)[T.<site>] (against the "
+            "reference)"
         ),
         "estimate": Column(
             "Fixed-effect estimate, in the outcome's units (% or 1/s) per unit of the term",
