@@ -29,11 +29,12 @@ column, the model has no location term. Covariates as in the cross-sectional mod
 ``C(site)`` when they take two or more values among the outcome's participants (participants
 without them leave the model).
 
-**Convergence and the boundary.** The REML fit is run with each of :data:`OPTIMIZERS` (one
-may stop at the boundary where another finds the maximum: L-BFGS alone does on raw
-percentages) and the usable fit with the highest REML log-likelihood is kept (``optimizer``
-names it). A fit is usable when it converged, its fixed-effect standard errors are finite and
-the Hessian of the REML log-likelihood is negative definite. When the participant variance
+**Convergence and the boundary.** The REML fit is run with each of :data:`OPTIMIZERS` (the
+last only when the others give no usable fit; one may stop at the boundary where another
+finds the maximum: L-BFGS alone does on raw percentages) and the usable fit with the highest
+REML log-likelihood is kept (``optimizer`` names it). A fit is usable when it converged, its
+fixed-effect standard errors are finite and the Hessian of the REML log-likelihood is negative
+definite. When the participant variance
 ends on its boundary (0: the lesions of a participant are no more alike than those of
 different participants) the mixed model reduces to ordinary least squares, which is fitted
 instead with standard errors clustered by participant (t with participants - 1 degrees of
@@ -170,7 +171,8 @@ def _covariate_terms(part: pd.DataFrame) -> list[str]:
 def _mixed_fit(formula: str, part: pd.DataFrame):
     """The best usable REML fit over :data:`OPTIMIZERS`.
 
-    Every optimizer is tried (one may stop at the boundary where another finds the maximum:
+    Every optimizer but the last is tried, the last (Nelder-Mead, slow) only when none of the
+    others gave a usable fit (one may stop at the boundary where another finds the maximum:
     L-BFGS on raw percentages does); of the usable fits (converged, finite fixed-effect
     standard errors, positive definite Hessian) the one with the highest REML log-likelihood
     is kept. Returns ``(result, optimizer, why)``: ``result`` None when no fit was usable
@@ -181,6 +183,8 @@ def _mixed_fit(formula: str, part: pd.DataFrame):
 
     best, failures = None, {}
     for optimizer in OPTIMIZERS:
+        if optimizer == OPTIMIZERS[-1] and best is not None:
+            break  # the last (slow) optimizer only when the others gave nothing usable
         with warnings.catch_warnings():
             # failures are judged below from the result itself
             warnings.simplefilter("ignore", ConvergenceWarning)
