@@ -194,6 +194,7 @@ def _mixed_fit(formula: str, part: pd.DataFrame):
                 model = smf.mixedlm(formula, part, groups=part["participant_id"])
                 result = model.fit(reml=True, method=[optimizer])
                 hessian, singular = model.hessian(result.params_object)
+                bse = np.asarray(result.bse_fe, dtype=float)  # NaN (warned) when singular
             except (np.linalg.LinAlgError, ValueError) as error:
                 failures[optimizer] = f"failed ({error})"
                 continue
@@ -203,7 +204,7 @@ def _mixed_fit(formula: str, part: pd.DataFrame):
         if not np.isfinite(result.llf) or not np.isfinite(result.scale):
             failures[optimizer] = "stopped at a non-finite likelihood"
             continue
-        if not np.all(np.isfinite(np.asarray(result.bse_fe, dtype=float))):
+        if not np.all(np.isfinite(bse)):
             failures[optimizer] = "singular (standard errors not finite)"
             continue
         boundary = float(result.cov_re.iloc[0, 0]) <= BOUNDARY_SHARE * float(result.scale)
