@@ -16,8 +16,22 @@ Each row of ``sub-*_lesions.tsv`` is matched to the nearest true lesion (centroi
   lateral-ventricle voxel (labels 4, 43). A 2 x 2 table, sensitivity and specificity, and the
   lesions where they disagree with their true distance (1 mm voxel centres, as
   ``ventricle_distance_mm``).
+- the lesion model (``ironmap.cohort.lesions.lesion_models``: MixedLM, lesions nested in
+  participants, age, sex and site as covariates) on every listed lesion, against the planted
+  truth (``ironmap.simulate.tissue.lesion_r2star_factor``: lesion R2* = (0.88 - 0.008 x
+  disease duration) x the white matter's, so 100 (lesion / NAWM - 1) has intercept -12 % at
+  duration 0, slope -0.8 % per year and no volume effect), with the outcome from the lesion's
+  core (ironmap's) and, for comparison, from the whole lesion, rim voxels included.
 
-Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient).
+``--table-reps N`` instead: the lesion model's calibration over N seeded table-level cohorts
+(no images; :func:`table_cohort`: 30 patients at 3 sites, Poisson(8) + 1 lesions each, the
+planted model on the core outcome, a participant SD of 1 % against a lesion SD of 4 % so that
+some fits end at the boundary): coverage of the planted intercept and duration slope, and the
+false-positive rate of the volume slope (none planted), with how many fits were refitted by
+clustered least squares or had no usable fit.
+
+Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient), or
+``python benchmarks/lesions.py --table-reps 200``.
 """
 
 from __future__ import annotations
@@ -155,12 +169,84 @@ def print_locations(lesions: pd.DataFrame) -> None:
         )
 
 
+def table_cohort(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lesion rows of 30 patients at 3 sites with the planted model on the core (% of NAWM):
+    ``-12 - 0.8 duration + participant (SD 1) + lesion (SD 4)``, no volume, age, sex or site
+    effect; volumes log-normal (median 0.15 mL), durations and ages as the demo's."""
+    rng = np.random.default_rng(seed)
+    people, rows = [], []
+    for i in range(30):
+        duration = float(rng.gamma(4.0, 2.5))
+        pid = f"sub-{i:03d}"
+        people.append(
+            {
+                "participant_id": pid,
+                "disease_duration": duration,
+                "age": 25 + duration + float(rng.normal(10, 6)),
+                "sex": "F" if rng.random() < 0.68 else "M",
+                "site": f"s{i % 3}",
+            }
+        )
+        u = rng.normal(0, 1.0)
+        for _ in range(int(rng.poisson(8)) + 1):
+            pct = -12 - 0.8 * duration + u + rng.normal(0, 4.0)
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "volume_ml": float(np.exp(rng.normal(np.log(0.15), 1.0))),
+                    "r2star_nawm_median": 25.0,
+                    "r2star_core_median": 25.0 * (1 + pct / 100),
+                    "r2star_median": 25.0 * (1 + pct / 100),
+                    "r2star_rim_core_diff": rng.normal(0, 2),
+                }
+            )
+    return pd.DataFrame(rows), pd.DataFrame(people)
+
+
+def table_calibration(reps: int) -> None:
+    """Coverage and false-positive rate of the lesion model over seeded table-level cohorts."""
+    from ironmap.cohort.lesions import lesion_models
+
+    start = time.perf_counter()
+    out = []
+    for seed in range(reps):
+        lesions, people = table_cohort(10_000 + seed)
+        table = lesion_models(lesions, people)
+        pct = table[table.outcome == "lesion_r2star_pct"].set_index("term")
+        row = {"ols": "OLS" in pct.model.iloc[0], "unusable": pct.estimate.isna().all()}
+        for term, truth in PLANTED.items():
+            r = pct.loc[term]
+            row[f"{term} covered"] = r.ci_low <= truth <= r.ci_high
+            row[f"{term} p<0.05"] = r.p < 0.05
+        row["optimizer"] = pct.optimizer.iloc[0]
+        out.append(row)
+    runs = pd.DataFrame(out)
+    print(
+        f"Lesion model calibration: {reps} seeded table-level cohorts (30 patients, 3 sites, "
+        f"planted -12 % - 0.8 %/year, no volume effect; {time.perf_counter() - start:.0f} s)"
+    )
+    for term in PLANTED:
+        print(
+            f"  {term:<18} coverage {runs[f'{term} covered'].mean():.3f}   "
+            f"p < 0.05 in {runs[f'{term} p<0.05'].mean():.3f}"
+        )
+    print(
+        f"  boundary refits (clustered OLS) {runs.ols.mean():.3f}; no usable fit "
+        f"{runs.unusable.mean():.3f}; optimizers kept: "
+        + ", ".join(f"{k} {v}" for k, v in runs.optimizer.value_counts().items())
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-ms", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--table-reps", type=int, default=0, help="table-level calibration")
     args = parser.parse_args(argv)
+    if args.table_reps:
+        table_calibration(args.table_reps)
+        return
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         bids, out = Path(tmp) / "bids", Path(tmp) / "out"
@@ -169,13 +255,15 @@ def main(argv: list[str] | None = None) -> None:
         assert ironmap([*simulate, "--seed", str(args.seed), "--phase", *common]) == 0
         assert ironmap(["run", str(bids), str(out), "participant", *common]) == 0
         truth = json.loads((Path(tmp) / "bids_truth.json").read_text())["subjects"]
-        matched, pooled_checks, n_true, n_est = [], [], 0, 0
+        matched, pooled_checks, n_true, n_est, every = [], [], 0, 0, []
+        participants = pd.read_csv(bids / "participants.tsv", sep="\t", na_values="n/a")
         for pid, record in truth.items():
             anat = out / pid / "anat"
             table = pd.read_csv(anat / f"{pid}_lesions.tsv", sep="\t")
             regions = pd.read_csv(anat / f"{pid}_regions.tsv", sep="\t")
             n_true += len(record["lesions"])
             n_est += len(table)
+            every.append(table)
             true_locations(bids, pid, record["lesions"])
             matched.append(match(table, record["lesions"]))
             row = regions[regions.region == "lesions"].iloc[0]
@@ -183,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             mean = (table.r2star_mean.fillna(0) * w).sum() / w.sum() if w.sum() else np.nan
             pooled_checks.append((table.n_voxels.sum() == row.n_voxels, mean, row.r2star_mean))
     lesions = pd.concat(matched, ignore_index=True)
+    every = pd.concat(every, ignore_index=True)
     lesions["volume_error_pct"] = 100 * (lesions.volume_ml / lesions.true_volume_ml - 1)
     print(
         f"{args.n_ms} MS patients (seed {args.seed}): {n_true} true lesions, {n_est} listed, "
@@ -224,6 +313,42 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(pooled_checks)} patients; largest difference of the mean {worst:.2e} 1/s"
     )
     print_locations(lesions)
+    print_models(every, participants)
+
+
+#: The planted lesion model (``simulate.tissue.lesion_r2star_factor``), % of NAWM.
+PLANTED = {"Intercept": -12.0, "disease_duration": -0.8, "log2_volume": 0.0}
+
+
+def print_models(lesions: pd.DataFrame, participants: pd.DataFrame) -> None:
+    """The lesion model's planted terms with the core outcome and with the whole lesion."""
+    from ironmap.cohort.lesions import lesion_models
+
+    print("\nLesion model against the planted truth (% of NAWM; every listed lesion)")
+    print(
+        f"  {'outcome from':<14}{'term':<18}{'planted':>8}{'estimate [95 % CI]':>26}{'p':>9}"
+        f"{'covered':>9}{'lesions':>9}"
+    )
+    whole = lesions.assign(r2star_core_median=lesions["r2star_median"])
+    for label, rows in (("core", lesions), ("whole lesion", whole)):
+        table = lesion_models(rows, participants)
+        pct = table[table.outcome == "lesion_r2star_pct"].set_index("term")
+        for term, truth in PLANTED.items():
+            if term not in pct.index or pd.isna(pct.loc[term, "estimate"]):
+                print(f"  {label:<14}{term:<18}{truth:>8.2f}  not estimated: {pct.note.iloc[0]}")
+                continue
+            r = pct.loc[term]
+            ci = f"{r.estimate:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+            covered = "yes" if r.ci_low <= truth <= r.ci_high else "NO"
+            print(
+                f"  {label:<14}{term:<18}{truth:>8.2f}{ci:>26}{r.p:>9.3g}{covered:>9}"
+                f"{int(r.n_lesions):>9}"
+            )
+        first = pct.iloc[0]
+        print(
+            f"  {'':<14}(optimizer {first.optimizer or '-'}, participant SD "
+            f"{first.participant_sd:.2f}; {first.note or 'no note'})"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,18 @@ Printed: the coverage of every region x quantity over the planted cohorts, and t
 false-positive rate (p < 0.05) of the group-by-time and EDSS terms where no disease change
 was planted (null cohorts, all regions; planted cohorts, the three regions without one).
 
+``--design scanner``: the planted cohorts with a scanner upgrade at site s2 after 3 years
+(R2* x 1.03 from then on, :data:`UPGRADE`; the sessions table names the scanner, as
+``sub-<label>_sessions.tsv``'s ``scanner`` column would), each analysed twice: with the
+scanner column (scanner epoch within site, a session-level offset) and without it (the
+upgrade unseen). Printed per region: the bias (mean estimate - truth) and coverage of the
+yearly change of MS and HC and of MS - HC, with and without the scanner term.
+
+``--design fallback``: the planted cohorts with participants' yearly changes varying 12x more
+(:data:`FALLBACK_SLOPE_SD`), each analysed three ways: the random-slope model, and the
+random-intercept fallback (forced) with the mixed model's own CIs or with GEE's
+participant-clustered bias-reduced sandwich CIs (ironmap's fallback). Printed as above.
+
 Run: ``python benchmarks/longitudinal.py [--reps N] [--jobs J]`` (default 50 cohorts per
 scenario on 2 workers; about 10 s of one core per cohort).
 """
@@ -64,6 +76,11 @@ SITES = [
 ]
 AGES = {"RRMS": (38.0, 9.0), "SPMS": (52.0, 8.0), "PPMS": (50.0, 9.0)}
 SESSIONS, INTERVAL, DROPOUT = 3, 2.0, 0.1
+#: The scanner upgrade of ``--design scanner``: site -> (years after the study's start, factor).
+UPGRADE = {"s2": (3.0, 1.03)}
+#: Between-participant SD of the yearly change in ``--design fallback`` (1/s per year).
+FALLBACK_SLOPE_SD = 0.25
+_RANDOM_INTERCEPT_ONLY = (("1", ["lbfgs", "powell"]),)
 REGIONS = tuple(row.name for row in MEASURED_ROWS)
 SOURCE = {row.name: tissue_of(row.source) for row in MEASURED_ROWS}
 MS_PHENOTYPES = ("RRMS", "SPMS", "PPMS")
@@ -125,8 +142,8 @@ def _pooled_scale(people: pd.DataFrame) -> float:
     return float(np.exp(np.mean(np.log(hc["site"].map(bias)))))
 
 
-def one_cohort(args: tuple[int, bool, str]) -> pd.DataFrame:
-    seed, planted, outcome = args
+def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
+    seed, planted, outcome, design = args
     longitudinal.OUTCOME = outcome  # the default, or the ComBat-harmonised values to compare
     long, people, visits = simulate_table_sessions(
         SITES,
@@ -136,24 +153,102 @@ def one_cohort(args: tuple[int, bool, str]) -> pd.DataFrame:
         dropout=DROPOUT,
         planted=planted,
         age=AGES,
+        upgrades=UPGRADE if design == "scanner" else None,
+        **({"slope_sd": FALLBACK_SLOPE_SD} if design == "fallback" else {}),
     )
     subjects = people.assign(
         icv_ml=1450.0, brain_ml=1200.0, cortical_gm_ml=480.0, nbv=0.84, lesion_volume_ml=5.0
     ).assign(lesion_count=3)
-    sessions = {
-        pid: g.drop(columns="participant_id") for pid, g in visits.groupby("participant_id")
-    }
+    default = (longitudinal._ATTEMPTS, True)
+    variants = {"scanner term": (visits, *default)}
+    if "scanner" in visits.columns:
+        variants["no scanner term"] = (visits.drop(columns="scanner"), *default)
+    if design == "fallback":
+        variants = {
+            "random slope": (visits, *default),
+            "RI, model SE": (visits, _RANDOM_INTERCEPT_ONLY, False),
+            "RI, GEE robust SE": (visits, _RANDOM_INTERCEPT_ONLY, True),
+        }
+    truth = _truth(long, people, planted=planted)
+    truth["truth"] *= _pooled_scale(people)
+    tables = []
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", IronmapWarning)
         baseline = baseline_sessions(long, bids_dir=None)
         cross = analyse_cohort(baseline, subjects, mixed=False, clinical=False, n_bootstrap=0)
-        timing, untimed = collect_timing(long, people, sessions=sessions)
-        result = analyse_longitudinal(long, timing, subjects, cross.normative, untimed=untimed)
-    truth = _truth(long, people, planted=planted)
-    truth["truth"] *= _pooled_scale(people)
-    table = result.table.merge(truth, on=["region", "term", "arm"], how="left")
-    table["covered"] = (table["ci_low"] <= table["truth"]) & (table["truth"] <= table["ci_high"])
+        for variant, (table_of_visits, attempts, robust) in variants.items():
+            longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = attempts, robust
+            sessions = {
+                pid: g.drop(columns="participant_id")
+                for pid, g in table_of_visits.groupby("participant_id")
+            }
+            timing, untimed = collect_timing(long, people, sessions=sessions)
+            result = analyse_longitudinal(long, timing, subjects, cross.normative, untimed=untimed)
+            table = result.table.merge(truth, on=["region", "term", "arm"], how="left")
+            table["covered"] = (table["ci_low"] <= table["truth"]) & (
+                table["truth"] <= table["ci_high"]
+            )
+            tables.append(table.assign(variant=variant))
+    longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = default
+    table = pd.concat(tables, ignore_index=True)
     return table.assign(seed=seed, scenario="planted" if planted else "null")
+
+
+def scanner_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per region and variant: bias (mean estimate - truth) and coverage of the yearly change
+    of MS and HC and of MS - HC."""
+    keep = runs[
+        ((runs["term"] == "annual_change") & runs["arm"].isin(["HC", "MS"]))
+        | ((runs["term"] == "time_x_group") & (runs["arm"] == "MS-HC"))
+    ]
+    keep = keep.assign(error=keep["estimate"] - keep["truth"])
+    out = keep.groupby(["arm", "variant", "region"], sort=False).agg(
+        bias=("error", "mean"), coverage=("covered", "mean"), se=("se", "mean")
+    )
+    out = out.unstack(["arm", "variant"])
+    out.columns = [f"{stat} {arm} ({variant})" for stat, arm, variant in out.columns]
+    return out.reindex(index=list(REGIONS))
+
+
+def scanner_main(args) -> None:
+    """``--design scanner`` (planted cohorts with an upgrade, with and without the term) and
+    ``--design fallback`` (random slope, and the forced fallback with and without GEE)."""
+    start = time.time()
+    jobs = [(1000 + s, True, args.outcome, args.design) for s in range(args.reps)]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        runs = pd.concat(pool.map(one_cohort, jobs), ignore_index=True)
+    pd.set_option("display.width", 250)
+    (site, (years, factor)), *_ = UPGRADE.items()
+    if args.design == "scanner":
+        print(
+            f"Scanner upgrade mid-study: {args.reps} seeded planted cohorts, {len(SITES)} "
+            f"sites, site {site}'s R2* x {factor:g} from {years:g} years after the start; each "
+            "analysed with the sessions' scanner (scanner epoch within site) and without it"
+        )
+    else:
+        print(
+            f"Random-slope fallback: {args.reps} seeded planted cohorts, {len(SITES)} sites, "
+            f"yearly change varying between participants with SD {FALLBACK_SLOPE_SD:g} 1/s per "
+            "year; each analysed with the random slope, and with the random-intercept fallback "
+            "(forced) with the model's SE or GEE's robust SE"
+        )
+    print(f"({platform.machine()}, {os.cpu_count()} cores, {args.jobs} workers)\n")
+    table = scanner_table(runs)
+    for arm in ("MS", "HC", "MS-HC"):
+        columns = [c for c in table.columns if f" {arm} (" in c]
+        print(f"{arm}: bias (1/s per year) and coverage of the 95 % CI")
+        print(table[columns].round(3).to_string())
+        print()
+    summary = (
+        runs[(runs["term"] == "annual_change") & (runs["arm"] == "MS")]
+        .groupby("variant")["covered"]
+        .mean()
+    )
+    print(
+        "MS yearly change, coverage over all regions: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summary.items())
+    )
+    print(f"fits converged: {runs['converged'].mean():.3f}; {time.time() - start:.0f} s wall")
 
 
 def coverage_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -202,10 +297,20 @@ def main() -> None:
         help="what the models fit: R2* without the site's offset (ironmap's choice), or with "
         "ComBat's scale applied too (the cross-sectional harmonisation)",
     )
+    parser.add_argument(
+        "--design",
+        choices=("default", "scanner", "fallback"),
+        default="default",
+        help="default: planted and null cohorts; scanner: an upgrade at one site mid-study, "
+        "analysed with and without the scanner term",
+    )
     args = parser.parse_args()
+    if args.design in ("scanner", "fallback"):
+        scanner_main(args)
+        return
     start = time.time()
-    jobs = [(1000 + s, True, args.outcome) for s in range(args.reps)] + [
-        (5000 + s, False, args.outcome) for s in range(args.reps)
+    jobs = [(1000 + s, True, args.outcome, "default") for s in range(args.reps)] + [
+        (5000 + s, False, args.outcome, "default") for s in range(args.reps)
     ]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = pd.concat(pool.map(one_cohort, jobs), ignore_index=True)

@@ -117,9 +117,11 @@ def test_simulated_rims_are_the_edge_of_large_lesions_and_have_truth():
     assert isinstance(pd.DataFrame(truth), pd.DataFrame)
 
 
-def _lesion_cohort(seed: int, n_participants: int = 40):
-    """Lesion rows with a planted model: lesion R2* (% of NAWM) = -10 + 3 log2(volume / median)
-    + 0.5 duration + participant effect (SD 3) + noise (SD 4)."""
+def _lesion_cohort(seed: int, n_participants: int = 40, *, rim: float = 0.0):
+    """Lesion rows with a planted model: lesion core R2* (% of NAWM) = -10 + 3 log2(volume /
+    median) + 0.5 duration + participant effect (SD 3) + noise (SD 4). The whole-lesion median
+    (``r2star_median``) adds ``rim`` % of NAWM per doubling of volume above 0.05 mL: edge voxels
+    (partial volume with NAWM, paramagnetic rims) that the core leaves out."""
     rng = np.random.default_rng(seed)
     rows, people = [], []
     for i in range(n_participants):
@@ -143,7 +145,9 @@ def _lesion_cohort(seed: int, n_participants: int = 40):
         -10 + 3 * (table.log2v - np.median(table.log2v)) + 0.5 * table.duration + table.u + table.e
     )
     table["r2star_nawm_median"] = 20.0
-    table["r2star_median"] = 20.0 * (1 + pct / 100)
+    table["r2star_core_median"] = 20.0 * (1 + pct / 100)
+    edge = rim * np.clip(table.log2v - np.log2(0.05), 0, None)
+    table["r2star_median"] = 20.0 * (1 + (pct + edge) / 100)
     table["r2star_rim_core_diff"] = rng.normal(0, 1, len(table))
     return table, pd.DataFrame(people)
 
@@ -189,6 +193,7 @@ def _with_location(seed: int, *, effect: float = 5.0, share: float = 0.4):
     peri = rng.random(len(lesions)) < share
     lesions["location"] = np.where(peri, "periventricular", "deep_white_matter")
     lesions["r2star_median"] += peri * 20.0 * effect / 100.0
+    lesions["r2star_core_median"] += peri * 20.0 * effect / 100.0
     return lesions, people
 
 
@@ -242,6 +247,96 @@ def test_lesion_models_drop_lesions_without_a_location_from_location_models():
     pct = table[table.outcome == "lesion_r2star_pct"]
     assert pct.n_lesions.iloc[0] == len(lesions) - 7
     assert pct.note.iloc[0].startswith("7 lesion(s) without a location")
+
+
+def test_lesion_models_take_the_rim_free_core_as_the_outcome():
+    """Edge voxels that rise with volume contaminate the whole-lesion median (+2 % per
+    doubling here): the core, the outcome, recovers the planted intercept and volume slope."""
+    from ironmap.cohort.lesions import lesion_models
+
+    lesions, people = _lesion_cohort(11, rim=2.0)
+    lesions.loc[lesions.index[:5], "r2star_core_median"] = np.nan  # no core: too small
+    table = lesion_models(lesions, people)
+    pct = table[table.outcome == "lesion_r2star_pct"].set_index("term")
+    for term, truth in (("Intercept", -10.0), ("log2_volume", 3.0), ("disease_duration", 0.5)):
+        assert pct.loc[term, "ci_low"] < truth < pct.loc[term, "ci_high"]
+    assert pct.n_lesions.iloc[0] == len(lesions) - 5
+    assert pct.note.iloc[0].startswith("5 lesion(s) without a core")
+
+
+def test_lesion_models_adjust_for_age_sex_and_site():
+    """A site offset of +4 % on a site holding the long-duration participants biases the
+    duration slope unless site is a covariate."""
+    from ironmap.cohort.lesions import lesion_models
+
+    lesions, people = _lesion_cohort(12)
+    long = people["disease_duration"] > people["disease_duration"].median()
+    people["site"] = np.where(long, "b", "a")
+    people["sex"] = np.where(np.arange(len(people)) % 2, "F", "M")
+    people["age"] = 30.0 + people["disease_duration"] + np.arange(len(people)) % 7
+    on_b = lesions.participant_id.isin(people.participant_id[long])
+    lesions.loc[on_b, "r2star_core_median"] += 20.0 * 0.08  # +8 % of NAWM at site b
+    table = lesion_models(lesions, people).query("outcome == 'lesion_r2star_pct'")
+    pct = table.set_index("term")
+    assert {"age", "C(sex)[T.M]", "C(site)[T.b]"} <= set(pct.index)
+    assert pct.loc["C(site)[T.b]", "ci_low"] < 8.0 < pct.loc["C(site)[T.b]", "ci_high"]
+    assert pct.loc["disease_duration", "ci_low"] < 0.5 < pct.loc["disease_duration", "ci_high"]
+    assert "C(site)" in pct.model.iloc[0]
+
+
+def test_lesion_models_report_no_numbers_from_a_fit_that_did_not_converge(monkeypatch):
+    """Every optimizer stops without converging: NaN estimates, converged False, a note."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    from ironmap.cohort.lesions import OPTIMIZERS, lesion_models
+
+    fit = MixedLM.fit
+
+    def stopped(self, *args, **kwargs):
+        result = fit(self, *args, **kwargs)
+        result.converged = False  # what statsmodels reports when the optimizer gives up
+        return result
+
+    monkeypatch.setattr(MixedLM, "fit", stopped)
+    lesions, people = _lesion_cohort(3)
+    table = lesion_models(lesions, people)
+    pct = table[table.outcome == "lesion_r2star_pct"]
+    assert list(pct.term) == ["Intercept", "log2_volume", "disease_duration"]
+    assert pct[["estimate", "ci_low", "ci_high", "p"]].isna().all().all()
+    assert not pct.converged.astype(bool).any()
+    assert pct.note.str.contains("did not converge").all()
+    assert all(o in pct.note.iloc[0] for o in OPTIMIZERS)
+
+
+def test_lesion_models_refit_a_boundary_variance_as_clustered_ols():
+    """No participant effect at all: the participant variance ends at 0, the rows are OLS
+    with participant-clustered SEs (statsmodels' own), and the note says so."""
+    import statsmodels.formula.api as smf
+
+    from ironmap.cohort.lesions import lesion_models, lesion_outcomes
+
+    lesions, people = _lesion_cohort(13)
+    data = lesion_outcomes(lesions, people)
+    # no participant effect, and lesion noise centred within each participant: participants'
+    # means vary less than independent lesions would make them, the REML variance is 0
+    rng = np.random.default_rng(0)
+    noise = pd.Series(rng.normal(0, 4, len(data)), index=data.index)
+    noise -= noise.groupby(data["participant_id"]).transform("mean")
+    pct = -10 + 3 * data.log2_volume + 0.5 * data.disease_duration + noise
+    lesions = lesions.assign(r2star_core_median=20.0 * (1 + pct.to_numpy() / 100))
+    table = lesion_models(lesions, people).query("outcome == 'lesion_r2star_pct'")
+    rows = table.set_index("term")
+    data = lesion_outcomes(lesions, people)
+    groups = pd.factorize(data["participant_id"])[0]
+    reference = smf.ols("lesion_r2star_pct ~ log2_volume + disease_duration", data).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
+    assert rows.loc["log2_volume", "estimate"] == pytest.approx(reference.params["log2_volume"])
+    low = reference.conf_int().loc["log2_volume", 0]
+    assert rows.loc["log2_volume", "ci_low"] == pytest.approx(low)
+    assert rows.participant_sd.iloc[0] == 0.0
+    assert "boundary" in rows.note.iloc[0]
+    assert "OLS" in rows.model.iloc[0]
 
 
 def test_lesion_models_refuse_too_few_lesions():
@@ -411,3 +506,35 @@ def test_the_gradient_correction_field_is_the_field_map_the_lesion_table_used():
     phase = np.angle(np.exp(2j * np.pi * field[..., None] * te + 0.1j * rng.normal(size=(4,))))
     _, reused, _ = gradient_correction(magnitude, phase, te)
     np.testing.assert_array_equal(reused, field_map(magnitude, phase, te))
+
+
+def test_report_marks_no_lesion_estimate_of_a_fit_that_did_not_converge():
+    """A table whose fit did not converge (converged False, e.g. read from an older run) gets
+    no bold cell, and a model without estimates says so in its rows."""
+    from ironmap.cohort.lesions import LESION_MODEL_COLUMNS
+    from ironmap.report.lesions import lesion_model_table
+
+    rows = [
+        {
+            "outcome": "lesion_r2star_pct",
+            "term": term,
+            "estimate": estimate,
+            "ci_low": estimate - 1.0,
+            "ci_high": estimate + 1.0,
+            "p": p,
+            "n_lesions": 100,
+            "n_participants": 12,
+            "converged": converged,
+            "note": "",
+        }
+        for term, estimate, p, converged in (
+            ("Intercept", -8.45, 1e-9, False),
+            ("log2_volume", 0.46, 0.022, False),
+            ("Intercept", np.nan, np.nan, False),
+        )
+    ]
+    rows[2]["outcome"] = "rim_core_r2star"
+    shown, flags = lesion_model_table(pd.DataFrame(rows).reindex(columns=LESION_MODEL_COLUMNS))
+    assert not flags.to_numpy().any()
+    assert shown.iloc[2]["term"] == "intercept"
+    assert shown.iloc[2]["estimate [95 % CI]"].startswith("not estimated")

@@ -225,6 +225,98 @@ def test_untimed_follow_ups_are_named_in_one_warning():
     assert not result.table.empty
 
 
+def _ms_truth(long, people, region, scale):
+    """Mean over MS participants with follow-up of their true yearly change (harmonised)."""
+    part = long[long.region == region].merge(people[["participant_id", "group"]])
+    part = part[part.group == "MS"]
+    slopes = [
+        _slope(g.time_years, g.truth) * scale
+        for _, g in part.groupby("participant_id")
+        if len(g) > 1
+    ]
+    return float(np.mean(slopes))
+
+
+def test_a_scanner_upgrade_mid_study_is_a_session_level_effect():
+    """Site b's scanner is upgraded after 3 years (R2* x 1.06, sessions.tsv ``scanner``): the
+    third sessions there read high. Without the scanner term the MS yearly change is biased
+    upwards and its CI misses the truth; with it (one scanner epoch) the CI holds it."""
+    upgrades = {"b": (3.0, 1.06)}
+    long, people, visits = simulate_table_sessions(
+        SITES, seed=21, sessions=3, interval_years=2.0, regions=("putamen",), upgrades=upgrades
+    )
+    assert set(visits.scanner) == {"a-1", "b-1", "b-2"}
+    assert (visits.scanner == "b-2").sum() == (
+        (visits.time_years >= 3.0)
+        & visits.participant_id.isin(people[people.site == "b"].participant_id)
+    ).sum()
+    hc_sites = people[people.group == "HC"].site.map({"a": 1.00, "b": 1.05})
+    scale = float(np.exp(np.log(hc_sites).mean()))
+    truth = _ms_truth(long, people, "putamen", scale)
+    fitted = _analyse(long, people, visits).table.set_index(["region", "term", "arm"])
+    blind = _analyse(long, people, visits.drop(columns="scanner")).table
+    blind = blind.set_index(["region", "term", "arm"])
+    row, naive = (
+        fitted.loc[("putamen", "annual_change", "MS")],
+        blind.loc[("putamen", "annual_change", "MS")],
+    )
+    assert row.scanner_terms == 1
+    assert naive.scanner_terms == 0
+    assert "scanner_epoch[1]" in row.model
+    assert row.ci_low <= truth <= row.ci_high
+    assert naive.ci_low > truth  # the upgrade read as disease change
+    assert abs(row.estimate - truth) < 0.3 * (naive.estimate - truth)
+    values = _analyse(long, people, visits).values
+    assert set(values.scanner.dropna()) == {"a-1", "b-1", "b-2"}
+
+
+def test_scanner_epochs_are_within_site_and_need_a_separable_epoch():
+    from ironmap.cohort.longitudinal import scanner_epochs
+
+    data = pd.DataFrame(
+        {
+            "site": ["a", "a", "a", "b", "b", "c", "c"],
+            "scanner": ["x", "x", "y", "x", np.nan, "z", "z"],
+            "time": [0.0, 0.0, 2.0, 0.0, 2.0, 0.0, 2.0],
+        }
+    )
+    epochs = scanner_epochs(data)
+    assert len(epochs) == 1  # a: y after x; b: one known scanner; c: one scanner
+    np.testing.assert_array_equal(epochs[0], [0, 0, 1, 0, 0, 0, 0])
+    assert scanner_epochs(data.drop(columns="scanner")) == []
+    every = pd.DataFrame({"site": ["a", "a"], "scanner": ["x", "y"], "time": [2.0, 2.0]})
+    assert len(scanner_epochs(every)) == 1  # reference x (sort order), y an epoch
+
+
+def test_sessions_file_scanner_and_sidecar_scanner(tmp_path):
+    """``scanner`` from sub-<label>_sessions.tsv; without the column, DeviceSerialNumber and
+    SoftwareVersions of the session's first-echo sidecar."""
+    import json
+
+    pid = "sub-01"
+    (tmp_path / pid).mkdir()
+    pd.DataFrame(
+        {"session_id": ["ses-1", "ses-2"], "acq_time": ["2019-01-01", "2021-01-01"]}
+    ).to_csv(tmp_path / pid / f"{pid}_sessions.tsv", sep="\t", index=False)
+    for session, version in (("ses-1", "VE11C"), ("ses-2", "XA30")):
+        anat = tmp_path / pid / session / "anat"
+        anat.mkdir(parents=True)
+        meta = {"DeviceSerialNumber": "166001", "SoftwareVersions": version}
+        (anat / f"{pid}_{session}_echo-1_part-mag_MEGRE.json").write_text(json.dumps(meta))
+    regions = pd.DataFrame({"participant_id": [pid, pid], "session": ["ses-1", "ses-2"]})
+    people = pd.DataFrame({"participant_id": [pid], "age": [40.0], "edss": [np.nan]})
+    timing, _ = collect_timing(regions, people, bids_dir=tmp_path)
+    assert timing.scanner.tolist() == ["166001/VE11C", "166001/XA30"]
+    given = {
+        pid: pd.DataFrame(
+            {"session_id": ["ses-1", "ses-2"], "age": [40, 42], "scanner": ["old", "new"]}
+        )
+    }
+    timing, _ = collect_timing(regions, people, sessions=given)
+    assert timing.scanner.tolist() == ["old", "new"]
+    assert timing.time_years.tolist() == [0.0, 2.0]
+
+
 # -- the group stage with sessions ---------------------------------------------------------------
 
 
@@ -447,3 +539,123 @@ def test_demo_with_sessions_recovers_the_planted_change_from_images(tmp_path, ca
     assert np.median(np.abs(errors)) < 0.3  # 1/s, over about 4 years
     page = (out / "report.html").read_text()
     assert "<h2>Change over time</h2>" in page
+
+
+def test_a_random_slope_that_cannot_be_fitted_is_reported_as_a_fallback(monkeypatch):
+    """Every random-slope fit fails: the rows say random intercept only, fallback True, and
+    the note says why the CIs may be too narrow."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    from ironmap.cohort.longitudinal import RANDOM_INTERCEPT, RANDOM_SLOPE
+
+    fit = MixedLM.fit
+
+    def no_slopes(self, *args, **kwargs):
+        if self.k_re > 1:
+            raise np.linalg.LinAlgError("Singular matrix")
+        return fit(self, *args, **kwargs)
+
+    long, people, visits = simulate_table_sessions(SITES, seed=5, sessions=3, regions=("putamen",))
+    normal = _analyse(long, people, visits).table
+    assert (normal.random_effects == RANDOM_SLOPE).all()
+    assert not normal.fallback.astype(bool).any()
+    monkeypatch.setattr(MixedLM, "fit", no_slopes)
+    table = _analyse(long, people, visits).table
+    assert (table.random_effects == RANDOM_INTERCEPT).all()
+    assert table.fallback.astype(bool).all()
+    assert table.note.str.contains("random slope dropped").all()
+    assert table.model.str.endswith("(1 | participant) [GEE, robust SE]").all()
+    # the fallback's inference: GEE, exchangeable, participant-clustered bias-reduced sandwich
+    assert table.note.str.contains("sandwich").all()
+    rows = table.set_index(["term", "arm"])
+    naive = normal.set_index(["term", "arm"])
+    assert rows.loc[("annual_change", "MS"), "estimate"] == pytest.approx(
+        naive.loc[("annual_change", "MS"), "estimate"], abs=0.05
+    )
+
+
+def _flagged_table() -> pd.DataFrame:
+    """Two regions' rows: putamen significant but not converged, caudate significant with a
+    random-intercept fallback."""
+    rows = []
+    for region, converged, fallback in (("putamen", False, False), ("caudate", True, True)):
+        for term, arm in (
+            ("annual_change", "HC"),
+            ("annual_change", "MS"),
+            ("time_x_group", "MS-HC"),
+        ):
+            rows.append(
+                {
+                    "region": region,
+                    "term": term,
+                    "arm": arm,
+                    "estimate": 0.2,
+                    "ci_low": 0.1,
+                    "ci_high": 0.3,
+                    "p": 0.001,
+                    "p_fdr": 0.002,
+                    "converged": converged,
+                    "fallback": fallback,
+                    "note": "" if converged else "the fit did not converge",
+                }
+            )
+    return pd.DataFrame(rows).reindex(columns=LONGITUDINAL_COLUMNS)
+
+
+def test_report_renders_convergence_and_fallback_flags():
+    from ironmap.report.longitudinal import (
+        FALLBACK_MARK,
+        NOT_CONVERGED_MARK,
+        change_table,
+        model_notes,
+    )
+
+    table = _flagged_table()
+    shown, flags = change_table(table)
+    column = "MS - HC at equal age, 1/s per year"
+    assert flags[column].tolist() == [False, True]  # not converged: never bold
+    assert NOT_CONVERGED_MARK in shown.loc[0, column]
+    assert FALLBACK_MARK in shown.loc[1, column]
+    notes = model_notes(table)
+    assert any(n.startswith("putamen annual_change") and "did not converge" in n for n in notes)
+    assert any(n.startswith(FALLBACK_MARK) for n in notes)
+    # read back from TSV, booleans are text
+    shown_text, flags_text = change_table(table.astype({"converged": str, "fallback": str}))
+    assert flags_text[column].tolist() == [False, True]
+    assert FALLBACK_MARK in shown_text.loc[1, column]
+
+
+def test_the_image_simulator_plants_a_scanner_upgrade_in_its_sessions():
+    """draw_sessions with an upgrade: sessions at the site from the date on have R2* x factor
+    and scanner <site>-2 in sessions.tsv; nothing else changes."""
+    from ironmap.simulate.cohort import draw_cohort, draw_sessions, sessions_table
+    from ironmap.workflows.simulate import SimulateConfig
+
+    subjects = draw_cohort(n_hc=6, n_ms=6, seed=3)
+    site = subjects[0].site.name
+    plain = draw_sessions(subjects, n_sessions=3, interval_years=2.0, seed=3)
+    upgraded = draw_sessions(
+        subjects, n_sessions=3, interval_years=2.0, seed=3, upgrade=(site, "2020-01-01", 1.03)
+    )
+    n_new = 0
+    for before, after in zip(plain, upgraded, strict=True):
+        for a, b in zip(before, after, strict=True):
+            new = a.subject.site.name == site and pd.Timestamp(a.acq_time) >= pd.Timestamp(
+                "2020-01-01"
+            )
+            n_new += new
+            assert b.r2star_factor == pytest.approx(a.r2star_factor * (1.03 if new else 1.0))
+            assert b.scanner == f"{a.subject.site.name}-{2 if new else 1}"
+            assert b.acq_time == a.acq_time
+        table = sessions_table(after)
+        assert table.scanner.tolist() == [s.scanner for s in after]
+    assert n_new > 0
+    assert "scanner" not in sessions_table(plain[0]).columns
+    config = SimulateConfig(out_bids="x", sessions=3, scanner_upgrade=f"{site}:2020-01-01:1.03")
+    assert config.upgrade() == (site, "2020-01-01", 1.03)
+    with pytest.raises(InputError, match="SITE:YYYY-MM-DD:FACTOR"):
+        SimulateConfig(out_bids="x", sessions=3, scanner_upgrade="1.03")
+    with pytest.raises(InputError, match="site must be one of"):
+        SimulateConfig(out_bids="x", sessions=3, scanner_upgrade="nowhere:2020-01-01:1.03")
+    with pytest.raises(InputError, match="needs --sessions"):
+        SimulateConfig(out_bids="x", scanner_upgrade=f"{site}:2020-01-01:1.03")

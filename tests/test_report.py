@@ -426,6 +426,7 @@ def _lesion_rows(subjects: pd.DataFrame) -> pd.DataFrame:
                 "participant_id": people.iloc[i % 6],
                 "volume_ml": 0.05 * (i + 1),
                 "r2star_median": 18.0,
+                "r2star_core_median": 18.0,
                 "r2star_nawm_median": 20.0,
                 "r2star_rim_core_diff": float(i % 5) - 1.0 if i < 15 else np.nan,
                 "location": "periventricular" if i < 10 else "deep_white_matter",

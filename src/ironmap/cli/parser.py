@@ -102,6 +102,15 @@ def _options() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "help": "mean years between sessions (each interval x U(0.8, 1.2))",
             },
         ),
+        "scanner_upgrade": (
+            ("--scanner-upgrade",),
+            {
+                "metavar": "SITE:DATE:FACTOR",
+                "help": "with --sessions: a scanner upgrade at SITE on DATE (YYYY-MM-DD) that "
+                "multiplies the R2* of its later sessions by FACTOR (e.g. 1.03); the sessions "
+                "files name the scanner (scanner column)",
+            },
+        ),
         "ventricle_margin_mm": (
             ("--ventricle-margin",),
             {
@@ -362,6 +371,7 @@ def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     _add(sim, "anatomy", SimulateConfig)
     _add(sim, "sessions", SimulateConfig)
     _add(sim, "interval_years", SimulateConfig)
+    _add(sim, "scanner_upgrade", SimulateConfig)
     _add(sim, "ventricle_margin_mm", SimulateConfig)
     sim.add_argument(
         "--t1w",

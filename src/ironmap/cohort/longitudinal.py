@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from numpy.typing import NDArray
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from ..errors import IronmapWarning
@@ -66,12 +67,16 @@ __all__ = [
     "LONGITUDINAL_COLUMNS",
     "MIN_LONGITUDINAL",
     "OUTCOME",
+    "RANDOM_INTERCEPT",
+    "RANDOM_SLOPE",
+    "ROBUST_FALLBACK",
     "SESSION_VALUE_COLUMNS",
     "TERMS",
     "LongitudinalAnalysis",
     "analyse_longitudinal",
     "fit_longitudinal",
     "harmonise_sessions",
+    "scanner_epochs",
 ]
 
 #: Participants with two or more timed sessions an arm needs.
@@ -107,6 +112,9 @@ LONGITUDINAL_COLUMNS = [
     "converged",
     "model",
     "note",
+    "random_effects",
+    "fallback",
+    "scanner_terms",
 ]
 #: Columns of ``group/longitudinal_sessions.tsv``.
 SESSION_VALUE_COLUMNS = [
@@ -120,7 +128,10 @@ SESSION_VALUE_COLUMNS = [
     "r2star_median",
     "r2star_harmonized",
     "r2star_site_adjusted",
+    "scanner",
 ]
+#: ``random_effects`` of a model with a random slope on time, and of its fallback.
+RANDOM_SLOPE, RANDOM_INTERCEPT = "intercept + slope", "intercept"
 #: The outcome of the mixed models: R2* without the site's multiplicative offset.
 OUTCOME = "r2star_site_adjusted"
 _PER_YEAR = "1/s per year"
@@ -178,6 +189,8 @@ def harmonise_sessions(
     """
     both = regions[(regions["hemisphere"] == "both") & regions["region"].isin(normative.regions)]
     both = both[["participant_id", "session", "region", "r2star_median"]]
+    if "scanner" not in timing.columns:
+        timing = timing.assign(scanner=np.nan)
     keyed = both.merge(timing, on=["participant_id", "session"], how="inner")
     keyed = keyed.merge(
         subjects[["participant_id", "group", "sex", "site"]], on="participant_id", how="inner"
@@ -219,14 +232,53 @@ def harmonise_sessions(
     return out
 
 
+#: The fits tried in turn: random part (``~time``: random slope) and optimizers.
+_ATTEMPTS = (("~time", ["lbfgs"]), ("~time", ["powell"]), ("1", ["lbfgs", "powell"]))
+#: Whether a random-intercept fallback's inference comes from GEE with participant-clustered
+#: (sandwich, bias-reduced) standard errors (:func:`_robust`) rather than the model's own.
+ROBUST_FALLBACK = True
+
+
+@dataclass
+class _Inference:
+    """Fixed effects and their contrasts (what :func:`_combination` needs) from another fit."""
+
+    fe_params: pd.Series
+    t_test: object
+
+
+def _robust(data: pd.DataFrame, formula: str) -> _Inference | None:
+    """GEE with exchangeable working correlation (the random-intercept model's marginal form)
+    and Mancl-DeRouen bias-reduced sandwich covariance, clustered by participant: valid CIs
+    for the fixed effects whatever the participants' slopes do. None when it cannot be fitted.
+    """
+    import statsmodels.api as sm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            result = smf.gee(
+                formula,
+                groups="participant_id",
+                data=data,
+                cov_struct=sm.cov_struct.Exchangeable(),
+            ).fit(cov_type="bias_reduced")
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+    if not np.all(np.isfinite(np.asarray(result.bse, dtype=float))):
+        return None
+    return _Inference(fe_params=result.params, t_test=result.t_test)
+
+
 def _fit(data: pd.DataFrame, formula: str):
     """MixedLM, random intercept and slope (random intercept only if that cannot be fitted).
 
     Returns the result and the random part of the formula (None, "" when nothing fits).
     """
-    attempts = (("~time", ["lbfgs"]), ("~time", ["powell"]), ("1", ["lbfgs", "powell"]))
     fallback = None
-    for re_formula, method in attempts:
+    for re_formula, method in _ATTEMPTS:
         with warnings.catch_warnings():
             # a random-slope variance at its boundary (no slope variation) is expected with
             # short follow-up; the fit's own convergence flag is reported
@@ -285,7 +337,47 @@ def _design(part: pd.DataFrame, arms: list[str], term: str):
         terms.append("C(sex)")
     if data["site"].nunique() > 1:
         terms.append("C(site)")
+    for k, dummy in enumerate(scanner_epochs(data), start=1):
+        data[f"sc{k}"] = dummy
+        terms.append(f"sc{k}")
     return data, "y ~ " + " + ".join(terms), (y_mean, y_sd, t_sd)
+
+
+def scanner_epochs(data: pd.DataFrame) -> list[NDArray[np.float64]]:
+    """Indicators of the scanner epochs after the first at each site (session-level effects).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Session rows with ``site``, ``scanner`` (label or NaN: unknown) and ``time`` (years;
+        0 at baseline).
+
+    Returns
+    -------
+    list of numpy.ndarray, each shape (n_rows,)
+        One 0/1 column per scanner of a site other than its reference scanner (the one most
+        of its baseline sessions used; ties and sites without a known baseline scanner: the
+        label first in sort order among its commonest), sites and labels in sort order;
+        sessions of unknown scanner count as the reference. An epoch holding none or all of
+        its site's sessions (not separable from the site) is left out.
+    """
+    if "scanner" not in data.columns or data["scanner"].isna().all():
+        return []
+    columns = []
+    scanner = data["scanner"].astype(object)
+    for site in sorted(data["site"].dropna().unique(), key=str):
+        at_site = (data["site"] == site).to_numpy()
+        known = scanner[at_site].dropna().astype(str)
+        if known.nunique() < 2:
+            continue
+        base = scanner[at_site & (data["time"] == 0).to_numpy()].dropna().astype(str)
+        counts = (base if len(base) else known).value_counts()
+        reference = sorted(counts.index[counts == counts.max()])[0]
+        for label in sorted(set(known) - {reference}):
+            dummy = at_site & (scanner == label).to_numpy()
+            if 0 < dummy.sum() < at_site.sum():
+                columns.append(dummy.astype(np.float64))
+    return columns
 
 
 def _combination(result, weights: dict[str, float], factor: float) -> dict:
@@ -325,6 +417,9 @@ def _model_text(formula: str, arms: list[str], random: str) -> str:
     arm_terms = " + ".join(f"a{k} + ta{k}" for k in range(1, len(arms)))
     if arm_terms:
         text = text.replace(arm_terms, "arm + time:arm")
+    epochs = [name for name in formula.split(" + ") if name.startswith("sc")]
+    if epochs:
+        text = text.replace(" + ".join(epochs), f"scanner_epoch[{len(epochs)}]")
     splines = " + ".join(f"b{j} + tb{j}" for j in range(1, AGE_RATE_DF + 1))
     for df in range(AGE_RATE_DF, 0, -1):
         spline = " + ".join(splines.split(" + ")[: 2 * df])
@@ -383,16 +478,37 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
         note = "the mixed model could not be fitted (singular design)"
         return [{**base, "arm": a, "note": note} for a in arms], []
     notes = [_left_out(dropped)]
-    if random == " + (1 | participant)":
-        notes.append("random slope dropped: the fit was singular")
+    fallback = random == " + (1 | participant)"
+    inference = result
+    if fallback:
+        robust = _robust(data, formula) if ROBUST_FALLBACK else None
+        if robust is not None:
+            inference = robust
+            notes.append(
+                "random slope dropped: the fit was singular; estimates and CIs from GEE "
+                "(exchangeable correlation) with participant-clustered bias-reduced sandwich "
+                "standard errors, valid if yearly changes vary between participants"
+            )
+        else:
+            notes.append(
+                "random slope dropped: the fit was singular; a random-intercept model's CIs "
+                "are too narrow if yearly changes vary between participants"
+            )
+    if not result.converged:
+        notes.append("the fit did not converge (lbfgs and powell tried): not marked significant")
+    n_epochs = sum(name.startswith("sc") for name in result.fe_params.index)
     slope_var = result.cov_re.loc["time", "time"] if "time" in result.cov_re.columns else 0.0
     fit = {
         **base,
         "slope_sd": float(np.sqrt(max(slope_var, 0.0))) * y_sd / t_sd,
         "residual_sd": float(np.sqrt(result.scale)) * y_sd,
         "converged": bool(result.converged),
-        "model": _model_text(formula, arms, random),
+        "model": _model_text(formula, arms, random)
+        + (" [GEE, robust SE]" if inference is not result else ""),
         "note": "; ".join(n for n in notes if n),
+        "random_effects": RANDOM_INTERCEPT if fallback else RANDOM_SLOPE,
+        "fallback": fallback,
+        "scanner_terms": n_epochs,
     }
     per_year = y_sd / t_sd
     counts = {a: _counts(data[data["arm"] == a]) for a in arms}
@@ -404,7 +520,7 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
                 **fit,
                 "arm": "MS",
                 "units": _PER_EDSS,
-                **_combination(result, {"edss_change": 1.0}, y_sd),
+                **_combination(inference, {"edss_change": 1.0}, y_sd),
                 **_counts(data),
             }
         )
@@ -432,7 +548,7 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
                 **fit,
                 "arm": label,
                 "units": _PER_YEAR,
-                **_combination(result, weights, per_year),
+                **_combination(inference, weights, per_year),
                 **arm_counts,
             }
         )

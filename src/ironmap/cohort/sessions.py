@@ -7,7 +7,14 @@ years since the baseline session.
 - ``acq_time``: ISO 8601 date or date-time of the session (``2019-03-01`` or
   ``2019-03-01T10:22:00``);
 - ``age``: age at the session (years, 0 < age <= 120);
-- ``edss``: EDSS at the session (0-10 in steps of 0.5).
+- ``edss``: EDSS at the session (0-10 in steps of 0.5);
+- ``scanner``: a label of the scanner (and its software) that acquired the session, e.g.
+  ``prisma-VE11C`` then ``prisma-XA30`` after an upgrade: any text, compared as is. The
+  longitudinal models give every scanner of a site after its first its own offset (scanner
+  epoch within site, :mod:`.longitudinal`). Without the column, the first echo's sidecar of the
+  session (``sub-<label>/ses-<label>/anat/*_echo-1_*.json``), when found, gives
+  ``DeviceSerialNumber`` and ``SoftwareVersions`` (joined by ``/``); else the scanner is
+  unknown (``n/a``: the site's usual one).
 
 The **clock** of a participant orders its sessions and measures the time between them:
 ``acq_time`` when every session of the participant has one (the most precise), else ``age``
@@ -20,6 +27,7 @@ guessing intervals from labels.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,6 +39,7 @@ from ..io.bids import read_bids_tsv
 
 __all__ = [
     "DAYS_PER_YEAR",
+    "SCANNER_FIELDS",
     "TIME_SOURCES",
     "TIMING_COLUMNS",
     "baseline_key",
@@ -40,6 +49,7 @@ __all__ = [
     "session_key",
     "session_timing",
     "sessions_path",
+    "sidecar_scanner",
 ]
 
 #: Days per year when ``acq_time`` differences are turned into years.
@@ -51,7 +61,18 @@ TIME_SOURCES = {
     "baseline": "the participant's only analysed session (time 0)",
 }
 #: Columns of :func:`session_timing`.
-TIMING_COLUMNS = ["participant_id", "session", "time_years", "age", "edss", "time_source"]
+TIMING_COLUMNS = [
+    "participant_id",
+    "session",
+    "time_years",
+    "age",
+    "edss",
+    "time_source",
+    "scanner",
+]
+#: Sidecar fields that name the scanner of a session (joined by ``/``) when the sessions file
+#: has no ``scanner`` column.
+SCANNER_FIELDS = ("DeviceSerialNumber", "SoftwareVersions")
 
 
 def session_key(label: object) -> tuple:
@@ -91,7 +112,7 @@ def read_sessions(path: str | Path) -> pd.DataFrame:
     pandas.DataFrame
         One row per session: ``key`` (:func:`session_key` of ``session_id``), ``acq_time``
         (UTC timestamps, NaT where missing), ``age`` (years) and ``edss`` (points), NaN where
-        missing or where the column is absent.
+        missing or where the column is absent, and ``scanner`` (text, NaN where missing).
 
     Raises
     ------
@@ -131,6 +152,10 @@ def parse_sessions(sessions: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         out["acq_time"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
     for column in ("age", "edss"):
         out[column] = _numbers(sessions, column, path) if column in sessions else np.nan
+    scanner = sessions["scanner"] if "scanner" in sessions.columns else None
+    out["scanner"] = (
+        np.nan if scanner is None else scanner.map(lambda v: np.nan if pd.isna(v) else str(v))
+    )
     age, edss = out["age"], out["edss"]
     rules = {
         "age": (age.notna() & ~((age > 0) & (age <= 120)), "age must be > 0 and <= 120 years"),
@@ -179,6 +204,7 @@ def session_timing(
     table: pd.DataFrame | None,
     age: float,
     edss: float,
+    scanners: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Years since baseline, age and EDSS of each of a participant's sessions.
 
@@ -193,6 +219,9 @@ def session_timing(
         Its :func:`read_sessions`, None without a sessions file.
     age, edss : float
         From ``participants.tsv``: the age (years) and EDSS at the baseline session.
+    scanners : dict, optional
+        Session label -> scanner label (from the sidecars), for sessions whose sessions file
+        has no ``scanner``.
 
     Returns
     -------
@@ -200,8 +229,9 @@ def session_timing(
         :data:`TIMING_COLUMNS`, one row per timed session, baseline first: ``time_years``
         (years since baseline, >= 0), ``age`` (``participants.tsv`` age + time), ``edss``
         (the session's EDSS from the sessions file; at baseline ``participants.tsv``'s when the
-        file has none), ``time_source`` (:data:`TIME_SOURCES`). Only the baseline when the
-        sessions cannot be timed.
+        file has none), ``time_source`` (:data:`TIME_SOURCES`), ``scanner`` (the sessions
+        file's, else ``scanners``', else NaN). Only the baseline when the sessions cannot be
+        timed.
     reason : str
         Why later sessions were left out ("" when none was).
     """
@@ -238,8 +268,44 @@ def session_timing(
             )
             rows.append((keys[key], years, float(age) + years, session_edss(key, np.nan), clock))
         rows[0] = (*rows[0][:4], clock)
-    frame = pd.DataFrame(rows, columns=TIMING_COLUMNS[1:])
+    frame = pd.DataFrame(rows, columns=TIMING_COLUMNS[1:-1])
+    frame["scanner"] = [
+        _scanner(per_session, session_key(s), (scanners or {}).get(s)) for s in frame["session"]
+    ]
     return frame.assign(participant_id=participant)[TIMING_COLUMNS], reason
+
+
+def _scanner(table: pd.DataFrame | None, key: tuple, default: str | None) -> object:
+    """The scanner of a session: the sessions file's, else ``default``, else NaN."""
+    if table is not None and "scanner" in table.columns and key in table.index:
+        value = table.at[key, "scanner"]
+        if pd.notna(value):
+            return str(value)
+    return default if default else np.nan
+
+
+def sidecar_scanner(bids_dir: str | Path, participant: str, session: str) -> str | None:
+    """The scanner of a session from its first echo's sidecar: :data:`SCANNER_FIELDS` joined by
+    ``/`` (None without a sidecar or without those fields).
+
+    Parameters
+    ----------
+    bids_dir : str or Path
+    participant, session : str
+        ``sub-<label>`` and ``ses-<label>`` (``""`` for data without sessions).
+    """
+    anat = Path(bids_dir) / participant / session / "anat" if session else None
+    if anat is None or not anat.is_dir():
+        return None
+    for path in sorted(anat.glob("*_echo-1_*.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        parts = [str(meta[f]) for f in SCANNER_FIELDS if meta.get(f) not in (None, "")]
+        if parts:
+            return "/".join(parts)
+    return None
 
 
 def collect_timing(
@@ -286,12 +352,20 @@ def collect_timing(
             elif bids_dir is not None:
                 path = sessions_path(bids_dir, pid)
                 table = read_sessions(path) if path.exists() else None
+        scanners = None
+        if (
+            len(found) > 1
+            and bids_dir is not None
+            and (table is None or table["scanner"].isna().any())
+        ):
+            scanners = {s: sidecar_scanner(bids_dir, pid, s) for s in found}
         timing, reason = session_timing(
             pid,
             found,
             table=table,
             age=float(info.at[pid, "age"]),
             edss=float(info.at[pid, "edss"]) if pd.notna(info.at[pid, "edss"]) else np.nan,
+            scanners=scanners,
         )
         frames.append(timing)
         if reason:

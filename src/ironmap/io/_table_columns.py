@@ -263,14 +263,17 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "outcome": Column(
             "Modelled lesion outcome",
             levels={
-                "lesion_r2star_pct": "100 (lesion median R2* / NAWM median R2* - 1), %",
+                "lesion_r2star_pct": "100 (lesion core median R2* / NAWM median R2* - 1), %: "
+                "the lesion without its rim band (lesions with a core)",
                 "rim_core_r2star": "rim minus core median R2* (1/s), lesions with a core",
             },
         ),
         "term": Column(
-            "Fixed effect: Intercept (median-volume lesion at disease duration 0), log2_volume "
-            "(per doubling of lesion volume), disease_duration (per year), "
-            "location[periventricular] (against deep white-matter lesions)"
+            "Fixed effect: Intercept (median-volume lesion at disease duration 0, mean age, "
+            "reference sex and site), log2_volume (per doubling of lesion volume), "
+            "disease_duration (per year), location[periventricular] (against deep white-matter "
+            "lesions), age (per year), C(sex)[T.<level>], C(site)[T.<site>] (against the "
+            "reference)"
         ),
         "estimate": Column(
             "Fixed-effect estimate, in the outcome's units (% or 1/s) per unit of the term",
@@ -284,11 +287,25 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "participant_sd": Column(
             "SD of the random participant intercept, in the outcome's units", significant=4
         ),
-        "converged": _bool("Whether the REML fit converged", "converged", "did not converge"),
-        "model": Column(
-            "Model formula, e.g. y ~ log2_volume + disease_duration + (1 | participant)"
+        "converged": _bool(
+            "Whether a usable REML fit was found (converged, finite SEs, definite Hessian); "
+            "estimates are n/a when not",
+            "converged",
+            "did not converge",
         ),
-        "note": Column("Why the outcome was not modelled (empty when it was)"),
+        "model": Column(
+            "Model formula, e.g. y ~ log2_volume + disease_duration + age + C(sex) + C(site) "
+            "+ (1 | participant); '(OLS, participant-clustered SE)' when the participant "
+            "variance is on its boundary"
+        ),
+        "note": Column(
+            "Lesions left out, a boundary refit, or why the outcome was not estimated (empty "
+            "when none)"
+        ),
+        "optimizer": Column(
+            "MixedLM optimizer of the kept fit (lbfgs, powell, nm: highest REML likelihood of "
+            "the usable fits); empty when none"
+        ),
     },
     "comparison_mixed": {
         "estimate": _r2("Adjusted difference A - B, random site intercept (MixedLM, REML)"),
@@ -495,7 +512,27 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Mixed model, e.g. r2star_harmonized ~ time + arm + time:arm + age0 + C(sex) + "
             "C(site) + (1 + time | participant)"
         ),
-        "note": Column("Arms left out, or a random slope dropped (empty otherwise)"),
+        "note": Column(
+            "Arms left out, a random slope dropped, or a fit that did not converge (empty "
+            "otherwise)"
+        ),
+        "random_effects": Column(
+            "Random effects per participant of the fitted model",
+            levels={
+                "intercept + slope": "random intercept and random slope on time",
+                "intercept": "random intercept only (the random-slope fit failed: fallback)",
+            },
+        ),
+        "fallback": _bool(
+            "Whether the random slope was dropped because its fit failed (CIs too narrow if "
+            "yearly changes vary between participants)",
+            "random intercept only",
+            "random intercept and slope",
+        ),
+        "scanner_terms": _count(
+            "Scanner epochs after the first at a site modelled as session-level offsets (0: no "
+            "scanner change during follow-up)"
+        ),
     },
     "longitudinal_sessions": {
         "session": Column("Session label, ses-<label> (n/a for data without sessions)"),
@@ -521,6 +558,11 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "age": "age of sub-<label>_sessions.tsv (every session has one, no acq_time)",
                 "baseline": "the participant's only timed session (time 0)",
             },
+        ),
+        "scanner": Column(
+            "Scanner of the session: scanner column of sub-<label>_sessions.tsv, else the "
+            "first echo sidecar's DeviceSerialNumber/SoftwareVersions (n/a: unknown, counted as "
+            "the site's usual scanner)"
         ),
     },
     "dseg": {

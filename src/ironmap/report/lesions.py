@@ -39,7 +39,19 @@ _TERMS = {
     "location[periventricular]": "periventricular vs deep white matter",
     "log2_volume": "per doubling of lesion volume",
     "disease_duration": "per year of disease duration",
+    "age": "per year of age",
 }
+
+
+def _term_label(term: str) -> str:
+    """Display name of a model term: ``C(site)[T.b]`` -> ``site b (vs reference)``."""
+    if term in _TERMS:
+        return _TERMS[term]
+    for name in ("sex", "site"):
+        prefix = f"C({name})[T."
+        if term.startswith(prefix) and term.endswith("]"):
+            return f"{name} {term[len(prefix) : -1]} (vs reference)"
+    return term.replace("_", " ")
 
 
 def _p(p: float) -> str:
@@ -50,7 +62,8 @@ def lesion_model_table(models: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     """Display strings of ``lesion_models.tsv``: per outcome and term, the estimate [95 % CI]
     (2 decimals, in the outcome's units), p, and the lesions and participants modelled.
 
-    Returns the table and a same-shaped frame of booleans (p < 0.05) for the bold cells. An
+    Returns the table and a same-shaped frame of booleans (p < 0.05, and the fit converged)
+    for the bold cells. An
     outcome without a model (too few lesions) has one row with its counts and no estimate.
     """
     shown, flags = [], []
@@ -62,18 +75,21 @@ def lesion_model_table(models: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
             shown.append(
                 {
                     "outcome": name if i == 0 else "",
-                    "term": _TERMS.get(term, term.replace("_", " ")) if fitted else "not fitted",
+                    "term": _term_label(term) if term else "not fitted",
                     "estimate [95 % CI]": (
                         f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
                         if fitted
-                        else ""
+                        else ("not estimated (see the notes)" if term else "")
                     ),
                     "p": _p(float(row["p"])) if fitted and pd.notna(row["p"]) else "",
                     "n lesions": f"{int(row['n_lesions'])}",
                     "n participants": f"{int(row['n_participants'])}",
                 }
             )
-            significant = bool(fitted and pd.notna(row["p"]) and row["p"] < _SIGNIFICANT)
+            converged = str(row.get("converged", True)) != "False"
+            significant = bool(
+                fitted and converged and pd.notna(row["p"]) and row["p"] < _SIGNIFICANT
+            )
             flags.append({"estimate [95 % CI]": significant, "p": significant})
     columns = ["outcome", "term", "estimate [95 % CI]", "p", "n lesions", "n participants"]
     return pd.DataFrame(shown, columns=columns), pd.DataFrame(flags)
@@ -199,12 +215,17 @@ def _lead(data: pd.DataFrame, models: pd.DataFrame) -> str:
         "<p>Every lesion of the lesion masks (26-connected component, baseline session; "
         "sub-&lt;label&gt;_lesions.tsv), modelled one by one with lesions nested in "
         "participants (linear mixed model, random intercept per participant, REML): the "
-        "lesion's median R2* relative to the participant's NAWM median, 100 (lesion / NAWM - "
-        "1) in %, and the rim-core contrast (rim minus core median R2*, 1/s; high in "
+        "median R2* of the lesion's core (the lesion without its one-voxel rim band, which "
+        "mixes lesion with NAWM and holds paramagnetic rims) relative to the participant's "
+        "NAWM median, 100 (core / NAWM - 1) in % (lesions with a core), and the rim-core "
+        "contrast (rim minus core median R2*, 1/s; high in "
         "paramagnetic rim lesions; lesions with a core), each on log2 lesion volume (per "
         "doubling, centred at the median volume), disease duration (years) and location "
         "(periventricular: within 3 mm of the lateral ventricles, against deep white matter; "
-        f"when both have at least {MIN_LOCATION_LESIONS} lesions). {who}.</p>"
+        f"when both have at least {MIN_LOCATION_LESIONS} lesions), adjusted for age, sex and "
+        "site. A fit that did not converge (or is singular) shows no estimate; a participant "
+        "variance on its boundary (0) is refitted by least squares with participant-clustered "
+        f"standard errors. {who}.</p>"
     )
 
 
@@ -233,8 +254,9 @@ def lesion_section(numbers, result, plotting) -> str:
             "Mixed models of lesion R2* (group/lesion_models.tsv): estimate [95 % CI] in the "
             "outcome's units (% of NAWM R2*, or 1/s) per doubling of lesion volume, per year of "
             "disease duration and for periventricular against deep white-matter lesions; "
-            "intercept: a deep white-matter lesion of the median volume at disease duration 0. "
-            "p: Wald test, not corrected for multiple comparisons; bold: p < 0.05. n: lesions "
+            "intercept: a deep white-matter lesion of the median volume at disease duration 0 "
+            "and the mean age (reference sex and site). p: Wald test, not corrected for "
+            "multiple comparisons; bold: p < 0.05 in a converged fit. n: lesions "
             "and participants in the model.",
             cell_class=lambda r, c: "sig" if c in flags.columns and flags.at[r, c] else "",
             left=2,
@@ -244,7 +266,7 @@ def lesion_section(numbers, result, plotting) -> str:
         parts.append(
             numbers.figure(
                 lesion_figure(data, models),
-                "Lesions one by one. Left: each lesion's median R2* relative to its "
+                "Lesions one by one. Left: each lesion's core median R2* relative to its "
                 "participant's NAWM median (%) against its volume (log scale), coloured by "
                 "location; dotted: NAWM; lines: the mixed model's fixed-effect prediction at the "
                 "median disease duration. Right: rim minus core median R2* (1/s) of the lesions "
@@ -258,8 +280,8 @@ def lesion_section(numbers, result, plotting) -> str:
         f"<li><b>{html.escape(_OUTCOMES.get(o, (o, ''))[0])}</b>: {html.escape(t)}</li>"
         for o, t in zip(notes["outcome"], notes["note"], strict=True)
     ] + [
-        f"<li><b>{html.escape(_OUTCOMES.get(o, (o, ''))[0])}</b>: the fit did not converge; "
-        "read its estimates with caution</li>"
+        f"<li><b>{html.escape(_OUTCOMES.get(o, (o, ''))[0])}</b>: no usable fit (did not "
+        "converge, or a singular fit): no estimate is shown or marked</li>"
         for o in unconverged
     ]
     if items:

@@ -18,16 +18,44 @@ from ..cohort.longitudinal import MIN_LONGITUDINAL, OUTCOME
 from .figures import normative_regions
 from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
 
-__all__ = ["change_table", "longitudinal_section", "phenotype_table", "spaghetti_figure"]
+__all__ = [
+    "FALLBACK_MARK",
+    "NOT_CONVERGED_MARK",
+    "change_table",
+    "longitudinal_section",
+    "model_notes",
+    "phenotype_table",
+    "spaghetti_figure",
+]
 
 _SIGNIFICANT = 0.05
 
 
+#: Marks of a cell whose model did not converge, and of one whose random slope was dropped.
+NOT_CONVERGED_MARK, FALLBACK_MARK = "\u2020", "\u2021"
+
+
+def _flag(row: pd.Series, column: str) -> bool:
+    """A boolean column of a row as written (``True``) or read back from TSV (``"True"``)."""
+    return column in row.index and str(row[column]) == "True"
+
+
+def _converged(row: pd.Series) -> bool:
+    """False only where the table says the fit did not converge (older tables: True)."""
+    return not ("converged" in row.index and str(row["converged"]) == "False")
+
+
 def _cell(row: pd.Series | None, *, p: bool = False) -> str:
-    """``estimate [low, high]`` (3 decimals) and, with ``p``, ``p_FDR`` on a second line."""
+    """``estimate [low, high]`` (3 decimals) and, with ``p``, ``p_FDR`` on a second line;
+    :data:`NOT_CONVERGED_MARK` when the fit did not converge, :data:`FALLBACK_MARK` when its
+    random slope was dropped."""
     if row is None or pd.isna(row["estimate"]):
         return ""
     text = f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    if not _converged(row):
+        text += f" {NOT_CONVERGED_MARK}"
+    if _flag(row, "fallback"):
+        text += f" {FALLBACK_MARK}"
     if p and pd.notna(row["p_fdr"]):
         text += f"\np_FDR {row['p_fdr']:.3g}"
     return text
@@ -40,8 +68,8 @@ def _lookup(table: pd.DataFrame) -> dict[tuple[str, str, str], pd.Series]:
 def change_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per region: yearly change of HC and MS, MS - HC at equal age, change per EDSS point.
 
-    Returns the display strings and a same-shaped frame of booleans (p_FDR < 0.05) for the
-    difference and EDSS columns.
+    Returns the display strings and a same-shaped frame of booleans (p_FDR < 0.05 in a fit
+    that converged) for the difference and EDSS columns.
     """
     rows = _lookup(table)
     columns = {
@@ -57,7 +85,9 @@ def change_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for name, (term, arm, with_p) in columns.items():
             row = rows.get((region, term, arm))
             cells[name] = _cell(row, p=with_p)
-            marks[name] = bool(with_p and row is not None and row["p_fdr"] < _SIGNIFICANT)
+            marks[name] = bool(
+                with_p and row is not None and row["p_fdr"] < _SIGNIFICANT and _converged(row)
+            )
         shown.append(cells)
         flags.append(marks)
     return pd.DataFrame(shown), pd.DataFrame(flags)
@@ -144,6 +174,16 @@ def _summary(result) -> str:
         "participant's baseline session; every timed session enters the models below "
         "(group/longitudinal.tsv, values per session in group/longitudinal_sessions.tsv)."
     )
+    table = getattr(result, "longitudinal", pd.DataFrame())
+    if "scanner_terms" in table.columns and len(table):
+        epochs = pd.to_numeric(table["scanner_terms"], errors="coerce").max()
+        if epochs > 0:
+            text += (
+                f" A change of scanner during follow-up ({int(epochs)} scanner epoch(s) after "
+                "the first at a site, from the scanner column of sub-&lt;label&gt;_sessions.tsv "
+                "or the sidecars' DeviceSerialNumber/SoftwareVersions) is modelled as a "
+                "session-level offset, so that an upgrade is not read as change over time."
+            )
     if untimed:
         text += (
             f" {untimed} participant(s) with several sessions but no acq_time or age for every "
@@ -217,8 +257,34 @@ def longitudinal_section(numbers, result, plotting) -> str:
                 css="grid",
             )
         )
-    notes = table.loc[table["note"].fillna("") != "", "note"].drop_duplicates()
-    if len(notes):
-        items = "".join(f"<li>{html.escape(t)}</li>" for t in notes)
+    items = "".join(f"<li>{html.escape(t)}</li>" for t in model_notes(table))
+    if items:
         parts.append(f"<p class='note'>Notes on the models:</p><ul class='note'>{items}</ul>")
     return "".join(parts)
+
+
+def model_notes(table: pd.DataFrame) -> list[str]:
+    """The notes of ``group/longitudinal.tsv``, each once with the models it concerns
+    (``region term``), and what the cells' marks mean when a cell has one."""
+    notes = table[table["note"].fillna("") != ""]
+    out = []
+    for note, part in notes.groupby("note", sort=False):
+        where = ", ".join(
+            dict.fromkeys(
+                f"{pretty_region(r)} {t}"
+                for r, t in zip(part["region"], part["term"], strict=True)
+            )
+        )
+        out.append(f"{where}: {note}")
+    rows = [r for _, r in table.iterrows()]
+    if any(not _converged(r) for r in rows):
+        out.append(
+            f"{NOT_CONVERGED_MARK}: the mixed model did not converge; its estimate is shown "
+            "but never marked significant"
+        )
+    if any(_flag(r, "fallback") for r in rows):
+        out.append(
+            f"{FALLBACK_MARK}: the random slope could not be fitted; the model has a random "
+            "intercept only (random_effects, fallback in group/longitudinal.tsv)"
+        )
+    return out

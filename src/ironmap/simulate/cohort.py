@@ -291,9 +291,13 @@ class Session:
     acq_time : str
         ISO 8601 date-time of the session.
     r2star_factor : float
-        Scan-rescan factor on measured R2* (1 at no variability).
+        Scan-rescan factor on measured R2* (1 at no variability), times a scanner upgrade's
+        factor on sessions after it.
     seed : numpy.random.SeedSequence
         The acquisition's noise, receive bias and shim.
+    scanner : str
+        The scanner that acquired the session (``<site>-1``, ``<site>-2`` after an upgrade;
+        ``""`` when no upgrade was simulated).
     """
 
     label: str
@@ -302,6 +306,7 @@ class Session:
     acq_time: str
     r2star_factor: float
     seed: np.random.SeedSequence
+    scanner: str = ""
 
 
 def edss_course(
@@ -335,6 +340,7 @@ def draw_sessions(
     seed: int,
     slope_sd: float = SLOPE_SD,
     scan_rescan_cv: float = SCAN_RESCAN_CV,
+    upgrade: tuple[str, str, float] | None = None,
 ) -> list[list[Session]]:
     """Each participant's sessions: the same head followed over ``n_sessions`` scans.
 
@@ -360,6 +366,11 @@ def draw_sessions(
         Biological random-slope SD (1/s per year).
     scan_rescan_cv : float
         SD of the scan-rescan R2* factor.
+    upgrade : tuple (site, date, factor), optional
+        A scanner upgrade: sessions at ``site`` on or after ``date`` (ISO 8601) have their R2*
+        multiplied by ``factor`` and the scanner ``<site>-2`` (before: ``<site>-1``; other
+        sites ``<site>-1``), as a new scanner or software version would. Draws nothing
+        random: the sessions are otherwise those drawn without it.
 
     Returns
     -------
@@ -402,14 +413,21 @@ def draw_sessions(
                 },
             )
             when = start + pd.Timedelta(days=float(t * 365.25))
+            scanner, factor = "", 1.0
+            if upgrade is not None:
+                site, date, change = upgrade
+                upgraded = subject.site.name == site and when >= pd.Timestamp(date)
+                scanner = f"{subject.site.name}-{2 if upgraded else 1}"
+                factor = change if upgraded else 1.0
             sessions.append(
                 Session(
                     label=f"{k + 1:02d}",
                     subject=then,
                     time_years=float(t),
                     acq_time=when.strftime("%Y-%m-%dT%H:%M:%S"),
-                    r2star_factor=float(factors[k]),
+                    r2star_factor=float(factors[k]) * factor,
                     seed=seeds[k],
+                    scanner=scanner,
                 )
             )
         out.append(sessions)
@@ -417,8 +435,9 @@ def draw_sessions(
 
 
 def sessions_table(sessions: list[Session]) -> pd.DataFrame:
-    """``sub-<label>_sessions.tsv`` content: ``session_id, acq_time, age, edss``."""
-    return pd.DataFrame(
+    """``sub-<label>_sessions.tsv`` content: ``session_id, acq_time, age, edss`` (and
+    ``scanner`` when the sessions name one)."""
+    table = pd.DataFrame(
         {
             "session_id": [f"ses-{s.label}" for s in sessions],
             "acq_time": [s.acq_time for s in sessions],
@@ -426,3 +445,6 @@ def sessions_table(sessions: list[Session]) -> pd.DataFrame:
             "edss": [s.subject.edss for s in sessions],
         }
     )
+    if any(s.scanner for s in sessions):
+        table["scanner"] = [s.scanner or np.nan for s in sessions]
+    return table

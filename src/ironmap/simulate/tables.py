@@ -141,6 +141,7 @@ def simulate_table_sessions(
     scan_rescan_cv: float = SCAN_RESCAN_CV,
     age: dict[str, tuple[float, float]] | None = None,
     regions: tuple[str, ...] = REGIONS,
+    upgrades: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Draw one longitudinal cohort: regional R2* of every session, with the planted truth.
 
@@ -148,14 +149,17 @@ def simulate_table_sessions(
 
         truth = healthy_r(age0 + t) + offset_r + slope_r t
                 + MS change_r(duration0 + t, EDSS(t))           (patients, if planted)
-        observed = truth * site bias * scan factor + noise * site noise
+        observed = truth * site bias * scan factor * upgrade + noise * site noise
 
     ``offset_r ~ N(0, bio_sd x healthy_r(45))``, ``slope_r ~ N(0, slope_sd)`` (1/s per year),
     the MS change is :func:`~.tissue.ms_r2star_change` (the planted ``duration_slope`` per year
     of disease and ``edss_slope`` per EDSS point), EDSS follows
     :func:`~.cohort.edss_course` at a rate drawn from :data:`~.cohort.EDSS_PROGRESSION`, the
     scan factor is ``N(1, scan_rescan_cv)`` per session (shared by the regions of a scan),
-    and intervals are ``interval_years * U(0.8, 1.2)``.
+    and intervals are ``interval_years * U(0.8, 1.2)``. Every participant's baseline is
+    2018-01-01; a scanner upgrade at a site (``upgrades``) multiplies the R2* of every later
+    session there by its factor (``upgrade``, 1 otherwise), as a new scanner or software
+    version would.
 
     Parameters
     ----------
@@ -181,6 +185,12 @@ def simulate_table_sessions(
     age : dict, optional
         Label -> (mean, SD) of baseline age; default HC (40, 12), patients (42, 10).
     regions : tuple of str
+    upgrades : dict, optional
+        Site name -> (years after 2018-01-01, multiplicative R2* factor) of a scanner upgrade:
+        sessions at or after that time get the factor, and the sessions table a ``scanner``
+        column (``<site>-1`` before, ``<site>-2`` after; ``<site>-1`` at sites without one) as
+        a real ``sub-<label>_sessions.tsv`` could hold. Draws nothing random: the cohort is the
+        one drawn without it.
 
     Returns
     -------
@@ -191,7 +201,8 @@ def simulate_table_sessions(
         ``participants.tsv`` columns at baseline.
     sessions : pandas.DataFrame
         ``participant_id`` and ``sub-<label>_sessions.tsv`` columns: ``session_id,
-        acq_time, age, edss``, plus the true ``time_years``.
+        acq_time, age, edss`` (and ``scanner`` with ``upgrades``), plus the true
+        ``time_years``.
     """
     rng = np.random.default_rng(seed)
     age = {"HC": (40.0, 12.0), **(age or {})}
@@ -239,6 +250,8 @@ def simulate_table_sessions(
                 slopes = {r: rng.normal(0.0, slope_sd) for r in regions}
                 for k, t in enumerate(times):
                     session = f"ses-{k + 1:02d}"
+                    when, factor = (upgrades or {}).get(site.name, (np.inf, 1.0))
+                    upgraded = t >= when
                     visits.append(
                         {
                             "participant_id": pid,
@@ -251,6 +264,8 @@ def simulate_table_sessions(
                             "time_years": float(t),
                         }
                     )
+                    if upgrades:
+                        visits[-1]["scanner"] = f"{site.name}-{2 if upgraded else 1}"
                     for region in regions:
                         truth = (
                             float(TISSUES[_TISSUE[region]].age(a0 + t))
@@ -264,9 +279,9 @@ def simulate_table_sessions(
                                 edss=float(edss[k]),
                                 progressive=label in ("SPMS", "PPMS"),
                             )
-                        observed = truth * site.bias * factors[k] + rng.normal(
-                            0.0, noise_sd * site.noise
-                        )
+                        observed = truth * site.bias * factors[k] * (
+                            factor if upgraded else 1.0
+                        ) + rng.normal(0.0, noise_sd * site.noise)
                         rows.append((pid, session, region, "both", observed, 200, truth, t))
     long = pd.DataFrame(
         rows,

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from ..errors import InputError
@@ -70,6 +71,7 @@ class SimulateConfig:
     sessions: int = 1
     interval_years: float = 2.0
     ventricle_margin_mm: float = 0.0
+    scanner_upgrade: str = ""
 
     def __post_init__(self) -> None:
         if self.n_hc < 0 or self.n_ms < 0 or self.n_hc + self.n_ms < 1:
@@ -86,11 +88,36 @@ class SimulateConfig:
             raise InputError(f"--sessions must be >= 1, got {self.sessions}")
         if not (self.interval_years > 0 and np.isfinite(self.interval_years)):
             raise InputError(f"--interval-years must be > 0, got {self.interval_years}")
+        self.upgrade()  # checks --scanner-upgrade
         if not 0.0 <= self.ventricle_margin_mm <= MAX_VENTRICLE_MARGIN_MM:
             raise InputError(
                 f"--ventricle-margin must be between 0 and {MAX_VENTRICLE_MARGIN_MM:g} mm (the "
                 f"caudate is gone beyond), got {self.ventricle_margin_mm}"
             )
+
+    def upgrade(self) -> tuple[str, str, float] | None:
+        """``--scanner-upgrade SITE:DATE:FACTOR`` as (site, ISO date, factor), None without."""
+        if not self.scanner_upgrade:
+            return None
+        parts = str(self.scanner_upgrade).split(":")
+        names = [s.name for s in SITES]
+        try:
+            site, date, factor = parts
+            pd.Timestamp(date)
+            factor = float(factor)
+        except ValueError:
+            raise InputError(
+                "--scanner-upgrade must be SITE:YYYY-MM-DD:FACTOR (e.g. "
+                f"{names[0]}:2020-06-01:1.03), got {self.scanner_upgrade!r}"
+            ) from None
+        if site not in names or not (factor > 0 and np.isfinite(factor)):
+            raise InputError(
+                f"--scanner-upgrade: site must be one of {', '.join(names)} and the factor > 0, "
+                f"got {self.scanner_upgrade!r}"
+            )
+        if self.sessions < 2:
+            raise InputError("--scanner-upgrade needs --sessions 2 or more")
+        return site, date, factor
 
 
 def truth_path(out_bids: Path) -> Path:
@@ -194,6 +221,7 @@ def run_simulate(config: SimulateConfig) -> Path:
             n_sessions=config.sessions,
             interval_years=config.interval_years,
             seed=config.seed,
+            upgrade=config.upgrade(),
         )
         for subject, visits in zip(subjects, sessions, strict=True):
             write_sessions_file(root, subject.participant_id, sessions_table(visits))
@@ -228,6 +256,11 @@ def run_simulate(config: SimulateConfig) -> Path:
         if config.anatomy == "atlas"
         else "ellipsoid phantom (simulate.anatomy)",
         "lesion_r2star_factor": "max(0.88 - 0.008 * disease_duration, 0.6) x NAWM R2*",
+        "scanner_upgrade": (
+            dict(zip(("site", "date", "r2star_factor"), config.upgrade(), strict=True))
+            if config.upgrade()
+            else None
+        ),
         **(
             {
                 "periventricular_atrophy": {
