@@ -27,7 +27,14 @@ from ..regions.catalog import MEASURED_ROWS
 from .cohort import EDSS_PROGRESSION, INTERVAL_JITTER, SCAN_RESCAN_CV, SLOPE_SD, edss_course
 from .tissue import BIOLOGICAL_SD, TISSUES, ms_r2star_change, tissue_of
 
-__all__ = ["ClinicalModel", "TableSite", "simulate_table_cohort", "simulate_table_sessions"]
+__all__ = [
+    "PREDICTOR_REF",
+    "ClinicalModel",
+    "TableSite",
+    "planted_change",
+    "simulate_table_cohort",
+    "simulate_table_sessions",
+]
 
 #: The measured rows of ``regions.tsv`` (deep grey matter, then NAWM), from the catalogue.
 REGIONS = tuple(row.name for row in MEASURED_ROWS)
@@ -146,7 +153,7 @@ def _clinical_draws(model: ClinicalModel, age: float, rng: np.random.Generator) 
     }
 
 
-def _planted_change(model: ClinicalModel, region: str, x: dict) -> float:
+def planted_change(model: ClinicalModel, region: str, x: dict) -> float:
     """Planted R2* change (1/s) of a patient with predictors ``x`` (:func:`_clinical_draws`)."""
     scaled = {
         "disease_duration": x["disease_duration"],
@@ -246,7 +253,7 @@ def simulate_table_cohort(
                         + effects.get(label, {}).get(region, 0.0)
                     )
                     if clinical is not None and ms:
-                        truth += _planted_change(clinical, region, person)
+                        truth += planted_change(clinical, region, person)
                     bias = site.bias * site.region_bias.get(region, 1.0)
                     observed = truth * bias + rng.normal(0.0, noise_sd * site.noise)
                     rows.append((pid, region, "both", observed, 200, truth))
