@@ -243,11 +243,13 @@ def main(argv=None) -> int:
     fpr = _fpr_table(null, planted)
     fmt = {"float_format": lambda v: f"{v:.3f}"}
     print(
-        f"\n1. False-positive rate at nominal 5 %, {args.reps} null cohorts x {len(REGIONS)} regions"
+        f"\n1. False-positive rate at nominal 5 %, {args.reps} null cohorts x "
+        f"{len(REGIONS)} regions"
     )
     print(fpr.to_string(**fmt))
     print(
-        f"null cohorts with >= 1 significant primary (multivariable) row, p_FDR < 0.05: {any_bold:.3f}"
+        "null cohorts with >= 1 significant primary (multivariable) row, p_FDR < 0.05: "
+        f"{any_bold:.3f}"
     )
     cov = _coverage_table(planted)
     print(

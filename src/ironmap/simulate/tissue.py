@@ -11,7 +11,8 @@ MS changes R2* by ``duration_slope * disease_duration + edss_slope * EDSS + atro
 progressive MS. The defaults follow the 2014 MAGNIMS findings: increases in all deep grey
 matter except pallidum and substantia nigra, larger in progressive MS; disease duration and
 EDSS independent determinants; cortical atrophy adding only in substantia nigra and red
-nucleus (centred on a typical patient's atrophy, so that it adds no MS-HC difference). Lesions have R2* below normal-appearing white matter that falls with duration.
+nucleus (centred on a typical patient's atrophy, so that it adds no MS-HC difference).
+Lesions have R2* below normal-appearing white matter that falls with duration.
 
 Every tissue is one :class:`Tissue` record of :data:`TISSUES`, keyed by the region names of the
 catalogue (:mod:`ironmap.regions.catalog`) plus ``scalp``; a region simulated as another
