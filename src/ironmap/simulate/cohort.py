@@ -216,7 +216,7 @@ def draw_cohort(
         else:
             phenotype, dd, edss, lesions = "n/a", float("nan"), float("nan"), 0
             atrophy = float(np.clip(rng.normal(0.0, 0.005), 0.0, None))
-        atrophy += 0.002 * max(age - 40.0, 0.0)  # ageing
+        atrophy = min(atrophy + 0.002 * max(age - 40.0, 0.0), 0.3)  # ageing; at most 0.3
         subjects.append(
             Subject(
                 label=f"{order[i] + 1:03d}",
