@@ -133,3 +133,18 @@ def test_primary_rows_are_the_only_bold_ones():
     assert not rows["filled"].any()
     rows = clinical.forest_rows(table.assign(p_fdr=0.001), "multivariable")
     assert rows["filled"].all()
+    from ironmap.report import tables
+
+    grid = tables.determinants_table(table.assign(p_fdr=0.001))
+    flags = tables.determinants_significant(table.assign(p_fdr=0.001))
+    assert list(grid["outcome"]) == ["putamen", "putamen, reduced model"]
+    assert flags.iloc[0, 1:6].all()  # the five predictors of the primary model
+    assert not flags.iloc[1].any()  # the reduced model is never bold
+    assert grid.at[0, "note"].startswith(f"not identifiable in practice (VIF > {VIF_LIMIT:g})")
+    corr = tables.correlation_table(table)
+    assert corr.iloc[:, 1:-1].to_numpy().tolist() == [
+        [f"{v:.2f}" for v in row]
+        for row in table.loc[
+            table["model"] == "multivariable", [f"corr_{q}" for q in (*PREDICTORS, "age")]
+        ].to_numpy()
+    ]

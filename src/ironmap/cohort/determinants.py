@@ -301,9 +301,8 @@ def _primary(region, sub, base, covariates, usable) -> list[dict]:
     if not collinear or region in LESION_OUTCOMES or not reduced or reduced == usable:
         return rows
     for row in rows:
-        row["note"] = "; ".join(
-            filter(None, [row["note"], "the reduced model (duration + EDSS) is beside it"])
-        )
+        if row["note"]:
+            row["note"] += "; the reduced model (duration + EDSS) is beside it"
     extra = _rows(region, "reduced", sub, base, covariates, reduced)
     for row in extra:
         row["note"] = (

@@ -327,8 +327,17 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
                 if model == PRIMARY_MODEL
                 else ""
             )
-            notes = part["note"] if "note" in part else pd.Series(dtype=object)
-            row["note"] = "\n".join(dict.fromkeys(str(v) for v in notes.dropna() if v))
+            high = [p for p in part.index if part.at[p, "vif"] > VIF_LIMIT]
+            if model == "reduced":
+                row["note"] = "pre-specified reduced model (duration + EDSS, same covariates)"
+            elif high:
+                later = (reduced["region"] == region).any()
+                row["note"] = (
+                    f"not identifiable in practice (VIF > {VIF_LIMIT:g}): {', '.join(high)}"
+                    + ("; reduced model in the next row" if later else "")
+                )
+            else:
+                row["note"] = ""
             rows.append(row)
     return pd.DataFrame(rows)
 
