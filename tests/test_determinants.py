@@ -148,3 +148,59 @@ def test_primary_rows_are_the_only_bold_ones():
             table["model"] == "multivariable", [f"corr_{q}" for q in (*PREDICTORS, "age")]
         ].to_numpy()
     ]
+
+
+def test_default_demo_plants_the_seeds_determinants():
+    """The demo's draw (tables from its truth, no images): duration rises with age, cortical
+    volume falls with duration, and the planted slopes come back (CIs cover them, no
+    significant cortical effect outside substantia nigra and red nucleus)."""
+    from ironmap.simulate.cohort import draw_cohort, subject_r2star
+    from ironmap.simulate.tissue import MS_EFFECTS
+
+    assert {t for t, e in MS_EFFECTS.items() if e.atrophy_slope} == {
+        "substantia_nigra",
+        "red_nucleus",
+    }
+    rng = np.random.default_rng(0)
+    rows, people = [], []
+    for s in draw_cohort():
+        r2 = subject_r2star(s)
+        cortical = 31.0 * (1.0 - s.atrophy) + rng.normal(0.0, 0.4)  # % of ICV, as segmented
+        people.append(
+            {
+                "participant_id": s.participant_id,
+                **{k: getattr(s, k) for k in ("age", "sex", "group", "disease_duration", "edss")},
+                "phenotype": s.phenotype if s.group == "MS" else np.nan,
+                "site": s.site.name,
+                "icv_ml": 1450.0,
+                "brain_ml": 1450.0 * (0.86 - 0.2 * s.atrophy),
+                "cortical_gm_ml": cortical / 100.0 * 1450.0,
+                "nbv": 0.86 - 0.2 * s.atrophy + rng.normal(0.0, 0.01),
+                "lesion_volume_ml": 0.8 * s.lesion_count,
+                "lesion_count": s.lesion_count,
+            }
+        )
+        for region in MS_EFFECTS:
+            value = r2[region] * s.site.r2star_bias + rng.normal(0.0, 0.4)
+            rows.append((s.participant_id, region, "both", value, 200))
+    long = pd.DataFrame(
+        rows, columns=["participant_id", "region", "hemisphere", "r2star_median", "n_voxels"]
+    )
+    people = pd.DataFrame(people)
+    ms = people[people["group"] == "MS"]
+    cortical = 100 * ms["cortical_gm_ml"] / ms["icv_ml"]
+    assert 0.6 < np.corrcoef(ms["age"], ms["disease_duration"])[0, 1] < 0.8
+    assert -0.92 < np.corrcoef(cortical, ms["disease_duration"])[0, 1] < -0.6
+    table = _analyse(long, people)
+    primary = table[table["model"] == "multivariable"].set_index(["region", "predictor"])
+    for region, effect in MS_EFFECTS.items():
+        planted = {
+            "disease_duration": effect.duration_slope,
+            "edss": effect.edss_slope,
+            "cortical_gm_ml": -effect.atrophy_slope / 31.0,
+        }
+        for predictor, slope in planted.items():
+            row = primary.loc[(region, predictor)]
+            assert row["ci_low"] < slope < row["ci_high"], (region, predictor)
+        if not effect.atrophy_slope:
+            assert primary.loc[(region, "cortical_gm_ml"), "p_fdr"] > 0.05
