@@ -111,7 +111,7 @@ def test_reduced_model_beside_a_collinear_primary_model():
 def test_planted_slopes_recovered_with_covariates():
     slopes = {"disease_duration": 0.06, "edss": 0.25}
     table = determinants(
-        _table_data(5, cortical_sd=1.0, slopes=slopes, n_per_site=60), n_bootstrap=0
+        _table_data(5, cortical_sd=0.4, slopes=slopes, n_per_site=60), n_bootstrap=0
     )
     for model in ("multivariable", "reduced", "univariable"):
         part = table[table["model"] == model].set_index("predictor")
