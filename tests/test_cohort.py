@@ -239,7 +239,7 @@ def _predictors(rng, n):
     )
 
 
-def test_determinants_recover_planted_slopes_with_sex_as_covariate():
+def test_determinants_recover_planted_slopes_with_age_sex_site_as_covariates():
     rng = np.random.default_rng(7)
     n = 150
     x = _predictors(rng, n)
@@ -252,9 +252,9 @@ def test_determinants_recover_planted_slopes_with_sex_as_covariate():
     )
     assert multi.loc["edss", "ci_low"] < 0.5 < multi.loc["edss", "ci_high"]
     names = ["disease_duration", "edss", "lesion_volume_ml", "nbv", "cortical_gm_ml"]
-    ref = smf.ols("y ~ C(sex) + " + " + ".join(names), data=data).fit()
+    ref = smf.ols("y ~ age + C(sex) + C(site) + " + " + ".join(names), data=data).fit()
     assert multi.loc["edss", "beta"] == pytest.approx(ref.params["edss"], rel=1e-10)
-    assert (multi.covariates == "sex").all()
+    assert (multi.covariates == "age, sex, site").all()  # before: sex only (issue 24)
     assert multi.loc["lesion_volume_ml", "transform"] == "log(1 + lesion_volume_ml)"
     chosen = table[table.model == "stepwise"]
     assert sorted(chosen.predictor) == ["disease_duration", "edss"]
@@ -287,7 +287,7 @@ def test_lesion_r2star_is_adjusted_for_site():
     data = x.assign(y=y, region="lesions")
     uni = determinants(data).query("model == 'univariable' and predictor == 'disease_duration'")
     assert uni.iloc[0].p > 0.01
-    assert uni.iloc[0].covariates == "sex, age, site"
+    assert uni.iloc[0].covariates == "age, sex, site"
     naive = smf.ols("y ~ disease_duration", data=data).fit()
     assert naive.pvalues["disease_duration"] < 1e-6
 

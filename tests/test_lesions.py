@@ -485,9 +485,11 @@ def test_location_agrees_with_the_simulated_anatomy(tmp_path):
     assert len(lesions) == 30
     touching = lesions[lesions.true_mm == 1.0]
     apart = lesions[lesions.true_mm >= 3.5]
-    assert len(touching) == 3
+    # counts of this seeded panel: 3 and 23 before issue 24 changed the demo's draw (patients'
+    # age = onset + duration, more varied atrophy, so other ventricles and lesions)
+    assert len(touching) == 7
     assert (touching.location == "periventricular").all()
-    assert len(apart) == 23
+    assert len(apart) == 20
     assert (apart.location == "deep_white_matter").all()
     error = (lesions.ventricle_distance_mm - lesions.true_mm).abs()
     assert (error <= lesions.diagonal).all()

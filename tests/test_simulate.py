@@ -143,11 +143,17 @@ def test_planted_ms_effects_appear_in_the_truth():
         for tissue in DEEP_GM:
             healthy = float(AGE_MODELS[tissue](s.age)) + s.r2star_offset[tissue]
             effect = ms_r2star_change(
-                tissue, disease_duration=s.disease_duration, edss=s.edss, progressive=s.progressive
+                tissue,
+                disease_duration=s.disease_duration,
+                edss=s.edss,
+                progressive=s.progressive,
+                atrophy=s.atrophy,
             )
             assert r2[tissue] == pytest.approx(healthy + effect)
-            if tissue in ("pallidum", "substantia_nigra"):
+            if tissue == "pallidum":
                 assert effect == 0.0
+            if tissue == "substantia_nigra":  # cortical atrophy only (issue 24, the seed's)
+                assert effect == pytest.approx(12.0 * (s.atrophy - 0.10))
     s = next(x for x in subjects if x.phenotype == "SPMS")
     slope = MS_EFFECTS["putamen"]
     expected = PROGRESSIVE_FACTOR * (

@@ -233,7 +233,8 @@ def analyse_cohort(
     clinical : bool
         Also fit the determinants (MS only).
     n_bootstrap : int
-        0: no CI of Cohen's d (see :func:`~ironmap.cohort.compare.compare_groups`).
+        0: no CI of Cohen's d (see :func:`~ironmap.cohort.compare.compare_groups`) and no
+        stepwise bootstrap of the determinants (their ``inclusion_frequency`` is NaN).
     seed : int
         Seed of the bootstraps.
     """
@@ -255,7 +256,9 @@ def analyse_cohort(
         else pd.DataFrame()
     )
     table = (
-        _clinical(long, present, seed) if clinical else pd.DataFrame(columns=DETERMINANT_COLUMNS)
+        _clinical(long, present, seed, stepwise_bootstrap=n_bootstrap > 0)
+        if clinical
+        else pd.DataFrame(columns=DETERMINANT_COLUMNS)
     )
     support = age_support(subjects["age"], model.age_limits)
     return CohortAnalysis(
@@ -271,14 +274,18 @@ def analyse_cohort(
     )
 
 
-def _clinical(long: pd.DataFrame, present: tuple[str, ...], seed: int) -> pd.DataFrame:
+def _clinical(
+    long: pd.DataFrame, present: tuple[str, ...], seed: int, *, stepwise_bootstrap: bool = True
+) -> pd.DataFrame:
     """Determinants in clinically definite MS: corrected deep-GM/NAWM R2* and lesion R2*."""
     label = group_label(long["group"], long["phenotype"])
     ms = long[label.isin(MS_LABELS)].copy()
     transformed = predictor_values(ms)
     ms[list(transformed.columns)] = transformed  # on the scale their betas refer to
     dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d["r2star_corrected"])
-    table = determinants(pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True), seed=seed)
+    data = pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True)
+    extra = {} if stepwise_bootstrap else {"n_bootstrap": 0}
+    table = determinants(data, seed=seed, **extra)
     return table[table["region"].isin((*present, *LESION_OUTCOMES))].reset_index(drop=True)
 
 

@@ -8,8 +8,11 @@ pooled in. Outcomes:
   lesions), from participants whose lesion mask has at least ``MIN_LESION_VOXELS`` voxels;
 - ``lesions_nawm``: lesion minus the same participant's NAWM R2* (1/s), same covariates.
 
-Sex is a covariate of every model. Predictors, as docs/conventions.md names them, with the
-scale their ``beta`` refers to (``transform`` column): ``disease_duration`` (years),
+Every model is adjusted for age, sex and site (:data:`COVARIATES`; site as fixed effects):
+disease duration and EDSS rise with age, and patients may be concentrated at some sites, so a
+model without them finds "determinants" in cohorts where nothing affects R2*
+(benchmarks/determinants_calibration.py). Predictors, as docs/conventions.md names them, with
+the scale their ``beta`` refers to (``transform`` column): ``disease_duration`` (years),
 ``edss`` (points),
 ``lesion_volume_ml`` as ``log(1 + mL)`` (lesion volumes are right-skewed), ``nbv`` (fraction
 of ICV) and ``cortical_gm_ml`` as percent of ICV (head-size normalised). A predictor missing
@@ -18,15 +21,22 @@ of all of that region's models, so that they share one set of participants.
 
 Model sets (statsmodels OLS):
 
-- ``multivariable``: all predictors together (only with >= 10 participants per predictor),
-  with standardised betas and VIFs;
-- ``univariable``: one predictor at a time (>= 10 participants);
+- ``multivariable``: the pre-specified primary model, all predictors together (only with
+  >= 10 participants per predictor), with standardised betas, VIFs (in the whole design,
+  covariates included) and each predictor's correlations with the others and with age
+  (``corr_<name>`` columns). A predictor whose VIF exceeds :data:`VIF_LIMIT` is not
+  identifiable in practice (measured in benchmarks/determinants_calibration.py): its ``note``
+  says so, and the region gets the ``reduced`` model beside it;
+- ``reduced``: the pre-specified reduced model, disease duration + EDSS with the same
+  covariates (deep grey matter and NAWM only), fitted where the primary model is collinear;
+- ``univariable``: one predictor at a time (>= 10 participants), same covariates;
 - ``stepwise``: forward entry at p < 0.05 and backward removal at p > 0.10 as in SPSS
   (2014). Its p-values ignore the selection, so the rows are marked ``exploratory`` and carry
   the ``inclusion_frequency`` of each predictor over bootstrap resamples instead of an FDR.
 
-FDR families (pre-specified): Benjamini-Hochberg over all regions x predictors of the
-``multivariable`` set, and separately of the ``univariable`` set.
+FDR families: Benjamini-Hochberg over all regions x predictors of the ``multivariable`` set
+(the primary family, :data:`PRIMARY_MODEL`: the only rows the report marks significant), and
+separately of the ``univariable`` and of the ``reduced`` sets.
 """
 
 from __future__ import annotations
@@ -43,10 +53,15 @@ from ..errors import IronmapWarning
 from .stats import fdr
 
 __all__ = [
+    "COVARIATES",
     "DETERMINANT_COLUMNS",
     "MIN_LESION_VOXELS",
     "PREDICTORS",
+    "PRIMARY_MODEL",
+    "REDUCED",
     "TRANSFORMS",
+    "VIF_LIMIT",
+    "correlation_columns",
     "determinants",
     "ols_pvalues",
     "predictor_values",
@@ -55,6 +70,18 @@ __all__ = [
 
 PREDICTORS = ("disease_duration", "edss", "lesion_volume_ml", "nbv", "cortical_gm_ml")
 LESION_PREDICTORS = ("disease_duration", "lesion_volume_ml")
+#: Covariates of every model (``site``: fixed effects).
+COVARIATES = ("age", "sex", "site")
+#: The pre-specified reduced model, fitted beside a collinear primary model.
+REDUCED = ("disease_duration", "edss")
+#: The pre-specified primary model set: the only rows marked significant in the report.
+PRIMARY_MODEL = "multivariable"
+#: VIF above which a coefficient of the primary model is not identifiable in practice,
+#: measured over 200 seeded cohorts (benchmarks/determinants_calibration.py: ~100 patients,
+#: the seed's slopes): from VIF 7.5 a planted slope is detected in <= 10 % of cohorts (5.5 %
+#: at VIF 7.5-10, vs 14 % at 5-7.5 and 34 % below 2.5) and its estimate has the wrong sign in
+#: >= 20 % (33 %); CI coverage stays nominal at every VIF.
+VIF_LIMIT = 7.5
 LESION_OUTCOMES = ("lesions", "lesions_nawm")
 #: predictor -> what its beta is per.
 TRANSFORMS = {
@@ -80,7 +107,15 @@ DETERMINANT_COLUMNS = [
     "covariates",
     "exploratory",
     "inclusion_frequency",
+    "note",
 ]
+
+
+def correlation_columns(predictors) -> list[str]:
+    """``corr_<name>`` columns of the primary rows: the predictors, then age."""
+    return [f"corr_{p}" for p in (*predictors, "age")]
+
+
 ENTER, REMOVE = 0.05, 0.10
 PER_PREDICTOR = 10
 MIN_LESION_VOXELS = 20
@@ -99,13 +134,13 @@ def predictor_values(subjects: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _covariates(sub: pd.DataFrame, region: str) -> tuple[np.ndarray, list[str]]:
-    names = ["sex"] + (["age", "site"] if region in LESION_OUTCOMES else [])
-    frame = sub[names].copy()
-    numeric = [c for c in names if c == "age"]
-    dummies = pd.get_dummies(frame.drop(columns=numeric), drop_first=True, dtype=float)
-    parts = [frame[numeric].to_numpy(float), dummies.to_numpy(float)]
-    return np.column_stack([np.ones(len(sub)), *parts]), names
+def _covariates(sub: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Intercept, age (years), sex and site dummies (first level the reference)."""
+    names = list(COVARIATES)
+    dummies = pd.get_dummies(
+        sub[["sex", "site"]].astype(str), drop_first=True, dtype=float
+    ).to_numpy(float)
+    return np.column_stack([np.ones(len(sub)), sub["age"].to_numpy(float), dummies]), names
 
 
 def _fit(y, base, x):
@@ -133,9 +168,10 @@ def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
     first = base.shape[1]
     ci = result.conf_int()
     vifs = {}
-    if model == "multivariable" and len(predictors) > 1:
-        design = np.column_stack([np.ones(len(sub)), x])
-        vifs = {p: variance_inflation_factor(design, i + 1) for i, p in enumerate(predictors)}
+    if model in (PRIMARY_MODEL, "reduced"):
+        # in the whole design: collinearity with age and site widens a CI as much
+        design = np.column_stack([base, x])
+        vifs = {p: variance_inflation_factor(design, first + i) for i, p in enumerate(predictors)}
     sd_y = np.std(y, ddof=1)
     sd_y = sd_y if sd_y > 0 else np.nan  # a constant outcome has no standardised beta
     return [
@@ -153,23 +189,27 @@ def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
             "transform": TRANSFORMS[p],
             "covariates": ", ".join(covariates),
             "exploratory": model == "stepwise",
+            "note": "",
         }
         for i, p in enumerate(predictors)
     ]
 
 
-def _independent(sub: pd.DataFrame, predictors: list[str], region: str) -> list[str]:
-    """Drop predictors that are linear combinations of earlier ones (with a warning)."""
+def _independent(
+    sub: pd.DataFrame, predictors: list[str], region: str, base: np.ndarray
+) -> list[str]:
+    """Drop predictors that are linear combinations of the covariates and earlier predictors."""
     kept: list[str] = []
     for p in predictors:
-        trial = sub[[*kept, p]].to_numpy(float)
+        trial = np.column_stack([base[:, 1:], sub[[*kept, p]].to_numpy(float)])
         scaled = (trial - trial.mean(0)) / np.where(trial.std(0) > 0, trial.std(0), 1.0)
         scaled = np.column_stack([np.ones(len(sub)), scaled])
         if np.linalg.matrix_rank(scaled, tol=1e-8 * len(sub)) == scaled.shape[1]:
             kept.append(p)
         else:
             warnings.warn(
-                f"{region}: {p} is collinear with {', '.join(kept)}; left out of its models",
+                f"{region}: {p} is collinear with {', '.join([*COVARIATES, *kept])}; left out "
+                "of its models",
                 IronmapWarning,
                 stacklevel=3,
             )
@@ -217,15 +257,17 @@ def stepwise(y: np.ndarray, base: np.ndarray, x: np.ndarray) -> list[int]:
     return chosen
 
 
-def _inclusion(y, base, x, seed: int) -> np.ndarray:
+def _inclusion(y, base, x, seed: int, n_bootstrap: int) -> np.ndarray:
+    if n_bootstrap == 0:
+        return np.full(x.shape[1], np.nan)
     rng = np.random.default_rng(seed)
     counts = np.zeros(x.shape[1])
-    for _ in range(N_BOOTSTRAP):
+    for _ in range(n_bootstrap):
         idx = rng.integers(0, len(y), len(y))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             counts[stepwise(y[idx], base[idx], x[idx])] += 1
-    return counts / N_BOOTSTRAP
+    return counts / n_bootstrap
 
 
 def _usable(sub: pd.DataFrame, candidates: tuple[str, ...], region: str) -> list[str]:
@@ -242,32 +284,72 @@ def _usable(sub: pd.DataFrame, candidates: tuple[str, ...], region: str) -> list
     return usable
 
 
-def _region(region: str, sub: pd.DataFrame, seed: int, thin: list[str]) -> list[dict]:
+def _primary(region, sub, base, covariates, usable) -> list[dict]:
+    """The primary model's rows (notes, correlations), and the reduced model where collinear."""
+    rows = _rows(region, PRIMARY_MODEL, sub, base, covariates, usable)
+    names = [*usable, "age"]
+    corr = np.corrcoef(sub[names].to_numpy(float), rowvar=False)
+    collinear = []
+    for i, row in enumerate(rows):
+        row.update({f"corr_{q}": float(corr[i, j]) for j, q in enumerate(names)})
+        if row["vif"] > VIF_LIMIT:
+            collinear.append(row["predictor"])
+            row["note"] = (
+                f"VIF {row['vif']:.1f} > {VIF_LIMIT:g}: not identifiable in practice "
+                "(collinear with the other predictors and covariates)"
+            )
+    reduced = [p for p in REDUCED if p in usable]
+    if not collinear or region in LESION_OUTCOMES or not reduced or reduced == usable:
+        return rows
+    for row in rows:
+        if row["note"]:
+            row["note"] += "; the reduced model (duration + EDSS) is beside it"
+    extra = _rows(region, "reduced", sub, base, covariates, reduced)
+    for row in extra:
+        row["note"] = (
+            "pre-specified reduced model (duration + EDSS): the primary model is collinear "
+            f"({', '.join(collinear)} VIF > {VIF_LIMIT:g})"
+        )
+    return rows + extra
+
+
+def _region(
+    region: str, sub: pd.DataFrame, seed: int, thin: list[str], n_bootstrap: int
+) -> list[dict]:
     candidates = LESION_PREDICTORS if region in LESION_OUTCOMES else PREDICTORS
     usable = _usable(sub, candidates, region)
-    sub = sub.dropna(subset=["y", "sex", *usable])
-    usable = _independent(sub, [p for p in usable if sub[p].std(ddof=1) > 0], region)
-    if len(sub) < PER_PREDICTOR or not usable:
+    sub = sub.dropna(subset=["y", *COVARIATES, *usable])
+    if len(sub) < PER_PREDICTOR:
         return []
-    base, covariates = _covariates(sub, region)
+    base, covariates = _covariates(sub)
+    usable = _independent(sub, [p for p in usable if sub[p].std(ddof=1) > 0], region, base)
+    if not usable:
+        return []
     rows: list[dict] = []
     if len(sub) >= PER_PREDICTOR * len(usable):
-        rows += _rows(region, "multivariable", sub, base, covariates, usable)
+        rows += _primary(region, sub, base, covariates, usable)
     else:
         thin.append(f"{region} ({len(sub)} for {len(usable)})")
     for p in usable:
         rows += _rows(region, "univariable", sub, base, covariates, [p])
     y, x = sub["y"].to_numpy(float), sub[usable].to_numpy(float)
     chosen = [usable[i] for i in stepwise(y, base, x)]
-    frequency = dict(zip(usable, _inclusion(y, base, x, seed), strict=True))
+    frequency = dict(zip(usable, _inclusion(y, base, x, seed, n_bootstrap), strict=True))
     for row in _rows(region, "stepwise", sub, base, covariates, chosen):
         row["inclusion_frequency"] = frequency[row["predictor"]]
+        row["note"] = "exploratory: p ignores the selection"
         rows.append(row)
     return rows
 
 
-def determinants(data: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+def determinants(
+    data: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = N_BOOTSTRAP
+) -> pd.DataFrame:
     """docs/conventions.md ``determinants.tsv`` rows (plus columns) from MS participants.
+
+    Columns: :data:`DETERMINANT_COLUMNS`, then ``corr_<name>`` (primary rows: the Pearson
+    correlation of the row's predictor with each predictor of the region's model and with age,
+    over the model's participants; empty elsewhere) for the predictors any region used.
 
     Parameters
     ----------
@@ -277,11 +359,13 @@ def determinants(data: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
         (see :func:`predictor_values`).
     seed : int
         Seed of the stepwise bootstrap.
+    n_bootstrap : int
+        Resamples of the stepwise bootstrap (0: none, ``inclusion_frequency`` NaN).
     """
     rows: list[dict] = []
     thin: list[str] = []
     for region, sub in data.groupby("region", sort=False):
-        rows += _region(region, sub, seed, thin)
+        rows += _region(region, sub, seed, thin, n_bootstrap)
     if thin:
         warnings.warn(
             f"fewer than {PER_PREDICTOR} patients per predictor, no multivariable model: "
@@ -289,9 +373,10 @@ def determinants(data: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
             IronmapWarning,
             stacklevel=2,
         )
-    table = pd.DataFrame(rows).reindex(columns=DETERMINANT_COLUMNS)
+    corr = [c for c in correlation_columns(PREDICTORS) if any(c in r for r in rows)]
+    table = pd.DataFrame(rows).reindex(columns=[*DETERMINANT_COLUMNS, *corr])
     table["p_fdr"] = np.nan
-    for model in ("multivariable", "univariable"):
+    for model in (PRIMARY_MODEL, "univariable", "reduced"):
         idx = table.index[table["model"] == model]
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
     return table

@@ -354,9 +354,10 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "model": Column(
             "Regression model",
             levels={
-                "multivariable": "all predictors together",
+                "multivariable": "all predictors together (the pre-specified primary model)",
                 "univariable": "one predictor at a time",
                 "stepwise": "forward entry p < 0.05, backward removal p > 0.10",
+                "reduced": "disease duration + EDSS, where the primary model is collinear",
             },
         ),
         "predictor": Column(
@@ -375,11 +376,15 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "ci_high": Column("Upper bound of the 95 % CI of beta", _BETA_UNITS, significant=4),
         "p": _p("Two-sided t-test p-value"),
         "p_fdr": _p(
-            "Benjamini-Hochberg over the multivariable rows, and separately over the "
-            "univariable rows; n/a for stepwise"
+            "Benjamini-Hochberg over the multivariable rows (the primary family), and "
+            "separately over the univariable and over the reduced rows; n/a for stepwise"
         ),
         "n": _count("Participants in the model"),
-        "vif": Column("Variance inflation factor", decimals=2),
+        "vif": Column(
+            "Variance inflation factor in the whole design (predictors, age, sex, site); "
+            "multivariable and reduced rows",
+            decimals=2,
+        ),
         "transform": Column(
             "The scale beta refers to",
             levels={
@@ -390,7 +395,11 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "100 * cortical_gm_ml / icv_ml (% of ICV)": "per % of ICV",
             },
         ),
-        "covariates": Column("Covariates always in the model"),
+        "covariates": Column("Covariates always in the model: age, sex, site"),
+        "note": Column(
+            "Why a row needs care: VIF above the limit (not identifiable in practice), the "
+            "reduced model and why it is shown, stepwise rows exploratory; empty otherwise"
+        ),
         "exploratory": _bool(
             "Whether the row is exploratory", "stepwise: its p ignores the selection", "no"
         ),
@@ -592,6 +601,14 @@ PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
         r"press_rmse_df(\d+)",
         lambda k: Column(
             f"Leave-one-out (PRESS) RMSE of the {k}-knot age model, log R2*", significant=4
+        ),
+    ),
+    (
+        r"corr_(.+)",
+        lambda name: Column(
+            f"Pearson correlation of the row's predictor with {name} over the model's "
+            "participants (determinants.tsv multivariable rows)",
+            decimals=3,
         ),
     ),
     (

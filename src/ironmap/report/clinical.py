@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.compare import MS_LABELS
-from ..cohort.determinants import PER_PREDICTOR, PREDICTORS
+from ..cohort.determinants import PER_PREDICTOR, PREDICTORS, PRIMARY_MODEL
 from ..regions.labels import DEEP_GM
 from .style import MARKERS, PALETTE, labels, new_figure, pretty_region
 
@@ -52,7 +52,8 @@ def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.
     Returns
     -------
     pandas.DataFrame
-        ``region, predictor, row, std_beta, std_low, std_high, p_fdr``. ``row`` is the
+        ``region, predictor, row, std_beta, std_low, std_high, p_fdr, filled``. ``filled``:
+        p_FDR < 0.05 in the pre-specified primary model (no other model is marked). ``row`` is the
         predictor's position in :data:`PREDICTOR_LABELS` (0 = top), the same in every panel
         whatever predictors a region's model has (the lesion outcomes have two); the CI of
         the standardised beta is the CI of beta times ``std_beta / beta``.
@@ -70,6 +71,7 @@ def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.
             "std_low": (part["ci_low"] * scale).to_numpy(),
             "std_high": (part["ci_high"] * scale).to_numpy(),
             "p_fdr": part["p_fdr"].to_numpy(),
+            "filled": ((part["p_fdr"] < 0.05) & (model == PRIMARY_MODEL)).to_numpy(),
         }
     )
 
@@ -88,7 +90,7 @@ def forest_figure(determinants: pd.DataFrame):
     for ax, region in zip(axes, regions, strict=False):
         part = rows[rows["region"] == region]
         y = n_rows - 1 - part["row"].to_numpy()
-        significant = (part["p_fdr"] < 0.05).to_numpy()
+        significant = part["filled"].to_numpy()
         beta = part["std_beta"].to_numpy()
         err = np.vstack([beta - part["std_low"].to_numpy(), part["std_high"].to_numpy() - beta])
         for filled in (True, False):
@@ -128,10 +130,10 @@ def clinical_lines(
     dict
         region -> ``{"points": DataFrame(x, y, label), "beta", "p", "n", "x", "y"}``: the
         clinically definite MS patients (CIS excluded, as in the determinants) with both
-        values; the line has the univariable slope ``beta`` of ``determinants.tsv`` (sex-
-        adjusted, 1/s per unit) and passes through the mean of those points (where the
-        least-squares line at the sample's sex mix passes); ``x``, ``y``: its two end points.
-        Regions without a univariable row have ``beta`` NaN.
+        values; the line has the univariable slope ``beta`` of ``determinants.tsv`` (age-,
+        sex- and site-adjusted, 1/s per unit) and passes through the mean of those points
+        (where the least-squares line at the sample's covariate mix passes); ``x``, ``y``:
+        its two end points. Regions without a univariable row have ``beta`` NaN.
     """
     uni = determinants[
         (determinants["model"] == "univariable") & (determinants["predictor"] == predictor)

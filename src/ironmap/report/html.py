@@ -22,6 +22,7 @@ import pandas as pd
 
 from .. import __version__
 from ..cohort.analysis import harmonization_description
+from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
@@ -306,23 +307,26 @@ def write_report(path: str | Path, result) -> Path:
                 clinical.forest_figure(determinants),
                 f"Determinants of R2* in clinically definite MS ({forest_model} models): "
                 "standardised beta with 95 % CI per outcome (panel) and predictor "
-                "(row; one shared axis, labelled on the left of each row of panels). Filled: "
-                "p_FDR < 0.05. Outcomes: age-corrected R2* of deep grey matter and NAWM; "
-                "lesion R2* and lesion minus NAWM R2* (duration and lesion volume only).",
+                "(row; one shared axis, labelled on the left of each row of panels), adjusted "
+                "for age, sex and site. Filled: p_FDR < 0.05 in the pre-specified primary "
+                "(multivariable) model; no other model is marked. Outcomes: age-corrected R2* "
+                "of deep grey matter and NAWM; lesion R2* and lesion minus NAWM R2* (duration "
+                "and lesion volume only).",
                 "forest plot of determinants",
             ),
             n.figure(
                 clinical.clinical_figure(long, determinants, "edss"),
                 "Age-corrected deep grey-matter R2* against EDSS in clinically definite MS, "
-                "by phenotype. Line: univariable sex-adjusted slope of group/determinants.tsv "
+                "by phenotype. Line: univariable age-, sex- and site-adjusted slope of "
+                "group/determinants.tsv "
                 "through the patients' mean.",
                 "R2* against EDSS",
             ),
             n.figure(
                 clinical.clinical_figure(long, determinants, "disease_duration"),
                 "Age-corrected deep grey-matter R2* against disease duration in clinically "
-                "definite MS, by phenotype. Line: univariable sex-adjusted slope of "
-                "group/determinants.tsv through the patients' mean.",
+                "definite MS, by phenotype. Line: univariable age-, sex- and site-adjusted "
+                "slope of group/determinants.tsv through the patients' mean.",
                 "R2* against disease duration",
             ),
             n.figure(
@@ -334,21 +338,38 @@ def write_report(path: str | Path, result) -> Path:
             ),
         ]
     multi = tables.determinants_table(determinants)
+    bold = tables.determinants_significant(determinants)
+    corr = tables.correlation_table(determinants)
     sections += [
         n.table(
             multi,
-            "Multivariable models of age-corrected R2* in clinically definite MS (lesion "
-            "outcomes: lesion R2* and lesion minus NAWM R2*, adjusted for age, sex and site): "
-            "beta [95 % CI] in 1/s per unit shown under each predictor, standardised beta and "
-            "p corrected for the false discovery rate over all multivariable rows. Stepwise: "
+            "Multivariable models (the pre-specified primary model) of age-corrected R2* in "
+            "clinically definite MS (lesion outcomes: lesion R2* and lesion minus NAWM R2*), "
+            "adjusted for age, sex and site: beta [95 % CI] in 1/s per unit shown under each "
+            "predictor, standardised beta, p corrected for the false discovery rate over all "
+            "multivariable rows (bold: p_FDR < 0.05, primary model only) and the variance "
+            f"inflation factor (*: above {VIF_LIMIT:g}, where a coefficient is not identifiable "
+            "in practice; such a region has the pre-specified reduced model, duration + EDSS "
+            "with the same covariates, in the row under it, not marked). Stepwise: "
             "the predictors forward-backward selection kept, with the share of 100 bootstrap "
             "resamples selecting each (exploratory: its p ignores the selection). "
             "Univariable models: group/determinants.tsv.",
             kind="S",
-            text=("stepwise (bootstrap inclusion)",),
+            text=("stepwise (bootstrap inclusion)", "note"),
+            cell_class=lambda r, c: "sig" if c in bold.columns and bold.at[r, c] else "",
         )
         if len(multi)
         else "<p>No multivariable or stepwise model (fewer than 10 patients per predictor).</p>",
+        n.table(
+            corr,
+            "Correlations (Pearson r) of the determinants with each other and with age in "
+            "the patients of the first primary model, with each predictor's VIF in the whole "
+            f"design (*: above {VIF_LIMIT:g}); every region's are the corr_* columns of "
+            "group/determinants.tsv.",
+            kind="S",
+        )
+        if len(corr)
+        else "",
         lesion_section(n, result, plotting),
         longitudinal_section(n, result, plotting),
         "<h2>Acquisition and quality control</h2>" + _qc(n, qc, result.flow),

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..cohort.age import MIN_CONTROLS_PER_SITE
 from ..cohort.compare import MS_LABELS
+from ..cohort.determinants import VIF_LIMIT
 from ..fitting import SOLVERS
 from ..iron import CALIBRATIONS
 from ..regions.labels import DEEP_GM
@@ -334,15 +335,23 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
         " In clinically definite MS (CIS excluded), age-corrected R2* was regressed on disease "
         "duration, EDSS, log(1 + T2 lesion volume), normalised brain volume and cortical grey "
         "matter (% of intracranial volume), each alone and, with at least 10 patients per "
-        "predictor, together, with sex as covariate"
+        "predictor, together (the pre-specified primary model), with age, sex and site as "
+        "covariates"
         + (
             f" (multivariable models for {_join(pretty_region(r) for r in multi)})"
             if len(multi)
             else " (too few patients for any multivariable model)"
         )
         + "; stepwise selection is exploratory and reported with bootstrap inclusion "
-        "frequencies. Lesion R2* was modelled with age, sex and site as covariates, and "
+        "frequencies. Lesion R2* was modelled with the same covariates, and "
         "relative to each participant's NAWM."
+        " Collinearity is reported as variance inflation factors (VIF) and the predictors' "
+        f"correlations; a coefficient with VIF above {VIF_LIMIT:g} was taken as not "
+        "identifiable in practice (the limit measured in seeded simulations), and for such "
+        "regions the pre-specified reduced model (duration and EDSS, same covariates) is "
+        "shown beside it. Only the primary model's rows, at p_FDR < 0.05 across its regions "
+        "and predictors, are marked significant; univariable, reduced and stepwise rows are "
+        "not."
     )
     return text
 

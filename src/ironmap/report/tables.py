@@ -15,12 +15,15 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.compare import MS_LABELS, hierarchy
+from ..cohort.determinants import PRIMARY_MODEL, VIF_LIMIT
 from .style import GROUP_ORDER, labels, pretty_region
 
 __all__ = [
     "ALL_MS",
     "age_model_table",
+    "correlation_table",
     "curve_label",
+    "determinants_significant",
     "determinants_table",
     "exclusions_table",
     "flow_table",
@@ -327,40 +330,111 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
     """Multivariable models as an outcomes x predictors grid, with the stepwise selection.
 
     Cells: ``beta [95 % CI]`` (1/s per unit of the predictor's ``transform``), then the
-    standardised beta and ``p_FDR``; the last columns give ``n`` and the predictors stepwise
-    selection kept with their bootstrap inclusion frequency (exploratory).
+    standardised beta, ``p_FDR`` and the VIF (``*`` after it: above
+    :data:`~ironmap.cohort.determinants.VIF_LIMIT`, not identifiable in practice); the last
+    columns give ``n``, the predictors stepwise selection kept with their bootstrap inclusion
+    frequency (exploratory) and the rows' ``note``. A region whose primary model is collinear
+    has the pre-specified reduced model (duration + EDSS) in the row under it.
     """
-    multi = determinants[determinants["model"] == "multivariable"]
+    multi = determinants[determinants["model"] == PRIMARY_MODEL]
     stepwise = determinants[determinants["model"] == "stepwise"]
+    reduced = determinants[determinants["model"] == "reduced"]
     if multi.empty and stepwise.empty:
         return pd.DataFrame()
     predictors = list(dict.fromkeys(multi["predictor"]))
     per = dict(zip(determinants["predictor"], determinants["transform"], strict=False))
     rows = []
     for region in dict.fromkeys([*multi["region"], *stepwise["region"]]):
-        part = multi[multi["region"] == region].set_index("predictor")
-        row = {"outcome": pretty_region(region)}
-        for p in predictors:
-            head = f"{p}\nper {per.get(p, '')}"
-            if p not in part.index:
-                row[head] = ""
+        for model, frame in ((PRIMARY_MODEL, multi), ("reduced", reduced)):
+            part = frame[frame["region"] == region].set_index("predictor")
+            if model == "reduced" and part.empty:
                 continue
-            r = part.loc[p]
-            p_fdr = "n/a" if pd.isna(r["p_fdr"]) else _p_is(r["p_fdr"])
-            row[head] = (
-                f"{r['beta']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]\n"
-                f"std. beta {r['std_beta']:.2f}, p_FDR {p_fdr}"
+            name = pretty_region(region)
+            row = {"outcome": name if model == PRIMARY_MODEL else f"{name}, reduced model"}
+            for p in predictors:
+                head = f"{p}\nper {per.get(p, '')}"
+                if p not in part.index:
+                    row[head] = ""
+                    continue
+                r = part.loc[p]
+                p_fdr = "n/a" if pd.isna(r["p_fdr"]) else _p_is(r["p_fdr"])
+                vif = "" if pd.isna(r["vif"]) else f", VIF {r['vif']:.1f}"
+                row[head] = (
+                    f"{r['beta']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]\n"
+                    f"std. beta {r['std_beta']:.2f}, p_FDR {p_fdr}{vif}"
+                    + ("*" if r["vif"] > VIF_LIMIT else "")
+                )
+            n = part["n"].max() if len(part) else np.nan
+            if model == PRIMARY_MODEL and pd.isna(n):
+                n = stepwise.loc[stepwise["region"] == region, "n"].max()
+            row["n"] = "" if pd.isna(n) else str(int(n))
+            chosen = stepwise[stepwise["region"] == region] if model == PRIMARY_MODEL else []
+            row["stepwise (bootstrap inclusion)"] = (
+                "\n".join(
+                    f"{p} ({f:.0%})" if pd.notna(f) else p
+                    for p, f in zip(
+                        chosen["predictor"],
+                        chosen.get("inclusion_frequency", pd.Series(np.nan, index=chosen.index)),
+                        strict=True,
+                    )
+                )
+                or ("none" if len(chosen) == 0 and len(part) else "")
+                if model == PRIMARY_MODEL
+                else ""
             )
-        n = part["n"].max() if len(part) else stepwise.loc[stepwise["region"] == region, "n"].max()
-        row["n"] = "" if pd.isna(n) else str(int(n))
-        chosen = stepwise[stepwise["region"] == region]
-        row["stepwise (bootstrap inclusion)"] = "\n".join(
-            f"{p} ({f:.0%})" if pd.notna(f) else p
-            for p, f in zip(
-                chosen["predictor"],
-                chosen.get("inclusion_frequency", pd.Series(np.nan, index=chosen.index)),
-                strict=True,
-            )
-        ) or ("none" if len(chosen) == 0 and len(part) else "")
+            high = [p for p in part.index if part.at[p, "vif"] > VIF_LIMIT]
+            if model == "reduced":
+                row["note"] = "pre-specified reduced model (duration + EDSS, same covariates)"
+            elif high:
+                later = (reduced["region"] == region).any()
+                row["note"] = (
+                    f"not identifiable in practice (VIF > {VIF_LIMIT:g}): {', '.join(high)}"
+                    + ("; reduced model in the next row" if later else "")
+                )
+            else:
+                row["note"] = ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def determinants_significant(determinants: pd.DataFrame) -> pd.DataFrame:
+    """Which cells of :func:`determinants_table` to mark significant (bold), same shape.
+
+    Only the pre-specified primary model's cells, at ``p_FDR < 0.05``: the reduced,
+    univariable and stepwise rows are never marked.
+    """
+    table = determinants_table(determinants)
+    flags = pd.DataFrame(False, index=table.index, columns=table.columns)
+    multi = determinants[determinants["model"] == PRIMARY_MODEL]
+    names = {pretty_region(r): r for r in multi["region"]}
+    for i, outcome in enumerate(table.get("outcome", [])):
+        if outcome not in names:
+            continue
+        part = multi[multi["region"] == names[outcome]]
+        for p, q in zip(part["predictor"], part["p_fdr"], strict=True):
+            for column in table.columns:
+                if column.split("\n")[0] == p:
+                    flags.at[i, column] = bool(q < 0.05)
+    return flags
+
+
+def correlation_table(determinants: pd.DataFrame) -> pd.DataFrame:
+    """The predictors' correlations (with age) of the first primary model, as a matrix.
+
+    Rows and columns: the predictors of that region's primary model, then age; values:
+    ``corr_<name>`` of ``determinants.tsv`` (Pearson r over the model's participants), two
+    decimals; the last column gives each predictor's VIF. Empty without a primary model.
+    """
+    multi = determinants[determinants["model"] == PRIMARY_MODEL]
+    if multi.empty:
+        return pd.DataFrame()
+    region = multi["region"].iloc[0]
+    part = multi[multi["region"] == region]
+    names = [*part["predictor"], "age"]
+    rows = []
+    for _, r in part.iterrows():
+        row = {f"{pretty_region(region)}: r": r["predictor"]}
+        row.update({q: f"{r[f'corr_{q}']:.2f}" for q in names if f"corr_{q}" in r})
+        row["VIF"] = f"{r['vif']:.1f}" + ("*" if r["vif"] > VIF_LIMIT else "")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -86,6 +86,8 @@ SITES: tuple[Site, ...] = (
 )
 
 PHENOTYPES = ("RRMS", "SPMS", "PPMS")
+#: Mean age at MS onset (years): a patient's age is onset + disease duration.
+ONSET_AGE = 31.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ def subject_r2star(subject: Subject) -> dict[str, float]:
                 disease_duration=subject.disease_duration,
                 edss=subject.edss,
                 progressive=subject.progressive,
+                atrophy=subject.atrophy,
             )
         out[tissue] = value
     return out
@@ -173,9 +176,10 @@ def draw_cohort(
 ) -> list[Subject]:
     """Draw the participants (demographics, clinical data, per-subject truth parameters).
 
-    Distributions: HC age ~ N(40, 12), MS age ~ N(42, 10), clipped to 18-75 years; MS
-    phenotypes RRMS 60 %, SPMS 25 %, PPMS 15 %; disease duration gamma-distributed with mean
-    8 (RRMS), 18 (SPMS) and 10 (PPMS) years, shorter than age - 15; EDSS correlated with
+    Distributions: HC age ~ N(40, 12), clipped to 18-75 years; MS phenotypes RRMS 60 %, SPMS
+    25 %, PPMS 15 %; disease duration gamma-distributed with mean 8 (RRMS), 18 (SPMS) and 10
+    (PPMS) years; MS age = onset + duration with onset ~ N(:data:`ONSET_AGE`, 7), clipped to
+    18-75 years (duration shorter than age - 15; age-duration r ~ 0.7); EDSS correlated with
     duration and phenotype, in 0.5 steps; sites drawn with different weights for HC and MS.
     """
     if n_hc < 0 or n_ms < 0 or n_hc + n_ms == 0:
@@ -198,16 +202,21 @@ def draw_cohort(
         if is_ms:
             phenotype = PHENOTYPES[rng.choice(3, p=[0.6, 0.25, 0.15])]
             mean_dd = {"RRMS": 8.0, "SPMS": 18.0, "PPMS": 10.0}[phenotype]
-            dd = float(min(rng.gamma(4.0, mean_dd / 4.0), max(age - 15.0, 0.5)))
+            dd = float(rng.gamma(4.0, mean_dd / 4.0))
+            # age = onset + duration (onset ~ N(ONSET_AGE, 7) from the same draw as the
+            # age): duration rises with age (r ~ 0.7), as in every MS cohort
+            onset = ONSET_AGE + 0.7 * (age - 42.0)
+            age = float(np.clip(onset + dd, 18, 75))
+            dd = float(min(dd, max(age - 15.0, 0.5)))
             base = {"RRMS": 1.0, "SPMS": 4.0, "PPMS": 3.5}[phenotype]
             edss = base + 0.12 * dd + rng.normal(0.0, 0.8)
             edss = float(np.clip(np.round(edss * 2) / 2, 0.0, 8.5)) + 0.0  # no "-0.0"
             lesions = int(rng.poisson(4.0 + 1.0 * dd))
-            atrophy = float(np.clip(0.006 * dd + 0.01 * edss + rng.normal(0, 0.01), 0.0, 0.3))
+            atrophy = float(np.clip(0.006 * dd + 0.01 * edss + rng.normal(0, 0.04), 0.0, 0.3))
         else:
             phenotype, dd, edss, lesions = "n/a", float("nan"), float("nan"), 0
             atrophy = float(np.clip(rng.normal(0.0, 0.005), 0.0, None))
-        atrophy += 0.002 * max(age - 40.0, 0.0)  # ageing
+        atrophy = min(atrophy + 0.002 * max(age - 40.0, 0.0), 0.3)  # ageing; at most 0.3
         subjects.append(
             Subject(
                 label=f"{order[i] + 1:03d}",

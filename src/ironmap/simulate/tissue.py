@@ -6,10 +6,13 @@ Healthy R2* follows the Hallgren-Sourander form of brain iron accumulation,
 dentate ~32, white matter ~21, cortex ~17, CSF ~3 1/s); the thalamus plateaus and then declines
 by ``decline`` 1/s per year after ``decline_after`` years.
 
-MS changes R2* by ``duration_slope * disease_duration + edss_slope * EDSS`` (1/s), scaled by
-``PROGRESSIVE_FACTOR`` in secondary and primary progressive MS. The defaults follow the 2014
-MAGNIMS findings: increases in all deep grey matter except pallidum and substantia nigra, larger
-in progressive MS. Lesions have R2* below normal-appearing white matter that falls with duration.
+MS changes R2* by ``duration_slope * disease_duration + edss_slope * EDSS + atrophy_slope *
+(atrophy - ATROPHY_REF)`` (1/s), scaled by ``PROGRESSIVE_FACTOR`` in secondary and primary
+progressive MS. The defaults follow the 2014 MAGNIMS findings: increases in all deep grey
+matter except pallidum and substantia nigra, larger in progressive MS; disease duration and
+EDSS independent determinants; cortical atrophy adding only in substantia nigra and red
+nucleus (centred on a typical patient's atrophy, so that it adds no MS-HC difference).
+Lesions have R2* below normal-appearing white matter that falls with duration.
 
 Every tissue is one :class:`Tissue` record of :data:`TISSUES`, keyed by the region names of the
 catalogue (:mod:`ironmap.regions.catalog`) plus ``scalp``; a region simulated as another
@@ -30,6 +33,7 @@ from ..regions.catalog import CATALOG, DEEP_GM
 
 __all__ = [
     "AGE_MODELS",
+    "ATROPHY_REF",
     "BIOLOGICAL_SD",
     "BIOLOGICAL_SD_SHARED",
     "BIOLOGICAL_SD_TISSUE",
@@ -68,10 +72,17 @@ class AgeModel:
 
 @dataclass(frozen=True)
 class MSEffect:
-    """Change of R2* in MS (1/s): per year of disease and per EDSS point."""
+    """Change of R2* in MS (1/s): per year of disease, per EDSS point and per unit of atrophy.
+
+    ``atrophy_slope`` multiplies ``Subject.atrophy - ATROPHY_REF`` (the cortical ribbon's
+    thinning fraction, :mod:`.cohort`, relative to a typical patient's): cortical grey matter
+    as % of ICV is about ``P (1 - atrophy)`` with ``P`` ~ 31 %, so its slope per % of ICV in
+    the determinants is about ``-atrophy_slope / P``.
+    """
 
     duration_slope: float = 0.0
     edss_slope: float = 0.0
+    atrophy_slope: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,12 @@ TISSUES: Mapping[str, Tissue] = MappingProxyType(
             0.78,
             MSEffect(0.04, 0.15),
         ),
-        "substantia_nigra": Tissue(AgeModel(c=20.0, a=13.0, b=0.08), 0.72, 0.74, MSEffect()),
-        "red_nucleus": Tissue(AgeModel(c=18.0, a=14.0, b=0.07), 0.72, 0.78, MSEffect(0.05, 0.18)),
+        "substantia_nigra": Tissue(
+            AgeModel(c=20.0, a=13.0, b=0.08), 0.72, 0.74, MSEffect(atrophy_slope=12.0)
+        ),
+        "red_nucleus": Tissue(
+            AgeModel(c=18.0, a=14.0, b=0.07), 0.72, 0.78, MSEffect(0.05, 0.18, 12.0)
+        ),
         "dentate_nucleus": Tissue(
             AgeModel(c=18.0, a=15.0, b=0.06), 0.72, 0.80, MSEffect(0.05, 0.20)
         ),
@@ -190,13 +205,30 @@ def healthy_r2star(tissue: str, age: ArrayLike) -> NDArray[np.float64]:
     return TISSUES[tissue_of(tissue)].age(age)
 
 
+#: ``Subject.atrophy`` of a typical patient: the planted atrophy effect is 0 there.
+ATROPHY_REF = 0.10
+
+
 def ms_r2star_change(
-    tissue: str, *, disease_duration: float, edss: float, progressive: bool
+    tissue: str,
+    *,
+    disease_duration: float,
+    edss: float,
+    progressive: bool,
+    atrophy: float = ATROPHY_REF,
 ) -> float:
-    """Planted R2* change (1/s) of ``tissue`` in a patient (0 where none is planted)."""
+    """Planted R2* change (1/s) of ``tissue`` in a patient (0 where none is planted).
+
+    ``atrophy``: the patient's ``Subject.atrophy`` (default :data:`ATROPHY_REF`, no atrophy
+    effect).
+    """
     record = TISSUES.get(tissue_of(tissue))
     effect = record.ms_effect if record is not None and record.ms_effect else MSEffect()
-    delta = effect.duration_slope * disease_duration + effect.edss_slope * edss
+    delta = (
+        effect.duration_slope * disease_duration
+        + effect.edss_slope * edss
+        + effect.atrophy_slope * (atrophy - ATROPHY_REF)
+    )
     return float(delta * (PROGRESSIVE_FACTOR if progressive else 1.0))
 
 

@@ -32,7 +32,7 @@ from ..simulate.cohort import (
     sessions_table,
     ventricle_margin_mm,
 )
-from ..simulate.tissue import AGE_MODELS, MS_EFFECTS, PROGRESSIVE_FACTOR
+from ..simulate.tissue import AGE_MODELS, ATROPHY_REF, MS_EFFECTS, PROGRESSIVE_FACTOR
 
 __all__ = [
     "ANATOMIES",
@@ -247,6 +247,10 @@ def run_simulate(config: SimulateConfig) -> Path:
         },
         "age_models": {k: dataclasses.asdict(m) for k, m in AGE_MODELS.items()},
         "ms_effects": {k: dataclasses.asdict(m) for k, m in MS_EFFECTS.items()},
+        "ms_effect_formula": "duration_slope x disease_duration + edss_slope x edss + "
+        f"atrophy_slope x (atrophy - {ATROPHY_REF:g}), times progressive_factor in SPMS/PPMS "
+        "(1/s; atrophy: each participant's truth record; cortical GM % of ICV is about "
+        "31 x (1 - atrophy), so atrophy_slope / -31 is the slope per % of ICV)",
         "progressive_factor": PROGRESSIVE_FACTOR,
         "phase": "frontal-sinus field (signal.sinus_field) and part-phase images"
         if config.with_phase
