@@ -158,14 +158,21 @@ class NormativeModel:
         Returns
         -------
         dict of ndarray, shape (n, p)
-            ``r2star_harmonized`` (1/s, site removed, age kept), ``r2star_corrected`` (1/s,
-            also at the reference age), ``r2star_z``.
+            ``r2star_harmonized`` (1/s, site location removed, age kept),
+            ``r2star_corrected`` (1/s, also at the reference age), ``r2star_z`` (against the
+            site's own residual scale, :attr:`.ComBatModel.delta_z`).
         """
         age = np.asarray(age, dtype=np.float64)
         design = self.design(age, np.asarray(sex, dtype=object))
         logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
-        h = self.combat.apply(logy, site, design)
-        residual = h - self.combat.expected(design)
+        # Location only: dividing by the site's scale would shrink a disease effect at a noisy
+        # site as much as its noise (harmonize.py); the scale goes into z instead.
+        h = self.combat.apply(logy, site, design, scale=False)
+        idx = self.combat.site_index(site)
+        known = idx >= 0
+        delta = np.full_like(h, np.nan)
+        delta[known] = self.combat.delta_z[idx[known]]
+        residual = (h - self.combat.expected(design)) / np.sqrt(delta)
         curve_var = np.column_stack(
             [
                 res.get_prediction(
@@ -175,11 +182,9 @@ class NormativeModel:
                 for g, (region, res) in enumerate(zip(self.regions, self.curve, strict=True))
             ]
         )
-        idx = self.combat.site_index(site)
         site_var = np.full_like(h, np.nan)
-        known = idx >= 0
         c = self.combat
-        site_var[known] = (c.gamma_var * c.var_pooled / c.delta_star)[idx[known]]
+        site_var[known] = (c.gamma_var * c.var_pooled)[idx[known]] / delta[known]
         sign = np.where(np.asarray(is_control, dtype=bool), -1.0, 1.0)[:, None]
         variance = self.residual_sd**2 + sign * (curve_var + site_var)
         z = residual / np.sqrt(np.maximum(variance, 0.05 * self.residual_sd**2))
@@ -271,13 +276,16 @@ def fit_normative(
         ok = np.isfinite(logy[:, g])
         if ok.sum() < MIN_CONTROLS:
             raise ValueError(f"{region}: {ok.sum()} controls with R2*; need {MIN_CONTROLS}")
+        here = onehot[ok][:, onehot[ok].any(axis=0)]  # sites with this region's R2*
         df[region], knots[region], press[region] = _choose_df(
-            logy[ok, g], age[ok], onehot[ok], dummies[ok]
+            logy[ok, g], age[ok], here, dummies[ok]
         )
     design = _design(age, sex, regions, knots, sex_levels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        combat = fit_combat(logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE)
+        combat = fit_combat(
+            logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE, features=regions
+        )
     h = combat.apply(logy, site, design)
     curve, sd, rdf, n_hc = [], [], [], []
     for g, region in enumerate(regions):
@@ -286,7 +294,7 @@ def fit_normative(
         exog = sm.add_constant(design[g][ok][:, _used(df[region], len(sex_levels))])
         curve.append(sm.OLS(h[ok, g], exog).fit())
         residual = h[ok, g] - combat.expected(design[:, ok])[:, g]
-        dof = ok.sum() - q - len(sites)
+        dof = ok.sum() - q - len(set(site[ok]))  # sites with this region's R2*
         n_hc.append(int(ok.sum()))
         rdf.append(dof)
         sd.append(np.sqrt(np.sum(residual**2) / dof) if dof > 0 else np.nan)
