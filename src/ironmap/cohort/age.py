@@ -8,14 +8,18 @@ makes them additive and the noise comparable across regions and sites):
    controls; the number of degrees of freedom with the smallest leave-one-out prediction error
    (PRESS) is kept. This is the regression-spline form of ComBat-GAM's smooth age term.
 2. **Harmonisation.** ComBat (:mod:`.harmonize`) with that design, fitted on controls and
-   applied to everyone: each site's location *and* scale are removed, with empirical-Bayes
-   pooling across regions, so sites with few controls borrow strength. Sites without controls
+   applied to everyone: each site's location is removed, with empirical-Bayes pooling
+   across regions, so sites with few controls borrow strength. The site's scale is not
+   applied to R2* (it would shrink a disease effect at a noisy site with the noise) but
+   enters the z-scores (``ComBatModel.delta_z``). A region without controls at a site is
+   NaN for that site's participants only, with a warning. Sites without controls
    cannot be harmonised: their participants get NaN and are excluded (the caller records why).
 3. **Age correction.** ``r2star_corrected = exp(h - f(age) + f(reference_age))`` where ``h``
    is the harmonised log R2* and ``f`` the controls' age curve: R2* (1/s) as if everyone were
    the controls' median age at the pooled (control-weighted) site.
-4. **z-scores** from the prediction interval: ``(h - expected) / sqrt(s^2 + var(curve) +
-   var(site term))``, with ``s`` the harmonised controls' residual SD (residual degrees of
+4. **z-scores** from the prediction interval: ``(h - expected) / sqrt(delta_z) / sqrt(s^2 +
+   var(curve) + var(site term))``, with ``delta_z`` the site's residual variance ratio and
+   ``s`` the harmonised controls' residual SD (residual degrees of
    freedom counted), the curve's uncertainty at the participant's age and sex, and the
    posterior variance of the site's location. For the controls themselves (in the fit) the
    variances of the fit are subtracted instead of added, so their z-scores are standardised
@@ -49,9 +53,11 @@ __all__ = [
 AGE_DF = (1, 2, 3)
 #: Controls with R2* a region needs for a normative model.
 MIN_CONTROLS = 8
-#: Sites with fewer controls keep the pooled scale (a variance from a handful of controls
-#: inflates patients' z-scores: SD 1.15 at 6 controls in benchmarks/group_calibration.py),
-#: with a warning; their location is still estimated, with empirical-Bayes pooling.
+#: Sites with fewer controls get no per-region scale (a variance from a handful of controls
+#: inflates patients' z-scores: SD 1.15 at 6 controls in benchmarks/group_calibration.py) but
+#: the site's scale pooled over regions, shrunk towards the pooled scale with a prior of
+#: MIN_CONTROLS_PER_SITE - 1 degrees of freedom (harmonize.site_scale_z), with a warning;
+#: their location is still estimated, with empirical-Bayes pooling.
 MIN_CONTROLS_PER_SITE = 10
 #: Residual degrees of freedom below which z-scores are not computed.
 MIN_RESIDUAL_DF = 10
@@ -331,8 +337,9 @@ def warn_small_sites(model: NormativeModel) -> None:
     if small:
         listed = ", ".join(f"{s} ({n})" for s, n in sorted(small.items()))
         warnings.warn(
-            f"site(s) with fewer than {MIN_CONTROLS_PER_SITE} controls: {listed}; they keep the "
-            "pooled scale and their location is estimated with empirical-Bayes pooling",
+            f"site(s) with fewer than {MIN_CONTROLS_PER_SITE} controls: {listed}; their scale is "
+            "pooled over regions and shrunk towards the pooled scale, their location estimated "
+            "with empirical-Bayes pooling",
             IronmapWarning,
             stacklevel=2,
         )

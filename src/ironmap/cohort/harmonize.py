@@ -186,7 +186,8 @@ def fit_combat(
     eb : bool
         Empirical-Bayes pooling of site parameters across features (needs p >= 2).
     min_scale_n : int
-        Sites with fewer controls than this keep the pooled scale (``delta = 1``); their
+        Sites with fewer controls than this keep the pooled scale (``delta_star = 1``; their
+        ``delta_z`` is the shrunk site-wide scale of :func:`site_scale_z`); their
         location is still estimated. 2 reproduces ComBat; a variance from a handful of
         controls is too noisy to divide patients by. Also the threshold of :func:`site_scale_z`.
     features : sequence of str, optional

@@ -43,6 +43,10 @@ class TableSite:
     bias: float = 1.0
     noise: float = 1.0
     n: dict[str, int] = field(default_factory=dict)  # label (HC, RRMS, ...) -> count
+    #: Region -> extra multiplicative bias of that region (on top of ``bias``; default 1).
+    region_bias: dict[str, float] = field(default_factory=dict)
+    #: Additive R2* bias (1/s) of every region at this site (non-multiplicative scanner bias).
+    offset: float = 0.0
 
 
 def simulate_table_cohort(
@@ -55,6 +59,7 @@ def simulate_table_cohort(
     extra_sd: dict[str, float] | None = None,
     age: dict[str, tuple[float, float]] | None = None,
     regions: tuple[str, ...] = REGIONS,
+    shared_sd: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw one cohort.
 
@@ -72,6 +77,12 @@ def simulate_table_cohort(
         Label -> extra between-subject SD factor (e.g. ``{"PPMS": 2.0}``).
     age : dict, optional
         Label -> (mean, SD) of age in years; default HC (40, 12), patients (42, 10).
+    regions : tuple of str
+    shared_sd : float
+        Part of ``bio_sd`` shared by all regions of a participant (fraction of the healthy
+        value at 45; e.g. :data:`.tissue.BIOLOGICAL_SD_SHARED`): regions correlate with
+        ``r ~ shared_sd^2 / bio_sd^2``. Drawn from its own stream; 0 (default): independent
+        regions, the draws of earlier versions.
 
     Returns
     -------
@@ -82,6 +93,9 @@ def simulate_table_cohort(
         ``participants.tsv`` columns.
     """
     rng = np.random.default_rng(seed)
+    shared_rng = np.random.default_rng([seed, 24])  # the shared effect's own stream
+    if not 0.0 <= shared_sd <= bio_sd:
+        raise ValueError(f"shared_sd {shared_sd} outside [0, bio_sd = {bio_sd}]")
     effects = effects or {}
     extra_sd = extra_sd or {}
     age = {"HC": (40.0, 12.0), **(age or {})}
@@ -110,15 +124,20 @@ def simulate_table_cohort(
                         "site": site.name,
                     }
                 )
+                shared = shared_rng.normal() if shared_sd else 0.0
+                own_sd = np.sqrt(bio_sd**2 - shared_sd**2) if shared_sd else bio_sd
                 for region in regions:
                     model = TISSUES[_TISSUE[region]].age
-                    sd_bio = bio_sd * float(model(45.0)) * extra_sd.get(label, 1.0)
+                    sd_bio = own_sd * float(model(45.0)) * extra_sd.get(label, 1.0)
                     truth = (
                         float(model(a))
                         + rng.normal(0.0, sd_bio)
                         + effects.get(label, {}).get(region, 0.0)
                     )
-                    observed = truth * site.bias + rng.normal(0.0, noise_sd * site.noise)
+                    if shared_sd:
+                        truth += shared_sd * float(model(45.0)) * extra_sd.get(label, 1.0) * shared
+                    bias = site.bias * site.region_bias.get(region, 1.0)
+                    observed = truth * bias + site.offset + rng.normal(0.0, noise_sd * site.noise)
                     rows.append((pid, region, "both", observed, 200, truth))
     long = pd.DataFrame(
         rows,
