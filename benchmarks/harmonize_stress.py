@@ -242,7 +242,17 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"ironmap from {os.path.dirname(ironmap.__file__)}; {args.reps} reps per design")
     start = time.perf_counter()
-    table = pd.DataFrame([run(d, args.reps) for d in args.designs.split(",")])
+    rows = []
+    for design in args.designs.split(","):
+        rows.append(run(design, args.reps))
+        print(
+            "  "
+            + "  ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
+            ),
+            flush=True,
+        )
+    table = pd.DataFrame(rows)
     print(
         table.to_string(
             index=False, float_format=lambda x: f"{x:.3f}", formatters={"+-MCSE": "{:.3f}".format}
