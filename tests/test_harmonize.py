@@ -11,6 +11,7 @@ agreement with the reference implementation (neuroHarmonize) is checked by
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
@@ -388,3 +389,32 @@ def test_z_sd_of_disease_free_patients_at_a_small_noisy_site():
     z = np.concatenate(zs)
     assert abs(z.mean()) < 0.15
     assert 0.85 <= z.std() <= 1.15
+
+
+def test_table_cohort_options_that_break_the_harmonisation_model():
+    """simulate_table_cohort: additive offset, region-specific bias, shared subject effect."""
+    from ironmap.simulate.tables import TableSite, simulate_table_cohort
+    from ironmap.simulate.tissue import AGE_MODELS, BIOLOGICAL_SD, BIOLOGICAL_SD_SHARED
+
+    plain, _ = simulate_table_cohort([TableSite("a", 1.05, 1.0, {"HC": 30})], seed=4)
+    site = TableSite("a", 1.05, 1.0, {"HC": 30}, region_bias={"putamen": 1.1}, offset=2.0)
+    moved, _ = simulate_table_cohort([site], seed=4)
+    np.testing.assert_array_equal(moved["truth"], plain["truth"])  # same draws
+    noise = plain["r2star_median"] - 1.05 * plain["truth"]
+    factor = np.where(moved["region"] == "putamen", 1.1, 1.0) * 1.05
+    np.testing.assert_allclose(moved["r2star_median"], factor * moved["truth"] + 2.0 + noise)
+
+    long, people = simulate_table_cohort(
+        [TableSite("a", n={"HC": 3000})], seed=5, shared_sd=BIOLOGICAL_SD_SHARED
+    )
+    truth = long.pivot(index="participant_id", columns="region", values="truth")
+    ages = people.set_index("participant_id").loc[truth.index, "age"]
+    offsets = pd.DataFrame(
+        {
+            r: truth[r] - AGE_MODELS["cerebral_wm" if r == "nawm" else r](ages.to_numpy())
+            for r in truth.columns
+        }
+    )
+    corr = offsets.corr().to_numpy()[np.triu_indices(truth.shape[1], 1)]
+    expected = BIOLOGICAL_SD_SHARED**2 / BIOLOGICAL_SD**2  # 0.845
+    assert abs(corr.mean() - expected) < 0.02
