@@ -11,10 +11,12 @@ agreement with the reference implementation (neuroHarmonize) is checked by
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
 from ironmap.cohort.harmonize import fit_combat
+from ironmap.errors import IronmapWarning
 
 MU = np.array([3.20, 3.35, 3.65, 3.05, 3.55, 3.60, 3.45, 3.00])
 SIGMA = 0.05
@@ -235,3 +237,185 @@ def test_per_feature_designs_without_eb_are_separate_fits():
     for g in range(y.shape[1]):
         alone = fit_combat(y[:, [g]], site, design[g], eb=False).apply(y[:, [g]], site, design[g])
         np.testing.assert_allclose(joint[:, [g]], alone, rtol=1e-12)
+
+
+# --- issue 24: a missing region at one site, noisy sites, few controls -------------------------
+
+
+def test_missing_feature_at_one_site_keeps_the_sites_other_features():
+    """A feature without controls at one site: NaN there only, with a warning naming both."""
+    rng = np.random.default_rng(7)
+    effects = _site_effects(rng, {"A": 0.5, "B": -0.5, "C": 1.0}, {"A": 1.0, "B": 1.3, "C": 0.8})
+    y, site, cov = _draw(rng, {"A": 25, "B": 14, "C": 30}, effects)
+    y_pt, site_pt, cov_pt = _draw(rng, {"A": 5, "B": 23, "C": 5}, effects, shift=0.5)
+    g = 6
+    y[site == "B", g] = np.nan  # e.g. dentate not segmented at site B
+    names = tuple(f"r{i}" for i in range(MU.size))
+    with pytest.warns(IronmapWarning, match=r"r6: no control .* at site\(s\) B"):
+        model = fit_combat(y, site, cov, features=names)
+    out = model.apply(y_pt, site_pt, cov_pt)
+    at_b = site_pt == "B"
+    assert np.isnan(out[at_b, g]).all()
+    others = np.delete(np.arange(MU.size), g)
+    assert np.isfinite(out[:, others]).all()
+    assert np.isfinite(out[~at_b, g]).all()
+    # Site B's parameters of the other features are those of a fit without feature g.
+    alone = fit_combat(y[:, others], site, cov)
+    np.testing.assert_allclose(
+        out[at_b][:, others], alone.apply(y_pt[:, others], site_pt, cov_pt)[at_b], rtol=1e-10
+    )
+    i = model.sites.index("B")
+    np.testing.assert_allclose(model.gamma_star[i, others], alone.gamma_star[i], rtol=1e-10)
+    assert model.n_site[i, g] == 0
+    assert np.isnan(model.gamma_star[i, g])
+
+
+def _cohort_tables(sites, seed, **options):
+    from ironmap.simulate.tables import simulate_table_cohort
+
+    long, people = simulate_table_cohort(sites, seed=seed, **options)
+    subjects = people.assign(
+        icv_ml=1450.0, brain_ml=1200.0, cortical_gm_ml=480.0, nbv=0.84, lesion_volume_ml=5.0
+    ).assign(lesion_count=3)
+    return long, people, subjects
+
+
+def test_missing_region_at_one_site_in_the_cohort_analysis():
+    """Dentate n/a at one site (14 HC + 23 MS): its participants keep every other region."""
+    from ironmap.cohort.analysis import analyse_cohort
+    from ironmap.simulate.tables import TableSite
+
+    sites = [
+        TableSite("s1", 1.00, 1.0, {"HC": 14, "RRMS": 10}),
+        TableSite("s2", 1.05, 1.0, {"HC": 14, "RRMS": 23}),
+        TableSite("s3", 0.97, 1.0, {"HC": 12, "RRMS": 10}),
+    ]
+    long, people, subjects = _cohort_tables(sites, seed=1)
+    at_s2 = long["participant_id"].isin(people.loc[people["site"] == "s2", "participant_id"])
+    long.loc[at_s2 & (long["region"] == "dentate_nucleus"), "r2star_median"] = np.nan
+    with pytest.warns(IronmapWarning, match=r"dentate_nucleus: no control .* at site\(s\) s2"):
+        result = analyse_cohort(long, subjects, mixed=False, clinical=False, n_bootstrap=0)
+    values = result.regions[result.regions["hemisphere"] == "both"].merge(
+        people[["participant_id", "site"]]
+    )
+    dentate = values["region"] == "dentate_nucleus"
+    s2 = values["site"] == "s2"
+    assert values.loc[s2 & dentate, "r2star_corrected"].isna().all()
+    assert values.loc[~(s2 & dentate), ["r2star_corrected", "r2star_z"]].notna().all().all()
+    assert not result.exclusions
+    note = result.comparison.query(
+        "region == 'dentate_nucleus' and contrast == 'MS-HC'"
+    ).note.iloc[0]
+    assert "site without controls" not in note
+    assert "37 without" in note  # 14 HC + 23 MS at s2 have no dentate R2*
+
+
+def _normative_inputs(rng, per_site, *, extra_noise=None):
+    """Controls' R2* (1/s, 8 regions) with additive extra noise (SDs of log R2*) at some sites."""
+    y, site, cov = _draw(
+        rng,
+        per_site,
+        _site_effects(rng, dict.fromkeys(per_site, 0.0), dict.fromkeys(per_site, 1.0)),
+    )
+    for s, k in (extra_noise or {}).items():
+        y[site == s] += k * SIGMA * rng.standard_normal(((site == s).sum(), MU.size))
+    sex = np.where(cov[:, 1] > 0, "F", "M").astype(object)
+    return np.exp(y), site, cov[:, 0], sex
+
+
+REGION_NAMES = tuple(f"r{i}" for i in range(MU.size))
+
+
+def test_a_disease_shift_at_a_noisy_site_is_not_shrunk():
+    """Patients = the noisy site's controls + D (log R2*): harmonised shift exactly D.
+
+    ComBat divides the deviation from the site's expectation by the site's scale (here
+    sqrt(delta) ~ 1.2), which shrinks a disease effect there as much as the noise; the
+    normative model removes the location only and carries the scale into the z-scores.
+    """
+    from ironmap.cohort.age import fit_normative
+
+    rng = np.random.default_rng(8)
+    y, site, age, sex = _normative_inputs(rng, {"A": 60, "B": 60, "C": 60}, extra_noise={"B": 1.0})
+    model = fit_normative(y, age=age, sex=sex, site=site, regions=REGION_NAMES)
+    shift = 0.5 * SIGMA
+    b = site == "B"
+    hc = model.transform(y[b], age[b], sex[b], site[b], is_control=np.ones(b.sum(), bool))
+    pt = model.transform(
+        y[b] * np.exp(shift), age[b], sex[b], site[b], is_control=np.zeros(b.sum(), bool)
+    )
+    assert model.combat.delta_star[model.combat.sites.index("B")].mean() > 1.3
+    np.testing.assert_allclose(
+        np.log(pt["r2star_harmonized"]) - np.log(hc["r2star_harmonized"]), shift, rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        np.log(pt["r2star_corrected"]) - np.log(hc["r2star_corrected"]), shift, rtol=1e-10
+    )
+
+
+def test_z_sd_of_disease_free_patients_at_a_small_noisy_site():
+    """4 controls at a site with twice the SD (extra noise): z SD 0.85-1.15 over 30 cohorts.
+
+    With the pooled scale (the site has fewer than MIN_CONTROLS_PER_SITE controls) it was
+    1.86; the site's scale pooled over regions and shrunk towards the pooled scale: 1.12 (the
+    prior of 9 df pulls a scale this far from 1 back a little: delta_z ~ 2.9 for ~3.6).
+    """
+    from ironmap.cohort.age import fit_normative
+
+    per_site = {"A": 20, "B": 20, "C": 20, "D": 20, "N": 4}
+    zs = []
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        y, site, age, sex = _normative_inputs(
+            rng, {**per_site, "N": 4 + 40}, extra_noise={"N": np.sqrt(3.0)}
+        )
+        n_idx = np.flatnonzero(site == "N")
+        control = np.ones(site.size, bool)
+        control[n_idx[4:]] = False  # 40 disease-free patients at N
+        model = fit_normative(
+            y[control],
+            age=age[control],
+            sex=sex[control],
+            site=site[control],
+            regions=REGION_NAMES,
+        )
+        out = model.transform(
+            y[~control],
+            age[~control],
+            sex[~control],
+            site[~control],
+            is_control=np.zeros((~control).sum(), bool),
+        )
+        zs.append(out["r2star_z"].ravel())
+    z = np.concatenate(zs)
+    assert abs(z.mean()) < 0.15
+    assert 0.85 <= z.std() <= 1.15
+
+
+def test_table_cohort_options_that_break_the_harmonisation_model():
+    """simulate_table_cohort: additive offset, region-specific bias, shared subject effect."""
+    from ironmap.simulate.tables import TableSite, simulate_table_cohort
+    from ironmap.simulate.tissue import AGE_MODELS, BIOLOGICAL_SD, BIOLOGICAL_SD_SHARED
+
+    plain, _ = simulate_table_cohort([TableSite("a", 1.05, 1.0, {"HC": 30})], seed=4)
+    site = TableSite("a", 1.05, 1.0, {"HC": 30}, region_bias={"putamen": 1.1}, offset=2.0)
+    moved, _ = simulate_table_cohort([site], seed=4)
+    np.testing.assert_array_equal(moved["truth"], plain["truth"])  # same draws
+    noise = plain["r2star_median"] - 1.05 * plain["truth"]
+    factor = np.where(moved["region"] == "putamen", 1.1, 1.0) * 1.05
+    np.testing.assert_allclose(moved["r2star_median"], factor * moved["truth"] + 2.0 + noise)
+
+    long, people = simulate_table_cohort(
+        [TableSite("a", n={"HC": 3000})], seed=5, shared_sd=BIOLOGICAL_SD_SHARED
+    )
+    truth = long.pivot(index="participant_id", columns="region", values="truth")
+    ages = people.set_index("participant_id").loc[truth.index, "age"]
+    offsets = pd.DataFrame(
+        {
+            r: truth[r] - AGE_MODELS["cerebral_wm" if r == "nawm" else r](ages.to_numpy())
+            for r in truth.columns
+        }
+    )
+    corr = offsets.corr().to_numpy()[np.triu_indices(truth.shape[1], 1)]
+    expected = BIOLOGICAL_SD_SHARED**2 / BIOLOGICAL_SD**2  # 0.845
+    assert abs(corr.mean() - expected) < 0.02

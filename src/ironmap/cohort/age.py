@@ -11,14 +11,18 @@ makes them additive and the noise comparable across regions and sites):
    :data:`~.age_curve.CONTROLS_PER_KNOT` controls). This is the regression-spline form of
    ComBat-GAM's smooth age term, shape-constrained.
 2. **Harmonisation.** ComBat (:mod:`.harmonize`) with that design, fitted on controls and
-   applied to everyone: each site's location *and* scale are removed, with empirical-Bayes
-   pooling across regions, so sites with few controls borrow strength. Sites without controls
+   applied to everyone: each site's location is removed, with empirical-Bayes pooling
+   across regions, so sites with few controls borrow strength. The site's scale is not
+   applied to R2* (it would shrink a disease effect at a noisy site with the noise) but
+   enters the z-scores (``ComBatModel.delta_z``). A region without controls at a site is
+   NaN for that site's participants only, with a warning. Sites without controls
    cannot be harmonised: their participants get NaN and are excluded (the caller records why).
 3. **Age correction.** ``r2star_corrected = exp(h - f(age) + f(reference_age))`` where ``h``
    is the harmonised log R2* and ``f`` the controls' age curve: R2* (1/s) as if everyone were
    the controls' median age at the pooled (control-weighted) site.
-4. **z-scores** from the prediction interval: ``(h - expected) / sqrt(s^2 + var(curve) +
-   var(site term))``, with ``s`` the harmonised controls' residual SD (residual degrees of
+4. **z-scores** from the prediction interval: ``(h - expected) / sqrt(delta_z) / sqrt(s^2 +
+   var(curve) + var(site term))``, with ``delta_z`` the site's residual variance ratio and
+   ``s`` the harmonised controls' residual SD (residual degrees of
    freedom counted), the curve's uncertainty at the participant's age and sex, and the
    posterior variance of the site's location. For the controls themselves (in the fit) the
    variances of the fit are subtracted instead of added, so their z-scores are standardised
@@ -51,9 +55,11 @@ __all__ = [
 
 #: Controls with R2* a region needs for a normative model.
 MIN_CONTROLS = 8
-#: Sites with fewer controls keep the pooled scale (a variance from a handful of controls
-#: inflates patients' z-scores: SD 1.15 at 6 controls in benchmarks/group_calibration.py),
-#: with a warning; their location is still estimated, with empirical-Bayes pooling.
+#: Sites with fewer controls get no per-region scale (a variance from a handful of controls
+#: inflates patients' z-scores: SD 1.15 at 6 controls in benchmarks/group_calibration.py) but
+#: the site's scale pooled over regions, shrunk towards the pooled scale with a prior of
+#: MIN_CONTROLS_PER_SITE - 1 degrees of freedom (harmonize.site_scale_z), with a warning;
+#: their location is still estimated, with empirical-Bayes pooling.
 MIN_CONTROLS_PER_SITE = 10
 #: Residual degrees of freedom below which z-scores are not computed.
 MIN_RESIDUAL_DF = 10
@@ -162,14 +168,21 @@ class NormativeModel:
         Returns
         -------
         dict of ndarray, shape (n, p)
-            ``r2star_harmonized`` (1/s, site removed, age kept), ``r2star_corrected`` (1/s,
-            also at the reference age), ``r2star_z``.
+            ``r2star_harmonized`` (1/s, site location removed, age kept),
+            ``r2star_corrected`` (1/s, also at the reference age), ``r2star_z`` (against the
+            site's own residual scale, :attr:`.ComBatModel.delta_z`).
         """
         age = np.asarray(age, dtype=np.float64)
         design = self.design(age, np.asarray(sex, dtype=object))
         logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
-        h = self.combat.apply(logy, site, design)
-        residual = h - self.combat.expected(design)
+        # Location only: dividing by the site's scale would shrink a disease effect at a noisy
+        # site as much as its noise (harmonize.py); the scale goes into z instead.
+        h = self.combat.apply(logy, site, design, scale=False)
+        idx = self.combat.site_index(site)
+        known = idx >= 0
+        delta = np.full_like(h, np.nan)
+        delta[known] = self.combat.delta_z[idx[known]]
+        residual = (h - self.combat.expected(design)) / np.sqrt(delta)
         curve_var = np.column_stack(
             [
                 res.get_prediction(
@@ -179,11 +192,9 @@ class NormativeModel:
                 for g, (region, res) in enumerate(zip(self.regions, self.curve, strict=True))
             ]
         )
-        idx = self.combat.site_index(site)
         site_var = np.full_like(h, np.nan)
-        known = idx >= 0
         c = self.combat
-        site_var[known] = (c.gamma_var * c.var_pooled / c.delta_star)[idx[known]]
+        site_var[known] = (c.gamma_var * c.var_pooled)[idx[known]] / delta[known]
         sign = np.where(np.asarray(is_control, dtype=bool), -1.0, 1.0)[:, None]
         variance = self.residual_sd**2 + sign * (curve_var + site_var)
         z = residual / np.sqrt(np.maximum(variance, 0.05 * self.residual_sd**2))
@@ -261,19 +272,21 @@ def fit_normative(
     dummies = _sex_dummies(sex, sex_levels)
     sites = sorted(set(site))
     onehot = (site[:, None] == np.array(sites, dtype=object)).astype(np.float64)
-    fixed = np.column_stack([onehot, dummies])
     given, curves = curves or {}, {}
     for g, region in enumerate(regions):
         ok = np.isfinite(logy[:, g])
         if ok.sum() < MIN_CONTROLS:
             raise ValueError(f"{region}: {ok.sum()} controls with R2*; need {MIN_CONTROLS}")
+        here = onehot[ok][:, onehot[ok].any(axis=0)]  # sites with this region's R2*
         curves[region] = given.get(region) or fit_age_curve(
-            logy[ok, g], age[ok], fixed[ok], monotone=region in monotone
+            logy[ok, g], age[ok], np.column_stack([here, dummies[ok]]), monotone=region in monotone
         )
     design = _design(age, sex, regions, curves, sex_levels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        combat = fit_combat(logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE)
+        combat = fit_combat(
+            logy, site, design, min_scale_n=MIN_CONTROLS_PER_SITE, features=regions
+        )
     h = combat.apply(logy, site, design)
     curve, sd, rdf, n_hc = [], [], [], []
     for g, region in enumerate(regions):
@@ -283,7 +296,7 @@ def fit_normative(
         exog = sm.add_constant(design[g][ok][:, used], has_constant="add")
         curve.append(sm.OLS(h[ok, g], exog).fit())
         residual = h[ok, g] - combat.expected(design[:, ok])[:, g]
-        dof = ok.sum() - q - len(sites)
+        dof = ok.sum() - q - len(set(site[ok]))  # sites with this region's R2*
         n_hc.append(int(ok.sum()))
         rdf.append(dof)
         sd.append(np.sqrt(np.sum(residual**2) / dof) if dof > 0 else np.nan)
@@ -319,8 +332,9 @@ def warn_small_sites(model: NormativeModel) -> None:
     if small:
         listed = ", ".join(f"{s} ({n})" for s, n in sorted(small.items()))
         warnings.warn(
-            f"site(s) with fewer than {MIN_CONTROLS_PER_SITE} controls: {listed}; they keep the "
-            "pooled scale and their location is estimated with empirical-Bayes pooling",
+            f"site(s) with fewer than {MIN_CONTROLS_PER_SITE} controls: {listed}; their scale is "
+            "pooled over regions and shrunk towards the pooled scale, their location estimated "
+            "with empirical-Bayes pooling",
             IronmapWarning,
             stacklevel=2,
         )

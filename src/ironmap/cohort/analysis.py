@@ -116,6 +116,10 @@ def _harmonization_table(model: NormativeModel) -> pd.DataFrame:
                     "delta_star": c.delta_star[i, g],
                     "location_sd_percent": 100 * np.sqrt(c.gamma_var[i, g]) * sd,
                     "scale_pooled": bool(c.n_site[i].max() < MIN_CONTROLS_PER_SITE),
+                    "z_scale": float(np.sqrt(c.delta_z[i, g])),
+                    "z_scale_df": float(c.delta_z_df[i, g])
+                    if np.isfinite(c.delta_z_df[i, g])
+                    else np.nan,
                 }
             )
     return pd.DataFrame(rows)
@@ -372,6 +376,14 @@ def harmonization_description(model: NormativeModel) -> dict:
             for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)
             if n < MIN_CONTROLS_PER_SITE
         ],
+        "SiteScale": "not applied to R2*: only the site's location is removed, so a disease "
+        "effect at a noisy site keeps its size; the site's residual SD relative to the pooled "
+        "one (z_scale) enters the z-scores instead",
+        "SmallSiteZScale": "sites with fewer controls than PooledScaleBelowControls: the site's "
+        "variance ratio pooled over regions (correlation discounted) and shrunk towards the "
+        f"pooled scale with a prior of {MIN_CONTROLS_PER_SITE - 1} degrees of freedom",
+        "MissingRegions": "a region without controls at a site is NaN for that site's "
+        "participants; their other regions are harmonised",
         "ReferenceAge": model.reference_age,
         "ReferenceSite": "pooled (control-weighted mean of the sites)",
         "Validation": "benchmarks/harmonize_reference.py (neuroHarmonize 2.5.2)",

@@ -243,7 +243,7 @@ def _contrast(region, contrast, part, sd_hc, n_hc, *, n_boot) -> dict:
         note = (
             f"not identifiable: no site holds both {'/'.join(a_labels)} and "
             f"{'/'.join(b_labels)} with R2* ({'/'.join(a_labels)} at {where}"
-            + ("; a site without controls cannot be harmonised" if unharmonised else "")
+            + ("; R2* not harmonised where a site has no control with it" if unharmonised else "")
             + "): site and group effects cannot be separated"
         )
         return {**_nan_row(region, contrast, n_a, n_b, note), "n_excluded": excluded}
@@ -269,7 +269,9 @@ def _contrast(region, contrast, part, sd_hc, n_hc, *, n_boot) -> dict:
     missing = int((~np.isfinite(part["y"])).sum())
     parts = [f"{excluded - missing} at sites without the other arm ({', '.join(lonely)})"]
     if missing:
-        parts.append(f"{missing} without harmonised R2* (site without controls)")
+        parts.append(
+            f"{missing} without harmonised R2* (no R2*, or no control with it at the site)"
+        )
     note = "left out: " + "; ".join(p for p in parts if not p.startswith("0 "))
     return {
         "region": region,

@@ -207,6 +207,17 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "pooled scale (delta_star = 1)",
             "own scale",
         ),
+        "z_scale": Column(
+            "The site's residual SD relative to the pooled one in the z-scores: sqrt(delta_star), "
+            "or at a site with fewer than 10 controls its ratio pooled over regions and shrunk "
+            "towards 1; R2* itself is not rescaled",
+            decimals=3,
+        ),
+        "z_scale_df": Column(
+            "Degrees of freedom behind z_scale at a site with fewer than 10 controls (prior 9 "
+            "included); n/a at the others",
+            significant=3,
+        ),
     },
     "comparison": {
         "estimate": _r2(

@@ -194,8 +194,8 @@ COLUMNS: MappingProxyType[str, Column] = MappingProxyType(
             "Length of the displacement that fits the GRE best (0 when aligned)", "mm", decimals=2
         ),
         "r2star_harmonized": _r2(
-            "r2star_median with the site's location and scale removed (ComBat on log R2*), age "
-            "kept"
+            "r2star_median with the site's location removed (ComBat on log R2*; the site's "
+            "scale enters r2star_z only), age kept"
         ),
         "r2star_corrected": _r2(
             "Harmonised R2* corrected to the controls' reference age (see age_model.tsv)"

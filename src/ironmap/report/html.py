@@ -378,8 +378,8 @@ def write_report(path: str | Path, result) -> Path:
             n.table(
                 tables.harmonization_table(result.harmonization),
                 "ComBat site parameters fitted on the controls (log R2*): each site's location "
-                "(percent of R2*) / scale (factor on the residual SD), per region "
-                "(group/harmonization.tsv).",
+                "(percent of R2*, removed from R2*) / scale (factor on the residual SD, used in "
+                "the z-scores only), per region (group/harmonization.tsv).",
                 kind="S",
             )
             if len(result.harmonization)

@@ -283,13 +283,16 @@ def _harmonisation(age_model: pd.DataFrame, harmonization: dict | None, cite) ->
         f"{eb}, fitted on the {sum(sites.values())} healthy controls at {len(sites)} sites ("
         + ", ".join(f"{html.escape(str(s))} {n}" for s, n in sites.items())
         + ") and applied to every participant, preserving age (a regression spline, as in "
-        f"ComBat-GAM; {cite('pomponio')}) and sex."
+        f"ComBat-GAM; {cite('pomponio')}) and sex. Only the site's location was removed from "
+        "R2*; its scale (residual SD relative to the pooled one) entered the z-scores, so that "
+        "a disease effect at a noisy site was not shrunk with its noise."
     )
     if pooled:
         text += (
             f" Sites with fewer than {MIN_CONTROLS_PER_SITE} controls ("
             + ", ".join(html.escape(str(s)) for s in pooled)
-            + ") kept the pooled scale."
+            + ") had their scale pooled over regions and shrunk towards the pooled scale "
+            f"(prior of {MIN_CONTROLS_PER_SITE - 1} degrees of freedom)."
         )
     if len(age_model):
         chosen = age_model.groupby("model", sort=False)["region"].agg(list)

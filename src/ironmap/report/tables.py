@@ -289,13 +289,12 @@ def exclusions_table(flow: pd.DataFrame) -> pd.DataFrame:
 
 
 def harmonization_table(harmonization: pd.DataFrame) -> pd.DataFrame:
-    """Region x site: the site's location (% of R2*) / scale (x residual SD)."""
+    """Region x site: the site's location (% of R2*) / scale in the z-scores (x residual SD)."""
+    scale = harmonization["z_scale"] if "z_scale" in harmonization else harmonization["scale"]
     table = harmonization.assign(
         cell=lambda d: (
-            d["location_percent"].map("{:+.1f} %".format)
-            + " / x"
-            + d["scale"].map("{:.2f}".format)
-        ),
+            d["location_percent"].map("{:+.1f} %".format) + " / x" + scale.map("{:.2f}".format)
+        ).where(d["location_percent"].notna(), "n/a (no control with R2*)"),
         region=lambda d: d["region"].map(pretty_region),
     )
     cells = table.pivot(index="region", columns="site", values="cell")

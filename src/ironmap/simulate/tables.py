@@ -54,6 +54,8 @@ class TableSite:
     region_bias: dict[str, float] = field(default_factory=dict)
     #: Years added to the ages of this site's patients (not its controls).
     patient_age_shift: float = 0.0
+    #: Additive R2* bias (1/s) of every region at this site (non-multiplicative scanner bias).
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ def simulate_table_cohort(
     age: dict[str, tuple[float, float]] | None = None,
     regions: tuple[str, ...] = REGIONS,
     clinical: ClinicalModel | None = None,
+    shared_sd: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw one cohort.
 
@@ -200,6 +203,11 @@ def simulate_table_cohort(
         stream: the other draws are those of ``clinical=None``) and plant its determinant
         slopes; default: duration and EDSS independent of age and of everything else, no
         volumes, nothing planted.
+    shared_sd : float
+        Part of ``bio_sd`` shared by all regions of a participant (fraction of the healthy
+        value at 45; e.g. :data:`.tissue.BIOLOGICAL_SD_SHARED`): regions correlate with
+        ``r ~ shared_sd^2 / bio_sd^2``. Drawn from its own stream; 0 (default): independent
+        regions, the draws of earlier versions.
 
     Returns
     -------
@@ -213,6 +221,9 @@ def simulate_table_cohort(
     """
     rng = np.random.default_rng(seed)
     crng = np.random.default_rng([seed, 2014])  # the clinical model's own stream
+    shared_rng = np.random.default_rng([seed, 24])  # the shared effect's own stream
+    if not 0.0 <= shared_sd <= bio_sd:
+        raise ValueError(f"shared_sd {shared_sd} outside [0, bio_sd = {bio_sd}]")
     effects = effects or {}
     extra_sd = extra_sd or {}
     age = {"HC": (40.0, 12.0), **(age or {})}
@@ -244,9 +255,11 @@ def simulate_table_cohort(
                 if clinical is not None:
                     person.update(_clinical_draws(clinical, float(a), crng) if ms else _HC_VOLUMES)
                 people.append(person)
+                shared = shared_rng.normal() if shared_sd else 0.0
+                own_sd = np.sqrt(bio_sd**2 - shared_sd**2) if shared_sd else bio_sd
                 for region in regions:
                     model = TISSUES[_TISSUE[region]].age
-                    sd_bio = bio_sd * float(model(45.0)) * extra_sd.get(label, 1.0)
+                    sd_bio = own_sd * float(model(45.0)) * extra_sd.get(label, 1.0)
                     truth = (
                         float(model(a))
                         + rng.normal(0.0, sd_bio)
@@ -254,8 +267,10 @@ def simulate_table_cohort(
                     )
                     if clinical is not None and ms:
                         truth += planted_change(clinical, region, person)
+                    if shared_sd:
+                        truth += shared_sd * float(model(45.0)) * extra_sd.get(label, 1.0) * shared
                     bias = site.bias * site.region_bias.get(region, 1.0)
-                    observed = truth * bias + rng.normal(0.0, noise_sd * site.noise)
+                    observed = truth * bias + site.offset + rng.normal(0.0, noise_sd * site.noise)
                     rows.append((pid, region, "both", observed, 200, truth))
     long = pd.DataFrame(
         rows,
