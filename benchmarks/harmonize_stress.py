@@ -22,7 +22,8 @@ pallidum, red nucleus, dentate), the other half none (thalamus, caudate, substan
 NAWM). Each cohort goes through the real :func:`ironmap.cohort.analysis.analyse_cohort`
 (``mixed=False, clinical=False, n_bootstrap=0``). Printed per design, over seeded reps:
 
-- ``FPR``: MS-HC p < 0.05 in the null regions;
+- ``FPR``: MS-HC p < 0.05 in the null regions; ``bold FPR``: marked significant there (the
+  report's bold: p_FDR, the hierarchy, and no contrast resting on extrapolated ages);
 - ``coverage``: the MS-HC 95 % CI holds the planted effect on the corrected scale (the +1.5
   1/s scaled by the controls' pooled multiplicative bias and by the healthy curve's ratio
   between the reference age and each patient's age, as in ``group_calibration.py``);
@@ -174,7 +175,7 @@ def one_cohort(design: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             long, _subjects(people), mixed=False, clinical=False, n_bootstrap=0
         )
     comp = result.comparison.query("contrast == 'MS-HC'")[
-        ["region", "estimate", "ci_low", "ci_high", "p"]
+        ["region", "estimate", "ci_low", "ci_high", "p", "significant"]
     ].copy()
     comp["target"] = comp["region"].map(_targets(sites, people, result.normative.reference_age))
     comp["seed"] = seed
@@ -219,6 +220,7 @@ def run(design: str, reps: int) -> dict:
         "design": design,
         "site": DESIGNS[design][2],
         "FPR": float(np.mean(null["p"].dropna() < 0.05)),
+        "bold FPR": float(np.mean(null["significant"].astype(bool))),
         "coverage": float(covered.mean()),
         "est/planted": float(finite["estimate"].mean() / finite["target"].mean()),
         "+-MCSE": float(per_rep.std(ddof=1) / np.sqrt(len(per_rep))),

@@ -251,6 +251,10 @@ def analyse_cohort(
     keyed = regions.merge(values.assign(hemisphere="both"), how="left")
     long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")
     reference = np.exp(model.reference_log_r2star())
+    support = age_support(subjects["age"], model.age_limits)
+    long["age_support"] = long["participant_id"].map(
+        dict(zip(subjects["participant_id"], support, strict=True))
+    )
     comparison = compare_groups(
         long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap
     )
@@ -264,7 +268,6 @@ def analyse_cohort(
         if clinical
         else pd.DataFrame(columns=DETERMINANT_COLUMNS)
     )
-    support = age_support(subjects["age"], model.age_limits)
     return CohortAnalysis(
         regions=keyed,
         normative=model,

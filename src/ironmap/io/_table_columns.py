@@ -264,10 +264,15 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
         "significant": _bool(
-            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged): the "
-            "report's bold marks",
+            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged), and no "
+            "more than 20 % of the participants outside the controls' ages: the report's "
+            "bold marks",
             "significant",
             "not significant",
+        ),
+        "n_outside_age": _count(
+            "Participants of the contrast older or younger than every control (age correction "
+            "extrapolated); above 20 % of n_a + n_b the row is never significant"
         ),
     },
     "lesion_models": {
@@ -332,7 +337,10 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             levels={"HC3": "HC3", "HC1": "HC1 (a participant has leverage 1)"},
         ),
         "df": _count("Residual degrees of freedom of the t reference"),
-        "note": Column("Why a row is not marked significant (fit did not converge)"),
+        "note": Column(
+            "Why a row is not marked significant (fit did not converge, age correction "
+            "extrapolated)"
+        ),
         "family": Column(
             "Multiplicity family of the contrast (docs/conventions.md)",
             levels={
@@ -347,10 +355,14 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
         "significant": _bool(
-            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged): the "
-            "report's bold marks",
+            "p_fdr < 0.05 and the gate passed, the fit converged, and no more than 20 % of "
+            "the participants outside the controls' ages: the report's bold marks",
             "significant",
             "not significant",
+        ),
+        "n_outside_age": _count(
+            "Participants of the contrast older or younger than every control (age correction "
+            "extrapolated); above 20 % of n_a + n_b the row is never significant"
         ),
     },
     "determinants": {
