@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..cohort.analysis import CORRECTED_REGIONS
 from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
-from .tables import curve_label
+from .tables import curve_title
 
 __all__ = ["age_figure", "group_figure", "lesion_figure", "normative_regions"]
 
@@ -68,7 +68,7 @@ def age_figure(long: pd.DataFrame, model):
         ax.plot(ages, np.exp(curve[:, g]), color=PALETTE["HC"], lw=1.6)
         part = long[(long["region"] == region) & long["r2star_harmonized"].notna()]
         _scatter(ax, part, "age", "r2star_harmonized", size=12)
-        ax.set_title(f"{pretty_region(region)} ({curve_label(model.curves[region].name)})")
+        ax.set_title(curve_title(region, model.curves[region].name))
         ax.set_xlabel("age (years)")
         ax.set_ylabel("R2* (1/s)")
     for ax in axes[len(regions) :]:

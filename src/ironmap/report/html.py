@@ -340,9 +340,14 @@ def write_report(path: str | Path, result) -> Path:
     multi = tables.determinants_table(determinants)
     bold = tables.determinants_significant(determinants)
     corr = tables.correlation_table(determinants)
+    notes = multi[multi.get("note", pd.Series("", index=multi.index)).fillna("") != ""]
+    note_items = "".join(
+        f"<li><b>{html.escape(o)}</b>: {html.escape(t)}</li>"
+        for o, t in zip(notes.get("outcome", []), notes.get("note", []), strict=True)
+    )
     sections += [
         n.table(
-            multi,
+            multi.drop(columns="note", errors="ignore"),
             "Multivariable models (the pre-specified primary model) of age-corrected R2* in "
             "clinically definite MS (lesion outcomes: lesion R2* and lesion minus NAWM R2*), "
             "adjusted for age, sex and site: beta [95 % CI] in 1/s per unit shown under each "
@@ -355,8 +360,13 @@ def write_report(path: str | Path, result) -> Path:
             "resamples selecting each (exploratory: its p ignores the selection). "
             "Univariable models: group/determinants.tsv.",
             kind="S",
-            text=("stepwise (bootstrap inclusion)", "note"),
+            text=("stepwise (bootstrap inclusion)",),
             cell_class=lambda r, c: "sig" if c in bold.columns and bold.at[r, c] else "",
+        )
+        + (
+            f"<p class='note'>Notes on the models:</p><ul class='note'>{note_items}</ul>"
+            if note_items
+            else ""
         )
         if len(multi)
         else "<p>No multivariable or stepwise model (fewer than 10 patients per predictor).</p>",

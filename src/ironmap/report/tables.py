@@ -23,6 +23,7 @@ __all__ = [
     "age_model_table",
     "correlation_table",
     "curve_label",
+    "curve_title",
     "determinants_significant",
     "determinants_table",
     "exclusions_table",
@@ -311,6 +312,11 @@ def curve_label(model: str) -> str:
     return text + (", monotone" if match[3] else "")
 
 
+def curve_title(region: str, model: str) -> str:
+    """A figure panel's two-line title: the region, then its age curve (:func:`curve_label`)."""
+    return f"{pretty_region(region)}\n({curve_label(model)})"
+
+
 def age_model_table(age_model: pd.DataFrame) -> pd.DataFrame:
     """The age model chosen per region with its fit."""
     return pd.DataFrame(
@@ -360,7 +366,7 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
                 vif = "" if pd.isna(r["vif"]) else f", VIF {r['vif']:.1f}"
                 row[head] = (
                     f"{r['beta']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]\n"
-                    f"std. beta {r['std_beta']:.2f}, p_FDR {p_fdr}{vif}"
+                    f"std. beta {r['std_beta']:.2f}, p_FDR {p_fdr}\n{vif.removeprefix(', ')}"
                     + ("*" if r["vif"] > VIF_LIMIT else "")
                 )
             n = part["n"].max() if len(part) else np.nan
