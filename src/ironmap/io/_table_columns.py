@@ -26,6 +26,37 @@ __all__ = ["PATTERNS", "TABLE_COLUMNS"]
 
 _BETA_UNITS = "1/s per unit of transform"
 
+
+def _hierarchy_columns() -> dict[str, Column]:
+    """The multiplicity hierarchy's columns, shared by both comparison tables."""
+    return {
+        "family": Column(
+            "Multiplicity family of the contrast (docs/conventions.md)",
+            levels={
+                "primary": "MS-HC, pre-specified",
+                "versus-HC": "a phenotype (or CIS) against the controls, gated by MS-HC",
+                "omnibus": "the phenotype omnibus, gated by MS-HC",
+                "between-phenotype": "MS phenotypes against each other, gated by the omnibus",
+            },
+        ),
+        "gate": Column(
+            "Contrast whose significance in the same region opens this test (empty: primary)"
+        ),
+        "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
+        "significant": _bool(
+            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged), and no "
+            "more than 20 % of the participants outside the controls' ages: the report's "
+            "bold marks",
+            "significant",
+            "not significant",
+        ),
+        "n_outside_age": _count(
+            "Participants of the contrast older or younger than every control (age correction "
+            "extrapolated); above 20 % of n_a + n_b the row is never significant"
+        ),
+    }
+
+
 #: Table kind -> columns whose meaning is particular to that table.
 TABLE_COLUMNS: dict[str, dict[str, Column]] = {
     "regions": {
@@ -250,30 +281,7 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "r2star_corrected)"
         ),
         "note": Column("Why a row has no estimate, or who was left out"),
-        "family": Column(
-            "Multiplicity family of the contrast (docs/conventions.md)",
-            levels={
-                "primary": "MS-HC, pre-specified",
-                "versus-HC": "a phenotype (or CIS) against the controls, gated by MS-HC",
-                "omnibus": "the phenotype omnibus, gated by MS-HC",
-                "between-phenotype": "MS phenotypes against each other, gated by the omnibus",
-            },
-        ),
-        "gate": Column(
-            "Contrast whose significance in the same region opens this test (empty: primary)"
-        ),
-        "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
-        "significant": _bool(
-            "p_fdr < 0.05 and the gate passed (and, mixed table, the fit converged), and no "
-            "more than 20 % of the participants outside the controls' ages: the report's "
-            "bold marks",
-            "significant",
-            "not significant",
-        ),
-        "n_outside_age": _count(
-            "Participants of the contrast older or younger than every control (age correction "
-            "extrapolated); above 20 % of n_a + n_b the row is never significant"
-        ),
+        **_hierarchy_columns(),
     },
     "lesion_models": {
         "outcome": Column(
@@ -341,29 +349,7 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Why a row is not marked significant (fit did not converge, age correction "
             "extrapolated)"
         ),
-        "family": Column(
-            "Multiplicity family of the contrast (docs/conventions.md)",
-            levels={
-                "primary": "MS-HC, pre-specified",
-                "versus-HC": "a phenotype (or CIS) against the controls, gated by MS-HC",
-                "omnibus": "the phenotype omnibus, gated by MS-HC",
-                "between-phenotype": "MS phenotypes against each other, gated by the omnibus",
-            },
-        ),
-        "gate": Column(
-            "Contrast whose significance in the same region opens this test (empty: primary)"
-        ),
-        "gate_open": _bool("Whether the gate passed", "gate passed", "gate closed"),
-        "significant": _bool(
-            "p_fdr < 0.05 and the gate passed, the fit converged, and no more than 20 % of "
-            "the participants outside the controls' ages: the report's bold marks",
-            "significant",
-            "not significant",
-        ),
-        "n_outside_age": _count(
-            "Participants of the contrast older or younger than every control (age correction "
-            "extrapolated); above 20 % of n_a + n_b the row is never significant"
-        ),
+        **_hierarchy_columns(),
     },
     "determinants": {
         "region": _region(
