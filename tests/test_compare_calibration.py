@@ -16,6 +16,7 @@ from scipy import stats
 from ironmap.cohort.compare import (
     FAMILIES,
     _gls_robust,
+    bell_mccaffrey_df,
     cohens_d_interval,
     compare_groups,
     compare_groups_mixed,
@@ -62,6 +63,15 @@ def test_mixed_model_holds_the_false_positive_rate_with_a_small_variable_phenoty
         mixed = compare_groups_mixed(_multisite(rng))
         hits += mixed.query("contrast == 'PPMS-HC'").p.iloc[0] < 0.05
     assert hits / reps <= 0.05 + _tolerance(0.05, reps)
+
+
+@pytest.mark.parametrize(("n_a", "n_b"), [(12, 60), (5, 5), (30, 8)])
+def test_bell_mccaffrey_df_of_two_arms_is_welch_satterthwaite(n_a, n_b):
+    """Two arms, equal working variances: HC2 is s_a^2/n_a + s_b^2/n_b, whose Satterthwaite
+    df is (1/n_a + 1/n_b)^2 / (1/(n_a^2 (n_a - 1)) + 1/(n_b^2 (n_b - 1)))."""
+    exog = np.column_stack([np.ones(n_a + n_b), np.r_[np.ones(n_a), np.zeros(n_b)]])
+    welch = (1 / n_a + 1 / n_b) ** 2 / (1 / (n_a**2 * (n_a - 1)) + 1 / (n_b**2 * (n_b - 1)))
+    assert bell_mccaffrey_df(exog, 1) == pytest.approx(welch, rel=1e-10)
 
 
 def test_mixed_model_estimate_is_the_gls_of_the_reml_fit():
