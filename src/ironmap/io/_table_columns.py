@@ -344,7 +344,7 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Type of robust standard error",
             levels={"HC3": "HC3", "HC1": "HC1 (a participant has leverage 1)"},
         ),
-        "df": _count("Residual degrees of freedom of the t reference"),
+        "df": Column("Bell-McCaffrey degrees of freedom of the t reference (group coefficient)"),
         "note": Column(
             "Why a row is not marked significant (fit did not converge, age correction "
             "extrapolated)"

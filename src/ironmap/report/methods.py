@@ -56,6 +56,8 @@ REFERENCES = {
     "analysis of brain imaging patterns throughout the lifespan. NeuroImage 2020;208:116450.",
     "long": "Long JS, Ervin LH. Using heteroscedasticity consistent standard errors in the "
     "linear regression model. Am Stat 2000;54:217-24.",
+    "bellmccaffrey": "Bell RM, McCaffrey DF. Bias reduction in standard errors for linear "
+    "regression with multi-stage samples. Survey Methodology 2002;28:169-81.",
     "bh": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and "
     "powerful approach to multiple testing. J R Stat Soc B 1995;57:289-300.",
 }
@@ -76,6 +78,7 @@ _CITE = {
     "hallgren": "Hallgren and Sourander 1958",
     "pomponio": "Pomponio et al. 2020",
     "long": "Long and Ervin 2000",
+    "bellmccaffrey": "Bell and McCaffrey 2002",
     "bh": "Benjamini and Hochberg 1995",
 }
 
@@ -331,7 +334,9 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
         text += (
             " A mixed model with a random site intercept (REML) is given as a sensitivity "
             "analysis, with robust standard errors of the generalised least-squares estimate "
-            "and a t reference; fits that did not converge were not declared significant."
+            "and a t reference with Bell-McCaffrey degrees of freedom "
+            f"({cite('bellmccaffrey')}); fits that did not converge were not declared "
+            "significant."
         )
     multi = determinants[determinants["model"] == "multivariable"]["region"].unique()
     text += (
