@@ -549,10 +549,13 @@ def bell_mccaffrey_df(exog: np.ndarray, column: int) -> float:
     x = np.asarray(exog, dtype=np.float64)
     inverse = np.linalg.pinv(x.T @ x)
     hat = np.einsum("ij,jk,ik->i", x, inverse, x)
-    g = x @ inverse[:, column]
-    m = np.eye(len(x)) - x @ inverse @ x.T
-    a = (m * (g**2 / np.clip(1.0 - hat, 1e-8, None))) @ m  # M D M (D scales M's columns)
-    return float(np.trace(a) ** 2 / np.sum(a * a))
+    d = (x @ inverse[:, column]) ** 2 / np.clip(1.0 - hat, 1e-8, None)
+    # without the n x n matrix M: tr(A) = sum d (1 - h), and with B = X' D X,
+    # tr(A^2) = sum d^2 (1 - 2 h) + tr((X'X)^-1 B (X'X)^-1 B)
+    wb = inverse @ (x.T * d) @ x
+    trace = np.sum(d * (1.0 - hat))
+    trace_sq = np.sum(d**2 * (1.0 - 2.0 * hat)) + np.trace(wb @ wb)
+    return float(trace**2 / trace_sq)
 
 
 def compare_groups_mixed(
