@@ -48,6 +48,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.optimize import lsq_linear
 
+from ..regions.catalog import DEEP_GM
+
 __all__ = [
     "AGE_DF",
     "AGE_SUPPORT_LEVELS",
@@ -74,15 +76,9 @@ CONTROLS_PER_KNOT = 20
 BOUNDARY_PERCENTILES = (5.0, 95.0)
 #: Regions whose healthy R2* rises with age and levels off, never falls (Hallgren and
 #: Sourander 1958; Ropele et al. 2014; Pirpamer et al. 2016): their curve is constrained
-#: non-decreasing and concave.
-MONOTONE_REGIONS = (
-    "caudate",
-    "putamen",
-    "pallidum",
-    "substantia_nigra",
-    "red_nucleus",
-    "dentate_nucleus",
-)
+#: non-decreasing and concave: every deep grey-matter nucleus but the thalamus, whose R2*
+#: falls again in later life.
+MONOTONE_REGIONS = tuple(r for r in DEEP_GM if r != "thalamus")
 #: ``age_support`` of a participant against the controls' ages.
 AGE_SUPPORT_LEVELS = {
     "within": "within the controls' 5th-95th age percentile",

@@ -47,6 +47,7 @@ raw 1/s and years) and reported in 1/s and years.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -247,6 +248,16 @@ class _Inference:
     t_test: object
 
 
+@contextlib.contextmanager
+def _fit_warnings_silenced():
+    """statsmodels' convergence, boundary and numerical warnings off: each fit's own flags
+    (converged, finite SEs) are checked and reported instead."""
+    with warnings.catch_warnings():
+        for category in (ConvergenceWarning, RuntimeWarning, UserWarning):
+            warnings.simplefilter("ignore", category)
+        yield
+
+
 def _robust(data: pd.DataFrame, formula: str) -> _Inference | None:
     """GEE with exchangeable working correlation (the random-intercept model's marginal form)
     and Mancl-DeRouen bias-reduced sandwich covariance, clustered by participant: valid CIs
@@ -254,10 +265,7 @@ def _robust(data: pd.DataFrame, formula: str) -> _Inference | None:
     """
     import statsmodels.api as sm
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UserWarning)
+    with _fit_warnings_silenced():
         try:
             result = smf.gee(
                 formula,
@@ -279,12 +287,9 @@ def _fit(data: pd.DataFrame, formula: str):
     """
     fallback = None
     for re_formula, method in _ATTEMPTS:
-        with warnings.catch_warnings():
-            # a random-slope variance at its boundary (no slope variation) is expected with
-            # short follow-up; the fit's own convergence flag is reported
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", UserWarning)
+        # a random-slope variance at its boundary (no slope variation) is expected with
+        # short follow-up; the fit's own convergence flag is reported
+        with _fit_warnings_silenced():
             try:
                 model = smf.mixedlm(
                     formula, data, groups=data["participant_id"], re_formula=re_formula
