@@ -659,3 +659,14 @@ def test_the_image_simulator_plants_a_scanner_upgrade_in_its_sessions():
         SimulateConfig(out_bids="x", sessions=3, scanner_upgrade="nowhere:2020-01-01:1.03")
     with pytest.raises(InputError, match="needs --sessions"):
         SimulateConfig(out_bids="x", scanner_upgrade=f"{site}:2020-01-01:1.03")
+
+
+def test_an_unreadable_sidecar_scanner_is_warned_about_naming_the_file(tmp_path):
+    from ironmap.cohort.sessions import sidecar_scanner
+
+    anat = tmp_path / "sub-01" / "ses-1" / "anat"
+    anat.mkdir(parents=True)
+    bad = anat / "sub-01_ses-1_echo-1_part-mag_MEGRE.json"
+    bad.write_text("{not json")
+    with pytest.warns(IronmapWarning, match=r"sub-01_ses-1_echo-1_part-mag_MEGRE\.json"):
+        assert sidecar_scanner(tmp_path, "sub-01", "ses-1") is None

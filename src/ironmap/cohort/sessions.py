@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, IronmapWarning
 from ..io.bids import read_bids_tsv
 
 __all__ = [
@@ -300,7 +301,15 @@ def sidecar_scanner(bids_dir: str | Path, participant: str, session: str) -> str
     for path in sorted(anat.glob("*_echo-1_*.json")):
         try:
             meta = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
+            meta = error
+        if not isinstance(meta, dict):
+            warnings.warn(
+                f"{path}: not a readable JSON object ({meta}); its scanner is unknown and counts "
+                "as the site's reference scanner (give a scanner column in sessions.tsv)",
+                IronmapWarning,
+                stacklevel=2,
+            )
             continue
         parts = [str(meta[f]) for f in SCANNER_FIELDS if meta.get(f) not in (None, "")]
         if parts:
