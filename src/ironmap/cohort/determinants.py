@@ -15,7 +15,9 @@ model without them finds "determinants" in cohorts where nothing affects R2*
 the scale their ``beta`` refers to (``transform`` column): ``disease_duration`` (years),
 ``edss`` (points),
 ``lesion_volume_ml`` as ``log(1 + mL)`` (lesion volumes are right-skewed), ``nbv`` (fraction
-of ICV) and ``cortical_gm_ml`` as percent of ICV (head-size normalised). A predictor missing
+of ICV) and ``cortical_gm_ml`` as percent of ICV (head-size normalised); ``beta_unit`` and
+its CI give beta per a clinically meaningful unit (:data:`UNITS`: per 10 years, per EDSS point,
+per doubling of 1 mL + lesion volume, per SD of NBV and of cortical GM). A predictor missing
 for everyone is left out with a warning; a participant missing any other predictor is left out
 of all of that region's models, so that they share one set of participants.
 
@@ -60,12 +62,15 @@ __all__ = [
     "PRIMARY_MODEL",
     "REDUCED",
     "TRANSFORMS",
+    "UNITS",
+    "UNIT_COLUMNS",
     "VIF_LIMIT",
     "correlation_columns",
     "determinants",
     "ols_pvalues",
     "predictor_values",
     "stepwise",
+    "unit_columns",
 ]
 
 PREDICTORS = ("disease_duration", "edss", "lesion_volume_ml", "nbv", "cortical_gm_ml")
@@ -91,6 +96,20 @@ TRANSFORMS = {
     "nbv": "brain / ICV",
     "cortical_gm_ml": "100 * cortical_gm_ml / icv_ml (% of ICV)",
 }
+#: predictor -> (unit, scale): the clinically meaningful unit the ``*_unit`` columns of
+#: ``determinants.tsv`` are per, as a multiple of the :data:`TRANSFORMS` scale; scale ``None``:
+#: one SD of the predictor over the model's participants (the SD ``std_beta`` uses). Lesion
+#: volume: log(1 + mL) x ln 2, a doubling of 1 mL + volume (about a doubling of the volume
+#: for volumes well above 1 mL).
+UNITS: dict[str, tuple[str, float | None]] = {
+    "disease_duration": ("10 years", 10.0),
+    "edss": ("EDSS point", 1.0),
+    "lesion_volume_ml": ("doubling of (1 mL + volume)", float(np.log(2))),
+    "nbv": ("SD", None),
+    "cortical_gm_ml": ("SD", None),
+}
+#: Columns :func:`unit_columns` adds after the others: beta and its CI per :data:`UNITS`.
+UNIT_COLUMNS = ["unit", "unit_scale", "beta_unit", "ci_low_unit", "ci_high_unit"]
 DETERMINANT_COLUMNS = [
     "region",
     "model",
@@ -187,6 +206,7 @@ def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
             "n": int(result.nobs),
             "vif": float(vifs.get(p, np.nan)),
             "transform": TRANSFORMS[p],
+            "unit_scale": UNITS[p][1] or float(np.std(x[:, i], ddof=1)),
             "covariates": ", ".join(covariates),
             "exploratory": model == "stepwise",
             "note": "",
@@ -349,7 +369,8 @@ def determinants(
 
     Columns: :data:`DETERMINANT_COLUMNS`, then ``corr_<name>`` (primary rows: the Pearson
     correlation of the row's predictor with each predictor of the region's model and with age,
-    over the model's participants; empty elsewhere) for the predictors any region used.
+    over the model's participants; empty elsewhere) for the predictors any region used, then
+    :data:`UNIT_COLUMNS` (:func:`unit_columns`: beta per a clinically meaningful unit).
 
     Parameters
     ----------
@@ -379,4 +400,31 @@ def determinants(
     for model in (PRIMARY_MODEL, "univariable", "reduced"):
         idx = table.index[table["model"] == model]
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
+    table = unit_columns(table, pd.DataFrame(rows).get("unit_scale"))
     return table
+
+
+def unit_columns(table: pd.DataFrame, scale: pd.Series | None) -> pd.DataFrame:
+    """``table`` with :data:`UNIT_COLUMNS` appended: beta and its CI per :data:`UNITS`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, shape (m, k)
+        :func:`determinants` rows (``predictor``, ``beta``, ``ci_low``, ``ci_high``).
+    scale : pandas.Series, shape (m,), or None
+        The unit in the predictor's :data:`TRANSFORMS` scale, row by row (``unit_scale``).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (m, k + 5)
+        ``unit`` (text), ``unit_scale``, ``beta_unit = beta x unit_scale`` and the CI bounds
+        likewise (a positive scale keeps their order).
+    """
+    scale = pd.Series(np.nan if scale is None else scale, index=table.index, dtype=float)
+    return table.assign(
+        unit=table["predictor"].map(lambda p: UNITS[p][0] if p in UNITS else ""),
+        unit_scale=scale,
+        beta_unit=table["beta"] * scale,
+        ci_low_unit=table["ci_low"] * scale,
+        ci_high_unit=table["ci_high"] * scale,
+    )

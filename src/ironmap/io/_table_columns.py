@@ -416,6 +416,25 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Share of 100 bootstrap resamples in which stepwise selects the predictor",
             decimals=2,
         ),
+        "unit": Column(
+            "The clinically meaningful unit beta_unit is per (ironmap.cohort.determinants.UNITS)",
+            levels={
+                "10 years": "per 10 years of disease duration",
+                "EDSS point": "per EDSS point",
+                "doubling of (1 mL + volume)": "per doubling of 1 mL + T2 lesion volume "
+                "(log(1 + mL) x ln 2)",
+                "SD": "per SD of the predictor (NBV, cortical GM in % of ICV) over the model's "
+                "participants",
+            },
+        ),
+        "unit_scale": Column(
+            "The unit in the scale of transform: 10, 1, ln 2, or the predictor's SD over the "
+            "model's participants",
+            significant=4,
+        ),
+        "beta_unit": Column("beta x unit_scale: beta per unit", "1/s per unit", significant=4),
+        "ci_low_unit": Column("ci_low x unit_scale", "1/s per unit", significant=4),
+        "ci_high_unit": Column("ci_high x unit_scale", "1/s per unit", significant=4),
     },
     "participant_qc": {
         "n_echoes": _count("Echoes fitted"),

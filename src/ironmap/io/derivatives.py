@@ -15,6 +15,7 @@ Layout of ``OUTPUT_DIR``::
     sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_<suffix>   (ParticipantOutputs)
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
     group/<table>.tsv (+ <table>.json), group/harmonization.json, group/provenance.json
+    group/tables/table<number>.tsv and .html   (:data:`GROUP_TABLES_DIR`: the report's tables)
     report.html
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
@@ -45,6 +46,7 @@ __all__ = [
     "GROUP_DIR",
     "GROUP_PROVENANCE",
     "GROUP_TABLES",
+    "GROUP_TABLES_DIR",
     "HARMONIZATION_JSON",
     "LOCK",
     "REPORT",
@@ -88,6 +90,9 @@ GROUP_TABLES: dict[str, str] = {
     "longitudinal_sessions": "longitudinal_sessions.tsv",
     "lesion_models": "lesion_models.tsv",
 }
+#: Folder of ``OUTPUT_DIR/group/`` with the report's numbered tables, ready to paste:
+#: ``table<number>.tsv`` (the cells) and ``table<number>.html`` (a plain HTML fragment).
+GROUP_TABLES_DIR = "tables"
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
 

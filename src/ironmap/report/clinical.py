@@ -24,12 +24,14 @@ __all__ = [
     "forest_rows",
 ]
 
+#: Readable predictor names (figures and tables; the unit each beta is per is in
+#: :data:`ironmap.cohort.determinants.UNITS`).
 _NAMES = {
     "disease_duration": "disease duration",
     "edss": "EDSS",
-    "lesion_volume_ml": "log(1 + lesion volume)",
+    "lesion_volume_ml": "T2 lesion volume",
     "nbv": "NBV",
-    "cortical_gm_ml": "cortical GM (% ICV)",
+    "cortical_gm_ml": "cortical GM (% of ICV)",
 }
 #: Row labels of the forest plot, top to bottom, keyed by predictor name (every predictor of
 #: the determinants, in their order).

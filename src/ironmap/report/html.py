@@ -45,11 +45,16 @@ def _versions() -> str:
 
 
 class _Numbers:
-    """Numbered figures and tables, in the order they appear."""
+    """Numbered figures and tables, in the order they appear.
+
+    Each numbered table is also kept as the texts of ``table<number>.tsv`` and ``.html``
+    (:func:`~.tables.table_files`), written by :meth:`write_tables`.
+    """
 
     def __init__(self) -> None:
         self.figures = 0
         self.tables: dict[str, int] = {}
+        self.table_files: dict[str, tuple[str, str]] = {}
 
     def figure(self, made, caption: str, alt: str) -> str:
         if isinstance(made, str):  # why there is no figure
@@ -61,7 +66,16 @@ class _Numbers:
         self.tables[kind] = self.tables.get(kind, 0) + 1
         number = f"{kind}{self.tables[kind]}"
         caption = f"<b>Table {number}.</b> {html.escape(caption)}"
+        mark = kw.get("cell_class")
+        self.table_files[f"table{number}"] = tables.table_files(
+            frame, caption, bold=(lambda r, c: mark(r, c) == "sig") if mark else None
+        )
         return tables.html_table(frame, caption, **kw)
+
+    def write_tables(self, folder: str | Path | None) -> None:
+        """Write every numbered table into ``folder`` (and nothing else stays there)."""
+        if folder is not None:
+            tables.write_table_files(folder, self.table_files)
 
 
 def _legend() -> str:
@@ -76,8 +90,11 @@ def _cohort(n: _Numbers, result, subjects: pd.DataFrame) -> str:
         tables.table1(subjects),
         "Demographic and clinical characteristics of the analysed participants. "
         f"{tables.ALL_MS}: clinically definite MS (RRMS, SPMS, PPMS, MS without phenotype); "
-        "CIS is listed apart and not pooled in. IQR: interquartile range; NBV: normalised "
-        "brain volume (brain / intracranial volume).",
+        "CIS is listed apart and not pooled in. IQR: interquartile range (EDSS: observed scores, "
+        "the inverted empirical distribution function, no interpolation between steps); NBV: "
+        "normalised brain volume (brain / intracranial volume). Last row: controls against "
+        f"{tables.ALL_MS}, Welch's t-test (age, NBV) and the chi-square test (sex; "
+        "Yates-corrected for two sexes, Fisher's exact test with an expected count below 5).",
     )
     flow = n.table(
         tables.flow_table(result.flow),
@@ -108,14 +125,16 @@ def _age_support(subjects: pd.DataFrame) -> str:
 
 _DIFFERENCES = (
     "estimate [95 % CI] of the difference of harmonised, age-corrected R2* (1/s), adjusted "
-    "for age and sex with site as fixed effect (HC3 robust SE), and p corrected for the false "
-    "discovery rate across regions within each contrast; bold: significant under the "
+    "for age and sex with site as fixed effect (HC3 robust SE); d: Cohen's d [95 % CI] (the "
+    "difference over the controls' SD); the robust t statistic with its residual df, p, and "
+    "p_FDR corrected for the false discovery rate across regions within each contrast; "
+    "bold: significant under the "
     "multiplicity hierarchy (p_FDR < 0.05 and, except for MS-HC, the region's gate passed: "
     "MS-HC for the phenotypes and the omnibus, the omnibus for the contrasts between "
     "phenotypes; see Methods). n: participants "
     "informing each contrast (arms at sites holding both; the most over regions). n.i.: not "
-    "identifiable (the arms share no site); n/a: too few participants. Cohen's d in "
-    "group/group_comparison.tsv."
+    "identifiable (the arms share no site); n/a: too few participants (every number in "
+    "group/group_comparison.tsv)."
 )
 
 
@@ -162,8 +181,8 @@ def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
         html_parts += part(
             between,
             "Differences of R2* between MS phenotypes, as in Table 2; progressive: SPMS and "
-            "PPMS; phenotype-omnibus: robust Wald F-test that RRMS, SPMS and PPMS share one "
-            "mean.",
+            "PPMS; phenotype-omnibus: robust Wald F-test (numerator, denominator df) that "
+            "RRMS, SPMS and PPMS share one mean.",
         )
     if comparison.empty:
         html_parts += _NO_COMPARISON
@@ -261,8 +280,12 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
     return note + sites + voxels + checks
 
 
-def write_report(path: str | Path, result) -> Path:
-    """Write ``report.html`` (atomically) from a :class:`~ironmap.workflows.group.GroupResult`."""
+def write_report(path: str | Path, result, *, tables_dir: str | Path | None = None) -> Path:
+    """Write ``report.html`` (atomically) from a :class:`~ironmap.workflows.group.GroupResult`.
+
+    With ``tables_dir`` (``group/tables/``), every numbered table is also written there as
+    ``table<number>.tsv`` and ``.html`` and every other file there is removed.
+    """
     subjects = result.subjects[result.subjects["analysed"]]
     regions = result.regions
     long = regions[regions["hemisphere"] == "both"].merge(subjects, on="participant_id")
@@ -350,8 +373,11 @@ def write_report(path: str | Path, result) -> Path:
             multi.drop(columns="note", errors="ignore"),
             "Multivariable models (the pre-specified primary model) of age-corrected R2* in "
             "clinically definite MS (lesion outcomes: lesion R2* and lesion minus NAWM R2*), "
-            "adjusted for age, sex and site: beta [95 % CI] in 1/s per unit shown under each "
-            "predictor, standardised beta, p corrected for the false discovery rate over all "
+            "adjusted for age, sex and site: beta [95 % CI] in 1/s per the unit under each "
+            "predictor (per 10 years of disease duration, per EDSS point, per doubling of 1 mL "
+            "+ T2 lesion volume, per SD of NBV and of cortical GM over the model's patients, "
+            "the SD in brackets; group/determinants.tsv beta_unit), standardised beta, "
+            "p corrected for the false discovery rate over all "
             "multivariable rows (bold: p_FDR < 0.05, primary model only) and the variance "
             f"inflation factor (*: above {VIF_LIMIT:g}, where a coefficient is not identifiable "
             "in practice; such a region has the pre-specified reduced model, duration + EDSS "
@@ -426,4 +452,5 @@ def write_report(path: str | Path, result) -> Path:
         + "</body></html>\n"
     )
     atomic_write_bytes(path, page.encode("utf-8"))
+    n.write_tables(tables_dir)
     return Path(path)

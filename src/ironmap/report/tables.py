@@ -2,7 +2,10 @@
 differences), the participant flow, site harmonisation, age models and determinants.
 
 Builders return DataFrames of display strings (a newline is a line break), so that their numbers
-can be checked against the tables they come from; :func:`html_table` renders them.
+can be checked against the tables they come from; :func:`html_table` renders them, and
+:func:`table_files` writes the same cells as a TSV and a plain HTML fragment to paste into a
+manuscript. Every estimate, CI bound, Cohen's d and test statistic has :data:`DECIMALS`
+decimals (:func:`fmt_ci`, :func:`fmt_number`), every p-value :func:`fmt_p`'s format.
 """
 
 from __future__ import annotations
@@ -10,34 +13,98 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..cohort.compare import MS_LABELS, hierarchy
-from ..cohort.determinants import PRIMARY_MODEL, VIF_LIMIT
+from ..cohort.demographics import ALL_MS, group_tests, quartiles
+from ..cohort.determinants import PRIMARY_MODEL, UNITS, VIF_LIMIT
+from ..cohort.stats import ALPHA
+from ..io import atomic_write_bytes
+from .clinical import PREDICTOR_LABELS
 from .style import GROUP_ORDER, labels, pretty_region
 
 __all__ = [
     "ALL_MS",
+    "DECIMALS",
+    "TESTS_ROW",
     "age_model_table",
     "correlation_table",
     "curve_label",
     "curve_title",
+    "determinants_heads",
     "determinants_significant",
     "determinants_table",
     "exclusions_table",
+    "flat",
     "flow_table",
+    "fmt_ci",
+    "fmt_number",
+    "fmt_p",
+    "fragment_table",
     "harmonization_table",
     "html_table",
     "mixed_table",
+    "p_is",
     "table1",
     "table2",
+    "table_files",
     "unadjusted_summary",
+    "write_table_files",
 ]
 
-#: Label of the pooled clinically definite MS column/row (CIS not pooled in, as in MS-HC).
-ALL_MS = "MS (all)"
+#: Decimals of every estimate, CI bound, Cohen's d and test statistic in the report's tables.
+DECIMALS = 2
+#: p-values below this are shown as ``<0.001``.
+P_FLOOR = 0.001
+
+
+def fmt_number(value: float, decimals: int = DECIMALS) -> str:
+    """``value`` with ``decimals`` decimals (``0.00``, never ``-0.00``); ``n/a`` if not finite."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    text = f"{value:.{decimals}f}"
+    return text.removeprefix("-") if float(text) == 0 else text
+
+
+def fmt_ci(estimate: float, low: float, high: float, *, decimals: int = DECIMALS) -> str:
+    """``estimate [low, high]``, each by :func:`fmt_number`: ``-0.23 [-0.46, 0.01]``."""
+    numbers = (fmt_number(v, decimals) for v in (estimate, low, high))
+    return "{} [{}, {}]".format(*numbers)
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: ``<0.001`` below :data:`P_FLOOR`, else 2 significant digits (``0.013``,
+    ``0.10``), 3 where 2 would round a p below the significance level up to it (``0.0496``);
+    ``n/a`` if not finite."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    if p < P_FLOOR:
+        return f"<{P_FLOOR:g}"
+    text = f"{p:#.2g}"
+    return f"{p:#.3g}" if float(text) >= ALPHA > p else text
+
+
+def p_is(name: str, p: float) -> str:
+    """``p_FDR = 0.013``, ``p_FDR < 0.001`` or ``p_FDR n/a``: a named p-value in a cell."""
+    text = fmt_p(p)
+    if text.startswith("<"):
+        return f"{name} < {text[1:]}"
+    return f"{name} n/a" if text == "n/a" else f"{name} = {text}"
+
+
+def flat(text) -> str:
+    """A cell or header on one line, for a TSV: line breaks become ``; ``; NaN empty."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    return "; ".join(str(text).split("\n"))
+
+
+def _label(predictor: str) -> str:
+    """A predictor's readable name (:data:`~ironmap.report.clinical.PREDICTOR_LABELS`)."""
+    return PREDICTOR_LABELS.get(predictor, str(predictor).replace("_", " "))
 
 
 def html_table(
@@ -82,6 +149,68 @@ def html_table(
     return f"{cap}<div class='scroll'>{table}</div>"
 
 
+def _cell_html(value) -> str:
+    """A cell's HTML: escaped, newlines as ``<br>``, NaN empty (as :func:`html_table`)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return html.escape(str(value)).replace("\n", "<br>")
+
+
+def fragment_table(
+    frame: pd.DataFrame, caption: str = "", *, bold: Callable[[int, str], bool] | None = None
+) -> str:
+    """A plain HTML ``<table>`` of ``frame`` for a word processor or an HTML-to-LaTeX converter.
+
+    No classes or styles: ``<caption>`` (``caption`` is HTML), ``<thead>``/``<tbody>``, line
+    breaks as ``<br>``, and ``<b>`` around the cells ``bold(row, column)`` marks.
+    """
+    head = "".join(f"<th>{_cell_html(c)}</th>" for c in frame.columns)
+    body = []
+    for r, row in enumerate(frame.itertuples(index=False)):
+        cells = []
+        for column, value in zip(frame.columns, row, strict=True):
+            text = _cell_html(value)
+            strong = bool(bold and text and bold(r, column))
+            cells.append(f"<td><b>{text}</b></td>" if strong else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{caption}</caption>" if caption else ""
+    rows = "\n".join(body)
+    return f"<table>\n{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n"
+
+
+def table_files(
+    frame: pd.DataFrame, caption: str = "", *, bold: Callable[[int, str], bool] | None = None
+) -> tuple[str, str]:
+    """The TSV text (cells and headers by :func:`flat`, no index) and the HTML fragment
+    (:func:`fragment_table`) of one report table: the same cells as the report shows."""
+    cells = frame.map(flat) if len(frame.columns) else frame
+    cells.columns = [flat(c) for c in frame.columns]
+    return cells.to_csv(sep="\t", index=False, lineterminator="\n"), fragment_table(
+        frame, caption, bold=bold
+    )
+
+
+def write_table_files(folder: str | Path, files: dict[str, tuple[str, str]]) -> list[Path]:
+    """Write ``<name>.tsv`` and ``<name>.html`` per entry of ``files`` (name -> the texts of
+    :func:`table_files`) into ``folder``, each atomically, then remove every other file there
+    (the folder is ironmap's: a table of an earlier run does not survive).
+
+    Returns the paths written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (tsv, fragment) in files.items():
+        for suffix, text in ((".tsv", tsv), (".html", fragment)):
+            path = folder / f"{name}{suffix}"
+            atomic_write_bytes(path, text.encode("utf-8"))
+            written.append(path)
+    for path in folder.iterdir():
+        if path not in written and path.is_file():
+            path.unlink()
+    return written
+
+
 def _mean_sd(values: pd.Series, digits: int = 1) -> str:
     values = values.dropna()
     if values.empty:
@@ -90,11 +219,12 @@ def _mean_sd(values: pd.Series, digits: int = 1) -> str:
     return f"{values.mean():.{digits}f} ({sd})"
 
 
-def _median_iqr(values: pd.Series, digits: int = 1) -> str:
-    values = values.dropna()
-    if values.empty:
+def _median_iqr(values: pd.Series, digits: int = 1, *, ordinal: bool = False) -> str:
+    """``median [q1-q3]``; ``ordinal``: observed scores
+    (:func:`~ironmap.cohort.demographics.quartiles`)."""
+    if values.dropna().empty:
         return ""
-    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    q1, q2, q3 = quartiles(values, ordinal=ordinal)
     return f"{q2:.{digits}f} [{q1:.{digits}f}-{q3:.{digits}f}]"
 
 
@@ -108,8 +238,19 @@ def _arms(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     return arms
 
 
+#: Table 1's columns that :func:`~ironmap.cohort.demographics.group_tests` tests, by variable.
+_TESTED = {"age": "age, years\nmean (SD)", "sex": "female\nn (%)", "nbv": "NBV\nmean (SD)"}
+#: The first cell of Table 1's row of between-group tests.
+TESTS_ROW = f"p, HC vs {ALL_MS}"
+
+
 def table1(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Demographics of the analysed participants by group and phenotype (display strings)."""
+    """Demographics of the analysed participants by group and phenotype (display strings).
+
+    EDSS quartiles are observed scores (ordinal, 0.5-point steps); the last row,
+    :data:`TESTS_ROW`, gives the p-value and test of controls against all clinically definite
+    MS (:func:`~ironmap.cohort.demographics.group_tests`) under age, sex and NBV.
+    """
     rows = []
     for name, mask in _arms(subjects):
         s = subjects[mask]
@@ -125,13 +266,20 @@ def table1(subjects: pd.DataFrame) -> pd.DataFrame:
                 "disease duration, years\nmean (SD)": ""
                 if hc
                 else _mean_sd(s["disease_duration"]),
-                "EDSS\nmedian [IQR]": "" if hc else _median_iqr(s["edss"]),
+                "EDSS\nmedian [IQR]": "" if hc else _median_iqr(s["edss"], ordinal=True),
                 "T2 lesion volume, mL\nmedian [IQR]": ""
                 if hc
                 else _median_iqr(s["lesion_volume_ml"], 2),
                 "NBV\nmean (SD)": _mean_sd(s["nbv"], 3),
             }
         )
+    tests = group_tests(subjects) if len(rows) else pd.DataFrame()
+    if len(tests):
+        row = dict.fromkeys(rows[0], "")
+        row["group"] = TESTS_ROW
+        for test in tests.itertuples():
+            row[_TESTED[test.variable]] = f"{p_is('p', test.p)}\n({test.test.split(',')[0]})"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -155,23 +303,26 @@ def unadjusted_summary(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["region", "arm", "n", "mean", "sd"])
 
 
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _p_is(p: float) -> str:
-    """``= 0.012`` or ``< 0.001``: what follows ``p_FDR``."""
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
 def _difference(row) -> str:
+    """A contrast's cell: ``estimate [CI]``, ``d = d [CI]``, ``t(df) = t``, ``p``, ``p_FDR``
+    (the omnibus: ``F(df1, df2) = F``, ``p``, ``p_FDR``); rows without Cohen's d or the
+    statistic (the mixed model's) leave those lines out."""
+    tail = [p_is("p", row.p), p_is("p_FDR", row.p_fdr)]
     if row.contrast == "phenotype-omnibus":
         if pd.isna(row.p):
             return "n/a"
-        return f"F = {row.statistic:.2f}\np_FDR {_p_is(row.p_fdr)}"
+        test = f"F({row.df_num:.0f}, {row.df_den:.0f}) = {fmt_number(row.statistic)}"
+        return "\n".join([test, *tail])
     if pd.isna(row.estimate):
         return "n.i." if str(row.note).startswith("not identifiable") else "n/a"
-    return f"{row.estimate:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]\np_FDR {_p_is(row.p_fdr)}"
+    lines = [fmt_ci(row.estimate, row.ci_low, row.ci_high)]
+    d = getattr(row, "cohens_d", np.nan)
+    if pd.notna(d):
+        lines.append("d = " + fmt_ci(d, row.cohens_d_ci_low, row.cohens_d_ci_high))
+    t, df = getattr(row, "statistic", np.nan), getattr(row, "df_den", np.nan)
+    if pd.notna(t) and pd.notna(df):
+        lines.append(f"t({df:.0f}) = {fmt_number(t)}")
+    return "\n".join([*lines, *tail])
 
 
 def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -190,7 +341,8 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
     table : pandas.DataFrame
         Index: regions (deep grey matter, NAWM, lesions); columns: the arms (``HC``,
         :data:`ALL_MS`, phenotypes) with ``mean (SD)`` of ``r2star_median``, then each contrast
-        with ``estimate [CI]\\np_FDR = p`` (``p_FDR < 0.001`` below; ``n.i.`` not identifiable,
+        with lines ``estimate [CI]``, ``d = Cohen's d [CI]``, ``t(df) = t``, ``p = p``,
+        ``p_FDR = p`` (the omnibus: ``F(df1, df2) = F``, p, p_FDR; ``n.i.`` not identifiable,
         ``n/a`` not estimable).
     significant : pandas.DataFrame of bool
         Same shape: True where a contrast's row is ``significant`` under the multiplicity
@@ -232,8 +384,8 @@ def mixed_table(mixed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     Returns
     -------
     table : pandas.DataFrame
-        Index: regions; columns: contrasts; ``estimate [CI]\np_FDR = p``, with ``(not
-        converged)`` under a fit that did not converge.
+        Index: regions; columns: contrasts; ``estimate [CI]``, ``p``, ``p_FDR`` lines, with
+        ``(not converged)`` under a fit that did not converge.
     significant : pandas.DataFrame of bool
         Same shape: the rows' ``significant`` (never a fit that did not converge).
     """
@@ -331,15 +483,39 @@ def age_model_table(age_model: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _unit_head(determinants: pd.DataFrame, predictor: str) -> str:
+    """``per 10 years``, ``per SD (0.0061)``: the unit of the predictor's ``beta_unit``
+    (``determinants.tsv``'s ``unit`` and ``unit_scale``; the SD's range if it differs between
+    models); ``per <transform>`` for a table without them."""
+    rows = determinants[determinants["predictor"] == predictor]
+    if "beta_unit" not in determinants:
+        return f"per {rows['transform'].iloc[0]}" if len(rows) else ""
+    unit = UNITS.get(predictor, ("", None))
+    if unit[1] is not None:
+        return f"per {unit[0]}"
+    scales = sorted({float(f"{v:.2g}") for v in rows["unit_scale"].dropna()})
+    if not scales:
+        return f"per {unit[0]}"
+    text = f"{scales[0]:g}" if len(scales) == 1 else f"{scales[0]:g}-{scales[-1]:g}"
+    return f"per {unit[0]} ({text})"
+
+
+def determinants_heads(determinants: pd.DataFrame) -> dict[str, str]:
+    """Predictor -> its :func:`determinants_table` column: readable name, then the unit."""
+    names = dict.fromkeys(determinants["predictor"])
+    return {p: f"{_label(p)}\n{_unit_head(determinants, p)}" for p in names}
+
+
 def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
     """Multivariable models as an outcomes x predictors grid, with the stepwise selection.
 
-    Cells: ``beta [95 % CI]`` (1/s per unit of the predictor's ``transform``), then the
-    standardised beta, ``p_FDR`` and the VIF (``*`` after it: above
-    :data:`~ironmap.cohort.determinants.VIF_LIMIT`, not identifiable in practice); the last
-    columns give ``n``, the predictors stepwise selection kept with their bootstrap inclusion
-    frequency (exploratory) and the rows' ``note``. A region whose primary model is collinear
-    has the pre-specified reduced model (duration + EDSS) in the row under it.
+    Cells: ``beta [95 % CI]`` in 1/s per the clinically meaningful unit in the column's head
+    (``beta_unit`` of ``determinants.tsv``: per 10 years, per EDSS point, per doubling of
+    1 mL + lesion volume, per SD), then the standardised beta, ``p_FDR`` and the VIF (``*``
+    after it: above :data:`~ironmap.cohort.determinants.VIF_LIMIT`, not identifiable in
+    practice); the last columns give ``n``, the predictors stepwise selection kept with their
+    bootstrap inclusion frequency (exploratory) and the rows' ``note``. A region whose primary
+    model is collinear has the pre-specified reduced model (duration + EDSS) in the row under it.
     """
     multi = determinants[determinants["model"] == PRIMARY_MODEL]
     stepwise = determinants[determinants["model"] == "stepwise"]
@@ -347,7 +523,8 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
     if multi.empty and stepwise.empty:
         return pd.DataFrame()
     predictors = list(dict.fromkeys(multi["predictor"]))
-    per = dict(zip(determinants["predictor"], determinants["transform"], strict=False))
+    heads = determinants_heads(determinants)
+    unit = "_unit" if "beta_unit" in determinants else ""
     rows = []
     for region in dict.fromkeys([*multi["region"], *stepwise["region"]]):
         for model, frame in ((PRIMARY_MODEL, multi), ("reduced", reduced)):
@@ -357,16 +534,16 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
             name = pretty_region(region)
             row = {"outcome": name if model == PRIMARY_MODEL else f"{name}, reduced model"}
             for p in predictors:
-                head = f"{p}\nper {per.get(p, '')}"
+                head = heads[p]
                 if p not in part.index:
                     row[head] = ""
                     continue
                 r = part.loc[p]
-                p_fdr = "n/a" if pd.isna(r["p_fdr"]) else _p_is(r["p_fdr"])
                 vif = "" if pd.isna(r["vif"]) else f", VIF {r['vif']:.1f}"
                 row[head] = (
-                    f"{r['beta']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]\n"
-                    f"std. beta {r['std_beta']:.2f}, p_FDR {p_fdr}\n{vif.removeprefix(', ')}"
+                    fmt_ci(r[f"beta{unit}"], r[f"ci_low{unit}"], r[f"ci_high{unit}"])
+                    + f"\nstd. beta {fmt_number(r['std_beta'])}, {p_is('p_FDR', r['p_fdr'])}\n"
+                    + vif.removeprefix(", ")
                     + ("*" if r["vif"] > VIF_LIMIT else "")
                 )
             n = part["n"].max() if len(part) else np.nan
@@ -376,7 +553,7 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
             chosen = stepwise[stepwise["region"] == region] if model == PRIMARY_MODEL else []
             row["stepwise (bootstrap inclusion)"] = (
                 "\n".join(
-                    f"{p} ({f:.0%})" if pd.notna(f) else p
+                    f"{_label(p)} ({f:.0%})" if pd.notna(f) else _label(p)
                     for p, f in zip(
                         chosen["predictor"],
                         chosen.get("inclusion_frequency", pd.Series(np.nan, index=chosen.index)),
@@ -393,7 +570,8 @@ def determinants_table(determinants: pd.DataFrame) -> pd.DataFrame:
             elif high:
                 later = (reduced["region"] == region).any()
                 row["note"] = (
-                    f"not identifiable in practice (VIF > {VIF_LIMIT:g}): {', '.join(high)}"
+                    f"not identifiable in practice (VIF > {VIF_LIMIT:g}): "
+                    + ", ".join(map(_label, high))
                     + ("; reduced model in the next row" if later else "")
                 )
             else:
@@ -412,14 +590,14 @@ def determinants_significant(determinants: pd.DataFrame) -> pd.DataFrame:
     flags = pd.DataFrame(False, index=table.index, columns=table.columns)
     multi = determinants[determinants["model"] == PRIMARY_MODEL]
     names = {pretty_region(r): r for r in multi["region"]}
+    heads = determinants_heads(determinants)
     for i, outcome in enumerate(table.get("outcome", [])):
         if outcome not in names:
             continue
         part = multi[multi["region"] == names[outcome]]
         for p, q in zip(part["predictor"], part["p_fdr"], strict=True):
-            for column in table.columns:
-                if column.split("\n")[0] == p:
-                    flags.at[i, column] = bool(q < 0.05)
+            if heads.get(p) in table.columns:
+                flags.at[i, heads[p]] = bool(q < ALPHA)
     return flags
 
 
@@ -438,8 +616,8 @@ def correlation_table(determinants: pd.DataFrame) -> pd.DataFrame:
     names = [*part["predictor"], "age"]
     rows = []
     for _, r in part.iterrows():
-        row = {f"{pretty_region(region)}: r": r["predictor"]}
-        row.update({q: f"{r[f'corr_{q}']:.2f}" for q in names if f"corr_{q}" in r})
+        row = {f"{pretty_region(region)}: r": _label(r["predictor"])}
+        row.update({_label(q): fmt_number(r[f"corr_{q}"]) for q in names if f"corr_{q}" in r})
         row["VIF"] = f"{r['vif']:.1f}" + ("*" if r["vif"] > VIF_LIMIT else "")
         rows.append(row)
     return pd.DataFrame(rows)

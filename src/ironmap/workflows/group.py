@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from ..io.derivatives import (
     GROUP_DIR,
     GROUP_PROVENANCE,
     GROUP_TABLES,
+    GROUP_TABLES_DIR,
     HARMONIZATION_JSON,
     REPORT,
     describe_changes,
@@ -292,8 +294,10 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
     if config.report:
         from ..report.html import write_report
 
-        result.report = write_report(out / REPORT, result)
+        tables_dir = group_path(out, GROUP_TABLES_DIR)
+        result.report = write_report(out / REPORT, result, tables_dir=tables_dir)
     elif (out / REPORT).exists():  # a report of other tables would contradict them
+        shutil.rmtree(group_path(out, GROUP_TABLES_DIR), ignore_errors=True)
         (out / REPORT).unlink()
         log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
     write_json(record, {**provenance, "complete": True})
