@@ -74,7 +74,8 @@ def test_table2_cells_equal_group_comparison(cohort):  # noqa: F811
         if row.contrast == "phenotype-omnibus":
             if np.isnan(row.p):
                 continue
-            assert lines[0] == f"F({row.df_num:.0f}, {row.df_den:.0f}) = {row.statistic:.2f}"
+            test = f"F({row.df_num:.0f}, {row.df_den:.0f}) = {row.statistic:.2f}"
+            assert lines[0] == f"{test}, {tables.p_is('p', row.p)}"
         else:
             if np.isnan(row.estimate):
                 continue
@@ -87,8 +88,9 @@ def test_table2_cells_equal_group_comparison(cohort):  # noqa: F811
             assert (d, d_low, d_high) == pytest.approx(
                 (row.cohens_d, row.cohens_d_ci_low, row.cohens_d_ci_high), abs=0.005 + 1e-9
             )
-            assert lines[2] == f"t({row.df_den:.0f}) = {row.statistic:.2f}"
-        assert lines[-2] == tables.p_is("p", row.p)
+            test = f"t({row.df_den:.0f}) = {tables.fmt_number(row.statistic)}"
+            assert lines[2] == f"{test}, {tables.p_is('p', row.p)}"
+            assert float(test.split(" = ")[1]) == pytest.approx(row.statistic, abs=0.005 + 1e-9)
         assert lines[-1] == tables.p_is("p_FDR", row.p_fdr)
         assert significant.at[row.region, row.contrast] == (str(row.significant) == "True")
         checked += 1
@@ -297,3 +299,11 @@ def test_every_numbered_table_is_written_as_tsv_and_html_fragment(cohort, tmp_pa
     row = comparison[(comparison.region == "putamen") & (comparison.contrast == "MS-HC")].iloc[0]
     cell = table2.loc[table2.iloc[:, 0] == "putamen"].filter(like="MS-HC").iloc[0, 0]
     assert cell.startswith(tables.fmt_ci(row.estimate, row.ci_low, row.ci_high) + "; d = ")
+
+
+def test_a_constant_variable_is_not_tested():
+    subjects = _subjects().assign(nbv=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tests = group_tests(subjects)
+    assert list(tests["variable"]) == ["age", "sex"]

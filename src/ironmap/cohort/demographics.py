@@ -15,6 +15,8 @@ The report (:func:`ironmap.report.tables.table1`) only formats what these return
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -67,7 +69,11 @@ def _welch(variable: str, a: pd.Series, b: pd.Series) -> dict | None:
     a, b = a.dropna().astype(float), b.dropna().astype(float)
     if len(a) < 2 or len(b) < 2:
         return None
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)  # (nearly) constant: no test
+        result = stats.ttest_ind(a, b, equal_var=False)
+    if caught or not np.isfinite(result.pvalue):
+        return None
     return {
         "variable": variable,
         "n_a": len(a),
@@ -108,9 +114,9 @@ def group_tests(subjects: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         :data:`GROUP_TEST_COLUMNS`, one row per variable that could be tested (two arms with
-        at least two values each): ``arm_a`` ``HC``, ``arm_b`` :data:`ALL_MS`; ``statistic``
-        Welch's t (HC minus MS) or chi-square, NaN for Fisher's exact test; ``df`` Welch's
-        (Satterthwaite) or the chi-square's degrees of freedom.
+        at least two values each, not constant): ``arm_a`` ``HC``, ``arm_b`` :data:`ALL_MS`;
+        ``statistic`` Welch's t (HC minus MS) or chi-square, NaN for Fisher's exact test;
+        ``df`` Welch's (Satterthwaite) or the chi-square's degrees of freedom.
     """
     label = group_label(subjects["group"], subjects["phenotype"])
     hc, ms = subjects[label == "HC"], subjects[label.isin(MS_LABELS)]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..cohort.lesions import MIN_LOCATION_LESIONS, lesion_outcomes
 from .style import new_figure
+from .tables import fmt_ci, fmt_p
 
 __all__ = ["LOCATION_STYLE", "lesion_figure", "lesion_model_table", "lesion_section"]
 
@@ -55,7 +56,7 @@ def _term_label(term: str) -> str:
 
 
 def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return fmt_p(p)
 
 
 def lesion_model_table(models: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,7 +78,7 @@ def lesion_model_table(models: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
                     "outcome": name if i == 0 else "",
                     "term": _term_label(term) if term else "not fitted",
                     "estimate [95 % CI]": (
-                        f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+                        fmt_ci(row["estimate"], row["ci_low"], row["ci_high"])
                         if fitted
                         else ("not estimated (see the notes)" if term else "")
                     ),

@@ -17,6 +17,7 @@ import pandas as pd
 from ..cohort.longitudinal import MIN_LONGITUDINAL, OUTCOME
 from .figures import normative_regions
 from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
+from .tables import fmt_ci, p_is
 
 __all__ = [
     "FALLBACK_MARK",
@@ -46,18 +47,18 @@ def _converged(row: pd.Series) -> bool:
 
 
 def _cell(row: pd.Series | None, *, p: bool = False) -> str:
-    """``estimate [low, high]`` (3 decimals) and, with ``p``, ``p_FDR`` on a second line;
+    """``estimate [low, high]`` (:func:`~.tables.fmt_ci`) and, with ``p``, ``p_FDR`` below;
     :data:`NOT_CONVERGED_MARK` when the fit did not converge, :data:`FALLBACK_MARK` when its
     random slope was dropped."""
     if row is None or pd.isna(row["estimate"]):
         return ""
-    text = f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    text = fmt_ci(row["estimate"], row["ci_low"], row["ci_high"])
     if not _converged(row):
         text += f" {NOT_CONVERGED_MARK}"
     if _flag(row, "fallback"):
         text += f" {FALLBACK_MARK}"
     if p and pd.notna(row["p_fdr"]):
-        text += f"\np_FDR {row['p_fdr']:.3g}"
+        text += f"\n{p_is('p_FDR', row['p_fdr'])}"
     return text
 
 

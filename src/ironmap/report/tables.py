@@ -304,15 +304,15 @@ def unadjusted_summary(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def _difference(row) -> str:
-    """A contrast's cell: ``estimate [CI]``, ``d = d [CI]``, ``t(df) = t``, ``p``, ``p_FDR``
-    (the omnibus: ``F(df1, df2) = F``, ``p``, ``p_FDR``); rows without Cohen's d or the
-    statistic (the mixed model's) leave those lines out."""
-    tail = [p_is("p", row.p), p_is("p_FDR", row.p_fdr)]
+    """A contrast's cell, lines ``estimate [CI]``, ``d = d [CI]``, ``t(df) = t, p = p``,
+    ``p_FDR = p`` (the omnibus: ``F(df1, df2) = F, p = p``, ``p_FDR = p``); rows without
+    Cohen's d or the statistic (the mixed model's) leave those out."""
+    p, p_fdr = p_is("p", row.p), p_is("p_FDR", row.p_fdr)
     if row.contrast == "phenotype-omnibus":
         if pd.isna(row.p):
             return "n/a"
         test = f"F({row.df_num:.0f}, {row.df_den:.0f}) = {fmt_number(row.statistic)}"
-        return "\n".join([test, *tail])
+        return f"{test}, {p}\n{p_fdr}"
     if pd.isna(row.estimate):
         return "n.i." if str(row.note).startswith("not identifiable") else "n/a"
     lines = [fmt_ci(row.estimate, row.ci_low, row.ci_high)]
@@ -320,9 +320,8 @@ def _difference(row) -> str:
     if pd.notna(d):
         lines.append("d = " + fmt_ci(d, row.cohens_d_ci_low, row.cohens_d_ci_high))
     t, df = getattr(row, "statistic", np.nan), getattr(row, "df_den", np.nan)
-    if pd.notna(t) and pd.notna(df):
-        lines.append(f"t({df:.0f}) = {fmt_number(t)}")
-    return "\n".join([*lines, *tail])
+    test = f"t({df:.0f}) = {fmt_number(t)}, " if pd.notna(t) and pd.notna(df) else ""
+    return "\n".join([*lines, test + p, p_fdr])
 
 
 def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -341,9 +340,9 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
     table : pandas.DataFrame
         Index: regions (deep grey matter, NAWM, lesions); columns: the arms (``HC``,
         :data:`ALL_MS`, phenotypes) with ``mean (SD)`` of ``r2star_median``, then each contrast
-        with lines ``estimate [CI]``, ``d = Cohen's d [CI]``, ``t(df) = t``, ``p = p``,
-        ``p_FDR = p`` (the omnibus: ``F(df1, df2) = F``, p, p_FDR; ``n.i.`` not identifiable,
-        ``n/a`` not estimable).
+        with lines ``estimate [CI]``, ``d = Cohen's d [CI]``, ``t(df) = t, p = p``,
+        ``p_FDR = p`` (the omnibus: ``F(df1, df2) = F, p = p``, ``p_FDR = p``; ``n.i.`` not
+        identifiable, ``n/a`` not estimable).
     significant : pandas.DataFrame of bool
         Same shape: True where a contrast's row is ``significant`` under the multiplicity
         hierarchy (:func:`~ironmap.cohort.compare.hierarchy`; marked here when the table
@@ -493,10 +492,10 @@ def _unit_head(determinants: pd.DataFrame, predictor: str) -> str:
     unit = UNITS.get(predictor, ("", None))
     if unit[1] is not None:
         return f"per {unit[0]}"
-    scales = sorted({float(f"{v:.2g}") for v in rows["unit_scale"].dropna()})
+    scales = sorted({f"{v:#.2g}" for v in rows["unit_scale"].dropna()}, key=float)
     if not scales:
         return f"per {unit[0]}"
-    text = f"{scales[0]:g}" if len(scales) == 1 else f"{scales[0]:g}-{scales[-1]:g}"
+    text = scales[0] if len(scales) == 1 else f"{scales[0]}-{scales[-1]}"
     return f"per {unit[0]} ({text})"
 
 
