@@ -25,11 +25,12 @@ from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
+from ..io.derivatives import clear_group_figures, group_figure_stem
 from . import clinical, figures, protocol, tables
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
-from .style import PALETTE, STYLE, embed, plotting, pretty_region
+from .style import PALETTE, STYLE, embed, export, plotting, pretty_region
 
 __all__ = ["write_report"]
 
@@ -47,15 +48,20 @@ def _versions() -> str:
 class _Numbers:
     """Numbered figures and tables, in the order they appear."""
 
-    def __init__(self) -> None:
+    def __init__(self, output_dir: Path | None = None) -> None:
         self.figures = 0
         self.tables: dict[str, int] = {}
+        #: Where Figure N is also written as SVG, PDF and PNG (group/figures/); None: nowhere.
+        self.output_dir = output_dir
 
     def figure(self, made, caption: str, alt: str) -> str:
         if isinstance(made, str):  # why there is no figure
             return f"<p>{html.escape(made)}</p>"
         self.figures += 1
-        return embed(made, html.escape(caption), self.figures, alt)
+        png = None
+        if self.output_dir is not None:
+            png = export(made, group_figure_stem(self.output_dir, self.figures))
+        return embed(made, html.escape(caption), self.figures, alt, png=png)
 
     def table(self, frame: pd.DataFrame, caption: str, *, kind: str = "", **kw) -> str:
         self.tables[kind] = self.tables.get(kind, 0) + 1
@@ -271,7 +277,8 @@ def write_report(path: str | Path, result) -> Path:
     harmonization = harmonization_description(model) if model is not None else None
     qc = getattr(result, "participant_qc", pd.DataFrame())
     forest_model = clinical.forest_model(determinants) or "no"
-    n = _Numbers()
+    clear_group_figures(Path(path).parent)  # no figure of an earlier report survives
+    n = _Numbers(Path(path).parent)
     sections = [
         "<h1>ironmap: deep grey-matter R2* in MS</h1><p class='small'>Generated "
         f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by ironmap {__version__}."

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.lesions import MIN_LOCATION_LESIONS, lesion_outcomes
-from .style import new_figure
+from .style import PAGE_WIDTH_IN, new_figure
 
 __all__ = ["LOCATION_STYLE", "lesion_figure", "lesion_model_table", "lesion_section"]
 
@@ -122,7 +122,7 @@ def _fitted_lines(ax, data: pd.DataFrame, models: pd.DataFrame) -> None:
     )
     for level, shift in levels.items():
         colour, _, label = LOCATION_STYLE.get(level, LOCATION_STYLE["n/a"])
-        ax.plot(volume, base + shift, color=colour, lw=2.2, label=f"fitted, {label}")
+        ax.plot(volume, base + shift, color=colour, lw=1.5, label=f"fitted, {label}")
 
 
 def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
@@ -140,7 +140,9 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
         return "No lesion rows to draw (lesion tables of MS participants with a disease duration)."
     location = _locations(data)
     levels = [k for k in LOCATION_STYLE if (location == k).any()]
-    fig, axes = new_figure(2, 1, height=3.9, width=11.0, gridspec_kw={"width_ratios": [1.7, 1]})
+    fig, axes = new_figure(
+        2, 1, height=2.7, width=PAGE_WIDTH_IN, gridspec_kw={"width_ratios": [1.7, 1]}
+    )
     left, right = axes
     for level in levels:
         colour, marker, label = LOCATION_STYLE[level]
@@ -148,7 +150,7 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
         left.scatter(
             part["volume_ml"],
             part["lesion_r2star_pct"],
-            s=18,
+            s=7,
             color=colour,
             marker=marker,
             alpha=0.8,
@@ -190,7 +192,7 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
         loc="outside lower center",
         ncols=len(names),
         frameon=False,
-        markerscale=1.8,
+        markerscale=1.5,
     )
     return fig
 

@@ -119,7 +119,7 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
         return "No participant has two sessions with site-adjusted R2*."
     regions = normative_regions(data, OUTCOME)
     ncols = 4
-    fig, axes = new_figure(ncols, max(1, int(np.ceil(len(regions) / ncols))), height=2.8)
+    fig, axes = new_figure(ncols, max(1, int(np.ceil(len(regions) / ncols))), height=1.8)
     data = data.assign(label=labels(data))
     for ax, region in zip(axes, regions, strict=False):
         part = data[data["region"] == region].sort_values("time_years")
@@ -132,8 +132,8 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
                     person[OUTCOME],
                     color=PALETTE[label],
                     marker=MARKERS[label],
-                    ms=2.5,
-                    lw=0.6,
+                    ms=1.5,
+                    lw=0.4,
                     alpha=0.45,
                     label=label if i == 0 else None,
                 )
@@ -146,7 +146,7 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
                     line[OUTCOME],
                     color=colour,
                     ls=style,
-                    lw=2.6,
+                    lw=1.6,
                     label=f"{arm} fitted mean",
                 )
         ax.set_title(pretty_region(region))

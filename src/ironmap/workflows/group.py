@@ -45,6 +45,7 @@ from ..io.derivatives import (
     GROUP_TABLES,
     HARMONIZATION_JSON,
     REPORT,
+    clear_group_figures,
     describe_changes,
     find_participant_tables,
     group_outputs,
@@ -296,4 +297,6 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
     elif (out / REPORT).exists():  # a report of other tables would contradict them
         (out / REPORT).unlink()
         log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
+    if not config.report:  # nor its figures (group/figures/)
+        clear_group_figures(out)
     write_json(record, {**provenance, "complete": True})
