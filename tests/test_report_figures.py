@@ -44,7 +44,8 @@ def test_fcr_intervals_closed_form():
     # the unadjusted 95 % CI of test 3 (t = -1.1) contains 0, as does its FCR CI; the 95 % CI
     # would exclude 0 for a test BH does not select: here t = 2.2 with R = 0
     p_alone = 2 * stats.t.sf([2.2, 0.3, 0.2], 20)
-    assert p_alone[0] < 0.05 and not (fdr(p_alone) < 0.05).any()
+    assert p_alone[0] < 0.05
+    assert not (fdr(p_alone) < 0.05).any()
     low, high, level = fcr_intervals([2.2, 0.3, 0.2], [1, 1, 1], [20] * 3, p_alone)
     assert level == pytest.approx(1 - 0.05 / 3)  # R = 0: 1 - q / m
     assert ((low < 0) & (high > 0)).all()
@@ -64,7 +65,8 @@ def test_fcr_intervals_agree_with_bh_on_random_families():
         p[rng.uniform(size=m) < 0.1] = np.nan  # not in the family
         low, high, level = fcr_intervals(estimate, se, df, p)
         ok = np.isfinite(p)
-        assert np.isnan(low[~ok]).all() and np.isnan(high[~ok]).all()
+        assert np.isnan(low[~ok]).all()
+        assert np.isnan(high[~ok]).all()
         selected = (fdr(p) < 0.05)[ok]
         r = int(selected.sum())
         assert level == pytest.approx(1 - max(r, 1) * 0.05 / ok.sum())
@@ -98,7 +100,7 @@ def _long(result) -> pd.DataFrame:
 
 
 def test_determinants_have_fcr_columns_that_match_the_fdr_marks(cohort):
-    _, out, result = cohort
+    _, out, _result = cohort
     det = pd.read_csv(out / "group" / "determinants.tsv", sep="\t", na_values="n/a")
     for model in ("multivariable", "univariable"):
         part = det[det.model == model]
@@ -128,7 +130,8 @@ def test_figure_files_are_print_ready(cohort):
     assert not (folder / "figure99.png").exists()
     assert (folder / "notes.txt").read_text() == "mine"
     names = sorted(p.name for p in folder.glob("figure*"))
-    assert names == sorted(f"figure{i}.{e}" for i in range(1, n + 1) for e in ("svg", "pdf", "png"))
+    formats = ("svg", "pdf", "png")
+    assert names == sorted(f"figure{i}.{e}" for i in range(1, n + 1) for e in formats)
     for i in range(1, n + 1):
         with Image.open(folder / f"figure{i}.png") as png:
             dpi = png.info["dpi"]
@@ -142,7 +145,8 @@ def test_figure_files_are_print_ready(cohort):
         # text stays text; the smallest font size (pt) in the SVG is at least 7 pt
         sizes = [float(s) for s in re.findall(r"font[^;\"']*?:\s*(?:[a-z]+\s+)*([\d.]+)px", svg)]
         sizes += [float(s) for s in re.findall(r'font-size[:=]\s*"?([\d.]+)', svg)]
-        assert sizes and min(sizes) >= 7, (i, min(sizes, default=None))
+        assert sizes, i
+        assert min(sizes) >= 7, (i, min(sizes))
         pdf = (folder / f"figure{i}.pdf").read_bytes()
         box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
         assert float(box.group(1)) / PT_PER_IN * MM_PER_IN == pytest.approx(width_mm, abs=0.2)
@@ -238,4 +242,5 @@ def test_forest_panels_share_one_x_range_and_fill_matches_the_bars(cohort):
         limits = {tuple(np.round(ax.get_xlim(), 9)) for ax in panels}
         assert len(limits) == 1
         low, high = limits.pop()
-        assert low <= rows.std_low.min() and high >= rows.std_high.max()
+        assert low <= rows.std_low.min()
+        assert high >= rows.std_high.max()
