@@ -15,7 +15,7 @@ from scipy import stats
 from ironmap.cohort.stats import fcr_intervals, fdr
 from ironmap.workflows.group import GroupConfig, run_group
 from test_group import _write_cohort
-from test_report import _add_protocol
+from test_report import _add_protocol, _lesion_models_table, _lesion_rows
 
 MM_PER_IN = 25.4
 PT_PER_IN = 72.0
@@ -143,8 +143,7 @@ def test_figure_files_are_print_ready(cohort):
         svg_pt = float(re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', svg).group(1))
         assert svg_pt / PT_PER_IN * MM_PER_IN == pytest.approx(width_mm, abs=0.2)
         # text stays text; the smallest font size (pt) in the SVG is at least 7 pt
-        sizes = [float(s) for s in re.findall(r"font[^;\"']*?:\s*(?:[a-z]+\s+)*([\d.]+)px", svg)]
-        sizes += [float(s) for s in re.findall(r'font-size[:=]\s*"?([\d.]+)', svg)]
+        sizes = _svg_font_sizes(svg)
         assert sizes, i
         assert min(sizes) >= 7, (i, min(sizes))
         pdf = (folder / f"figure{i}.pdf").read_bytes()
@@ -154,6 +153,11 @@ def test_figure_files_are_print_ready(cohort):
     widths = [int(w) for w in re.findall(r"<img alt='[^']*' width='(\d+)'", page)]
     for width in widths:
         assert min(abs(width - 89 / MM_PER_IN * 150), abs(width - 183 / MM_PER_IN * 150)) <= 1
+
+
+def _svg_font_sizes(svg: str) -> list[float]:
+    """Font sizes in an SVG whose user unit is the point (matplotlib's, width in pt)."""
+    return [float(v) for v in re.findall(r"font-size:\s*([\d.]+)px", svg)]
 
 
 def _texts(fig):
@@ -177,28 +181,32 @@ def _every_figure(result):
         "duration": clinical.clinical_figure(long, det, "disease_duration"),
         "lesion": figures.lesion_figure(long),
     }
-    if len(result.lesions):
-        from ironmap.cohort.lesions import lesion_outcomes
+    from ironmap.cohort.lesions import lesion_outcomes
 
-        made["lesions"] = lesion_figure(lesion_outcomes(result.lesions), result.lesion_models)
+    # lesions one by one (log-volume axis): the hand-made rows of test_report
+    lesions = lesion_outcomes(_lesion_rows(result.subjects), result.subjects)
+    made["lesions"] = lesion_figure(lesions, _lesion_models_table())
     return {k: v for k, v in made.items() if not isinstance(v, str)}
 
 
 def test_no_figure_text_under_7_pt_at_print_size(cohort):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from ironmap.report.style import plotting
+    from ironmap.report.style import _render, plotting
 
     _, _, result = cohort
     with plotting():
         made = _every_figure(result)
-        assert {"group", "age", "forest", "edss"} <= set(made)
+        assert {"group", "age", "forest", "edss", "lesions"} <= set(made)
         for name, fig in made.items():
             FigureCanvasAgg(fig)
             width_mm = fig.get_figwidth() * MM_PER_IN
             assert min(abs(width_mm - 89), abs(width_mm - 183)) < 0.01, (name, width_mm)
             sizes = [t.get_fontsize() for t in _texts(fig)]
             assert min(sizes) >= 7, (name, min(sizes))
+            # as printed: also mathtext (superscripts of log-axis labels were 4.9 pt)
+            svg = _render(fig, "svg").decode()
+            assert min(_svg_font_sizes(svg)) >= 7, (name, min(_svg_font_sizes(svg)))
 
 
 def test_clinical_figures_print_p_fdr_of_the_determinants(cohort):

@@ -13,7 +13,7 @@ import pandas as pd
 from ..cohort.compare import MS_LABELS
 from ..cohort.determinants import PER_PREDICTOR, PREDICTORS, PRIMARY_MODEL
 from ..regions.labels import DEEP_GM
-from .style import MARKERS, PALETTE, labels, new_figure, pretty_region
+from .style import MARKERS, PALETTE, first_column, labels, new_figure, pretty_region
 
 __all__ = [
     "PREDICTOR_LABELS",
@@ -180,6 +180,8 @@ def clinical_lines(
 
 def clinical_figure(long: pd.DataFrame, determinants: pd.DataFrame, predictor: str):
     """One panel per deep-GM region: age-corrected R2* against ``predictor`` by phenotype."""
+    from matplotlib.ticker import MaxNLocator
+
     lines = clinical_lines(long, determinants, predictor)
     if not lines:
         return f"No MS patient has both age-corrected R2* and {AXIS_LABELS[predictor]}."
@@ -199,7 +201,10 @@ def clinical_figure(long: pd.DataFrame, determinants: pd.DataFrame, predictor: s
             fit = f"no model: n = {line['n']} < {PER_PREDICTOR}"
         ax.set_title(f"{pretty_region(region)}\n{fit}")
         ax.set_xlabel(AXIS_LABELS[predictor])
-        ax.set_ylabel("age-corrected R2* (1/s)")
+        if predictor == "edss":  # whole EDSS points, not 2.5-steps of a 0.5-step scale
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if first_column(ax):
+            ax.set_ylabel("age-corrected R2* (1/s)")
     handles: dict = {}
     for ax in axes[: len(lines)]:
         for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -16,6 +16,7 @@ from .style import (
     MARKERS,
     ONE_COLUMN_IN,
     PALETTE,
+    first_column,
     labels,
     new_figure,
     pretty_region,
@@ -78,7 +79,8 @@ def age_figure(long: pd.DataFrame, model):
         _scatter(ax, part, "age", "r2star_harmonized", size=4)
         ax.set_title(curve_title(region, model.curves[region].name))
         ax.set_xlabel("age (years)")
-        ax.set_ylabel("R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     handles, names = axes[0].get_legend_handles_labels()
@@ -107,6 +109,8 @@ def group_figure(long: pd.DataFrame):
             widths=0.6,
             patch_artist=True,
             medianprops={"color": "k", "lw": 1.0},
+            whiskerprops={"color": "#444", "lw": 0.7},
+            capprops={"color": "#444", "lw": 0.7},
         )
         for box, g in zip(boxes["boxes"], present, strict=True):
             box.set(facecolor=PALETTE[g], alpha=0.22, edgecolor="#444")
@@ -123,7 +127,8 @@ def group_figure(long: pd.DataFrame):
         ticks = [f"{g}\nn={v.size}" for g, v in zip(present, data, strict=True)]
         ax.set_xticks(range(1, len(present) + 1), ticks)
         ax.set_title(pretty_region(region))
-        ax.set_ylabel("age-corrected R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("age-corrected R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     return fig

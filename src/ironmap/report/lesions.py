@@ -133,7 +133,7 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
     ``data`` are the rows of :func:`ironmap.cohort.lesions.lesion_outcomes`. Returns a sentence
     when there is nothing to draw.
     """
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     data = data[np.isfinite(data["lesion_r2star_pct"])] if len(data) else data
     if data.empty:
@@ -160,6 +160,10 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
     _fitted_lines(left, data, models)
     left.axhline(0.0, color="#888888", lw=0.8, ls=":")
     left.set_xscale("log")
+    # plain numbers (0.2, 0.5, 1, 2): no superscript exponents under 7 pt, no crowded minors
+    left.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.xaxis.set_minor_formatter(NullFormatter())
     left.set_xlabel("lesion volume (mL, log scale)")
     left.set_ylabel("lesion R2* relative to NAWM (%)")
     left.set_title("Lesion R2* against volume")

@@ -16,7 +16,15 @@ import pandas as pd
 
 from ..cohort.longitudinal import MIN_LONGITUDINAL, OUTCOME
 from .figures import normative_regions
-from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
+from .style import (
+    GROUP_ORDER,
+    MARKERS,
+    PALETTE,
+    first_column,
+    labels,
+    new_figure,
+    pretty_region,
+)
 
 __all__ = [
     "FALLBACK_MARK",
@@ -151,7 +159,8 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
                 )
         ax.set_title(pretty_region(region))
         ax.set_xlabel("years since baseline")
-        ax.set_ylabel("site-adjusted R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("site-adjusted R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     handles, names = axes[0].get_legend_handles_labels()

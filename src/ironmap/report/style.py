@@ -31,6 +31,7 @@ __all__ = [
     "STYLE",
     "embed",
     "export",
+    "first_column",
     "labels",
     "new_figure",
     "plotting",
@@ -72,7 +73,7 @@ FIGURE_FORMATS = ("svg", "pdf", "png")
 
 _RC = {
     "font.size": 7.5,
-    "axes.titlesize": 8,
+    "axes.titlesize": 7.5,
     "axes.labelsize": 7.5,
     "xtick.labelsize": 7,
     "ytick.labelsize": 7,
@@ -144,6 +145,12 @@ def new_figure(ncols: int, nrows: int, *, height: float, width: float = PAGE_WID
     fig = Figure(figsize=(width, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes.ravel()
+
+
+def first_column(ax) -> bool:
+    """Whether ``ax`` starts a row of panels (where a row's shared y label goes)."""
+    spec = ax.get_subplotspec()
+    return spec is None or spec.is_first_col()
 
 
 def _png_width(data: bytes) -> int:
