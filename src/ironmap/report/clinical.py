@@ -19,6 +19,7 @@ __all__ = [
     "PREDICTOR_LABELS",
     "clinical_figure",
     "clinical_lines",
+    "forest_convention",
     "forest_figure",
     "forest_limits",
     "forest_model",
@@ -77,6 +78,29 @@ def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.
             "filled": ((part["p_fdr"] < 0.05) & (model == PRIMARY_MODEL)).to_numpy(),
             "level": part["fcr_level"].to_numpy(),
         }
+    )
+
+
+def forest_convention(determinants: pd.DataFrame) -> str:
+    """The caption's sentence on the forest plot's bars: the FCR level and R of m."""
+    model = forest_model(determinants)
+    if model is None:
+        return ""
+    rows = forest_rows(determinants, model)
+    family = determinants[(determinants["model"] == model) & determinants["p"].notna()]
+    selected = int((family["p_fdr"] < 0.05).sum())
+    level = rows["level"].dropna()
+    at = f" {100 * level.iloc[0]:.2f} %" if len(level) else ""
+    return (
+        f"Bars: false-coverage-rate adjusted CIs (Benjamini-Yekutieli) at level{at} = "
+        f"1 - R q / m with R = {selected} of the m = {len(family)} {model} tests at p_FDR < "
+        "q = 0.05, so a bar excludes 0 exactly "
+        + (
+            "when its point is filled"
+            if model == PRIMARY_MODEL
+            else "at p_FDR < 0.05 (not filled: not the primary model)"
+        )
+        + " (95 % CIs in group/determinants.tsv)."
     )
 
 

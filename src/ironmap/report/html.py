@@ -313,10 +313,13 @@ def write_report(path: str | Path, result) -> Path:
             n.figure(
                 clinical.forest_figure(determinants),
                 f"Determinants of R2* in clinically definite MS ({forest_model} models): "
-                "standardised beta with 95 % CI per outcome (panel) and predictor "
-                "(row; one shared axis, labelled on the left of each row of panels), adjusted "
+                "standardised beta per outcome (panel) and predictor "
+                "(row; one shared axis, labelled on the left of each row of panels; one x "
+                "range in every panel), adjusted "
                 "for age, sex and site. Filled: p_FDR < 0.05 in the pre-specified primary "
-                "(multivariable) model; no other model is marked. Outcomes: age-corrected R2* "
+                "(multivariable) model; no other model is marked. "
+                + clinical.forest_convention(determinants)
+                + " Outcomes: age-corrected R2* "
                 "of deep grey matter and NAWM; lesion R2* and lesion minus NAWM R2* (duration "
                 "and lesion volume only).",
                 "forest plot of determinants",
@@ -326,14 +329,16 @@ def write_report(path: str | Path, result) -> Path:
                 "Age-corrected deep grey-matter R2* against EDSS in clinically definite MS, "
                 "by phenotype. Line: univariable age-, sex- and site-adjusted slope of "
                 "group/determinants.tsv "
-                "through the patients' mean.",
+                "through the patients' mean; p_FDR: its p corrected for the false discovery "
+                "rate over the univariable models (as marked everywhere in this report).",
                 "R2* against EDSS",
             ),
             n.figure(
                 clinical.clinical_figure(long, determinants, "disease_duration"),
                 "Age-corrected deep grey-matter R2* against disease duration in clinically "
                 "definite MS, by phenotype. Line: univariable age-, sex- and site-adjusted "
-                "slope of group/determinants.tsv through the patients' mean.",
+                "slope of group/determinants.tsv through the patients' mean; p_FDR as in "
+                "Figure 4.",
                 "R2* against disease duration",
             ),
             n.figure(
