@@ -186,7 +186,43 @@ def _every_figure(result):
     # lesions one by one (log-volume axis): the hand-made rows of test_report
     lesions = lesion_outcomes(_lesion_rows(result.subjects), result.subjects)
     made["lesions"] = lesion_figure(lesions, _lesion_models_table())
+    made["spaghetti"] = _spaghetti()
     return {k: v for k, v in made.items() if not isinstance(v, str)}
+
+
+def _spaghetti():
+    """The longitudinal figure on 6 hand-made participants with 3 sessions each."""
+    from ironmap.cohort.longitudinal import OUTCOME
+    from ironmap.regions import DEEP_GM
+    from ironmap.report.longitudinal import spaghetti_figure
+
+    ids = [f"sub-{i}" for i in range(6)]
+    subjects = pd.DataFrame(
+        {
+            "participant_id": ids,
+            "group": ["HC"] * 3 + ["MS"] * 3,
+            "phenotype": [None] * 3 + ["RRMS", "SPMS", "PPMS"],
+        }
+    )
+    values = pd.DataFrame(
+        [
+            (pid, f"ses-{k}", region, 2.0 * k, 20.0 + i + k)
+            for i, pid in enumerate(ids)
+            for k in range(3)
+            for region in (*DEEP_GM, "nawm")
+        ],
+        columns=["participant_id", "session", "region", "time_years", OUTCOME],
+    )
+    trajectories = pd.DataFrame(
+        [
+            (region, arm, t, 20.0 + t)
+            for region in (*DEEP_GM, "nawm")
+            for arm in ("HC", "MS")
+            for t in (0.0, 4.0)
+        ],
+        columns=["region", "arm", "time_years", OUTCOME],
+    )
+    return spaghetti_figure(values, subjects, trajectories)
 
 
 def test_no_figure_text_under_7_pt_at_print_size(cohort):
@@ -197,7 +233,7 @@ def test_no_figure_text_under_7_pt_at_print_size(cohort):
     _, _, result = cohort
     with plotting():
         made = _every_figure(result)
-        assert {"group", "age", "forest", "edss", "lesions"} <= set(made)
+        assert {"group", "age", "forest", "edss", "lesions", "spaghetti"} <= set(made)
         for name, fig in made.items():
             FigureCanvasAgg(fig)
             width_mm = fig.get_figwidth() * MM_PER_IN

@@ -126,7 +126,7 @@ def forest_figure(determinants: pd.DataFrame):
     fig, axes = new_figure(ncols, nrows, height=1.45, sharey=True)
     n_rows = len(PREDICTOR_LABELS)
     limits = forest_limits(rows)
-    for ax, region in zip(axes, regions, strict=False):
+    for i, (ax, region) in enumerate(zip(axes, regions, strict=False)):
         part = rows[rows["region"] == region]
         y = n_rows - 1 - part["row"].to_numpy()
         significant = part["filled"].to_numpy()
@@ -151,7 +151,8 @@ def forest_figure(determinants: pd.DataFrame):
         for k in range(n_rows):
             ax.axhline(k, color="#eee", lw=0.6, zorder=0)
         ax.set_title(pretty_region(region))
-        ax.set_xlabel("standardised beta")
+        if i + ncols >= len(regions):  # one x range: labelled under the lowest panels only
+            ax.set_xlabel("standardised beta")
         ax.set_xlim(*limits)
         ax.set_ylim(-0.6, n_rows - 0.4)
     # one y axis shared by every panel, labelled at the start of each row of panels
@@ -204,7 +205,7 @@ def clinical_lines(
 
 def clinical_figure(long: pd.DataFrame, determinants: pd.DataFrame, predictor: str):
     """One panel per deep-GM region: age-corrected R2* against ``predictor`` by phenotype."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MultipleLocator
 
     lines = clinical_lines(long, determinants, predictor)
     if not lines:
@@ -226,7 +227,7 @@ def clinical_figure(long: pd.DataFrame, determinants: pd.DataFrame, predictor: s
         ax.set_title(f"{pretty_region(region)}\n{fit}")
         ax.set_xlabel(AXIS_LABELS[predictor])
         if predictor == "edss":  # whole EDSS points, not 2.5-steps of a 0.5-step scale
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MultipleLocator(2))
         if first_column(ax):
             ax.set_ylabel("age-corrected R2* (1/s)")
     handles: dict = {}
