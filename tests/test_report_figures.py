@@ -249,13 +249,14 @@ def test_clinical_figures_print_p_fdr_of_the_determinants(cohort):
     from ironmap.report import clinical
     from ironmap.report.style import plotting
 
-    _, _, result = cohort
+    _, out, result = cohort
     det = result.determinants
+    tsv = pd.read_csv(out / "group" / "determinants.tsv", sep="\t", na_values="n/a")
     long = _long(result)
     with plotting():
         for predictor in ("edss", "disease_duration"):
             fig = clinical.clinical_figure(long, det, predictor)
-            uni = det[(det.model == "univariable") & (det.predictor == predictor)]
+            uni = tsv[(tsv.model == "univariable") & (tsv.predictor == predictor)]
             uni = uni.set_index("region")
             titled = 0
             for ax in fig.axes:
