@@ -367,9 +367,11 @@ def test_figures_are_embedded_at_the_size_they_are_drawn():
         tag = embed(fig, "caption", 7, "alt")
         sizes = [t.get_fontsize() for t in axes[0].get_xticklabels()]
     assert "<b>Figure 7.</b> caption" in tag
-    assert re.search(r"width='(\d+)'", tag).group(1) == "600"  # 6 in at 100 CSS px per inch
-    assert RENDER_DPI >= 100
-    assert min(sizes) >= 9
+    assert re.search(r"width='(\d+)'", tag).group(1) == "900"  # 6 in at 150 CSS px per inch
+    assert RENDER_DPI >= 300
+    # drawn at print size (>= 7 pt); on screen a 7 pt label is 7 / 72 * 150 = 14.6 CSS px
+    assert min(sizes) >= 7
+    assert min(sizes) / 72 * 150 >= 14
 
 
 # -- lesions one by one ------------------------------------------------------------------------

@@ -52,11 +52,12 @@ from scipy import special
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
 from ..errors import IronmapWarning
-from .stats import fdr
+from .stats import ALPHA, fcr_intervals, fdr
 
 __all__ = [
     "COVARIATES",
     "DETERMINANT_COLUMNS",
+    "FCR_COLUMNS",
     "MIN_LESION_VOXELS",
     "PREDICTORS",
     "PRIMARY_MODEL",
@@ -128,6 +129,8 @@ DETERMINANT_COLUMNS = [
     "inclusion_frequency",
     "note",
 ]
+#: False-coverage-rate adjusted CIs (:func:`fcr_columns`), after the ``corr_*`` columns.
+FCR_COLUMNS = ["ci_low_fcr", "ci_high_fcr", "std_ci_low_fcr", "std_ci_high_fcr", "fcr_level"]
 
 
 def correlation_columns(predictors) -> list[str]:
@@ -203,6 +206,8 @@ def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
             "ci_low": float(ci[first + i, 0]),
             "ci_high": float(ci[first + i, 1]),
             "p": float(result.pvalues[first + i]),
+            "se": float(result.bse[first + i]),  # for fcr_columns, not a column
+            "df_resid": float(result.df_resid),
             "n": int(result.nobs),
             "vif": float(vifs.get(p, np.nan)),
             "transform": TRANSFORMS[p],
@@ -401,6 +406,7 @@ def determinants(
         idx = table.index[table["model"] == model]
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
     table = unit_columns(table, pd.DataFrame(rows).get("unit_scale"))
+    table = fcr_columns(table, pd.DataFrame(rows).reindex(columns=["se", "df_resid"]))
     return table
 
 
@@ -428,3 +434,37 @@ def unit_columns(table: pd.DataFrame, scale: pd.Series | None) -> pd.DataFrame:
         ci_low_unit=table["ci_low"] * scale,
         ci_high_unit=table["ci_high"] * scale,
     )
+
+
+def fcr_columns(table: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
+    """``table`` plus :data:`FCR_COLUMNS`: CIs adjusted for the selection by ``p_fdr``.
+
+    Within each family ``p_fdr`` is computed over (the primary, univariable and reduced rows,
+    apart), :func:`~ironmap.cohort.stats.fcr_intervals` at q = :data:`ALPHA`: with R of the m
+    rows at ``p_fdr`` < 0.05, CIs of beta at level ``1 - R q / m`` (``fcr_level``), which
+    exclude 0 exactly for those R rows; ``std_ci_*_fcr``: the same CI on the scale of
+    ``std_beta`` (times ``std_beta / beta``). Stepwise rows: NaN.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The determinants with ``model, beta, std_beta, p``, index 0..n-1.
+    fits : pandas.DataFrame
+        ``se`` and ``df_resid`` of each row's coefficient (same index).
+    """
+    out = table.assign(**{c: np.nan for c in FCR_COLUMNS})
+    for model in (PRIMARY_MODEL, "univariable", "reduced"):
+        idx = out.index[out["model"] == model]
+        low, high, level = fcr_intervals(
+            out.loc[idx, "beta"],
+            fits.loc[idx, "se"],
+            fits.loc[idx, "df_resid"],
+            out.loc[idx, "p"],
+            q=ALPHA,
+        )
+        scale = (out.loc[idx, "std_beta"] / out.loc[idx, "beta"].replace(0, np.nan)).to_numpy()
+        out.loc[idx, "ci_low_fcr"], out.loc[idx, "ci_high_fcr"] = low, high
+        out.loc[idx, "std_ci_low_fcr"] = np.fmin(low * scale, high * scale)
+        out.loc[idx, "std_ci_high_fcr"] = np.fmax(low * scale, high * scale)
+        out.loc[idx, "fcr_level"] = level
+    return out

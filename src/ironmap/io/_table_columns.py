@@ -435,6 +435,29 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "beta_unit": Column("beta x unit_scale: beta per unit", "1/s per unit", significant=4),
         "ci_low_unit": Column("ci_low x unit_scale", "1/s per unit", significant=4),
         "ci_high_unit": Column("ci_high x unit_scale", "1/s per unit", significant=4),
+        "ci_low_fcr": Column(
+            "Lower bound of the false-coverage-rate adjusted CI of beta (Benjamini-Yekutieli "
+            "2005: level fcr_level within the p_fdr family; excludes 0 exactly when "
+            "p_fdr < 0.05); n/a for stepwise",
+            _BETA_UNITS,
+            significant=4,
+        ),
+        "ci_high_fcr": Column(
+            "Upper bound of the false-coverage-rate adjusted CI of beta (see ci_low_fcr)",
+            _BETA_UNITS,
+            significant=4,
+        ),
+        "std_ci_low_fcr": Column(
+            "Lower bound of the FCR-adjusted CI on the scale of std_beta", decimals=3
+        ),
+        "std_ci_high_fcr": Column(
+            "Upper bound of the FCR-adjusted CI on the scale of std_beta", decimals=3
+        ),
+        "fcr_level": Column(
+            "Confidence level of the FCR-adjusted CIs: 1 - R q / m with R of the m rows of "
+            "the family at p_fdr < q = 0.05 (1 - q / m when R = 0)",
+            decimals=6,
+        ),
     },
     "participant_qc": {
         "n_echoes": _count("Echoes fitted"),

@@ -16,6 +16,7 @@ Layout of ``OUTPUT_DIR``::
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
     group/<table>.tsv (+ <table>.json), group/harmonization.json, group/provenance.json
     group/tables/table<number>.tsv and .html   (:data:`GROUP_TABLES_DIR`: the report's tables)
+    group/figures/figure<N>.svg, .pdf, .png   (the report's figures: :func:`group_figure_stem`)
     report.html
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
@@ -44,6 +45,7 @@ __all__ = [
     "BIDSIGNORE",
     "DATASET_DESCRIPTION",
     "GROUP_DIR",
+    "GROUP_FIGURES_DIR",
     "GROUP_PROVENANCE",
     "GROUP_TABLES",
     "GROUP_TABLES_DIR",
@@ -52,8 +54,10 @@ __all__ = [
     "REPORT",
     "ParticipantOutputs",
     "check_output_dir",
+    "clear_group_figures",
     "describe_changes",
     "find_participant_tables",
+    "group_figure_stem",
     "group_outputs",
     "group_path",
     "lock_path",
@@ -93,6 +97,11 @@ GROUP_TABLES: dict[str, str] = {
 #: Folder of ``OUTPUT_DIR/group/`` with the report's numbered tables, ready to paste:
 #: ``table<number>.tsv`` (the cells) and ``table<number>.html`` (a plain HTML fragment).
 GROUP_TABLES_DIR = "tables"
+#: Folder of the report's figures as print files (SVG, PDF, 300-dpi PNG) in ``group/``.
+GROUP_FIGURES_DIR = "figures"
+#: Figure N of the report: ``figure<N>.<ext>`` in :data:`GROUP_FIGURES_DIR`.
+_GROUP_FIGURE = "figure{number}"
+_GROUP_FIGURE_EXTENSIONS = (".svg", ".pdf", ".png")
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
 
@@ -195,6 +204,25 @@ class ParticipantOutputs:
 def group_path(output_dir: str | Path, name: str) -> Path:
     """``OUTPUT_DIR/group/<name>`` (a group table or sidecar)."""
     return Path(output_dir) / GROUP_DIR / name
+
+
+def group_figure_stem(output_dir: str | Path, number: int) -> Path:
+    """``OUTPUT_DIR/group/figures/figure<number>``: Figure ``number`` of the report, without
+    its extension (``.svg``, ``.pdf``, ``.png``)."""
+    return group_path(output_dir, GROUP_FIGURES_DIR) / _GROUP_FIGURE.format(number=number)
+
+
+def clear_group_figures(output_dir: str | Path) -> Path:
+    """Remove the figure files of an earlier report from ``OUTPUT_DIR/group/figures/`` (and
+    nothing else there); create the folder. Returns it."""
+    folder = group_path(output_dir, GROUP_FIGURES_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = _GROUP_FIGURE.format(number="")
+    for path in folder.iterdir():
+        ours = path.stem.startswith(prefix) and path.stem[len(prefix) :].isdigit()
+        if ours and path.suffix in _GROUP_FIGURE_EXTENSIONS and path.is_file():
+            path.unlink()
+    return folder
 
 
 def group_outputs(output_dir: str | Path) -> list[Path]:

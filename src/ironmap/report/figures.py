@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.analysis import CORRECTED_REGIONS
-from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
+from .style import (
+    GROUP_ORDER,
+    MARKERS,
+    ONE_COLUMN_IN,
+    PALETTE,
+    first_column,
+    labels,
+    new_figure,
+    pretty_region,
+)
 from .tables import curve_title
 
 __all__ = ["age_figure", "group_figure", "lesion_figure", "normative_regions"]
@@ -51,7 +60,7 @@ def age_figure(long: pd.DataFrame, model):
         return "No harmonised R2* to show (no analysed participant has one)."
     regions = [r for r in normative_regions(long, "r2star_harmonized") if r in model.regions]
     ncols, nrows = _grid(len(regions))
-    fig, axes = new_figure(ncols, nrows, height=2.7)
+    fig, axes = new_figure(ncols, nrows, height=1.75)
     ages = np.linspace(long["age"].min(), long["age"].max(), 100)
     curve = model.combat.grand_mean + model.age_term(ages)  # (100, regions), baseline sex
     for ax, region in zip(axes, regions, strict=False):
@@ -65,12 +74,13 @@ def age_figure(long: pd.DataFrame, model):
             alpha=0.12,
             lw=0,
         )
-        ax.plot(ages, np.exp(curve[:, g]), color=PALETTE["HC"], lw=1.6)
+        ax.plot(ages, np.exp(curve[:, g]), color=PALETTE["HC"], lw=1.1)
         part = long[(long["region"] == region) & long["r2star_harmonized"].notna()]
-        _scatter(ax, part, "age", "r2star_harmonized", size=12)
+        _scatter(ax, part, "age", "r2star_harmonized", size=4)
         ax.set_title(curve_title(region, model.curves[region].name))
         ax.set_xlabel("age (years)")
-        ax.set_ylabel("R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     handles, names = axes[0].get_legend_handles_labels()
@@ -86,7 +96,7 @@ def group_figure(long: pd.DataFrame):
         return "No age-corrected R2* to show (no analysed participant has one)."
     regions = normative_regions(long, "r2star_corrected")
     ncols, nrows = _grid(len(regions))
-    fig, axes = new_figure(ncols, nrows, height=2.9)
+    fig, axes = new_figure(ncols, nrows, height=1.9)
     rng = np.random.default_rng(0)
     for ax, region in zip(axes, regions, strict=False):
         part = long[(long["region"] == region) & long["r2star_corrected"].notna()]
@@ -98,7 +108,9 @@ def group_figure(long: pd.DataFrame):
             showfliers=False,
             widths=0.6,
             patch_artist=True,
-            medianprops={"color": "k", "lw": 1.4},
+            medianprops={"color": "k", "lw": 1.0},
+            whiskerprops={"color": "#444", "lw": 0.7},
+            capprops={"color": "#444", "lw": 0.7},
         )
         for box, g in zip(boxes["boxes"], present, strict=True):
             box.set(facecolor=PALETTE[g], alpha=0.22, edgecolor="#444")
@@ -106,7 +118,7 @@ def group_figure(long: pd.DataFrame):
             ax.scatter(
                 i + rng.uniform(-0.17, 0.17, values.size),
                 values,
-                s=9,
+                s=3,
                 color=PALETTE[g],
                 marker=MARKERS[g],
                 alpha=0.75,
@@ -115,7 +127,8 @@ def group_figure(long: pd.DataFrame):
         ticks = [f"{g}\nn={v.size}" for g, v in zip(present, data, strict=True)]
         ax.set_xticks(range(1, len(present) + 1), ticks)
         ax.set_title(pretty_region(region))
-        ax.set_ylabel("age-corrected R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("age-corrected R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     return fig
@@ -146,13 +159,13 @@ def lesion_figure(long: pd.DataFrame):
     part = _lesion_points(long)
     if part.empty:
         return "No lesion R2* with a disease duration (no lesion masks, or no durations)."
-    fig, axes = new_figure(1, 1, height=3.4, width=5.2)
+    fig, axes = new_figure(1, 1, height=2.6, width=ONE_COLUMN_IN)
     ax = axes[0]
-    _scatter(ax, part, "disease_duration", "r2star_median", size=20)
+    _scatter(ax, part, "disease_duration", "r2star_median", size=8)
     if _has_trend(part):
         slope, intercept = np.polyfit(part["disease_duration"], part["r2star_median"], 1)
         xs = np.linspace(part["disease_duration"].min(), part["disease_duration"].max(), 10)
-        ax.plot(xs, intercept + slope * xs, color="#444", lw=1.2)
+        ax.plot(xs, intercept + slope * xs, color="#444", lw=1.0)
     ax.set_xlabel("disease duration (years)")
     ax.set_ylabel("lesion R2* (1/s)")
     ax.legend(frameon=False, markerscale=1.5)

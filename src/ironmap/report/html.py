@@ -25,11 +25,12 @@ from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
+from ..io.derivatives import clear_group_figures, group_figure_stem
 from . import clinical, figures, protocol, tables
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
-from .style import PALETTE, STYLE, embed, plotting, pretty_region
+from .style import PALETTE, STYLE, embed, export, plotting, pretty_region
 
 __all__ = ["write_report"]
 
@@ -51,16 +52,21 @@ class _Numbers:
     (:func:`~.tables.table_files`), written by :meth:`write_tables`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, output_dir: Path | None = None) -> None:
         self.figures = 0
         self.tables: dict[str, int] = {}
         self.table_files: dict[str, tuple[str, str]] = {}
+        #: Where Figure N is also written as SVG, PDF and PNG (group/figures/); None: nowhere.
+        self.output_dir = output_dir
 
     def figure(self, made, caption: str, alt: str) -> str:
         if isinstance(made, str):  # why there is no figure
             return f"<p>{html.escape(made)}</p>"
         self.figures += 1
-        return embed(made, html.escape(caption), self.figures, alt)
+        png = None
+        if self.output_dir is not None:
+            png = export(made, group_figure_stem(self.output_dir, self.figures))
+        return embed(made, html.escape(caption), self.figures, alt, png=png)
 
     def table(self, frame: pd.DataFrame, caption: str, *, kind: str = "", **kw) -> str:
         self.tables[kind] = self.tables.get(kind, 0) + 1
@@ -294,7 +300,8 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
     harmonization = harmonization_description(model) if model is not None else None
     qc = getattr(result, "participant_qc", pd.DataFrame())
     forest_model = clinical.forest_model(determinants) or "no"
-    n = _Numbers()
+    clear_group_figures(Path(path).parent)  # no figure of an earlier report survives
+    n = _Numbers(Path(path).parent)
     sections = [
         "<h1>ironmap: deep grey-matter R2* in MS</h1><p class='small'>Generated "
         f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by ironmap {__version__}."
@@ -329,10 +336,13 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
             n.figure(
                 clinical.forest_figure(determinants),
                 f"Determinants of R2* in clinically definite MS ({forest_model} models): "
-                "standardised beta with 95 % CI per outcome (panel) and predictor "
-                "(row; one shared axis, labelled on the left of each row of panels), adjusted "
+                "standardised beta per outcome (panel) and predictor "
+                "(row; one shared axis, labelled on the left of each row of panels; one x "
+                "range in every panel), adjusted "
                 "for age, sex and site. Filled: p_FDR < 0.05 in the pre-specified primary "
-                "(multivariable) model; no other model is marked. Outcomes: age-corrected R2* "
+                "(multivariable) model; no other model is marked. "
+                + clinical.forest_convention(determinants)
+                + " Outcomes: age-corrected R2* "
                 "of deep grey matter and NAWM; lesion R2* and lesion minus NAWM R2* (duration "
                 "and lesion volume only).",
                 "forest plot of determinants",
@@ -342,14 +352,16 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
                 "Age-corrected deep grey-matter R2* against EDSS in clinically definite MS, "
                 "by phenotype. Line: univariable age-, sex- and site-adjusted slope of "
                 "group/determinants.tsv "
-                "through the patients' mean.",
+                "through the patients' mean; p_FDR: its p corrected for the false discovery "
+                "rate over the univariable models (as marked everywhere in this report).",
                 "R2* against EDSS",
             ),
             n.figure(
                 clinical.clinical_figure(long, determinants, "disease_duration"),
                 "Age-corrected deep grey-matter R2* against disease duration in clinically "
                 "definite MS, by phenotype. Line: univariable age-, sex- and site-adjusted "
-                "slope of group/determinants.tsv through the patients' mean.",
+                "slope of group/determinants.tsv through the patients' mean; p_FDR as in "
+                "Figure 4.",
                 "R2* against disease duration",
             ),
             n.figure(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.lesions import MIN_LOCATION_LESIONS, lesion_outcomes
-from .style import new_figure
+from .style import PAGE_WIDTH_IN, new_figure
 from .tables import fmt_ci, fmt_p
 
 __all__ = ["LOCATION_STYLE", "lesion_figure", "lesion_model_table", "lesion_section"]
@@ -123,7 +123,7 @@ def _fitted_lines(ax, data: pd.DataFrame, models: pd.DataFrame) -> None:
     )
     for level, shift in levels.items():
         colour, _, label = LOCATION_STYLE.get(level, LOCATION_STYLE["n/a"])
-        ax.plot(volume, base + shift, color=colour, lw=2.2, label=f"fitted, {label}")
+        ax.plot(volume, base + shift, color=colour, lw=1.5, label=f"fitted, {label}")
 
 
 def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
@@ -134,14 +134,16 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
     ``data`` are the rows of :func:`ironmap.cohort.lesions.lesion_outcomes`. Returns a sentence
     when there is nothing to draw.
     """
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     data = data[np.isfinite(data["lesion_r2star_pct"])] if len(data) else data
     if data.empty:
         return "No lesion rows to draw (lesion tables of MS participants with a disease duration)."
     location = _locations(data)
     levels = [k for k in LOCATION_STYLE if (location == k).any()]
-    fig, axes = new_figure(2, 1, height=3.9, width=11.0, gridspec_kw={"width_ratios": [1.7, 1]})
+    fig, axes = new_figure(
+        2, 1, height=2.7, width=PAGE_WIDTH_IN, gridspec_kw={"width_ratios": [1.7, 1]}
+    )
     left, right = axes
     for level in levels:
         colour, marker, label = LOCATION_STYLE[level]
@@ -149,7 +151,7 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
         left.scatter(
             part["volume_ml"],
             part["lesion_r2star_pct"],
-            s=18,
+            s=7,
             color=colour,
             marker=marker,
             alpha=0.8,
@@ -159,6 +161,10 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
     _fitted_lines(left, data, models)
     left.axhline(0.0, color="#888888", lw=0.8, ls=":")
     left.set_xscale("log")
+    # plain numbers (0.2, 0.5, 1, 2): no superscript exponents under 7 pt, no crowded minors
+    left.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.xaxis.set_minor_formatter(NullFormatter())
     left.set_xlabel("lesion volume (mL, log scale)")
     left.set_ylabel("lesion R2* relative to NAWM (%)")
     left.set_title("Lesion R2* against volume")
@@ -191,7 +197,7 @@ def lesion_figure(data: pd.DataFrame, models: pd.DataFrame):
         loc="outside lower center",
         ncols=len(names),
         frameon=False,
-        markerscale=1.8,
+        markerscale=1.5,
     )
     return fig
 

@@ -16,7 +16,15 @@ import pandas as pd
 
 from ..cohort.longitudinal import MIN_LONGITUDINAL, OUTCOME
 from .figures import normative_regions
-from .style import GROUP_ORDER, MARKERS, PALETTE, labels, new_figure, pretty_region
+from .style import (
+    GROUP_ORDER,
+    MARKERS,
+    PALETTE,
+    first_column,
+    labels,
+    new_figure,
+    pretty_region,
+)
 from .tables import fmt_ci, p_is
 
 __all__ = [
@@ -120,7 +128,7 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
         return "No participant has two sessions with site-adjusted R2*."
     regions = normative_regions(data, OUTCOME)
     ncols = 4
-    fig, axes = new_figure(ncols, max(1, int(np.ceil(len(regions) / ncols))), height=2.8)
+    fig, axes = new_figure(ncols, max(1, int(np.ceil(len(regions) / ncols))), height=1.8)
     data = data.assign(label=labels(data))
     for ax, region in zip(axes, regions, strict=False):
         part = data[data["region"] == region].sort_values("time_years")
@@ -133,8 +141,8 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
                     person[OUTCOME],
                     color=PALETTE[label],
                     marker=MARKERS[label],
-                    ms=2.5,
-                    lw=0.6,
+                    ms=1.5,
+                    lw=0.4,
                     alpha=0.45,
                     label=label if i == 0 else None,
                 )
@@ -147,12 +155,13 @@ def spaghetti_figure(values: pd.DataFrame, subjects: pd.DataFrame, trajectories:
                     line[OUTCOME],
                     color=colour,
                     ls=style,
-                    lw=2.6,
+                    lw=1.6,
                     label=f"{arm} fitted mean",
                 )
         ax.set_title(pretty_region(region))
         ax.set_xlabel("years since baseline")
-        ax.set_ylabel("site-adjusted R2* (1/s)")
+        if first_column(ax):
+            ax.set_ylabel("site-adjusted R2* (1/s)")
     for ax in axes[len(regions) :]:
         ax.axis("off")
     handles, names = axes[0].get_legend_handles_labels()

@@ -60,6 +60,8 @@ REFERENCES = {
     "regression with multi-stage samples. Survey Methodology 2002;28:169-81.",
     "bh": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and "
     "powerful approach to multiple testing. J R Stat Soc B 1995;57:289-300.",
+    "by2005": "Benjamini Y, Yekutieli D. False discovery rate-adjusted multiple confidence "
+    "intervals for selected parameters. J Am Stat Assoc 2005;100:71-81.",
 }
 #: Fit method -> references of its estimator (methods without one cite none).
 FIT_REFERENCES = {"auto": ("sijbers", "box"), "arlo": ("pei",)}
@@ -80,6 +82,7 @@ _CITE = {
     "long": "Long and Ervin 2000",
     "bellmccaffrey": "Bell and McCaffrey 2002",
     "bh": "Benjamini and Hochberg 1995",
+    "by2005": "Benjamini and Yekutieli 2005",
 }
 
 
@@ -361,6 +364,13 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
         "and predictors, are marked significant; univariable, reduced and stepwise rows are "
         "not."
     )
+    if determinants["model"].isin(["multivariable", "univariable"]).any():
+        text += (
+            " The forest plot's intervals are false-coverage-rate adjusted "
+            f"({cite('by2005')}): with R of the m tests of a family at p_FDR < 0.05, "
+            "confidence intervals at level 1 - 0.05 R / m, which exclude 0 exactly for the "
+            "tests marked significant."
+        )
     return text
 
 

@@ -1,10 +1,11 @@
 """The report's look, defined once: group order, the colour-blind-safe palette, fonts, CSS and
-how a matplotlib figure becomes an embedded, captioned image.
+how a matplotlib figure becomes an embedded, captioned image and print files.
 
-Figures are drawn at the size they are shown: :data:`DISPLAY_PX_PER_INCH` CSS pixels per figure
-inch (figure width :data:`PAGE_WIDTH_IN` = the page's text width), rendered at
-:data:`RENDER_DPI` for sharp zooming and printing, so a 9.5 pt figure label reads as about 10 pt
-at 100 % zoom.
+Figures are drawn at their print size: one (:data:`ONE_COLUMN_IN`, 89 mm) or two
+(:data:`PAGE_WIDTH_IN`, 183 mm) journal columns wide, with every text at least
+:data:`MIN_FONT_PT` (7 pt) at that size. :func:`export` writes each as SVG, PDF and a
+:data:`RENDER_DPI` (300 dpi) PNG; the report embeds that PNG at :data:`DISPLAY_PX_PER_INCH` CSS
+pixels per figure inch (a two-column figure is about 1080 px wide, a 7 pt label about 15 px).
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ import io
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
 __all__ = [
+    "FIGURE_FORMATS",
     "GROUP_ORDER",
     "MARKERS",
+    "MIN_FONT_PT",
+    "ONE_COLUMN_IN",
     "PAGE_WIDTH_IN",
     "PALETTE",
     "STYLE",
     "embed",
+    "export",
+    "first_column",
     "labels",
     "new_figure",
     "plotting",
@@ -49,20 +56,44 @@ PALETTE = {
 #: A second cue besides colour (greyscale prints, colour vision deficiency).
 MARKERS = {"HC": "o", "RRMS": "s", "SPMS": "^", "PPMS": "D", "MS": "P", "CIS": "v"}
 
-#: Text width of the page in figure inches (CSS pixels / :data:`DISPLAY_PX_PER_INCH`).
-PAGE_WIDTH_IN = 12.0
-DISPLAY_PX_PER_INCH = 100
-RENDER_DPI = 150
+#: Journal column widths (mm): one column and two columns (the full text width).
+COLUMN_MM = {1: 89.0, 2: 183.0}
+#: A one-column figure's width in inches.
+ONE_COLUMN_IN = COLUMN_MM[1] / 25.4
+#: A two-column (full text width) figure's width in inches: the default of :func:`new_figure`.
+PAGE_WIDTH_IN = COLUMN_MM[2] / 25.4
+#: CSS pixels per figure inch in the report (183 mm -> 1081 px, within the page's 1240 px).
+DISPLAY_PX_PER_INCH = 150
+#: Resolution of the PNG files and of the PNG embedded in the report.
+RENDER_DPI = 300
+#: The smallest text of any figure at print size (points).
+MIN_FONT_PT = 7.0
+#: The files :func:`export` writes per figure, by extension.
+FIGURE_FORMATS = ("svg", "pdf", "png")
 
 _RC = {
-    "font.size": 10,
-    "axes.titlesize": 10.5,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9.5,
-    "ytick.labelsize": 9.5,
-    "legend.fontsize": 9.5,
+    "font.size": 7.5,
+    "axes.titlesize": 7.5,
+    "axes.labelsize": 7.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7.5,
+    "figure.titlesize": 8,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.major.size": 2.5,
+    "ytick.major.size": 2.5,
+    "lines.linewidth": 1.0,
+    "lines.markersize": 4,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    "figure.constrained_layout.h_pad": 0.02,
+    "figure.constrained_layout.w_pad": 0.02,
+    "pdf.fonttype": 42,  # TrueType: text stays text (editable) in the PDF
+    "svg.fonttype": "none",  # text as <text>, editable, font sizes in pt
+    "svg.hashsalt": "ironmap",  # the same SVG ids every run
 }
 
 STYLE = """
@@ -116,15 +147,45 @@ def new_figure(ncols: int, nrows: int, *, height: float, width: float = PAGE_WID
     return fig, axes.ravel()
 
 
+def first_column(ax) -> bool:
+    """Whether ``ax`` starts a row of panels (where a row's shared y label goes)."""
+    spec = ax.get_subplotspec()
+    return spec is None or spec.is_first_col()
+
+
 def _png_width(data: bytes) -> int:
     return struct.unpack(">I", data[16:20])[0]  # IHDR width
 
 
-def embed(fig, caption: str, number: int, alt: str) -> str:
-    """``<figure>`` with the PNG (data URI) at display size and "Figure N. caption"."""
+def _render(fig, fmt: str) -> bytes:
+    """``fig`` as ``fmt`` bytes at its drawn size (PNG at :data:`RENDER_DPI`), no dates."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=RENDER_DPI)
-    data = buffer.getvalue()
+    metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
+    fig.savefig(buffer, format=fmt, dpi=RENDER_DPI, metadata=metadata[fmt])
+    return buffer.getvalue()
+
+
+def export(fig, stem: Path) -> bytes:
+    """Write ``stem.svg``, ``stem.pdf`` and ``stem.png`` (:data:`RENDER_DPI`) atomically.
+
+    The files have the figure's drawn size (one or two journal columns wide). Returns the PNG.
+    """
+    from ..io import atomic_write_bytes
+
+    png = b""
+    for fmt in FIGURE_FORMATS:
+        data = _render(fig, fmt)
+        atomic_write_bytes(Path(stem).with_suffix(f".{fmt}"), data)
+        png = data if fmt == "png" else png
+    return png
+
+
+def embed(fig, caption: str, number: int, alt: str, *, png: bytes | None = None) -> str:
+    """``<figure>`` with the PNG (data URI) at display size and "Figure N. caption".
+
+    ``png``: the figure already rendered by :func:`export` (else it is rendered here).
+    """
+    data = png if png is not None else _render(fig, "png")
     width = round(_png_width(data) * DISPLAY_PX_PER_INCH / RENDER_DPI)
     encoded = base64.b64encode(data).decode()
     return (

@@ -47,6 +47,7 @@ from ..io.derivatives import (
     GROUP_TABLES_DIR,
     HARMONIZATION_JSON,
     REPORT,
+    clear_group_figures,
     describe_changes,
     find_participant_tables,
     group_outputs,
@@ -300,4 +301,6 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
         shutil.rmtree(group_path(out, GROUP_TABLES_DIR), ignore_errors=True)
         (out / REPORT).unlink()
         log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
+    if not config.report:  # nor its figures (group/figures/)
+        clear_group_figures(out)
     write_json(record, {**provenance, "complete": True})
