@@ -280,7 +280,8 @@ def write_dataset_description(output_dir: str | Path, *, bids_dir: str | Path) -
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
-            "SourceDatasets": [{"URL": str(Path(bids_dir).resolve())}],
+            # BIDS: a URI (file:///..., percent-encoded), not a bare path
+            "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
         },
     )
 
