@@ -74,6 +74,8 @@ def test_source_dataset_url_is_a_file_uri(tmp_path):
     write_dataset_description(tmp_path / "out", bids_dir=bids)
     description = json.loads((tmp_path / "out" / "dataset_description.json").read_text())
     url = description["SourceDatasets"][0]["URL"]
-    assert url.startswith("file:///") and " " not in url
+    assert url.startswith("file:///")
+    assert " " not in url
     parsed = urlparse(url)
-    assert parsed.scheme == "file" and Path(unquote(parsed.path)) == bids.resolve()
+    assert parsed.scheme == "file"
+    assert Path(unquote(parsed.path)) == bids.resolve()

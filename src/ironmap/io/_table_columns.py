@@ -442,6 +442,24 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "none": "maps only",
             },
         ),
+        "segmentation_source": Column(
+            "Where the regions came from (_provenance.json option and inputs)",
+            levels={
+                "dseg": "the participant's own segmentation (*_dseg.nii[.gz])",
+                "atlas": "the bundled atlas registered to the participant",
+            },
+        ),
+        "label_source": Column(
+            "Where the regions' labels were read from",
+            levels={
+                "dseg.tsv": "the names of the segmentation's dseg.tsv",
+                "aseg codes": "FreeSurfer aseg codes (a segmentation without dseg.tsv)",
+                "atlas": "the bundled atlas's labels",
+            },
+        ),
+        "lesion_mask": _bool(
+            "Whether a lesion mask (*_label-lesion_mask) was an input", "yes", "no"
+        ),
         "csf_exclusion": Column(
             "--csf-exclusion (n/a: made before the option existed)",
             levels={

@@ -47,6 +47,8 @@ __all__ = [
     "GROUP_TABLES",
     "HARMONIZATION_JSON",
     "LOCK",
+    "METHODS_MD",
+    "REFERENCES_BIB",
     "REPORT",
     "ParticipantOutputs",
     "check_output_dir",
@@ -57,6 +59,7 @@ __all__ = [
     "lock_path",
     "provenance_changes",
     "read_tsv",
+    "report_outputs",
     "sha256",
     "table_kind",
     "tsv_sidecar_path",
@@ -90,6 +93,10 @@ GROUP_TABLES: dict[str, str] = {
 }
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
+#: The report's Methods as Markdown, and the BibTeX of exactly the references it cites
+#: (``OUTPUT_DIR/group/``, written with the report).
+METHODS_MD = "methods.md"
+REFERENCES_BIB = "references.bib"
 
 #: Participant-stage tables the group stage collects: kind -> file-name suffix.
 _TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv", "lesions": "lesions.tsv"}
@@ -197,7 +204,14 @@ def group_outputs(output_dir: str | Path) -> list[Path]:
     tables = GROUP_TABLES.values()
     sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
     names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
-    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT]
+    return [*(group_path(output_dir, n) for n in names), *report_outputs(output_dir)]
+
+
+def report_outputs(output_dir: str | Path) -> list[Path]:
+    """The files written with the report: ``report.html``, ``group/methods.md`` and
+    ``group/references.bib``."""
+    methods = [group_path(output_dir, n) for n in (METHODS_MD, REFERENCES_BIB)]
+    return [Path(output_dir) / REPORT, *methods]
 
 
 def lock_path(output_dir: str | Path) -> Path:

@@ -28,7 +28,7 @@ from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
-from .methods import methods_html
+from .methods import methods, write_methods
 from .style import PALETTE, STYLE, embed, plotting, pretty_region
 
 __all__ = ["write_report"]
@@ -50,6 +50,7 @@ class _Numbers:
     def __init__(self) -> None:
         self.figures = 0
         self.tables: dict[str, int] = {}
+        self.labels: dict[str, str] = {}  # key given to table() -> "Table S2"
 
     def figure(self, made, caption: str, alt: str) -> str:
         if isinstance(made, str):  # why there is no figure
@@ -57,9 +58,13 @@ class _Numbers:
         self.figures += 1
         return embed(made, html.escape(caption), self.figures, alt)
 
-    def table(self, frame: pd.DataFrame, caption: str, *, kind: str = "", **kw) -> str:
+    def table(
+        self, frame: pd.DataFrame, caption: str, *, kind: str = "", key: str = "", **kw
+    ) -> str:
         self.tables[kind] = self.tables.get(kind, 0) + 1
         number = f"{kind}{self.tables[kind]}"
+        if key:
+            self.labels[key] = f"Table {number}"
         caption = f"<b>Table {number}.</b> {html.escape(caption)}"
         return tables.html_table(frame, caption, **kw)
 
@@ -197,7 +202,7 @@ def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
         "regions within each contrast; bold as in Table 2 (the phenotype omnibus gate from "
         "Table 2), never for a fit that did not converge (group/group_comparison_mixed.tsv)."
     )
-    out = n.table(frame, caption, kind="S", cell_class=cell_class, css="grid")
+    out = n.table(frame, caption, kind="S", key="mixed", cell_class=cell_class, css="grid")
     failed = mixed[~mixed["converged"].astype(str).eq("True")]
     if len(failed):
         items = ", ".join(
@@ -337,6 +342,16 @@ def write_report(path: str | Path, result) -> Path:
                 "lesion R2* against disease duration",
             ),
         ]
+    text = methods(  # after the sensitivity table is numbered: the Methods cite its number
+        qc,
+        flow=result.flow,
+        age_model=result.age_model,
+        harmonization=harmonization,
+        comparison_mixed=result.comparison_mixed,
+        determinants=determinants,
+        version=__version__,
+        mixed_table=n.labels.get("mixed"),  # the sentence exactly when the table is shown
+    )
     multi = tables.determinants_table(determinants)
     bold = tables.determinants_significant(determinants)
     corr = tables.correlation_table(determinants)
@@ -405,16 +420,7 @@ def write_report(path: str | Path, result) -> Path:
             if len(result.age_model)
             else "<p>No age model could be fitted.</p>"
         ),
-        "<h2>Methods</h2>"
-        + methods_html(
-            qc,
-            flow=result.flow,
-            age_model=result.age_model,
-            harmonization=harmonization,
-            comparison_mixed=result.comparison_mixed,
-            determinants=determinants,
-            version=__version__,
-        ),
+        "<h2>Methods</h2>" + text.html(),
         f"<p class='small'>Software: {html.escape(_versions())}.</p>",
     ]
     page = (
@@ -426,4 +432,5 @@ def write_report(path: str | Path, result) -> Path:
         + "</body></html>\n"
     )
     atomic_write_bytes(path, page.encode("utf-8"))
+    write_methods(Path(path).parent, text)  # group/methods.md, group/references.bib
     return Path(path)

@@ -51,6 +51,7 @@ from ..io.derivatives import (
     group_path,
     provenance_changes,
     read_tsv,
+    report_outputs,
     sha256,
 )
 
@@ -179,7 +180,7 @@ def _up_to_date(out: Path, provenance: dict, config: GroupConfig) -> bool:
             f"{record}: group outputs exist from other inputs or options "
             f"({describe_changes(changes)}); pass --force to recompute"
         )
-    wanted = [p for p in group_outputs(out) if config.report or p.name != REPORT]
+    wanted = [p for p in group_outputs(out) if config.report or p not in report_outputs(out)]
     return all(p.exists() for p in wanted)
 
 
