@@ -442,6 +442,13 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "none": "maps only",
             },
         ),
+        "csf_exclusion": Column(
+            "--csf-exclusion (n/a: made before the option existed)",
+            levels={
+                "on": "R2* voxels whose R2* says CSF left out of the regions",
+                "off": "no voxel left out as CSF-like",
+            },
+        ),
         "segmentation_source": Column(
             "Where the regions came from (_provenance.json option and inputs)",
             levels={
@@ -459,13 +466,6 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "lesion_mask": _bool(
             "Whether a lesion mask (*_label-lesion_mask) was an input", "yes", "no"
-        ),
-        "csf_exclusion": Column(
-            "--csf-exclusion (n/a: made before the option existed)",
-            levels={
-                "on": "R2* voxels whose R2* says CSF left out of the regions",
-                "off": "no voxel left out as CSF-like",
-            },
         ),
         "iron_calibration": Column("--iron-calibration (none without iron columns)"),
         "noise_sigma": Column("Noise SD of the magnitudes (magnitude units)", significant=4),

@@ -506,14 +506,15 @@ def _csf(qc: pd.DataFrame) -> str:
         return ""
     on = qc["csf_exclusion"].astype(str).eq("on")
     how = (
-        "voxels whose R2* said cerebrospinal fluid were left out of each deep grey-matter "
-        "structure and NAWM: with T the structure's tissue R2* (the median of its voxels above "
+        "voxels whose R2* indicated cerebrospinal fluid were then left out of each deep "
+        "grey-matter structure and NAWM: with T the structure's tissue R2* (the median of its "
+        "voxels above "
         f"{CORE_RATIO:g} times their 90th percentile), the voxels below {CORE_RATIO:g} T, their "
         f"neighbours below {RIM_RATIO:g} T and the voxels next to the segmentation's CSF below "
         f"{WALL_RATIO:g} T (partial volume with CSF)"
     )
     if on.all():
-        text = f" After the lesions, {how}."
+        text = f" {how[0].upper()}{how[1:]}."
     elif not on.any():
         return " Voxels with CSF-like R2* were not left out (CSF exclusion off)."
     else:
