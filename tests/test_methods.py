@@ -139,9 +139,7 @@ def test_segmentation_and_label_source_from_the_provenance_inputs(tmp_path):
     text = _text(qc)
     assert "supplied with the data" not in text
     assert "The source of the segmentation differed between participants" in text
-    assert (
-        "labels matched by name from its dseg.tsv), resampled to the R2* grid (n = 1)" in text
-    )
+    assert "labels matched by name from its dseg.tsv), resampled to the R2* grid (n = 1)" in text
     assert "labels read as FreeSurfer aseg codes, without a dseg.tsv), resampled" in text
     assert (
         "thalamus, caudate, putamen and pallidum from the Harvard-Oxford subcortical atlas; "
