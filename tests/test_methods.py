@@ -257,3 +257,19 @@ def test_reference_formats_agree():
     assert entry["doi"] == "10.1177/1352458514531085"
     assert entry["pages"] == "1692--1698"
     assert entry["author"].endswith("and others")
+
+
+def test_methods_files_go_with_the_report(cohort, tmp_path):  # noqa: F811
+    """Written with the report, and removed with it when the tables are remade without one
+    (a Methods of other tables would contradict them)."""
+    import shutil
+
+    from ironmap.workflows.group import GroupConfig, run_group
+
+    bids, out, _ = cohort
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    files = [copy / "report.html", group_path(copy, METHODS_MD), group_path(copy, REFERENCES_BIB)]
+    assert all(p.exists() for p in files)
+    run_group(GroupConfig(bids, copy, report=False, force=True))
+    assert not any(p.exists() for p in files)

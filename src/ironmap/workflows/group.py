@@ -294,7 +294,8 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
         from ..report.html import write_report
 
         result.report = write_report(out / REPORT, result)
-    elif (out / REPORT).exists():  # a report of other tables would contradict them
-        (out / REPORT).unlink()
-        log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
+    else:  # a report (and its Methods) of other tables would contradict them
+        for path in (p for p in report_outputs(out) if p.exists()):
+            path.unlink()
+            log.info("group stage: removed %s, made from other tables (report=False)", path)
     write_json(record, {**provenance, "complete": True})
