@@ -59,3 +59,23 @@ def test_tsv_round_trip_keeps_missing_values_and_eight_digits(tmp_path):
     assert back["code"].tolist() == ["NA", "x"]  # "NA" is a value, only n/a is missing
     assert back["value"].iloc[0] == 1198.968
     assert np.isnan(back["value"].iloc[1])
+
+
+def test_source_dataset_url_is_a_file_uri(tmp_path):
+    """BIDS ``SourceDatasets[].URL`` is a URI: ``file:///...`` of the resolved input, not a
+    bare path; a space in the path is percent-encoded."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    from ironmap.io.derivatives import write_dataset_description
+
+    bids = tmp_path / "my bids"
+    bids.mkdir()
+    write_dataset_description(tmp_path / "out", bids_dir=bids)
+    description = json.loads((tmp_path / "out" / "dataset_description.json").read_text())
+    url = description["SourceDatasets"][0]["URL"]
+    assert url.startswith("file:///")
+    assert " " not in url
+    parsed = urlparse(url)
+    assert parsed.scheme == "file"
+    assert Path(unquote(parsed.path)) == bids.resolve()

@@ -423,3 +423,19 @@ def test_background_noise_that_varies_in_space_suggests_the_sigma_map(tmp_path, 
     code, captured = _run(root, capsys, "--participant-label", "01", "--segmentation", "none")
     assert code == 0
     assert "noise varies in space, use --sigma-map local" in captured.err
+
+
+def test_sources_are_in_echo_order_like_the_echo_times(tmp_path, capsys):
+    """12 echoes: ``Sources`` follows ``EchoTime`` (echo-1 ... echo-12), not string order
+    (echo-1, echo-10, echo-11, echo-12, echo-2, ...)."""
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    te = tuple(0.003 + 0.0035 * i for i in range(12))
+    _write_subject(root, "01", te=te)
+    code, _ = _run(root, capsys)
+    assert code == 0
+    side = json.loads((tmp_path / "out/sub-01/anat/sub-01_R2starmap.json").read_text())
+    assert side["EchoTime"] == pytest.approx(te)
+    names = [p.rsplit("/", 1)[-1] for p in side["Sources"]]
+    assert names == [f"sub-01_echo-{n}_part-mag_MEGRE.nii.gz" for n in range(1, 13)]

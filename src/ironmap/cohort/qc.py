@@ -54,6 +54,9 @@ QC_COLUMNS = [
     "erode_mm",
     "segmentation",
     "csf_exclusion",
+    "segmentation_source",
+    "label_source",
+    "lesion_mask",
     "iron_calibration",
     "noise_sigma",
     "noise_sigma_source",
@@ -168,6 +171,28 @@ def _regions(rows: pd.DataFrame) -> dict:
     return row
 
 
+def _segmentation(options: dict, inputs: dict) -> dict:
+    """Where the regions came from, from the provenance record's option and input files.
+
+    ``--segmentation auto`` used the participant's dseg (an input ``*_dseg.nii[.gz]``; without
+    one no regions were written), ``atlas`` the registered atlas; labels come from the
+    dseg's ``.tsv`` when it was an input, else its FreeSurfer aseg codes. ``lesion_mask``:
+    a ``*_label-lesion_mask`` was an input. NaN where the record does not say.
+    """
+    names = [str(name) for name in inputs]
+    dseg = any(n.endswith(("_dseg.nii.gz", "_dseg.nii")) for n in names)
+    option = options.get("segmentation")
+    source = "atlas" if option == "atlas" else ("dseg" if dseg else np.nan)
+    if source == "atlas":
+        labels = "atlas"
+    elif source == "dseg":
+        labels = "dseg.tsv" if any(n.endswith("_dseg.tsv") for n in names) else "aseg codes"
+    else:
+        labels = np.nan
+    lesion = any("_label-lesion_mask.nii" in n for n in names) if names else np.nan
+    return {"segmentation_source": source, "label_source": labels, "lesion_mask": lesion}
+
+
 def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
     provenance = _json(outputs.provenance)
     sidecar = _json(sidecar_path(outputs.maps["R2starmap"]))
@@ -187,6 +212,7 @@ def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
         "min_fraction": options.get("min_fraction"),
         "erode_mm": options.get("erode_mm"),
         "segmentation": options.get("segmentation"),
+        **_segmentation(options, provenance.get("inputs") or {}),
         "csf_exclusion": options.get("csf_exclusion", np.nan),  # NaN: made before the option
         "iron_calibration": (options.get("iron_calibration") or "none") if options else None,
         "noise_sigma": sidecar.get("NoiseSigma"),

@@ -491,6 +491,24 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "off": "no voxel left out as CSF-like",
             },
         ),
+        "segmentation_source": Column(
+            "Where the regions came from (_provenance.json option and inputs)",
+            levels={
+                "dseg": "the participant's own segmentation (*_dseg.nii[.gz])",
+                "atlas": "the bundled atlas registered to the participant",
+            },
+        ),
+        "label_source": Column(
+            "Where the regions' labels were read from",
+            levels={
+                "dseg.tsv": "the names of the segmentation's dseg.tsv",
+                "aseg codes": "FreeSurfer aseg codes (a segmentation without dseg.tsv)",
+                "atlas": "the bundled atlas's labels",
+            },
+        ),
+        "lesion_mask": _bool(
+            "Whether a lesion mask (*_label-lesion_mask) was an input", "yes", "no"
+        ),
         "iron_calibration": Column("--iron-calibration (none without iron columns)"),
         "noise_sigma": Column("Noise SD of the magnitudes (magnitude units)", significant=4),
         "noise_sigma_source": Column(

@@ -51,6 +51,9 @@ __all__ = [
     "GROUP_TABLES_DIR",
     "HARMONIZATION_JSON",
     "LOCK",
+    "METHODS_MD",
+    "OUTPUTS",
+    "REFERENCES_BIB",
     "REPORT",
     "ParticipantOutputs",
     "check_output_dir",
@@ -61,8 +64,10 @@ __all__ = [
     "group_outputs",
     "group_path",
     "lock_path",
+    "outputs_markdown",
     "provenance_changes",
     "read_tsv",
+    "report_outputs",
     "sha256",
     "table_kind",
     "tsv_sidecar_path",
@@ -104,6 +109,10 @@ _GROUP_FIGURE = "figure{number}"
 _GROUP_FIGURE_EXTENSIONS = (".svg", ".pdf", ".png")
 #: The harmonisation model's description beside its table.
 HARMONIZATION_JSON = "harmonization.json"
+#: The report's Methods as Markdown, and the BibTeX of exactly the references it cites
+#: (``OUTPUT_DIR/group/``, written with the report).
+METHODS_MD = "methods.md"
+REFERENCES_BIB = "references.bib"
 
 #: Participant-stage tables the group stage collects: kind -> file-name suffix.
 _TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv", "lesions": "lesions.tsv"}
@@ -116,6 +125,57 @@ _DSEG_TSV = "dseg.tsv"
 
 #: Lists, in ``OUTPUT_DIR``, what the BIDS validator should skip (gitignore syntax).
 BIDSIGNORE = ".bidsignore"
+
+
+_SUB = "sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]"
+_G = {key: f"{GROUP_DIR}/{name}" for key, name in GROUP_TABLES.items()}
+#: Every file ironmap writes into ``OUTPUT_DIR``: path pattern -> one line on what it holds.
+#: The README's output list is generated from it (:func:`outputs_markdown`, checked by
+#: ``tests/test_hygiene.py``): a new output gets its line here. Columns: docs/conventions.md.
+OUTPUTS: dict[str, str] = {
+    DATASET_DESCRIPTION: "the derivatives dataset (BIDS): ironmap's version, the input dataset",
+    BIDSIGNORE: "what the BIDS validator should skip (outputs BIDS has no rule for yet)",
+    f"{_SUB}_R2starmap.nii.gz": "R2* map (1/s), JSON sidecar with the echo times and sources",
+    f"{_SUB}_T2starmap.nii.gz": "T2* map (s)",
+    f"{_SUB}_S0map.nii.gz": "signal extrapolated to TE = 0",
+    f"{_SUB}_desc-sd_R2starmap.nii.gz": "per-voxel SD of R2* (Cramer-Rao bound, 1/s)",
+    f"{_SUB}_desc-failed_mask.nii.gz": "1 where the fit failed (the maps are NaN there)",
+    f"{_SUB}_desc-ironmap_dseg.nii.gz": "with --segmentation atlas: the segmentation made "
+    "(+ .tsv of its labels)",
+    f"{_SUB}_{_TABLES['regions']}": "median/mean/IQR R2* per structure and hemisphere, NAWM "
+    "and lesions, with voxel counts and CSF-excluded voxels",
+    f"{_SUB}_{_TABLES['volumes']}": "ICV, brain, cortical GM, NBV, lesion volume and count",
+    f"{_SUB}_{_TABLES['lesions']}": "one row per lesion: volume, centroid, location, core/rim R2*",
+    f"{_SUB}_{_PROVENANCE}": "inputs' checksums, options and timings (resume)",
+    f"sub-<label>/{_FIGURES}/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png": "QC page: "
+    "R2* with the structures outlined (+ a self-contained .html with its numbers)",
+    _G["regions"]: "every participant's regional R2*, harmonised, age-corrected and z-scored",
+    _G["subjects"]: "participants with clinical and MRI covariates, analysed or not",
+    _G["flow"]: "participant flow: analysed or excluded, and why",
+    _G["age_model"]: "the controls' age model chosen per region",
+    _G["harmonization"]: "ComBat site parameters per region (the model: harmonization.json)",
+    _G["comparison"]: "group differences per region and contrast (Table 2)",
+    _G["comparison_mixed"]: "the same with a random site intercept (sensitivity analysis)",
+    _G["determinants"]: "determinants of R2* in MS: univariable, multivariable, reduced, stepwise",
+    _G["lesion_models"]: "lesion R2* relative to NAWM and rim minus core, on volume and duration",
+    _G["participant_qc"]: "protocol, processing and QC per participant",
+    _G["longitudinal"]: "yearly R2* change (mixed models; header only without timed sessions)",
+    _G["longitudinal_sessions"]: "the per-session R2* of the longitudinal models",
+    f"{GROUP_DIR}/<table>.json": "each group table's column descriptions (BIDS sidecar)",
+    f"{GROUP_DIR}/{GROUP_PROVENANCE}": "the group stage's inputs' checksums and options",
+    f"{GROUP_DIR}/{METHODS_MD}": "the report's Methods as Markdown, references keyed to the .bib",
+    f"{GROUP_DIR}/{REFERENCES_BIB}": "BibTeX of exactly the references the Methods cite",
+    f"{GROUP_DIR}/{GROUP_TABLES_DIR}/table<number>.tsv": "each numbered report table as shown, "
+    "ready to paste (+ a plain .html fragment with the bold cells)",
+    f"{GROUP_DIR}/{GROUP_FIGURES_DIR}/figure<N>.svg": "each report figure at print size (89 or "
+    "183 mm, text >= 7 pt), also .pdf and 300-dpi .png",
+    REPORT: "the self-contained HTML report (tables, figures, QC, Methods)",
+}
+
+
+def outputs_markdown() -> str:
+    """The README's list of outputs: one Markdown bullet per :data:`OUTPUTS` entry."""
+    return "".join(f"- `{path}`: {what}\n" for path, what in OUTPUTS.items())
 
 
 @dataclass(frozen=True)
@@ -230,7 +290,14 @@ def group_outputs(output_dir: str | Path) -> list[Path]:
     tables = GROUP_TABLES.values()
     sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
     names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
-    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT]
+    return [*(group_path(output_dir, n) for n in names), *report_outputs(output_dir)]
+
+
+def report_outputs(output_dir: str | Path) -> list[Path]:
+    """The files written with the report: ``report.html``, ``group/methods.md`` and
+    ``group/references.bib``."""
+    methods = [group_path(output_dir, n) for n in (METHODS_MD, REFERENCES_BIB)]
+    return [Path(output_dir) / REPORT, *methods]
 
 
 def lock_path(output_dir: str | Path) -> Path:
@@ -313,7 +380,8 @@ def write_dataset_description(output_dir: str | Path, *, bids_dir: str | Path) -
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
-            "SourceDatasets": [{"URL": str(Path(bids_dir).resolve())}],
+            # BIDS: a URI (file:///..., percent-encoded), not a bare path
+            "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
         },
     )
 

@@ -29,7 +29,7 @@ from ..io.derivatives import clear_group_figures, group_figure_stem
 from . import clinical, figures, protocol, tables
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
-from .methods import methods_html
+from .methods import methods, write_methods
 from .style import PALETTE, STYLE, embed, export, plotting, pretty_region
 
 __all__ = ["write_report"]
@@ -58,6 +58,7 @@ class _Numbers:
         self.table_files: dict[str, tuple[str, str]] = {}
         #: Where Figure N is also written as SVG, PDF and PNG (group/figures/); None: nowhere.
         self.output_dir = output_dir
+        self.labels: dict[str, str] = {}  # key given to table() -> "Table S2"
 
     def figure(self, made, caption: str, alt: str) -> str:
         if isinstance(made, str):  # why there is no figure
@@ -68,9 +69,13 @@ class _Numbers:
             png = export(made, group_figure_stem(self.output_dir, self.figures))
         return embed(made, html.escape(caption), self.figures, alt, png=png)
 
-    def table(self, frame: pd.DataFrame, caption: str, *, kind: str = "", **kw) -> str:
+    def table(
+        self, frame: pd.DataFrame, caption: str, *, kind: str = "", key: str = "", **kw
+    ) -> str:
         self.tables[kind] = self.tables.get(kind, 0) + 1
         number = f"{kind}{self.tables[kind]}"
+        if key:
+            self.labels[key] = f"Table {number}"
         caption = f"<b>Table {number}.</b> {html.escape(caption)}"
         mark = kw.get("cell_class")
         self.table_files[f"table{number}"] = tables.table_files(
@@ -222,7 +227,7 @@ def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
         "regions within each contrast; bold as in Table 2 (the phenotype omnibus gate from "
         "Table 2), never for a fit that did not converge (group/group_comparison_mixed.tsv)."
     )
-    out = n.table(frame, caption, kind="S", cell_class=cell_class, css="grid")
+    out = n.table(frame, caption, kind="S", key="mixed", cell_class=cell_class, css="grid")
     failed = mixed[~mixed["converged"].astype(str).eq("True")]
     if len(failed):
         items = ", ".join(
@@ -372,6 +377,16 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
                 "lesion R2* against disease duration",
             ),
         ]
+    text = methods(  # after the sensitivity table is numbered: the Methods cite its number
+        qc,
+        flow=result.flow,
+        age_model=result.age_model,
+        harmonization=harmonization,
+        comparison_mixed=result.comparison_mixed,
+        determinants=determinants,
+        version=__version__,
+        mixed_table=n.labels.get("mixed"),  # the sentence exactly when the table is shown
+    )
     multi = tables.determinants_table(determinants)
     bold = tables.determinants_significant(determinants)
     corr = tables.correlation_table(determinants)
@@ -443,16 +458,7 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
             if len(result.age_model)
             else "<p>No age model could be fitted.</p>"
         ),
-        "<h2>Methods</h2>"
-        + methods_html(
-            qc,
-            flow=result.flow,
-            age_model=result.age_model,
-            harmonization=harmonization,
-            comparison_mixed=result.comparison_mixed,
-            determinants=determinants,
-            version=__version__,
-        ),
+        "<h2>Methods</h2>" + text.html(),
         f"<p class='small'>Software: {html.escape(_versions())}.</p>",
     ]
     page = (
@@ -465,4 +471,5 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
     )
     atomic_write_bytes(path, page.encode("utf-8"))
     n.write_tables(tables_dir)
+    write_methods(Path(path).parent, text)  # group/methods.md, group/references.bib
     return Path(path)

@@ -11,83 +11,265 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..cohort.age import MIN_CONTROLS_PER_SITE
 from ..cohort.compare import MS_LABELS
-from ..cohort.determinants import VIF_LIMIT
+from ..cohort.determinants import N_BOOTSTRAP, VIF_LIMIT
 from ..fitting import SOLVERS
+from ..io import atomic_write_bytes
+from ..io.derivatives import METHODS_MD, REFERENCES_BIB, group_path
 from ..iron import CALIBRATIONS
+from ..regions.catalog import CATALOG
+from ..regions.csf import CORE_RATIO, RIM_RATIO, WALL_RATIO
 from ..regions.labels import DEEP_GM
 from .protocol import protocol_summary
 from .style import labels, pretty_region
 from .tables import curve_label
 
-__all__ = ["REFERENCES", "methods_html"]
+__all__ = ["REFERENCES", "Methods", "Reference", "methods", "methods_html", "write_methods"]
 
-REFERENCES = {
-    "ropele": "Ropele S, Kilsdonk ID, Wattjes MP, et al. Determinants of iron accumulation in "
-    "deep grey matter of multiple sclerosis patients. Mult Scler 2014;20:1692-8.",
-    "sijbers": "Sijbers J, den Dekker AJ, Scheunders P, Van Dyck D. Maximum-likelihood "
-    "estimation of Rician distribution parameters. IEEE Trans Med Imaging 1998;17:357-61.",
-    "box": "Box MJ. Bias in nonlinear estimation. J R Stat Soc B 1971;33:171-201.",
-    "pei": "Pei M, Nguyen TD, Thimmappa ND, et al. Algorithm for fast monoexponential fitting "
-    "based on Auto-Regression on Linear Operations (ARLO) of data. Magn Reson Med "
-    "2015;73:843-50.",
-    "yablonskiy": "Yablonskiy DA. Quantitation of intrinsic magnetic susceptibility-related "
-    "effects in a tissue matrix. Phantom study. Magn Reson Med 1998;39:417-28.",
-    "dahnke": "Dahnke H, Schaeffter T. Limits of detection of SPIO at 3.0 T using T2* "
-    "relaxometry. Magn Reson Med 2005;53:1202-6.",
-    "lancaster2000": "Lancaster JL, Woldorff MG, Parsons LM, et al. Automated Talairach atlas "
-    "labels for functional brain mapping. Hum Brain Mapp 2000;10:120-31.",
-    "lancaster2007": "Lancaster JL, Tordesillas-Gutierrez D, Martinez M, et al. Bias between MNI "
-    "and Talairach coordinates analyzed using the ICBM-152 brain template. Hum Brain Mapp "
-    "2007;28:1194-205.",
-    "langkammer": "Langkammer C, Krebs N, Goessler W, et al. Quantitative MR imaging of brain "
-    "iron: a postmortem validation study. Radiology 2010;257:455-62.",
-    "johnson": "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression "
-    "data using empirical Bayes methods. Biostatistics 2007;8:118-27.",
-    "fortin": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical thickness "
-    "measurements across scanners and sites. NeuroImage 2018;167:104-20.",
-    "hallgren": "Hallgren B, Sourander P. The effect of age on the non-haemin iron in the "
-    "human brain. J Neurochem 1958;3:41-51.",
-    "pomponio": "Pomponio R, Erus G, Habes M, et al. Harmonization of large MRI datasets for the "
-    "analysis of brain imaging patterns throughout the lifespan. NeuroImage 2020;208:116450.",
-    "long": "Long JS, Ervin LH. Using heteroscedasticity consistent standard errors in the "
-    "linear regression model. Am Stat 2000;54:217-24.",
-    "bellmccaffrey": "Bell RM, McCaffrey DF. Bias reduction in standard errors for linear "
-    "regression with multi-stage samples. Survey Methodology 2002;28:169-81.",
-    "bh": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and "
-    "powerful approach to multiple testing. J R Stat Soc B 1995;57:289-300.",
-    "by2005": "Benjamini Y, Yekutieli D. False discovery rate-adjusted multiple confidence "
-    "intervals for selected parameters. J Am Stat Assoc 2005;100:71-81.",
+
+@dataclass(frozen=True)
+class Reference:
+    """One cited work: the fields of its BibTeX ``@article`` entry.
+
+    Attributes
+    ----------
+    authors : tuple of str
+        ``"Last, Initials"`` in the order of the paper; ``"others"`` for *et al.*
+    title, journal : str
+    year : int
+    volume, pages : str
+        ``pages`` as ``first--last`` (BibTeX) or an article number.
+    doi : str or None
+        Without ``https://doi.org/``; None for a journal without DOIs.
+    """
+
+    authors: tuple[str, ...]
+    title: str
+    journal: str
+    year: int
+    volume: str
+    pages: str
+    doi: str | None = None
+
+    @property
+    def cite(self) -> str:
+        """Author-year in-text citation: ``Box 1971``, ``Dahnke and Schaeffter 2005``,
+        ``Ropele et al. 2014``."""
+        last = [a.split(",")[0] for a in self.authors]
+        if len(last) == 1:
+            return f"{last[0]} {self.year}"
+        if len(last) == 2 and last[1] != "others":
+            return f"{last[0]} and {last[1]} {self.year}"
+        return f"{last[0]} et al. {self.year}"
+
+    @property
+    def text(self) -> str:
+        """Vancouver style: ``Ropele S, Kilsdonk ID, Wattjes MP, et al. Title. Journal
+        2014;20:1692-8.`` (pages abbreviated as in the original list)."""
+
+        def short(author: str) -> str:
+            last, _, first = author.partition(",")
+            return f"{last} {first.replace('.', '').replace(' ', '')}".strip()
+
+        names = [short(a) for a in self.authors if a != "others"]
+        names += ["et al"] if "others" in self.authors else []
+        first, _, last = self.pages.partition("--")
+        common = 0  # 1692--1698 -> 1692-8: the last page without the digits it shares
+        if len(first) == len(last):
+            while common < len(last) - 1 and first[common] == last[common]:
+                common += 1
+        pages = f"{first}-{last[common:]}" if last else first
+        title = self.title.rstrip(".")
+        return f"{', '.join(names)}. {title}. {self.journal} {self.year};{self.volume}:{pages}."
+
+    def bibtex(self, key: str) -> str:
+        """The ``@article{key, ...}`` entry."""
+        fields = {
+            "author": " and ".join(self.authors),
+            "title": "{" + self.title + "}",
+            "journal": self.journal,
+            "year": str(self.year),
+            "volume": self.volume,
+            "pages": self.pages,
+            **({"doi": self.doi} if self.doi else {}),
+        }
+        body = ",\n".join(f"  {k} = {{{v}}}" for k, v in fields.items())
+        return f"@article{{{key},\n{body}\n}}\n"
+
+
+#: Every work the Methods may cite, by BibTeX key (the one home of the references: the HTML
+#: list, ``group/methods.md`` and ``group/references.bib`` are written from it).
+REFERENCES: dict[str, Reference] = {
+    "ropele": Reference(
+        ("Ropele, S.", "Kilsdonk, I. D.", "Wattjes, M. P.", "others"),
+        "Determinants of iron accumulation in deep grey matter of multiple sclerosis patients",
+        "Mult Scler",
+        2014,
+        "20",
+        "1692--1698",
+        "10.1177/1352458514531085",
+    ),
+    "sijbers": Reference(
+        ("Sijbers, J.", "den Dekker, A. J.", "Scheunders, P.", "Van Dyck, D."),
+        "Maximum-likelihood estimation of Rician distribution parameters",
+        "IEEE Trans Med Imaging",
+        1998,
+        "17",
+        "357--361",
+        "10.1109/42.712125",
+    ),
+    "box": Reference(
+        ("Box, M. J.",),
+        "Bias in nonlinear estimation",
+        "J R Stat Soc B",
+        1971,
+        "33",
+        "171--201",
+        "10.1111/j.2517-6161.1971.tb00871.x",
+    ),
+    "pei": Reference(
+        ("Pei, M.", "Nguyen, T. D.", "Thimmappa, N. D.", "others"),
+        "Algorithm for fast monoexponential fitting based on Auto-Regression on Linear "
+        "Operations (ARLO) of data",
+        "Magn Reson Med",
+        2015,
+        "73",
+        "843--850",
+        "10.1002/mrm.25137",
+    ),
+    "yablonskiy": Reference(
+        ("Yablonskiy, D. A.",),
+        "Quantitation of intrinsic magnetic susceptibility-related effects in a tissue "
+        "matrix. Phantom study",
+        "Magn Reson Med",
+        1998,
+        "39",
+        "417--428",
+        "10.1002/mrm.1910390312",
+    ),
+    "dahnke": Reference(
+        ("Dahnke, H.", "Schaeffter, T."),
+        "Limits of detection of SPIO at 3.0 T using T2* relaxometry",
+        "Magn Reson Med",
+        2005,
+        "53",
+        "1202--1206",
+        "10.1002/mrm.20435",
+    ),
+    "lancaster2000": Reference(
+        ("Lancaster, J. L.", "Woldorff, M. G.", "Parsons, L. M.", "others"),
+        "Automated Talairach atlas labels for functional brain mapping",
+        "Hum Brain Mapp",
+        2000,
+        "10",
+        "120--131",
+        "10.1002/1097-0193(200007)10:3<120::AID-HBM30>3.0.CO;2-8",
+    ),
+    "lancaster2007": Reference(
+        ("Lancaster, J. L.", "Tordesillas-Gutierrez, D.", "Martinez, M.", "others"),
+        "Bias between MNI and Talairach coordinates analyzed using the ICBM-152 brain template",
+        "Hum Brain Mapp",
+        2007,
+        "28",
+        "1194--1205",
+        "10.1002/hbm.20345",
+    ),
+    "langkammer": Reference(
+        ("Langkammer, C.", "Krebs, N.", "Goessler, W.", "others"),
+        "Quantitative MR imaging of brain iron: a postmortem validation study",
+        "Radiology",
+        2010,
+        "257",
+        "455--462",
+        "10.1148/radiol.10100495",
+    ),
+    "johnson": Reference(
+        ("Johnson, W. E.", "Li, C.", "Rabinovic, A."),
+        "Adjusting batch effects in microarray expression data using empirical Bayes methods",
+        "Biostatistics",
+        2007,
+        "8",
+        "118--127",
+        "10.1093/biostatistics/kxj037",
+    ),
+    "fortin": Reference(
+        ("Fortin, J. P.", "Cullen, N.", "Sheline, Y. I.", "others"),
+        "Harmonization of cortical thickness measurements across scanners and sites",
+        "NeuroImage",
+        2018,
+        "167",
+        "104--120",
+        "10.1016/j.neuroimage.2017.11.024",
+    ),
+    "hallgren": Reference(
+        ("Hallgren, B.", "Sourander, P."),
+        "The effect of age on the non-haemin iron in the human brain",
+        "J Neurochem",
+        1958,
+        "3",
+        "41--51",
+        "10.1111/j.1471-4159.1958.tb12607.x",
+    ),
+    "pomponio": Reference(
+        ("Pomponio, R.", "Erus, G.", "Habes, M.", "others"),
+        "Harmonization of large MRI datasets for the analysis of brain imaging patterns "
+        "throughout the lifespan",
+        "NeuroImage",
+        2020,
+        "208",
+        "116450",
+        "10.1016/j.neuroimage.2019.116450",
+    ),
+    "long": Reference(
+        ("Long, J. S.", "Ervin, L. H."),
+        "Using heteroscedasticity consistent standard errors in the linear regression model",
+        "Am Stat",
+        2000,
+        "54",
+        "217--224",
+        "10.1080/00031305.2000.10474549",
+    ),
+    "bellmccaffrey": Reference(
+        ("Bell, R. M.", "McCaffrey, D. F."),
+        "Bias reduction in standard errors for linear regression with multi-stage samples",
+        "Survey Methodology",
+        2002,
+        "28",
+        "169--181",
+    ),
+    "bh": Reference(
+        ("Benjamini, Y.", "Hochberg, Y."),
+        "Controlling the false discovery rate: a practical and powerful approach to multiple "
+        "testing",
+        "J R Stat Soc B",
+        1995,
+        "57",
+        "289--300",
+        "10.1111/j.2517-6161.1995.tb02031.x",
+    ),
+    "by2005": Reference(
+        ("Benjamini, Y.", "Yekutieli, D."),
+        "False discovery rate-adjusted multiple confidence intervals for selected parameters",
+        "J Am Stat Assoc",
+        2005,
+        "100",
+        "71--81",
+        "10.1198/016214504000001907",
+    ),
 }
 #: Fit method -> references of its estimator (methods without one cite none).
 FIT_REFERENCES = {"auto": ("sijbers", "box"), "arlo": ("pei",)}
-_CITE = {
-    "ropele": "Ropele et al. 2014",
-    "sijbers": "Sijbers et al. 1998",
-    "box": "Box 1971",
-    "pei": "Pei et al. 2015",
-    "yablonskiy": "Yablonskiy 1998",
-    "dahnke": "Dahnke and Schaeffter 2005",
-    "lancaster2000": "Lancaster et al. 2000",
-    "lancaster2007": "Lancaster et al. 2007",
-    "langkammer": "Langkammer et al. 2010",
-    "johnson": "Johnson et al. 2007",
-    "fortin": "Fortin et al. 2018",
-    "hallgren": "Hallgren and Sourander 1958",
-    "pomponio": "Pomponio et al. 2020",
-    "long": "Long and Ervin 2000",
-    "bellmccaffrey": "Bell and McCaffrey 2002",
-    "bh": "Benjamini and Hochberg 1995",
-    "by2005": "Benjamini and Yekutieli 2005",
-}
 
 
 class _Citations:
-    """Cite keys in order; :meth:`html` lists the cited references."""
+    """Cite keys in order of first citation; a call returns the author-year text."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -96,11 +278,7 @@ class _Citations:
         for key in keys:
             if key not in self.keys:
                 self.keys.append(key)
-        return "; ".join(_CITE[k] for k in keys)
-
-    def html(self) -> str:
-        items = "".join(f"<li>{html.escape(REFERENCES[k])}</li>" for k in self.keys)
-        return f"<h3>References</h3><ol class='small'>{items}</ol>"
+        return "; ".join(REFERENCES[k].cite for k in keys)
 
 
 def _join(items: Iterable[str]) -> str:
@@ -207,22 +385,77 @@ def _acquisition(qc: pd.DataFrame, cite: _Citations) -> str:
     return text
 
 
+def _atlas_sources(cite: _Citations) -> str:
+    """Which atlas labelled which deep grey-matter structure (from the region catalogue)."""
+    ho = [r.name for r in CATALOG if r.name in DEEP_GM and r.harvard_oxford]
+    tal = [r.name for r in CATALOG if r.name in DEEP_GM and r.talairach is not None]
+    parts = []
+    if ho:
+        parts.append(
+            f"{_join(pretty_region(r) for r in ho)} from the Harvard-Oxford subcortical atlas"
+        )
+    if tal:
+        parts.append(
+            f"{_join(pretty_region(r) for r in tal)} from the Talairach daemon labels, "
+            f"{cite('lancaster2000', 'lancaster2007')}"
+        )
+    return "; ".join(parts)
+
+
+def _segmentation_source(qc: pd.DataFrame) -> pd.Series:
+    """``segmentation_source`` of each participant; for a table without it (made before the
+    column), ``atlas`` for ``--segmentation atlas`` and ``dseg`` for ``auto`` (which writes
+    regions only from a dseg)."""
+    if "segmentation_source" in qc.columns:
+        return qc["segmentation_source"]
+    return qc["segmentation"].map(
+        lambda s: np.nan if pd.isna(s) else ("atlas" if s == "atlas" else "dseg")
+    )
+
+
 def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
-    def source(value: str) -> str:
+    labels = qc["label_source"] if "label_source" in qc.columns else pd.Series(None, qc.index)
+    source = pd.Series(
+        [
+            s if s != "dseg" else f"dseg:{'' if pd.isna(label) else label}"
+            for s, label in zip(_segmentation_source(qc), labels, strict=True)
+        ],
+        index=qc.index,
+        dtype=object,
+    )
+
+    def say(value: str) -> str:
         if value == "atlas":
             return (
-                "from the bundled atlas (Harvard-Oxford subcortical structures; Talairach daemon "
-                f"nuclei, {cite('lancaster2000', 'lancaster2007')}) registered to each "
-                "participant and refined on R2*"
+                "from the bundled atlas registered to each participant and refined on R2* ("
+                + _atlas_sources(cite)
+                + ")"
             )
-        return "from the segmentations supplied with the data, resampled to the R2* grid"
+        how = {
+            "dseg:dseg.tsv": "; labels matched by name from its dseg.tsv",
+            "dseg:aseg codes": "; labels read as FreeSurfer aseg codes, without a dseg.tsv",
+        }.get(value, "")
+        return (
+            "from each participant's own segmentation (BIDS dseg image of the input "
+            f"derivatives{how}), resampled to the R2* grid"
+        )
 
     text = _differs(
-        qc["segmentation"],
-        "The source of the segmentation",
         source,
-        lambda s: f"Deep grey matter, white matter and lesions were taken {s}",
+        "The source of the segmentation",
+        say,
+        lambda s: f"Deep grey matter and white matter were taken {s}",
     )
+    if "lesion_mask" in qc.columns:
+        mask = qc["lesion_mask"].map(lambda v: None if pd.isna(v) else v in (True, "True"))
+        with_mask = int(mask.fillna(False).astype(bool).sum())
+        if with_mask:
+            text += (
+                f" Lesions were taken from the participants' lesion masks (label-lesion_mask; "
+                f"{with_mask} of {len(qc)} participants)."
+            )
+        elif mask.notna().any():
+            text += " No participant had a lesion mask."
     text += " " + _differs(
         qc["min_fraction"],
         "The partial-volume threshold",
@@ -233,6 +466,7 @@ def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
             "it in a lesion"
         ),
     )
+    text += _csf(qc)
     erode = qc["erode_mm"].dropna().astype(float)
     if len(erode) and (erode > 0).any():
         text += " " + _differs(
@@ -270,6 +504,43 @@ def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
             f"calibration R2* = {cal.slope:g} [Fe] + {cal.intercept:g} 1/s at "
             f"{cal.field_t:g} T ({cite('langkammer')}; {int((calibrations == name).sum())} of "
             f"{len(qc)} participants)."
+        )
+    return text
+
+
+def _csf(qc: pd.DataFrame) -> str:
+    """The CSF-like voxels left out (``--csf-exclusion``), with the thresholds of
+    :mod:`ironmap.regions.csf` and the shares of ``csf_excluded_pct_<region>``."""
+    if "csf_exclusion" not in qc.columns or qc["csf_exclusion"].isna().all():
+        return ""
+    on = qc["csf_exclusion"].astype(str).eq("on")
+    how = (
+        "voxels whose R2* indicated cerebrospinal fluid were then left out of each deep "
+        "grey-matter structure and NAWM: with T the structure's tissue R2* (the median of its "
+        "voxels above "
+        f"{CORE_RATIO:g} times their 90th percentile), the voxels below {CORE_RATIO:g} T, their "
+        f"neighbours below {RIM_RATIO:g} T and the voxels next to the segmentation's CSF below "
+        f"{WALL_RATIO:g} T (partial volume with CSF)"
+    )
+    if on.all():
+        text = f" {how[0].upper()}{how[1:]}."
+    elif not on.any():
+        return " Voxels with CSF-like R2* were not left out (CSF exclusion off)."
+    else:
+        text = f" In {int(on.sum())} of {len(qc)} participants (CSF exclusion on), {how}."
+    columns = [f"csf_excluded_pct_{r}" for r in DEEP_GM if f"csf_excluded_pct_{r}" in qc]
+    shares = qc.loc[on, columns].apply(pd.to_numeric, errors="coerce")
+    if shares.notna().any().any():
+        stacked = shares.stack()
+        touched = int((shares > 0).any(axis=1).sum())
+        worst = stacked.idxmax()
+        region = pretty_region(worst[1].removeprefix("csf_excluded_pct_"))
+        text += (
+            f" This removed voxels in {touched} of {int(on.sum())} participants, at most "
+            f"{stacked.max():.1f} % of a structure ({region}, "
+            f"{html.escape(str(qc.at[worst[0], 'participant_id']))})."
+            if touched
+            else " No voxel of a deep grey-matter structure was CSF-like."
         )
     return text
 
@@ -318,7 +589,9 @@ def _harmonisation(age_model: pd.DataFrame, harmonization: dict | None, cite) ->
     return text
 
 
-def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite) -> str:
+def _statistics(
+    comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite, mixed_table: str | None
+) -> str:
     text = (
         "Groups were compared on age-corrected R2* by ordinary least squares with group, age, "
         "sex and site (fixed effect), on the participants at sites holding both arms of a "
@@ -333,13 +606,20 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
         "MS versus controls was, and the differences between phenotypes only where the omnibus "
         "test was."
     )
-    if len(comparison_mixed):
+    if mixed_table and len(comparison_mixed):
+        converged = comparison_mixed["converged"].astype(str).eq("True")
+        failed = int((~converged).sum())
         text += (
-            " A mixed model with a random site intercept (REML) is given as a sensitivity "
-            "analysis, with robust standard errors of the generalised least-squares estimate "
-            "and a t reference with Bell-McCaffrey degrees of freedom "
-            f"({cite('bellmccaffrey')}); fits that did not converge were not declared "
-            "significant."
+            " As a sensitivity analysis, the differences were refitted by a mixed model with a "
+            f"random site intercept instead of the site fixed effect (REML; {mixed_table}), "
+            "with robust standard errors of the generalised least-squares estimate and a t "
+            f"reference with Bell-McCaffrey degrees of freedom ({cite('bellmccaffrey')}); "
+            + (
+                f"{failed} of {len(comparison_mixed)} fits did not converge and were not "
+                "declared significant."
+                if failed
+                else f"all {len(comparison_mixed)} fits converged."
+            )
         )
     multi = determinants[determinants["model"] == "multivariable"]["region"].unique()
     text += (
@@ -353,8 +633,8 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
             if len(multi)
             else " (too few patients for any multivariable model)"
         )
-        + "; stepwise selection is exploratory and reported with bootstrap inclusion "
-        "frequencies. Lesion R2* was modelled with the same covariates, and "
+        + _stepwise(determinants)
+        + " Lesion R2* was modelled with the same covariates, and "
         "relative to each participant's NAWM."
         " Collinearity is reported as variance inflation factors (VIF) and the predictors' "
         f"correlations; a coefficient with VIF above {VIF_LIMIT:g} was taken as not "
@@ -372,6 +652,23 @@ def _statistics(comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite
             "tests marked significant."
         )
     return text
+
+
+def _stepwise(determinants: pd.DataFrame) -> str:
+    """How the stepwise selection was reported: with the bootstrap inclusion frequencies of
+    ``determinants.tsv`` when it has them (:data:`~ironmap.cohort.determinants.N_BOOTSTRAP`
+    resamples of the patients with replacement, not stratified)."""
+    stepwise = determinants[determinants["model"] == "stepwise"]
+    if stepwise.empty:
+        return "."
+    frequency = pd.to_numeric(stepwise.get("inclusion_frequency"), errors="coerce")
+    if frequency is None or frequency.isna().all():
+        return "; stepwise selection is exploratory (no bootstrap)."
+    return (
+        "; stepwise selection is exploratory and reported with each predictor's inclusion "
+        f"frequency over {N_BOOTSTRAP} bootstrap resamples of the patients (drawn with "
+        "replacement, not stratified)."
+    )
 
 
 def _participants(flow: pd.DataFrame) -> str:
@@ -399,6 +696,79 @@ def _participants(flow: pd.DataFrame) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Methods:
+    """The Methods as paragraphs and the references they cite, for the report, Markdown and
+    BibTeX.
+
+    Attributes
+    ----------
+    paragraphs : tuple of str
+        Plain sentences, HTML-escaped (no tags).
+    keys : tuple of str
+        The cited :data:`REFERENCES` keys, in order of first citation.
+    """
+
+    paragraphs: tuple[str, ...]
+    keys: tuple[str, ...]
+
+    def html(self) -> str:
+        """The report's section: ``<div class='methods'>`` with paragraphs and references."""
+        body = "".join(f"<p>{p}</p>" for p in self.paragraphs)
+        items = "".join(f"<li>{html.escape(REFERENCES[k].text)}</li>" for k in self.keys)
+        return (
+            f"<div class='methods'>{body}<h3>References</h3><ol class='small'>{items}</ol></div>"
+        )
+
+    def markdown(self) -> str:
+        """``group/methods.md``: the same paragraphs, then the references with their DOI and
+        their key in ``group/references.bib`` (``[@key]``)."""
+        refs = []
+        for n, key in enumerate(self.keys, start=1):
+            ref = REFERENCES[key]
+            doi = f" https://doi.org/{ref.doi}" if ref.doi else ""
+            refs.append(f"{n}. {ref.text}{doi} [@{key}]")
+        return (
+            "## Methods\n\n"
+            + "".join(f"{html.unescape(p)}\n\n" for p in self.paragraphs)
+            + f"## References\n\nBibTeX: {REFERENCES_BIB} (keys in brackets).\n\n"
+            + "\n".join(refs)
+            + "\n"
+        )
+
+    def bibtex(self) -> str:
+        """``group/references.bib``: exactly the cited references, in citation order."""
+        return "\n".join(REFERENCES[k].bibtex(k) for k in self.keys)
+
+
+def methods(
+    qc: pd.DataFrame,
+    *,
+    flow: pd.DataFrame,
+    age_model: pd.DataFrame,
+    harmonization: dict | None,
+    comparison_mixed: pd.DataFrame,
+    determinants: pd.DataFrame,
+    version: str,
+    mixed_table: str | None = None,
+) -> Methods:
+    """The Methods written from what was run (see :func:`methods_html` for the parameters)."""
+    cite = _Citations()
+    analysed = set(flow.loc[flow["status"] == "analysed", "participant_id"])
+    qc = qc[qc["participant_id"].isin(analysed)] if len(qc) else qc
+    paragraphs = [
+        f"Deep grey-matter R2* was measured as in {cite('ropele')}, with ironmap {version}. "
+        + _participants(flow),
+    ]
+    if len(qc):
+        paragraphs += [_acquisition(qc, cite), _regions(qc, cite)]
+    paragraphs += [
+        _harmonisation(age_model, harmonization, cite),
+        _statistics(comparison_mixed, determinants, cite, mixed_table),
+    ]
+    return Methods(tuple(p for p in paragraphs if p), tuple(cite.keys))
+
+
 def methods_html(
     qc: pd.DataFrame,
     *,
@@ -408,6 +778,7 @@ def methods_html(
     comparison_mixed: pd.DataFrame,
     determinants: pd.DataFrame,
     version: str,
+    mixed_table: str | None = None,
 ) -> str:
     """The Methods section (HTML paragraphs and the numbered references).
 
@@ -422,19 +793,32 @@ def methods_html(
         ``group/harmonization.json``.
     version : str
         ironmap's version.
+    mixed_table : str, optional
+        The label of the report's table of the mixed-model sensitivity analysis (e.g.
+        ``"Table S2"``); the Methods describe that analysis only with it (the report shows
+        the table only when it has rows).
     """
-    cite = _Citations()
-    analysed = set(flow.loc[flow["status"] == "analysed", "participant_id"])
-    qc = qc[qc["participant_id"].isin(analysed)] if len(qc) else qc
-    paragraphs = [
-        f"Deep grey-matter R2* was measured as in {cite('ropele')}, with ironmap {version}. "
-        + _participants(flow),
-    ]
-    if len(qc):
-        paragraphs += [_acquisition(qc, cite), _regions(qc, cite)]
-    paragraphs += [
-        _harmonisation(age_model, harmonization, cite),
-        _statistics(comparison_mixed, determinants, cite),
-    ]
-    body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
-    return f"<div class='methods'>{body}{cite.html()}</div>"
+    return methods(
+        qc,
+        flow=flow,
+        age_model=age_model,
+        harmonization=harmonization,
+        comparison_mixed=comparison_mixed,
+        determinants=determinants,
+        version=version,
+        mixed_table=mixed_table,
+    ).html()
+
+
+def write_methods(output_dir: str | Path, text: Methods) -> list[Path]:
+    """Write ``group/methods.md`` and ``group/references.bib`` (atomically) of ``OUTPUT_DIR``.
+
+    Returns
+    -------
+    list of Path
+        The two files.
+    """
+    paths = [group_path(output_dir, METHODS_MD), group_path(output_dir, REFERENCES_BIB)]
+    for path, content in zip(paths, (text.markdown(), text.bibtex()), strict=True):
+        atomic_write_bytes(path, content.encode("utf-8"))
+    return paths

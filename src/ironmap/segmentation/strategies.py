@@ -381,7 +381,7 @@ class AtlasStrategy:
             "EstimationAlgorithm": "ironmap --segmentation atlas (docs/atlas.md)",
             "EchoTime": [float(te) for te in image.echo_times_s],
             "Sources": [
-                *(str(p) for p in self.inputs.echoes),
+                *(str(p) for p in image.sources),  # echo-time order, as EchoTime
                 *([str(self.inputs.t1w)] if self.inputs.t1w else []),
             ],
             "RegistrationTarget": target_name,

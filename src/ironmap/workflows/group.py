@@ -54,6 +54,7 @@ from ..io.derivatives import (
     group_path,
     provenance_changes,
     read_tsv,
+    report_outputs,
     sha256,
 )
 
@@ -182,7 +183,7 @@ def _up_to_date(out: Path, provenance: dict, config: GroupConfig) -> bool:
             f"{record}: group outputs exist from other inputs or options "
             f"({describe_changes(changes)}); pass --force to recompute"
         )
-    wanted = [p for p in group_outputs(out) if config.report or p.name != REPORT]
+    wanted = [p for p in group_outputs(out) if config.report or p not in report_outputs(out)]
     return all(p.exists() for p in wanted)
 
 
@@ -297,10 +298,10 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
 
         tables_dir = group_path(out, GROUP_TABLES_DIR)
         result.report = write_report(out / REPORT, result, tables_dir=tables_dir)
-    elif (out / REPORT).exists():  # a report of other tables would contradict them
+    else:  # a report (its Methods, tables and figures) of other tables would contradict them
         shutil.rmtree(group_path(out, GROUP_TABLES_DIR), ignore_errors=True)
-        (out / REPORT).unlink()
-        log.info("group stage: removed %s, made from other tables (report=False)", out / REPORT)
-    if not config.report:  # nor its figures (group/figures/)
         clear_group_figures(out)
+        for path in (p for p in report_outputs(out) if p.exists()):
+            path.unlink()
+            log.info("group stage: removed %s, made from other tables (report=False)", path)
     write_json(record, {**provenance, "complete": True})

@@ -363,7 +363,7 @@ def _write_maps(
         image.affine,
         out.prefix,
         echo_times_s=image.echo_times_s,
-        sources=[str(p) for p in inputs.echoes],
+        sources=[str(p) for p in image.sources],  # echo-time order, as EchoTime
         force=True,
         header=image.header,
         extra_sidecar={
