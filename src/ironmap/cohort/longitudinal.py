@@ -156,12 +156,16 @@ class LongitudinalAnalysis:
         fixed-effect prediction) at baseline and at the arm's longest follow-up.
     untimed : dict
         ``participant_id`` -> why its later sessions were left out.
+    reason : str
+        Why no longitudinal model was fitted ('' when one was), in words for the report and
+        ``group/provenance.json``.
     """
 
     table: pd.DataFrame
     values: pd.DataFrame
     trajectories: pd.DataFrame = field(default_factory=pd.DataFrame)
     untimed: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
 
 
 def harmonise_sessions(
@@ -686,13 +690,19 @@ def analyse_longitudinal(
     several = values.groupby("participant_id")["session"].nunique() if len(values) else None
     if several is None or not (several > 1).any():
         empty = pd.DataFrame(columns=LONGITUDINAL_COLUMNS)
-        return LongitudinalAnalysis(empty, values, untimed=untimed)
-    table, trajectories = fit_longitudinal(values, analysed)
-    if table.empty:
-        warnings.warn(
-            f"{int((several > 1).sum())} participant(s) have two or more timed sessions, but no "
-            f"group has {MIN_LONGITUDINAL}: no longitudinal model was fitted",
-            IronmapWarning,
-            stacklevel=2,
+        reason = (
+            f"{len(untimed)} participant(s) have several sessions but none with known times "
+            "(acq_time or age in sub-<label>_sessions.tsv)"
+            if untimed
+            else "one session per participant"
         )
-    return LongitudinalAnalysis(table, values, trajectories, untimed)
+        return LongitudinalAnalysis(empty, values, untimed=untimed, reason=reason)
+    table, trajectories = fit_longitudinal(values, analysed)
+    reason = ""
+    if table.empty:
+        reason = (
+            f"{int((several > 1).sum())} participant(s) have two or more timed sessions, but no "
+            f"group has {MIN_LONGITUDINAL}"
+        )
+        warnings.warn(f"{reason}: no longitudinal model was fitted", IronmapWarning, stacklevel=2)
+    return LongitudinalAnalysis(table, values, trajectories, untimed, reason)

@@ -24,8 +24,10 @@ from .. import __version__
 from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
+from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
+from .analyses import min_voxel_rule
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
@@ -211,7 +213,7 @@ def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
     return out
 
 
-def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
+def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame, *, min_voxels: int) -> str:
     if qc.empty:
         return "<p>No participant-stage outputs to summarise.</p>"
     missing = protocol.missing_records(qc)
@@ -232,13 +234,15 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
         kind="S",
         text=("protocol",),
     )
-    counts, flags = protocol.voxel_count_table(qc)
+    counts, flags = protocol.voxel_count_table(qc, min_voxels=min_voxels)
     voxels = n.table(
         counts,
         "R2* voxels per hemisphere of the deep grey-matter structures, per site: median over "
         "participants (smallest in any participant); below, in red: participants with fewer "
         f"than {MIN_REGION_VOXELS} voxels in a hemisphere, whose regional median rests on few "
-        "voxels (e.g. the red nucleus on 2 mm data).",
+        "voxels (e.g. the red nucleus on 2 mm data), and those with fewer than "
+        f"{min_voxels}, whose structure the minimum-voxel rule left out of the group "
+        "statistics.",
         kind="S",
         cell_class=lambda r, c: "flag" if c in flags.columns and flags.at[r, c] else "",
     )
@@ -282,6 +286,7 @@ def write_report(path: str | Path, result) -> Path:
         "<h2>Participants</h2>" + _cohort(n, result, subjects),
         "<h2>R2* by group</h2>"
         + _table2(n, long, comparison)
+        + min_voxel_rule(result)
         + _mixed(n, getattr(result, "comparison_mixed", None)),
     ]
     with plotting():
@@ -382,7 +387,8 @@ def write_report(path: str | Path, result) -> Path:
         else "",
         lesion_section(n, result, plotting),
         longitudinal_section(n, result, plotting),
-        "<h2>Acquisition and quality control</h2>" + _qc(n, qc, result.flow),
+        "<h2>Acquisition and quality control</h2>"
+        + _qc(n, qc, result.flow, min_voxels=getattr(result, "min_voxels", MIN_VOXELS)),
         "<h2>Site harmonisation and age models</h2>"
         + (
             n.table(
