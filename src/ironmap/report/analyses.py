@@ -23,10 +23,19 @@ __all__ = ["NOT_RUN_HEADINGS", "SMALL_NUCLEI", "min_voxel_rule", "not_run"]
 #: The nuclei the caveat names (few voxels per hemisphere at 2-3 mm).
 SMALL_NUCLEI = ("substantia_nigra", "red_nucleus")
 
-#: Section heading and name in words of each optional analysis.
+#: Section heading, start and end of the sentence saying why an optional analysis did not run.
 NOT_RUN_HEADINGS = {
-    "longitudinal": ("Change over time", "The longitudinal analysis"),
-    "lesion_models": ("Lesions one by one", "The lesion models"),
+    "longitudinal": (
+        "Change over time",
+        "The longitudinal analysis was not run",
+        " The results above are cross-sectional (each participant's baseline session); "
+        "group/longitudinal.tsv is not written.",
+    ),
+    "lesion_models": (
+        "Lesions one by one",
+        "The lesion models were not run",
+        " group/lesion_models.tsv is not written.",
+    ),
 }
 
 
@@ -75,8 +84,8 @@ def not_run(result, name: str) -> str:
     record = (getattr(result, "analyses", None) or {}).get(name)
     if not record or record.get("ran", True):
         return ""
-    heading, words = NOT_RUN_HEADINGS[name]
+    heading, words, tail = NOT_RUN_HEADINGS[name]
     return (
-        f"<h2>{heading}</h2><p>{words} was not run: "
-        f"{html.escape(str(record.get('reason', 'no reason recorded')))}.</p>"
+        f"<h2>{heading}</h2><p>{words}: "
+        f"{html.escape(str(record.get('reason', 'no reason recorded')))}.{tail}</p>"
     )

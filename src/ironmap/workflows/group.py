@@ -79,7 +79,7 @@ class GroupConfig:
     min_voxels : int
         Minimum-voxel rule (``--min-voxels``): a participant's structure with fewer R2* voxels
         in either hemisphere enters no group statistics
-        (:func:`ironmap.cohort.analysis.analyse_cohort`).
+        (:func:`ironmap.cohort.analysis.analyse_cohort`); 0 turns the rule off.
     """
 
     bids_dir: Path
@@ -88,6 +88,12 @@ class GroupConfig:
     mixed: bool = True
     force: bool = False
     min_voxels: int = MIN_VOXELS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_voxels, bool) or not isinstance(self.min_voxels, int):
+            raise InputError(f"--min-voxels must be an integer >= 0, got {self.min_voxels!r}")
+        if self.min_voxels < 0:
+            raise InputError(f"--min-voxels must be an integer >= 0, got {self.min_voxels}")
 
 
 @dataclass
