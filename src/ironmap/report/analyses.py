@@ -29,7 +29,7 @@ NOT_RUN_HEADINGS = {
         "Change over time",
         "The longitudinal analysis was not run",
         " The results above are cross-sectional (each participant's baseline session); "
-        "group/longitudinal.tsv is not written.",
+        "group/longitudinal.tsv and longitudinal_sessions.tsv are not written.",
     ),
     "lesion_models": (
         "Lesions one by one",
