@@ -20,6 +20,7 @@ from ironmap.io.derivatives import group_path, read_tsv
 from ironmap.report.analyses import min_voxel_rule
 from ironmap.workflows.group import GroupConfig, run_group
 from test_group import _write_cohort
+from test_longitudinal import _longitudinal_cohort
 
 NOT_RUN = ("longitudinal.tsv", "longitudinal_sessions.tsv", "lesion_models.tsv")
 
@@ -148,3 +149,28 @@ def test_the_report_warns_about_small_nuclei_with_their_counts():
     assert "left out: red nucleus 1 participant(s)" in text  # sub-0: 6 voxels
     assert "<b>Small nuclei</b>" in text
     assert "substantia nigra 12, red nucleus 8 (fewer than 20)" in text
+
+
+def test_the_rule_applies_to_each_session_of_the_longitudinal_analysis(tmp_path):
+    """A follow-up session with 3 voxels in the left pallidum leaves that session's pallidum out
+    of the longitudinal models; its other sessions and structures stay."""
+    bids, out, _ = _longitudinal_cohort(tmp_path, n_hc=12, n_ms=12)
+    path = out / "sub-005" / "ses-02" / "anat" / "sub-005_ses-02_regions.tsv"
+    table = read_tsv(path)
+    table.loc[(table.region == "pallidum") & (table.hemisphere == "left"), "n_voxels"] = 3
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    with pytest.warns(IronmapWarning) as record:
+        run_group(GroupConfig(bids, out, report=False, mixed=False))
+    messages = [str(w.message) for w in record if "minimum-voxel rule" in str(w.message)]
+    assert messages == [
+        f"minimum-voxel rule: 1 session(s) x structure with fewer than {MIN_VOXELS} voxels in "
+        "a hemisphere are left out of the longitudinal models (pallidum 1)"
+    ]
+    sessions = read_tsv(group_path(out, "longitudinal_sessions.tsv"))
+    pal = sessions[(sessions.participant_id == "sub-005") & (sessions.region == "pallidum")]
+    pal = pal.set_index("session")
+    assert np.isnan(pal.loc["ses-02", "r2star_site_adjusted"])
+    assert np.isfinite(pal.loc["ses-02", "r2star_median"])  # the measurement is kept
+    assert np.isfinite(pal.loc[["ses-01", "ses-03"], "r2star_site_adjusted"]).all()
+    others = sessions[(sessions.participant_id == "sub-005") & (sessions.region != "pallidum")]
+    assert np.isfinite(others["r2star_site_adjusted"]).all()

@@ -231,24 +231,30 @@ def small_regions(regions: pd.DataFrame, min_voxels: int = MIN_VOXELS) -> pd.Dat
     pandas.DataFrame
         :data:`SMALL_COLUMNS`: one row per participant x structure the rule leaves out, with the
         two hemispheres' voxel counts; sorted by region (as :data:`DEEP_GM`) and participant.
+        With a ``session`` column in ``regions`` (several sessions), one row per participant x
+        session x structure, ``session`` after ``participant_id``.
     """
+    keys = ["participant_id", *(["session"] if "session" in regions.columns else []), "region"]
+    columns = [*keys, *SMALL_COLUMNS[2:]]
     needed = {"participant_id", "region", "hemisphere", "n_voxels"}
     if regions.empty or not needed <= set(regions.columns):
-        return pd.DataFrame(columns=SMALL_COLUMNS)
+        return pd.DataFrame(columns=columns)
     sides = regions[
         regions["region"].isin(DEEP_GM) & regions["hemisphere"].isin(["left", "right"])
     ]
-    counts = sides.assign(n=pd.to_numeric(sides["n_voxels"], errors="coerce")).pivot_table(
-        index=["participant_id", "region"], columns="hemisphere", values="n", aggfunc="min"
-    )
+    sides = sides.assign(n=pd.to_numeric(sides["n_voxels"], errors="coerce"))
+    if "session" in keys:  # sessionless rows of a table with sessions: "" (not dropped)
+        session = sides["session"].astype(object)
+        sides = sides.assign(session=session.where(session.notna(), ""))
+    counts = sides.pivot_table(index=keys, columns="hemisphere", values="n", aggfunc="min")
     if not {"left", "right"} <= set(counts.columns):
-        return pd.DataFrame(columns=SMALL_COLUMNS)
+        return pd.DataFrame(columns=columns)
     counts = counts[["left", "right"]].dropna()
     low = counts[(counts < min_voxels).any(axis=1)].astype(int).reset_index()
-    low.columns = SMALL_COLUMNS
+    low.columns = columns
     order = low["region"].map({r: i for i, r in enumerate(DEEP_GM)})
-    low = low.assign(order=order).sort_values(["order", "participant_id"])
-    return low[SMALL_COLUMNS].reset_index(drop=True)
+    low = low.assign(order=order).sort_values(["order", *keys[:-1]])
+    return low[columns].reset_index(drop=True)
 
 
 def _apply_min_voxels(long: pd.DataFrame, small: pd.DataFrame, min_voxels: int) -> pd.DataFrame:

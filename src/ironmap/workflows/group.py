@@ -331,6 +331,7 @@ def _longitudinal(
             analysis.normative,
             excluded=analysis.exclusions,
             untimed=untimed,
+            min_voxels=config.min_voxels,
         )
 
 
