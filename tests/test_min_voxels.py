@@ -17,7 +17,7 @@ from ironmap.cohort.analysis import analyse_cohort
 from ironmap.defaults import MIN_VOXELS
 from ironmap.errors import IronmapWarning
 from ironmap.io.derivatives import group_path, read_tsv
-from ironmap.report.analyses import min_voxel_rule
+from ironmap.report.analyses import min_voxel_rule, without_small
 from ironmap.workflows.group import GroupConfig, run_group
 from test_group import _write_cohort
 from test_longitudinal import _longitudinal_cohort
@@ -149,6 +149,11 @@ def test_the_report_warns_about_small_nuclei_with_their_counts():
     assert "left out: red nucleus 1 participant(s)" in text  # sub-0: 6 voxels
     assert "<b>Small nuclei</b>" in text
     assert "substantia nigra 12, red nucleus 8 (fewer than 20)" in text
+    # Table 2's descriptive mean (SD) counts the participants the statistics count
+    long = regions.assign(r2star_median=30.0).drop_duplicates(["participant_id", "region"])
+    shown = without_small(long, result).set_index(["participant_id", "region"])["r2star_median"]
+    assert np.isnan(shown[("sub-0", "red_nucleus")])
+    assert shown.drop(("sub-0", "red_nucleus")).eq(30.0).all()
 
 
 def test_the_rule_applies_to_each_session_of_the_longitudinal_analysis(tmp_path):

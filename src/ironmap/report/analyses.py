@@ -18,7 +18,7 @@ from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from .style import pretty_region
 
-__all__ = ["NOT_RUN_HEADINGS", "SMALL_NUCLEI", "min_voxel_rule", "not_run"]
+__all__ = ["NOT_RUN_HEADINGS", "SMALL_NUCLEI", "min_voxel_rule", "not_run", "without_small"]
 
 #: The nuclei the caveat names (few voxels per hemisphere at 2-3 mm).
 SMALL_NUCLEI = ("substantia_nigra", "red_nucleus")
@@ -37,6 +37,20 @@ NOT_RUN_HEADINGS = {
         " group/lesion_models.tsv is not written.",
     ),
 }
+
+
+def without_small(long: pd.DataFrame, result) -> pd.DataFrame:
+    """``long`` (bilateral rows of the analysed participants) with ``r2star_median`` NaN where
+    the minimum-voxel rule left the structure out, so that the report's descriptive columns
+    (Table 2's mean (SD)) count the participants its statistics count."""
+    threshold = int(getattr(result, "min_voxels", MIN_VOXELS))
+    small = small_regions(result.regions, threshold)
+    if small.empty:
+        return long
+    drop = pd.MultiIndex.from_frame(long[["participant_id", "region"]]).isin(
+        pd.MultiIndex.from_frame(small[["participant_id", "region"]])
+    )
+    return long.assign(r2star_median=long["r2star_median"].where(~drop))
 
 
 def min_voxel_rule(result) -> str:

@@ -27,7 +27,7 @@ from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
-from .analyses import min_voxel_rule
+from .analyses import min_voxel_rule, without_small
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
@@ -270,6 +270,7 @@ def write_report(path: str | Path, result) -> Path:
     subjects = result.subjects[result.subjects["analysed"]]
     regions = result.regions
     long = regions[regions["hemisphere"] == "both"].merge(subjects, on="participant_id")
+    long = without_small(long, result)  # the minimum-voxel rule, as in the statistics
     comparison, determinants = result.comparison, result.determinants
     model = result.analysis.normative if result.analysis is not None else None
     harmonization = harmonization_description(model) if model is not None else None
