@@ -78,6 +78,11 @@ def test_three_voxels_in_the_left_red_nucleus_leave_out_that_region_only(tmp_pat
     site = low.site.iloc[0]
     assert f"1 of {int((qc.site == site).sum())} &lt; {MIN_VOXELS} left out" in page
     assert "Small nuclei" not in page  # 100 voxels per hemisphere: no caveat
+    methods = page[page.index("<h2>Methods</h2>") :]
+    assert (
+        f"A participant's structure with fewer than {MIN_VOXELS} R2* voxels in either hemisphere "
+        "was left out of the group statistics (red nucleus: 1 participant(s))."
+    ) in methods
 
     # no empty tables of analyses that did not run; provenance and the report say why
     for name in NOT_RUN:

@@ -18,7 +18,14 @@ from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from .style import pretty_region
 
-__all__ = ["NOT_RUN_HEADINGS", "SMALL_NUCLEI", "min_voxel_rule", "not_run", "without_small"]
+__all__ = [
+    "NOT_RUN_HEADINGS",
+    "SMALL_NUCLEI",
+    "min_voxel_methods",
+    "min_voxel_rule",
+    "not_run",
+    "without_small",
+]
 
 #: The nuclei the caveat names (few voxels per hemisphere at 2-3 mm).
 SMALL_NUCLEI = ("substantia_nigra", "red_nucleus")
@@ -53,6 +60,36 @@ def without_small(long: pd.DataFrame, result) -> pd.DataFrame:
     return long.assign(r2star_median=long["r2star_median"].where(~drop))
 
 
+def _has_counts(regions: pd.DataFrame) -> bool:
+    """Whether the table has per-hemisphere voxel counts (the rule can be applied)."""
+    return "n_voxels" in regions.columns and regions["hemisphere"].isin(["left"]).any()
+
+
+def _lost(result) -> pd.Series:
+    """Participants the rule left out per structure (analysed participants; DEEP_GM order)."""
+    analysed = result.subjects.loc[result.subjects["analysed"].astype(bool), "participant_id"]
+    regions = result.regions[result.regions["participant_id"].isin(set(analysed))]
+    threshold = int(getattr(result, "min_voxels", MIN_VOXELS))
+    return small_regions(regions, threshold)["region"].value_counts(sort=False)
+
+
+def min_voxel_methods(result) -> str:
+    """The Methods sentence of the minimum-voxel rule ('' without per-hemisphere counts)."""
+    if not _has_counts(result.regions):
+        return ""
+    threshold = int(getattr(result, "min_voxels", MIN_VOXELS))
+    lost = _lost(result)
+    listed = (
+        " (" + ", ".join(f"{pretty_region(r)}: {n} participant(s)" for r, n in lost.items()) + ")"
+        if len(lost)
+        else " (no participant)"
+    )
+    return (
+        f" A participant's structure with fewer than {threshold} R2* voxels in either "
+        f"hemisphere was left out of the group statistics{listed}."
+    )
+
+
 def min_voxel_rule(result) -> str:
     """The rule, the participants it left out per structure, and the small-nuclei caveat (HTML).
 
@@ -61,11 +98,11 @@ def min_voxel_rule(result) -> str:
     """
     threshold = int(getattr(result, "min_voxels", MIN_VOXELS))
     regions = result.regions
-    if "n_voxels" not in regions.columns or not regions["hemisphere"].isin(["left"]).any():
+    if not _has_counts(regions):
         return ""
     analysed = result.subjects.loc[result.subjects["analysed"].astype(bool), "participant_id"]
     regions = regions[regions["participant_id"].isin(set(analysed))]
-    lost = small_regions(regions, threshold)["region"].value_counts(sort=False)
+    lost = _lost(result)
     listed = (
         "; left out: "
         + ", ".join(f"{pretty_region(r)} {n} participant(s)" for r, n in lost.items())

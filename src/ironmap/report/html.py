@@ -27,7 +27,7 @@ from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
 from . import clinical, figures, protocol, tables
-from .analyses import min_voxel_rule, without_small
+from .analyses import min_voxel_methods, min_voxel_rule, without_small
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods_html
@@ -421,6 +421,7 @@ def write_report(path: str | Path, result) -> Path:
             comparison_mixed=result.comparison_mixed,
             determinants=determinants,
             version=__version__,
+            min_voxels=min_voxel_methods(result),
         ),
         f"<p class='small'>Software: {html.escape(_versions())}.</p>",
     ]

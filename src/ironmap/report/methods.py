@@ -398,6 +398,7 @@ def methods_html(
     comparison_mixed: pd.DataFrame,
     determinants: pd.DataFrame,
     version: str,
+    min_voxels: str = "",
 ) -> str:
     """The Methods section (HTML paragraphs and the numbered references).
 
@@ -412,6 +413,9 @@ def methods_html(
         ``group/harmonization.json``.
     version : str
         ironmap's version.
+    min_voxels : str
+        The minimum-voxel rule's sentence (:func:`ironmap.report.analyses.min_voxel_methods`),
+        added to the regions paragraph; '' for none.
     """
     cite = _Citations()
     analysed = set(flow.loc[flow["status"] == "analysed", "participant_id"])
@@ -421,7 +425,7 @@ def methods_html(
         + _participants(flow),
     ]
     if len(qc):
-        paragraphs += [_acquisition(qc, cite), _regions(qc, cite)]
+        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels]
     paragraphs += [
         _harmonisation(age_model, harmonization, cite),
         _statistics(comparison_mixed, determinants, cite),
