@@ -277,6 +277,7 @@ def test_a_registered_fit_method_is_a_command_line_choice(monkeypatch):
         ("ParticipantConfig(b, o, b0_correction='on')", "--b0-correction must be one of auto"),
         ("ParticipantConfig(b, o, n_jobs=0)", "--n-jobs must be >= 1, got 0"),
         ("ParticipantConfig(b, o, csf_exclusion='yes')", "--csf-exclusion must be one of on, off"),
+        ("GroupConfig(b, o, min_voxels=-1)", "--min-voxels must be an integer >= 0, got -1"),
         ("FitConfig(o, fit_method='x')", "unknown fit method 'x'"),
         ("FitConfig(o, te_unit='us')", "--te-unit must be s or ms"),
         ("SimulateConfig(o, anatomy='mouse')", "--anatomy must be one of phantom, atlas"),
@@ -286,6 +287,7 @@ def test_a_registered_fit_method_is_a_command_line_choice(monkeypatch):
 def test_configs_validate_on_construction(tmp_path, make, message):
     from ironmap.errors import InputError
     from ironmap.workflows.fit import FitConfig
+    from ironmap.workflows.group import GroupConfig
     from ironmap.workflows.participant import ParticipantConfig
     from ironmap.workflows.simulate import SimulateConfig
 
@@ -293,6 +295,7 @@ def test_configs_validate_on_construction(tmp_path, make, message):
         "ParticipantConfig": ParticipantConfig,
         "FitConfig": FitConfig,
         "SimulateConfig": SimulateConfig,
+        "GroupConfig": GroupConfig,
         "b": tmp_path,
         "o": tmp_path / "out",
     }

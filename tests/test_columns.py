@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ironmap.cli import main
-from ironmap.cohort.analysis import FLOW_COLUMNS, NORMATIVE_COLUMNS
+from ironmap.cohort.analysis import ANALYSIS_TABLES, FLOW_COLUMNS, NORMATIVE_COLUMNS
 from ironmap.cohort.compare import COMPARISON_COLUMNS, CONTRASTS, MIXED_COLUMNS, OMNIBUS
 from ironmap.cohort.determinants import DETERMINANT_COLUMNS, PREDICTORS, TRANSFORMS
 from ironmap.cohort.tables import PHENOTYPES, SUBJECT_COLUMNS
@@ -259,7 +259,15 @@ def test_group_stage_tables(tmp_path):
     with pytest.warns(UserWarning, match="fewer than 10"):  # small cohort: pooled scales
         run_group(GroupConfig(bids, out, report=False, mixed=True))
     checked = _check_sidecars(out / "group")
-    assert sorted(checked) == sorted(GROUP_TABLES.values())
+    record = json.loads(group_path(out, "provenance.json").read_text())
+    absent = {  # one session each, no lesion tables: those analyses write no (empty) tables
+        GROUP_TABLES[key]
+        for name, entry in record["analyses"].items()
+        if not entry["ran"]
+        for key in ANALYSIS_TABLES[name]
+    }
+    assert absent == {"longitudinal.tsv", "longitudinal_sessions.tsv", "lesion_models.tsv"}
+    assert sorted(checked) == sorted(set(GROUP_TABLES.values()) - absent)
     comparison = pd.read_csv(group_path(out, "group_comparison.tsv"), sep="\t", dtype=str)
     assert comparison.estimate.dropna().str.fullmatch(r"-?\d+(\.\d{1,2})?").all()
     assert {"/group", "*_regions.tsv"} <= set((out / BIDSIGNORE).read_text().splitlines())

@@ -479,9 +479,17 @@ def test_group_stage_without_sessions_files_refuses_the_longitudinal_analysis(tm
     assert len(warned) == 1
     assert warned[0].startswith("15 participant(s) have several sessions but no time")
     assert "give every session an acq_time or age" in warned[0]
-    written = read_tsv(group_path(out, "longitudinal.tsv"))
-    assert written.empty
-    assert list(written.columns) == LONGITUDINAL_COLUMNS
+    assert result.longitudinal.empty
+    assert list(result.longitudinal.columns) == LONGITUDINAL_COLUMNS
+    # an analysis that did not run writes no (empty) tables; provenance says why
+    assert not group_path(out, "longitudinal.tsv").exists()
+    assert not group_path(out, "longitudinal_sessions.tsv").exists()
+    record = json.loads(group_path(out, "provenance.json").read_text())
+    assert record["analyses"]["longitudinal"] == {
+        "ran": False,
+        "reason": "15 participant(s) have several sessions but none with known times (acq_time "
+        "or age in sub-<label>_sessions.tsv)",
+    }
     assert result.longitudinal_sessions.time_years.eq(0).all()
     page = result.report.read_text()
     assert "No longitudinal model was fitted" in page

@@ -497,7 +497,11 @@ def test_report_has_the_lesion_section_only_with_lesion_tables(cohort, tmp_path)
 
     _, _, result = cohort
     assert result.lesion_models.empty  # the hand-written cohort has no lesion tables
-    assert "Lesions one by one" not in result.report.read_text()
+    page = result.report.read_text()  # the section only says why the models did not run
+    assert (
+        "<h2>Lesions one by one</h2><p>The lesion models were not run: no lesion tables "
+        "(sub-*_lesions.tsv: no lesion masks). group/lesion_models.tsv is not written.</p>"
+    ) in page
     with_lesions = dataclasses.replace(
         result, lesion_models=_lesion_models_table(), lesions=_lesion_rows(result.subjects)
     )

@@ -5,7 +5,14 @@ Kept free of heavy imports so that ``ironmap --help`` stays fast.
 
 from __future__ import annotations
 
-__all__ = ["B0_CORRECTIONS", "CSF_EXCLUSIONS", "MIN_FRACTION", "SIGMA_MAPS", "check_coils"]
+__all__ = [
+    "B0_CORRECTIONS",
+    "CSF_EXCLUSIONS",
+    "MIN_FRACTION",
+    "MIN_VOXELS",
+    "SIGMA_MAPS",
+    "check_coils",
+]
 
 #: Partial-volume threshold: a voxel counts for a structure when at least this fraction of it
 #: lies inside (``--min-fraction``; measured per site in docs/regions.md).
@@ -24,6 +31,16 @@ SIGMA_MAPS = ("off", "local")
 #: NAWM whose R2* says CSF (:func:`ironmap.regions.csf.csf_like`; counted in ``n_csf_excluded``);
 #: ``off`` keeps every voxel the segmentation gives.
 CSF_EXCLUSIONS = ("on", "off")
+
+#: Minimum-voxel rule of the group stage (``--min-voxels``): a participant's bilateral value of a
+#: deep grey-matter structure enters no group statistics when either hemisphere has fewer R2*
+#: voxels than this (NaN for that structure only, warned, noted in participant_flow.tsv).
+#: Chosen in benchmarks/min_voxels.py on the default demo: the error of a hemisphere's median
+#: against the planted truth follows var = 0.014 + 1.17 / n (1/s)^2, and 5 is the smallest count
+#: at which it is at most twice the error at ``cohort.qc.MIN_REGION_VOXELS`` (20) voxels, the
+#: count below which the QC only flags (measured: 0.50 1/s RMSE at 1-4 voxels against 0.25 at
+#: 20-30). docs/regions.md.
+MIN_VOXELS = 5
 
 
 def check_coils(coils: object) -> None:

@@ -48,7 +48,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from ..workflows.group import GroupConfig, run_group
 
         result = run_group(
-            GroupConfig(bids_dir=args.bids_dir, output_dir=args.output_dir, force=args.force)
+            GroupConfig(
+                bids_dir=args.bids_dir,
+                output_dir=args.output_dir,
+                force=args.force,
+                min_voxels=args.min_voxels,
+            )
         )
         if result.skipped:
             print(

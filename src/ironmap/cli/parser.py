@@ -251,7 +251,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap run`` (participant and group stages)."""
-    from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION
+    from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION, MIN_VOXELS
     from ..iron import CALIBRATIONS
     from ..segmentation.strategies import SEGMENTATIONS
     from ..workflows.participant import ParticipantConfig
@@ -334,6 +334,15 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     _add(run, "fit_method", ParticipantConfig)
     _add(run, "coils")
     _add(run, "force")
+    run.add_argument(
+        "--min-voxels",
+        type=int,
+        default=MIN_VOXELS,
+        metavar="N",
+        help="group stage: a participant's deep grey-matter structure with fewer than N R2* "
+        "voxels in either hemisphere enters no group statistics (noted in "
+        f"participant_flow.tsv; default: {MIN_VOXELS}, measured in benchmarks/min_voxels.py)",
+    )
 
 
 def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:

@@ -8,11 +8,12 @@ accounts for every participant it does not analyse (``CohortAnalysis.exclusions`
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from ..defaults import MIN_VOXELS
 from ..errors import InputError, IronmapWarning
 from ..regions.labels import DEEP_GM
 from .age import (
@@ -34,17 +35,27 @@ from .determinants import (
 )
 
 __all__ = [
+    "ANALYSIS_TABLES",
     "CORRECTED_REGIONS",
     "FLOW_COLUMNS",
     "CohortAnalysis",
     "analyse_cohort",
+    "analyses_run",
     "harmonization_description",
     "participant_flow",
+    "small_regions",
 ]
 
 #: Regions with a normative (control) model: deep grey matter and NAWM.
 CORRECTED_REGIONS = (*DEEP_GM, "nawm")
 NORMATIVE_COLUMNS = ("r2star_harmonized", "r2star_corrected", "r2star_z")
+#: The group stage's optional analyses and their tables (``GROUP_TABLES`` keys): the tables of an
+#: analysis that did not run are not written (:func:`analyses_run` says why).
+ANALYSIS_TABLES = {
+    "comparison_mixed": ("comparison_mixed",),
+    "lesion_models": ("lesion_models",),
+    "longitudinal": ("longitudinal", "longitudinal_sessions"),
+}
 FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason", "note"]
 
 
@@ -61,6 +72,9 @@ class CohortAnalysis:
     determinants: pd.DataFrame
     exclusions: dict[str, str]
     age_support: pd.Series  # participant_id -> level of AGE_SUPPORT_LEVELS (None: no age)
+    #: :func:`small_regions`: the structures the minimum-voxel rule left out, and its threshold
+    small: pd.DataFrame = field(default_factory=lambda: small_regions(pd.DataFrame()))
+    min_voxels: int = MIN_VOXELS
 
 
 def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFrame:
@@ -197,6 +211,70 @@ def _normative(long: pd.DataFrame, regions: tuple[str, ...]):
     return model, pd.concat(frames, axis=1).reset_index()
 
 
+SMALL_COLUMNS = ["participant_id", "region", "n_voxels_left", "n_voxels_right"]
+
+
+def small_regions(regions: pd.DataFrame, min_voxels: int = MIN_VOXELS) -> pd.DataFrame:
+    """Participant x deep grey-matter structure with fewer than ``min_voxels`` in a hemisphere.
+
+    Parameters
+    ----------
+    regions : pandas.DataFrame
+        ``regions.tsv`` rows (``participant_id, region, hemisphere, n_voxels``); structures
+        without both a ``left`` and a ``right`` row with a count are never listed (nothing is
+        known about them).
+    min_voxels : int
+        The minimum-voxel rule's threshold (:data:`ironmap.defaults.MIN_VOXELS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`SMALL_COLUMNS`: one row per participant x structure the rule leaves out, with the
+        two hemispheres' voxel counts; sorted by region (as :data:`DEEP_GM`) and participant.
+        With a ``session`` column in ``regions`` (several sessions), one row per participant x
+        session x structure, ``session`` after ``participant_id``.
+    """
+    keys = ["participant_id", *(["session"] if "session" in regions.columns else []), "region"]
+    columns = [*keys, *SMALL_COLUMNS[2:]]
+    needed = {"participant_id", "region", "hemisphere", "n_voxels"}
+    if regions.empty or not needed <= set(regions.columns):
+        return pd.DataFrame(columns=columns)
+    sides = regions[
+        regions["region"].isin(DEEP_GM) & regions["hemisphere"].isin(["left", "right"])
+    ]
+    sides = sides.assign(n=pd.to_numeric(sides["n_voxels"], errors="coerce"))
+    if "session" in keys:  # sessionless rows of a table with sessions: "" (not dropped)
+        session = sides["session"].astype(object)
+        sides = sides.assign(session=session.where(session.notna(), ""))
+    counts = sides.pivot_table(index=keys, columns="hemisphere", values="n", aggfunc="min")
+    if not {"left", "right"} <= set(counts.columns):
+        return pd.DataFrame(columns=columns)
+    counts = counts[["left", "right"]].dropna()
+    low = counts[(counts < min_voxels).any(axis=1)].astype(int).reset_index()
+    low.columns = columns
+    order = low["region"].map({r: i for i, r in enumerate(DEEP_GM)})
+    low = low.assign(order=order).sort_values(["order", *keys[:-1]])
+    return low[columns].reset_index(drop=True)
+
+
+def _apply_min_voxels(long: pd.DataFrame, small: pd.DataFrame, min_voxels: int) -> pd.DataFrame:
+    """``long`` (bilateral rows) with the small structures' R2* NaN, and one warning."""
+    if small.empty:
+        return long
+    key = pd.MultiIndex.from_frame(long[["participant_id", "region"]])
+    drop = key.isin(pd.MultiIndex.from_frame(small[["participant_id", "region"]]))
+    per_region = small["region"].value_counts(sort=False)
+    listed = ", ".join(f"{region} {n} participant(s)" for region, n in per_region.items())
+    warnings.warn(
+        f"minimum-voxel rule: fewer than {min_voxels} voxels in a hemisphere, so that structure "
+        f"enters no group statistics ({listed}); the participants' other structures are "
+        "analysed (--min-voxels; note in group/participant_flow.tsv)",
+        IronmapWarning,
+        stacklevel=3,
+    )
+    return long.assign(r2star_median=long["r2star_median"].where(~drop))
+
+
 def _lesion_outcomes(ms: pd.DataFrame) -> pd.DataFrame:
     lesions = ms[ms["region"] == "lesions"].copy()
     small = lesions["n_voxels"].fillna(0) < MIN_LESION_VOXELS
@@ -223,6 +301,7 @@ def analyse_cohort(
     clinical: bool = True,
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
+    min_voxels: int = MIN_VOXELS,
 ) -> CohortAnalysis:
     """Run the cohort statistics.
 
@@ -241,10 +320,18 @@ def analyse_cohort(
         stepwise bootstrap of the determinants (their ``inclusion_frequency`` is NaN).
     seed : int
         Seed of the bootstraps.
+    min_voxels : int
+        Minimum-voxel rule: a participant's deep grey-matter structure with fewer R2* voxels
+        than this in either hemisphere (``n_voxels`` of its ``left``/``right`` rows) enters no
+        statistics, the normative model included: its harmonised, corrected R2* and z-score
+        are NaN, its measured ``r2star_median`` is kept (:func:`small_regions`, warned once).
     """
     exclusions: dict[str, str] = {}
     both = regions[regions["hemisphere"] == "both"]
-    long = both.merge(subjects, on="participant_id", how="inner")
+    small = small_regions(regions, min_voxels)
+    long = _apply_min_voxels(
+        both.merge(subjects, on="participant_id", how="inner"), small, min_voxels
+    )
     _exclude(long, exclusions)
     present = _modelled_regions(long)
     model, values = _normative(long, present)
@@ -278,6 +365,8 @@ def analyse_cohort(
         determinants=table,
         exclusions=exclusions,
         age_support=pd.Series(support, index=subjects["participant_id"].to_numpy(), dtype=object),
+        small=small,
+        min_voxels=min_voxels,
     )
 
 
@@ -302,8 +391,14 @@ def participant_flow(
     *,
     age_support: pd.Series | None = None,
     age_limits: tuple[float, float, float, float] | None = None,
+    small: pd.DataFrame | None = None,
+    min_voxels: int = MIN_VOXELS,
 ) -> pd.DataFrame:
     """Every row of ``participants.tsv``: ``analysed``, or ``excluded`` with the reason.
+
+    ``small`` (:func:`small_regions` at ``min_voxels``) adds to an analysed participant's
+    ``note`` each structure the minimum-voxel rule left out, with its voxel counts (warned by
+    :func:`analyse_cohort`).
 
     Warns once, with the count of each reason, when anyone is excluded, and once, with their
     number, when analysed participants are younger or older than every control
@@ -314,6 +409,8 @@ def participant_flow(
     flow["reason"] = flow["participant_id"].map(lambda pid: exclusions.get(pid, ""))
     flow["status"] = np.where(flow["reason"] == "", "analysed", "excluded")
     flow["note"] = _age_notes(flow, age_support, age_limits)
+    if small is not None and len(small):
+        flow["note"] = _join_notes(flow["note"], _voxel_notes(flow, small, min_voxels))
     excluded = flow[flow["status"] == "excluded"]
     if len(excluded):
         kinds = excluded["reason"].str.split(":").str[0].value_counts()
@@ -325,6 +422,27 @@ def participant_flow(
             stacklevel=2,
         )
     return flow[FLOW_COLUMNS]
+
+
+def _voxel_notes(flow: pd.DataFrame, small: pd.DataFrame, min_voxels: int) -> pd.Series:
+    """The flow's ``note`` of the minimum-voxel rule, per analysed participant ('' if none)."""
+    text = small.assign(
+        words=small["region"]
+        + ": left "
+        + small["n_voxels_left"].astype(int).astype(str)
+        + ", right "
+        + small["n_voxels_right"].astype(int).astype(str)
+        + f" voxels (fewer than {min_voxels} in a hemisphere): left out of the group statistics"
+    )
+    per = text.groupby("participant_id", sort=False)["words"].agg("; ".join)
+    notes = flow["participant_id"].map(per).fillna("")
+    return notes.where(flow["status"] == "analysed", "")
+
+
+def _join_notes(first: pd.Series, second: pd.Series) -> pd.Series:
+    """Two note columns joined with '; ' (either may be empty)."""
+    both = (first != "") & (second != "")
+    return (first + np.where(both, "; ", "") + second).astype(object)
 
 
 def _age_notes(flow: pd.DataFrame, support: pd.Series | None, limits) -> pd.Series:
@@ -354,6 +472,41 @@ def _age_notes(flow: pd.DataFrame, support: pd.Series | None, limits) -> pd.Seri
             stacklevel=3,
         )
     return notes
+
+
+def analyses_run(
+    *, mixed: bool, lesions: pd.DataFrame, lesion_models: pd.DataFrame, longitudinal_reason: str
+) -> dict[str, dict]:
+    """Whether each of :data:`ANALYSIS_TABLES` ran, and why not, for ``group/provenance.json``.
+
+    Parameters
+    ----------
+    mixed : bool
+        The mixed-model sensitivity analysis was asked for.
+    lesions, lesion_models : pandas.DataFrame
+        The analysed participants' ``_lesions.tsv`` rows and the lesion models fitted on them.
+    longitudinal_reason : str
+        ``LongitudinalAnalysis.reason`` ('' when its models were fitted).
+
+    Returns
+    -------
+    dict
+        Analysis name -> ``{"ran": bool, "reason": str}`` (``reason`` only when it did not run).
+    """
+
+    def entry(ran: bool, reason: str) -> dict:
+        return {"ran": True} if ran else {"ran": False, "reason": reason}
+
+    return {
+        "comparison_mixed": entry(mixed, "not requested (mixed=False)"),
+        "lesion_models": entry(
+            not lesion_models.empty,
+            "no lesion tables (sub-*_lesions.tsv: no lesion masks)"
+            if lesions.empty
+            else "no lesion model could be fitted",
+        ),
+        "longitudinal": entry(not longitudinal_reason, longitudinal_reason),
+    }
 
 
 def harmonization_description(model: NormativeModel) -> dict:

@@ -279,7 +279,8 @@ def _contrast(region, contrast, part, sd_hc, n_hc, *, n_boot) -> dict:
     parts = [f"{excluded - missing} at sites without the other arm ({', '.join(lonely)})"]
     if missing:
         parts.append(
-            f"{missing} without harmonised R2* (no R2*, or no control with it at the site)"
+            f"{missing} without harmonised R2* (no R2*, fewer voxels than the minimum-voxel "
+            "rule, or no control with it at the site)"
         )
     note = "left out: " + "; ".join(p for p in parts if not p.startswith("0 "))
     return {

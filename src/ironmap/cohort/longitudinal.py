@@ -58,6 +58,7 @@ import statsmodels.formula.api as smf
 from numpy.typing import NDArray
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from ..defaults import MIN_VOXELS
 from ..errors import IronmapWarning
 from .age import NormativeModel, spline_basis
 from .compare import group_label
@@ -156,12 +157,16 @@ class LongitudinalAnalysis:
         fixed-effect prediction) at baseline and at the arm's longest follow-up.
     untimed : dict
         ``participant_id`` -> why its later sessions were left out.
+    reason : str
+        Why no longitudinal model was fitted ('' when one was), in words for the report and
+        ``group/provenance.json``.
     """
 
     table: pd.DataFrame
     values: pd.DataFrame
     trajectories: pd.DataFrame = field(default_factory=pd.DataFrame)
     untimed: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
 
 
 def harmonise_sessions(
@@ -169,6 +174,8 @@ def harmonise_sessions(
     timing: pd.DataFrame,
     subjects: pd.DataFrame,
     normative: NormativeModel,
+    *,
+    min_voxels: int = MIN_VOXELS,
 ) -> pd.DataFrame:
     """Every timed session's harmonised and site-adjusted R2* (baseline controls' model).
 
@@ -182,6 +189,10 @@ def harmonise_sessions(
     subjects : pandas.DataFrame
         Analysed participants: ``participant_id, group, sex, site``.
     normative : NormativeModel
+    min_voxels : int
+        Minimum-voxel rule: a session's structure with fewer voxels in either hemisphere
+        (:func:`~.analysis.small_regions`) has NaN harmonised and site-adjusted R2* (its
+        measured ``r2star_median`` is kept) and enters no longitudinal model.
 
     Returns
     -------
@@ -190,6 +201,7 @@ def harmonise_sessions(
     """
     both = regions[(regions["hemisphere"] == "both") & regions["region"].isin(normative.regions)]
     both = both[["participant_id", "session", "region", "r2star_median"]]
+    small = _small_sessions(regions, min_voxels)
     if "scanner" not in timing.columns:
         timing = timing.assign(scanner=np.nan)
     keyed = both.merge(timing, on=["participant_id", "session"], how="inner")
@@ -199,7 +211,10 @@ def harmonise_sessions(
     if keyed.empty:
         return pd.DataFrame(columns=SESSION_VALUE_COLUMNS)
     index = ["participant_id", "session"]
-    wide = keyed.pivot(index=index, columns="region", values="r2star_median")
+    kept = keyed["r2star_median"].where(~_keys(keyed).isin(small))
+    wide = keyed.assign(r2star_median=kept).pivot(
+        index=index, columns="region", values="r2star_median"
+    )
     wide = wide.reindex(columns=list(normative.regions))
     info = keyed.drop_duplicates(index).set_index(index).loc[wide.index]
     values = normative.transform(
@@ -231,6 +246,25 @@ def harmonise_sessions(
     out = out[SESSION_VALUE_COLUMNS].reset_index(drop=True)
     out["session"] = out["session"].astype(object).where(out["session"] != "", np.nan)
     return out
+
+
+def _keys(table: pd.DataFrame) -> pd.MultiIndex:
+    """``(participant_id, session, region)`` of each row (session '' where missing)."""
+    session = table["session"].astype(object)
+    return pd.MultiIndex.from_arrays(
+        [table["participant_id"], session.where(session.notna(), ""), table["region"]]
+    )
+
+
+def _small_sessions(regions: pd.DataFrame, min_voxels: int) -> pd.MultiIndex:
+    """``(participant_id, session, region)`` of the structures the minimum-voxel rule leaves
+    out (session '' where the table has none)."""
+    from .analysis import small_regions  # a function-level import: analysis is the caller's
+
+    small = small_regions(regions, min_voxels)
+    if "session" not in small.columns:
+        small = small.assign(session="")
+    return _keys(small)
 
 
 #: The fits tried in turn: random part (``~time``: random slope) and optimizers.
@@ -645,6 +679,7 @@ def analyse_longitudinal(
     *,
     excluded: Collection[str] = (),
     untimed: dict[str, str] | None = None,
+    min_voxels: int = MIN_VOXELS,
 ) -> LongitudinalAnalysis:
     """Harmonise every session and fit the longitudinal models.
 
@@ -662,6 +697,9 @@ def analyse_longitudinal(
         Participants the cross-sectional analysis excluded (left out here too).
     untimed : dict, optional
         ``participant_id`` -> why its later sessions cannot be timed (one warning).
+    min_voxels : int
+        The minimum-voxel rule, applied to every session (:func:`harmonise_sessions`; one
+        warning counts the sessions x structures it leaves out of the models).
 
     Warns
     -----
@@ -682,17 +720,33 @@ def analyse_longitudinal(
             IronmapWarning,
             stacklevel=2,
         )
-    values = harmonise_sessions(regions, timing, analysed, normative)
+    values = harmonise_sessions(regions, timing, analysed, normative, min_voxels=min_voxels)
     several = values.groupby("participant_id")["session"].nunique() if len(values) else None
     if several is None or not (several > 1).any():
         empty = pd.DataFrame(columns=LONGITUDINAL_COLUMNS)
-        return LongitudinalAnalysis(empty, values, untimed=untimed)
-    table, trajectories = fit_longitudinal(values, analysed)
-    if table.empty:
+        reason = (
+            f"{len(untimed)} participant(s) have several sessions but none with known times "
+            "(acq_time or age in sub-<label>_sessions.tsv)"
+            if untimed
+            else "one session per participant"
+        )
+        return LongitudinalAnalysis(empty, values, untimed=untimed, reason=reason)
+    lost = values.loc[_keys(values).isin(_small_sessions(regions, min_voxels)), "region"]
+    if len(lost):
+        per = ", ".join(f"{r} {n}" for r, n in lost.value_counts(sort=False).items())
         warnings.warn(
-            f"{int((several > 1).sum())} participant(s) have two or more timed sessions, but no "
-            f"group has {MIN_LONGITUDINAL}: no longitudinal model was fitted",
+            f"minimum-voxel rule: {len(lost)} session(s) x structure with fewer than "
+            f"{min_voxels} voxels in a hemisphere are left out of the longitudinal models "
+            f"({per})",
             IronmapWarning,
             stacklevel=2,
         )
-    return LongitudinalAnalysis(table, values, trajectories, untimed)
+    table, trajectories = fit_longitudinal(values, analysed)
+    reason = ""
+    if table.empty:
+        reason = (
+            f"{int((several > 1).sum())} participant(s) have two or more timed sessions, but no "
+            f"group has {MIN_LONGITUDINAL}"
+        )
+        warnings.warn(f"{reason}: no longitudinal model was fitted", IronmapWarning, stacklevel=2)
+    return LongitudinalAnalysis(table, values, trajectories, untimed, reason)

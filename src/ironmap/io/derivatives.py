@@ -157,10 +157,12 @@ OUTPUTS: dict[str, str] = {
     _G["comparison"]: "group differences per region and contrast (Table 2)",
     _G["comparison_mixed"]: "the same with a random site intercept (sensitivity analysis)",
     _G["determinants"]: "determinants of R2* in MS: univariable, multivariable, reduced, stepwise",
-    _G["lesion_models"]: "lesion R2* relative to NAWM and rim minus core, on volume and duration",
+    _G["lesion_models"]: "lesion R2* relative to NAWM and rim minus core, on volume and duration "
+    "(only with lesion tables)",
     _G["participant_qc"]: "protocol, processing and QC per participant",
-    _G["longitudinal"]: "yearly R2* change (mixed models; header only without timed sessions)",
-    _G["longitudinal_sessions"]: "the per-session R2* of the longitudinal models",
+    _G["longitudinal"]: "yearly R2* change (mixed models; only with timed repeated sessions: "
+    "provenance.json says why an analysis did not run)",
+    _G["longitudinal_sessions"]: "the per-session R2* of the longitudinal models (likewise)",
     f"{GROUP_DIR}/<table>.json": "each group table's column descriptions (BIDS sidecar)",
     f"{GROUP_DIR}/{GROUP_PROVENANCE}": "the group stage's inputs' checksums and options",
     f"{GROUP_DIR}/{METHODS_MD}": "the report's Methods as Markdown, references keyed to the .bib",

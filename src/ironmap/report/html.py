@@ -24,9 +24,11 @@ from .. import __version__
 from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
+from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
 from ..io.derivatives import clear_group_figures, group_figure_stem
 from . import clinical, figures, protocol, tables
+from .analyses import min_voxel_methods, min_voxel_rule, without_small
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods, write_methods
@@ -241,7 +243,7 @@ def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
     return out
 
 
-def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
+def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame, *, min_voxels: int) -> str:
     if qc.empty:
         return "<p>No participant-stage outputs to summarise.</p>"
     missing = protocol.missing_records(qc)
@@ -262,13 +264,15 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
         kind="S",
         text=("protocol",),
     )
-    counts, flags = protocol.voxel_count_table(qc)
+    counts, flags = protocol.voxel_count_table(qc, min_voxels=min_voxels)
     voxels = n.table(
         counts,
         "R2* voxels per hemisphere of the deep grey-matter structures, per site: median over "
         "participants (smallest in any participant); below, in red: participants with fewer "
         f"than {MIN_REGION_VOXELS} voxels in a hemisphere, whose regional median rests on few "
-        "voxels (e.g. the red nucleus on 2 mm data).",
+        "voxels (e.g. the red nucleus on 2 mm data), and those with fewer than "
+        f"{min_voxels}, whose structure the minimum-voxel rule left out of the group "
+        "statistics.",
         kind="S",
         cell_class=lambda r, c: "flag" if c in flags.columns and flags.at[r, c] else "",
     )
@@ -300,6 +304,7 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
     subjects = result.subjects[result.subjects["analysed"]]
     regions = result.regions
     long = regions[regions["hemisphere"] == "both"].merge(subjects, on="participant_id")
+    long = without_small(long, result)  # the minimum-voxel rule, as in the statistics
     comparison, determinants = result.comparison, result.determinants
     model = result.analysis.normative if result.analysis is not None else None
     harmonization = harmonization_description(model) if model is not None else None
@@ -317,6 +322,7 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
         "<h2>Participants</h2>" + _cohort(n, result, subjects),
         "<h2>R2* by group</h2>"
         + _table2(n, long, comparison)
+        + min_voxel_rule(result)
         + _mixed(n, getattr(result, "comparison_mixed", None)),
     ]
     with plotting():
@@ -386,6 +392,7 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
         determinants=determinants,
         version=__version__,
         mixed_table=n.labels.get("mixed"),  # the sentence exactly when the table is shown
+        min_voxels=min_voxel_methods(result),
     )
     multi = tables.determinants_table(determinants)
     bold = tables.determinants_significant(determinants)
@@ -435,7 +442,8 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
         else "",
         lesion_section(n, result, plotting),
         longitudinal_section(n, result, plotting),
-        "<h2>Acquisition and quality control</h2>" + _qc(n, qc, result.flow),
+        "<h2>Acquisition and quality control</h2>"
+        + _qc(n, qc, result.flow, min_voxels=getattr(result, "min_voxels", MIN_VOXELS)),
         "<h2>Site harmonisation and age models</h2>"
         + (
             n.table(

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.lesions import MIN_LOCATION_LESIONS, lesion_outcomes
+from .analyses import not_run
 from .style import PAGE_WIDTH_IN, new_figure
 from .tables import fmt_ci, fmt_p
 
@@ -245,7 +246,7 @@ def lesion_section(numbers, result, plotting) -> str:
     """
     models = getattr(result, "lesion_models", pd.DataFrame())
     if models is None or models.empty:
-        return ""
+        return not_run(result, "lesion_models")  # why it did not run ('' when not recorded)
     rows = getattr(result, "lesions", pd.DataFrame())
     data = (
         lesion_outcomes(rows, result.subjects)

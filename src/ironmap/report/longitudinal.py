@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.longitudinal import MIN_LONGITUDINAL, OUTCOME
+from .analyses import not_run
 from .figures import normative_regions
 from .style import (
     GROUP_ORDER,
@@ -215,7 +216,7 @@ def longitudinal_section(numbers, result, plotting) -> str:
         len(values) and (values.groupby("participant_id")["session"].nunique() > 1).any()
     )
     if not has_sessions and not (trend is not None and trend.untimed):
-        return ""
+        return not_run(result, "longitudinal")  # why it did not run ('' when not recorded)
     head = "<h2>Change over time</h2>"
     if table.empty:
         return head + (

@@ -751,6 +751,7 @@ def methods(
     determinants: pd.DataFrame,
     version: str,
     mixed_table: str | None = None,
+    min_voxels: str = "",
 ) -> Methods:
     """The Methods written from what was run (see :func:`methods_html` for the parameters)."""
     cite = _Citations()
@@ -761,7 +762,7 @@ def methods(
         + _participants(flow),
     ]
     if len(qc):
-        paragraphs += [_acquisition(qc, cite), _regions(qc, cite)]
+        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels]
     paragraphs += [
         _harmonisation(age_model, harmonization, cite),
         _statistics(comparison_mixed, determinants, cite, mixed_table),
@@ -779,6 +780,7 @@ def methods_html(
     determinants: pd.DataFrame,
     version: str,
     mixed_table: str | None = None,
+    min_voxels: str = "",
 ) -> str:
     """The Methods section (HTML paragraphs and the numbered references).
 
@@ -797,6 +799,9 @@ def methods_html(
         The label of the report's table of the mixed-model sensitivity analysis (e.g.
         ``"Table S2"``); the Methods describe that analysis only with it (the report shows
         the table only when it has rows).
+    min_voxels : str
+        The minimum-voxel rule's sentence (:func:`ironmap.report.analyses.min_voxel_methods`),
+        added to the regions paragraph; '' for none.
     """
     return methods(
         qc,
@@ -807,6 +812,7 @@ def methods_html(
         determinants=determinants,
         version=version,
         mixed_table=mixed_table,
+        min_voxels=min_voxels,
     ).html()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..cohort.qc import MIN_REGION_VOXELS
+from ..defaults import MIN_VOXELS
 from ..regions.labels import DEEP_GM
 from .style import GROUP_ORDER, labels, pretty_region
 
@@ -108,14 +109,17 @@ def _failed(values: pd.Series) -> str:
     return f"{values.median():.2f} ({values.max():.2f})"
 
 
-def voxel_count_table(qc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def voxel_count_table(
+    qc: pd.DataFrame, *, min_voxels: int = MIN_VOXELS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per site and deep-GM region: the smallest per-hemisphere voxel count of any participant.
 
     Returns
     -------
     table : pandas.DataFrame
         ``site`` and one column per region: ``smallest (k < 20)`` where k participants of the
-        site have fewer than :data:`~ironmap.cohort.qc.MIN_REGION_VOXELS` voxels.
+        site have fewer than :data:`~ironmap.cohort.qc.MIN_REGION_VOXELS` voxels, and
+        ``k of n < min_voxels left out`` where the minimum-voxel rule left k out.
     flags : pandas.DataFrame of bool
         Same shape: True where the smallest count is below the threshold.
     """
@@ -127,12 +131,14 @@ def voxel_count_table(qc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for region in columns:
             counts = at[f"min_voxels_{region}"].dropna()
             low = int((counts < MIN_REGION_VOXELS).sum())
+            lost = int((counts < min_voxels).sum())
             name = pretty_region(region)
             row[name] = (
                 ""
                 if counts.empty
                 else f"{counts.median():.0f} (min {int(counts.min())})"
                 + (f"\n{low} of {len(counts)} < {MIN_REGION_VOXELS}" if low else "")
+                + (f"\n{lost} of {len(counts)} < {min_voxels} left out" if lost else "")
             )
             flag[name] = bool(low)
         rows.append(row)

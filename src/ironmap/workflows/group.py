@@ -28,8 +28,10 @@ from threadpoolctl import threadpool_limits
 from .. import __version__
 from ..cohort import collect_regions, read_participants, subjects_table
 from ..cohort.analysis import (
+    ANALYSIS_TABLES,
     CohortAnalysis,
     analyse_cohort,
+    analyses_run,
     harmonization_description,
     participant_flow,
 )
@@ -38,6 +40,7 @@ from ..cohort.longitudinal import LongitudinalAnalysis, analyse_longitudinal
 from ..cohort.qc import collect_protocols
 from ..cohort.sessions import collect_timing
 from ..cohort.tables import collect_all_sessions, collect_lesions, missing_outputs
+from ..defaults import MIN_VOXELS
 from ..errors import InputError
 from ..io import check_output_dir, output_lock, write_bidsignore, write_json, write_tsv
 from ..io.derivatives import (
@@ -56,6 +59,7 @@ from ..io.derivatives import (
     read_tsv,
     report_outputs,
     sha256,
+    tsv_sidecar_path,
 )
 
 __all__ = ["GroupConfig", "GroupResult", "run_group"]
@@ -76,6 +80,10 @@ class GroupConfig:
     force : bool
         Recompute and overwrite group outputs of other inputs or options, or without a
         provenance record.
+    min_voxels : int
+        Minimum-voxel rule (``--min-voxels``): a participant's structure with fewer R2* voxels
+        in either hemisphere enters no group statistics
+        (:func:`ironmap.cohort.analysis.analyse_cohort`); 0 turns the rule off.
     """
 
     bids_dir: Path
@@ -83,6 +91,13 @@ class GroupConfig:
     report: bool = True
     mixed: bool = True
     force: bool = False
+    min_voxels: int = MIN_VOXELS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_voxels, bool) or not isinstance(self.min_voxels, int):
+            raise InputError(f"--min-voxels must be an integer >= 0, got {self.min_voxels!r}")
+        if self.min_voxels < 0:
+            raise InputError(f"--min-voxels must be an integer >= 0, got {self.min_voxels}")
 
 
 @dataclass
@@ -94,6 +109,9 @@ class GroupResult:
     None. ``longitudinal`` and ``longitudinal_sessions`` are empty (columns only) when no
     participant has two timed sessions. ``lesions`` holds the baseline ``_lesions.tsv`` rows of
     the analysed participants (for the report; empty when read back or without lesion tables).
+    ``analyses``: :func:`ironmap.cohort.analysis.analyses_run` (the tables of an analysis that
+    did not run are not written, and are empty when read back); ``min_voxels``: the
+    minimum-voxel rule's threshold.
     """
 
     regions: pd.DataFrame
@@ -113,6 +131,8 @@ class GroupResult:
     skipped: bool = False
     trend: LongitudinalAnalysis | None = None
     lesions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    analyses: dict = field(default_factory=dict)
+    min_voxels: int = MIN_VOXELS
 
 
 def run_group(config: GroupConfig) -> GroupResult:
@@ -157,7 +177,7 @@ def _provenance(config: GroupConfig, table_path: Path) -> dict:
     return {
         "ironmap_version": __version__,
         "inputs": {p.name: sha256(p) for p in files},
-        "options": {"mixed": config.mixed},
+        "options": {"mixed": config.mixed, "min_voxels": config.min_voxels},
     }
 
 
@@ -183,16 +203,41 @@ def _up_to_date(out: Path, provenance: dict, config: GroupConfig) -> bool:
             f"{record}: group outputs exist from other inputs or options "
             f"({describe_changes(changes)}); pass --force to recompute"
         )
-    wanted = [p for p in group_outputs(out) if config.report or p not in report_outputs(out)]
+    absent = {GROUP_TABLES[k] for k in _not_run(previous.get("analyses") or {})}
+    wanted = [
+        p
+        for p in group_outputs(out)
+        if (config.report or p not in report_outputs(out))
+        and p.name.replace(".json", ".tsv") not in absent
+    ]
     return all(p.exists() for p in wanted)
 
 
+def _not_run(analyses: dict) -> list[str]:
+    """The ``GROUP_TABLES`` keys of the analyses that did not run (not written)."""
+    return [
+        key
+        for name, record in analyses.items()
+        if not record.get("ran", True)
+        for key in ANALYSIS_TABLES.get(name, ())
+    ]
+
+
 def _read_back(out: Path) -> GroupResult:
-    """The group tables as written, and the report's path."""
-    tables = {key: read_tsv(group_path(out, name)) for key, name in GROUP_TABLES.items()}
+    """The group tables as written (empty where an analysis did not run), and the report."""
+    record = json.loads(group_path(out, GROUP_PROVENANCE).read_text())
+    tables = {
+        key: read_tsv(path) if (path := group_path(out, name)).exists() else pd.DataFrame()
+        for key, name in GROUP_TABLES.items()
+    }
     report = out / REPORT
     return GroupResult(
-        **tables, analysis=None, report=report if report.exists() else None, skipped=True
+        **tables,
+        analysis=None,
+        report=report if report.exists() else None,
+        skipped=True,
+        analyses=record.get("analyses") or {},
+        min_voxels=(record.get("options") or {}).get("min_voxels", MIN_VOXELS),
     )
 
 
@@ -212,7 +257,9 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     # SVDs at n = 3,000 with 2 OpenBLAS threads in benchmarks/group.py).
     try:
         with threadpool_limits(limits=1, user_api="blas"):
-            analysis = analyse_cohort(regions, subjects, mixed=config.mixed)
+            analysis = analyse_cohort(
+                regions, subjects, mixed=config.mixed, min_voxels=config.min_voxels
+            )
     except InputError as err:  # the cohort's data are wrong: say which table holds them
         raise InputError(f"{table_path}: {err}") from None
     exclusions = {
@@ -233,6 +280,8 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
             exclusions,
             age_support=analysis.age_support,
             age_limits=analysis.normative.age_limits,
+            small=analysis.small,
+            min_voxels=analysis.min_voxels,
         ),
         age_model=analysis.age_model,
         harmonization=analysis.harmonization,
@@ -247,6 +296,13 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         report=None,
         trend=trend,
         lesions=lesions,
+        analyses=analyses_run(
+            mixed=config.mixed,
+            lesions=lesions,
+            lesion_models=models,
+            longitudinal_reason=trend.reason,
+        ),
+        min_voxels=analysis.min_voxels,
     )
 
 
@@ -280,6 +336,7 @@ def _longitudinal(
             analysis.normative,
             excluded=analysis.exclusions,
             untimed=untimed,
+            min_voxels=config.min_voxels,
         )
 
 
@@ -291,8 +348,16 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
     normative = result.analysis.normative if result.analysis is not None else None
     # before the tables: it is harmonization.tsv's sidecar too, which adds its columns
     write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(normative))
+    absent = set(_not_run(result.analyses))
     for attribute, name in GROUP_TABLES.items():
-        write_tsv(group_path(out, name), getattr(result, attribute))
+        path = group_path(out, name)
+        if attribute not in absent:
+            write_tsv(path, getattr(result, attribute))
+            continue
+        for stale in (path, tsv_sidecar_path(path)):  # of an earlier run that had the analysis
+            if stale.exists():
+                stale.unlink()
+                log.info("group stage: removed %s (its analysis did not run)", stale)
     if config.report:
         from ..report.html import write_report
 
@@ -304,4 +369,4 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
         for path in (p for p in report_outputs(out) if p.exists()):
             path.unlink()
             log.info("group stage: removed %s, made from other tables (report=False)", path)
-    write_json(record, {**provenance, "complete": True})
+    write_json(record, {**provenance, "analyses": result.analyses, "complete": True})
