@@ -16,6 +16,7 @@ Layout of ``OUTPUT_DIR``::
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
     group/<table>.tsv (+ <table>.json), group/harmonization.json, group/provenance.json
     report.html
+    qc/index.html            (:data:`QC_INDEX`: every participant's QC page, with flags)
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
 the input dataset (:func:`check_output_dir`). Resume compares provenance records by content
@@ -47,6 +48,7 @@ __all__ = [
     "GROUP_TABLES",
     "HARMONIZATION_JSON",
     "LOCK",
+    "QC_INDEX",
     "REPORT",
     "ParticipantOutputs",
     "check_output_dir",
@@ -68,6 +70,8 @@ __all__ = [
 DATASET_DESCRIPTION = "dataset_description.json"
 GROUP_DIR = "group"
 REPORT = "report.html"
+#: The group stage's QC overview, linking every participant's QC page (``OUTPUT_DIR/qc/``).
+QC_INDEX = "qc/index.html"
 #: Held while a stage writes ``OUTPUT_DIR`` (:func:`ironmap.io.lock.output_lock`).
 LOCK = ".ironmap.lock"
 #: The group stage's record of its inputs' checksums and options, beside its tables.
@@ -186,6 +190,11 @@ class ParticipantOutputs:
             / (f"{self.name}_desc-qc_R2starmap.png")
         )
 
+    @property
+    def qc_page(self) -> Path:
+        """QC page: the QC figure and its numbers (``_desc-qc_R2starmap.html``)."""
+        return self.qc_figure.with_suffix(".html")
+
 
 def group_path(output_dir: str | Path, name: str) -> Path:
     """``OUTPUT_DIR/group/<name>`` (a group table or sidecar)."""
@@ -197,7 +206,8 @@ def group_outputs(output_dir: str | Path) -> list[Path]:
     tables = GROUP_TABLES.values()
     sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
     names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
-    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT]
+    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT,
+            Path(output_dir) / QC_INDEX]  # fmt: skip
 
 
 def lock_path(output_dir: str | Path) -> Path:
@@ -405,6 +415,7 @@ def write_bidsignore(output_dir: str | Path) -> None:
     patterns = [  # folders without a trailing "/": the validator checks them as paths too
         f"/{REPORT}",
         f"/{GROUP_DIR}",
+        f"/{Path(QC_INDEX).parent}",
         f"/sub-*/{_FIGURES}",
         *(f"*_{name}" for name in _TABLES.values()),
         *(f"*_{tsv_sidecar_path(Path(name)).name}" for name in _TABLES.values()),

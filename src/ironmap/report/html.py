@@ -25,6 +25,7 @@ from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
+from ..io.derivatives import QC_INDEX
 from . import clinical, figures, protocol, tables
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
@@ -221,6 +222,7 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame) -> str:
         if missing
         else ""
     )
+    note += f"<p>Every participant's QC page, with flags: <a href='{QC_INDEX}'>{QC_INDEX}</a>.</p>"
     sites = n.table(
         protocol.site_protocol_table(qc, flow),
         "Participants and protocol per site: analysed participants per group and excluded "

@@ -53,6 +53,7 @@ from ..io.derivatives import (
     read_tsv,
     sha256,
 )
+from ..report.qc_index import write_qc_index
 
 __all__ = ["GroupConfig", "GroupResult", "run_group"]
 
@@ -289,6 +290,7 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
     write_json(group_path(out, HARMONIZATION_JSON), harmonization_description(normative))
     for attribute, name in GROUP_TABLES.items():
         write_tsv(group_path(out, name), getattr(result, attribute))
+    write_qc_index(out, result)  # qc/index.html: every participant's QC page, with flags
     if config.report:
         from ..report.html import write_report
 
