@@ -321,7 +321,8 @@ def test_outline_surrounds_a_two_voxel_nucleus_instead_of_covering_it():
             centres = _pixels_at_voxels(fig, panels, region)
             assert len(centres) >= (2 if not extra else 4)
             for rgb in centres:  # the nucleus' own white, not the outline's colour or edge
-                assert rgb.min() >= 200 and rgb.max() - rgb.min() <= 10, (region, rgb)
+                assert rgb.min() >= 200, (region, rgb)
+                assert rgb.max() - rgb.min() <= 10, (region, rgb)
 
 
 def test_insets_enlarge_sn_and_rn_and_the_magnitude_shows_the_lesions():
@@ -338,7 +339,8 @@ def test_insets_enlarge_sn_and_rn_and_the_magnitude_shows_the_lesions():
     assert (mag.view.axis, mag.view.index) == (2, 40)  # through the most lesion voxels
     # the tint marks exactly the lesion voxels of the slice: 6, at x = 20..22, y = 60..61
     grey = np.all(mag.rgba[..., :3] == mag.rgba[..., :1], axis=-1)
-    assert (~grey).sum() == 6 and mag.lesions.sum() == 6
+    assert (~grey).sum() == 6
+    assert mag.lesions.sum() == 6
     np.testing.assert_array_equal(~grey, mag.lesions)
     assert tuple(mag.rgba[~grey][0]) == pytest.approx(
         (1 - LESION_ALPHA) * np.array([1.0, 1.0, 1.0, 1.0])  # 500 is the 99.5th percentile

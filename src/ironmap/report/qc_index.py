@@ -56,7 +56,7 @@ def _cell(text: str, *, sort=None, flag: bool = False, numeric: bool = False) ->
     classes = " ".join(c for c, on in (("n", numeric), ("flag", flag)) if on)
     attrs = f" class='{classes}'" if classes else ""
     if sort is not None:
-        attrs += f" data-v='{'' if pd.isna(sort) else float(sort):g}'"
+        attrs += " data-v=''" if pd.isna(sort) else f" data-v='{float(sort):.12g}'"
     return f"<td{attrs}>{text}</td>"
 
 
@@ -111,9 +111,11 @@ def qc_index_html(overview: pd.DataFrame, output_dir: str | Path) -> str:
             _cell(f"{_number(row.min_voxels, 0)} {_structure(row.min_voxels_structure)}",
                   sort=row.min_voxels, flag=row.flag_few_voxels),
             _cell("" if pd.isna(row.n_z_over)
-                  else f"{int(row.n_z_over)} ({_number(row.max_abs_z, 1)})",
+                  else f"{int(row.n_z_over)} ({_number(row.max_abs_z, 2)})",
                   sort=row.n_z_over, flag=row.flag_z),
-            _cell(f"{_number(row.csf_excluded_pct, 1)} {_structure(row.csf_excluded_structure)}",
+            _cell(_number(row.csf_excluded_pct, 1) + (
+                      f" {_structure(row.csf_excluded_structure)}"
+                      if row.csf_excluded_pct > 0 else ""),
                   sort=row.csf_excluded_pct, flag=row.flag_csf),
             _cell(html.escape("; ".join(flags)), sort=row.n_flags),
         ]  # fmt: skip
