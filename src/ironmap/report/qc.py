@@ -605,7 +605,9 @@ def _counts_html(counts: pd.DataFrame) -> str:
             f"<tr><th>{html.escape(str(region).replace('_', ' '))}</th>{''.join(cells)}</tr>"
         )
     note = (
-        f"<p>In red: fewer than {MIN_REGION_VOXELS} voxels in a hemisphere (the regional median "
-        "rests on few voxels).</p>"
+        "<p>R2* voxels: those at least <code>--min-fraction</code> inside the structure, the "
+        "ones its statistics use (the figure outlines those at least half inside).<br>In red: "
+        f"fewer than {MIN_REGION_VOXELS} voxels in a hemisphere (the regional median rests on "
+        "few voxels).</p>"
     )
     return f"<div class='side'><table>\n{head}\n" + "\n".join(body) + f"\n</table>{note}</div>"
