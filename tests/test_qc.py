@@ -346,6 +346,9 @@ def test_insets_enlarge_sn_and_rn_and_the_magnitude_shows_the_lesions():
         (1 - LESION_ALPHA) * np.array([1.0, 1.0, 1.0, 1.0])  # 500 is the 99.5th percentile
         + LESION_ALPHA * np.array(to_rgba(LESION_COLOUR))
     )
+    plain = qc_panels(r2, structures, affine=affine, magnitude=magnitude)
+    shown = next(p for p in plain if p.kind == "magnitude")  # no lesions: the first axial slice
+    assert (shown.view.axis, shown.view.index, shown.lesions) == (2, plain[0].view.index, None)
     for inset in panels[-2:]:
         parent = panels[inset.parent]
         assert parent.view == SliceView(parent.view.label, inset.view.axis, inset.view.index)
