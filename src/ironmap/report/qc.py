@@ -578,7 +578,7 @@ def qc_page(
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}th{{text-align:left;padding-right:2em}}
 td{{text-align:right;padding-left:1em}}img{{max-width:100%}}td.flag{{background:#fdd;color:#a00}}
-.side{{display:inline-block;vertical-align:top;margin-right:3em}}</style></head>
+.side{{display:inline-block;vertical-align:top;margin-right:3em;max-width:34em}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <div class="side"><table>
 {table}
