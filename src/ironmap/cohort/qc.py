@@ -301,8 +301,9 @@ def qc_overview(
         ``min_voxels_structure`` (``"red_nucleus/left"``), ``n_z_over`` (deep-GM structures
         with ``|r2star_z| > z_limit``, NaN without z-scores), ``max_abs_z``, ``csf_excluded_pct``
         (the largest ``csf_excluded_pct_<region>``), ``csf_excluded_structure``, the boolean
-        :data:`OVERVIEW_FLAGS` columns and ``n_flags``; sorted by ``n_flags`` (descending), then
-        alignment, failed share, smallest count and participant.
+        :data:`OVERVIEW_FLAGS` columns and ``n_flags``; sorted by ``n_flags`` (descending), the
+        flags in :data:`OVERVIEW_FLAGS` order, then the smallest count, the largest ``|z|``, the
+        failed share and the participant.
     """
     table = qc.copy()
     if "session" not in table.columns:
@@ -346,8 +347,15 @@ def qc_overview(
     table["flag_csf"] = table["csf_excluded_pct"] > csf_pct
     table["n_flags"] = table[list(OVERVIEW_FLAGS)].sum(axis=1).astype(int)
     table = table.sort_values(
-        ["n_flags", *OVERVIEW_FLAGS, "failed_voxel_pct", "min_voxels", "participant_id"],
-        ascending=[False, *(False for _ in OVERVIEW_FLAGS), False, True, True],
+        [
+            "n_flags",
+            *OVERVIEW_FLAGS,
+            "min_voxels",
+            "max_abs_z",
+            "failed_voxel_pct",
+            "participant_id",
+        ],
+        ascending=[False, *(False for _ in OVERVIEW_FLAGS), True, False, False, True],
         na_position="last",
         kind="stable",
     )
