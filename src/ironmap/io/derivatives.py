@@ -206,8 +206,8 @@ def group_outputs(output_dir: str | Path) -> list[Path]:
     tables = GROUP_TABLES.values()
     sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
     names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
-    return [*(group_path(output_dir, n) for n in names), Path(output_dir) / REPORT,
-            Path(output_dir) / QC_INDEX]  # fmt: skip
+    root = Path(output_dir)
+    return [*(group_path(output_dir, n) for n in names), root / REPORT, root / QC_INDEX]
 
 
 def lock_path(output_dir: str | Path) -> Path:
