@@ -201,7 +201,8 @@ def test_report_is_self_contained(tmp_path, capsys):
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("data:image/png;base64,") >= 4
     external = re.findall(r"""(?:src|href)=["'](?!data:)[^"']+""", page)
-    assert external == []
+    assert external == ["href='qc/index.html"]  # a link to the QC index beside it, no resource
+    assert (out / "qc" / "index.html").exists()
     assert "<script" not in page
     assert "Ropele" in page
 

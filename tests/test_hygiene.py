@@ -19,6 +19,7 @@ from ironmap.io.derivatives import (
     GROUP_TABLES_DIR,
     METHODS_MD,
     OUTPUTS,
+    QC_INDEX,
     REFERENCES_BIB,
     REPORT,
     ParticipantOutputs,
@@ -49,7 +50,7 @@ def test_output_list_names_every_file_written():
         GROUP_FIGURES_DIR,
     ]:
         assert f"group/{name}" in listed
-    for name in (DATASET_DESCRIPTION, BIDSIGNORE, REPORT):
+    for name in (DATASET_DESCRIPTION, BIDSIGNORE, REPORT, QC_INDEX):
         assert name in OUTPUTS
     outputs = ParticipantOutputs(Path(), "<label>")
     participant = [

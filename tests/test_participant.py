@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ironmap.cli import main
+from ironmap.cohort.qc import MIN_REGION_VOXELS
 from ironmap.errors import IronmapWarning
 from ironmap.io import load_volume
 from ironmap.regions import DEEP_GM
@@ -125,6 +126,17 @@ def test_outputs_follow_the_conventions(site_cohort):
         assert "Units" in json.loads((anat / f"{sub}_{suffix}.json").read_text())
     png = out / sub / "figures" / f"{sub}_desc-qc_R2starmap.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the QC page's voxel counts are those of _regions.tsv, per structure and hemisphere
+    page = png.with_suffix(".html").read_text()
+    regions = pd.read_csv(anat / f"{sub}_regions.tsv", sep="\t")
+    for region in DEEP_GM:
+        n = regions[regions.region == region].set_index("hemisphere")["n_voxels"]
+        few = {h: h != "both" and n[h] < MIN_REGION_VOXELS for h in ("left", "right", "both")}
+        cells = "".join(
+            ("<td class='flag'>" if low else "<td>") + f"{int(n[h]):,}</td>"
+            for h, low in few.items()
+        )
+        assert f"<tr><th>{region.replace('_', ' ')}</th>{cells}</tr>" in page
 
 
 def test_resume_skips_and_force_redoes(site_cohort, capsys):

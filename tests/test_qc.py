@@ -14,9 +14,13 @@ from ironmap.cohort.qc import collect_protocols
 from ironmap.regions import DEEP_GM
 from ironmap.report.protocol import flagged_participants
 from ironmap.report.qc import (
+    INSET_ZOOM,
+    LESION_ALPHA,
+    LESION_COLOUR,
     NAN_COLOUR,
     QC_VIEWS,
     QCNumbers,
+    SliceView,
     choose_slices,
     qc_figure,
     qc_page,
@@ -24,6 +28,7 @@ from ironmap.report.qc import (
     qc_rgba,
     qc_text,
     render_qc,
+    voxel_counts,
 )
 
 SHAPE = (40, 44, 36)
@@ -258,3 +263,125 @@ def test_report_lists_a_participant_whose_caudate_is_csf_like(tmp_path, csf, why
     flagged = flagged_participants(qc)
     assert len(flagged) == (0 if why is None else 1)
     assert list(flagged["why"]) == ([] if why is None else [why])
+
+
+# --- small nuclei: outlines that surround them, the inset, magnitude and lesions ------------
+
+BIG = (80, 96, 60)  # a head of 2 x 2 x 3 mm voxels: panels of about 4 pixels per voxel
+
+
+def _small_nuclei() -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """R2* 20 1/s with a bright (60 1/s, drawn white) 2-voxel SN and 1-voxel RN per side, the
+    basal ganglia for the other views, and the affine."""
+    r2 = np.full(BIG, 20.0)
+    structures = {name: np.zeros(BIG, dtype=bool) for name in DEEP_GM}
+    s = np.s_
+    for x in (34, 45):  # left and right of the midline x = 39.5
+        structures["substantia_nigra"][x, 40:42, 25] = True  # 2 voxels along y
+        structures["red_nucleus"][x, 44, 25] = True
+        structures["pallidum"][s[x - 3 : x + 3], 50:56, 33:36] = True
+        structures["thalamus"][s[x - 2 : x + 3], 40:48, 33:36] = True
+    for name in ("substantia_nigra", "red_nucleus"):
+        r2[structures[name]] = 60.0
+    structures = {k: v for k, v in structures.items() if v.any()}
+    return r2, structures, np.diag([2.0, 2.0, 3.0, 1.0])
+
+
+def _pixels_at_voxels(fig, panels, region: str) -> list[np.ndarray]:
+    """The rendered RGB (0-255) at the centre of each of ``region``'s voxels, in every panel
+    that shows it (axes in the order of the panels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    height = image.shape[0]
+    found = []
+    for ax, panel in zip(fig.axes, panels, strict=False):
+        if region not in panel.outlines:
+            continue
+        left, right, bottom, top = panel.extent
+        rows, cols = panel.rgba.shape[:2]
+        for i, j in np.argwhere(np.asarray(panel.outlines[region]) >= 0.5):
+            x = left + (j + 0.5) * (right - left) / cols
+            y = bottom + (i + 0.5) * (top - bottom) / rows
+            px, py = ax.transData.transform((x, y))
+            found.append(image[int(height - py), int(px)])
+    return found
+
+
+def test_outline_surrounds_a_two_voxel_nucleus_instead_of_covering_it():
+    r2, structures, affine = _small_nuclei()
+    magnitude = 1000.0 * np.exp(-0.005 * r2)
+    for extra in ({}, {"magnitude": magnitude}):  # without and with the third row (insets)
+        fig = render_qc(r2, structures, title="sub-01", affine=affine, **extra)
+        panels = qc_panels(r2, structures, affine=affine, **extra)
+        assert len(fig.axes) == len(panels) + 1  # and the colour bar
+        for region in ("substantia_nigra", "red_nucleus"):
+            centres = _pixels_at_voxels(fig, panels, region)
+            assert len(centres) >= (2 if not extra else 4)
+            for rgb in centres:  # the nucleus' own white, not the outline's colour or edge
+                assert rgb.min() >= 200, (region, rgb)
+                assert rgb.max() - rgb.min() <= 10, (region, rgb)
+
+
+def test_insets_enlarge_sn_and_rn_and_the_magnitude_shows_the_lesions():
+    r2, structures, affine = _small_nuclei()
+    lesions = np.zeros(BIG, dtype=bool)
+    lesions[20:23, 60:62, 40] = True  # 6 voxels in axial slice 40, 2 in slice 41
+    lesions[30, 30, 41] = lesions[31, 30, 41] = True
+    magnitude = np.full(BIG, 500.0)
+    panels = qc_panels(r2, structures, affine=affine, magnitude=magnitude, lesions=lesions)
+    kinds = [p.kind for p in panels]
+    views = len(choose_slices(structures, BIG))  # RAS already
+    assert kinds == ["r2star"] * views + ["magnitude", "inset", "inset"]  # no dentate here
+    mag = panels[views]
+    assert (mag.view.axis, mag.view.index) == (2, 40)  # through the most lesion voxels
+    # the tint marks exactly the lesion voxels of the slice: 6, at x = 20..22, y = 60..61
+    grey = np.all(mag.rgba[..., :3] == mag.rgba[..., :1], axis=-1)
+    assert (~grey).sum() == 6
+    assert mag.lesions.sum() == 6
+    np.testing.assert_array_equal(~grey, mag.lesions)
+    assert tuple(mag.rgba[~grey][0]) == pytest.approx(
+        (1 - LESION_ALPHA) * np.array([1.0, 1.0, 1.0, 1.0])  # 500 is the 99.5th percentile
+        + LESION_ALPHA * np.array(to_rgba(LESION_COLOUR))
+    )
+    plain = qc_panels(r2, structures, affine=affine, magnitude=magnitude)
+    shown = next(p for p in plain if p.kind == "magnitude")  # no lesions: the first axial slice
+    assert (shown.view.axis, shown.view.index, shown.lesions) == (2, plain[0].view.index, None)
+    for inset in panels[-2:]:
+        parent = panels[inset.parent]
+        assert parent.view == SliceView(parent.view.label, inset.view.axis, inset.view.index)
+        assert "substantia_nigra" in inset.outlines
+        scale = [
+            (parent.extent[1] - parent.extent[0]) / (inset.extent[1] - inset.extent[0]),
+            (parent.extent[3] - parent.extent[2]) / (inset.extent[3] - inset.extent[2]),
+        ]
+        assert scale == pytest.approx([INSET_ZOOM, INSET_ZOOM], rel=0.15)
+        # the crop is the parent's pixels, at the place its extent says
+        rows, cols = parent.rgba.shape[:2]
+        j0 = round((inset.extent[0] - parent.extent[0]) / (parent.extent[1] / cols))
+        i0 = round((inset.extent[2] - parent.extent[2]) / (parent.extent[3] / rows))
+        r, c = inset.rgba.shape[:2]
+        np.testing.assert_array_equal(inset.rgba, parent.rgba[i0 : i0 + r, j0 : j0 + c])
+
+
+def test_voxel_count_table_equals_the_regions_rows(tmp_path):
+    rows = [
+        ("sub-01", region, hemi, n)
+        for k, region in enumerate(DEEP_GM)
+        for hemi, n in (("left", 3 + k), ("right", 40 + k), ("both", 43 + 2 * k))
+    ]
+    rows.append(("sub-01", "nawm", "both", 9999))
+    regions = pd.DataFrame(rows, columns=["participant_id", "region", "hemisphere", "n_voxels"])
+    counts = voxel_counts(regions)
+    assert list(counts.index) == list(DEEP_GM)
+    for region, hemi, n in zip(regions.region, regions.hemisphere, regions.n_voxels, strict=True):
+        if region in DEEP_GM:
+            assert counts.at[region, hemi] == n
+    png = tmp_path / "qc.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    page = qc_page(png, tmp_path / "qc.html", title="t", numbers=QCNumbers(1, 0), counts=counts)
+    text = page.read_text()
+    assert text.count("<td class='flag'>") == sum(3 + k < 20 for k in range(len(DEEP_GM)))
+    assert "<tr><th>red nucleus</th><td class='flag'>8</td><td>45</td><td>53</td></tr>" in text

@@ -517,3 +517,26 @@ def test_report_has_the_lesion_section_only_with_lesion_tables(cohort, tmp_path)
     assert "too few lesions (12) or participants (4)" in section
     numbers = [int(n) for n in re.findall(r"<b>Figure (\d+)\.</b>", page)]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_group_stage_writes_the_qc_index_with_the_tables_numbers(cohort):
+    from ironmap.cohort.qc import Z_FLAG
+    from ironmap.io.derivatives import QC_INDEX
+    from test_qc_index import FAILED, MIN_VOXELS, PARTICIPANT, Z_OVER, index_rows, sort_value
+
+    _, out, _ = cohort
+    qc = read_tsv(out / "group" / "participant_qc.tsv").set_index("participant_id")
+    regions = read_tsv(out / "group" / "regions.tsv")
+    rows = index_rows((out / QC_INDEX).read_text())
+    names = [re.sub(r"<[^>]+>|\(no QC page\)", "", r[PARTICIPANT][1]).strip() for r in rows]
+    assert sorted(names) == sorted(qc.index)
+    both = regions[regions.region.isin(DEEP_GM) & (regions.hemisphere == "both")]
+    over = (both.r2star_z.abs() > Z_FLAG).groupby(both.participant_id).sum()
+    for row, pid in zip(rows, names, strict=True):
+        assert sort_value(row[FAILED]) == pytest.approx(qc.at[pid, "failed_voxel_pct"])
+        smallest = qc.loc[pid, [f"min_voxels_{r}" for r in DEEP_GM]].min()
+        assert sort_value(row[MIN_VOXELS]) == smallest
+        if both[both.participant_id == pid].r2star_z.notna().any():
+            assert sort_value(row[Z_OVER]) == over[pid]
+    assert f"href='{QC_INDEX}'" in (out / "report.html").read_text()
+    assert "/qc" in (out / ".bidsignore").read_text().splitlines()

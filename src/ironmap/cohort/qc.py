@@ -27,11 +27,32 @@ from ..io.echoes import sidecar_path
 from ..io.nifti import load_image
 from ..regions.labels import DEEP_GM
 
-__all__ = ["MIN_REGION_VOXELS", "QC_COLUMNS", "collect_protocols", "first_echo_snr"]
+__all__ = [
+    "MIN_REGION_VOXELS",
+    "OVERVIEW_FLAGS",
+    "QC_COLUMNS",
+    "Z_FLAG",
+    "collect_protocols",
+    "first_echo_snr",
+    "qc_overview",
+]
 
 #: Voxels per hemisphere below which a structure's median R2* is flagged as resting on few
 #: voxels (the same count the lesion outcomes need, ``cohort.determinants.MIN_LESION_VOXELS``).
 MIN_REGION_VOXELS = 20
+
+#: A structure whose R2* z-score against the normative model exceeds this in absolute value is
+#: flagged on the QC index (``r2star_z`` of ``group/regions.tsv``).
+Z_FLAG = 3.0
+
+#: The flags of :func:`qc_overview`, worst first: column -> what it says.
+OVERVIEW_FLAGS = {
+    "flag_alignment": "segmentation alignment doubtful",
+    "flag_failed": "many failed fits",
+    "flag_few_voxels": "few voxels in a hemisphere",
+    "flag_z": "|z| above the limit",
+    "flag_csf": "structure CSF-like",
+}
 
 #: Columns of ``group/participant_qc.tsv``, in order (``session`` only with sessions).
 QC_COLUMNS = [
@@ -268,3 +289,105 @@ def collect_protocols(
         table = table.join(info, on="participant_id")
     columns = [c for c in QC_COLUMNS if has_session or c != "session"]
     return table.reindex(columns=columns)
+
+
+def qc_overview(
+    qc: pd.DataFrame,
+    regions: pd.DataFrame,
+    *,
+    failed_pct: float,
+    csf_pct: float,
+    min_voxels: int = MIN_REGION_VOXELS,
+    z_limit: float = Z_FLAG,
+) -> pd.DataFrame:
+    """One row per participant of ``qc`` with the numbers and flags of the QC index, worst first.
+
+    Parameters
+    ----------
+    qc : pandas.DataFrame
+        ``group/participant_qc.tsv`` (:func:`collect_protocols`).
+    regions : pandas.DataFrame
+        ``group/regions.tsv``: per-hemisphere ``n_voxels``, ``alignment_score`` and, for the
+        analysed participants, ``r2star_z`` of the ``both`` rows.
+    failed_pct : float
+        Failed voxels (% of the fit mask) from which a participant is flagged.
+    csf_pct : float
+        Share (%) of a deep grey-matter structure left out as CSF-like above which it is flagged.
+    min_voxels : int, optional
+        Voxels per hemisphere below which a structure is flagged.
+    z_limit : float, optional
+        ``|r2star_z|`` above which a structure is flagged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``participant_id``, ``session`` (with sessions), ``site``, ``group``, ``voxel_mm``
+        (``"2 x 2 x 3"``), ``failed_voxel_pct``, ``alignment``, ``alignment_score``,
+        ``min_voxels`` (smallest per-hemisphere ``n_voxels`` of a deep-GM structure),
+        ``min_voxels_structure`` (``"red_nucleus/left"``), ``n_z_over`` (deep-GM structures
+        with ``|r2star_z| > z_limit``, NaN without z-scores), ``max_abs_z``, ``csf_excluded_pct``
+        (the largest ``csf_excluded_pct_<region>``), ``csf_excluded_structure``, the boolean
+        :data:`OVERVIEW_FLAGS` columns and ``n_flags``; sorted by ``n_flags`` (descending), the
+        flags in :data:`OVERVIEW_FLAGS` order, then the smallest count, the largest ``|z|``, the
+        failed share and the participant.
+    """
+    table = qc.copy()
+    if "session" not in table.columns:
+        table["session"] = None
+    sizes = [f"voxel_{a}_mm" for a in "xyz"]
+    table["voxel_mm"] = table[sizes].apply(
+        lambda r: " x ".join(f"{v:g}" for v in r) if r.notna().all() else np.nan, axis=1
+    ) if len(table) else pd.Series(dtype=object)  # fmt: skip
+    deep = regions[regions["region"].isin(DEEP_GM)]
+    hemis = deep[deep["hemisphere"] != "both"].dropna(subset=["n_voxels"])
+    smallest = hemis.loc[hemis.groupby("participant_id")["n_voxels"].idxmin()]
+    smallest = smallest.set_index("participant_id")
+    table["min_voxels"] = table["participant_id"].map(smallest["n_voxels"])
+    table["min_voxels_structure"] = table["participant_id"].map(
+        smallest["region"] + "/" + smallest["hemisphere"]
+    )
+    both = deep[deep["hemisphere"] == "both"]
+    if "r2star_z" in both.columns:
+        z = pd.to_numeric(both["r2star_z"], errors="coerce").abs().groupby(both["participant_id"])
+        table["n_z_over"] = table["participant_id"].map(
+            z.apply(lambda v: (v > z_limit).sum() if v.notna().any() else np.nan)
+        )
+        table["max_abs_z"] = table["participant_id"].map(z.max())
+    else:
+        table["n_z_over"] = table["max_abs_z"] = np.nan
+    if "alignment_score" in regions.columns:
+        score = regions.groupby("participant_id")["alignment_score"].first()
+        table["alignment_score"] = table["participant_id"].map(score)
+    else:
+        table["alignment_score"] = np.nan
+    csf = table[[f"csf_excluded_pct_{r}" for r in DEEP_GM]].astype(float)
+    known = csf.notna().any(axis=1)
+    table["csf_excluded_pct"] = csf.max(axis=1)
+    table["csf_excluded_structure"] = np.where(
+        known, csf.fillna(-1.0).idxmax(axis=1).str.removeprefix("csf_excluded_pct_"), None
+    )
+    table["flag_alignment"] = table["alignment"] == "doubtful"
+    table["flag_failed"] = table["failed_voxel_pct"].astype(float) >= failed_pct
+    table["flag_few_voxels"] = table["min_voxels"].astype(float) < min_voxels
+    table["flag_z"] = table["n_z_over"].astype(float) > 0
+    table["flag_csf"] = table["csf_excluded_pct"] > csf_pct
+    table["n_flags"] = table[list(OVERVIEW_FLAGS)].sum(axis=1).astype(int)
+    table = table.sort_values(
+        [
+            "n_flags",
+            *OVERVIEW_FLAGS,
+            "min_voxels",
+            "max_abs_z",
+            "failed_voxel_pct",
+            "participant_id",
+        ],
+        ascending=[False, *(False for _ in OVERVIEW_FLAGS), True, False, False, True],
+        na_position="last",
+        kind="stable",
+    )
+    columns = [
+        "participant_id", "session", "site", "group", "voxel_mm", "failed_voxel_pct",
+        "alignment", "alignment_score", "min_voxels", "min_voxels_structure", "n_z_over",
+        "max_abs_z", "csf_excluded_pct", "csf_excluded_structure", *OVERVIEW_FLAGS, "n_flags",
+    ]  # fmt: skip
+    return table[columns].reset_index(drop=True)

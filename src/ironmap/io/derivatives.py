@@ -18,6 +18,7 @@ Layout of ``OUTPUT_DIR``::
     group/tables/table<number>.tsv and .html   (:data:`GROUP_TABLES_DIR`: the report's tables)
     group/figures/figure<N>.svg, .pdf, .png   (the report's figures: :func:`group_figure_stem`)
     report.html
+    qc/index.html            (:data:`QC_INDEX`: every participant's QC page, with flags)
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
 the input dataset (:func:`check_output_dir`). Resume compares provenance records by content
@@ -53,6 +54,7 @@ __all__ = [
     "LOCK",
     "METHODS_MD",
     "OUTPUTS",
+    "QC_INDEX",
     "REFERENCES_BIB",
     "REPORT",
     "ParticipantOutputs",
@@ -79,6 +81,8 @@ __all__ = [
 DATASET_DESCRIPTION = "dataset_description.json"
 GROUP_DIR = "group"
 REPORT = "report.html"
+#: The group stage's QC overview, linking every participant's QC page (``OUTPUT_DIR/qc/``).
+QC_INDEX = "qc/index.html"
 #: Held while a stage writes ``OUTPUT_DIR`` (:func:`ironmap.io.lock.output_lock`).
 LOCK = ".ironmap.lock"
 #: The group stage's record of its inputs' checksums and options, beside its tables.
@@ -148,7 +152,8 @@ OUTPUTS: dict[str, str] = {
     f"{_SUB}_{_TABLES['lesions']}": "one row per lesion: volume, centroid, location, core/rim R2*",
     f"{_SUB}_{_PROVENANCE}": "inputs' checksums, options and timings (resume)",
     f"sub-<label>/{_FIGURES}/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png": "QC page: "
-    "R2* with the structures outlined (+ a self-contained .html with its numbers)",
+    "R2* with the structures outlined, magnitude, lesions, SN/RN insets (+ a self-contained "
+    ".html with its numbers and voxel counts)",
     _G["regions"]: "every participant's regional R2*, harmonised, age-corrected and z-scored",
     _G["subjects"]: "participants with clinical and MRI covariates, analysed or not",
     _G["flow"]: "participant flow: analysed or excluded, and why",
@@ -172,6 +177,8 @@ OUTPUTS: dict[str, str] = {
     f"{GROUP_DIR}/{GROUP_FIGURES_DIR}/figure<N>.svg": "each report figure at print size (89 or "
     "183 mm, text >= 7 pt), also .pdf and 300-dpi .png",
     REPORT: "the self-contained HTML report (tables, figures, QC, Methods)",
+    QC_INDEX: "every participant's QC page linked, with sortable flags (failed fits, alignment, "
+    "fewest voxels, |z| > 3, CSF-like share)",
 }
 
 
@@ -262,6 +269,11 @@ class ParticipantOutputs:
             / (f"{self.name}_desc-qc_R2starmap.png")
         )
 
+    @property
+    def qc_page(self) -> Path:
+        """QC page: the QC figure and its numbers (``_desc-qc_R2starmap.html``)."""
+        return self.qc_figure.with_suffix(".html")
+
 
 def group_path(output_dir: str | Path, name: str) -> Path:
     """``OUTPUT_DIR/group/<name>`` (a group table or sidecar)."""
@@ -292,7 +304,12 @@ def group_outputs(output_dir: str | Path) -> list[Path]:
     tables = GROUP_TABLES.values()
     sidecars = [tsv_sidecar_path(Path(t)).name for t in tables]  # harmonization.json among them
     names = dict.fromkeys([*tables, *sidecars, HARMONIZATION_JSON])
-    return [*(group_path(output_dir, n) for n in names), *report_outputs(output_dir)]
+    root = Path(output_dir)
+    return [
+        *(group_path(output_dir, n) for n in names),
+        root / QC_INDEX,
+        *report_outputs(output_dir),
+    ]
 
 
 def report_outputs(output_dir: str | Path) -> list[Path]:
@@ -508,6 +525,7 @@ def write_bidsignore(output_dir: str | Path) -> None:
     patterns = [  # folders without a trailing "/": the validator checks them as paths too
         f"/{REPORT}",
         f"/{GROUP_DIR}",
+        f"/{Path(QC_INDEX).parent}",
         f"/sub-*/{_FIGURES}",
         *(f"*_{name}" for name in _TABLES.values()),
         *(f"*_{tsv_sidecar_path(Path(name)).name}" for name in _TABLES.values()),

@@ -26,7 +26,7 @@ from ..cohort.determinants import VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
-from ..io.derivatives import clear_group_figures, group_figure_stem
+from ..io.derivatives import QC_INDEX, clear_group_figures, group_figure_stem
 from . import clinical, figures, protocol, tables
 from .analyses import min_voxel_methods, min_voxel_rule, without_small
 from .lesions import lesion_section
@@ -253,6 +253,7 @@ def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame, *, min_voxels: int) -
         if missing
         else ""
     )
+    note += f"<p>Every participant's QC page, with flags: <a href='{QC_INDEX}'>{QC_INDEX}</a>.</p>"
     sites = n.table(
         protocol.site_protocol_table(qc, flow),
         "Participants and protocol per site: analysed participants per group and excluded "

@@ -5,9 +5,14 @@ group of structures near their centroid (:data:`QC_VIEWS`): axial through the ba
 and thalamus, through substantia nigra (SN) and red nucleus (RN) and through the dentate
 nuclei; coronal through the pallidum and through SN/RN; sagittal through the right SN/RN.
 R2* is shown in grey (radiological convention, voxels at their true size), each structure as
-a coloured, black-edged outline, and voxels whose fit failed (NaN) in flat magenta. The
-header prints the share of intracranial voxels that failed and the noise sigma with its source.
-:func:`qc_page` writes the same numbers with the PNG into a small self-contained HTML page.
+a thin coloured line along its 50 % partial-volume boundary (:data:`OUTLINE_LEVEL`: the edges
+of the voxels at least half inside it, so the line surrounds a 1-4-voxel nucleus instead of
+covering it), voxels whose fit failed (NaN) in flat magenta and lesions tinted
+(:data:`LESION_COLOUR`). With the first-echo magnitude, a third row shows it (axial, through
+the most lesion voxels) and :data:`INSET_ZOOM`-times enlarged insets around SN/RN. The header
+prints the share of intracranial voxels that failed and the noise sigma with its source.
+:func:`qc_page` writes the same numbers with the PNG into a small self-contained HTML page,
+with the voxel count of each structure per hemisphere (:func:`voxel_counts`).
 
 The computing parts (:func:`choose_slices`, :func:`qc_panels`, :func:`qc_rgba`,
 :func:`qc_text`) are separate from the drawing, so they are tested on arrays.
@@ -24,15 +29,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
+from ..cohort.qc import MIN_REGION_VOXELS
 from ..io import atomic_write_bytes
+from ..regions.labels import DEEP_GM
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "INSET_ZOOM",
+    "LESION_COLOUR",
     "NAN_COLOUR",
+    "OUTLINE_LEVEL",
     "QC_VIEWS",
     "QCNumbers",
     "QCPanel",
@@ -44,10 +55,20 @@ __all__ = [
     "qc_rgba",
     "qc_text",
     "render_qc",
+    "voxel_counts",
 ]
 
 #: Flat colour of voxels whose fit failed (NaN inside the brain).
 NAN_COLOUR = "#ff00ff"
+#: Tint of lesion voxels, blended over the grey with :data:`LESION_ALPHA`.
+LESION_COLOUR = "#00ffd0"
+LESION_ALPHA = 0.55
+#: Structures are outlined where their partial-volume fraction crosses this level.
+OUTLINE_LEVEL = 0.5
+#: Enlargement of the SN/RN insets over the slices they are cut from.
+INSET_ZOOM = 4
+#: Structures the insets are centred on: views of :data:`QC_VIEWS` with these get an inset.
+INSET_REGIONS = ("substantia_nigra", "red_nucleus")
 
 #: Outline colour per structure: saturated colours, each drawn with a black edge, so they stay
 #: visible on dark and bright grey alike (magenta is kept for failed fits; others in white).
@@ -132,12 +153,21 @@ class QCNumbers:
 
 @dataclass
 class QCPanel:
-    """One panel ready to draw: image rows bottom-up, columns in radiological order."""
+    """One panel ready to draw: image rows bottom-up, columns in radiological order.
+
+    ``outlines`` holds each structure's partial-volume fraction in the slice (those with a
+    voxel at least :data:`OUTLINE_LEVEL` inside), ``lesions`` the lesion voxels (None without a
+    lesion mask). ``kind`` is ``"r2star"``, ``"magnitude"`` or ``"inset"`` (a crop of panel
+    ``parent``, its ``extent`` in that panel's coordinates).
+    """
 
     view: SliceView
     rgba: NDArray[np.float64]  # (rows, cols, 4)
-    outlines: dict[str, NDArray[np.bool_]]  # region -> (rows, cols), only those in the slice
+    outlines: dict[str, NDArray[np.float64]]  # region -> (rows, cols), only those in the slice
     extent: tuple[float, float, float, float]  # mm: left, right, bottom, top
+    lesions: NDArray[np.bool_] | None = None  # (rows, cols)
+    kind: str = "r2star"
+    parent: int | None = None
 
 
 def choose_slices(
@@ -178,11 +208,13 @@ def qc_rgba(
     values: NDArray[np.float64],
     *,
     failed: NDArray[np.bool_] | None = None,
+    lesions: NDArray[np.bool_] | None = None,
     vmin: float = 0.0,
     vmax: float = 60.0,
 ) -> NDArray[np.float64]:
     """Grey-scale RGBA of ``values``: :data:`NAN_COLOUR` where ``failed``, black elsewhere
-    outside the fit (NaN); every NaN counts as failed when ``failed`` is None."""
+    outside the fit (NaN); every NaN counts as failed when ``failed`` is None. ``lesions``
+    voxels are tinted: :data:`LESION_COLOUR` blended over them with :data:`LESION_ALPHA`."""
     from matplotlib.colors import to_rgba
 
     grey = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
@@ -190,6 +222,9 @@ def qc_rgba(
     nan = np.isnan(values)
     rgba[nan] = (0.0, 0.0, 0.0, 1.0)
     rgba[nan if failed is None else failed & nan] = to_rgba(NAN_COLOUR)
+    if lesions is not None:
+        tint = np.asarray(to_rgba(LESION_COLOUR))
+        rgba[lesions] = (1 - LESION_ALPHA) * rgba[lesions] + LESION_ALPHA * tint
     return rgba
 
 
@@ -223,18 +258,23 @@ def _cut(volume: NDArray, axis: int, index: int, box: tuple[slice, ...]) -> NDAr
 
 def qc_panels(
     r2star: NDArray[np.float64],
-    outlines: Mapping[str, NDArray[np.bool_]],
+    outlines: Mapping[str, NDArray],
     *,
     affine: NDArray[np.float64] | None = None,
     failed: NDArray[np.bool_] | None = None,
     icv: NDArray[np.bool_] | None = None,
     vmax: float = 60.0,
+    magnitude: NDArray[np.floating] | None = None,
+    lesions: NDArray[np.bool_] | None = None,
 ) -> list[QCPanel]:
     """The panels of the QC figure, computed (see :func:`render_qc` for the parameters).
 
     The grid is reoriented to RAS (``affine``, identity when None) and cropped to the
     intracranial volume (else the fitted voxels); failed voxels outside ``icv`` (its
-    skull-and-background margin) are drawn as background.
+    skull-and-background margin) are drawn as background. The slices are chosen on the voxels at
+    least :data:`OUTLINE_LEVEL` inside each structure. After the :data:`QC_VIEWS` slices come,
+    with ``magnitude``, an axial magnitude slice (through the most ``lesions`` voxels, else the
+    first view's slice) and the :data:`INSET_ZOOM`-times insets around SN/RN.
     """
     from nibabel.orientations import apply_orientation
 
@@ -244,27 +284,94 @@ def qc_panels(
         return apply_orientation(np.asarray(array), transform)
 
     values = ras(r2star)
-    masks = {name: ras(mask).astype(bool) for name, mask in outlines.items()}
+    fractions = {name: ras(f).astype(np.float64) for name, f in outlines.items()}
+    masks = {name: f >= OUTLINE_LEVEL for name, f in fractions.items()}
     shown_failed = None if failed is None else np.asarray(failed, dtype=bool)
     if shown_failed is not None and icv is not None:
         shown_failed = shown_failed & np.asarray(icv, dtype=bool)
     shown_failed = None if shown_failed is None else ras(shown_failed)
+    lesion = None if lesions is None else ras(np.asarray(lesions, dtype=bool))
     box = _crop(ras(icv).astype(bool) if icv is not None else np.isfinite(values))
-    panels = []
-    for view in choose_slices(masks, values.shape):
+
+    def panel(view: SliceView, volume: NDArray, kind: str, **grey: Any) -> QCPanel:
         a = view.axis
         kept = [b for b in range(3) if b != a]
-        cut = _cut(values, a, view.index, box)
-        rgba = qc_rgba(
-            cut,
-            failed=None if shown_failed is None else _cut(shown_failed, a, view.index, box),
-            vmax=vmax,
-        )
-        cuts = {name: _cut(m, a, view.index, box) for name, m in masks.items()}
+        cut = _cut(volume, a, view.index, box)
+        shown = None if lesion is None else _cut(lesion, a, view.index, box)
+        rgba = qc_rgba(cut, lesions=shown, **grey)
+        cuts = {name: _cut(f, a, view.index, box) for name, f in fractions.items()}
         rows, cols = cut.shape
         extent = (0.0, cols * sizes[kept[0]], 0.0, rows * sizes[kept[1]])
-        panels.append(QCPanel(view, rgba, {k: v for k, v in cuts.items() if v.any()}, extent))
+        kept_outlines = {k: v for k, v in cuts.items() if (v >= OUTLINE_LEVEL).any()}
+        return QCPanel(view, rgba, kept_outlines, extent, lesions=shown, kind=kind)
+
+    views = choose_slices(masks, values.shape)
+    panels = [
+        panel(
+            view,
+            values,
+            "r2star",
+            failed=None
+            if shown_failed is None
+            else _cut(shown_failed, view.axis, view.index, box),
+            vmax=vmax,
+        )
+        for view in views
+    ]
+    if magnitude is None:
+        return panels
+    mag = ras(np.asarray(magnitude, dtype=np.float64))
+    inside = ras(icv).astype(bool) if icv is not None else np.isfinite(values)
+    top = float(np.percentile(mag[inside], 99.5)) if inside.any() else float(np.nanmax(mag))
+    axial = next((v.index for v in views if v.axis == 2), values.shape[2] // 2)
+    label = "first-echo magnitude"
+    if lesion is not None and (lesion & inside).any():
+        axial = int(np.argmax((lesion & inside).sum(axis=(0, 1))))
+        label = "first-echo magnitude, most lesions"
+    view = SliceView(label, 2, axial)
+    panels.append(panel(view, mag, "magnitude", failed=np.zeros(1, bool), vmax=top or 1.0))
+    for i, parent in enumerate(list(panels)):
+        if parent.kind == "r2star" and parent.view.axis != 0:
+            inset = _inset(parent, i)
+            if inset is not None:
+                panels.append(inset)
     return panels
+
+
+def _inset(parent: QCPanel, index: int) -> QCPanel | None:
+    """An :data:`INSET_ZOOM`-times enlarged crop of ``parent`` centred on its SN/RN voxels
+    (None when it shows neither): the same aspect, so it fills an axes of the same size."""
+    shown = [parent.outlines[r] >= OUTLINE_LEVEL for r in INSET_REGIONS if r in parent.outlines]
+    if not shown:
+        return None
+    rows, cols = parent.rgba.shape[:2]
+    where = np.argwhere(np.logical_or.reduce(shown))
+    low, high = where.min(axis=0), where.max(axis=0) + 1
+    size = [max(int(np.ceil(n / INSET_ZOOM)), int(h - lo) + 4) for n, lo, h in
+            zip((rows, cols), low, high, strict=True)]  # fmt: skip
+    start = [
+        int(np.clip((lo + h) // 2 - s // 2, 0, max(n - s, 0)))
+        for n, lo, h, s in zip((rows, cols), low, high, size, strict=True)
+    ]
+    crop = tuple(slice(b, b + s) for b, s in zip(start, size, strict=True))
+    left, right, bottom, top = parent.extent
+    dx, dy = (right - left) / cols, (top - bottom) / rows
+    extent = (
+        left + crop[1].start * dx,
+        left + min(crop[1].stop, cols) * dx,
+        bottom + crop[0].start * dy,
+        bottom + min(crop[0].stop, rows) * dy,
+    )
+    view = SliceView(f"{parent.view.label} ×{INSET_ZOOM}", parent.view.axis, parent.view.index)
+    return QCPanel(
+        view,
+        parent.rgba[crop],
+        {k: v[crop] for k, v in parent.outlines.items() if (v[crop] >= OUTLINE_LEVEL).any()},
+        extent,
+        lesions=None if parent.lesions is None else parent.lesions[crop],
+        kind="inset",
+        parent=index,
+    )
 
 
 def qc_text(numbers: QCNumbers) -> list[str]:
@@ -288,25 +395,41 @@ def qc_text(numbers: QCNumbers) -> list[str]:
 
 
 def _draw_panel(ax, panel: QCPanel, colours: dict[str, str]) -> None:
-    """One slice: the RGBA image, black-edged outlines, its title and edge letters."""
+    """One slice: the RGBA image, thin outlines along the :data:`OUTLINE_LEVEL` partial-volume
+    boundary (on the fraction upsampled without interpolation, so they run along the edges of
+    the voxels at least half inside), its title and edge letters."""
     from matplotlib import patheffects
 
     edge = [patheffects.withStroke(linewidth=3.0, foreground="black")]
     ax.imshow(panel.rgba, origin="lower", extent=panel.extent, interpolation="nearest")
-    line = {"levels": [0.5], "linewidths": 1.4, "extent": panel.extent, "origin": "lower"}
-    for name, mask in panel.outlines.items():  # 4x nearest upsampling: outlines hug voxels
-        fine = mask.repeat(4, axis=0).repeat(4, axis=1).astype(float)
-        ax.contour(fine, colors=[colours[name]], **line).set(path_effects=edge)
+    width = 1.6 if panel.kind == "inset" else 0.9
+    line = {"levels": [OUTLINE_LEVEL], "linewidths": width, "extent": panel.extent}
+    for name, fraction in panel.outlines.items():
+        fine = np.asarray(fraction, dtype=float).repeat(8, axis=0).repeat(8, axis=1)
+        ax.contour(fine, colors=[colours[name]], origin="lower", **line)
     text = {"transform": ax.transAxes, "fontsize": 10, "color": "#ffe119", "path_effects": edge}
     for letter, (x, y, ha, va) in zip(_EDGES[panel.view.axis], _EDGE_PLACES, strict=True):
         ax.text(x, y, letter, ha=ha, va=va, **text)
-    ax.set_title(f"{panel.view.plane} {panel.view.index}: {panel.view.label}", fontsize=10)
+    what = {"r2star": "", "magnitude": "", "inset": "R2* "}[panel.kind]
+    ax.set_title(f"{what}{panel.view.plane} {panel.view.index}: {panel.view.label}", fontsize=10)
     ax.axis("off")
+
+
+def _mark_inset(ax, inset: QCPanel) -> None:
+    """The area of ``inset`` as a white box on its parent's axes."""
+    from matplotlib.patches import Rectangle
+
+    left, right, bottom, top = inset.extent
+    box = Rectangle(
+        (left, bottom), right - left, top - bottom, fill=False, linewidth=0.8,
+        edgecolor="white", linestyle="--",
+    )  # fmt: skip
+    ax.add_patch(box)
 
 
 def qc_figure(
     r2star: NDArray[np.float64],
-    outlines: Mapping[str, NDArray[np.bool_]],
+    outlines: Mapping[str, NDArray],
     path: str | Path,
     **options: Any,
 ) -> Path:
@@ -322,7 +445,7 @@ def qc_figure(
 
 def render_qc(
     r2star: NDArray[np.float64],
-    outlines: Mapping[str, NDArray[np.bool_]],
+    outlines: Mapping[str, NDArray],
     *,
     title: str,
     numbers: QCNumbers | None = None,
@@ -330,17 +453,21 @@ def render_qc(
     failed: NDArray[np.bool_] | None = None,
     icv: NDArray[np.bool_] | None = None,
     vmax: float = 60.0,
+    magnitude: NDArray[np.floating] | None = None,
+    lesions: NDArray[np.bool_] | None = None,
 ) -> Figure:
     """R2* in six slices through the deep grey-matter nuclei with their outlines (Agg figure;
-    text of 9 pt or more, 1100 x 860 pixels at 100 dpi).
+    text of 9 pt or more, 1100 x 860 pixels at 100 dpi; 1100 x 1220 with ``magnitude``, whose
+    third row holds the magnitude and the SN/RN insets).
 
     Parameters
     ----------
     r2star : numpy.ndarray, shape (X, Y, Z)
         R2* map in 1/s; NaN where not fitted or failed.
     outlines : mapping
-        ``region -> bool mask`` on the same grid (the :data:`QC_VIEWS` structures choose the
-        slices; every structure is outlined).
+        ``region -> fraction`` of each voxel inside the structure (float in [0, 1]) or a bool
+        mask, on the same grid; outlined at :data:`OUTLINE_LEVEL` (the :data:`QC_VIEWS`
+        structures choose the slices; every structure is outlined).
     title : str
         First line of the header.
     numbers : QCNumbers, optional
@@ -353,6 +480,10 @@ def render_qc(
         Intracranial volume: the panels are cropped to it and only its failures are coloured.
     vmax : float, optional
         R2* (1/s) drawn white.
+    magnitude : numpy.ndarray, shape (X, Y, Z), optional
+        First-echo magnitude (signal units), drawn up to its 99.5th percentile in ``icv``.
+    lesions : numpy.ndarray of bool, shape (X, Y, Z), optional
+        Lesion voxels, tinted :data:`LESION_COLOUR` in every panel.
     """
     import matplotlib
 
@@ -363,25 +494,40 @@ def render_qc(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    panels = qc_panels(r2star, outlines, affine=affine, failed=failed, icv=icv, vmax=vmax)
+    panels = qc_panels(
+        r2star, outlines, affine=affine, failed=failed, icv=icv, vmax=vmax,
+        magnitude=magnitude, lesions=lesions,
+    )  # fmt: skip
     colours = {name: OUTLINE_COLOURS.get(name, "#ffffff") for name in outlines}
-    fig = Figure(figsize=(11.0, 8.6), dpi=100)  # a fixed layout: constrained costs 0.7 s
-    fig.text(0.01, 0.99, title, fontsize=12, fontweight="bold", va="top")
+    n_rows = 3 if len(panels) > 6 else 2
+    height = 12.2 if n_rows == 3 else 8.6
+    fig = Figure(figsize=(11.0, height), dpi=100)  # a fixed layout: constrained costs 0.7 s
+    inch = 1 / height  # figure fraction per inch of height: the header keeps its size
+    fig.text(0.01, 1 - 0.086 * inch, title, fontsize=12, fontweight="bold", va="top")
     lines = qc_text(numbers) if numbers is not None else []
-    fig.text(0.01, 0.962, "\n".join(lines), fontsize=10, va="top", linespacing=1.4)
-    grid = fig.add_gridspec(
-        2, 3, left=0.01, right=0.91, bottom=0.075, top=0.88, wspace=0.04, hspace=0.1
+    lines.append(
+        f"outlines: {int(100 * OUTLINE_LEVEL)} % partial-volume boundary (voxels at least half "
+        "inside)" + (f"; insets ×{INSET_ZOOM} (dashed box)" if n_rows == 3 else "")
     )
+    fig.text(0.01, 1 - 0.33 * inch, "\n".join(lines), fontsize=10, va="top", linespacing=1.4)
+    grid = fig.add_gridspec(
+        n_rows, 3, left=0.01, right=0.91, bottom=0.645 * inch, top=1 - 1.2 * inch,
+        wspace=0.04, hspace=0.1 * 2 / n_rows,
+    )  # fmt: skip
     axes = [fig.add_subplot(grid[i // 3, i % 3]) for i in range(len(panels))]
     for ax, panel in zip(axes, panels, strict=True):
         _draw_panel(ax, panel, colours)
+        if panel.parent is not None:
+            _mark_inset(axes[panel.parent], panel)
     handles = [
         Line2D([], [], color=colours[n], linewidth=2.5, label=n.replace("_", " "))
         for n in outlines
     ]
     handles.append(Patch(facecolor=NAN_COLOUR, edgecolor="black", label="failed fit (NaN)"))
+    if any(p.lesions is not None and p.lesions.any() for p in panels):
+        handles.append(Patch(facecolor=LESION_COLOUR, edgecolor="black", label="lesion"))
     fig.legend(
-        handles=handles, loc="lower center", bbox_to_anchor=(0.46, 0.0), ncol=4, fontsize=10,
+        handles=handles, loc="lower center", bbox_to_anchor=(0.46, 0.0), ncol=5, fontsize=10,
         frameon=False,
     )  # fmt: skip
     shown = ScalarMappable(Normalize(0.0, vmax), cmap="gray")
@@ -391,8 +537,31 @@ def render_qc(
     return fig
 
 
-def qc_page(png: str | Path, path: str | Path, *, title: str, numbers: QCNumbers) -> Path:
-    """A self-contained HTML page: the QC PNG (embedded) and a table of ``numbers``."""
+def voxel_counts(regions: pd.DataFrame) -> pd.DataFrame:
+    """R2* voxels of each deep grey-matter structure per hemisphere: ``n_voxels`` of
+    ``_regions.tsv`` as a table with one row per structure (in :data:`DEEP_GM` order) and the
+    columns ``left``, ``right`` and ``both`` (NaN where a row is missing)."""
+    deep = regions[regions["region"].isin(DEEP_GM)]
+    table = deep.pivot_table(
+        index="region", columns="hemisphere", values="n_voxels", aggfunc="first"
+    )
+    order = [r for r in DEEP_GM if r in table.index]
+    return table.reindex(index=order, columns=["left", "right", "both"]).rename_axis(
+        index="structure", columns=None
+    )
+
+
+def qc_page(
+    png: str | Path,
+    path: str | Path,
+    *,
+    title: str,
+    numbers: QCNumbers,
+    counts: pd.DataFrame | None = None,
+) -> Path:
+    """A self-contained HTML page: the QC PNG (embedded), a table of ``numbers`` and, with
+    ``counts`` (:func:`voxel_counts`), the voxels per structure and hemisphere, those under
+    :data:`~ironmap.cohort.qc.MIN_REGION_VOXELS` in red."""
     image = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     sigma = "unknown" if numbers.sigma is None else f"{numbers.sigma:.4g}"
     rows = [
@@ -404,16 +573,41 @@ def qc_page(png: str | Path, path: str | Path, *, title: str, numbers: QCNumbers
         ("estimator", html.escape(numbers.method or "unknown")),
     ]
     table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    voxels = "" if counts is None else _counts_html(counts)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}th{{text-align:left;padding-right:2em}}
-td{{text-align:right}}img{{max-width:100%}}</style></head>
+td{{text-align:right;padding-left:1em}}img{{max-width:100%}}td.flag{{background:#fdd;color:#a00}}
+.side{{display:inline-block;vertical-align:top;margin-right:3em;max-width:34em}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<table>
+<div class="side"><table>
 {table}
-</table>
+</table></div>
+{voxels}
 <p><img src="data:image/png;base64,{image}" alt="R2* slices with structure outlines"></p>
 </body></html>
 """
     atomic_write_bytes(path, page.encode("utf-8"))
     return Path(path)
+
+
+def _counts_html(counts: pd.DataFrame) -> str:
+    """The voxel-count table of :func:`qc_page`."""
+    head = "<tr><th>R2* voxels</th>" + "".join(f"<th>{c}</th>" for c in counts.columns) + "</tr>"
+    body = []
+    for region, row in counts.iterrows():
+        cells = []
+        for column, value in row.items():
+            low = column != "both" and pd.notna(value) and value < MIN_REGION_VOXELS
+            text = "" if pd.isna(value) else f"{int(value):,}"
+            cells.append(f"<td class='flag'>{text}</td>" if low else f"<td>{text}</td>")
+        body.append(
+            f"<tr><th>{html.escape(str(region).replace('_', ' '))}</th>{''.join(cells)}</tr>"
+        )
+    note = (
+        "<p>R2* voxels: those at least <code>--min-fraction</code> inside the structure, the "
+        "ones its statistics use (the figure outlines those at least half inside).<br>In red: "
+        f"fewer than {MIN_REGION_VOXELS} voxels in a hemisphere (the regional median rests on "
+        "few voxels).</p>"
+    )
+    return f"<div class='side'><table>\n{head}\n" + "\n".join(body) + f"\n</table>{note}</div>"

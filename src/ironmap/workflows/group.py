@@ -61,6 +61,7 @@ from ..io.derivatives import (
     sha256,
     tsv_sidecar_path,
 )
+from ..report.qc_index import write_qc_index
 
 __all__ = ["GroupConfig", "GroupResult", "run_group"]
 
@@ -358,6 +359,7 @@ def _write(out: Path, result: GroupResult, provenance: dict, config: GroupConfig
             if stale.exists():
                 stale.unlink()
                 log.info("group stage: removed %s (its analysis did not run)", stale)
+    write_qc_index(out, result)  # qc/index.html: every participant's QC page, with flags
     if config.report:
         from ..report.html import write_report
 

@@ -45,6 +45,7 @@ from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
+from ..report.qc import voxel_counts
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
 
 if TYPE_CHECKING:
@@ -417,8 +418,11 @@ def _write_regions(
         if inputs.session:
             lesions.insert(1, "session", f"ses-{inputs.session}")
         write_tsv(out.lesions, lesions)
-    outlines = {r: masks[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
-    _write_qc(out, image, fit, segmentation, outlines, voxels=voxels)
+    outlines = {r: fractions[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
+    _write_qc(
+        out, image, fit, segmentation, outlines, voxels=voxels, regions=regions,
+        lesions=masks.get("lesions"),
+    )  # fmt: skip
 
 
 def _lesion_table(
@@ -498,9 +502,13 @@ def _write_qc(
     outlines: dict[str, np.ndarray],
     *,
     voxels: dict,
+    regions: pd.DataFrame | None = None,
+    lesions: np.ndarray | None = None,
 ) -> None:
-    """R2* with the deep grey-matter outlines (the voxels the statistics use at full share),
-    the failed fits inside the intracranial volume and the noise sigma; PNG and HTML page."""
+    """R2* with the deep grey-matter outlines (``outlines``: each structure's partial-volume
+    fraction, outlined at 50 %), the first-echo magnitude, the ``lesions`` mask, the failed
+    fits inside the intracranial volume and the noise sigma; PNG and HTML page, with the voxel
+    counts per structure and hemisphere of ``regions`` (``_regions.tsv``)."""
     numbers = QCNumbers(
         **voxels, sigma=fit.sigma, sigma_source=fit.sigma_source, method=fit.method
     )
@@ -517,5 +525,8 @@ def _write_qc(
         affine=image.affine,
         failed=fit.failed,
         icv=None if icv is None else icv >= 0.5,
+        magnitude=image.data[..., 0],  # the first (shortest) echo
+        lesions=lesions,
     )
-    qc_page(png, png.with_suffix(".html"), title=title, numbers=numbers)
+    counts = None if regions is None else voxel_counts(regions)
+    qc_page(png, out.qc_page, title=title, numbers=numbers, counts=counts)
