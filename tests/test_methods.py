@@ -273,3 +273,23 @@ def test_methods_files_go_with_the_report(cohort, tmp_path):  # noqa: F811
     assert all(p.exists() for p in files)
     run_group(GroupConfig(bids, copy, report=False, force=True))
     assert not any(p.exists() for p in files)
+
+
+def test_methods_state_table1_tests_and_determinant_units_from_their_constants():
+    """The Table 1 tests and the determinants' units are stated from the constants that
+    produce them (cohort.demographics.MIN_EXPECTED, cohort.determinants.UNITS)."""
+    from ironmap.cohort.demographics import MIN_EXPECTED
+    from ironmap.cohort.determinants import UNITS
+    from ironmap.report.methods import _statistics
+
+    class _Cite:
+        def __call__(self, *keys: str) -> str:
+            return ", ".join(keys)
+
+    determinants = pd.DataFrame({"model": ["multivariable"], "region": ["thalamus"]})
+    text = _statistics(pd.DataFrame(), determinants, _Cite(), None)
+    assert f"expected count was below {MIN_EXPECTED}" in text
+    assert "Welch's t-test" in text
+    for unit, _ in UNITS.values():
+        assert unit in text
+    assert "10 years (disease duration)" in text

@@ -413,7 +413,8 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Whether the row is exploratory", "stepwise: its p ignores the selection", "no"
         ),
         "inclusion_frequency": Column(
-            "Share of 100 bootstrap resamples in which stepwise selects the predictor",
+            "Share of the bootstrap resamples (ironmap.cohort.determinants.N_BOOTSTRAP) in "
+            "which stepwise selects the predictor",
             decimals=2,
         ),
         "unit": Column(

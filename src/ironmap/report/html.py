@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import __version__
 from ..cohort.analysis import harmonization_description
-from ..cohort.determinants import VIF_LIMIT
+from ..cohort.determinants import N_BOOTSTRAP, VIF_LIMIT
 from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
@@ -417,7 +417,8 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
             f"inflation factor (*: above {VIF_LIMIT:g}, where a coefficient is not identifiable "
             "in practice; such a region has the pre-specified reduced model, duration + EDSS "
             "with the same covariates, in the row under it, not marked). Stepwise: "
-            "the predictors forward-backward selection kept, with the share of 100 bootstrap "
+            "the predictors forward-backward selection kept, with the share of "
+            f"{N_BOOTSTRAP} bootstrap "
             "resamples selecting each (exploratory: its p ignores the selection). "
             "Univariable models: group/determinants.tsv.",
             kind="S",

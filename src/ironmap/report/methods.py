@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..cohort.age import MIN_CONTROLS_PER_SITE
 from ..cohort.compare import MS_LABELS
-from ..cohort.determinants import N_BOOTSTRAP, VIF_LIMIT
+from ..cohort.demographics import MIN_EXPECTED
+from ..cohort.determinants import N_BOOTSTRAP, UNITS, VIF_LIMIT
 from ..fitting import SOLVERS
 from ..io import atomic_write_bytes
 from ..io.derivatives import METHODS_MD, REFERENCES_BIB, group_path
@@ -593,6 +594,10 @@ def _statistics(
     comparison_mixed: pd.DataFrame, determinants: pd.DataFrame, cite, mixed_table: str | None
 ) -> str:
     text = (
+        "In Table 1, the controls and all clinically definite MS were compared by Welch's "
+        "t-test (age, normalised brain volume) and the chi-square test of sex (Yates-corrected; "
+        f"Fisher's exact test when an expected count was below {MIN_EXPECTED}); EDSS quartiles "
+        "are observed scores. "
         "Groups were compared on age-corrected R2* by ordinary least squares with group, age, "
         "sex and site (fixed effect), on the participants at sites holding both arms of a "
         f"contrast, with HC3 heteroscedasticity-robust standard errors ({cite('long')}); Cohen's "
@@ -642,7 +647,12 @@ def _statistics(
         "regions the pre-specified reduced model (duration and EDSS, same covariates) is "
         "shown beside it. Only the primary model's rows, at p_FDR < 0.05 across its regions "
         "and predictors, are marked significant; univariable, reduced and stepwise rows are "
-        "not."
+        "not. Coefficients are reported in 1/s per "
+        + _join(
+            f"{unit} ({_PREDICTOR_NAMES.get(p, p.replace('_', ' '))})"
+            for p, (unit, _) in UNITS.items()
+        )
+        + "."
     )
     if determinants["model"].isin(["multivariable", "univariable"]).any():
         text += (
@@ -652,6 +662,15 @@ def _statistics(
             "tests marked significant."
         )
     return text
+
+
+#: How the Methods name the determinants beside their units ("SD (normalised brain volume)").
+_PREDICTOR_NAMES = {
+    "edss": "EDSS",
+    "lesion_volume_ml": "T2 lesion volume",
+    "nbv": "normalised brain volume",
+    "cortical_gm_ml": "cortical grey matter",
+}
 
 
 def _stepwise(determinants: pd.DataFrame) -> str:
