@@ -307,3 +307,36 @@ def test_a_constant_variable_is_not_tested():
         warnings.simplefilter("error")
         tests = group_tests(subjects)
     assert list(tests["variable"]) == ["age", "sex"]
+
+
+def test_flow_table_names_the_structures_the_minimum_voxel_rule_left_out():
+    """Table S1 rows are readable: no code names (was 'analysed, red_nucleus'), and a
+    participant with two structures left out is one row naming both."""
+    from ironmap.report.tables import flow_table
+
+    rule = "voxels (fewer than 5 in a hemisphere): left out of the group statistics"
+    flow = pd.DataFrame(
+        {
+            "participant_id": ["sub-1", "sub-2", "sub-3", "sub-4"],
+            "group": "HC",
+            "phenotype": "n/a",
+            "site": "a",
+            "status": "analysed",
+            "reason": "",
+            "note": [
+                "",
+                f"red_nucleus: left 3, right 8 {rule}",
+                f"substantia_nigra: left 2, right 9 {rule}; red_nucleus: left 1, right 4 {rule}",
+                "age beyond the controls' 5th-95th percentile (20-60 years): analysed; its "
+                f"age-corrected R2* rests on the linear tail; red_nucleus: left 2, right 2 {rule}",
+            ],
+        }
+    )
+    rows = dict(zip(*flow_table(flow)[["status / reason", "total"]].T.to_numpy(), strict=True))
+    assert rows == {
+        "analysed": "1",
+        "analysed, red nucleus left out (too few voxels)": "1",
+        "analysed, substantia nigra, red nucleus left out (too few voxels)": "1",
+        "analysed, age beyond the controls' 5th-95th percentile (20-60 years); red nucleus "
+        "left out (too few voxels)": "1",
+    }

@@ -199,10 +199,15 @@ def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
         )
     if comparison.empty:
         html_parts += _NO_COMPARISON
-    notes = comparison[comparison["note"].fillna("") != ""].drop_duplicates(["contrast", "note"])
+    noted = comparison[comparison["note"].fillna("") != ""]
+    every = comparison["region"].nunique()
     items = "".join(
-        f"<li><b>{html.escape(c)}</b>: {html.escape(t)}</li>"
-        for c, t in zip(notes["contrast"], notes["note"], strict=True)
+        f"<li><b>{html.escape(contrast)}</b>"
+        + ("" if len(regions) == every else " (" + html.escape(", ".join(regions)) + ")")
+        + f": {html.escape(note)}</li>"
+        for (contrast, note), regions in noted.groupby(["contrast", "note"], sort=False)["region"]
+        .agg(lambda r: [pretty_region(x) for x in r])
+        .items()
     )
     return html_parts + (
         f"<p class='note'>Notes on the contrasts:</p><ul class='note'>{items}</ul>"

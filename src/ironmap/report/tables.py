@@ -411,11 +411,25 @@ def _mean_sd_cell(mean: float, sd: float) -> str:
     return f"{mean:.1f} ({sd:.1f})" if np.isfinite(sd) else f"{mean:.1f} (-)"
 
 
+#: A minimum-voxel note of participant_flow.tsv: ``<region>: left 3, right 8 voxels (...)``.
+_SMALL_NOTE = re.compile(r"(\w+): left \d+, right \d+ voxels")
+
+
+def _flow_label(note: str) -> str:
+    """The Table S1 row of an analysed participant's flow ``note``: the age-support flag (the
+    note's head) and each structure the minimum-voxel rule left out, readable."""
+    small = _SMALL_NOTE.findall(note)
+    parts = [] if note.startswith(tuple(f"{r}:" for r in small)) else [note.split(":")[0]]
+    if small:
+        parts.append(", ".join(pretty_region(r) for r in small) + " left out (too few voxels)")
+    return "; ".join(p for p in parts if p)
+
+
 def flow_table(flow: pd.DataFrame) -> pd.DataFrame:
     """Counts of analysed (apart: those with a note, e.g. beyond the controls' ages) and of
     each exclusion reason, by group label."""
     note = flow["note"].fillna("") if "note" in flow else pd.Series("", index=flow.index)
-    flagged = "analysed, " + note.str.split(":").str[0]
+    flagged = "analysed, " + note.map(_flow_label)
     reason = flow["reason"].where((flow["reason"] != "") | (note == ""), flagged)
     flow = flow.assign(label=labels(flow), reason=reason)
     counts = flow.pivot_table(
