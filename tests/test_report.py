@@ -80,14 +80,20 @@ def _add_protocol(
     return r2star, s0
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """The test_group cohort (40 HC, 50 MS, 3 sites) with protocol files; the group stage run."""
-    tmp = tmp_path_factory.mktemp("report")
+def protocol_cohort(tmp):
+    """The test_group cohort (40 HC, 50 MS, 3 sites) with protocol files, 2 and 3 mm slices
+    alternating: (BIDS_DIR, OUTPUT_DIR) before the group stage."""
     bids, out = _write_cohort(tmp)
     participants = pd.read_csv(bids / "participants.tsv", sep="\t")
     for i, pid in enumerate(participants.participant_id):
         _add_protocol(out, pid, voxel=(2.0, 2.0, 3.0 if i % 2 else 2.0), seed=i)
+    return bids, out
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """The test_group cohort (40 HC, 50 MS, 3 sites) with protocol files; the group stage run."""
+    bids, out = protocol_cohort(tmp_path_factory.mktemp("report"))
     result = run_group(GroupConfig(bids, out))
     return bids, out, result
 

@@ -14,8 +14,7 @@ from scipy import stats
 
 from ironmap.cohort.stats import fcr_intervals, fdr
 from ironmap.workflows.group import GroupConfig, run_group
-from test_group import _write_cohort
-from test_report import _add_protocol, _lesion_models_table, _lesion_rows
+from test_report import _lesion_models_table, _lesion_rows, protocol_cohort
 
 MM_PER_IN = 25.4
 PT_PER_IN = 72.0
@@ -80,11 +79,7 @@ def test_fcr_intervals_agree_with_bh_on_random_families():
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     """The test_group cohort (40 HC, 50 MS, 3 sites) with protocol files; the group stage run."""
-    tmp = tmp_path_factory.mktemp("figures")
-    bids, out = _write_cohort(tmp)
-    participants = pd.read_csv(bids / "participants.tsv", sep="\t")
-    for i, pid in enumerate(participants.participant_id):
-        _add_protocol(out, pid, voxel=(2.0, 2.0, 3.0 if i % 2 else 2.0), seed=i)
+    bids, out = protocol_cohort(tmp_path_factory.mktemp("figures"))
     # a stale figure of an earlier, longer report, and a file of the user's
     figures = out / "group" / "figures"
     figures.mkdir(parents=True)

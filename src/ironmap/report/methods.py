@@ -772,36 +772,7 @@ def methods(
     mixed_table: str | None = None,
     min_voxels: str = "",
 ) -> Methods:
-    """The Methods written from what was run (see :func:`methods_html` for the parameters)."""
-    cite = _Citations()
-    analysed = set(flow.loc[flow["status"] == "analysed", "participant_id"])
-    qc = qc[qc["participant_id"].isin(analysed)] if len(qc) else qc
-    paragraphs = [
-        f"Deep grey-matter R2* was measured as in {cite('ropele')}, with ironmap {version}. "
-        + _participants(flow),
-    ]
-    if len(qc):
-        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels]
-    paragraphs += [
-        _harmonisation(age_model, harmonization, cite),
-        _statistics(comparison_mixed, determinants, cite, mixed_table),
-    ]
-    return Methods(tuple(p for p in paragraphs if p), tuple(cite.keys))
-
-
-def methods_html(
-    qc: pd.DataFrame,
-    *,
-    flow: pd.DataFrame,
-    age_model: pd.DataFrame,
-    harmonization: dict | None,
-    comparison_mixed: pd.DataFrame,
-    determinants: pd.DataFrame,
-    version: str,
-    mixed_table: str | None = None,
-    min_voxels: str = "",
-) -> str:
-    """The Methods section (HTML paragraphs and the numbered references).
+    """The Methods written from what was run.
 
     Parameters
     ----------
@@ -821,18 +792,32 @@ def methods_html(
     min_voxels : str
         The minimum-voxel rule's sentence (:func:`ironmap.report.analyses.min_voxel_methods`),
         added to the regions paragraph; '' for none.
+
+    Returns
+    -------
+    Methods
+        The paragraphs and the cited references' keys, in citation order.
     """
-    return methods(
-        qc,
-        flow=flow,
-        age_model=age_model,
-        harmonization=harmonization,
-        comparison_mixed=comparison_mixed,
-        determinants=determinants,
-        version=version,
-        mixed_table=mixed_table,
-        min_voxels=min_voxels,
-    ).html()
+    cite = _Citations()
+    analysed = set(flow.loc[flow["status"] == "analysed", "participant_id"])
+    qc = qc[qc["participant_id"].isin(analysed)] if len(qc) else qc
+    paragraphs = [
+        f"Deep grey-matter R2* was measured as in {cite('ropele')}, with ironmap {version}. "
+        + _participants(flow),
+    ]
+    if len(qc):
+        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels]
+    paragraphs += [
+        _harmonisation(age_model, harmonization, cite),
+        _statistics(comparison_mixed, determinants, cite, mixed_table),
+    ]
+    return Methods(tuple(p for p in paragraphs if p), tuple(cite.keys))
+
+
+def methods_html(qc: pd.DataFrame, **options) -> str:
+    """The Methods section as HTML paragraphs and the numbered references (:func:`methods`,
+    the same keyword-only options)."""
+    return methods(qc, **options).html()
 
 
 def write_methods(output_dir: str | Path, text: Methods) -> list[Path]:
