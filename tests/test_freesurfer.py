@@ -28,6 +28,7 @@ import pytest
 
 from ironmap.io import find_inputs
 from ironmap.regions import DEEP_GM
+from ironmap.segmentation.sources import read_segmentation_source, segmentation_source
 from ironmap.workflows.participant import ParticipantConfig, run_participant
 
 #: Structures FreeSurfer, FastSurfer and SynthSeg segment (compared with the BIDS dseg).
@@ -109,7 +110,15 @@ def datasets(tmp_path_factory):
     synthseg = tmp / "synthseg" / sub / "anat"
     synthseg.mkdir(parents=True)
     nib.save(nib.Nifti1Image(labels, anat_affine), synthseg / f"{sub}_T1w_synthseg.nii.gz")
-    return {"tmp": tmp, "bids": bids, "raw": raw, "conformed_bids": conformed_bids, "sub": sub}
+    left_thalamus = np.argwhere(data.anatomy.labels == 10).mean(axis=0)
+    return {
+        "tmp": tmp,
+        "bids": bids,
+        "raw": raw,
+        "conformed_bids": conformed_bids,
+        "sub": sub,
+        "thalamus_centre_mm": anat_affine[:3, :3] @ left_thalamus + anat_affine[:3, 3],
+    }
 
 
 def _run(bids, out, **options):
@@ -137,6 +146,19 @@ def test_freesurfer_subject_folder_is_found_in_derivatives_and_freesurfer_dir(da
         assert inputs.dseg == fs / datasets["sub"] / "mri" / "aseg.mgz"
         assert inputs.dseg_tsv is None
         assert inputs.dseg_image == fs / datasets["sub"] / "mri" / "orig.mgz"
+    # the registration helper's hook: labels and the image they were made on, in scanner space
+    source = segmentation_source(inputs)
+    assert source.kind == "freesurfer"
+    assert source.lut is None
+    read = read_segmentation_source(source)
+    assert read.labels.shape == read.image.shape == CONFORMED_SHAPE
+    assert nib.aff2axcodes(read.affine) == nib.aff2axcodes(read.image_affine) == ("L", "I", "A")
+    np.testing.assert_allclose(read.affine, read.image_affine)
+    # orig.mgz's T1w and aseg.mgz's thalamus where the simulator put them
+    thalamus = np.argwhere(read.labels == 10).mean(axis=0)
+    centre = read.affine[:3, :3] @ thalamus + read.affine[:3, 3]
+    truth = datasets["thalamus_centre_mm"]
+    np.testing.assert_allclose(centre, truth, atol=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +213,7 @@ def test_synthseg_output_gives_the_regional_r2star_of_the_bids_dseg(datasets, re
     tmp = datasets["tmp"]
     (inputs,) = find_inputs(datasets["raw"], derivatives=[tmp / "synthseg"])
     assert inputs.dseg.name == f"{datasets['sub']}_T1w_synthseg.nii.gz"
+    assert segmentation_source(inputs).kind == "synthseg"
     table, messages = _run(datasets["raw"], tmp / "out_synthseg", derivatives=(tmp / "synthseg",))
     for region in SEGMENTED:
         for hemi in ("left", "right", "both"):
@@ -244,3 +267,26 @@ def test_a_freesurfer_folder_in_derivatives_is_not_ignored(tmp_path):
     assert found["03"].dseg == fs / "sub-03_ses-a" / "mri" / "aseg.mgz"
     assert found["03"].dseg_image == fs / "sub-03_ses-a" / "mri" / "T1.mgz"
     assert all(i.dseg_tsv is None for i in found.values())
+    kinds = {s: segmentation_source(i).kind for s, i in found.items()}
+    assert kinds == {"01": "freesurfer", "02": "fastsurfer", "03": "freesurfer"}
+
+
+def test_parcellated_cortex_of_aparc_aseg_counts_as_cortex():
+    """aparc+aseg.mgz, FastSurfer's aparc.DKTatlas+aseg.deep.mgz and ``mri_synthseg --parc``
+    replace cortex (3, 42) by parcels (1000-1035, 2000-2035): cortical GM, ICV and brain
+    volumes still count them (1 mm voxels: 1 uL each)."""
+    from ironmap.regions import region_codes, volumes
+
+    labels = np.zeros((10, 10, 10), dtype=np.int32)
+    labels[0, 0, :3] = 1005  # ctx-lh-cuneus
+    labels[1, 0, :2] = 2010  # ctx-rh-isthmuscingulate
+    labels[2, 0, :1] = 3
+    labels[3, 0, :4] = 2  # cerebral white matter
+    labels[4, 0, :5] = 41
+    codes = region_codes(None)
+    assert {1005, 3} <= set(codes.codes("cortex", "left"))
+    assert 2010 in codes.codes("cortex", "right")
+    subject, _ = volumes(labels, np.eye(4), codes, participant_id="sub-01")
+    assert subject["cortical_gm_ml"] == pytest.approx(6e-3)
+    assert subject["icv_ml"] == pytest.approx(15e-3)
+    assert subject["brain_ml"] == pytest.approx(15e-3)

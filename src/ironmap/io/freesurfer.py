@@ -33,15 +33,15 @@ __all__ = [
 ]
 
 #: Label volumes of a FreeSurfer / FastSurfer subject's ``mri`` folder, in order of preference:
-#: recon-all's (and FastSurfer's full run's) aseg, recon-all's aparc+aseg, then FastSurfer's
-#: segmentation-only outputs.
+#: recon-all's (and FastSurfer's full run's) aseg, FastSurfer's ``--seg_only`` aseg, then the
+#: volumes whose cortex is parcellated (:data:`ironmap.regions.catalog.APARC_CORTEX`).
 FREESURFER_LABELS = (
     "aseg.mgz",
-    "aparc+aseg.mgz",
-    "aparc.DKTatlas+aseg.deep.mgz",
-    "aparc.DKTatlas+aseg.mgz",
-    "aparc.DKTatlas+aseg.deep.withCC.mgz",
     "aseg.auto_noCCseg.mgz",
+    "aparc+aseg.mgz",
+    "aparc.DKTatlas+aseg.mgz",
+    "aparc.DKTatlas+aseg.deep.mgz",
+    "aparc.DKTatlas+aseg.deep.withCC.mgz",
 )
 #: The image the labels were made on (conformed 256^3 1 mm), in order of preference.
 FREESURFER_IMAGES = ("orig.mgz", "T1.mgz", "orig_nu.mgz", "nu.mgz")
