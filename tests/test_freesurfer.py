@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ironmap.errors import InputError
 from ironmap.io import find_inputs
 from ironmap.regions import DEEP_GM
 from ironmap.segmentation.sources import read_segmentation_source, segmentation_source
@@ -185,14 +186,15 @@ def test_aseg_mgz_gives_the_regional_r2star_of_the_same_labels_as_a_bids_dseg(
     assert set(table.loc[list(SEGMENTED)].alignment) == {"ok"}
 
 
-def test_aseg_mgz_within_2_percent_of_the_bids_dseg(freesurfer_run, reference):
+def test_aseg_mgz_within_1_percent_of_the_bids_dseg(freesurfer_run, reference):
     """Against the simulator's own 1 mm dseg (the conformed grid is half a voxel off it): basal
-    ganglia and thalamus within 2 %; the nuclei aseg lacks are NaN rows, named in a warning."""
+    ganglia and thalamus within 1 % (measured: 0.5 %); the nuclei aseg lacks are NaN rows,
+    named in a warning."""
     table, messages = freesurfer_run
     for region in SEGMENTED:
         for hemi in ("left", "right", "both"):
             got, want = table.loc[(region, hemi)], reference.loc[(region, hemi)]
-            assert got.r2star_median == pytest.approx(want.r2star_median, rel=0.02), (region, hemi)
+            assert got.r2star_median == pytest.approx(want.r2star_median, rel=0.01), (region, hemi)
     assert_missing_nuclei(table, messages)
 
 
@@ -218,7 +220,7 @@ def test_synthseg_output_gives_the_regional_r2star_of_the_bids_dseg(datasets, re
     for region in SEGMENTED:
         for hemi in ("left", "right", "both"):
             got, want = table.loc[(region, hemi)], reference.loc[(region, hemi)]
-            assert got.r2star_median == pytest.approx(want.r2star_median, rel=1e-3), (region, hemi)
+            assert got.r2star_median == pytest.approx(want.r2star_median, rel=1e-9), (region, hemi)
     assert_missing_nuclei(table, messages)
     assert set(DEEP_GM) == set(SEGMENTED) | set(NOT_SEGMENTED)
 
@@ -238,13 +240,19 @@ def test_load_volume_reads_mgz_with_its_scanner_vox2ras(tmp_path):
     np.testing.assert_allclose(got, affine, atol=1e-5)
     tkr = nib.load(path).header.get_vox2ras_tkr()
     assert not np.allclose(got, tkr, atol=1e-3)  # the centre is not at the origin
+    # a damaged .mgz: one line naming the file
+    truncated = tmp_path / "truncated.mgz"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match=r"truncated\.mgz: truncated or corrupt image data"):
+        load_volume(truncated)
+    truncated.write_bytes(path.read_bytes()[:10])  # not even the header
+    with pytest.raises(InputError, match=r"truncated\.mgz: cannot read as FreeSurfer MGH \("):
+        load_volume(truncated)
 
 
 def test_a_freesurfer_folder_in_derivatives_is_not_ignored(tmp_path):
     """Layouts: ``sub-<label>/mri/aseg.mgz`` (preferred to ``aparc+aseg.mgz``), FastSurfer's
     ``aparc.DKTatlas+aseg.deep.mgz`` alone, a session's ``sub-<label>_ses-<label>`` folder."""
-    from ironmap.io import find_inputs
-
     raw = tmp_path / "raw"
     for sub, ses in (("01", None), ("02", None), ("03", "a")):
         anat = raw / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "anat"
@@ -290,3 +298,53 @@ def test_parcellated_cortex_of_aparc_aseg_counts_as_cortex():
     assert subject["cortical_gm_ml"] == pytest.approx(6e-3)
     assert subject["icv_ml"] == pytest.approx(15e-3)
     assert subject["brain_ml"] == pytest.approx(15e-3)
+
+
+def test_freesurfer_dir_option_reaches_the_discovery(datasets, tmp_path, capsys):
+    """``ironmap run ... --freesurfer-dir DIR``: a missing DIR is a one-line error naming it."""
+    from ironmap.cli import main
+
+    missing = tmp_path / "no_subjects_dir"
+    argv = ["run", str(datasets["raw"]), str(tmp_path / "out"), "participant"]
+    assert main([*argv, "--freesurfer-dir", str(missing)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"ironmap: error: {missing}: No such directory (given with --freesurfer-dir)"
+    ]
+
+
+def test_participant_qc_and_methods_name_freesurfer_and_synthseg(tmp_path):
+    """participant_qc.tsv's sources from the provenance inputs: an aseg.mgz or a *_synthseg
+    output is the participant's own segmentation (was: no source at all, so the Methods said
+    nothing of where the regions came from), its labels FreeSurfer LUT codes of that tool."""
+    import json
+
+    from ironmap.cohort.qc import collect_protocols
+    from test_methods import _text
+    from test_report import _add_protocol
+
+    inputs = {
+        "sub-01": {"aseg.mgz": "x"},
+        "sub-02": {"sub-02_T1w_synthseg.nii.gz": "x", "sub-02_label-lesion_mask.nii.gz": "x"},
+        "sub-03": {"sub-03_dseg.nii.gz": "x"},
+    }
+    rows = []
+    for i, (pid, files) in enumerate(inputs.items()):
+        (tmp_path / pid / "anat").mkdir(parents=True)
+        _add_protocol(tmp_path, pid, seed=i)
+        record = tmp_path / pid / "anat" / f"{pid}_provenance.json"
+        provenance = json.loads(record.read_text())
+        provenance["inputs"] = files
+        provenance["options"]["segmentation"] = "auto"
+        record.write_text(json.dumps(provenance))
+        rows += [(pid, r, h, 30) for r in DEEP_GM for h in ("left", "right", "both")]
+    regions = pd.DataFrame(rows, columns=["participant_id", "region", "hemisphere", "n_voxels"])
+    qc = collect_protocols(tmp_path, regions)
+    assert list(qc["segmentation_source"]) == ["dseg", "dseg", "dseg"]
+    assert list(qc["label_source"]) == ["freesurfer", "synthseg", "aseg codes"]
+    assert list(qc["lesion_mask"]) == [False, True, False]
+    text = _text(qc.assign(site="a", group="HC", phenotype=np.nan))
+    assert (
+        "from each participant's own segmentation (FreeSurfer or FastSurfer aseg, FreeSurfer "
+        "LUT codes), resampled to the R2* grid (n = 1)"
+    ) in text
+    assert "(SynthSeg, FreeSurfer LUT codes), resampled to the R2* grid (n = 1)" in text

@@ -30,6 +30,7 @@ __all__ = [
     "SYNTHSEG_SUFFIX",
     "freesurfer_segmentation",
     "synthseg_segmentation",
+    "tool_of",
 ]
 
 #: Label volumes of a FreeSurfer / FastSurfer subject's ``mri`` folder, in order of preference:
@@ -49,6 +50,16 @@ FREESURFER_IMAGES = ("orig.mgz", "T1.mgz", "orig_nu.mgz", "nu.mgz")
 SYNTHSEG_SUFFIX = "_synthseg"
 
 _NIFTI = re.compile(r"\.nii(\.gz)?$")
+
+
+def tool_of(name: str) -> str | None:
+    """``"freesurfer"`` (FreeSurfer or FastSurfer) or ``"synthseg"`` for a file name these
+    tools' label volumes have (:data:`FREESURFER_LABELS`, ``*_synthseg.nii[.gz]``), else None."""
+    if name in FREESURFER_LABELS:
+        return "freesurfer"
+    if _NIFTI.search(name) and _NIFTI.sub("", name).endswith(SYNTHSEG_SUFFIX):
+        return "synthseg"
+    return None
 
 
 def _first(folder: Path, names: Sequence[str]) -> Path | None:

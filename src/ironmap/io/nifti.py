@@ -59,7 +59,8 @@ def load_image(path: str | Path) -> nib.Nifti1Image | nib.MGHImage:
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{path}: cannot read as NIfTI ({error_reason(exc)})") from exc
+        kind = "FreeSurfer MGH" if path.suffix.lower() in MGH_SUFFIXES else "NIfTI"
+        raise InputError(f"{path}: cannot read as {kind} ({error_reason(exc)})") from exc
     mgh = path.suffix.lower() in MGH_SUFFIXES and isinstance(img, nib.MGHImage)
     if not (mgh or isinstance(img, nib.Nifti1Image | nib.Nifti2Image)):
         raise InputError(f"{path}: not a NIfTI (or .mgz) image; convert it to .nii.gz first")
@@ -152,7 +153,8 @@ def load_volume(path: str | Path) -> tuple[NDArray, NDArray[np.float64]]:
     """Data and affine of a 3D image (a 4D image holding one volume is accepted)."""
     path = Path(path)
     img = load_image(path)
-    if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
-        raise InputError(f"{path}: expected a 3D image, got shape {img.shape}")
+    shape = tuple(int(n) for n in img.shape)  # MGH headers hold numpy integers
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
+        raise InputError(f"{path}: expected a 3D image, got shape {shape}")
     data = read_data(img, path)
     return data.reshape(data.shape[:3]), img.affine.copy()

@@ -436,6 +436,15 @@ def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
             "dseg:dseg.tsv": "; labels matched by name from its dseg.tsv",
             "dseg:aseg codes": "; labels read as FreeSurfer aseg codes, without a dseg.tsv",
         }.get(value, "")
+        tool = {
+            "dseg:freesurfer": "FreeSurfer or FastSurfer aseg",
+            "dseg:synthseg": "SynthSeg",
+        }.get(value)
+        if tool is not None:
+            return (
+                f"from each participant's own segmentation ({tool}, FreeSurfer LUT codes), "
+                "resampled to the R2* grid"
+            )
         return (
             "from each participant's own segmentation (BIDS dseg image of the input "
             f"derivatives{how}), resampled to the R2* grid"
