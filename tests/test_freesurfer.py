@@ -348,3 +348,36 @@ def test_participant_qc_and_methods_name_freesurfer_and_synthseg(tmp_path):
         "LUT codes), resampled to the R2* grid (n = 1)"
     ) in text
     assert "(SynthSeg, FreeSurfer LUT codes), resampled to the R2* grid (n = 1)" in text
+
+
+def test_several_segmentations_warn_and_freesurfer_dir_wins(tmp_path):
+    """A BIDS dseg and a FreeSurfer folder for the same participant: the dseg is used, with a
+    warning naming both; given with ``--freesurfer-dir``, the FreeSurfer folder is used."""
+    from ironmap.errors import IronmapWarning
+
+    anat = tmp_path / "raw" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (anat / "sub-01_echo-1_MEGRE.nii.gz").write_bytes(b"")
+    seg = tmp_path / "seg" / "sub-01" / "anat"
+    seg.mkdir(parents=True)
+    (seg / "sub-01_dseg.nii.gz").write_bytes(b"")
+    (seg / "sub-01_dseg.tsv").write_bytes(b"")
+    mri = tmp_path / "fs" / "sub-01" / "mri"
+    mri.mkdir(parents=True)
+    (mri / "aseg.mgz").write_bytes(b"")
+    roots = [tmp_path / "seg", tmp_path / "fs"]
+    with pytest.warns(
+        IronmapWarning,
+        match=r"2 segmentation \(dseg\) files \(sub-01_dseg.nii.gz, "
+        r"aseg.mgz\); using sub-01_dseg.nii.gz",
+    ):
+        (inputs,) = find_inputs(tmp_path / "raw", derivatives=roots)
+    assert inputs.dseg == seg / "sub-01_dseg.nii.gz"
+    assert inputs.dseg_tsv == seg / "sub-01_dseg.tsv"
+    assert inputs.dseg_image is None
+    with pytest.warns(IronmapWarning, match=r"using aseg.mgz"):
+        (inputs,) = find_inputs(
+            tmp_path / "raw", derivatives=[tmp_path / "seg"], freesurfer_dirs=[tmp_path / "fs"]
+        )
+    assert inputs.dseg == mri / "aseg.mgz"
+    assert inputs.dseg_tsv is None
