@@ -254,7 +254,7 @@ def test_a_freesurfer_folder_in_derivatives_is_not_ignored(tmp_path):
     """Layouts: ``sub-<label>/mri/aseg.mgz`` (preferred to ``aparc+aseg.mgz``), FastSurfer's
     ``aparc.DKTatlas+aseg.deep.mgz`` alone, a session's ``sub-<label>_ses-<label>`` folder."""
     raw = tmp_path / "raw"
-    for sub, ses in (("01", None), ("02", None), ("03", "a")):
+    for sub, ses in (("01", None), ("02", None), ("03", "a"), ("04", None)):
         anat = raw / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "anat"
         anat.mkdir(parents=True)
         name = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
@@ -268,7 +268,11 @@ def test_a_freesurfer_folder_in_derivatives_is_not_ignored(tmp_path):
         (fs / folder / "mri").mkdir(parents=True)
         for f in files:
             (fs / folder / "mri" / f).write_bytes(b"")
-    found = {i.subject: i for i in find_inputs(raw, derivatives=[fs])}
+    fmriprep = tmp_path / "fmriprep"  # fMRIPrep keeps FreeSurfer in sourcedata/freesurfer
+    (fmriprep / "sourcedata" / "freesurfer" / "sub-04" / "mri").mkdir(parents=True)
+    (fmriprep / "sourcedata" / "freesurfer" / "sub-04" / "mri" / "aseg.mgz").write_bytes(b"")
+    found = {i.subject: i for i in find_inputs(raw, derivatives=[fs, fmriprep])}
+    assert found["04"].dseg == fmriprep / "sourcedata" / "freesurfer" / "sub-04/mri/aseg.mgz"
     assert found["01"].dseg == fs / "sub-01" / "mri" / "aseg.mgz"
     assert found["01"].dseg_image == fs / "sub-01" / "mri" / "orig.mgz"
     assert found["02"].dseg == fs / "sub-02" / "mri" / "aparc.DKTatlas+aseg.deep.mgz"
@@ -276,7 +280,12 @@ def test_a_freesurfer_folder_in_derivatives_is_not_ignored(tmp_path):
     assert found["03"].dseg_image == fs / "sub-03_ses-a" / "mri" / "T1.mgz"
     assert all(i.dseg_tsv is None for i in found.values())
     kinds = {s: segmentation_source(i).kind for s, i in found.items()}
-    assert kinds == {"01": "freesurfer", "02": "fastsurfer", "03": "freesurfer"}
+    assert kinds == {
+        "01": "freesurfer",
+        "02": "fastsurfer",
+        "03": "freesurfer",
+        "04": "freesurfer",
+    }
 
 
 def test_parcellated_cortex_of_aparc_aseg_counts_as_cortex():
@@ -344,10 +353,14 @@ def test_participant_qc_and_methods_name_freesurfer_and_synthseg(tmp_path):
     assert list(qc["lesion_mask"]) == [False, True, False]
     text = _text(qc.assign(site="a", group="HC", phenotype=np.nan))
     assert (
-        "from each participant's own segmentation (FreeSurfer or FastSurfer aseg, FreeSurfer "
-        "LUT codes), resampled to the R2* grid (n = 1)"
+        "from each participant's own segmentation (FreeSurfer or FastSurfer aseg; Fischl et al. "
+        "2002; Henschel et al. 2020), labels read as FreeSurfer LUT codes, resampled to the R2* "
+        "grid (n = 1)"
     ) in text
-    assert "(SynthSeg, FreeSurfer LUT codes), resampled to the R2* grid (n = 1)" in text
+    assert (
+        "(SynthSeg; Billot et al. 2023), labels read as FreeSurfer LUT codes, resampled to the "
+        "R2* grid (n = 1)"
+    ) in text
 
 
 def test_several_segmentations_warn_and_freesurfer_dir_wins(tmp_path):
