@@ -278,7 +278,17 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         type=Path,
         default=_default(ParticipantConfig, "derivatives"),
         metavar="DIR",
-        help="derivatives datasets holding segmentations and lesion masks",
+        help="derivatives datasets holding segmentations and lesion masks (BIDS dseg, "
+        "FreeSurfer/FastSurfer subject folders, SynthSeg outputs; docs/conventions.md)",
+    )
+    run.add_argument(
+        "--freesurfer-dir",
+        type=Path,
+        default=_default(ParticipantConfig, "freesurfer_dir"),
+        metavar="DIR",
+        help="FreeSurfer/FastSurfer SUBJECTS_DIR: DIR/sub-<label>/mri/aseg.mgz (or "
+        "aparc+aseg.mgz, FastSurfer's aparc.DKTatlas+aseg.deep.mgz) is the participant's "
+        "segmentation, read as it is (docs/conventions.md)",
     )
     _add(run, "n_jobs", ParticipantConfig)
     run.add_argument(

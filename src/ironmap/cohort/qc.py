@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..io.derivatives import ParticipantOutputs
 from ..io.echoes import sidecar_path
+from ..io.freesurfer import tool_of
 from ..io.nifti import load_image
 from ..regions.labels import DEEP_GM
 
@@ -195,19 +196,23 @@ def _regions(rows: pd.DataFrame) -> dict:
 def _segmentation(options: dict, inputs: dict) -> dict:
     """Where the regions came from, from the provenance record's option and input files.
 
-    ``--segmentation auto`` used the participant's dseg (an input ``*_dseg.nii[.gz]``; without
+    ``--segmentation auto`` used the participant's dseg (an input ``*_dseg.nii[.gz]``, or a
+    FreeSurfer/FastSurfer/SynthSeg output, :func:`ironmap.io.freesurfer.tool_of`; without
     one no regions were written), ``atlas`` the registered atlas; labels come from the
-    dseg's ``.tsv`` when it was an input, else its FreeSurfer aseg codes. ``lesion_mask``:
-    a ``*_label-lesion_mask`` was an input. NaN where the record does not say.
+    dseg's ``.tsv`` when it was an input, else from that tool (``freesurfer``, ``synthseg``),
+    else its FreeSurfer aseg codes. ``lesion_mask``: a ``*_label-lesion_mask`` was an input.
+    NaN where the record does not say.
     """
     names = [str(name) for name in inputs]
-    dseg = any(n.endswith(("_dseg.nii.gz", "_dseg.nii")) for n in names)
+    tools = [tool for tool in map(tool_of, names) if tool is not None]
+    dseg = any(n.endswith(("_dseg.nii.gz", "_dseg.nii")) for n in names) or bool(tools)
     option = options.get("segmentation")
     source = "atlas" if option == "atlas" else ("dseg" if dseg else np.nan)
     if source == "atlas":
         labels = "atlas"
     elif source == "dseg":
         labels = "dseg.tsv" if any(n.endswith("_dseg.tsv") for n in names) else "aseg codes"
+        labels = tools[0] if tools and labels == "aseg codes" else labels
     else:
         labels = np.nan
     lesion = any("_label-lesion_mask.nii" in n for n in names) if names else np.nan

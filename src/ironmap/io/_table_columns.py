@@ -495,7 +495,8 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
         "segmentation_source": Column(
             "Where the regions came from (_provenance.json option and inputs)",
             levels={
-                "dseg": "the participant's own segmentation (*_dseg.nii[.gz])",
+                "dseg": "the participant's own segmentation (*_dseg.nii[.gz], or a "
+                "FreeSurfer/FastSurfer/SynthSeg output)",
                 "atlas": "the bundled atlas registered to the participant",
             },
         ),
@@ -504,6 +505,9 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             levels={
                 "dseg.tsv": "the names of the segmentation's dseg.tsv",
                 "aseg codes": "FreeSurfer aseg codes (a segmentation without dseg.tsv)",
+                "freesurfer": "FreeSurfer LUT codes of a FreeSurfer or FastSurfer subject "
+                "folder (mri/aseg.mgz ...)",
+                "synthseg": "FreeSurfer LUT codes of a SynthSeg output (*_synthseg.nii[.gz])",
                 "atlas": "the bundled atlas's labels",
             },
         ),

@@ -6,7 +6,9 @@ fast on cohorts of thousands. Layout (docs/conventions.md):
 - ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_echo-<n>[_part-mag]_MEGRE.nii[.gz]``
 - derivatives (``BIDS_DIR/derivatives/*`` or ``--derivatives``):
   ``sub-<label>[/ses-..]/anat/sub-<label>[_ses-..][_desc-<x>]_dseg.nii[.gz]`` (+ ``.tsv``) and
-  ``..._label-lesion_mask.nii[.gz]`` (also accepted in the raw dataset).
+  ``..._label-lesion_mask.nii[.gz]`` (also accepted in the raw dataset);
+- FreeSurfer/FastSurfer subject folders and SynthSeg outputs as they come (:mod:`.freesurfer`),
+  in the derivatives or ``--freesurfer-dir``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError, IronmapWarning
+from .freesurfer import freesurfer_segmentation, synthseg_segmentation
 
 __all__ = [
     "MAX_TABLE_BYTES",
@@ -70,6 +73,9 @@ class SessionInputs:
     t1w : Path or None
         A T1-weighted image of the same session (``*_T1w.nii[.gz]``), registration target of
         ``--segmentation atlas``.
+    dseg_image : Path or None
+        The image ``dseg`` was made on, when its tool says so (FreeSurfer's ``orig.mgz``,
+        SynthSeg's input beside its output): the source of a registration to the GRE.
     problem : str
         Why this participant (session) cannot be processed, naming the folder (e.g. no MEGRE
         files); empty when it can. Its other fields are then empty.
@@ -84,6 +90,7 @@ class SessionInputs:
     phases: tuple[Path, ...] = ()
     t1w: Path | None = None
     problem: str = ""
+    dseg_image: Path | None = None
 
     @property
     def name(self) -> str:
@@ -131,6 +138,7 @@ def find_inputs(
     participant_labels: Sequence[str] | None = None,
     derivatives: Iterable[str | Path] = (),
     exclude: Iterable[str | Path] = (),
+    freesurfer_dirs: Iterable[str | Path] = (),
 ) -> list[SessionInputs]:
     """Every participant/session with multi-echo GRE magnitudes, with its segmentation files.
 
@@ -148,6 +156,9 @@ def find_inputs(
         Extra derivatives datasets; ``BIDS_DIR/derivatives/*`` are always searched.
     exclude : iterable of paths
         Datasets never searched (e.g. the output directory).
+    freesurfer_dirs : iterable of paths
+        FreeSurfer ``SUBJECTS_DIR`` folders (``--freesurfer-dir``), preferred to the other
+        segmentations (:mod:`.freesurfer`).
 
     Raises
     ------
@@ -178,6 +189,10 @@ def find_inputs(
         if not d.is_dir():
             raise InputError(f"{d}: No such directory (given with --derivatives)")
     deriv_roots = [d for d in deriv_roots if d.resolve() not in skip]
+    fs_dirs = [Path(d) for d in freesurfer_dirs]
+    for d in fs_dirs:
+        if not d.is_dir():
+            raise InputError(f"{d}: No such directory (given with --freesurfer-dir)")
 
     found = []
     for subject in subjects:
@@ -186,7 +201,7 @@ def find_inputs(
             problem = f"{root / ('sub-' + subject)}: no anat folder with MEGRE files"
             found.append(SessionInputs(subject, None, (), problem=problem))
         for session, anat in sessions:
-            found.append(_session_inputs(subject, session, anat, deriv_roots))
+            found.append(_session_inputs(subject, session, anat, deriv_roots, fs_dirs))
     if all(f.problem for f in found):
         if len(found) == 1:
             raise InputError(found[0].problem)
@@ -199,7 +214,11 @@ def find_inputs(
 
 
 def _session_inputs(
-    subject: str, session: str | None, anat: Path, deriv_roots: list[Path]
+    subject: str,
+    session: str | None,
+    anat: Path,
+    deriv_roots: list[Path],
+    fs_dirs: Sequence[Path] = (),
 ) -> SessionInputs:
     """The files of one participant (session) whose ``anat`` folder is given."""
     name = session_name(subject, session)
@@ -231,6 +250,9 @@ def _session_inputs(
     dsegs = [
         p for d in seg_dirs for p in sorted(d.glob("*_dseg.nii*")) if _matches(p, subject, session)
     ]
+    made_on = _tool_segmentations(subject, session, deriv_roots, fs_dirs)
+    explicit = [p for p in made_on if any(p.is_relative_to(d) for d in fs_dirs)]
+    dsegs = [*explicit, *dsegs, *(p for p in made_on if p not in explicit)]
     dseg = _pick(dsegs, "segmentation (dseg)", name)
     lesions = [
         p
@@ -240,7 +262,7 @@ def _session_inputs(
     ]
     t1ws = [p for p in sorted(anat.glob("*_T1w.nii*")) if _matches(p, subject, session)]
     dseg_tsv = None
-    if dseg is not None:
+    if dseg is not None and dseg not in made_on:  # FreeSurfer LUT codes: no .tsv
         tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
         dseg_tsv = tsv if tsv.exists() else None
     return SessionInputs(
@@ -252,7 +274,25 @@ def _session_inputs(
         lesion_mask=_pick(lesions, "lesion mask", name),
         phases=phases,
         t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
+        dseg_image=made_on.get(dseg) if dseg is not None else None,
     )
+
+
+def _tool_segmentations(
+    subject: str, session: str | None, deriv_roots: list[Path], fs_dirs: Sequence[Path]
+) -> dict[Path, Path | None]:
+    """``labels -> image made on`` of FreeSurfer/FastSurfer/SynthSeg outputs (:mod:`.freesurfer`):
+    ``--freesurfer-dir`` first, then FreeSurfer folders (also fMRIPrep's
+    ``sourcedata/freesurfer``) and SynthSeg outputs in the derivatives."""
+    found: dict[Path, Path | None] = {}
+    explicit = freesurfer_segmentation(fs_dirs, subject, session, bare_labels=True)
+    fs_roots = [r for d in deriv_roots for r in (d, d / "sourcedata" / "freesurfer")]
+    for pair in (explicit, freesurfer_segmentation(fs_roots, subject, session)):
+        if pair is not None:
+            found.setdefault(*pair)
+    for labels, image in synthseg_segmentation(deriv_roots, subject, session):
+        found.setdefault(labels, image)
+    return found
 
 
 def _relative_anat(subject: str, session: str | None) -> list[Path]:

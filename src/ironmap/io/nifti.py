@@ -1,5 +1,9 @@
 """Opening NIfTI files safely: the header is checked against the file before any data are read.
 
+FreeSurfer's MGH images (``.mgz``, ``.mgh``: ``aseg.mgz``, ``orig.mgz`` ...) are opened the same
+way; their affine is nibabel's ``vox2ras`` (scanner RAS, the space of the NIfTI sform), not the
+tkr-RAS of FreeSurfer's surfaces.
+
 A corrupt or hostile header never causes a huge allocation or a traceback: every problem is an
 :class:`~ironmap.errors.InputError` with one line naming the file and saying what to do.
 """
@@ -18,6 +22,7 @@ from ..errors import InputError
 __all__ = [
     "MAX_GZIP_RATIO",
     "MAX_VOXELS",
+    "MGH_SUFFIXES",
     "error_reason",
     "load_image",
     "load_volume",
@@ -28,10 +33,13 @@ __all__ = [
 MAX_VOXELS = 2**30
 #: Deflate compresses at most ~1032:1, so a ``.nii.gz`` holds at most this many times its size.
 MAX_GZIP_RATIO = 1100
+#: File endings read as FreeSurfer MGH images, and whether each is gzip-compressed.
+MGH_SUFFIXES = {".mgz": True, ".mgh": False}
 
 
-def load_image(path: str | Path) -> nib.Nifti1Image:
-    """Open a NIfTI file and check its header against the file; reads no image data.
+def load_image(path: str | Path) -> nib.Nifti1Image | nib.MGHImage:
+    """Open a NIfTI (or FreeSurfer MGH) file and check its header against the file; reads no
+    image data.
 
     The header must describe real numbers (integers or floats), at least one and at most
     :data:`MAX_VOXELS` voxels, a finite invertible affine, and no more data than the file can
@@ -51,9 +59,11 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{path}: cannot read as NIfTI ({error_reason(exc)})") from exc
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise InputError(f"{path}: not a NIfTI image; convert it to .nii.gz first")
+        kind = "FreeSurfer MGH" if path.suffix.lower() in MGH_SUFFIXES else "NIfTI"
+        raise InputError(f"{path}: cannot read as {kind} ({error_reason(exc)})") from exc
+    mgh = path.suffix.lower() in MGH_SUFFIXES and isinstance(img, nib.MGHImage)
+    if not (mgh or isinstance(img, nib.Nifti1Image | nib.Nifti2Image)):
+        raise InputError(f"{path}: not a NIfTI (or .mgz) image; convert it to .nii.gz first")
     try:
         _check_header(img, path)
     except InputError:
@@ -88,9 +98,12 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> None:
         )
     needed = int(header.get_data_offset()) + n_voxels * dtype.itemsize
     size = path.stat().st_size
-    bound = {".nii": size, ".gz": MAX_GZIP_RATIO * size}.get(path.suffix)
+    gzipped = _gzipped(path)
+    bound = MAX_GZIP_RATIO * size if gzipped else size
+    if path.suffix.lower() not in (".nii", ".gz", *MGH_SUFFIXES):
+        bound = None
     if bound is not None and needed > bound:
-        holds = f"{size} bytes" + (" compressed" if path.suffix == ".gz" else "")
+        holds = f"{size} bytes" + (" compressed" if gzipped else "")
         raise InputError(
             f"{path}: header claims {claim} voxels of {dtype} ({needed} bytes) but the file has "
             f"{holds}; it is truncated or its header is wrong, export it again"
@@ -103,10 +116,15 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> None:
         )
 
 
+def _gzipped(path: Path) -> bool:
+    """Whether ``path`` is gzip-compressed by its name (``.nii.gz``, ``.mgz``)."""
+    return path.suffix == ".gz" or MGH_SUFFIXES.get(path.suffix.lower(), False)
+
+
 def read_data(img: nib.Nifti1Image, path: Path, dtype: type | None = None) -> NDArray:
     """The image data, with one-line errors for corrupt, truncated or too large files."""
     try:
-        if path.suffix == ".gz":  # decompress once, to the end, so that gzip checks its CRC
+        if _gzipped(path):  # decompress once, to the end, so that gzip checks its CRC
             img = type(img).from_bytes(_decompress(path))
         with np.errstate(all="ignore"):  # overflow in scl_slope: Inf, counted by the callers
             return np.asarray(img.dataobj, dtype=dtype)
@@ -135,7 +153,8 @@ def load_volume(path: str | Path) -> tuple[NDArray, NDArray[np.float64]]:
     """Data and affine of a 3D image (a 4D image holding one volume is accepted)."""
     path = Path(path)
     img = load_image(path)
-    if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
-        raise InputError(f"{path}: expected a 3D image, got shape {img.shape}")
+    shape = tuple(int(n) for n in img.shape)  # MGH headers hold numpy integers
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
+        raise InputError(f"{path}: expected a 3D image, got shape {shape}")
     data = read_data(img, path)
     return data.reshape(data.shape[:3]), img.affine.copy()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "APARC_CORTEX",
     "CATALOG",
     "DEEP_GM",
     "HEMISPHERES",
@@ -98,6 +99,11 @@ class Region:
         return tuple(normalise_name(f"{hemisphere}-{stem}") for stem in self.stems)
 
 
+#: FreeSurfer LUT codes of the cortical parcels that replace aseg's cerebral cortex (3, 42) in
+#: ``aparc+aseg.mgz``, FastSurfer's ``aparc.DKTatlas+aseg.deep.mgz`` and ``mri_synthseg --parc``
+#: (Desikan-Killiany and DKT: ``ctx-lh-*`` 1000-1035, ``ctx-rh-*`` 2000-2035).
+APARC_CORTEX = (tuple(range(1000, 1036)), tuple(range(2000, 2036)))
+
 #: Every structure ironmap knows, deep grey matter first in reporting order.
 CATALOG: tuple[Region, ...] = (
     Region("thalamus", "deep_gm", (10, 49), ("Thalamus", "Thalamus-Proper"),
@@ -114,7 +120,8 @@ CATALOG: tuple[Region, ...] = (
            talairach=22, iron_rich=True),
     Region("dentate_nucleus", "deep_gm", (105, 106), ("Dentate-Nucleus",),
            talairach=7, iron_rich=True),
-    Region("cortex", "tissue", (3, 42), ("Cerebral-Cortex",), aseg=((3,), (42,), ())),
+    Region("cortex", "tissue", (3, 42), ("Cerebral-Cortex",),
+           aseg=((3, *APARC_CORTEX[0]), (42, *APARC_CORTEX[1]), ())),
     Region("cerebral_wm", "tissue", (2, 41), ("Cerebral-White-Matter",), aseg=((2,), (41,), ())),
     Region("cerebellum_wm", "tissue", (7, 46), ("Cerebellum-White-Matter",),
            aseg=((7,), (46,), ())),

@@ -264,6 +264,35 @@ REFERENCES: dict[str, Reference] = {
         "71--81",
         "10.1198/016214504000001907",
     ),
+    "fischl2002": Reference(
+        ("Fischl, B.", "Salat, D. H.", "Busa, E.", "others"),
+        "Whole brain segmentation: automated labeling of neuroanatomical structures in the "
+        "human brain",
+        "Neuron",
+        2002,
+        "33",
+        "341--355",
+        "10.1016/S0896-6273(02)00569-X",
+    ),
+    "henschel2020": Reference(
+        ("Henschel, L.", "Conjeti, S.", "Estrada, S.", "others"),
+        "FastSurfer - A fast and accurate deep learning based neuroimaging pipeline",
+        "NeuroImage",
+        2020,
+        "219",
+        "117012",
+        "10.1016/j.neuroimage.2020.117012",
+    ),
+    "billot2023": Reference(
+        ("Billot, B.", "Greve, D. N.", "Puonti, O.", "others"),
+        "SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without "
+        "retraining",
+        "Med Image Anal",
+        2023,
+        "86",
+        "102789",
+        "10.1016/j.media.2023.102789",
+    ),
 }
 #: Fit method -> references of its estimator (methods without one cite none).
 FIT_REFERENCES = {"auto": ("sijbers", "box"), "arlo": ("pei",)}
@@ -436,6 +465,15 @@ def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
             "dseg:dseg.tsv": "; labels matched by name from its dseg.tsv",
             "dseg:aseg codes": "; labels read as FreeSurfer aseg codes, without a dseg.tsv",
         }.get(value, "")
+        tool = {
+            "dseg:freesurfer": ("FreeSurfer or FastSurfer aseg", ("fischl2002", "henschel2020")),
+            "dseg:synthseg": ("SynthSeg", ("billot2023",)),
+        }.get(value)
+        if tool is not None:
+            return (
+                f"from each participant's own segmentation ({tool[0]}; {cite(*tool[1])}), "
+                "labels read as FreeSurfer LUT codes, resampled to the R2* grid"
+            )
         return (
             "from each participant's own segmentation (BIDS dseg image of the input "
             f"derivatives{how}), resampled to the R2* grid"

@@ -79,6 +79,9 @@ class ParticipantConfig:
     csf_exclusion : str
         One of :data:`ironmap.defaults.CSF_EXCLUSIONS`: leave out a region's voxels whose R2*
         says CSF (``on``) or not.
+    freesurfer_dir : Path or None
+        A FreeSurfer ``SUBJECTS_DIR`` whose ``sub-<label>/mri/aseg.mgz`` (and the like,
+        :mod:`ironmap.io.freesurfer`) are the participants' segmentations.
     """
 
     bids_dir: Path
@@ -98,6 +101,7 @@ class ParticipantConfig:
     coils: int | None = None
     sigma_map: str = "off"
     csf_exclusion: str = "on"
+    freesurfer_dir: Path | None = None
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
@@ -170,6 +174,7 @@ def run_participant(config: ParticipantConfig) -> list[ParticipantResult]:
         participant_labels=config.participant_labels or None,
         derivatives=config.derivatives,
         exclude=[out],
+        freesurfer_dirs=[config.freesurfer_dir] if config.freesurfer_dir else (),
     )
     with output_lock(out, stage="participant", create=True):
         write_dataset_description(out, bids_dir=config.bids_dir)
