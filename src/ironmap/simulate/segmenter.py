@@ -13,7 +13,9 @@ plants these errors in the true labels as geometry, in this order:
    displacement field, RMS ``displacement_rms_mm`` per axis, correlation length
    ``displacement_scale_mm`` (a registration's residual warp; zero mean over the head);
 3. **erosion / dilation**: every label is, at random with even odds, grown or shrunk by one
-   voxel (6-neighbours; ``grow_shrink=True``), a segmenter's bias per structure;
+   voxel (6-neighbours; ``grow_shrink=True``), a segmenter's bias per structure: a boundary
+   between a grown and a shrunk label (or the outside) moves by one voxel, one between two
+   grown or two shrunk labels stays;
 4. **boundary errors**: each voxel on a label boundary takes, with probability
    ``boundary_error``, the label of one of its 6 neighbours drawn at random (one-voxel jitter).
 
@@ -85,18 +87,17 @@ def _displace(labels, rng, voxel_mm, *, rms_mm: float, scale_mm: float):
 
 
 def _grow_shrink(labels, rng):
-    """Each label (not 0) grown or shrunk by one voxel, with even odds."""
+    """Each label (not 0) pushed out (grown) or in (shrunk) by one voxel, with even odds: a
+    voxel takes a 6-neighbour's label that pushes harder than its own (0 does not push)."""
     codes = np.unique(labels)
     codes = codes[codes != 0]
-    grow = np.zeros(int(labels.max()) + 1, dtype=bool)
-    grow[codes[rng.random(codes.size) < 0.5]] = True
-    shrink = np.zeros_like(grow)
-    shrink[codes[~grow[codes]]] = True
+    push = np.zeros(int(labels.max()) + 1, dtype=np.int8)
+    push[codes] = np.where(rng.random(codes.size) < 0.5, 1, -1)
     out = labels.copy()
     changed = np.zeros(labels.shape, dtype=bool)
     for step in _STEPS:
         other = _neighbour(labels, step)
-        take = (other != labels) & (grow[other] | shrink[labels]) & ~changed
+        take = (push[other] > push[labels]) & ~changed
         out[take] = other[take]
         changed |= take
     return out
