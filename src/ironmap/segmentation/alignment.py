@@ -72,8 +72,8 @@ WARN_SCORE = 0.25
 REFUSE_SHIFT_MM = 5.0
 REFUSE_SCORE = 0.8
 #: Doubtful as flipped left-right from this flip score. On a segmenter's labels of the
-#: near-symmetric phantom the flip score without a flip is -0.12 +- 0.09 (at most 0.11 in 48;
-#: 0.03 warned 4 % of them), on the asymmetric atlas anatomy at most -1.2, mirrored 3.5-16
+#: near-symmetric phantom the flip score without a flip is -0.14 +- 0.09 (at most 0.07 of 72;
+#: 0.03 warned 2.8 % of them), on the asymmetric atlas anatomy at most -1.1, mirrored 3.4-16
 #: (benchmarks/alignment_false_alarms.py, docs/regions.md).
 FLIP_SCORE = 0.2
 
