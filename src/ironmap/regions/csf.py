@@ -39,6 +39,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from .tissue import robust_tissue_level
+
 __all__ = ["CORE_RATIO", "MIN_VOXELS", "RIM_RATIO", "WALL_RATIO", "csf_like", "tissue_level"]
 
 #: Voxels below this fraction of the region's tissue R2* are CSF-like.
@@ -55,6 +57,9 @@ MIN_VOXELS = 10
 def tissue_level(values: NDArray[np.floating], *, core_ratio: float = CORE_RATIO) -> float:
     """Robust tissue R2* of a region's voxels: the median of those not CSF-like.
 
+    :func:`~ironmap.regions.tissue.robust_tissue_level` from the 90th percentile, twice, with
+    the cut at ``core_ratio`` times the level (CSF at 0 1/s).
+
     Parameters
     ----------
     values : numpy.ndarray of float, shape (N,)
@@ -68,16 +73,7 @@ def tissue_level(values: NDArray[np.floating], *, core_ratio: float = CORE_RATIO
         Tissue R2* (1/s); NaN without a finite value.
     """
     values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan")
-    level = float(np.percentile(values, 90.0))
-    for _ in range(2):
-        kept = values[values >= core_ratio * level]
-        if kept.size == 0:
-            break
-        level = float(np.median(kept))
-    return level
+    return robust_tissue_level(values, start_percentile=90.0, ratio=core_ratio, n_iter=2)
 
 
 def csf_like(

@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from ..regions.catalog import CATALOG, DEEP_GM, IRON_RICH, by_name
 from ..regions.csf import CORE_RATIO, tissue_level
+from ..regions.tissue import robust_tissue_level
 
 __all__ = [
     "ATROPHY_PCT",
@@ -191,18 +192,19 @@ def atrophied_codes(
 
 
 def _grey_level(values: NDArray[np.floating], white: float) -> float:
-    """The class of ``values`` other than ``white`` (two-class 1-D k-means, one class fixed),
-    on the side of ``white`` where the farther quartile of ``values`` lies."""
+    """The class of ``values`` other than ``white`` (two-class 1-D k-means, one class fixed):
+    :func:`~ironmap.regions.tissue.robust_tissue_level` from the quartile of ``values`` farther
+    from ``white``, on that side of the cut half-way between the two levels (10 steps)."""
     low, high = np.percentile(values, [25.0, 75.0])
     darker = white - low > high - white
-    grey = float(low if darker else high)
-    for _ in range(10):
-        middle = 0.5 * (grey + white)
-        side = values[values < middle] if darker else values[values > middle]
-        if side.size == 0:
-            break
-        grey = float(np.median(side))
-    return grey
+    return robust_tissue_level(
+        values,
+        start_percentile=25.0 if darker else 75.0,
+        above=not darker,
+        reference=white,
+        ratio=0.5,
+        n_iter=10,
+    )
 
 
 def follow_grey_white(
