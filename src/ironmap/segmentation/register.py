@@ -42,11 +42,11 @@ _MISSING = (
 )
 
 
-def check_ants() -> None:
-    """Raise a one-line :class:`IronmapError` when ANTsPy is not installed (without importing
-    it: ITK's thread count must be set before its first import)."""
+def check_ants(message: str = _MISSING) -> None:
+    """Raise a one-line :class:`IronmapError` (``message``) when ANTsPy is not installed
+    (without importing it: ITK's thread count must be set before its first import)."""
     if importlib.util.find_spec("ants") is None:
-        raise IronmapError(_MISSING)
+        raise IronmapError(message)
 
 
 def _ants(n_threads: int | None = None):

@@ -1,0 +1,184 @@
+"""Registration of a segmentation's own image (T1w) to the GRE (issue 26): a simulated subject
+whose head moved 6 mm / 4 deg between the T1w session (T1w, dseg, lesion mask) and the GRE."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from ironmap.cli import main
+from ironmap.errors import InputError, IronmapError
+from ironmap.io import find_inputs, load_bids_echoes
+from ironmap.segmentation.coregister import Coregistration, rigid_transform, same_grid
+from ironmap.segmentation.strategies import UserDseg
+from ironmap.simulate import SITES, draw_cohort, generate_subject
+from ironmap.simulate.bids import write_dataset_files, write_subject
+from ironmap.simulate.cohort import participants_table
+
+#: The planted motion: rotations (deg) and translation (mm) of the head before the GRE.
+MOTION = ((4.0, 0.0, 0.0), (0.0, 6.0, 0.0))
+DEEP = ["thalamus", "caudate", "putamen", "pallidum", "substantia_nigra", "red_nucleus"]
+
+
+@pytest.fixture(scope="module")
+def person():
+    return draw_cohort(n_hc=0, n_ms=1, seed=5, sites=(SITES[0],))[0]  # graz: 2 echoes, 2 mm
+
+
+def _bids(root, person, motion=None):
+    data = generate_subject(person, with_t1w=True, motion=motion)
+    write_dataset_files(root, participants_table([person]))
+    write_subject(root, person, data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory, person):
+    root = tmp_path_factory.mktemp("moved")
+    data = _bids(root / "bids", person, MOTION)
+    return root, data
+
+
+@pytest.fixture(scope="module")
+def still(tmp_path_factory, person):
+    """The same subject without motion, its dseg trusted as it is (the reference result)."""
+    root = tmp_path_factory.mktemp("still")
+    data = _bids(root / "bids", person)
+    args = ["run", str(root / "bids"), str(root / "out"), "participant"]
+    assert main([*args, "--register-segmentation", "never"]) == 0
+    return root, data
+
+
+def _regions(root, person) -> pd.DataFrame:
+    sub = person.participant_id
+    return pd.read_csv(root / "out" / sub / "anat" / f"{sub}_regions.tsv", sep="\t")
+
+
+def test_rigid_transform_round_trips_through_the_record():
+    planted = rigid_transform((2.0, -3.0, 5.0), (1.0, -6.0, 4.0), centre_mm=(10.0, 20.0, -5.0))
+    reg = Coregistration(planted, metric=-0.5, seconds=1.0)
+    np.testing.assert_allclose(reg.rotation_deg, (2.0, -3.0, 5.0), atol=1e-9)
+    np.testing.assert_allclose(reg.displacement_mm((10.0, 20.0, -5.0)), (1.0, -6.0, 4.0))
+    assert np.isclose(np.linalg.det(planted[:3, :3]), 1.0)
+    record = reg.record()
+    np.testing.assert_allclose(record["transform"], planted, atol=1e-6)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(reg.carry(affine), planted)
+
+
+def test_simulated_motion_moves_the_t1w_session_not_the_gre(moved, person):
+    """The T1w, dseg and lesion mask keep the anatomy's voxels; their affine is the unmoved
+    head's, ``inv(motion) @ anatomy.affine``; the GRE is that of the motion-free subject."""
+    root, data = moved
+    sub = person.participant_id
+    dseg = nib.load(root / "bids/derivatives/segmentation" / sub / "anat" / f"{sub}_dseg.nii.gz")
+    np.testing.assert_allclose(dseg.affine, np.linalg.inv(data.motion) @ data.anatomy.affine)
+    np.testing.assert_array_equal(np.asarray(dseg.dataobj), data.anatomy.labels)
+    t1w = nib.load(root / "bids" / sub / "anat" / f"{sub}_T1w.nii.gz")
+    np.testing.assert_allclose(t1w.affine, dseg.affine)
+    still = generate_subject(person)
+    np.testing.assert_array_equal(data.magnitude, still.magnitude)
+    np.testing.assert_allclose(data.affine, still.affine)
+    centre = data.anatomy.affine @ np.append((np.array(data.anatomy.labels.shape) - 1) / 2, 1)
+    reg = Coregistration(data.motion, metric=0.0, seconds=0.0)
+    np.testing.assert_allclose(reg.displacement_mm(centre[:3]), MOTION[1], atol=1e-9)
+    np.testing.assert_allclose(reg.rotation_deg, MOTION[0], atol=1e-9)
+
+
+def test_motion_without_registration_is_refused(moved):
+    """Today's behaviour (and ``never``): the moved dseg is refused by the alignment check."""
+    root, _ = moved
+    inputs = find_inputs(root / "bids")[0]
+    image = load_bids_echoes(inputs.echoes)
+    with pytest.raises(InputError, match="does not fit the GRE"):
+        UserDseg(inputs, register="never").fit_mask(image)
+
+
+def test_registration_recovers_the_motion_and_the_regional_medians(moved, still, person):
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    root, data = moved
+    assert main(["run", str(root / "bids"), str(root / "out"), "participant"]) == 0
+    sub = person.participant_id
+    provenance = json.loads((root / "out" / sub / "anat" / f"{sub}_provenance.json").read_text())
+    record = provenance["segmentation_registration"]
+    assert record["registered"] is True
+    assert "another acquisition" in record["reason"]
+    assert record["moving_image"].endswith(f"{sub}_T1w.nii.gz")
+    found = Coregistration(np.array(record["transform"]), metric=0.0, seconds=0.0)
+    centre = data.anatomy.affine @ np.append((np.array(data.anatomy.labels.shape) - 1) / 2, 1)
+    planted = Coregistration(data.motion, metric=0.0, seconds=0.0)
+    error_mm = found.displacement_mm(centre[:3]) - planted.displacement_mm(centre[:3])
+    assert np.linalg.norm(error_mm) < 1.0
+    residual = np.linalg.inv(data.motion) @ found.transform
+    assert Coregistration(residual, metric=0.0, seconds=0.0).angle_deg < 1.0
+    assert record["alignment_after"]["alignment"] == "ok"
+    after, before = _regions(root, person), _regions(still[0], person)
+    both = before.merge(after, on=["region", "hemisphere"], suffixes=("_still", "_moved"))
+    assert set(DEEP) <= set(both.region)
+    rel = both.r2star_median_moved / both.r2star_median_still - 1.0
+    assert np.all(np.abs(rel[both.region != "lesions"]) <= 0.02), both[["region", "hemisphere"]][
+        np.abs(rel) > 0.02
+    ]
+    lesion = both[both.region == "lesions"].iloc[0]
+    assert lesion.volume_ml_moved == pytest.approx(lesion.volume_ml_still, rel=0.05)
+    qc = root / "out" / sub / "figures" / f"{sub}_desc-registration_qc.png"
+    assert qc.stat().st_size > 10_000
+
+
+def test_auto_does_not_register_a_still_same_grid_dseg(still, person, tmp_path):
+    """The dseg's own image is on the GRE's grid (its sidecar names the first echo) and the
+    alignment check finds it ok: ``auto`` keeps the dseg's affine, and says why."""
+    root, _ = still
+    inputs = find_inputs(root / "bids")[0]
+    sidecar = inputs.dseg.with_name(inputs.dseg.name.replace(".nii.gz", ".json"))
+    saved = sidecar.read_text()
+    try:
+        sidecar.write_text(json.dumps({"Sources": [str(inputs.echoes[0])]}))
+        image = load_bids_echoes(inputs.echoes)
+        strategy = UserDseg(inputs)  # the default: auto
+        strategy.fit_mask(image)
+        seg = strategy.segment(image, fit=None)
+    finally:
+        sidecar.write_text(saved)
+    assert seg.world is None
+    assert seg.registration["registered"] is False
+    assert "alignment check found it ok" in seg.registration["reason"]
+    assert seg.qc["alignment"] == "ok"
+
+
+def test_always_without_the_image_is_refused_in_one_line(still, person, tmp_path):
+    root, _ = still
+    inputs = find_inputs(root / "bids")[0]
+    bare = type(inputs)(
+        inputs.subject, inputs.session, inputs.echoes, dseg=inputs.dseg, dseg_tsv=inputs.dseg_tsv
+    )
+    sidecar = inputs.dseg.with_name(inputs.dseg.name.replace(".nii.gz", ".json"))
+    saved = sidecar.read_text()
+    try:
+        sidecar.write_text("{}")
+        image = load_bids_echoes(inputs.echoes)
+        with pytest.raises(InputError, match="image it was made on was not found"):
+            UserDseg(bare, register="always").fit_mask(image)
+    finally:
+        sidecar.write_text(saved)
+
+
+def test_missing_ants_is_a_one_line_error(monkeypatch):
+    import importlib.util
+
+    from ironmap.segmentation.register import check_ants
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(IronmapError, match="register-segmentation never"):
+        check_ants("--register-segmentation needs ANTsPy; or pass --register-segmentation never")
+
+
+def test_same_grid():
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    assert same_grid((4, 4, 4), affine, (4, 4, 4, 3), affine)
+    assert not same_grid((4, 4, 4), affine, (4, 4, 5), affine)
+    assert not same_grid((4, 4, 4), affine, (4, 4, 4), np.diag([1.0, 1.0, 1.0, 1.0]))
