@@ -182,3 +182,19 @@ def test_same_grid():
     assert same_grid((4, 4, 4), affine, (4, 4, 4, 3), affine)
     assert not same_grid((4, 4, 4), affine, (4, 4, 5), affine)
     assert not same_grid((4, 4, 4), affine, (4, 4, 4), np.diag([1.0, 1.0, 1.0, 1.0]))
+
+
+def test_participant_qc_columns_from_the_provenance_record():
+    from ironmap.cohort.qc import QC_COLUMNS, _registration
+
+    record = {"registered": True, "displacement_mm": [3.0, 4.0, 0.0], "angle_deg": 4.1}
+    assert _registration({"segmentation_registration": record}) == {
+        "segmentation_registered": True,
+        "registration_shift_mm": 5.0,
+        "registration_angle_deg": 4.1,
+    }
+    skipped = _registration({"segmentation_registration": {"registered": False}})
+    assert skipped["segmentation_registered"] is False
+    assert np.isnan(skipped["registration_shift_mm"])
+    assert all(np.isnan(v) for v in _registration({}).values())  # never, or older outputs
+    assert {"segmentation_registered", "registration_shift_mm"} <= set(QC_COLUMNS)

@@ -654,8 +654,8 @@ def registration_figure(
 ) -> Path:
     """The dseg's label boundaries on the first echo, before and after its registration.
 
-    Two rows (axial and coronal slices through the labelled volume's centre) and two columns
-    (the dseg's own affine; the registered one); written as a PNG (100 dpi, atomically).
+    Two rows (axial and coronal slices through the labelled volume's centre, R on the left) and
+    two columns (the dseg's own affine; the registered one); a PNG (100 dpi, atomically).
 
     Parameters
     ----------
@@ -691,8 +691,9 @@ def registration_figure(
             ax = fig.add_axes((0.02 + 0.49 * col, 0.5 - 0.47 * row, 0.47, 0.42))
             cut = [slice(None)] * 3
             cut[axis] = int(np.clip(centre[axis], 0, image.shape[axis] - 1))
-            plane = image[tuple(cut)].T[::-1]  # rows top-down (superior / anterior first)
-            edge = _edges(maps[key][tuple(cut)].T[::-1])
+            # rows top-down (anterior / superior first), columns R -> L as the panels above
+            plane = image[tuple(cut)].T[::-1, ::-1]
+            edge = _edges(maps[key][tuple(cut)].T[::-1, ::-1])
             other = [a for a in range(3) if a != axis]
             aspect = sizes[other[1]] / sizes[other[0]]
             ax.imshow(plane, cmap="gray", vmin=0.0, vmax=vmax, aspect=aspect)
@@ -700,7 +701,7 @@ def registration_figure(
             overlay[edge] = to_rgba_array(REGISTRATION_COLOURS[key])
             ax.imshow(overlay, aspect=aspect, interpolation="nearest")
             ax.set_axis_off()
-            ax.set_title(f"{view}, labels {key} registration", fontsize=10)
+            ax.set_title(f"{view} (R on the left), labels {key} registration", fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(path, buffer.getvalue())
