@@ -1,7 +1,7 @@
 """Registration of a T1w-space dseg and lesion mask to the GRE under head motion (issue 26).
 
-Cohort: simulated MS participants (``draw_cohort``, seeded; phantom anatomy with lesions, a 1 mm
-T1w, the dseg and lesion mask on the T1w's grid). Between the T1w session and the GRE the head
+Cohort: simulated MS participants (one per site of :data:`SITE_ORDER`, seeded; phantom
+anatomy with lesions, a 1 mm T1w, the dseg and lesion mask on the T1w's grid). Between the T1w session and the GRE the head
 moves rigidly (``generate_subject(motion=...)``: the GRE is acquired on the moved head; the
 T1w, dseg and lesion mask keep the unmoved head's affine). Motion levels: none, and rotations of
 2 / 4 / 6 deg about a random axis with translations of 3 / 6 / 8 mm in a random direction (one
@@ -24,6 +24,7 @@ each run fits R2* again; small cohort by design, the 2 mm GRE grids of the simul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -51,6 +52,9 @@ from ironmap.simulate.cohort import participants_table
 LEVELS = {"none": (0.0, 0.0), "2 deg / 3 mm": (2.0, 3.0), "4 deg / 6 mm": (4.0, 6.0),
           "6 deg / 8 mm": (6.0, 8.0)}  # fmt: skip
 GOAL_REGION, GOAL_LESION = 0.02, 0.05
+#: Sites (indices of SITES) of the participants: graz (2 echoes, 2 mm), siena (4 echoes,
+#: 2 x 2 x 3 mm), naples (5 echoes, 2 mm), amsterdam (9 echoes, 2 mm).
+SITE_ORDER = (0, 6, 5, 1)
 
 
 def _direction(rng: np.random.Generator) -> np.ndarray:
@@ -95,7 +99,13 @@ def _unregistered_check(data) -> str:
 
 
 def main_(n: int) -> pd.DataFrame:
-    people = draw_cohort(n_hc=0, n_ms=n, seed=26, sites=(SITES[0], SITES[5]))
+    people = [  # one MS participant per site, cycling through SITE_ORDER
+        dataclasses.replace(
+            draw_cohort(n_hc=0, n_ms=1, seed=26 + i, sites=(SITES[SITE_ORDER[i % 4]],))[0],
+            label=f"{i + 1:03d}",
+        )
+        for i in range(n)
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for p, person in enumerate(people):
