@@ -198,3 +198,12 @@ def test_participant_qc_columns_from_the_provenance_record():
     assert np.isnan(skipped["registration_shift_mm"])
     assert all(np.isnan(v) for v in _registration({}).values())  # never, or older outputs
     assert {"segmentation_registered", "registration_shift_mm"} <= set(QC_COLUMNS)
+
+
+def test_methods_say_how_many_segmentations_were_registered():
+    from ironmap.report.methods import _registered
+
+    qc = pd.DataFrame({"segmentation_registered": [True, False, np.nan, "True"]})
+    assert _registered(qc).startswith(" For 2 of 4 participants the image the segmentation")
+    assert _registered(qc.iloc[[1, 2]]) == ""
+    assert _registered(pd.DataFrame({"x": [1]})) == ""
