@@ -1,11 +1,11 @@
 """Registration of a T1w-space dseg and lesion mask to the GRE under head motion (issue 26).
 
 Cohort: simulated MS participants (one per site of :data:`SITE_ORDER`, seeded; phantom
-anatomy with lesions, a 1 mm T1w, the dseg and lesion mask on the T1w's grid). Between the T1w session and the GRE the head
-moves rigidly (``generate_subject(motion=...)``: the GRE is acquired on the moved head; the
-T1w, dseg and lesion mask keep the unmoved head's affine). Motion levels: none, and rotations of
-2 / 4 / 6 deg about a random axis with translations of 3 / 6 / 8 mm in a random direction (one
-draw per participant and level, seeded).
+anatomy with lesions, a 1 mm T1w, the dseg and lesion mask on the T1w's grid). Between the
+T1w session and the GRE the head moves rigidly (``generate_subject(motion=...)``: the GRE is
+acquired on the moved head; the T1w, dseg and lesion mask keep the unmoved head's affine).
+Motion levels: none, and rotations of 2 / 4 / 6 deg about a random axis with translations of
+3 / 6 / 8 mm in a random direction (one draw per participant and level, seeded).
 
 Per participant the reference is the motion-free subject with ``--register-segmentation never``
 (the dseg is the truth and sits in the GRE's space); every motion level (and ``none``) is run

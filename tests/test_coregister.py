@@ -207,3 +207,33 @@ def test_methods_say_how_many_segmentations_were_registered():
     assert _registered(qc).startswith(" For 2 of 4 participants the image the segmentation")
     assert _registered(qc.iloc[[1, 2]]) == ""
     assert _registered(pd.DataFrame({"x": [1]})) == ""
+
+
+def test_the_dseg_image_is_found_from_sources_else_a_t1w_or_flair_on_its_grid(tmp_path):
+    from ironmap.io import SessionInputs
+    from ironmap.segmentation.coregister import segmentation_image
+
+    anat = tmp_path / "bids/sub-01/anat"
+    seg = tmp_path / "bids/derivatives/seg/sub-01/anat"
+    anat.mkdir(parents=True)
+    seg.mkdir(parents=True)
+    grid, gre = np.diag([1.0, 1.0, 1.0, 1.0]), np.diag([2.0, 2.0, 2.0, 1.0])
+    echo, dseg = anat / "sub-01_echo-1_part-mag_MEGRE.nii.gz", seg / "sub-01_dseg.nii.gz"
+    flair, t1w = anat / "sub-01_FLAIR.nii.gz", anat / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), gre), echo)
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.int16), grid), dseg)
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), grid), flair)
+    nib.save(nib.Nifti1Image(np.ones((9, 8, 8), np.float32), grid), t1w)  # another grid
+    inputs = SessionInputs("01", None, (echo,), dseg=dseg, t1w=t1w)
+    shape, affine = (8, 8, 8), grid
+    assert segmentation_image(inputs, shape=shape, affine=affine) == flair
+    sidecar = seg / "sub-01_dseg.json"
+    sidecar.write_text(json.dumps({"Sources": ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz"]}))
+    assert segmentation_image(inputs, shape=shape, affine=affine) == t1w  # named: any grid
+    sidecar.write_text(json.dumps({"Sources": "sub-01/anat/missing_T1w.nii.gz"}))
+    assert segmentation_image(inputs, shape=shape, affine=affine) == flair
+    flair.unlink()
+    assert segmentation_image(inputs, shape=shape, affine=affine) is None
+    sidecar.write_text("[1, 2")
+    with pytest.raises(InputError, match=r"sub-01_dseg\.json"):
+        segmentation_image(inputs, shape=shape, affine=affine)
