@@ -17,6 +17,11 @@ times the GRE voxel volume; goal within 5 %) and the lesions' median R2* error, 
 recovered transform at the brain's centre (mm, deg), the registration's wall time, and what the
 alignment check says of the dseg *without* registration (today's behaviour: refused or doubtful).
 
+Most regional errors are exactly 0: the simulated dseg's 1 mm grid nests in the GRE's, so the
+partial-volume samples (:func:`ironmap.regions.label_fractions`) sit on 1 mm voxel centres and
+change only where the transform's residual error moves a label by more than half a voxel (the
+rotation residual, larger far from the centre: dentate nucleus, lesions at the periphery).
+
 Run: ``python benchmarks/registration.py [--n 2]`` (about 2-3 min per participant on one core:
 each run fits R2* again; small cohort by design, the 2 mm GRE grids of the simulated sites).
 """
