@@ -237,3 +237,56 @@ def test_the_dseg_image_is_found_from_sources_else_a_t1w_or_flair_on_its_grid(tm
     sidecar.write_text("[1, 2")
     with pytest.raises(InputError, match=r"sub-01_dseg\.json"):
         segmentation_image(inputs, shape=shape, affine=affine)
+
+
+def test_a_lesion_mask_drawn_on_a_flair_of_its_own_motion_is_registered_on_its_own(
+    tmp_path, still, person
+):
+    """dseg and T1w moved one way (6 mm / 4 deg), the lesion mask and its FLAIR another
+    (3 mm / -3 deg): each is carried by its own image's registration."""
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    from ironmap.segmentation.coregister import rigid_transform
+
+    data = _bids(tmp_path / "bids", person, MOTION)
+    sub = person.participant_id
+    centre = data.anatomy.affine @ np.append((np.array(data.anatomy.labels.shape) - 1) / 2, 1)
+    flair_motion = rigid_transform((0.0, 0.0, -3.0), (3.0, 0.0, -1.0), centre_mm=centre[:3])
+    affine = np.linalg.inv(flair_motion) @ data.anatomy.affine
+    mask = tmp_path / "bids/derivatives/segmentation" / sub / "anat"
+    mask = mask / f"{sub}_label-lesion_mask.nii.gz"
+    nib.save(nib.Nifti1Image(data.anatomy.lesions.astype(np.uint8), affine), mask)
+    flair = tmp_path / "bids" / sub / "anat" / f"{sub}_FLAIR.nii.gz"
+    nib.save(nib.Nifti1Image(data.t1w, affine), flair)  # the contrast matters little here
+    assert main(["run", str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]) == 0
+    anat = tmp_path / "out" / sub / "anat"
+    record = json.loads((anat / f"{sub}_provenance.json").read_text())["segmentation_registration"]
+    lesion = record["lesion_mask"]
+    assert lesion["moving_image"].endswith(f"{sub}_FLAIR.nii.gz")
+    found = Coregistration(np.array(lesion["transform"]), metric=0.0, seconds=0.0)
+    error = found.displacement_mm(centre[:3]) - (flair_motion @ centre)[:3] + centre[:3]
+    assert np.linalg.norm(error) < 1.0
+    after = pd.read_csv(anat / f"{sub}_regions.tsv", sep="\t").set_index(["region", "hemisphere"])
+    before = _regions(still[0], person).set_index(["region", "hemisphere"])
+    row, ref = after.loc[("lesions", "both")], before.loc[("lesions", "both")]
+    assert row.n_voxels == pytest.approx(ref.n_voxels, rel=0.05)
+    assert row.r2star_median == pytest.approx(ref.r2star_median, rel=0.02)
+
+
+def test_qc_section_lists_the_registrations(tmp_path):
+    from ironmap.report.qc import registration_html
+
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    common = {"rotation_deg": [4.0, 0.0, 0.0], "translation_mm": [0.0, 6.0, 0.0], "seconds": 9.0}
+    record = {
+        "registered": True, "reason": "another acquisition than the GRE (another grid)",
+        "moving_image": "/x/sub-01_T1w.nii.gz", "metric": -0.93,
+        "displacement_mm": [0.0, 5.98, -0.13], "alignment_after": {"alignment": "ok"}, **common,
+        "lesion_mask": {"registered": True, "moving_image": "/x/sub-01_FLAIR.nii.gz", **common},
+    }  # fmt: skip
+    text = registration_html(png, record)
+    assert "sub-01_T1w.nii.gz" in text
+    assert "sub-01_FLAIR.nii.gz" in text
+    assert "+0.00, +5.98, -0.13" in text  # the displacement of the GRE's centre
+    assert "+0.00, +6.00, +0.00" in text  # the lesion mask's translation (no displacement)
+    assert "data:image/png;base64," in text

@@ -732,6 +732,15 @@ def registration_html(png: str | Path, record: Mapping[str, Any]) -> str:
         ("alignment score after", str(after.get("alignment_score", "n/a"))),
         ("registration time (s)", f"{record['seconds']:.1f}"),
     ]  # fmt: skip
+    lesion = record.get("lesion_mask") or {}
+    if lesion.get("registered"):  # the lesion mask's own image, registered on its own
+        shift = lesion.get("displacement_mm", lesion["translation_mm"])
+        rows += [
+            ("lesion mask: image registered", html.escape(Path(lesion["moving_image"]).name)),
+            ("lesion mask: rotation x, y, z (deg)",
+             ", ".join(f"{v:+.2f}" for v in lesion["rotation_deg"])),
+            ("lesion mask: displacement (mm)", ", ".join(f"{v:+.2f}" for v in shift)),
+        ]  # fmt: skip
     table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return (
         "<h2>Segmentation registered to the GRE</h2>\n<p>The image the dseg was made on was "

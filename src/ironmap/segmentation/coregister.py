@@ -310,27 +310,32 @@ def coregister_segmentation(
 
 
 def segmentation_image(
-    inputs: SessionInputs, *, shape: Sequence[int], affine: NDArray[np.float64]
+    inputs: SessionInputs,
+    *,
+    shape: Sequence[int],
+    affine: NDArray[np.float64],
+    of: Path | None = None,
 ) -> Path | None:
-    """The image the participant's dseg was made on, or None.
+    """The image the participant's dseg (or ``of``: its lesion mask) was made on, or None.
 
-    In this order: the files named in the dseg's JSON sidecar ``Sources`` (BIDS URIs
-    ``bids:<dataset>:<path>``, or paths relative to the raw dataset, to the dseg's derivatives
-    dataset, or absolute), the first that exists; else the session's T1w, then its FLAIR
-    (``*_FLAIR.nii[.gz]`` beside the echoes), the first whose grid is the dseg's (``shape``,
-    ``affine``).
+    In this order: the files named in the JSON sidecar ``Sources`` of the dseg (or ``of``; BIDS
+    URIs ``bids:<dataset>:<path>``, or paths relative to the raw dataset, to the dseg's
+    derivatives dataset, or absolute), the first that exists; else the session's T1w, then its
+    FLAIR (``*_FLAIR.nii[.gz]`` beside the echoes; FLAIR first for a lesion mask), the first
+    whose grid is the dseg's (``shape``, ``affine``).
     """
     import nibabel as nib
 
     from ..io.bids import session_name
 
-    if inputs.dseg is None:
+    of = inputs.dseg if of is None else of
+    if of is None:
         return None
     name = session_name(inputs.subject, inputs.session)
     levels = 3 if inputs.session else 2  # sub-x[/ses-y]/anat
-    files = [*inputs.echoes[:1], inputs.dseg]
+    files = [*inputs.echoes[:1], of]
     roots = [p.absolute().parents[levels] for p in files if len(p.absolute().parents) > levels]
-    sidecar = inputs.dseg.with_name(_NIFTI.sub("", inputs.dseg.name) + ".json")
+    sidecar = of.with_name(_NIFTI.sub("", of.name) + ".json")
     if sidecar.is_file():
         try:
             sources = json.loads(sidecar.read_text()).get("Sources", [])
@@ -343,7 +348,8 @@ def segmentation_image(
                 if candidate.is_file() and _NIFTI.search(relative):
                     return candidate
     flairs = sorted(inputs.echoes[0].parent.glob(f"{name}*_FLAIR.nii*")) if inputs.echoes else []
-    for candidate in [*([inputs.t1w] if inputs.t1w else []), *flairs]:
+    t1ws = [inputs.t1w] if inputs.t1w else []
+    for candidate in [*flairs, *t1ws] if of == inputs.lesion_mask else [*t1ws, *flairs]:
         img = nib.load(candidate)
         if same_grid(img.shape, img.affine, shape, affine):
             return candidate

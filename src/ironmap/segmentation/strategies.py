@@ -112,7 +112,9 @@ class Segmentation:
         For a user dseg, whether its own image was registered to the GRE, why, and the
         transform (:meth:`~.coregister.Coregistration.record`); empty otherwise.
     world : numpy.ndarray, shape (4, 4), or None
-        The rigid world transform applied to the dseg's and lesion mask's affines (None: none).
+        The rigid world transform applied to the dseg's affine (None: none).
+    lesion_world : numpy.ndarray, shape (4, 4), or None
+        The one applied to the lesion mask's (the dseg's, or its own image's registration).
     moved : tuple or None
         ``(labels, affine before, affine after)`` of a registered dseg, for the QC overlay.
     """
@@ -127,10 +129,15 @@ class Segmentation:
     registration: dict = field(default_factory=dict)
     world: NDArray[np.float64] | None = None
     moved: tuple | None = None
+    lesion_world: NDArray[np.float64] | None = None
 
     def carry(self, affine: NDArray[np.float64]) -> NDArray[np.float64]:
         """``affine`` of an image in the dseg's scanner space, in the GRE's (:attr:`world`)."""
         return affine if self.world is None else self.world @ affine
+
+    def carry_lesion(self, affine: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The lesion mask's ``affine`` in the GRE's scanner space (:attr:`lesion_world`)."""
+        return affine if self.lesion_world is None else self.lesion_world @ affine
 
 
 def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
@@ -209,6 +216,7 @@ def transfer_segmentation(
     participant_id: str,
     source_name: str,
     world: NDArray[np.float64] | None = None,
+    lesion_world: NDArray[np.float64] | None = None,
 ) -> Segmentation:
     """Label fractions of every region on the R2* grid, lesion fraction and volumes.
 
@@ -227,6 +235,9 @@ def transfer_segmentation(
     world : numpy.ndarray, shape (4, 4), optional
         Rigid world transform from the segmentation's scanner space to the GRE's (its
         registration, :mod:`.coregister`), applied to ``seg_affine`` and the lesion mask's affine.
+    lesion_world : numpy.ndarray, shape (4, 4), optional
+        The lesion mask's own (when it was made on another image, e.g. a FLAIR); default
+        ``world``.
 
     Raises
     ------
@@ -261,7 +272,8 @@ def transfer_segmentation(
     lesion, lesion_affine, lesion_fraction = None, None, None
     if lesion_mask is not None:
         lesion, lesion_affine = load_volume(lesion_mask)
-        lesion_affine = lesion_affine if world is None else world @ lesion_affine
+        lesion_world = world if lesion_world is None else lesion_world
+        lesion_affine = lesion_affine if lesion_world is None else lesion_world @ lesion_affine
         lesion = np.nan_to_num(lesion) != 0
         lesion_fraction = label_fractions(
             lesion.astype(np.uint8),
@@ -281,7 +293,10 @@ def transfer_segmentation(
         labels_name=source_name,
         lesion_name=str(lesion_mask),
     )
-    return Segmentation(fractions, lesion_fraction, subject_volumes, region_ml, world=world)
+    return Segmentation(
+        fractions, lesion_fraction, subject_volumes, region_ml, world=world,
+        lesion_world=world if lesion_world is None else lesion_world,
+    )  # fmt: skip
 
 
 @dataclass
@@ -298,16 +313,19 @@ class UserDseg:
     def input_files(self) -> list[Path]:
         files = [p for p in (self.inputs.dseg, self.inputs.dseg_tsv) if p is not None]
         if self.register != "never" and self.inputs.dseg is not None:
-            moving = self._moving_image()
-            files += [] if moving is None else [moving]
+            moving = [self._moving_image()]
+            if self.inputs.lesion_mask is not None:
+                moving.append(self._moving_image(self.inputs.lesion_mask))
+            files += [p for p in dict.fromkeys(moving) if p is not None]
         return files
 
-    def _moving_image(self) -> Path | None:
-        """The image the dseg was made on (:func:`~.coregister.segmentation_image`)."""
+    def _moving_image(self, of: Path | None = None) -> Path | None:
+        """The image the dseg (or ``of``: the lesion mask) was made on
+        (:func:`~.coregister.segmentation_image`)."""
         from .coregister import segmentation_image
 
-        header = load_image(self.inputs.dseg)
-        return segmentation_image(self.inputs, shape=header.shape, affine=header.affine)
+        header = load_image(self.inputs.dseg if of is None else of)
+        return segmentation_image(self.inputs, shape=header.shape, affine=header.affine, of=of)
 
     def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
         """The intracranial volume of the dseg on the R2* grid, dilated by one voxel.
@@ -323,6 +341,7 @@ class UserDseg:
         dseg_tsv = self.inputs.dseg_tsv
         table = read_label_table(dseg_tsv) if dseg_tsv is not None else None
         world, record = self._registration(labels, seg_affine, table, image)
+        lesion_world, lesion_record = self._lesion_registration(world, record, image)
         self._segmentation = transfer_segmentation(
             labels,
             seg_affine,
@@ -332,6 +351,7 @@ class UserDseg:
             participant_id=f"sub-{self.inputs.subject}",
             source_name=str(self.inputs.dseg),
             world=world,
+            lesion_world=lesion_world,
         )
         alignment = check_alignment(
             labels,
@@ -344,8 +364,11 @@ class UserDseg:
         self._segmentation.qc = alignment.qc()
         if record:
             record["alignment_after"] = alignment.qc() if world is not None else None
+            if lesion_record:
+                record["lesion_mask"] = lesion_record
             self._segmentation.registration = record
-            self._segmentation.seconds = {"registration": record.get("seconds", 0.0)}
+            seconds = record.get("seconds", 0.0) + lesion_record.get("seconds", 0.0)
+            self._segmentation.seconds = {"registration": seconds}
         if world is not None:
             self._segmentation.moved = (labels, seg_affine, world @ seg_affine)
         return ndimage.binary_dilation(self._segmentation.fractions["icv"] >= 0.5)
@@ -354,6 +377,38 @@ class UserDseg:
         if self._segmentation is None:
             self.fit_mask(image)
         return self._segmentation
+
+    def _lesion_registration(
+        self, world: NDArray[np.float64] | None, record: dict, image: MultiEchoImage
+    ) -> tuple[NDArray[np.float64] | None, dict]:
+        """The lesion mask's world transform: its own image's registration when it was made on
+        another image than the dseg (a FLAIR, found as for the dseg) on another grid than the
+        GRE, else the dseg's ``world``; with its record (empty when it follows the dseg)."""
+        from .coregister import register_rigid, same_grid
+
+        mask = self.inputs.lesion_mask
+        if self.register == "never" or mask is None or not record:
+            return world, {}
+        moving = self._moving_image(mask)
+        dseg_image = record.get("moving_image")
+        if moving is None or (dseg_image and moving.resolve() == Path(dseg_image).resolve()):
+            return world, {}
+        data, moving_affine = load_volume(moving)
+        first = image.data[..., 0]
+        if self.register == "auto" and same_grid(
+            data.shape, moving_affine, first.shape, image.affine
+        ):
+            return world, {}
+        registration = register_rigid(
+            data, moving_affine, first, image.affine, moving_name=str(moving),
+            n_threads=self.n_threads,
+        )  # fmt: skip
+        centre = image.affine @ np.append((np.asarray(first.shape) - 1) / 2.0, 1.0)
+        return registration.transform, {
+            "registered": True,
+            "reason": "the lesion mask was made on another image than the dseg",
+            **registration.record(centre_mm=centre[:3]),
+        }
 
     def _registration(
         self, labels, seg_affine, table, image: MultiEchoImage

@@ -455,7 +455,7 @@ def _lesion_table(
     wm = segmentation.fractions.get("cerebral_wm/both")
     ventricles = segmentation.fractions.get("lateral_ventricle/both")
     mask, mask_affine = load_volume(inputs.lesion_mask)
-    mask_affine = segmentation.carry(mask_affine)  # its registration to the GRE, if any
+    mask_affine = segmentation.carry_lesion(mask_affine)  # registered to the GRE, if so
     components = lesion_components(
         mask, mask_affine, fit.r2star.shape, image.affine, source_name=str(inputs.lesion_mask)
     )
