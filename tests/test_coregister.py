@@ -290,3 +290,14 @@ def test_qc_section_lists_the_registrations(tmp_path):
     assert "+0.00, +5.98, -0.13" in text  # the displacement of the GRE's centre
     assert "+0.00, +6.00, +0.00" in text  # the lesion mask's translation (no displacement)
     assert "data:image/png;base64," in text
+
+
+def test_ants_seed_is_set_for_the_block_and_restored():
+    """ANTsPy 0.6 ignores registration(random_seed=...): the seed goes through its config."""
+    ants = pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    from ironmap.segmentation.register import seeded
+
+    before = ants.config._random_seed
+    with seeded(ants, 20140601):
+        assert ants.config._random_seed == 20140601
+    assert ants.config._random_seed == before

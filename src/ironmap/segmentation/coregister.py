@@ -35,7 +35,7 @@ from scipy.spatial.transform import Rotation
 
 from ..errors import InputError, IronmapError
 from ..io import SessionInputs
-from .register import _LPS, _ants, to_ants
+from .register import _LPS, _ants, seeded, to_ants
 
 __all__ = [
     "DEFAULT_REGISTER_SEGMENTATION",
@@ -238,18 +238,19 @@ def register_rigid(
         )
     transforms: list[str] = []
     try:
-        result = ants.registration(
-            fixed_img,
-            moving_img,
-            type_of_transform="Rigid",
-            aff_metric="mattes",
-            aff_sampling=32,
-            aff_random_sampling_rate=0.2,
-            aff_iterations=(100, 50, 20),
-            aff_shrink_factors=(4, 2, 1),
-            aff_smoothing_sigmas=(2, 1, 0),
-            random_seed=seed,
-        )
+        with seeded(ants, seed):
+            result = ants.registration(
+                fixed_img,
+                moving_img,
+                type_of_transform="Rigid",
+                aff_metric="mattes",
+                aff_sampling=32,
+                aff_random_sampling_rate=0.2,
+                aff_iterations=(100, 50, 20),
+                aff_shrink_factors=(4, 2, 1),
+                aff_smoothing_sigmas=(2, 1, 0),
+                random_seed=seed,
+            )
         transforms = [*result["fwdtransforms"], *result["invtransforms"]]
         fixed_to_moving = _matrix_from_itk(result["fwdtransforms"][0])
         metric = float(
