@@ -61,6 +61,7 @@ def test_output_list_names_every_file_written():
         outputs.provenance,
         outputs.dseg,
         outputs.qc_figure,
+        outputs.qc_registration,
     ]
     for path in participant:
         suffix = path.name.removeprefix("sub-<label>")

@@ -253,6 +253,7 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap run`` (participant and group stages)."""
     from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION, MIN_VOXELS
     from ..iron import CALIBRATIONS
+    from ..segmentation.coregister import REGISTER_SEGMENTATION
     from ..segmentation.strategies import SEGMENTATIONS
     from ..workflows.participant import ParticipantConfig
 
@@ -318,6 +319,15 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         help="auto: use the dseg when present (else maps only); atlas: register the bundled "
         "atlas to the T1w (else the first echo) and refine iron-rich nuclei on R2*, writing "
         "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md); none: maps only",
+    )
+    run.add_argument(
+        "--register-segmentation",
+        choices=REGISTER_SEGMENTATION,
+        default=_default(ParticipantConfig, "register_segmentation"),
+        help="register the image a dseg was made on (its sidecar's Sources, else the T1w or "
+        "FLAIR on its grid) rigidly to the first echo and carry the dseg and lesion mask: auto "
+        "when the alignment check doubts the dseg or that image is another acquisition; always; "
+        "never (needs ironmap[atlas]; default: %(default)s; docs/regions.md)",
     )
     run.add_argument(
         "--iron-calibration",

@@ -89,6 +89,9 @@ QC_COLUMNS = [
     *(f"min_voxels_{r}" for r in DEEP_GM),
     *(f"csf_excluded_pct_{r}" for r in DEEP_GM),
     "alignment",
+    "segmentation_registered",
+    "registration_shift_mm",
+    "registration_angle_deg",
     "ironmap_version",
 ]
 
@@ -248,9 +251,26 @@ def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
         "failed_voxel_pct": (
             100.0 * failed / fit_voxels if fit_voxels and failed is not None else None
         ),
+        **_registration(provenance),
         "ironmap_version": provenance.get("ironmap_version"),
     }
     return {**row, **_maps(outputs, sidecar), **_regions(rows)}
+
+
+def _registration(provenance: dict) -> dict:
+    """Whether the dseg's own image was registered to the GRE, the displacement (mm) of the
+    GRE's centre and the rotation angle (deg) (``segmentation_registration`` of the provenance
+    record, :mod:`ironmap.segmentation.coregister`); NaN where it does not say."""
+    record = provenance.get("segmentation_registration") or {}
+    registered = bool(record.get("registered")) if record else np.nan
+    shift = record.get("displacement_mm") if registered is True else None
+    return {
+        "segmentation_registered": registered,
+        "registration_shift_mm": float(np.linalg.norm(shift)) if shift else np.nan,
+        "registration_angle_deg": record.get("angle_deg", np.nan)
+        if registered is True
+        else np.nan,
+    }
 
 
 def collect_protocols(

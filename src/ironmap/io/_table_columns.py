@@ -533,6 +533,18 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Worst alignment of the participant's dseg to the GRE",
             levels={"ok": "aligned", "doubtful": "possibly misaligned: check the QC figure"},
         ),
+        "segmentation_registered": _bool(
+            "Whether the dseg's own image (T1w, FLAIR) was registered to the GRE "
+            "(--register-segmentation; n/a: not decided)",
+            "yes",
+            "no",
+        ),
+        "registration_shift_mm": Column(
+            "Displacement of the GRE's centre by that registration (head motion between scans)",
+            "mm",
+            decimals=2,
+        ),
+        "registration_angle_deg": Column("Rotation angle of that registration", "deg", decimals=2),
         "ironmap_version": Column("ironmap version of the participant stage"),
     },
     "longitudinal": {

@@ -14,6 +14,7 @@ Layout of ``OUTPUT_DIR``::
     .ironmap.lock            (only while a stage runs: :data:`LOCK`, see :mod:`.lock`)
     sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_<suffix>   (ParticipantOutputs)
     sub-<label>/figures/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png
+    sub-<label>/figures/sub-<label>[_ses-<label>]_desc-registration_qc.png   (registered dseg)
     group/<table>.tsv (+ <table>.json), group/harmonization.json, group/provenance.json
     group/tables/table<number>.tsv and .html   (:data:`GROUP_TABLES_DIR`: the report's tables)
     group/figures/figure<N>.svg, .pdf, .png   (the report's figures: :func:`group_figure_stem`)
@@ -154,6 +155,8 @@ OUTPUTS: dict[str, str] = {
     f"sub-<label>/{_FIGURES}/sub-<label>[_ses-<label>]_desc-qc_R2starmap.png": "QC page: "
     "R2* with the structures outlined, magnitude, lesions, SN/RN insets (+ a self-contained "
     ".html with its numbers and voxel counts)",
+    f"sub-<label>/{_FIGURES}/sub-<label>[_ses-<label>]_desc-registration_qc.png": "when the "
+    "segmentation was registered to the GRE: its labels on the first echo before and after",
     _G["regions"]: "every participant's regional R2*, harmonised, age-corrected and z-scored",
     _G["subjects"]: "participants with clinical and MRI covariates, analysed or not",
     _G["flow"]: "participant flow: analysed or excluded, and why",
@@ -273,6 +276,12 @@ class ParticipantOutputs:
     def qc_page(self) -> Path:
         """QC page: the QC figure and its numbers (``_desc-qc_R2starmap.html``)."""
         return self.qc_figure.with_suffix(".html")
+
+    @property
+    def qc_registration(self) -> Path:
+        """QC figure of a dseg registered to the GRE: its labels on the first echo before and
+        after (``_desc-registration_qc.png``, only when it was registered)."""
+        return self.qc_figure.with_name(f"{self.name}_desc-registration_qc.png")
 
 
 def group_path(output_dir: str | Path, name: str) -> Path:

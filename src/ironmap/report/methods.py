@@ -432,6 +432,23 @@ def _atlas_sources(cite: _Citations) -> str:
     return "; ".join(parts)
 
 
+def _registered(qc: pd.DataFrame) -> str:
+    """The sentence on dsegs whose own image was registered to the GRE (empty when none was:
+    ``segmentation_registered`` of participant_qc.tsv)."""
+    if "segmentation_registered" not in qc.columns:
+        return ""
+    done = qc["segmentation_registered"].map(lambda v: v in (True, "True", "yes"))
+    if not done.any():
+        return ""
+    return (
+        f" For {int(done.sum())} of {len(qc)} participants the image the segmentation was made "
+        "on (T1w or FLAIR) was registered rigidly (6 degrees of freedom; ANTs, Mattes mutual "
+        "information) to the first echo, and the segmentation and lesion mask were carried onto "
+        "the GRE by that transform (head motion between the scans; registration_shift_mm in "
+        "participant_qc.tsv)."
+    )
+
+
 def _segmentation_source(qc: pd.DataFrame) -> pd.Series:
     """``segmentation_source`` of each participant; for a table without it (made before the
     column), ``atlas`` for ``--segmentation atlas`` and ``dseg`` for ``auto`` (which writes
@@ -495,6 +512,7 @@ def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
             )
         elif mask.notna().any():
             text += " No participant had a lesion mask."
+    text += _registered(qc)
     text += " " + _differs(
         qc["min_fraction"],
         "The partial-volume threshold",

@@ -22,6 +22,8 @@ import importlib.util
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,11 +44,11 @@ _MISSING = (
 )
 
 
-def check_ants() -> None:
-    """Raise a one-line :class:`IronmapError` when ANTsPy is not installed (without importing
-    it: ITK's thread count must be set before its first import)."""
+def check_ants(message: str = _MISSING) -> None:
+    """Raise a one-line :class:`IronmapError` (``message``) when ANTsPy is not installed
+    (without importing it: ITK's thread count must be set before its first import)."""
     if importlib.util.find_spec("ants") is None:
-        raise IronmapError(_MISSING)
+        raise IronmapError(message)
 
 
 def _ants(n_threads: int | None = None):
@@ -58,6 +60,27 @@ def _ants(n_threads: int | None = None):
     except ImportError as exc:
         raise IronmapError(_MISSING) from exc
     return ants
+
+
+@contextmanager
+def seeded(ants, seed: int) -> Iterator[None]:
+    """ANTs registrations with a fixed random seed inside the block.
+
+    ANTsPy 0.6 ignores ``ants.registration(random_seed=...)`` (it lands in ``**kwargs``) and
+    passes ``--random-seed`` only from ``ants.config._random_seed``; this sets that for the
+    block and restores it after (``ants.set_ants_deterministic`` would also change the global
+    thread count and NumPy's seed).
+    """
+    config = getattr(ants, "config", None)
+    if config is None or not hasattr(config, "_random_seed"):
+        yield
+        return
+    previous = config._random_seed
+    config._random_seed = int(seed)
+    try:
+        yield
+    finally:
+        config._random_seed = previous
 
 
 def to_ants(data: np.ndarray, affine: np.ndarray):

@@ -26,7 +26,7 @@ from scipy import ndimage
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, sigma_from_background
 from ..fitting.noise import noise_from_background
-from ..io import MultiEchoImage, SessionInputs, load_volume
+from ..io import MultiEchoImage, SessionInputs, load_image, load_volume
 from ..regions import (
     DEEP_GM,
     label_fractions,
@@ -37,6 +37,7 @@ from ..regions import (
 )
 from .alignment import check_alignment
 from .constrain import ATROPHY_PCT, csf_share
+from .coregister import DEFAULT_REGISTER_SEGMENTATION
 
 __all__ = [
     "SEGMENTATIONS",
@@ -107,6 +108,15 @@ class Segmentation:
         (:meth:`ironmap.segmentation.alignment.Alignment.qc`: ``alignment`` = ``ok`` or
         ``doubtful``, ``alignment_score``, ``alignment_shift_mm``, ``alignment_flip_score``);
         empty for the atlas path (it is registered to the subject).
+    registration : dict
+        For a user dseg, whether its own image was registered to the GRE, why, and the
+        transform (:meth:`~.coregister.Coregistration.record`); empty otherwise.
+    world : numpy.ndarray, shape (4, 4), or None
+        The rigid world transform applied to the dseg's affine (None: none).
+    lesion_world : numpy.ndarray, shape (4, 4), or None
+        The one applied to the lesion mask's (the dseg's, or its own image's registration).
+    moved : tuple or None
+        ``(labels, affine before, affine after)`` of a registered dseg, for the QC overlay.
     """
 
     fractions: dict[str, NDArray[np.float32]]
@@ -116,6 +126,18 @@ class Segmentation:
     written: DsegImage | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     qc: dict[str, float | str] = field(default_factory=dict)
+    registration: dict = field(default_factory=dict)
+    world: NDArray[np.float64] | None = None
+    moved: tuple | None = None
+    lesion_world: NDArray[np.float64] | None = None
+
+    def carry(self, affine: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``affine`` of an image in the dseg's scanner space, in the GRE's (:attr:`world`)."""
+        return affine if self.world is None else self.world @ affine
+
+    def carry_lesion(self, affine: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The lesion mask's ``affine`` in the GRE's scanner space (:attr:`lesion_world`)."""
+        return affine if self.lesion_world is None else self.lesion_world @ affine
 
 
 def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
@@ -193,6 +215,8 @@ def transfer_segmentation(
     lesion_mask: Path | None,
     participant_id: str,
     source_name: str,
+    world: NDArray[np.float64] | None = None,
+    lesion_world: NDArray[np.float64] | None = None,
 ) -> Segmentation:
     """Label fractions of every region on the R2* grid, lesion fraction and volumes.
 
@@ -208,6 +232,12 @@ def transfer_segmentation(
         Lesion mask (any grid, same scanner space).
     participant_id, source_name : str
         For the volumes table and for messages.
+    world : numpy.ndarray, shape (4, 4), optional
+        Rigid world transform from the segmentation's scanner space to the GRE's (its
+        registration, :mod:`.coregister`), applied to ``seg_affine`` and the lesion mask's affine.
+    lesion_world : numpy.ndarray, shape (4, 4), optional
+        The lesion mask's own (when it was made on another image, e.g. a FLAIR); default
+        ``world``.
 
     Raises
     ------
@@ -215,6 +245,8 @@ def transfer_segmentation(
         When the segmentation covers under 5 % of the R2* image.
     """
     grid, affine = image.data.shape[:3], image.affine
+    if world is not None:
+        seg_affine = world @ seg_affine
     codes = region_codes(table)
     if not any(codes.codes(r) for r in DEEP_GM):
         warnings.warn(
@@ -240,6 +272,8 @@ def transfer_segmentation(
     lesion, lesion_affine, lesion_fraction = None, None, None
     if lesion_mask is not None:
         lesion, lesion_affine = load_volume(lesion_mask)
+        lesion_world = world if lesion_world is None else lesion_world
+        lesion_affine = lesion_affine if lesion_world is None else lesion_world @ lesion_affine
         lesion = np.nan_to_num(lesion) != 0
         lesion_fraction = label_fractions(
             lesion.astype(np.uint8),
@@ -259,7 +293,10 @@ def transfer_segmentation(
         labels_name=source_name,
         lesion_name=str(lesion_mask),
     )
-    return Segmentation(fractions, lesion_fraction, subject_volumes, region_ml)
+    return Segmentation(
+        fractions, lesion_fraction, subject_volumes, region_ml, world=world,
+        lesion_world=world if lesion_world is None else lesion_world,
+    )  # fmt: skip
 
 
 @dataclass
@@ -269,9 +306,26 @@ class UserDseg:
     name: ClassVar[str] = "dseg"
     inputs: SessionInputs
     _segmentation: Segmentation | None = None
+    #: ``--register-segmentation`` (:data:`~.coregister.REGISTER_SEGMENTATION`).
+    register: str = DEFAULT_REGISTER_SEGMENTATION
+    n_threads: int = 1
 
     def input_files(self) -> list[Path]:
-        return [p for p in (self.inputs.dseg, self.inputs.dseg_tsv) if p is not None]
+        files = [p for p in (self.inputs.dseg, self.inputs.dseg_tsv) if p is not None]
+        if self.register != "never" and self.inputs.dseg is not None:
+            moving = [self._moving_image()]
+            if self.inputs.lesion_mask is not None:
+                moving.append(self._moving_image(self.inputs.lesion_mask))
+            files += [p for p in dict.fromkeys(moving) if p is not None]
+        return files
+
+    def _moving_image(self, of: Path | None = None) -> Path | None:
+        """The image the dseg (or ``of``: the lesion mask) was made on
+        (:func:`~.coregister.segmentation_image`)."""
+        from .coregister import segmentation_image
+
+        header = load_image(self.inputs.dseg if of is None else of)
+        return segmentation_image(self.inputs, shape=header.shape, affine=header.affine, of=of)
 
     def fit_mask(self, image: MultiEchoImage) -> NDArray[np.bool_]:
         """The intracranial volume of the dseg on the R2* grid, dilated by one voxel.
@@ -286,6 +340,8 @@ class UserDseg:
         labels, seg_affine = load_volume(self.inputs.dseg)
         dseg_tsv = self.inputs.dseg_tsv
         table = read_label_table(dseg_tsv) if dseg_tsv is not None else None
+        world, record = self._registration(labels, seg_affine, table, image)
+        lesion_world, lesion_record = self._lesion_registration(world, record, image)
         self._segmentation = transfer_segmentation(
             labels,
             seg_affine,
@@ -294,22 +350,116 @@ class UserDseg:
             lesion_mask=self.inputs.lesion_mask,
             participant_id=f"sub-{self.inputs.subject}",
             source_name=str(self.inputs.dseg),
+            world=world,
+            lesion_world=lesion_world,
         )
         alignment = check_alignment(
             labels,
-            seg_affine,
+            self._segmentation.carry(seg_affine),
             region_codes(table),
             image.data,
             image.affine,
             source_name=str(self.inputs.dseg),
         )
         self._segmentation.qc = alignment.qc()
+        if record:
+            record["alignment_after"] = alignment.qc() if world is not None else None
+            if lesion_record:
+                record["lesion_mask"] = lesion_record
+            self._segmentation.registration = record
+            seconds = record.get("seconds", 0.0) + lesion_record.get("seconds", 0.0)
+            self._segmentation.seconds = {"registration": seconds}
+        if world is not None:
+            self._segmentation.moved = (labels, seg_affine, world @ seg_affine)
         return ndimage.binary_dilation(self._segmentation.fractions["icv"] >= 0.5)
 
     def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:
         if self._segmentation is None:
             self.fit_mask(image)
         return self._segmentation
+
+    def _lesion_registration(
+        self, world: NDArray[np.float64] | None, record: dict, image: MultiEchoImage
+    ) -> tuple[NDArray[np.float64] | None, dict]:
+        """The lesion mask's world transform: its own image's registration when it was made on
+        another image than the dseg (a FLAIR, found as for the dseg) on another grid than the
+        GRE, else the dseg's ``world``; with its record (empty when it follows the dseg)."""
+        from .coregister import register_rigid, same_grid
+
+        mask = self.inputs.lesion_mask
+        if self.register == "never" or mask is None or not record:
+            return world, {}
+        moving = self._moving_image(mask)
+        dseg_image = record.get("moving_image")
+        if moving is None or (dseg_image and moving.resolve() == Path(dseg_image).resolve()):
+            return world, {}
+        data, moving_affine = load_volume(moving)
+        first = image.data[..., 0]
+        if self.register == "auto" and same_grid(
+            data.shape, moving_affine, first.shape, image.affine
+        ):
+            return world, {}
+        registration = register_rigid(
+            data, moving_affine, first, image.affine, moving_name=str(moving),
+            n_threads=self.n_threads,
+        )  # fmt: skip
+        centre = image.affine @ np.append((np.asarray(first.shape) - 1) / 2.0, 1.0)
+        return registration.transform, {
+            "registered": True,
+            "reason": "the lesion mask was made on another image than the dseg",
+            **registration.record(centre_mm=centre[:3]),
+        }
+
+    def _registration(
+        self, labels, seg_affine, table, image: MultiEchoImage
+    ) -> tuple[NDArray[np.float64] | None, dict]:
+        """Whether to register the dseg's own image to the first echo (``register``), and the
+        world transform (None: the dseg's affine as it is) with its provenance record."""
+        from .alignment import measure_alignment
+        from .coregister import register_rigid, same_grid
+
+        if self.register == "never":
+            return None, {}
+        moving = self._moving_image()
+        if moving is None:
+            if self.register == "always":
+                raise InputError(
+                    f"{self.inputs.dseg}: --register-segmentation always, but the image it was "
+                    "made on was not found (name it in the dseg's JSON sidecar 'Sources', or give "
+                    "the session's T1w/FLAIR on the dseg's grid)"
+                )
+            return None, {"registered": False, "reason": "no image of the dseg found"}
+        data, moving_affine = load_volume(moving)
+        first = image.data[..., 0]
+        reason = "always"
+        if self.register == "auto":
+            if not same_grid(data.shape, moving_affine, first.shape, image.affine):
+                reason = "another acquisition than the GRE (another grid)"
+            else:
+                check = measure_alignment(
+                    labels, seg_affine, region_codes(table), image.data, image.affine
+                )
+                if check.outcome == "ok":
+                    return None, {
+                        "registered": False,
+                        "reason": "same grid as the GRE and the alignment check found it ok",
+                        "moving_image": str(moving),
+                    }
+                reason = f"the alignment check found it {check.outcome}"
+        from .register import check_ants
+
+        check_ants(
+            "--register-segmentation needs ANTsPy; install the atlas extra with "
+            "`pip install 'ironmap[atlas]'` or pass --register-segmentation never"
+        )
+        registration = register_rigid(
+            data, moving_affine, first, image.affine, moving_name=str(moving),
+            n_threads=self.n_threads,
+        )  # fmt: skip
+        centre = image.affine @ np.append((np.asarray(first.shape) - 1) / 2.0, 1.0)
+        record = registration.record(centre_mm=centre[:3])
+        record = {"registered": True, "reason": reason, **record}
+        return registration.transform, record
 
 
 @dataclass
@@ -412,16 +562,21 @@ class NoSegmentation:
 
 
 def choose_strategy(
-    inputs: SessionInputs, *, segmentation: str, n_threads: int = 1
+    inputs: SessionInputs,
+    *,
+    segmentation: str,
+    n_threads: int = 1,
+    register_segmentation: str = DEFAULT_REGISTER_SEGMENTATION,
 ) -> SegmentationStrategy:
-    """The strategy for ``--segmentation`` (:data:`SEGMENTATIONS`) and these inputs.
+    """The strategy for ``--segmentation`` (:data:`SEGMENTATIONS`) and these inputs;
+    ``register_segmentation``: ``--register-segmentation`` for a user dseg (:mod:`.coregister`).
 
     ``auto`` without a dseg warns that only maps are written.
     """
     if segmentation == "atlas":
         return AtlasStrategy(inputs, n_threads=n_threads)
     if segmentation == "auto" and inputs.dseg is not None:
-        return UserDseg(inputs)
+        return UserDseg(inputs, register=register_segmentation, n_threads=n_threads)
     if segmentation == "auto":
         warnings.warn(
             f"{inputs.name}: no segmentation (dseg) found; writing maps only, no regional R2*",

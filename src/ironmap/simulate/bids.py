@@ -139,7 +139,7 @@ def write_subject(
     if data.t1w is not None:
         path = anat / f"{sub}_T1w.nii.gz"
         stored_t1 = np.clip(np.round(data.t1w), 0, np.iinfo(np.int16).max)
-        save_nifti(_image(stored_t1, data.anatomy.affine, np.int16), path)
+        save_nifti(_image(stored_t1, data.anatomy_affine, np.int16), path)
         write_json(
             path.with_name(f"{sub}_T1w.json"),
             {"MagneticFieldStrength": 3, "MRAcquisitionType": "3D", "InversionTime": 0.9},
@@ -147,11 +147,16 @@ def write_subject(
         written.append(path)
     seg = root / SEGMENTATION_DIR / folder
     dseg = seg / f"{sub}_dseg.nii.gz"
-    save_nifti(_image(data.anatomy.labels, data.anatomy.affine, np.int16), dseg)
+    save_nifti(_image(data.anatomy.labels, data.anatomy_affine, np.int16), dseg)
+    if data.t1w is not None:  # the image it was made on (BIDS URI), for its registration
+        write_json(
+            dseg.with_name(f"{sub}_dseg.json"),
+            {"Sources": [f"bids:raw:{(folder / f'{sub}_T1w.nii.gz').as_posix()}"]},
+        )
     lut = pd.DataFrame({"index": list(LABEL_NAMES), "name": list(LABEL_NAMES.values())})
     atomic_write_bytes(seg / f"{sub}_dseg.tsv", lut.to_csv(sep="\t", index=False).encode())
     lesion = seg / f"{sub}_label-lesion_mask.nii.gz"
-    save_nifti(_image(data.anatomy.lesions, data.anatomy.affine, np.uint8), lesion)
+    save_nifti(_image(data.anatomy.lesions, data.anatomy_affine, np.uint8), lesion)
     return [*written, dseg, lesion]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -52,6 +53,15 @@ class SubjectData:
     sigma: float
     phase: NDArray[np.float32] | None = None
     t1w: NDArray[np.float32] | None = None
+    motion: NDArray[np.float64] | None = None
+
+    @property
+    def anatomy_affine(self) -> NDArray[np.float64]:
+        """Affine of the T1w, dseg and lesion mask: the anatomy's, in the scanner space of the
+        T1w session (``inv(motion) @ anatomy.affine`` when the head moved before the GRE)."""
+        if self.motion is None:
+            return self.anatomy.affine
+        return np.linalg.inv(self.motion) @ self.anatomy.affine
 
 
 def generate_subject(
@@ -63,6 +73,7 @@ def generate_subject(
     with_t1w: bool = False,
     ventricle_margin_mm: float = 0.0,
     scan: Session | None = None,
+    motion: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> SubjectData:
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
@@ -78,7 +89,12 @@ def generate_subject(
     :class:`~.cohort.Session` whose ``subject`` is ``subject``) is a later session of the same
     head: anatomy and within-tissue texture come from the participant's seed as always, the
     acquisition (noise, receive bias, shim, T1w) from the session's seed, with its scan-rescan
-    factor on R2*.
+    factor on R2*. ``motion = (rotation_deg xyz, translation_mm xyz)`` moves the head between
+    the T1w session (T1w, dseg, lesion mask) and the GRE: a rigid transform about the centre of
+    the anatomy's grid (:func:`~ironmap.segmentation.coregister.rigid_transform`), kept as
+    ``SubjectData.motion`` (T1w-session scanner mm -> GRE scanner mm); the GRE is acquired on
+    the moved head and the T1w-session images keep the anatomy's voxels with the affine of the
+    unmoved head (:attr:`SubjectData.anatomy_affine`). The other draws are those without motion.
     """
     rng = np.random.default_rng(subject.seed)
     if anatomy == "atlas":
@@ -104,6 +120,11 @@ def generate_subject(
     )
     if with_t1w:
         data = replace(data, t1w=t1w_image(anat, rng=rng))
+    if motion is not None:
+        from ..segmentation.coregister import rigid_transform
+
+        centre = anat.affine @ np.append((np.asarray(anat.labels.shape) - 1) / 2.0, 1.0)
+        data = replace(data, motion=rigid_transform(*motion, centre_mm=centre[:3]))
     return data
 
 

@@ -38,6 +38,7 @@ from ..io import (
 )
 from ..iron import CALIBRATIONS
 from ..parallel import make_executor, map_ordered
+from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION, REGISTER_SEGMENTATION
 from ..segmentation.strategies import SEGMENTATIONS
 from .session import FAILED_VOXELS_WARN, ParticipantResult, process_session
 
@@ -82,6 +83,9 @@ class ParticipantConfig:
     freesurfer_dir : Path or None
         A FreeSurfer ``SUBJECTS_DIR`` whose ``sub-<label>/mri/aseg.mgz`` (and the like,
         :mod:`ironmap.io.freesurfer`) are the participants' segmentations.
+    register_segmentation : str
+        One of :data:`ironmap.segmentation.coregister.REGISTER_SEGMENTATION`: register the
+        user dseg's own image (T1w, FLAIR) to the GRE (``auto``, ``always``) or not.
     """
 
     bids_dir: Path
@@ -102,6 +106,7 @@ class ParticipantConfig:
     sigma_map: str = "off"
     csf_exclusion: str = "on"
     freesurfer_dir: Path | None = None
+    register_segmentation: str = DEFAULT_REGISTER_SEGMENTATION
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
@@ -114,6 +119,7 @@ class ParticipantConfig:
         _choice("--b0-correction", self.b0_correction, B0_CORRECTIONS)
         _choice("--segmentation", self.segmentation, SEGMENTATIONS)
         _choice("--csf-exclusion", self.csf_exclusion, CSF_EXCLUSIONS)
+        _choice("--register-segmentation", self.register_segmentation, REGISTER_SEGMENTATION)
         if self.iron_calibration is not None:
             _choice("--iron-calibration", self.iron_calibration, tuple(CALIBRATIONS))
         if self.n_jobs < 1:

@@ -46,6 +46,7 @@ from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
 from ..report.qc import voxel_counts
+from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     """Run the participant stage on one participant/session (see the module docstring)."""
     out = ParticipantOutputs(Path(config.output_dir), inputs.subject, inputs.session)
     strategy = choose_strategy(
-        inputs, segmentation=config.segmentation, n_threads=_threads(config.n_jobs)
+        inputs,
+        segmentation=config.segmentation,
+        n_threads=_threads(config.n_jobs),
+        register_segmentation=config.register_segmentation,
     )
     provenance = _provenance(inputs, config, strategy)
     previous = _up_to_date(out.provenance, provenance, force=config.force)
@@ -134,6 +138,8 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
             _write_regions(
                 out, image, fit, segmentation, inputs, config, voxels=voxels, field_hz=field_hz
             )
+    if segmentation is not None and segmentation.registration:
+        provenance["segmentation_registration"] = segmentation.registration
     write_json(out.provenance, {**provenance, "voxels": voxels, "seconds": timer.seconds})
     return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
@@ -174,6 +180,12 @@ def _provenance(
             "iron_calibration": config.iron_calibration,
             "segmentation": config.segmentation,
             "csf_exclusion": config.csf_exclusion,
+            # recorded when not the default: outputs made before the option still resume
+            **(
+                {"register_segmentation": config.register_segmentation}
+                if config.register_segmentation != DEFAULT_REGISTER_SEGMENTATION
+                else {}
+            ),
         },
     }
 
@@ -443,6 +455,7 @@ def _lesion_table(
     wm = segmentation.fractions.get("cerebral_wm/both")
     ventricles = segmentation.fractions.get("lateral_ventricle/both")
     mask, mask_affine = load_volume(inputs.lesion_mask)
+    mask_affine = segmentation.carry_lesion(mask_affine)  # registered to the GRE, if so
     components = lesion_components(
         mask, mask_affine, fit.r2star.shape, image.affine, source_name=str(inputs.lesion_mask)
     )
@@ -529,4 +542,22 @@ def _write_qc(
         lesions=lesions,
     )
     counts = None if regions is None else voxel_counts(regions)
-    qc_page(png, out.qc_page, title=title, numbers=numbers, counts=counts)
+    extra = _registration_qc(out, image, segmentation)
+    qc_page(png, out.qc_page, title=title, numbers=numbers, counts=counts, extra=extra)
+
+
+def _registration_qc(
+    out: ParticipantOutputs, image: MultiEchoImage, segmentation: Segmentation
+) -> str:
+    """The before/after figure of a dseg registered to the GRE and its QC-page section
+    (empty when it was not registered)."""
+    if segmentation.moved is None or not segmentation.registration.get("registered"):
+        return ""
+    from ..report.qc import registration_figure, registration_html
+
+    labels, before, after = segmentation.moved
+    png = registration_figure(
+        image.data[..., 0], image.affine, labels, before, after, out.qc_registration,
+        title=f"{out.name}: dseg on the first echo before and after its registration",
+    )  # fmt: skip
+    return registration_html(png, segmentation.registration)
