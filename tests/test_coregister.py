@@ -4,6 +4,7 @@ whose head moved 6 mm / 4 deg between the T1w session (T1w, dseg, lesion mask) a
 from __future__ import annotations
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -301,3 +302,42 @@ def test_ants_seed_is_set_for_the_block_and_restored():
     with seeded(ants, 20140601):
         assert ants.config._random_seed == 20140601
     assert ants.config._random_seed == before
+
+
+def test_a_freesurfer_folder_of_a_moved_head_is_registered_by_its_orig_mgz(
+    tmp_path, still, person
+):
+    """FreeSurfer's aseg.mgz made on a T1w session 6 mm / 4 deg away from the GRE: auto
+    registers mri/orig.mgz (the image FreeSurfer segmented) and carries aseg.mgz, giving the
+    motion-free regional R2* (today: refused as misaligned, or orig.mgz ignored)."""
+    pytest.importorskip("ants", reason="needs ANTsPy (atlas extra)")
+    from ironmap.simulate.bids import SEGMENTATION_DIR
+    from test_freesurfer import aseg_like
+
+    bids = tmp_path / "bids"
+    _bids(bids, person, MOTION)
+    sub = person.participant_id
+    dseg = nib.load(bids / SEGMENTATION_DIR / sub / "anat" / f"{sub}_dseg.nii.gz")
+    t1w = nib.load(bids / sub / "anat" / f"{sub}_T1w.nii.gz")
+    # the simulator's dseg as FreeSurfer writes it: aseg codes in .mgz, the T1w session's space
+    aseg = aseg_like(np.asarray(dseg.dataobj))
+    mri = tmp_path / "fs" / sub / "mri"
+    mri.mkdir(parents=True)
+    nib.save(nib.MGHImage(aseg, dseg.affine), mri / "aseg.mgz")
+    orig = np.clip(np.asarray(t1w.dataobj), 0, 255).astype(np.uint8)
+    nib.save(nib.MGHImage(orig, t1w.affine), mri / "orig.mgz")
+    shutil.rmtree(bids / "derivatives")
+    args = ["run", str(bids), str(tmp_path / "out"), "participant"]
+    assert main([*args, "--freesurfer-dir", str(tmp_path / "fs")]) == 0
+    provenance = json.loads(
+        (tmp_path / "out" / sub / "anat" / f"{sub}_provenance.json").read_text()
+    )
+    record = provenance["segmentation_registration"]
+    assert record["registered"] is True
+    assert record["moving_image"].endswith("orig.mgz")
+    after = _regions(tmp_path, person).set_index(["region", "hemisphere"])
+    before = _regions(still[0], person).set_index(["region", "hemisphere"])
+    for region in ("thalamus", "caudate", "putamen", "pallidum"):
+        for hemi in ("left", "right"):
+            moved = after.loc[(region, hemi), "r2star_median"]
+            assert moved == pytest.approx(before.loc[(region, hemi), "r2star_median"], rel=0.02)

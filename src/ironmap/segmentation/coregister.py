@@ -319,7 +319,10 @@ def segmentation_image(
 ) -> Path | None:
     """The image the participant's dseg (or ``of``: its lesion mask) was made on, or None.
 
-    In this order: the files named in the JSON sidecar ``Sources`` of the dseg (or ``of``; BIDS
+    In this order: for the dseg, the image its segmenter read when discovery found one
+    (``inputs.dseg_image``: FreeSurfer's ``mri/orig.mgz``, SynthSeg's input,
+    :mod:`ironmap.io.freesurfer`); the files named in the JSON sidecar ``Sources`` of the dseg
+    (or ``of``; BIDS
     URIs ``bids:<dataset>:<path>``, or paths relative to the raw dataset, to the dseg's
     derivatives dataset, or absolute), the first that exists; else the session's T1w, then its
     FLAIR (``*_FLAIR.nii[.gz]`` beside the echoes; FLAIR first for a lesion mask), the first
@@ -332,6 +335,9 @@ def segmentation_image(
     of = inputs.dseg if of is None else of
     if of is None:
         return None
+    made_on = getattr(inputs, "dseg_image", None)  # FreeSurfer's orig.mgz, SynthSeg's input
+    if of == inputs.dseg and made_on is not None and Path(made_on).is_file():
+        return Path(made_on)
     name = session_name(inputs.subject, inputs.session)
     levels = 3 if inputs.session else 2  # sub-x[/ses-y]/anat
     files = [*inputs.echoes[:1], of]
