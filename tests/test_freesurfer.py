@@ -164,9 +164,13 @@ def test_freesurfer_subject_folder_is_found_in_derivatives_and_freesurfer_dir(da
 
 @pytest.fixture(scope="module")
 def freesurfer_run(datasets):
-    """The raw dataset with ``--freesurfer-dir fs``: ``(regions table, warnings)``."""
+    """The raw dataset with ``--freesurfer-dir fs``: ``(regions table, warnings)``; not
+    registered (``auto`` would register orig.mgz, another acquisition, to the GRE: that is
+    tests/test_coregister.py's), so the numbers compare the reading of .mgz alone."""
     tmp = datasets["tmp"]
-    return _run(datasets["raw"], tmp / "out_fs", freesurfer_dir=tmp / "fs")
+    return _run(
+        datasets["raw"], tmp / "out_fs", freesurfer_dir=tmp / "fs", register_segmentation="never"
+    )
 
 
 def test_aseg_mgz_gives_the_regional_r2star_of_the_same_labels_as_a_bids_dseg(
