@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ironmap.cli import main
-from ironmap.errors import IronmapError
+from ironmap.errors import IronmapError, IronmapWarning
 
 NUCLEI = ("substantia_nigra", "red_nucleus", "dentate_nucleus")
 BASAL_GANGLIA = ("thalamus", "caudate", "putamen", "pallidum")
@@ -147,3 +147,60 @@ def test_hybrid_fills_the_nuclei_from_the_atlas_and_keeps_the_dseg_rows(tmp_path
         hybrid.loc[kept, ["region", "hemisphere", *columns, "label_source"]],
         dseg.loc[kept, ["region", "hemisphere", *columns, "label_source"]],
     )
+
+
+def test_the_dseg_wins_where_an_atlas_nucleus_overlaps_its_labels(monkeypatch):
+    """The precedence rule on the R2* grid, with the registration replaced by known labels: an
+    atlas nucleus keeps only what the dseg's deep grey matter and CSF leave of each voxel."""
+    from types import SimpleNamespace
+
+    import ironmap.segmentation.autoseg as autoseg
+    import ironmap.segmentation.register as register
+    from ironmap.segmentation.strategies import Segmentation, fill_from_atlas
+
+    shape, affine = (10, 6, 6), np.diag([2.0, 2.0, 2.0, 1.0])
+    thalamus = np.zeros(shape, np.float32)
+    thalamus[:5] = 1.0
+    thalamus[5] = 0.25  # a quarter of the slab x = 5 is the dseg's thalamus
+    csf = np.zeros(shape, np.float32)
+    csf[6] = 0.5  # half of x = 6 is the dseg's CSF
+    atlas = np.zeros(shape, np.int16)
+    atlas[3:8, :, :3] = 101  # left substantia nigra, x = 3..7, over the thalamus and CSF
+    atlas[3:8, :, 3:] = 102
+    monkeypatch.setattr(register, "check_ants", lambda: None)
+    monkeypatch.setattr(
+        autoseg,
+        "atlas_segmentation",
+        lambda *a, **k: SimpleNamespace(labels=atlas, affine=affine, seconds={"registration": 1}),
+    )
+    seg = Segmentation(
+        fractions={"thalamus/both": thalamus, "_csf": csf},
+        lesion_fraction=None,
+        subject_volumes={},
+        region_ml={},
+        label_source={"thalamus": "dseg", "cerebral_wm": "dseg"},
+    )
+    inputs = SimpleNamespace(t1w=None, echoes=[Path("e1.nii.gz")], dseg=Path("x_dseg.nii.gz"))
+    inputs.subject, inputs.session, inputs.name = "x", None, "sub-x"
+    image = SimpleNamespace(data=np.ones((*shape, 3), np.float32), affine=affine)
+    fit = SimpleNamespace(r2star=np.full(shape, 30.0))
+    with pytest.warns(IronmapWarning, match="no caudate, putamen, pallidum, red nucleus"):
+        out = fill_from_atlas(
+            seg,
+            ["substantia_nigra", *NUCLEI[1:], "caudate", "putamen", "pallidum"],
+            image=image,
+            fit=fit,
+            inputs=inputs,
+        )
+    sn = out.fractions["substantia_nigra/both"]
+    expected = np.zeros(shape)
+    expected[5], expected[6], expected[7] = 0.75, 0.5, 1.0  # x = 3, 4: all thalamus
+    np.testing.assert_allclose(sn, expected)
+    np.testing.assert_allclose(out.fractions["substantia_nigra/left"][..., 3:], 0.0)
+    voxel_ml = 8.0 / 1000.0
+    assert out.region_ml["substantia_nigra/both"] == pytest.approx(36 * 2.25 * voxel_ml)
+    assert out.region_ml["substantia_nigra/left"] == pytest.approx(18 * 2.25 * voxel_ml)
+    assert out.label_source["substantia_nigra"] == "atlas"
+    assert out.label_source["thalamus"] == "dseg"
+    np.testing.assert_array_equal(out.fractions["thalamus/both"], thalamus)  # untouched
+    assert out.unlabelled == ("caudate", "putamen", "pallidum", "red_nucleus", "dentate_nucleus")

@@ -468,6 +468,14 @@ def fill_from_atlas(
             segmentation.label_source[region] = "atlas"
     for step, seconds in seg.seconds.items():
         segmentation.seconds[step] = segmentation.seconds.get(step, 0.0) + seconds
+    left = missing_structures(segmentation)
+    if left:
+        warn_unlabelled(
+            left,
+            inputs=inputs,
+            why="; the registered atlas has none of them outside the dseg's own structures",
+        )
+        segmentation.unlabelled = tuple(left)
     return segmentation
 
 

@@ -534,6 +534,10 @@ def _write_qc(
     title = f"{out.name}: R2* with deep grey-matter outlines" + (
         " (registered atlas, nuclei refined on R2*)" if segmentation.written is not None else ""
     )
+    from_atlas = [r for r, s in segmentation.label_source.items() if s == "atlas"]
+    if segmentation.written is None and from_atlas:  # --segmentation hybrid
+        names = ", ".join(r.replace("_", " ") for r in from_atlas)
+        title += f" ({names} from the registered atlas)"
     png = qc_figure(
         fit.r2star,
         outlines,
