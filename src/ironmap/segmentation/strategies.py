@@ -48,6 +48,7 @@ from .alignment import check_alignment
 from .constrain import ATROPHY_PCT, csf_share
 
 __all__ = [
+    "NOT_IN_WHOLE_BRAIN_SEGMENTERS",
     "SEGMENTATIONS",
     "AtlasStrategy",
     "DsegImage",
@@ -59,14 +60,20 @@ __all__ = [
     "choose_strategy",
     "fill_from_atlas",
     "head_mask",
+    "missing_structures",
     "transfer_segmentation",
     "warn_atrophy_without_t1w",
+    "warn_unlabelled",
 ]
 
 #: ``--segmentation`` choices: ``auto`` uses the participant's dseg when there is one (else no
 #: regions), ``atlas`` registers the bundled atlas, ``hybrid`` the dseg with the deep grey-matter
 #: structures it lacks from the registered atlas (:class:`HybridDseg`), ``none`` writes maps only.
 SEGMENTATIONS = ("auto", "atlas", "hybrid", "none")
+
+#: Deep grey-matter structures that whole-brain segmenters (FreeSurfer aseg, FastSurfer,
+#: SynthSeg) do not label: ``--segmentation hybrid`` takes them from the registered atlas.
+NOT_IN_WHOLE_BRAIN_SEGMENTERS = ("substantia_nigra", "red_nucleus", "dentate_nucleus")
 
 #: Below this share of the R2* image inside the segmentation, the two do not overlap.
 MIN_OVERLAP = 0.05
@@ -365,10 +372,11 @@ def warn_unlabelled(missing: list[str], *, inputs: SessionInputs, why: str) -> s
 
     regions = ParticipantOutputs(Path(), inputs.subject, inputs.session).regions.name
     names = ", ".join(r.replace("_", " ") for r in missing)
+    usual = set(missing) <= set(NOT_IN_WHOLE_BRAIN_SEGMENTERS)
     message = (
-        f"{inputs.dseg}: no {names} labels (FreeSurfer, FastSurfer and SynthSeg do not label "
-        f"the substantia nigra, red nucleus or dentate nucleus); their rows of {regions} are "
-        f"NaN{why}"
+        f"{inputs.dseg}: no {names} labels"
+        + (" (FreeSurfer, FastSurfer and SynthSeg do not label them)" if usual else "")
+        + f"; their rows of {regions} are NaN{why}"
     )
     warnings.warn(message, IronmapWarning, stacklevel=3)
     return message

@@ -501,8 +501,10 @@ def _with_label_source(regions: pd.DataFrame, segmentation: Segmentation) -> pd.
     the lesions row with a mask); NaN, and ``volume_ml`` NaN, where no label covered the
     structure (its row is NaN: the volume is unknown, not 0)."""
     source_of = {row.name: row.source for row in MEASURED_ROWS}
-    sources = regions["region"].map(
-        lambda r: segmentation.label_source.get(source_of.get(r, r), np.nan)
+    sources = (
+        regions["region"]
+        .map(lambda r: segmentation.label_source.get(source_of.get(r, r), np.nan))
+        .astype(object)
     )
     if segmentation.lesion_fraction is not None:
         sources[regions["region"] == "lesions"] = "lesion_mask"
