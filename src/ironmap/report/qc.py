@@ -69,6 +69,8 @@ OUTLINE_LEVEL = 0.5
 INSET_ZOOM = 4
 #: Structures the insets are centred on: views of :data:`QC_VIEWS` with these get an inset.
 INSET_REGIONS = ("substantia_nigra", "red_nucleus")
+#: Panels the figure has room for (three rows of three): insets beyond it are left out.
+MAX_PANELS = 9
 
 #: Outline colour per structure: saturated colours, each drawn with a black edge, so they stay
 #: visible on dark and bright grey alike (magenta is kept for failed fits; others in white).
@@ -331,6 +333,8 @@ def qc_panels(
     view = SliceView(label, 2, axial)
     panels.append(panel(view, mag, "magnitude", failed=np.zeros(1, bool), vmax=top or 1.0))
     for i, parent in enumerate(list(panels)):
+        if len(panels) == MAX_PANELS:  # SN/RN in more views (a registered atlas's labels)
+            break
         if parent.kind == "r2star" and parent.view.axis != 0:
             inset = _inset(parent, i)
             if inset is not None:
