@@ -538,7 +538,10 @@ def _write_qc(
     )
     from_atlas = [r for r, s in segmentation.label_source.items() if s == "atlas"]
     if segmentation.written is None and from_atlas:  # --segmentation hybrid
-        names = ", ".join(r.replace("_", " ") for r in from_atlas)
+        # initials for two-word names (SN, RN, DN, as the views say): the title fits its line
+        names = ", ".join(
+            "".join(w[0].upper() for w in r.split("_")) if "_" in r else r for r in from_atlas
+        )
         title += f" ({names} from the registered atlas)"
     png = qc_figure(
         fit.r2star,
