@@ -401,3 +401,8 @@ def test_sn_and_rn_in_every_view_give_no_more_insets_than_the_figure_holds():
     assert [p.kind for p in panels].count("inset") == 9 - 1 - len(choose_slices(structures, BIG))
     fig = render_qc(r2, structures, title="x", affine=affine, magnitude=magnitude)
     assert len(fig.axes) >= 9
+    # the views chosen for SN/RN get the insets first
+    assert [panels[p.parent].view.label for p in panels if p.kind == "inset"][:2] == [
+        "SN, RN",
+        "SN, RN",
+    ]

@@ -332,8 +332,11 @@ def qc_panels(
         label = "first-echo magnitude, most lesions"
     view = SliceView(label, 2, axial)
     panels.append(panel(view, mag, "magnitude", failed=np.zeros(1, bool), vmax=top or 1.0))
-    for i, parent in enumerate(list(panels)):
-        if len(panels) == MAX_PANELS:  # SN/RN in more views (a registered atlas's labels)
+    # the views chosen for SN/RN first: a registered atlas's SN/RN may show in more views
+    meant = {label for label, _, names in QC_VIEWS if set(names) & set(INSET_REGIONS)}
+    parents = sorted(enumerate(list(panels)), key=lambda item: item[1].view.label not in meant)
+    for i, parent in parents:
+        if len(panels) == MAX_PANELS:
             break
         if parent.kind == "r2star" and parent.view.axis != 0:
             inset = _inset(parent, i)
