@@ -395,7 +395,8 @@ def fill_from_atlas(
 
     The atlas is registered and its iron-rich nuclei refined on R2* exactly as by
     ``--segmentation atlas`` (:func:`~.autoseg.atlas_segmentation`, to the T1w when there is
-    one, else the first echo; a fixed random seed makes it deterministic). On the R2* grid
+    one, else the first echo; seeded, but not yet reproducible run to run: docs/regions.md).
+    On the R2* grid
     the dseg wins: an atlas region's partial-volume fraction in a voxel is at most what the
     dseg's deep grey-matter structures and CSF leave of it (1 minus their fractions). The
     filled regions' ``volume_ml`` is the sum of these fractions times the R2* voxel volume.
