@@ -48,6 +48,7 @@ from .alignment import check_alignment
 from .constrain import ATROPHY_PCT, csf_share
 
 __all__ = [
+    "HYBRID_THREADS",
     "NOT_IN_WHOLE_BRAIN_SEGMENTERS",
     "SEGMENTATIONS",
     "AtlasStrategy",
@@ -74,6 +75,11 @@ SEGMENTATIONS = ("auto", "atlas", "hybrid", "none")
 #: Deep grey-matter structures that whole-brain segmenters (FreeSurfer aseg, FastSurfer,
 #: SynthSeg) do not label: ``--segmentation hybrid`` takes them from the registered atlas.
 NOT_IN_WHOLE_BRAIN_SEGMENTERS = ("substantia_nigra", "red_nucleus", "dentate_nucleus")
+
+#: ITK threads of the hybrid mode's registration: with one (and the seed of
+#: :func:`~.register.register_atlas`) a rerun gives the same labels; with several, ITK's
+#: multi-threaded metric differs between runs.
+HYBRID_THREADS = 1
 
 #: Below this share of the R2* image inside the segmentation, the two do not overlap.
 MIN_OVERLAP = 0.05
@@ -395,7 +401,7 @@ def fill_from_atlas(
 
     The atlas is registered and its iron-rich nuclei refined on R2* exactly as by
     ``--segmentation atlas`` (:func:`~.autoseg.atlas_segmentation`, to the T1w when there is
-    one, else the first echo; seeded, but not yet reproducible run to run: docs/regions.md).
+    one, else the first echo; with one ITK thread, :data:`HYBRID_THREADS`, reproducible).
     On the R2* grid
     the dseg wins: an atlas region's partial-volume fraction in a voxel is at most what the
     dseg's deep grey-matter structures and CSF leave of it (1 minus their fractions). The
@@ -631,7 +637,7 @@ def choose_strategy(
     if segmentation == "atlas":
         return AtlasStrategy(inputs, n_threads=n_threads)
     if segmentation == "hybrid" and inputs.dseg is not None:
-        return HybridDseg(inputs, n_threads=n_threads)
+        return HybridDseg(inputs, n_threads=HYBRID_THREADS)  # reproducible nuclei
     if segmentation == "hybrid":
         warnings.warn(
             f"{inputs.name}: --segmentation hybrid needs a dseg, none found; registering the "
