@@ -159,6 +159,41 @@ def test_segmentation_and_label_source_from_the_provenance_inputs(tmp_path):
     assert "dseg" not in atlas
 
 
+def test_hybrid_segmentation_names_the_structures_from_the_atlas(tmp_path):
+    """--segmentation hybrid: participant_qc.tsv says ``hybrid`` and which structures came from
+    the atlas (label_source of _regions.tsv); the Methods name them with their atlas only."""
+    nuclei = ("substantia_nigra", "red_nucleus", "dentate_nucleus")
+    rows = []
+    for i, pid in enumerate(("sub-01", "sub-02")):
+        (tmp_path / pid / "anat").mkdir(parents=True)
+        _add_protocol(tmp_path, pid, seed=i)
+        record = tmp_path / pid / "anat" / f"{pid}_provenance.json"
+        provenance = json.loads(record.read_text())
+        provenance["inputs"] = {f"{pid}_dseg.nii.gz": "x", f"{pid}_dseg.tsv": "x"}
+        provenance["options"]["segmentation"] = "hybrid"
+        record.write_text(json.dumps(provenance))
+        rows += [
+            (pid, r, h, 30, "atlas" if r in nuclei else "dseg")
+            for r in DEEP_GM
+            for h in ("left", "right", "both")
+        ]
+    columns = ["participant_id", "region", "hemisphere", "n_voxels", "label_source"]
+    qc = collect_protocols(tmp_path, pd.DataFrame(rows, columns=columns))
+    assert list(qc["segmentation_source"]) == ["hybrid", "hybrid"]
+    assert list(qc["label_source"]) == ["dseg.tsv", "dseg.tsv"]
+    assert list(qc["atlas_regions"]) == ["substantia_nigra;red_nucleus;dentate_nucleus"] * 2
+    text = _text(qc.assign(site="a", group="HC", phenotype=np.nan))
+    assert (
+        "Deep grey matter and white matter were taken from each participant's own segmentation "
+        "(BIDS dseg image of the input derivatives; labels matched by name from its dseg.tsv), "
+        "resampled to the R2* grid; the substantia nigra, red nucleus and dentate nucleus, which "
+        "it does not label, from the bundled atlas registered to the participant and refined on "
+        "R2* (substantia nigra, red nucleus and dentate nucleus from the Talairach daemon labels"
+    ) in text
+    assert "the participant's own label kept where both labelled a voxel." in text
+    assert "Harvard-Oxford" not in text  # the basal ganglia are the participants' own
+
+
 def test_table_without_the_source_columns_falls_back_on_the_option(tmp_path):
     qc = _protocol_table(tmp_path, 2).drop(
         columns=["segmentation_source", "label_source", "lesion_mask"]

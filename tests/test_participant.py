@@ -50,6 +50,7 @@ def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_coh
             "alignment_score",
             "alignment_shift_mm",
             "alignment_flip_score",
+            "label_source",
         ]
         assert set(table.alignment) == {"ok"}  # every site's dseg fits its GRE
         for row in table.itertuples():

@@ -385,3 +385,24 @@ def test_voxel_count_table_equals_the_regions_rows(tmp_path):
     text = page.read_text()
     assert text.count("<td class='flag'>") == sum(3 + k < 20 for k in range(len(DEEP_GM)))
     assert "<tr><th>red nucleus</th><td class='flag'>8</td><td>45</td><td>53</td></tr>" in text
+
+
+def test_sn_and_rn_in_every_view_give_no_more_insets_than_the_figure_holds():
+    """Registered-atlas nuclei that spill into every view (seen with --segmentation hybrid on a
+    phantom): at most three rows of three panels, and the figure is drawn (was an IndexError)."""
+    r2, structures, affine = _small_nuclei()
+    for name in ("substantia_nigra", "red_nucleus"):
+        structures[name][30:50, 38:58, 20:40] = True  # through every view's slice
+    structures["dentate_nucleus"] = np.zeros(BIG, dtype=bool)
+    structures["dentate_nucleus"][30:50, 20:26, 20:24] = True
+    magnitude = np.full(BIG, 500.0)
+    panels = qc_panels(r2, structures, affine=affine, magnitude=magnitude)
+    assert len(panels) == 9  # report.qc.MAX_PANELS
+    assert [p.kind for p in panels].count("inset") == 9 - 1 - len(choose_slices(structures, BIG))
+    fig = render_qc(r2, structures, title="x", affine=affine, magnitude=magnitude)
+    assert len(fig.axes) >= 9
+    # the views chosen for SN/RN get the insets first
+    assert [panels[p.parent].view.label for p in panels if p.kind == "inset"][:2] == [
+        "SN, RN",
+        "SN, RN",
+    ]

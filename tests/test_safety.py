@@ -676,7 +676,7 @@ def test_failed_voxels_are_printed_without_verbose(tmp_path, capsys):
     assert line.endswith(" (-v: in full)")
     assert (
         f"; {planted} of {n_mask:,} voxels ({100 * planted / n_mask:.1f} %) could not be "
-        f"fitted (bad signal {planted}); "
+        f"fitted (bad signal {planted})"
     ) in line
     header, row = _lines(captured.out)[:2]
     assert header.split() == [

@@ -318,7 +318,10 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         default=_default(ParticipantConfig, "segmentation"),
         help="auto: use the dseg when present (else maps only); atlas: register the bundled "
         "atlas to the T1w (else the first echo) and refine iron-rich nuclei on R2*, writing "
-        "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md); none: maps only",
+        "desc-ironmap_dseg (needs ironmap[atlas]; see docs/atlas.md); hybrid: the dseg, with "
+        "the deep grey matter it lacks (substantia nigra, red nucleus, dentate nucleus of a "
+        "FreeSurfer, FastSurfer or SynthSeg dseg) from the registered atlas (docs/regions.md); "
+        "none: maps only",
     )
     run.add_argument(
         "--register-segmentation",

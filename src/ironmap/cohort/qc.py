@@ -78,6 +78,7 @@ QC_COLUMNS = [
     "csf_exclusion",
     "segmentation_source",
     "label_source",
+    "atlas_regions",
     "lesion_mask",
     "iron_calibration",
     "noise_sigma",
@@ -201,7 +202,8 @@ def _segmentation(options: dict, inputs: dict) -> dict:
 
     ``--segmentation auto`` used the participant's dseg (an input ``*_dseg.nii[.gz]``, or a
     FreeSurfer/FastSurfer/SynthSeg output, :func:`ironmap.io.freesurfer.tool_of`; without
-    one no regions were written), ``atlas`` the registered atlas; labels come from the
+    one no regions were written), ``atlas`` the registered atlas, ``hybrid`` with a dseg both
+    (source ``hybrid``: the dseg, and the atlas for what it lacks); labels come from the
     dseg's ``.tsv`` when it was an input, else from that tool (``freesurfer``, ``synthseg``),
     else its FreeSurfer aseg codes. ``lesion_mask``: a ``*_label-lesion_mask`` was an input.
     NaN where the record does not say.
@@ -211,9 +213,11 @@ def _segmentation(options: dict, inputs: dict) -> dict:
     dseg = any(n.endswith(("_dseg.nii.gz", "_dseg.nii")) for n in names) or bool(tools)
     option = options.get("segmentation")
     source = "atlas" if option == "atlas" else ("dseg" if dseg else np.nan)
+    if option == "hybrid":
+        source = "hybrid" if dseg else "atlas"  # hybrid without a dseg registers the atlas
     if source == "atlas":
         labels = "atlas"
-    elif source == "dseg":
+    elif source in ("dseg", "hybrid"):
         labels = "dseg.tsv" if any(n.endswith("_dseg.tsv") for n in names) else "aseg codes"
         labels = tools[0] if tools and labels == "aseg codes" else labels
     else:
@@ -254,6 +258,8 @@ def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
         **_registration(provenance),
         "ironmap_version": provenance.get("ironmap_version"),
     }
+    if row["segmentation_source"] == "hybrid":
+        row["atlas_regions"] = _atlas_regions(rows)
     return {**row, **_maps(outputs, sidecar), **_regions(rows)}
 
 
@@ -271,6 +277,15 @@ def _registration(provenance: dict) -> dict:
         if registered is True
         else np.nan,
     }
+
+
+def _atlas_regions(rows: pd.DataFrame) -> str | float:
+    """The deep grey-matter structures of ``rows`` (``_regions.tsv``) whose ``label_source`` is
+    ``atlas``, in catalogue order, ``;``-separated (NaN when none)."""
+    if "label_source" not in rows.columns:
+        return np.nan
+    atlas = set(rows.loc[rows["label_source"] == "atlas", "region"])
+    return ";".join(r for r in DEEP_GM if r in atlas) or np.nan
 
 
 def collect_protocols(

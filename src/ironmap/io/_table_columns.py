@@ -67,6 +67,16 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "segmentation's CSF below 0.85 x the tissue R2*; --csf-exclusion); 0 on "
             "lesions rows, which are not examined"
         ),
+        "label_source": Column(
+            "Where the row's voxels were labelled (n/a: no label covers the structure, the row "
+            "is NaN)",
+            levels={
+                "dseg": "the participant's own segmentation",
+                "atlas": "the bundled atlas registered to the participant (--segmentation atlas, "
+                "or hybrid for the structures the dseg lacks)",
+                "lesion_mask": "the participant's lesion mask (lesions row)",
+            },
+        ),
     },
     "lesions": {
         "lesion_id": Column(
@@ -482,6 +492,7 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             levels={
                 "auto": "the participant's dseg when there is one",
                 "atlas": "the bundled atlas registered to the participant",
+                "hybrid": "the dseg, and the registered atlas for the deep grey matter it lacks",
                 "none": "maps only",
             },
         ),
@@ -498,7 +509,13 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "dseg": "the participant's own segmentation (*_dseg.nii[.gz], or a "
                 "FreeSurfer/FastSurfer/SynthSeg output)",
                 "atlas": "the bundled atlas registered to the participant",
+                "hybrid": "the participant's own segmentation, the registered atlas for the deep "
+                "grey-matter structures it lacks (atlas_regions)",
             },
+        ),
+        "atlas_regions": Column(
+            "With segmentation_source hybrid: the deep grey-matter structures labelled by the "
+            "registered atlas (label_source atlas in _regions.tsv), ';'-separated; n/a otherwise"
         ),
         "label_source": Column(
             "Where the regions' labels were read from",

@@ -12,7 +12,7 @@ the statistics and the QC outlines both use its masks.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import astuple, dataclass, fields
 
 import numpy as np
@@ -199,6 +199,7 @@ def regional_r2star(
     voxel_mm: NDArray[np.float64] | None = None,
     exclude_csf: bool = False,
     csf: NDArray[np.bool_] | None = None,
+    unlabelled: Collection[str] = (),
 ) -> pd.DataFrame:
     """R2* statistics of every region x hemisphere of ``regions.tsv``, then ``lesions``.
 
@@ -230,6 +231,9 @@ def regional_r2star(
     csf : numpy.ndarray of bool, shape (X, Y, Z), optional
         The segmentation's CSF on the R2* grid (voxels at least half ventricle or CSF by its
         labels), for the wall of :func:`.csf.csf_like`; only with ``exclude_csf``.
+    unlabelled : collection of str, optional
+        Catalogue regions the segmentation does not label, whose NaN rows the caller has
+        already warned about: left out of this function's warning.
 
     Returns
     -------
@@ -274,7 +278,7 @@ def regional_r2star(
                     n_csf = int(like.sum())
                     used &= ~like
                 summary = _stats(r2star[erode(used, vox, erode_mm)])
-            if summary.n == 0:
+            if summary.n == 0 and measured.source not in unlabelled:
                 empty.append(f"{measured.name}/{hemi}")
             volume = region_volumes_ml.get(key, np.nan)
             rows.append(_row(participant_id, measured.name, hemi, summary, volume, n_csf))

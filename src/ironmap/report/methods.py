@@ -415,10 +415,12 @@ def _acquisition(qc: pd.DataFrame, cite: _Citations) -> str:
     return text
 
 
-def _atlas_sources(cite: _Citations) -> str:
-    """Which atlas labelled which deep grey-matter structure (from the region catalogue)."""
-    ho = [r.name for r in CATALOG if r.name in DEEP_GM and r.harvard_oxford]
-    tal = [r.name for r in CATALOG if r.name in DEEP_GM and r.talairach is not None]
+def _atlas_sources(cite: _Citations, *, only: Iterable[str] | None = None) -> str:
+    """Which atlas labelled which deep grey-matter structure (from the region catalogue);
+    ``only`` these structures when given."""
+    keep = set(DEEP_GM if only is None else only)
+    ho = [r.name for r in CATALOG if r.name in keep and r.harvard_oxford]
+    tal = [r.name for r in CATALOG if r.name in keep and r.talairach is not None]
     parts = []
     if ho:
         parts.append(
@@ -462,16 +464,29 @@ def _segmentation_source(qc: pd.DataFrame) -> pd.Series:
 
 def _regions(qc: pd.DataFrame, cite: _Citations) -> str:
     labels = qc["label_source"] if "label_source" in qc.columns else pd.Series(None, qc.index)
+    filled = qc["atlas_regions"] if "atlas_regions" in qc.columns else pd.Series(None, qc.index)
     source = pd.Series(
         [
-            s if s != "dseg" else f"dseg:{'' if pd.isna(label) else label}"
-            for s, label in zip(_segmentation_source(qc), labels, strict=True)
+            s
+            if s not in ("dseg", "hybrid")
+            else f"dseg:{'' if pd.isna(label) else label}"
+            + ("" if s == "dseg" or pd.isna(atlas) else f"|{atlas}")
+            for s, label, atlas in zip(_segmentation_source(qc), labels, filled, strict=True)
         ],
         index=qc.index,
         dtype=object,
     )
 
     def say(value: str) -> str:
+        if "|" in value:  # --segmentation hybrid: the dseg, the atlas for what it lacks
+            value, atlas = value.split("|")
+            regions = atlas.split(";")
+            return (
+                say(value) + f"; the {_join(pretty_region(r) for r in regions)}, which it does "
+                "not label, from the bundled atlas registered to the participant and refined on "
+                f"R2* ({_atlas_sources(cite, only=regions)}), the participant's own label kept "
+                "where both labelled a voxel"
+            )
         if value == "atlas":
             return (
                 "from the bundled atlas registered to each participant and refined on R2* ("

@@ -69,6 +69,8 @@ OUTLINE_LEVEL = 0.5
 INSET_ZOOM = 4
 #: Structures the insets are centred on: views of :data:`QC_VIEWS` with these get an inset.
 INSET_REGIONS = ("substantia_nigra", "red_nucleus")
+#: Panels the figure has room for (three rows of three): insets beyond it are left out.
+MAX_PANELS = 9
 
 #: Outline colour per structure: saturated colours, each drawn with a black edge, so they stay
 #: visible on dark and bright grey alike (magenta is kept for failed fits; others in white).
@@ -330,7 +332,12 @@ def qc_panels(
         label = "first-echo magnitude, most lesions"
     view = SliceView(label, 2, axial)
     panels.append(panel(view, mag, "magnitude", failed=np.zeros(1, bool), vmax=top or 1.0))
-    for i, parent in enumerate(list(panels)):
+    # the views chosen for SN/RN first: a registered atlas's SN/RN may show in more views
+    meant = {label for label, _, names in QC_VIEWS if set(names) & set(INSET_REGIONS)}
+    parents = sorted(enumerate(list(panels)), key=lambda item: item[1].view.label not in meant)
+    for i, parent in parents:
+        if len(panels) == MAX_PANELS:
+            break
         if parent.kind == "r2star" and parent.view.axis != 0:
             inset = _inset(parent, i)
             if inset is not None:

@@ -155,7 +155,8 @@ def register_atlas(
         ITK threads, when ANTsPy is first imported and ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``
         is not set (ITK reads it once per process).
     seed : int, optional
-        Random seed of ANTs' metric sampling.
+        Random seed of ANTs' metric sampling, also set as ``ANTS_RANDOM_SEED`` (what makes two
+        runs with one thread give the same labels).
 
     Returns
     -------
@@ -167,6 +168,9 @@ def register_atlas(
         No positive values in the target, or a target that covers too little brain.
     """
     ants = _ants(n_threads)
+    # ANTsPy's random_seed alone left runs differing (68,093 of 183,766 brain voxels of a demo
+    # participant, one thread); ANTs also reads its seed from the environment
+    os.environ["ANTS_RANDOM_SEED"] = str(int(seed))
     atlas = load_atlas() if atlas is None else atlas
     fixed = np.nan_to_num(np.asarray(fixed, dtype=np.float32), nan=0.0, posinf=0.0)
     if fixed.ndim != 3 or not np.any(fixed > 0):

@@ -8,6 +8,14 @@ A strategy answers two questions in pipeline order:
 
 :func:`choose_strategy` picks one from ``--segmentation`` (:data:`SEGMENTATIONS`) and what the
 participant's inputs hold. Adding a source of segmentations is one class and one entry there.
+
+``hybrid`` (:class:`HybridDseg`) is the participant's dseg for every structure it labels and the
+registered atlas (:class:`AtlasStrategy`'s registration and R2* refinement) for the deep
+grey-matter structures it lacks: whole-brain segmenters (FreeSurfer, FastSurfer, SynthSeg) never
+label the substantia nigra, red nucleus or dentate nucleus. Where an atlas nucleus and one of the
+dseg's deep grey-matter or CSF labels share a voxel, the dseg wins
+(:func:`fill_from_atlas`). Each region's source is :attr:`Segmentation.label_source`, the
+``label_source`` column of ``_regions.tsv``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..errors import InputError, IronmapWarning
+from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import DecayFit, sigma_from_background
 from ..fitting.noise import noise_from_background
 from ..io import MultiEchoImage, SessionInputs, load_image, load_volume
@@ -35,27 +43,44 @@ from ..regions import (
     region_groups,
     volumes,
 )
+from ..regions.catalog import LABEL_NAMES, MEASURED_ROWS
 from .alignment import check_alignment
 from .constrain import ATROPHY_PCT, csf_share
 from .coregister import DEFAULT_REGISTER_SEGMENTATION
 
 __all__ = [
+    "HYBRID_THREADS",
+    "NOT_IN_WHOLE_BRAIN_SEGMENTERS",
     "SEGMENTATIONS",
     "AtlasStrategy",
     "DsegImage",
+    "HybridDseg",
     "NoSegmentation",
     "Segmentation",
     "SegmentationStrategy",
     "UserDseg",
     "choose_strategy",
+    "fill_from_atlas",
     "head_mask",
+    "missing_structures",
     "transfer_segmentation",
     "warn_atrophy_without_t1w",
+    "warn_unlabelled",
 ]
 
 #: ``--segmentation`` choices: ``auto`` uses the participant's dseg when there is one (else no
-#: regions), ``atlas`` registers the bundled atlas, ``none`` writes maps only.
-SEGMENTATIONS = ("auto", "atlas", "none")
+#: regions), ``atlas`` registers the bundled atlas, ``hybrid`` the dseg with the deep grey-matter
+#: structures it lacks from the registered atlas (:class:`HybridDseg`), ``none`` writes maps only.
+SEGMENTATIONS = ("auto", "atlas", "hybrid", "none")
+
+#: Deep grey-matter structures that whole-brain segmenters (FreeSurfer aseg, FastSurfer,
+#: SynthSeg) do not label: ``--segmentation hybrid`` takes them from the registered atlas.
+NOT_IN_WHOLE_BRAIN_SEGMENTERS = ("substantia_nigra", "red_nucleus", "dentate_nucleus")
+
+#: ITK threads of the hybrid mode's registration: with one (and the seed of
+#: :func:`~.register.register_atlas`) a rerun gives the same labels; with several, ITK's
+#: multi-threaded metric differs between runs.
+HYBRID_THREADS = 1
 
 #: Below this share of the R2* image inside the segmentation, the two do not overlap.
 MIN_OVERLAP = 0.05
@@ -117,6 +142,14 @@ class Segmentation:
         The one applied to the lesion mask's (the dseg's, or its own image's registration).
     moved : tuple or None
         ``(labels, affine before, affine after)`` of a registered dseg, for the QC overlay.
+    label_source : dict of str to str
+        Where each catalogue region of :data:`~ironmap.regions.catalog.MEASURED_ROWS` (its
+        ``source``, e.g. ``"substantia_nigra"``, ``"cerebral_wm"``) was labelled: ``"dseg"``
+        (the participant's segmentation) or ``"atlas"`` (the registered bundled atlas); a
+        region the segmentation lacks is absent (its rows are NaN).
+    unlabelled : tuple of str
+        Deep grey-matter regions no label covers, already named in a warning
+        (:func:`warn_unlabelled`): their NaN rows get no second warning.
     """
 
     fractions: dict[str, NDArray[np.float32]]
@@ -138,6 +171,9 @@ class Segmentation:
     def carry_lesion(self, affine: NDArray[np.float64]) -> NDArray[np.float64]:
         """The lesion mask's ``affine`` in the GRE's scanner space (:attr:`lesion_world`)."""
         return affine if self.lesion_world is None else self.lesion_world @ affine
+
+    label_source: dict[str, str] = field(default_factory=dict)
+    unlabelled: tuple[str, ...] = ()
 
 
 def warn_atrophy_without_t1w(csf: pd.DataFrame, *, name: str) -> str | None:
@@ -217,6 +253,7 @@ def transfer_segmentation(
     source_name: str,
     world: NDArray[np.float64] | None = None,
     lesion_world: NDArray[np.float64] | None = None,
+    label_source: str = "dseg",
 ) -> Segmentation:
     """Label fractions of every region on the R2* grid, lesion fraction and volumes.
 
@@ -238,6 +275,8 @@ def transfer_segmentation(
     lesion_world : numpy.ndarray, shape (4, 4), optional
         The lesion mask's own (when it was made on another image, e.g. a FLAIR); default
         ``world``.
+    label_source : str, optional
+        :attr:`Segmentation.label_source` of every measured region ``labels`` holds.
 
     Raises
     ------
@@ -293,9 +332,14 @@ def transfer_segmentation(
         labels_name=source_name,
         lesion_name=str(lesion_mask),
     )
+    labelled = {
+        row.source: label_source
+        for row in MEASURED_ROWS
+        if np.isin(codes.codes(row.source), present).any()
+    }
     return Segmentation(
         fractions, lesion_fraction, subject_volumes, region_ml, world=world,
-        lesion_world=world if lesion_world is None else lesion_world,
+        lesion_world=world if lesion_world is None else lesion_world, label_source=labelled,
     )  # fmt: skip
 
 
@@ -376,6 +420,14 @@ class UserDseg:
     def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:
         if self._segmentation is None:
             self.fit_mask(image)
+        missing = missing_structures(self._segmentation)
+        if missing:
+            warn_unlabelled(
+                missing,
+                inputs=self.inputs,
+                why="; --segmentation hybrid fills them from the registered atlas",
+            )
+            self._segmentation.unlabelled = tuple(missing)
         return self._segmentation
 
     def _lesion_registration(
@@ -462,6 +514,170 @@ class UserDseg:
         return registration.transform, record
 
 
+def missing_structures(segmentation: Segmentation) -> list[str]:
+    """Deep grey-matter regions (:data:`~ironmap.regions.catalog.DEEP_GM`, in order) that no
+    label of ``segmentation`` covers."""
+    return [r for r in DEEP_GM if r not in segmentation.label_source]
+
+
+def warn_unlabelled(missing: list[str], *, inputs: SessionInputs, why: str) -> str:
+    """Warn, naming the dseg, the structures and the ``_regions.tsv``, that ``missing`` have
+    explicit NaN rows; ``why`` ends the message (what was tried, what to do). Returns it."""
+    from ..io import ParticipantOutputs
+
+    regions = ParticipantOutputs(Path(), inputs.subject, inputs.session).regions.name
+    names = ", ".join(r.replace("_", " ") for r in missing)
+    usual = set(missing) <= set(NOT_IN_WHOLE_BRAIN_SEGMENTERS)
+    message = (
+        f"{inputs.dseg}: no {names} labels"
+        + (" (FreeSurfer, FastSurfer and SynthSeg do not label them)" if usual else "")
+        + f"; their rows of {regions} are NaN{why}"
+    )
+    warnings.warn(message, IronmapWarning, stacklevel=3)
+    return message
+
+
+def fill_from_atlas(
+    segmentation: Segmentation,
+    missing: list[str],
+    *,
+    image: MultiEchoImage,
+    fit: DecayFit,
+    inputs: SessionInputs,
+    n_threads: int = 1,
+) -> Segmentation:
+    """Add the deep grey-matter regions ``missing`` from the dseg, from the registered atlas.
+
+    The atlas is registered and its iron-rich nuclei refined on R2* exactly as by
+    ``--segmentation atlas`` (:func:`~.autoseg.atlas_segmentation`, to the T1w when there is
+    one, else the first echo; with one ITK thread, :data:`HYBRID_THREADS`, reproducible).
+    On the R2* grid
+    the dseg wins: an atlas region's partial-volume fraction in a voxel is at most what the
+    dseg's deep grey-matter structures and CSF leave of it (1 minus their fractions). The
+    filled regions' ``volume_ml`` is the sum of these fractions times the R2* voxel volume.
+
+    Parameters
+    ----------
+    segmentation : Segmentation
+        The dseg on the R2* grid (:func:`transfer_segmentation`); updated in place.
+    missing : list of str
+        Canonical deep grey-matter regions to fill (:func:`missing_structures`).
+    image, fit : MultiEchoImage, DecayFit
+        The GRE and its R2* fit.
+    inputs : SessionInputs
+        The participant's inputs (T1w, names for messages).
+    n_threads : int, optional
+        ITK threads for the registration.
+
+    Returns
+    -------
+    Segmentation
+        ``segmentation`` with ``fractions``, ``region_ml``, ``label_source`` (``"atlas"``) and
+        ``seconds`` of the filled regions. Without the atlas extra, or when the registration
+        fails, it is returned unchanged with a warning (:func:`warn_unlabelled`): the rows of
+        ``missing`` are NaN.
+
+    Warns
+    -----
+    IronmapWarning
+        When ``missing`` could not be filled, naming the dseg, the structures and why.
+    """
+    if inputs.t1w is not None:
+        target, target_affine = load_volume(inputs.t1w)
+        target_name = str(inputs.t1w)
+    else:
+        target, target_affine = image.data[..., 0], image.affine
+        target_name = f"{inputs.echoes[0]} (first echo)"
+    try:
+        from .autoseg import atlas_segmentation
+        from .register import check_ants
+
+        check_ants()
+        seg = atlas_segmentation(
+            fit.r2star,
+            image.affine,
+            target=target,
+            target_affine=target_affine,
+            n_threads=n_threads,
+            target_name=target_name,
+        )
+    except (ImportError, IronmapError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        warn_unlabelled(missing, inputs=inputs, why=f"; the atlas could not fill them: {reason}")
+        segmentation.unlabelled = tuple(missing)
+        return segmentation
+    groups = {
+        key: codes
+        for key, codes in region_groups(region_codes(LABEL_NAMES)).items()
+        if key.split("/")[0] in missing
+    }
+    grid = image.data.shape[:3]
+    # registered to the T1w: in the dseg's scanner space, moved to the GRE's with the dseg
+    # when the dseg was registered (Segmentation.carry); to the first echo: already there
+    atlas_affine = segmentation.carry(seg.affine) if inputs.t1w is not None else seg.affine
+    atlas = label_fractions(
+        seg.labels, atlas_affine, grid, image.affine, groups, source_name=f"{target_name} atlas"
+    )
+    claimed = np.zeros(grid, dtype=np.float32)
+    for region in DEEP_GM:
+        if region in segmentation.label_source and f"{region}/both" in segmentation.fractions:
+            claimed += segmentation.fractions[f"{region}/both"]
+    if "_csf" in segmentation.fractions:
+        claimed += segmentation.fractions["_csf"]
+    room = np.clip(1.0 - claimed, 0.0, 1.0).astype(np.float32)
+    voxel_ml = abs(float(np.linalg.det(image.affine[:3, :3]))) / 1000.0
+    for key in groups:
+        fraction = np.minimum(atlas[key], room)
+        segmentation.fractions[key] = fraction
+        segmentation.region_ml[key] = float(fraction.sum(dtype=np.float64)) * voxel_ml
+    for region in missing:
+        if any(segmentation.region_ml[f"{region}/{h}"] > 0 for h in ("left", "right")):
+            segmentation.label_source[region] = "atlas"
+    for step, seconds in seg.seconds.items():
+        segmentation.seconds[step] = segmentation.seconds.get(step, 0.0) + seconds
+    left = missing_structures(segmentation)
+    if left:
+        warn_unlabelled(
+            left,
+            inputs=inputs,
+            why="; the registered atlas has none of them outside the dseg's own structures",
+        )
+        segmentation.unlabelled = tuple(left)
+    return segmentation
+
+
+@dataclass
+class HybridDseg(UserDseg):
+    """The participant's dseg, with the deep grey-matter structures it lacks from the atlas.
+
+    ``--segmentation hybrid``: the fit mask, the lesion mask, the volumes and the alignment
+    check are the dseg's (:class:`UserDseg`); the structures no dseg label covers (the
+    substantia nigra, red nucleus and dentate nucleus of a FreeSurfer, FastSurfer or SynthSeg
+    segmentation) come from :func:`fill_from_atlas`.
+    """
+
+    name: ClassVar[str] = "hybrid"
+    n_threads: int = 1
+
+    def input_files(self) -> list[Path]:
+        return [*super().input_files(), *([self.inputs.t1w] if self.inputs.t1w else [])]
+
+    def segment(self, image: MultiEchoImage, fit: DecayFit) -> Segmentation:
+        if self._segmentation is None:
+            self.fit_mask(image)
+        missing = missing_structures(self._segmentation)
+        if not missing:
+            return self._segmentation
+        return fill_from_atlas(
+            self._segmentation,
+            missing,
+            image=image,
+            fit=fit,
+            inputs=self.inputs,
+            n_threads=self.n_threads,
+        )
+
+
 @dataclass
 class AtlasStrategy:
     """The bundled atlas registered to the T1w (else the first echo), nuclei refined on R2*."""
@@ -512,6 +728,7 @@ class AtlasStrategy:
             lesion_mask=self.inputs.lesion_mask,
             participant_id=f"sub-{self.inputs.subject}",
             source_name=f"{self.inputs.name} atlas segmentation",
+            label_source="atlas",
         )
         result.written = written
         result.seconds = dict(seg.seconds)
@@ -571,9 +788,22 @@ def choose_strategy(
     """The strategy for ``--segmentation`` (:data:`SEGMENTATIONS`) and these inputs;
     ``register_segmentation``: ``--register-segmentation`` for a user dseg (:mod:`.coregister`).
 
-    ``auto`` without a dseg warns that only maps are written.
+    ``auto`` without a dseg warns that only maps are written; ``hybrid`` without one warns and
+    registers the atlas for every structure.
     """
     if segmentation == "atlas":
+        return AtlasStrategy(inputs, n_threads=n_threads)
+    if segmentation == "hybrid" and inputs.dseg is not None:
+        return HybridDseg(  # one ITK thread: reproducible nuclei
+            inputs, register=register_segmentation, n_threads=HYBRID_THREADS
+        )
+    if segmentation == "hybrid":
+        warnings.warn(
+            f"{inputs.name}: --segmentation hybrid needs a dseg, none found; registering the "
+            "atlas for every structure (--segmentation atlas)",
+            IronmapWarning,
+            stacklevel=2,
+        )
         return AtlasStrategy(inputs, n_threads=n_threads)
     if segmentation == "auto" and inputs.dseg is not None:
         return UserDseg(inputs, register=register_segmentation, n_threads=n_threads)

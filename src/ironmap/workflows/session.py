@@ -43,6 +43,7 @@ from ..io import (
 from ..io.derivatives import describe_changes, provenance_changes, sha256
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
+from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
 from ..report.qc import voxel_counts
@@ -493,6 +494,7 @@ def _regional_table(
         voxel_mm=np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)),
         exclude_csf=config.csf_exclusion == "on",
         csf=segmentation.fractions["_csf"] >= 0.5 if "_csf" in segmentation.fractions else None,
+        unlabelled=segmentation.unlabelled,
     )
     if config.iron_calibration:
         for column in ("median", "mean"):
@@ -504,6 +506,24 @@ def _regional_table(
             )
     for key, value in segmentation.qc.items():  # the dseg-to-GRE alignment check
         regions[key] = value
+    return _with_label_source(regions, segmentation)
+
+
+def _with_label_source(regions: pd.DataFrame, segmentation: Segmentation) -> pd.DataFrame:
+    """``label_source`` of each row (:attr:`Segmentation.label_source`; ``lesion_mask`` for
+    the lesions row with a mask); NaN, and ``volume_ml`` NaN, where no label covered the
+    structure (its row is NaN: the volume is unknown, not 0)."""
+    source_of = {row.name: row.source for row in MEASURED_ROWS}
+    sources = (
+        regions["region"]
+        .map(lambda r: segmentation.label_source.get(source_of.get(r, r), np.nan))
+        .astype(object)
+    )
+    if segmentation.lesion_fraction is not None:
+        sources[regions["region"] == "lesions"] = "lesion_mask"
+    unlabelled = sources.isna() & (regions["region"] != "lesions")
+    regions.loc[unlabelled, "volume_ml"] = np.nan
+    regions["label_source"] = sources
     return regions
 
 
@@ -529,6 +549,13 @@ def _write_qc(
     title = f"{out.name}: R2* with deep grey-matter outlines" + (
         " (registered atlas, nuclei refined on R2*)" if segmentation.written is not None else ""
     )
+    from_atlas = [r for r, s in segmentation.label_source.items() if s == "atlas"]
+    if segmentation.written is None and from_atlas:  # --segmentation hybrid
+        # initials for two-word names (SN, RN, DN, as the views say): the title fits its line
+        names = ", ".join(
+            "".join(w[0].upper() for w in r.split("_")) if "_" in r else r for r in from_atlas
+        )
+        title += f" ({names} from the registered atlas)"
     png = qc_figure(
         fit.r2star,
         outlines,
