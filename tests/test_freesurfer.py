@@ -332,29 +332,15 @@ def test_participant_qc_and_methods_name_freesurfer_and_synthseg(tmp_path):
     """participant_qc.tsv's sources from the provenance inputs: an aseg.mgz or a *_synthseg
     output is the participant's own segmentation (was: no source at all, so the Methods said
     nothing of where the regions came from), its labels FreeSurfer LUT codes of that tool."""
-    import json
 
-    from ironmap.cohort.qc import collect_protocols
-    from test_methods import _text
-    from test_report import _add_protocol
+    from test_methods import _text, qc_of_inputs
 
     inputs = {
         "sub-01": {"aseg.mgz": "x"},
         "sub-02": {"sub-02_T1w_synthseg.nii.gz": "x", "sub-02_label-lesion_mask.nii.gz": "x"},
         "sub-03": {"sub-03_dseg.nii.gz": "x"},
     }
-    rows = []
-    for i, (pid, files) in enumerate(inputs.items()):
-        (tmp_path / pid / "anat").mkdir(parents=True)
-        _add_protocol(tmp_path, pid, seed=i)
-        record = tmp_path / pid / "anat" / f"{pid}_provenance.json"
-        provenance = json.loads(record.read_text())
-        provenance["inputs"] = files
-        provenance["options"]["segmentation"] = "auto"
-        record.write_text(json.dumps(provenance))
-        rows += [(pid, r, h, 30) for r in DEEP_GM for h in ("left", "right", "both")]
-    regions = pd.DataFrame(rows, columns=["participant_id", "region", "hemisphere", "n_voxels"])
-    qc = collect_protocols(tmp_path, regions)
+    qc = qc_of_inputs(tmp_path, inputs)
     assert list(qc["segmentation_source"]) == ["dseg", "dseg", "dseg"]
     assert list(qc["label_source"]) == ["freesurfer", "synthseg", "aseg codes"]
     assert list(qc["lesion_mask"]) == [False, True, False]

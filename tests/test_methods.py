@@ -107,6 +107,23 @@ def test_csf_exclusion_is_described_with_its_thresholds_only_when_on(tmp_path):
 # -- where the regions and their labels came from ----------------------------------------------
 
 
+def qc_of_inputs(tmp_path, inputs: dict, options: dict | None = None) -> pd.DataFrame:
+    """participant_qc.tsv of participants whose _provenance.json lists ``inputs`` (participant
+    -> file names) and ``--segmentation`` ``options`` (participant -> option; default auto)."""
+    rows = []
+    for i, (pid, files) in enumerate(inputs.items()):
+        (tmp_path / pid / "anat").mkdir(parents=True)
+        _add_protocol(tmp_path, pid, seed=i)
+        record = tmp_path / pid / "anat" / f"{pid}_provenance.json"
+        provenance = json.loads(record.read_text())
+        provenance["inputs"] = files
+        provenance["options"]["segmentation"] = (options or {}).get(pid, "auto")
+        record.write_text(json.dumps(provenance))
+        rows += [(pid, r, h, 30) for r in DEEP_GM for h in ("left", "right", "both")]
+    regions = pd.DataFrame(rows, columns=["participant_id", "region", "hemisphere", "n_voxels"])
+    return collect_protocols(tmp_path, regions)
+
+
 def test_segmentation_and_label_source_from_the_provenance_inputs(tmp_path):
     """participant_qc.tsv says where the regions came from, read from _provenance.json: the
     option and the input files (dseg with or without .tsv, atlas, lesion mask)."""
@@ -119,18 +136,7 @@ def test_segmentation_and_label_source_from_the_provenance_inputs(tmp_path):
         "sub-02": {"sub-02_dseg.nii.gz": "x"},
         "sub-03": {"sub-03_T1w.nii.gz": "x"},
     }
-    rows = []
-    for i, (pid, files) in enumerate(inputs.items()):
-        (tmp_path / pid / "anat").mkdir(parents=True)
-        _add_protocol(tmp_path, pid, seed=i)
-        record = tmp_path / pid / "anat" / f"{pid}_provenance.json"
-        provenance = json.loads(record.read_text())
-        provenance["inputs"] = files
-        provenance["options"]["segmentation"] = "atlas" if pid == "sub-03" else "auto"
-        record.write_text(json.dumps(provenance))
-        rows += [(pid, r, h, 30) for r in DEEP_GM for h in ("left", "right", "both")]
-    regions = pd.DataFrame(rows, columns=["participant_id", "region", "hemisphere", "n_voxels"])
-    qc = collect_protocols(tmp_path, regions)
+    qc = qc_of_inputs(tmp_path, inputs, {"sub-03": "atlas"})
     assert list(qc["segmentation_source"]) == ["dseg", "dseg", "atlas"]
     assert list(qc["label_source"]) == ["dseg.tsv", "aseg codes", "atlas"]
     assert list(qc["lesion_mask"]) == [True, False, False]
