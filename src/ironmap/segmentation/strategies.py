@@ -411,8 +411,9 @@ class UserDseg:
             if lesion_record:
                 record["lesion_mask"] = lesion_record
             self._segmentation.registration = record
-            seconds = record.get("seconds", 0.0) + lesion_record.get("seconds", 0.0)
-            self._segmentation.seconds = {"registration": seconds}
+            if record.get("registered") or lesion_record:  # a step only when one ran
+                seconds = record.get("seconds", 0.0) + lesion_record.get("seconds", 0.0)
+                self._segmentation.seconds = {"registration": seconds}
         if world is not None:
             self._segmentation.moved = (labels, seg_affine, world @ seg_affine)
         return ndimage.binary_dilation(self._segmentation.fractions["icv"] >= 0.5)
