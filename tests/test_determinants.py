@@ -204,3 +204,20 @@ def test_default_demo_plants_the_seeds_determinants():
             assert row["ci_low"] < slope < row["ci_high"], (region, predictor)
         if not effect.atrophy_slope:
             assert primary.loc[(region, "cortical_gm_ml"), "p_fdr"] > 0.05
+
+
+def test_determinants_not_run_still_have_every_documented_column():
+    """With the determinants switched off (``clinical=False``) the empty determinants.tsv has
+    the documented columns of a full one, the unit and FCR columns included (they were
+    missing: docs/conventions.md)."""
+    from ironmap.cohort.determinants import FCR_COLUMNS, UNIT_COLUMNS
+
+    long, people = simulate_table_cohort(
+        CONFOUNDED, seed=0, clinical=ClinicalModel(), regions=REGIONS
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)
+        table = analyse_cohort(long, people, mixed=False, n_bootstrap=0, clinical=False)
+    assert table.determinants.empty
+    for column in (*UNIT_COLUMNS, *FCR_COLUMNS):
+        assert column in table.determinants.columns

@@ -28,8 +28,10 @@ from .age_curve import age_support
 from .compare import MS_LABELS, N_BOOTSTRAP, compare_groups, compare_groups_mixed, group_label
 from .determinants import (
     DETERMINANT_COLUMNS,
+    FCR_COLUMNS,
     LESION_OUTCOMES,
     MIN_LESION_VOXELS,
+    UNIT_COLUMNS,
     determinants,
     predictor_values,
 )
@@ -353,7 +355,7 @@ def analyse_cohort(
     table = (
         _clinical(long, present, seed, stepwise_bootstrap=n_bootstrap > 0)
         if clinical
-        else pd.DataFrame(columns=DETERMINANT_COLUMNS)
+        else pd.DataFrame(columns=[*DETERMINANT_COLUMNS, *UNIT_COLUMNS, *FCR_COLUMNS])
     )
     return CohortAnalysis(
         regions=keyed,
