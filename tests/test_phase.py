@@ -293,3 +293,93 @@ def test_docs_no_longer_say_phase_is_ignored_or_radians_only():
     conventions = (root / "docs" / "conventions.md").read_text()
     assert "PhaseUnits" in conventions
     assert "PhaseScale" in conventions
+
+
+# -- the participant stage ------------------------------------------------------------------------
+
+
+def _dataset(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "t", "BIDSVersion": "1.8.0"})
+    )
+    return root / "sub-01" / "anat"
+
+
+@needs_crop
+def test_bids_real_imag_pairs_give_magnitude_and_phase(crop, tmp_path):
+    from types import SimpleNamespace
+
+    from ironmap.io import find_inputs
+    from ironmap.workflows.session import _load_echoes, _phases_used
+
+    mag, _, rad, affine = crop
+    anat = _dataset(tmp_path / "bids")
+    anat.parent.mkdir(parents=True)
+    z = mag * np.exp(1j * rad)
+    _bids_echoes(anat, "real", z.real, affine)
+    _bids_echoes(anat, "imag", z.imag, affine)
+    (inputs,) = find_inputs(tmp_path / "bids")
+    assert [p.name for p in inputs.echoes] == [
+        f"sub-01_echo-{n}_part-real_MEGRE.nii.gz" for n in (1, 2, 3)
+    ]
+    assert [p.name for p in inputs.imags] == [
+        f"sub-01_echo-{n}_part-imag_MEGRE.nii.gz" for n in (1, 2, 3)
+    ]
+    assert _phases_used(inputs, SimpleNamespace(b0_correction="auto")) == inputs.imags
+    image, phase = _load_echoes(inputs, SimpleNamespace(b0_correction="auto"))
+    np.testing.assert_allclose(image.data, mag, rtol=1e-5)
+    np.testing.assert_allclose(image.echo_times_s, TE)
+    assert phase.units.units == "complex"
+    _agree(field_map(mag, phase.data, TE), field_map(mag, rad, TE), tol_hz=0.005)
+    # a real echo without its imaginary partner: ignored with a warning, no magnitudes found
+    next(anat.glob("*echo-2_part-imag_MEGRE.nii.gz")).unlink()
+    with (
+        pytest.warns(IronmapWarning, match="without their part-imag partner"),
+        pytest.raises(InputError, match="no \\*_MEGRE"),
+    ):
+        find_inputs(tmp_path / "bids")
+
+
+@pytest.fixture(scope="module")
+def scaled_phase_cohort(tmp_path_factory):
+    """One simulated participant whose part-phase echoes hold radians / 855 (as the real crop
+    ships), with the sign flipped and declared by ``PhaseSign`` in the sidecars."""
+    from ironmap.workflows.simulate import SimulateConfig, run_simulate
+
+    root = tmp_path_factory.mktemp("scaled") / "bids"
+    run_simulate(SimulateConfig(root, n_hc=1, n_ms=0, seed=3, with_phase=True))
+    for path in root.rglob("*_part-phase_MEGRE.nii.gz"):
+        img = nib.load(path)
+        rad = img.get_fdata()
+        nib.save(nib.Nifti1Image((-rad / 855).astype(np.float32), img.affine), path)
+        side = path.with_name(path.name.replace(".nii.gz", ".json"))
+        side.write_text(json.dumps({**json.loads(side.read_text()), "PhaseSign": -1}))
+    return root
+
+
+def test_participant_stage_reads_scaled_phase_once(scaled_phase_cohort, tmp_path, monkeypatch):
+    """The participant stage detects the scale (warning naming the factor), applies the sign of
+    the sidecar, records both in the R2* sidecar and loads the phase once for the field-gradient
+    correction and the lesions' field."""
+    import ironmap.workflows.session as session
+    from ironmap.workflows.participant import ParticipantConfig, run_participant
+
+    calls = []
+    real_load = session.load_phase
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(session, "load_phase", spy)
+    (result,) = run_participant(ParticipantConfig(scaled_phase_cohort, tmp_path / "out"))
+    assert result.status == "done"
+    assert any("x 855" in w for w in result.warnings), result.warnings
+    assert not any("negative magnitude" in w for w in result.warnings)
+    assert len(calls) == 1
+    side = json.loads(next((tmp_path / "out").rglob("*_R2starmap.json")).read_text())
+    assert side["PhaseUnits"] == "scaled"
+    assert side["PhaseScale"] == pytest.approx(855, rel=2e-3)
+    assert side["PhaseSign"] == -1
+    assert side["B0GradientVoxelsFailed"] == 0  # as with the radians (test_gradients.py)
