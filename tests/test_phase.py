@@ -383,3 +383,39 @@ def test_participant_stage_reads_scaled_phase_once(scaled_phase_cohort, tmp_path
     assert side["PhaseScale"] == pytest.approx(855, rel=2e-3)
     assert side["PhaseSign"] == -1
     assert side["B0GradientVoxelsFailed"] == 0  # as with the radians (test_gradients.py)
+
+
+@needs_crop
+def test_fit_command_reads_a_complex_image_and_the_sign_option(crop, tmp_path):
+    """``ironmap fit COMPLEX`` and ``--phase FLIPPED --phase-sign -1`` give the R2* of the phase
+    in radians (the correction does not depend on the sign; the sidecar records it)."""
+    from ironmap.cli import main
+
+    mag, _, rad, affine = crop
+    te = ["--te", *map(str, TE)]
+    complex_path = _save(
+        tmp_path / "z.nii.gz", (mag * np.exp(1j * rad)).astype(np.complex64), affine
+    )
+    flipped = _save(tmp_path / "flipped.nii.gz", (-rad).astype(np.float32), affine)
+    radians = _save(tmp_path / "rad.nii.gz", rad.astype(np.float32), affine)
+    mag_path = _save(tmp_path / "mag.nii.gz", mag, affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", IronmapWarning
+        )  # voxels that do not decay (asserted elsewhere)
+        assert main(["fit", str(complex_path), *te, "-o", str(tmp_path / "z"), "-q"]) == 0
+        for name, phase, sign in (("f", flipped, "-1"), ("r", radians, "auto")):
+            args = [str(mag_path), *te, "--phase", str(phase), "--phase-sign", sign]
+            assert main(["fit", *args, "-o", str(tmp_path / name), "-q"]) == 0
+    r2 = {n: nib.load(tmp_path / f"{n}_R2starmap.nii.gz").get_fdata() for n in "zfr"}
+    np.testing.assert_allclose(r2["f"], r2["r"], rtol=1e-5, equal_nan=True)
+    both = np.isfinite(r2["z"]) & np.isfinite(r2["r"])
+    assert both.sum() > 0.9 * np.isfinite(r2["r"]).sum()
+    assert np.percentile(np.abs(r2["z"] - r2["r"])[both], 99) < 0.01
+    sides = {n: json.loads((tmp_path / f"{n}_R2starmap.json").read_text()) for n in "zfr"}
+    assert (sides["z"]["PhaseUnits"], sides["f"]["PhaseSign"], sides["r"]["PhaseSign"]) == (
+        "complex",
+        -1,
+        1,
+    )
+    assert sides["z"]["B0GradientVoxelsFailed"] == sides["r"]["B0GradientVoxelsFailed"] == 591
