@@ -103,6 +103,9 @@ def test_other_scales_are_read_from_the_range_with_a_warning(rng):
     with pytest.warns(IronmapWarning, match=r"small\.nii\.gz.*x 855"):
         units = detect_phase_units(phase / 855, source="small.nii.gz")
     np.testing.assert_allclose(units.scale, 855, rtol=1e-3)
+    with pytest.warns(IronmapWarning, match=r"x 0\.001"):  # milliradians: not Siemens
+        units = detect_phase_units(np.round(phase * 1000), source="mrad.nii.gz")
+    np.testing.assert_allclose(units.scale, 1e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize(

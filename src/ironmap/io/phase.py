@@ -11,10 +11,11 @@ Units (:func:`detect_phase_units`, from the values of all echoes together, after
 
 - ``rad``: the values lie within -pi..pi (or 0..2pi) and span at least
   :data:`RADIAN_SPAN` of a cycle; used as they are.
-- ``siemens``: integers within -4096..4095 spanning at least half of it (Siemens DICOM,
-  dcm2niix without scaling); radians = value x pi / 4096.
-- ``siemens_unsigned``: integers within 0..4095 spanning at least half of it; radians =
-  value x 2 pi / 4096 - pi.
+- ``siemens``: integers within -4096..4095 spanning at least :data:`RADIAN_SPAN` of it
+  (Siemens DICOM, dcm2niix without scaling); radians = value x pi / 4096.
+- ``siemens_unsigned``: integers within 0..4095 spanning at least :data:`RADIAN_SPAN` of it;
+  radians = value x 2 pi / 4096 - pi. (Integers that span less, e.g. milliradians
+  -3142..3142, are ``scaled``.)
 - ``scaled``: any other range whose values fill it evenly as wrapped phase does (each of
   :data:`UNIFORM_BINS` equal bins of the range holds at least :data:`MIN_BIN_SHARE` of its even
   share): the range is one cycle, radians = value x 2 pi / (max - min), with an
@@ -74,7 +75,8 @@ __all__ = [
     "load_real_imag",
 ]
 
-#: Share of a cycle that values within -pi..pi must span to be taken as radians.
+#: Share of a cycle that values within -pi..pi must span to be taken as radians (and of the
+#: integer range, Siemens integers).
 RADIAN_SPAN = 0.9
 #: Tolerance (radians) on the -pi..pi (0..2pi) limits of radian phase.
 RADIAN_TOL = 1e-3
@@ -181,9 +183,9 @@ def detect_phase_units(data: ArrayLike, *, source: str | Path) -> PhaseUnits:
         return PhaseUnits("rad", 1.0)
     integer = bool(np.all(values == np.round(values)))
     if integer and lo >= -SIEMENS_LEVELS and hi <= SIEMENS_LEVELS - 1:
-        if lo < 0 and span >= SIEMENS_LEVELS:
+        if lo < 0 and span >= RADIAN_SPAN * (2 * SIEMENS_LEVELS - 1):
             return PhaseUnits("siemens", np.pi / SIEMENS_LEVELS)
-        if lo >= 0 and span >= SIEMENS_LEVELS / 2:
+        if lo >= 0 and span >= RADIAN_SPAN * (SIEMENS_LEVELS - 1):
             return PhaseUnits("siemens_unsigned", 2 * np.pi / SIEMENS_LEVELS, -np.pi)
     counts = np.histogram(values, bins=UNIFORM_BINS, range=(lo, hi))[0] if span > 0 else [0]
     if span > 0 and np.min(counts) >= MIN_BIN_SHARE * values.size / UNIFORM_BINS:
