@@ -28,7 +28,6 @@ from .echoes import (
     validate_echo_times,
 )
 from .lock import output_lock
-from .phase import PhaseImage, load_phase
 from .maps import (
     atomic_write_bytes,
     check_writable,
@@ -39,6 +38,7 @@ from .maps import (
     write_json,
     write_nifti,
 )
+from .phase import PhaseImage, load_phase
 
 __all__ = [
     "DATASET_DESCRIPTION",
