@@ -130,6 +130,9 @@ class PhaseImage:
         +1 or -1: the factor applied to the stored phase.
     readout : {"unipolar", "bipolar"}
         ``bipolar``: the odd/even offset of :func:`bipolar_offset` was removed.
+    meta : dict
+        The (first) phase file's JSON sidecar, merged under BIDS inheritance (e.g.
+        ``MagneticFieldStrength``); empty without one.
     """
 
     data: NDArray[np.float32]
