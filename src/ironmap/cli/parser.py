@@ -206,7 +206,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         nargs="?",
         type=Path,
         metavar="MAG",
-        help="4D magnitude NIfTI, echoes on axis 4",
+        help="4D magnitude NIfTI, echoes on axis 4 (a complex one also gives the phase)",
     )
     fit.add_argument(
         "--te",
