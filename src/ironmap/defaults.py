@@ -10,6 +10,8 @@ __all__ = [
     "CSF_EXCLUSIONS",
     "MIN_FRACTION",
     "MIN_VOXELS",
+    "PHASE_SIGNS",
+    "READOUTS",
     "SIGMA_MAPS",
     "check_coils",
 ]
@@ -21,6 +23,16 @@ MIN_FRACTION = 0.9
 #: ``--b0-correction`` choices: ``auto`` corrects R2* for macroscopic field gradients when phase
 #: echoes exist (docs/fitting.md); ``off`` never does.
 B0_CORRECTIONS = ("auto", "off")
+
+#: ``--phase-sign`` choices: the factor on the stored phase so that a positive field is faster
+#: precession (:mod:`ironmap.io.phase`); ``auto`` reads ``PhaseSign`` from the phase's sidecar
+#: (+1 without one).
+PHASE_SIGNS = ("auto", "+1", "-1")
+
+#: ``--readout`` choices: ``bipolar`` removes the odd/even echo phase offset (constant plus linear
+#: in space) of a bipolar readout (:func:`ironmap.io.phase.bipolar_offset`); ``auto`` reads
+#: ``ReadoutPolarity`` from the phase's sidecar (unipolar without one).
+READOUTS = ("auto", "unipolar", "bipolar")
 
 #: ``--sigma-map`` choices: ``off`` fits with one noise sigma for the whole image; ``local``
 #: with a noise map from the local spread of the fit residuals, for noise that varies in space

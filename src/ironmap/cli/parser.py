@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap fit``."""
+    from ..defaults import PHASE_SIGNS, READOUTS
     from ..workflows.fit import FitConfig
 
     fit = sub.add_parser(
@@ -205,7 +206,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         nargs="?",
         type=Path,
         metavar="MAG",
-        help="4D magnitude NIfTI, echoes on axis 4",
+        help="4D magnitude NIfTI, echoes on axis 4 (a complex one also gives the phase)",
     )
     fit.add_argument(
         "--te",
@@ -240,7 +241,23 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         "--phase",
         type=Path,
         metavar="PHASE",
-        help="4D phase image (radians) matching MAG, for the field-gradient correction",
+        help="4D phase image matching MAG, for the field-gradient correction: radians, Siemens "
+        "integers or another scale detected from its range (docs/conventions.md#phase)",
+    )
+    fit.add_argument(
+        "--phase-sign",
+        choices=PHASE_SIGNS,
+        default=_default(FitConfig, "phase_sign"),
+        help="-1 flips the stored phase so that a positive field is faster precession; auto: "
+        "PhaseSign of the phase's JSON sidecar, else +1 (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default=_default(FitConfig, "readout"),
+        help="bipolar: remove the odd/even echo phase offset (constant + linear in space) of a "
+        "bipolar readout; auto: ReadoutPolarity of the sidecar, else unipolar "
+        "(default: %(default)s)",
     )
     _add(fit, "b0_correction", FitConfig)
     _add(fit, "sigma_map", FitConfig)

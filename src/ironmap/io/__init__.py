@@ -1,6 +1,7 @@
 """Input and output: multi-echo GRE images, echo times, maps with JSON sidecars, the layout of
 ironmap's derivatives (:mod:`.derivatives`), the dictionary of its table columns
-(:mod:`.columns`) and the lock a stage holds on it (:mod:`.lock`)."""
+(:mod:`.columns`), the lock a stage holds on it (:mod:`.lock`), and multi-echo phase in radians
+(:mod:`.phase`, the one place phase is read)."""
 
 from .bids import SessionInputs, find_inputs, parse_entities
 from .derivatives import (
@@ -37,6 +38,7 @@ from .maps import (
     write_json,
     write_nifti,
 )
+from .phase import PhaseImage, load_phase
 
 __all__ = [
     "DATASET_DESCRIPTION",
@@ -44,6 +46,7 @@ __all__ = [
     "REPORT",
     "MultiEchoImage",
     "ParticipantOutputs",
+    "PhaseImage",
     "SessionInputs",
     "atomic_write_bytes",
     "check_output_dir",
@@ -55,6 +58,7 @@ __all__ = [
     "load_bids_echoes",
     "load_image",
     "load_multiecho",
+    "load_phase",
     "load_volume",
     "output_lock",
     "parse_entities",

@@ -70,6 +70,10 @@ class SessionInputs:
     lesion_mask : Path or None
     phases : tuple of Path
         Phase MEGRE files (``part-phase``), one per echo, or empty.
+    imags : tuple of Path
+        With real/imaginary pairs and no magnitudes: the ``part-imag`` MEGRE files, one per
+        echo, partners of ``echoes`` (then the ``part-real`` files); empty otherwise. Read by
+        :func:`ironmap.io.phase.load_real_imag`.
     t1w : Path or None
         A T1-weighted image of the same session (``*_T1w.nii[.gz]``), registration target of
         ``--segmentation atlas``.
@@ -91,6 +95,7 @@ class SessionInputs:
     t1w: Path | None = None
     problem: str = ""
     dseg_image: Path | None = None
+    imags: tuple[Path, ...] = ()
 
     @property
     def name(self) -> str:
@@ -229,15 +234,25 @@ def _session_inputs(
         and _matches(p, subject, session)
         and parse_entities(p.name)[0].get("part", "mag") == "mag"
     )
+    imags: tuple[Path, ...] = ()
+    if not echoes:
+        echoes, imags = _real_imag(anat, subject, session, name)
     if not echoes:
         problem = (
             f"{anat}: no *_MEGRE.nii[.gz] magnitude files for {name} "
             "(names in docs/conventions.md)"
         )
         return SessionInputs(subject, session, (), problem=problem)
-    echoes = _one_acquisition(echoes, name)
-    phases = tuple(
-        sorted(p for p in anat.glob("*_part-phase_MEGRE.nii*") if _matches(p, subject, session))
+    if not imags:
+        echoes = _one_acquisition(echoes, name)
+    phases = (
+        ()
+        if imags
+        else tuple(
+            sorted(
+                p for p in anat.glob("*_part-phase_MEGRE.nii*") if _matches(p, subject, session)
+            )
+        )
     )
     if phases and len(phases) != len(echoes):
         warnings.warn(
@@ -275,6 +290,7 @@ def _session_inputs(
         phases=phases,
         t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
         dseg_image=made_on.get(dseg) if dseg is not None else None,
+        imags=imags,
     )
 
 
@@ -298,6 +314,32 @@ def _tool_segmentations(
 def _relative_anat(subject: str, session: str | None) -> list[Path]:
     base = Path(f"sub-{subject}")
     return [(base / f"ses-{session}" / "anat") if session else (base / "anat")]
+
+
+def _real_imag(
+    anat: Path, subject: str, session: str | None, name: str
+) -> tuple[list[Path], tuple[Path, ...]]:
+    """``part-real`` echoes and their ``part-imag`` partners (for a session without
+    magnitudes); none, with a warning, when a partner is missing."""
+    reals = sorted(
+        p
+        for p in anat.glob("*_part-real_MEGRE.nii*")
+        if _NIFTI.search(p.name) and _matches(p, subject, session)
+    )
+    if not reals:
+        return [], ()
+    reals = _one_acquisition(reals, name)
+    imags = [p.with_name(p.name.replace("_part-real_", "_part-imag_")) for p in reals]
+    missing = [p.name for p in imags if not p.exists()]
+    if missing:
+        warnings.warn(
+            f"{name}: part-real echoes without their part-imag partner ({missing[0]}); "
+            "real/imaginary ignored",
+            IronmapWarning,
+            stacklevel=4,
+        )
+        return [], ()
+    return reals, tuple(imags)
 
 
 def _one_acquisition(echoes: list[Path], name: str) -> list[Path]:

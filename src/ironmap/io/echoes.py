@@ -298,8 +298,10 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
     ----------
     paths : sequence of str or Path
         One file per echo, in any order (sorted by echo time here).
-    part : {"mag", "phase"}
-        What the files must be: magnitudes (default) or phases in radians.
+    part : {"mag", "phase", "real", "imag"}
+        What the files must be: magnitudes (default), or ``part-phase``/``part-real``/
+        ``part-imag`` files whose values are returned as stored (after ``scl_slope``); phase
+        becomes radians in :func:`ironmap.io.phase.load_phase`, never here.
 
     Raises
     ------
@@ -319,8 +321,10 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
     for f in files:
         if part == "mag" and "_part-phase" in f.name:
             raise InputError(f"{f}: a phase image; R2* needs magnitudes, pass the part-mag files")
-        if part == "phase" and "_part-phase" not in f.name:
-            raise InputError(f"{f}: not a part-phase image")
+        if part == "mag" and re.search(r"_part-(real|imag)_", f.name):
+            raise InputError(f"{f}: a real/imaginary image; pass the part-mag files")
+        if part != "mag" and f"_part-{part}_" not in f.name:
+            raise InputError(f"{f}: not a part-{part} image")
     images = [load_image(f) for f in files]
     tes, metas = zip(*(_echo_time_from_sidecar(f) for f in files), strict=True)
     _check_echo_order(files, tes, metas)
@@ -349,11 +353,6 @@ def load_bids_echoes(paths: Sequence[str | Path], *, part: str = "mag") -> Multi
         hint="BIDS EchoTime is in seconds; fix the sidecars",
     )
     data = _finite(np.stack([volumes[i] for i in order], axis=-1), files[0])
-    if part == "phase" and np.nanmax(np.abs(data)) > np.pi + 1e-3:
-        raise InputError(
-            f"{files[0]}: phase values up to {np.nanmax(np.abs(data)):.4g}; phase images must be "
-            "in radians (-pi..pi), rescale them or set scl_slope"
-        )
     return MultiEchoImage(
         data=data,
         affine=first.affine.copy(),

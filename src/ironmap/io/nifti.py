@@ -37,7 +37,7 @@ MAX_GZIP_RATIO = 1100
 MGH_SUFFIXES = {".mgz": True, ".mgh": False}
 
 
-def load_image(path: str | Path) -> nib.Nifti1Image | nib.MGHImage:
+def load_image(path: str | Path, *, complex_ok: bool = False) -> nib.Nifti1Image | nib.MGHImage:
     """Open a NIfTI (or FreeSurfer MGH) file and check its header against the file; reads no
     image data.
 
@@ -45,6 +45,8 @@ def load_image(path: str | Path) -> nib.Nifti1Image | nib.MGHImage:
     :data:`MAX_VOXELS` voxels, a finite invertible affine, and no more data than the file can
     hold: after ``vox_offset`` in a ``.nii``, at most :data:`MAX_GZIP_RATIO` times the file
     size in a ``.nii.gz`` (deflate's limit), so a corrupt header never causes a huge allocation.
+    ``complex_ok=True`` also accepts complex data (a complex-valued multi-echo image,
+    :func:`ironmap.io.phase.load_complex`).
 
     Raises
     ------
@@ -65,7 +67,7 @@ def load_image(path: str | Path) -> nib.Nifti1Image | nib.MGHImage:
     if not (mgh or isinstance(img, nib.Nifti1Image | nib.Nifti2Image)):
         raise InputError(f"{path}: not a NIfTI (or .mgz) image; convert it to .nii.gz first")
     try:
-        _check_header(img, path)
+        _check_header(img, path, complex_ok=complex_ok)
     except InputError:
         raise
     except Exception as exc:  # a header nibabel parses but cannot interpret
@@ -79,7 +81,7 @@ def error_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _check_header(img: nib.Nifti1Image, path: Path) -> None:
+def _check_header(img: nib.Nifti1Image, path: Path, *, complex_ok: bool = False) -> None:
     header = img.header
     shape = tuple(int(n) for n in header.get_data_shape())
     dtype = header.get_data_dtype()
@@ -92,7 +94,7 @@ def _check_header(img: nib.Nifti1Image, path: Path) -> None:
             f"{path}: header claims {claim} = {n_voxels} voxels, more than the {MAX_VOXELS} "
             "ironmap reads; fix the header or crop the image"
         )
-    if dtype.fields is not None or dtype.kind not in "biuf":
+    if dtype.fields is not None or dtype.kind not in ("biufc" if complex_ok else "biuf"):
         raise InputError(
             f"{path}: data type {dtype} is not a real number; save it as int or float"
         )

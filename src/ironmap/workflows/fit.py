@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import B0_CORRECTIONS, SIGMA_MAPS, check_coils
+from ..defaults import B0_CORRECTIONS, PHASE_SIGNS, READOUTS, SIGMA_MAPS, check_coils
 from ..errors import InputError
 from ..fitting import DecayModel, effective_coils, get_solver
 from ..fitting.gradients import gradient_correction
@@ -24,6 +24,8 @@ from ..io import (
     sidecar_path,
     write_decay_maps,
 )
+from ..io.nifti import load_image
+from ..io.phase import PhaseImage, load_complex, load_phase
 
 __all__ = ["FitConfig", "run_fit"]
 
@@ -38,7 +40,10 @@ class FitConfig:
     ``sigma`` is the noise SD per channel in magnitude units (estimated when None).
     ``fit_method`` is one of :data:`ironmap.fitting.METHODS`, ``b0_correction`` one of
     :data:`ironmap.defaults.B0_CORRECTIONS`, ``sigma_map`` one of
-    :data:`ironmap.defaults.SIGMA_MAPS`. Validated on construction (one-line InputError).
+    :data:`ironmap.defaults.SIGMA_MAPS`, ``phase_sign`` one of
+    :data:`ironmap.defaults.PHASE_SIGNS`, ``readout`` one of :data:`ironmap.defaults.READOUTS`
+    (:mod:`ironmap.io.phase`). A complex-valued ``magnitude`` file gives magnitudes and phase.
+    Validated on construction (one-line InputError).
     """
 
     output_prefix: Path
@@ -54,6 +59,8 @@ class FitConfig:
     b0_correction: str = "auto"
     coils: int | None = None
     sigma_map: str = "off"
+    phase_sign: str = "auto"
+    readout: str = "auto"
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
@@ -69,24 +76,33 @@ class FitConfig:
                 f"--b0-correction must be one of {', '.join(B0_CORRECTIONS)}, "
                 f"got {self.b0_correction!r}"
             )
+        if self.phase_sign not in PHASE_SIGNS:
+            raise InputError(
+                f"--phase-sign must be one of {', '.join(PHASE_SIGNS)}, got {self.phase_sign!r}"
+            )
+        if self.readout not in READOUTS:
+            raise InputError(
+                f"--readout must be one of {', '.join(READOUTS)}, got {self.readout!r}"
+            )
         if self.te_unit not in ("s", "ms"):
             raise InputError(f"--te-unit must be s or ms, got {self.te_unit!r}")
 
 
-def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
-    """Phase (radians, same shape as the magnitudes) for the field-gradient correction, if any.
+def _phase(config: FitConfig, image: MultiEchoImage) -> PhaseImage | None:
+    """Phase (:func:`ironmap.io.phase.load_phase`: radians, any stored unit detected) for the
+    field-gradient correction, if any.
 
-    ``auto``: ``--phase PHASE`` (4D, radians) when given; with ``--bids-echoes``, the
-    ``part-phase`` siblings of the ``part-mag`` files when all exist.
+    ``auto``: ``--phase PHASE`` (4D) when given; with ``--bids-echoes``, the ``part-phase``
+    siblings of the ``part-mag`` files when all exist.
     """
     if config.b0_correction == "off":
         return None
+    options = {"sign": config.phase_sign, "readout": config.readout}
     if config.phase is not None:
-        source = config.phase
-        phase = load_multiecho(config.phase, image.echo_times_s).data
-        if np.nanmax(np.abs(phase)) > np.pi + 1e-3:
-            raise InputError(f"{source}: phase must be in radians (-pi..pi); rescale it")
-    elif config.bids_echoes:
+        return load_phase(
+            config.phase, echo_times_s=image.echo_times_s, magnitude=image.data, **options
+        )
+    if config.bids_echoes:
         siblings = [
             s.with_name(s.name.replace("_part-mag_", "_part-phase_")) for s in image.sources
         ]
@@ -94,29 +110,35 @@ def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
             p.exists() for p in siblings
         ):
             return None
-        source = siblings[0]
-        phase = load_bids_echoes(siblings, part="phase").data
-    else:
-        return None
-    if phase.shape != image.data.shape:
-        raise InputError(
-            f"{source}: phase shape {phase.shape} differs from the magnitudes {image.data.shape}"
+        return load_phase(
+            siblings, echo_times_s=image.echo_times_s, magnitude=image.data, **options
         )
-    return phase
+    return None
 
 
-def _load(config: FitConfig) -> MultiEchoImage:
+def _load(config: FitConfig) -> tuple[MultiEchoImage, PhaseImage | None]:
+    """The magnitudes, and the phase when the magnitude file is complex-valued."""
     if config.bids_echoes:
         if config.magnitude is not None or config.echo_times:
             raise InputError("give either MAG with --te, or --bids-echoes, not both")
-        return load_bids_echoes(config.bids_echoes)
+        return load_bids_echoes(config.bids_echoes), None
     if config.magnitude is None:
         raise InputError("no input: give MAG with --te T1 T2 ..., or --bids-echoes FILES")
     if not config.echo_times:
         raise InputError(
             f"{config.magnitude}: no echo times; pass --te T1 T2 ... (seconds, or --te-unit ms)"
         )
-    return load_multiecho(config.magnitude, config.echo_times, te_unit=config.te_unit)
+    if load_image(config.magnitude, complex_ok=True).get_data_dtype().kind == "c":
+        if config.phase is not None:
+            raise InputError(f"{config.magnitude}: a complex image holds the phase; drop --phase")
+        scale = 1e-3 if config.te_unit == "ms" else 1.0
+        return load_complex(
+            config.magnitude,
+            echo_times_s=[t * scale for t in config.echo_times],
+            sign=config.phase_sign,
+            readout=config.readout,
+        )
+    return load_multiecho(config.magnitude, config.echo_times, te_unit=config.te_unit), None
 
 
 def _load_mask(path: Path, image: MultiEchoImage) -> np.ndarray:
@@ -134,7 +156,7 @@ def run_fit(config: FitConfig) -> list[Path]:
     """Fit R2* to one acquisition and write the maps; returns the NIfTI files written."""
     targets = decay_map_paths(config.output_prefix).values()
     check_writable([p for t in targets for p in (t, sidecar_path(t))], force=config.force)
-    image = _load(config)
+    image, complex_phase = _load(config)
     log.info(
         "loaded %s: %s voxels x %d echoes, TE %s ms",
         image.sources[0].name,
@@ -153,12 +175,14 @@ def run_fit(config: FitConfig) -> list[Path]:
     model = DecayModel(
         image.echo_times_s, method=config.fit_method, sigma=config.sigma, coils=coils
     )
-    phase = _phase(config, image)
+    phase = _phase(config, image) if complex_phase is None else complex_phase
+    if config.b0_correction == "off":
+        phase = None
     factor, gradient_failed = None, {}
     if phase is not None:
-        factor, _, unreliable = gradient_correction(image.data, phase, image.echo_times_s)
+        factor, _, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
         failed = int(np.sum(unreliable if mask is None else unreliable & mask))
-        gradient_failed = {"B0GradientVoxelsFailed": failed}
+        gradient_failed = {"B0GradientVoxelsFailed": failed, **phase.sidecar()}
         log.info("field-gradient correction from phase; %d voxels beyond it", failed)
         if failed:
             log.warning(

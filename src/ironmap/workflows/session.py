@@ -41,6 +41,7 @@ from ..io import (
     write_tsv,
 )
 from ..io.derivatives import describe_changes, provenance_changes, sha256
+from ..io.phase import PhaseImage, load_phase, load_real_imag
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.catalog import MEASURED_ROWS
@@ -122,8 +123,8 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
         return ParticipantResult(inputs.name, "skipped", **previous.get("voxels", {}))
     timer = _Timer()
     with timer("load"):
-        image = load_bids_echoes(inputs.echoes)
-        factor, field_hz = _decay_factor(inputs, image, config)
+        image, phase = _load_echoes(inputs, config)
+        factor, field_hz = _decay_factor(image, phase, inputs.name)
     with timer("resample"):
         mask = strategy.fit_mask(image)
     with timer("fit"):
@@ -132,7 +133,7 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
         segmentation = strategy.segment(image, fit)
     voxels = _failed_voxels(fit, segmentation, out)
     with timer("fit"):
-        _write_maps(out, image, fit, inputs, config)
+        _write_maps(out, image, fit, inputs, config, phase=phase)
     if segmentation is not None:
         timer.add(segmentation.seconds)
         with timer("stats"):
@@ -149,8 +150,9 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
 
 
 def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
-    """Phase files the field-gradient correction uses (none when it is off)."""
-    return inputs.phases if config.b0_correction == "auto" else ()
+    """Phase files the field-gradient correction uses (none when it is off): the
+    ``part-phase`` echoes, or the ``part-imag`` ones of real/imaginary pairs."""
+    return (inputs.phases or inputs.imags) if config.b0_correction == "auto" else ()
 
 
 def _provenance(
@@ -164,7 +166,7 @@ def _provenance(
         *strategy.input_files(),
         inputs.lesion_mask,
     ]
-    sidecars = [sidecar_path(p) for p in inputs.echoes]
+    sidecars = [sidecar_path(p) for p in [*inputs.echoes, *_phases_used(inputs, config)]]
     hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
     return {
         "ironmap_version": __version__,
@@ -220,25 +222,37 @@ def _threads(n_jobs: int) -> int:
     return max((cores or 1) // max(n_jobs, 1), 1)
 
 
+def _load_echoes(
+    inputs: SessionInputs, config: ParticipantConfig
+) -> tuple[MultiEchoImage, PhaseImage | None]:
+    """The magnitudes and, when the field-gradient correction uses them, the phase echoes in
+    radians (:mod:`ironmap.io.phase`: units detected, ``PhaseSign``/``ReadoutPolarity`` from the
+    sidecars); loaded once per participant, for the correction, the lesions' local field and
+    any later step that needs the phase."""
+    if inputs.imags:  # part-real/part-imag pairs: magnitudes and phase from them
+        image, phase = load_real_imag(inputs.echoes, inputs.imags)
+        return image, phase if _phases_used(inputs, config) else None
+    image = load_bids_echoes(inputs.echoes)
+    phases = _phases_used(inputs, config)
+    if not phases:
+        return image, None
+    phase = load_phase(phases, echo_times_s=image.echo_times_s, magnitude=image.data)
+    if not np.allclose(phase.affine, image.affine, atol=1e-4):
+        raise InputError(f"{phases[0]}: phase echoes do not match the magnitude echoes (grid)")
+    return image, phase
+
+
 def _decay_factor(
-    inputs: SessionInputs, image: MultiEchoImage, config: ParticipantConfig
+    image: MultiEchoImage, phase: PhaseImage | None, name: str
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Field-gradient dephasing factor from the phase echoes and the field map (Hz) it was
     computed from, for the lesions' local field (both None without phase echoes)."""
-    phases = _phases_used(inputs, config)
-    if not phases:
+    if phase is None:
         return None, None
-    phase = load_bids_echoes(phases, part="phase")
-    if phase.data.shape != image.data.shape or not np.allclose(
-        phase.echo_times_s, image.echo_times_s
-    ):
-        raise InputError(
-            f"{phases[0]}: phase echoes do not match the magnitude echoes (grid or EchoTime)"
-        )
     factor, field_hz, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
     log.info(
         "%s: field-gradient correction; %d voxels of the image beyond it",
-        inputs.name,
+        name,
         int(unreliable.sum()),
     )
     return factor, field_hz
@@ -370,8 +384,11 @@ def _write_maps(
     fit: DecayFit,
     inputs: SessionInputs,
     config: ParticipantConfig,
+    *,
+    phase: PhaseImage | None = None,
 ) -> None:
-    """The decay maps with their sidecars (ours to replace: an unfinished or forced run)."""
+    """The decay maps with their sidecars (ours to replace: an unfinished or forced run); with
+    ``phase``, its units, scale, sign and readout (:meth:`PhaseImage.sidecar`)."""
     write_decay_maps(
         fit,
         image.affine,
@@ -387,6 +404,7 @@ def _write_maps(
                 if _phases_used(inputs, config)
                 else {}
             ),
+            **(phase.sidecar() if phase is not None else {}),
             "MagneticFieldStrength": image.field_strength_t,
             "ReceiveCoilsSource": fit.coils_source,
         },
