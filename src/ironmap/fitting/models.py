@@ -18,17 +18,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError, IronmapWarning
 from . import solvers
-from .noise import (
-    Background,
-    NoiseEstimate,
-    background_level,
-    check_background,
-    check_residual_sigma,
-    rayleigh_sigma,
-    resolve_background,
-    sigma_from_residuals,
-)
+from .background import Background, NoiseEstimate, check_background, resolve_background
+from .misfit import background_level, check_residual_sigma
+from .rayleigh import rayleigh_sigma
 from .registry import METHODS, SOLVERS, Solver, get_solver
+from .residuals import MIN_RESIDUAL_ECHOES, sigma_from_residuals
 from .results import DecayFit, FitStatus, iter_blocks
 
 __all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus", "effective_coils"]
@@ -292,7 +286,7 @@ class DecayModel:
         background = resolve_background(data, background)
         if background is not None:  # root-sum-of-squares of N channels: central chi
             return background.sigma, "background"
-        if self.n_echoes >= 3:
+        if self.n_echoes >= MIN_RESIDUAL_ECHOES:
             sigma = self._sigma_from_residuals(data, mask)
             if sigma is not None:
                 check = check_residual_sigma(sigma, background_level(data, estimate=background))
