@@ -213,3 +213,26 @@ def test_get_solver_returns_the_record(te9):
     assert DecayModel(te9, method="wls").solver is SOLVERS["wls"]
     assert DecayModel(te9[:2], method="wls").solver is SOLVERS["two_point"]
     assert DecayModel(te9[:2], method="auto").solver is SOLVERS["auto"]
+
+
+def test_ml_bias_is_boxs_formula_echo_by_echo():
+    """The one-pass moments of ``r2star_ml_bias`` equal Box's (1971) formula written echo by
+    echo, ``b = -1/2 F^-1 J^T W d`` with ``d_i = tr(F^-1 H_i)``; NaN where F is singular."""
+    from ironmap.fitting.crlb import r2star_ml_bias
+    from ironmap.fitting.rician import rician_information_factor
+
+    rng = np.random.default_rng(8)
+    te = np.linspace(2.6e-3, 39.4e-3, 9)
+    s0, r2, sigma = rng.uniform(5, 100, 500), rng.uniform(5, 200, 500), rng.uniform(0.5, 2, 500)
+    amp = s0[:, None] * np.exp(-r2[:, None] * te)
+    w = rician_information_factor(amp / sigma[:, None], coils=4) / sigma[:, None] ** 2
+    jac = np.stack([amp, -te * amp], axis=-1)  # d amp / d(ln S0, R2*), (n, echoes, 2)
+    info = np.einsum("ne,nei,nej->nij", w, jac, jac)
+    inv = np.linalg.inv(info)
+    hess = np.stack([np.stack([amp, -te * amp], -1), np.stack([-te * amp, te**2 * amp], -1)], -1)
+    d = np.einsum("nij,neji->ne", inv, hess)
+    expected = -0.5 * np.einsum("nij,nej,ne,ne->ni", inv, jac, w, d)[:, 1]
+    got = r2star_ml_bias(s0, r2, te, sigma, coils=4)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # all the signal in the first echo (a fit that sent the later ones to zero): singular
+    assert np.isnan(r2star_ml_bias(30.0, 1e5, np.array([0.005, 0.02]), 1.0))

@@ -231,11 +231,12 @@ def _diagnose_background(
     arr = np.asarray(data)
     if arr.dtype.kind not in "biuf" or arr.size == 0:
         return None, "no numeric magnitudes"
-    arr = arr.astype(np.float64, copy=False)
     if arr.ndim < 2:
         arr = arr.reshape(-1, 1)
+    # ``arr`` keeps its dtype (no float64 copy of the whole volume); every subset taken from
+    # it below is converted, exactly (float32 and integers are exact in float64).
     spatial = arr.shape[:-1]
-    first = arr[..., 0]
+    first = arr[..., 0].astype(np.float64)
     finite = np.isfinite(first)
     zeros = finite & (first == 0)
     n_zeros = int(zeros.sum())
@@ -244,8 +245,7 @@ def _diagnose_background(
     if n_usable < min_voxels:
         return None, f"only {n_usable} non-zero voxels ({n_zeros} exact zeros): no background"
     top = float(np.percentile(first[usable], 99.0))
-    finite_values = arr[np.isfinite(arr) & (arr > 0)]
-    quantised = bool(np.all(finite_values == np.round(finite_values)))
+    quantised = _integer_valued(arr)
     lower = 0.5 if quantised else 0.0
     # Start at the valley above the lowest mode of the log-intensity histogram (the background
     # peak, wherever N and the SNR put it); without two modes, at ``threshold`` times the 99th
@@ -268,7 +268,7 @@ def _diagnose_background(
                 f"{n_voxels} voxels below the background cutoff {cutoff:.4g}: too few "
                 f"(need {max(min_voxels, math.ceil(min_fraction * n_usable))})"
             )
-        values = arr[voxels]
+        values = arr[voxels].astype(np.float64)
         values = values[np.isfinite(values) & (values > lower) & (values < cutoff)]
         if quantised and level_counts(values)[0].size < 3:
             return None, "fewer than 3 distinct background levels: cannot fit the noise"
@@ -354,14 +354,28 @@ _MIN_ONE_SIDED_SHARE = 0.25
 _MAX_ECHO_DRIFT = 0.02
 
 
-def _echo_drift(arr: NDArray[np.float64], voxels: NDArray[np.bool_]) -> tuple[float, float] | None:
+def _integer_valued(arr: np.ndarray) -> bool:
+    """All finite positive values are integers (integer dtypes: always). A float volume is
+    first checked on an evenly strided sample of 10 000 values: one non-integer there answers
+    without rounding the whole volume."""
+    if arr.dtype.kind in "biu":
+        return True
+    flat = arr.reshape(-1)
+    for values in (flat[:: max(1, flat.size // 10_000)], flat):
+        values = values[np.isfinite(values) & (values > 0)]
+        if not np.all(values == np.round(values)):
+            return False
+    return True
+
+
+def _echo_drift(arr: NDArray, voxels: NDArray[np.bool_]) -> tuple[float, float] | None:
     """Relative change of the mean magnitude of ``voxels`` from the second to the last echo,
     and its standard error; None with fewer than three echoes (the first echo selected the
     voxels, so its values are biased low and do not count)."""
     if arr.ndim < 2 or arr.shape[-1] < 3:
         return None
-    second = arr[..., 1][voxels]
-    last = arr[..., -1][voxels]
+    second = arr[..., 1][voxels].astype(np.float64)
+    last = arr[..., -1][voxels].astype(np.float64)
     keep = np.isfinite(second) & np.isfinite(last)
     second, last = second[keep], last[keep]
     mean = float(second.mean()) if second.size > 1 else 0.0
@@ -425,7 +439,7 @@ def _background_valley(first: NDArray[np.float64], quantised: bool) -> float | N
 
 
 def _block_spread(
-    arr: NDArray[np.float64],
+    arr: NDArray,
     voxels: NDArray[np.bool_],
     spatial: tuple[int, ...],
     lower: float,
@@ -440,7 +454,7 @@ def _block_spread(
     block = np.zeros(coords[0].size, dtype=np.int64)
     for i in axes:
         block = 2 * block + (2 * coords[i] >= spatial[i])
-    values = arr[voxels]  # (n_voxels, n_echoes)
+    values = arr[voxels].astype(np.float64)  # (n_voxels, n_echoes)
     keep = np.isfinite(values) & (values > lower) & (values < cutoff)
     sq = np.where(keep, values, 0.0) ** 2
     n_blocks = 2 ** len(axes)

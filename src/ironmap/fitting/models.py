@@ -349,12 +349,16 @@ class DecayModel:
         # methods cannot take zeros at all.
         zeros_ok = sigma is not None and solver.noise_model == "rician"
         finite = np.isfinite(block)
+        zero = np.empty(0, dtype=np.intp)
         if zeros_ok:
             good = np.all(finite & (block >= 0), axis=1) & (block[:, 0] > 0)
-            # max over echoes j-1.. of each echo j (the echo before a zero and all after it)
-            after = np.maximum.accumulate(block[:, ::-1], axis=1)[:, ::-1]
-            level = _FLOOR_ZERO_SNR * (sigma[:, None] if np.ndim(sigma) else sigma)
-            good &= ~np.any((block[:, 1:] == 0) & (after[:, :-1] > level), axis=1)
+            zero = np.flatnonzero(np.any(block[:, 1:] == 0, axis=1))
+            if zero.size:  # only voxels with a zero after the first echo need the check
+                rows = block[zero]
+                # max over echoes j-1.. of each echo j (the echo before a zero and all after it)
+                after = np.maximum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]
+                level = _FLOOR_ZERO_SNR * (sigma[zero, None] if np.ndim(sigma) else sigma)
+                good[zero] &= ~np.any((rows[:, 1:] == 0) & (after[:, :-1] > level), axis=1)
         else:
             good = np.all(finite & (block > 0), axis=1)
         if factor is not None:
@@ -368,7 +372,7 @@ class DecayModel:
             status[weak] = FitStatus.NO_SIGNAL
             good &= ~weak
         y = block[good]
-        if zeros_ok:
+        if zeros_ok and zero.size:
             y = np.maximum(y, _TINY)
         f = None if factor is None else factor[good]
         if per_voxel:
