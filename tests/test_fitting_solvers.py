@@ -236,3 +236,23 @@ def test_ml_bias_is_boxs_formula_echo_by_echo():
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     # all the signal in the first echo (a fit that sent the later ones to zero): singular
     assert np.isnan(r2star_ml_bias(30.0, 1e5, np.array([0.005, 0.02]), 1.0))
+
+
+def test_an_echo_spike_raises_no_numpy_warning_with_sigma_estimated():
+    """issue 28: a corrupt echo of 1e30 made the Levenberg-Marquardt steps of the residual
+    sigma overflow ('overflow encountered in multiply' reached users of ``ironmap fit``); the
+    voxel now simply fails, counted in the fit's one IronmapWarning."""
+    import warnings
+
+    from ironmap.errors import IronmapWarning
+
+    te = np.array([0.004, 0.008, 0.012])
+    data = 1000.0 * np.exp(-30.0 * te) * np.ones((6, 6, 4, 1))
+    data[2, 2, 2, 0] = 1e30  # a corrupt first echo
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = DecayModel(te).fit(data.astype(np.float32))
+    assert [w.category for w in caught] == [IronmapWarning]  # the failed voxel, no numpy
+    assert fit.failed.sum() == 1
+    assert np.isnan(fit.r2star[2, 2, 2])
+    np.testing.assert_allclose(fit.r2star[~fit.failed], 30.0, rtol=1e-6)

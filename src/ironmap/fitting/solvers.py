@@ -186,7 +186,23 @@ def _levenberg_marquardt(
     ``lambda`` shrinks, otherwise the step is rejected and ``lambda`` grows. Only voxels still
     moving are evaluated, so easy voxels stop costing time after a few iterations. The state
     the objective returns at each voxel's current point is kept and handed to ``linearise``.
+    Overflow (a corrupt echo of 1e30) gives infinite or NaN steps and objectives: the step is
+    rejected, the damping grows and the voxel ends not converged, without numpy's warnings.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _damped_steps(u, r2, objective, linearise, max_iter=max_iter, tol=tol)
+
+
+def _damped_steps(
+    u: Array,
+    r2: Array,
+    objective: Objective,
+    linearise: Linearisation,
+    *,
+    max_iter: int,
+    tol: float,
+) -> tuple[Array, Array, NDArray[np.bool_]]:
+    """The iterations of :func:`_levenberg_marquardt`."""
     n = u.size
     u, r2 = u.copy(), r2.copy()
     lam = np.full(n, 1e-3)
@@ -207,9 +223,8 @@ def _levenberg_marquardt(
         c = h[:, 2] * (1.0 + lam[active])
         b = h[:, 1]
         det = a * c - b * b
-        with np.errstate(divide="ignore", invalid="ignore"):
-            du = (c * g[:, 0] - b * g[:, 1]) / det
-            dr = (a * g[:, 1] - b * g[:, 0]) / det
+        du = (c * g[:, 0] - b * g[:, 1]) / det
+        dr = (a * g[:, 1] - b * g[:, 0]) / det
         u_new, r_new = u[active] + du, r2[active] + dr
         f_new, s_new = objective(u_new, r_new, active)
         better = np.isfinite(f_new) & (f_new <= f_cur[active])
