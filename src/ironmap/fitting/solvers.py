@@ -171,6 +171,7 @@ Objective = Callable[[Array, Array, NDArray[np.intp]], tuple[Array, Array | None
 Linearisation = Callable[[Array, Array, NDArray[np.intp], Array | None], tuple[Array, Array]]
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _levenberg_marquardt(
     u: Array,
     r2: Array,
@@ -189,20 +190,6 @@ def _levenberg_marquardt(
     Overflow (a corrupt echo of 1e30) gives infinite or NaN steps and objectives: the step is
     rejected, the damping grows and the voxel ends not converged, without numpy's warnings.
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _damped_steps(u, r2, objective, linearise, max_iter=max_iter, tol=tol)
-
-
-def _damped_steps(
-    u: Array,
-    r2: Array,
-    objective: Objective,
-    linearise: Linearisation,
-    *,
-    max_iter: int,
-    tol: float,
-) -> tuple[Array, Array, NDArray[np.bool_]]:
-    """The iterations of :func:`_levenberg_marquardt`."""
     n = u.size
     u, r2 = u.copy(), r2.copy()
     lam = np.full(n, 1e-3)
