@@ -19,6 +19,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import signal, stats
 
+from .background_checks import (
+    MAX_BLOCK_SPREAD,
+    MAX_ECHO_DRIFT,
+    MIN_BORDER_SHARE,
+    MIN_ONE_SIDED_SHARE,
+    block_spread,
+    border_share,
+    echo_drift,
+)
 from .chi import MAX_KS_DISTANCE, fit_truncated_chi, level_counts
 
 __all__ = [
@@ -32,9 +41,6 @@ __all__ = [
 
 #: Upper quantile of the fitted noise distribution used as the background cutoff.
 _CHI_CUTOFF_QUANTILE = 0.999
-#: Report the background as spatially varying if block sigmas differ by more than this ratio.
-_MAX_BLOCK_SPREAD = 1.2
-_MIN_BLOCK_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class NoiseEstimate:
     @property
     def uniform(self) -> bool:
         """False when the background noise varies in space (see ``spread``)."""
-        return not self.spread > _MAX_BLOCK_SPREAD
+        return not self.spread > MAX_BLOCK_SPREAD
 
 
 class Background(enum.Enum):
@@ -294,17 +300,17 @@ def _diagnose_background(
             f"{MAX_KS_DISTANCE}): tissue, artefacts or processing in the background"
         )
     voxels = usable & (first < cutoff)
-    border = _border_share(voxels, usable)
-    one_sided = border is not None and border < _MIN_BORDER_SHARE
+    border = border_share(voxels, usable)
+    one_sided = border is not None and border < MIN_BORDER_SHARE
     if one_sided:
         # Air on one side of the field of view only (the head cut by it): accepted when the
         # voxels hold noise, whose level does not change over the echoes; tissue decays.
-        drift = _echo_drift(arr, voxels)
-        flat = drift is not None and abs(drift[0]) <= _MAX_ECHO_DRIFT + 3.0 * drift[1]
-        if border < _MIN_ONE_SIDED_SHARE or not flat:
+        drift = echo_drift(arr, voxels)
+        flat = drift is not None and abs(drift[0]) <= MAX_ECHO_DRIFT + 3.0 * drift[1]
+        if border < MIN_ONE_SIDED_SHARE or not flat:
             decay = (
                 ""
-                if drift is None or border < _MIN_ONE_SIDED_SHARE
+                if drift is None or border < MIN_ONE_SIDED_SHARE
                 else f" and their mean magnitude changes by {100 * drift[0]:+.0f} % from the "
                 "second to the last echo (decay)"
             )
@@ -313,7 +319,7 @@ def _diagnose_background(
                 f"border are below the background cutoff{decay}: the low-intensity voxels are "
                 "tissue, not a background around the head"
             )
-    spread = _block_spread(arr, voxels, spatial, lower, cutoff, coils)
+    spread = block_spread(arr, voxels, spatial, lower, cutoff, coils)
     estimate = NoiseEstimate(
         sigma=sigma,
         coils=coils,
@@ -341,19 +347,6 @@ def _diagnose_background(
     return estimate, summary
 
 
-#: A background surrounds the head: at least this share of the non-zero voxels on the image's
-#: in-plane border (first two axes) must be background. Two tissue classes filling the field of
-#: view otherwise pass for tissue plus background.
-_MIN_BORDER_SHARE = 0.75
-#: A background on one side of the field of view (the head cut by it) must still cover this
-#: share of the in-plane border (one whole side of a square image is about a quarter) ...
-_MIN_ONE_SIDED_SHARE = 0.25
-#: ... and hold noise: its mean magnitude may change by at most this fraction (plus three
-#: standard errors) from the second to the last echo (noise does not decay; tissue does, by
-#: 6 % even at the R2* of CSF, 2 1/s, over 30 ms).
-_MAX_ECHO_DRIFT = 0.02
-
-
 def _integer_valued(arr: np.ndarray) -> bool:
     """All finite positive values are integers (integer dtypes: always). A float volume is
     first checked on an evenly strided sample of 10 000 values: one non-integer there answers
@@ -366,37 +359,6 @@ def _integer_valued(arr: np.ndarray) -> bool:
         if not np.all(values == np.round(values)):
             return False
     return True
-
-
-def _echo_drift(arr: NDArray, voxels: NDArray[np.bool_]) -> tuple[float, float] | None:
-    """Relative change of the mean magnitude of ``voxels`` from the second to the last echo,
-    and its standard error; None with fewer than three echoes (the first echo selected the
-    voxels, so its values are biased low and do not count)."""
-    if arr.ndim < 2 or arr.shape[-1] < 3:
-        return None
-    second = arr[..., 1][voxels].astype(np.float64)
-    last = arr[..., -1][voxels].astype(np.float64)
-    keep = np.isfinite(second) & np.isfinite(last)
-    second, last = second[keep], last[keep]
-    mean = float(second.mean()) if second.size > 1 else 0.0
-    if not mean > 0:
-        return None
-    difference = last - second
-    return float(difference.mean()) / mean, float(difference.std() / math.sqrt(keep.sum())) / mean
-
-
-def _border_share(background: np.ndarray, usable: np.ndarray) -> float | None:
-    """Share of the usable voxels on the border of the first two axes that are background
-    (None for images with fewer than two axes or no usable border voxel)."""
-    if background.ndim < 2 or min(background.shape[:2]) < 3:
-        return None
-    edge = np.zeros(background.shape, dtype=bool)
-    edge[[0, -1]] = True
-    edge[:, [0, -1]] = True
-    on_edge = usable & edge
-    if not on_edge.any():
-        return None  # a zero-filled (masked) border: the zeros are the background
-    return float((background & on_edge).sum() / on_edge.sum())
 
 
 def _background_valley(first: NDArray[np.float64], quantised: bool) -> float | None:
@@ -436,32 +398,3 @@ def _background_valley(first: NDArray[np.float64], quantised: bool) -> float | N
     between = smooth[peaks[0] : peaks[1] + 1]
     valley = peaks[0] + int(np.argmin(between))
     return float(math.exp(0.5 * (edges[valley] + edges[valley + 1])))
-
-
-def _block_spread(
-    arr: NDArray,
-    voxels: NDArray[np.bool_],
-    spatial: tuple[int, ...],
-    lower: float,
-    cutoff: float,
-    coils: float,
-) -> float:
-    """Largest / smallest background sigma over a 2 x 2 (x 2) grid of spatial blocks."""
-    axes = [i for i, size in enumerate(spatial) if size >= 4][:3]
-    if len(spatial) < 2 or len(axes) < 2:
-        return math.nan
-    coords = np.nonzero(voxels)
-    block = np.zeros(coords[0].size, dtype=np.int64)
-    for i in axes:
-        block = 2 * block + (2 * coords[i] >= spatial[i])
-    values = arr[voxels].astype(np.float64)  # (n_voxels, n_echoes)
-    keep = np.isfinite(values) & (values > lower) & (values < cutoff)
-    sq = np.where(keep, values, 0.0) ** 2
-    n_blocks = 2 ** len(axes)
-    counts = np.bincount(block, weights=keep.sum(axis=1), minlength=n_blocks)
-    sums = np.bincount(block, weights=sq.sum(axis=1), minlength=n_blocks)
-    ok = counts >= _MIN_BLOCK_VALUES
-    if ok.sum() < 2:
-        return math.nan
-    block_sigma = np.sqrt(sums[ok] / counts[ok] / (2.0 * coils))
-    return float(block_sigma.max() / block_sigma.min())

@@ -5,7 +5,8 @@ module of its own:
 
 - :mod:`.background`: the image background of ``N`` root-sum-of-squares channels
   (:func:`noise_from_background`, :func:`diagnose_background`, :class:`NoiseEstimate`, the
-  :data:`Background.ANALYSE` sentinel);
+  :data:`Background.ANALYSE` sentinel), with its spatial checks in :mod:`.background_checks`
+  (image border, one-sided backgrounds that do not decay, noise varying in space);
 - :mod:`.rayleigh`: the one-channel background estimator (:func:`sigma_from_background`);
 - :mod:`.chi`: the truncated chi fit the background analysis rests on;
 - :mod:`.residuals`: sigma from fit residuals (:func:`sigma_from_residuals`, >= 3 echoes);
