@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +14,11 @@ from ironmap.fitting import DecayFit, DecayModel, r2star_crlb_sd
 
 #: The echo train of the acceptance criteria: 9 echoes, 2.6-39.4 ms (4.6 ms spacing).
 TE_9 = np.linspace(2.6e-3, 39.4e-3, 9)
+#: The grid of the receive-coil benchmarks (fit_coils.py, fit_acceptance.py): R2* (1/s), SNR
+#: (S0 / sigma per channel) and the number of channels N.
+R2_GRID = (15.0, 30.0, 50.0, 80.0, 120.0, 150.0)
+SNR_GRID = (30.0, 60.0)
+COILS = (1, 8, 32)
 
 
 def rician(amplitude: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -79,3 +86,18 @@ def quiet_fit(model: DecayModel, data: np.ndarray, **kwargs) -> DecayFit:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IronmapWarning)
         return model.fit(data, **kwargs)
+
+
+def seeded_cells(*axes: Iterable) -> Iterator[tuple]:
+    """``(seed, value_1, value_2, ...)`` for every combination of the axes' values, the last
+    axis fastest, with seeds 1, 2, ...: each cell of a benchmark grid draws its own noise, the
+    same in every run."""
+    for seed, values in enumerate(itertools.product(*axes), start=1):
+        yield (seed, *values)
+
+
+def score_cells(
+    estimates: Mapping[str, np.ndarray], r2star: float, snr: float, coils: int
+) -> dict[str, CellAccuracy]:
+    """:func:`cell_accuracy` of each named set of R2* estimates of one cell (same truth)."""
+    return {name: cell_accuracy(est, r2star, snr, coils) for name, est in estimates.items()}

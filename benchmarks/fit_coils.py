@@ -18,11 +18,16 @@ import numpy as np
 from ironmap.fitting import DecayModel
 from ironmap.simulate.signal import rss_magnitude
 
-from _cases import TE_9, CellAccuracy, cell_accuracy, quiet_fit
-
-COILS = (1, 8, 32)
-R2_GRID = (15.0, 30.0, 50.0, 80.0, 120.0, 150.0)
-SNR_GRID = (30.0, 60.0)
+from _cases import (
+    COILS,
+    R2_GRID,
+    SNR_GRID,
+    TE_9,
+    CellAccuracy,
+    quiet_fit,
+    score_cells,
+    seeded_cells,
+)
 
 
 def rss(amplitude: np.ndarray, sigma: float, coils: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,11 +39,11 @@ def cell(r2: float, snr: float, coils: int, n: int, seed: int) -> dict[str, Cell
     """``{"before": accuracy with coils=1, "after": with coils=N}`` for one cell (sigma = 1)."""
     rng = np.random.default_rng(seed)
     mag = rss(np.broadcast_to(snr * np.exp(-r2 * TE_9), (n, TE_9.size)), 1.0, coils, rng)
-    out = {}
-    for name, model_coils in (("before", 1), ("after", coils)):
-        est = quiet_fit(DecayModel(TE_9, sigma=1.0, coils=model_coils), mag).r2star
-        out[name] = cell_accuracy(est, r2, snr, coils)
-    return out
+    estimates = {
+        name: quiet_fit(DecayModel(TE_9, sigma=1.0, coils=model_coils), mag).r2star
+        for name, model_coils in (("before", 1), ("after", coils))
+    }
+    return score_cells(estimates, r2, snr, coils)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,14 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"{'N':>3}{'R2*':>6}{'SNR':>5}{'CRLB':>7}{'before':>20}{'after':>20}")
     print(f"{'':>21}" + f"{'bias%  RMSE/CRLB':>20}" * 2)
-    seed = 0
-    for coils in COILS:
-        for r2 in R2_GRID:
-            for snr in SNR_GRID:
-                seed += 1
-                res = cell(r2, snr, coils, args.voxels, seed)
-                row = "".join(f"{a.bias:>+12.2f}{a.ratio:>8.2f}" for a in res.values())
-                print(f"{coils:>3}{r2:>6.0f}{snr:>5.0f}{res['after'].crlb:>7.2f}{row}")
+    for seed, coils, r2, snr in seeded_cells(COILS, R2_GRID, SNR_GRID):
+        res = cell(r2, snr, coils, args.voxels, seed)
+        row = "".join(f"{a.bias:>+12.2f}{a.ratio:>8.2f}" for a in res.values())
+        print(f"{coils:>3}{r2:>6.0f}{snr:>5.0f}{res['after'].crlb:>7.2f}{row}")
 
 
 if __name__ == "__main__":

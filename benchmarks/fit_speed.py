@@ -16,12 +16,16 @@ Two more tables stress the noise-floor path of the default method (``auto``):
 - *worst case*: every voxel decays into the noise floor (R2* 60-150 1/s at S0/sigma 15-40),
   sigma given (target: at least 0.05x numpy lstsq).
 
-Run: ``python benchmarks/fit_speed.py [--voxels N]``.
+Run: ``python benchmarks/fit_speed.py [--voxels N] [--tables floor] [--methods auto]
+[--repeat 3]``; ``--tables``/``--methods`` pick tables (brain, floor, worst) and methods,
+``--repeat`` sets the best-of count. Threading is left at its default (numpy's BLAS may use
+every core; the fit runs on one) unless ``OMP_NUM_THREADS`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -35,8 +39,14 @@ from ironmap.fitting import METHODS, DecayModel
 
 from _cases import TE_9, brain_like, rician
 
+TABLES = ("brain", "floor", "worst")
 
-def _best_of(func, repeat: int = 3) -> float:
+
+REPEAT = 3
+
+
+def _best_of(func, repeat: int | None = None) -> float:
+    repeat = REPEAT if repeat is None else repeat
     best = np.inf
     for _ in range(repeat):
         start = time.perf_counter()
@@ -61,37 +71,61 @@ def curve_fit_per_voxel(mag: np.ndarray, te: np.ndarray) -> np.ndarray:
 
 
 def table(
-    mag: np.ndarray, te: np.ndarray, title: str, n_curve_fit: int, *, sigma: float | None = 1.0
+    mag: np.ndarray,
+    te: np.ndarray,
+    title: str,
+    n_curve_fit: int,
+    *,
+    sigma: float | None = 1.0,
+    methods: tuple[str, ...] = METHODS,
 ) -> None:
     n = mag.shape[0]
     t_np = _best_of(lambda: numpy_lstsq(mag, te))
-    sub = mag[:: max(1, n // n_curve_fit)][:n_curve_fit].astype(np.float64)
-    t_cf = _best_of(lambda: curve_fit_per_voxel(sub, te), repeat=1) * n / sub.shape[0]
+    t_cf = math.nan
+    if n_curve_fit > 0:
+        sub = mag[:: max(1, n // n_curve_fit)][:n_curve_fit].astype(np.float64)
+        t_cf = _best_of(lambda: curve_fit_per_voxel(sub, te), repeat=1) * n / sub.shape[0]
     given = "sigma given" if sigma is not None else "sigma estimated"
     print(f"\n{title}: {n:,} voxels x {te.size} echoes, {given}")
     print(
         f"{'method':<14}{'seconds':>10}{'voxels/s':>14}{'vs numpy lstsq':>16}{'vs curve_fit':>14}"
     )
-    print(f"{'numpy lstsq':<14}{t_np:>10.3f}{n / t_np:>14,.0f}{1.0:>16.3f}{t_cf / t_np:>13.0f}x")
-    print(f"{'curve_fit*':<14}{t_cf:>10.1f}{n / t_cf:>14,.0f}{t_np / t_cf:>16.4f}{1.0:>13.0f}x")
-    for method in METHODS:
+
+    def vs_curve_fit(t: float) -> str:
+        return f"{t_cf / t:>13.0f}x" if n_curve_fit > 0 else f"{'-':>14}"
+
+    print(f"{'numpy lstsq':<14}{t_np:>10.3f}{n / t_np:>14,.0f}{1.0:>16.3f}{vs_curve_fit(t_np)}")
+    if n_curve_fit > 0:
+        print(
+            f"{'curve_fit*':<14}{t_cf:>10.1f}{n / t_cf:>14,.0f}{t_np / t_cf:>16.4f}{1.0:>13.0f}x"
+        )
+    for method in methods:
         model = DecayModel(te, method=method, sigma=sigma)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IronmapWarning)
             t = _best_of(lambda model=model: model.fit(mag))
-        print(f"{method:<14}{t:>10.3f}{n / t:>14,.0f}{t_np / t:>16.3f}{t_cf / t:>13.0f}x")
-    print(f"* curve_fit timed on {sub.shape[0]:,} voxels and scaled to {n:,}")
+        print(f"{method:<14}{t:>10.3f}{n / t:>14,.0f}{t_np / t:>16.3f}{vs_curve_fit(t)}")
+    if n_curve_fit > 0:
+        print(f"* curve_fit timed on {sub.shape[0]:,} voxels and scaled to {n:,}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxels", type=int, default=1_000_000)
-    parser.add_argument("--curve-fit-voxels", type=int, default=2000)
+    parser.add_argument("--curve-fit-voxels", type=int, default=2000, help="0: skip curve_fit")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     args = parser.parse_args(argv)
+    global REPEAT
+    REPEAT = args.repeat
+    methods = tuple(args.methods)
     cpu = platform.processor() or platform.machine()
-    print(f"{cpu}, {os.cpu_count()} CPUs, numpy {np.__version__}")
-    mag, _ = brain_like(args.voxels, TE_9)
-    table(mag, TE_9, "Brain-like mix", args.curve_fit_voxels)
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"{cpu}, {os.cpu_count()} CPUs, numpy {np.__version__}, OMP_NUM_THREADS {threads}")
+    if "brain" in args.tables:
+        mag, _ = brain_like(args.voxels, TE_9)
+        table(mag, TE_9, "Brain-like mix", args.curve_fit_voxels, methods=methods)
     rng = np.random.default_rng(1)
     r2 = rng.uniform(60.0, 150.0, args.voxels)
     s0 = rng.uniform(15.0, 40.0, args.voxels)
@@ -99,8 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     r2 = rng.uniform(10.0, 120.0, args.voxels)
     mix = rician(50.0 * np.exp(-r2[:, None] * TE_9), 1.0, rng).astype(np.float32)
     title = "Floor mix (R2* 10-120 1/s, S0/sigma 50)"
-    table(mix, TE_9, title, args.curve_fit_voxels, sigma=None)
-    table(floor, TE_9, "Worst case (all voxels reach the noise floor)", args.curve_fit_voxels)
+    if "floor" in args.tables:
+        table(mix, TE_9, title, args.curve_fit_voxels, sigma=None, methods=methods)
+    title = "Worst case (all voxels reach the noise floor)"
+    if "worst" in args.tables:
+        table(floor, TE_9, title, args.curve_fit_voxels, methods=methods)
 
 
 if __name__ == "__main__":

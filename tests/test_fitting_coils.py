@@ -210,7 +210,8 @@ def test_rician_ml_finds_the_maximum_of_the_exact_likelihood(coils):
 def test_a_background_analysed_once_serves_coils_and_sigma(monkeypatch):
     """``effective_coils`` and ``DecayModel.fit`` take the caller's analysis of the background
     instead of repeating it (it is the costly part of a participant's fit)."""
-    from ironmap.fitting import effective_coils, noise
+    from ironmap.fitting import background as noise
+    from ironmap.fitting import effective_coils
 
     rng = np.random.default_rng(11)
     amp = np.zeros((40, 40, 20, TE.size))

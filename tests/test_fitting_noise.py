@@ -8,13 +8,13 @@ import pytest
 from ironmap.errors import IronmapWarning
 from ironmap.fitting import Background, DecayModel, effective_coils
 from ironmap.fitting.noise import (
-    _rayleigh_sigma,
     background_level,
     check_residual_sigma,
     diagnose_background,
     noise_from_background,
     sigma_from_background,
 )
+from ironmap.fitting.rayleigh import _rayleigh_sigma
 
 TE = np.array([0.004, 0.010, 0.016, 0.022])
 

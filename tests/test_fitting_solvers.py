@@ -213,3 +213,46 @@ def test_get_solver_returns_the_record(te9):
     assert DecayModel(te9, method="wls").solver is SOLVERS["wls"]
     assert DecayModel(te9[:2], method="wls").solver is SOLVERS["two_point"]
     assert DecayModel(te9[:2], method="auto").solver is SOLVERS["auto"]
+
+
+def test_ml_bias_is_boxs_formula_echo_by_echo():
+    """The one-pass moments of ``r2star_ml_bias`` equal Box's (1971) formula written echo by
+    echo, ``b = -1/2 F^-1 J^T W d`` with ``d_i = tr(F^-1 H_i)``; NaN where F is singular."""
+    from ironmap.fitting.crlb import r2star_ml_bias
+    from ironmap.fitting.rician import rician_information_factor
+
+    rng = np.random.default_rng(8)
+    te = np.linspace(2.6e-3, 39.4e-3, 9)
+    s0, r2, sigma = rng.uniform(5, 100, 500), rng.uniform(5, 200, 500), rng.uniform(0.5, 2, 500)
+    amp = s0[:, None] * np.exp(-r2[:, None] * te)
+    w = rician_information_factor(amp / sigma[:, None], coils=4) / sigma[:, None] ** 2
+    jac = np.stack([amp, -te * amp], axis=-1)  # d amp / d(ln S0, R2*), (n, echoes, 2)
+    info = np.einsum("ne,nei,nej->nij", w, jac, jac)
+    inv = np.linalg.inv(info)
+    hess = np.stack([np.stack([amp, -te * amp], -1), np.stack([-te * amp, te**2 * amp], -1)], -1)
+    d = np.einsum("nij,neji->ne", inv, hess)
+    expected = -0.5 * np.einsum("nij,nej,ne,ne->ni", inv, jac, w, d)[:, 1]
+    got = r2star_ml_bias(s0, r2, te, sigma, coils=4)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # all the signal in the first echo (a fit that sent the later ones to zero): singular
+    assert np.isnan(r2star_ml_bias(30.0, 1e5, np.array([0.005, 0.02]), 1.0))
+
+
+def test_an_echo_spike_raises_no_numpy_warning_with_sigma_estimated():
+    """issue 28: a corrupt echo of 1e30 made the Levenberg-Marquardt steps of the residual
+    sigma overflow ('overflow encountered in multiply' reached users of ``ironmap fit``); the
+    voxel now simply fails, counted in the fit's one IronmapWarning."""
+    import warnings
+
+    from ironmap.errors import IronmapWarning
+
+    te = np.array([0.004, 0.008, 0.012])
+    data = 1000.0 * np.exp(-30.0 * te) * np.ones((6, 6, 4, 1))
+    data[2, 2, 2, 0] = 1e30  # a corrupt first echo
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = DecayModel(te).fit(data.astype(np.float32))
+    assert [w.category for w in caught] == [IronmapWarning]  # the failed voxel, no numpy
+    assert fit.failed.sum() == 1
+    assert np.isnan(fit.r2star[2, 2, 2])
+    np.testing.assert_allclose(fit.r2star[~fit.failed], 30.0, rtol=1e-6)

@@ -7,10 +7,12 @@ are the records of :data:`SOLVERS` (:mod:`.registry`); :data:`METHODS` lists the
 :func:`get_solver` validates a method name.
 """
 
+from .background import Background
 from .crlb import r2star_crlb_sd
 from .models import DecayModel, effective_coils
-from .noise import Background, sigma_from_background, sigma_from_residuals
+from .rayleigh import sigma_from_background
 from .registry import METHODS, SOLVERS, Solver, get_solver, public_methods
+from .residuals import sigma_from_residuals
 from .results import DecayFit, FitStatus
 from .rician import bessel_ratio, rician_information_factor
 

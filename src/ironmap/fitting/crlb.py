@@ -56,7 +56,7 @@ def r2star_crlb_sd(
         The smallest standard deviation any unbiased estimator of R2* can reach; NaN where the
         inputs are not finite.
     """
-    a, b, c, _ = _information(s0, r2star, te, sigma, rician, factor, coils)
+    a, b, c = _information(s0, r2star, te, sigma, rician, factor, coils)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(a / (a * c - b * b))
 
@@ -81,14 +81,25 @@ def r2star_ml_bias(
 
     Parameters and shapes are those of :func:`r2star_crlb_sd`.
     """
-    a, b, c, (amp, w) = _information(s0, r2star, te, sigma, rician, factor, coils)
     te = np.asarray(te, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # With W A^2 the information weights times the squared amplitudes, the moments
+    # a = sum W A^2, b = -sum W A^2 te, c = sum W A^2 te^2 and e = sum W A^2 te^3 give
+    # d_i = A_i (c + 2 b te_i + a te_i^2) / det, hence sum W A d = (2 a c - 2 b^2) / det = 2 and
+    # -sum W te A d = -(b c + a e) / det: one pass over the echoes, no (n, n_echoes) products.
+    wa2 = _weighted_amplitudes(s0, r2star, te, sigma, rician, factor, coils)
+    a, b, c, e = (wa2 @ np.stack([np.ones_like(te), -te, te**2, te**3], axis=1)).T
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         det = a * c - b * b
-        d = amp * (c[..., None] + 2.0 * b[..., None] * te + a[..., None] * te**2) / det[..., None]
-        v0 = np.sum(w * amp * d, axis=-1)
-        v1 = -np.sum(w * te * amp * d, axis=-1)
-        return -0.5 * (a * v1 - b * v0) / det
+        # A singular information (all the signal in one echo: a fit that sent the later echoes
+        # to zero) has no bias: NaN, as the per-echo form gave it (0 / 0), not rounding noise.
+        det = np.where(det > _SINGULAR * a * c, det, np.nan)
+        v1 = -(b * c + a * e) / det
+        return -0.5 * (a * v1 - 2.0 * b) / det
+
+
+#: Information matrices with ``det < _SINGULAR a c`` (``1 - cos^2`` of the angle between the
+#: two parameters' sensitivities) are singular to rounding.
+_SINGULAR = 1e-9
 
 
 def _information(
@@ -99,8 +110,23 @@ def _information(
     rician: bool,
     factor: ArrayLike | None = None,
     coils: int = 1,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], tuple]:
-    """Fisher information ``[[a, b], [b, c]]`` about ``(ln S0, R2*)``, plus amplitudes/weights."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Fisher information ``[[a, b], [b, c]]`` about ``(ln S0, R2*)``."""
+    wa2 = _weighted_amplitudes(s0, r2star, te, sigma, rician, factor, coils)
+    te = np.asarray(te, dtype=np.float64)
+    return wa2.sum(axis=-1), -(wa2 @ te), wa2 @ te**2
+
+
+def _weighted_amplitudes(
+    s0: ArrayLike,
+    r2star: ArrayLike,
+    te: ArrayLike,
+    sigma: float | ArrayLike,
+    rician: bool,
+    factor: ArrayLike | None = None,
+    coils: int = 1,
+) -> NDArray[np.float64]:
+    """``W A^2`` per echo, shape (..., n_echoes): information weight times squared amplitude."""
     s0 = np.asarray(s0, dtype=np.float64)
     r2 = np.asarray(r2star, dtype=np.float64)
     te = np.asarray(te, dtype=np.float64)
@@ -110,5 +136,4 @@ def _information(
     sig = np.asarray(sigma, dtype=np.float64)[..., None]  # one value, or one per voxel
     w = rician_information_factor(amp / sig, coils=coils) if rician else np.ones_like(amp)
     w = w / sig**2
-    wa2 = w * amp**2
-    return wa2.sum(axis=-1), -(wa2 @ te), wa2 @ te**2, (amp, w)
+    return w * amp**2

@@ -15,20 +15,15 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError, IronmapWarning
 from . import solvers
-from .noise import (
-    Background,
-    NoiseEstimate,
-    background_level,
-    check_background,
-    check_residual_sigma,
-    rayleigh_sigma,
-    resolve_background,
-    sigma_from_residuals,
-)
+from .background import Background, NoiseEstimate, check_background, resolve_background
+from .misfit import background_level, check_residual_sigma
+from .rayleigh import rayleigh_sigma
 from .registry import METHODS, SOLVERS, Solver, get_solver
+from .residuals import MIN_RESIDUAL_ECHOES, sigma_from_residuals
 from .results import DecayFit, FitStatus, iter_blocks
 
 __all__ = ["METHODS", "DecayFit", "DecayModel", "FitStatus", "effective_coils"]
@@ -213,6 +208,24 @@ class DecayModel:
         -------
         DecayFit
         """
+        # The solvers' matrix products are tall and thin (voxels x echoes times echoes x <= 4):
+        # BLAS threads gain nothing there, and their spin-waiting costs more than the products
+        # (floor mix, default threading, 2 busy cores: 1.9x the CPU time of one thread).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(
+                data, mask, decay_factor=decay_factor, sigma_map=sigma_map, background=background
+            )
+
+    def _fit(
+        self,
+        data: ArrayLike,
+        mask: ArrayLike | None,
+        *,
+        decay_factor: ArrayLike | None,
+        sigma_map: ArrayLike | None,
+        background: NoiseEstimate | Background | None,
+    ) -> DecayFit:
+        """:meth:`fit` (warnings point at the caller of :meth:`fit`: stacklevel 4)."""
         check_background(background)
         data = np.asarray(data)
         if np.iscomplexobj(data):
@@ -292,12 +305,12 @@ class DecayModel:
         background = resolve_background(data, background)
         if background is not None:  # root-sum-of-squares of N channels: central chi
             return background.sigma, "background"
-        if self.n_echoes >= 3:
+        if self.n_echoes >= MIN_RESIDUAL_ECHOES:
             sigma = self._sigma_from_residuals(data, mask)
             if sigma is not None:
                 check = check_residual_sigma(sigma, background_level(data, estimate=background))
                 if check.misfit:
-                    warnings.warn(check.message, IronmapWarning, stacklevel=3)
+                    warnings.warn(check.message, IronmapWarning, stacklevel=4)
                 return sigma, "residuals"
         warnings.warn(
             "cannot estimate the noise sigma (no image background"
@@ -305,7 +318,7 @@ class DecayModel:
             + "); R2* is not corrected for the noise floor and r2star_sd is NaN: "
             "pass sigma (--sigma) to fix",
             IronmapWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return None, "unknown"
 
@@ -355,12 +368,16 @@ class DecayModel:
         # methods cannot take zeros at all.
         zeros_ok = sigma is not None and solver.noise_model == "rician"
         finite = np.isfinite(block)
+        zero = np.empty(0, dtype=np.intp)
         if zeros_ok:
             good = np.all(finite & (block >= 0), axis=1) & (block[:, 0] > 0)
-            # max over echoes j-1.. of each echo j (the echo before a zero and all after it)
-            after = np.maximum.accumulate(block[:, ::-1], axis=1)[:, ::-1]
-            level = _FLOOR_ZERO_SNR * (sigma[:, None] if np.ndim(sigma) else sigma)
-            good &= ~np.any((block[:, 1:] == 0) & (after[:, :-1] > level), axis=1)
+            zero = np.flatnonzero(np.any(block[:, 1:] == 0, axis=1))
+            if zero.size:  # only voxels with a zero after the first echo need the check
+                rows = block[zero]
+                # max over echoes j-1.. of each echo j (the echo before a zero and all after it)
+                after = np.maximum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]
+                level = _FLOOR_ZERO_SNR * (sigma[zero, None] if np.ndim(sigma) else sigma)
+                good[zero] &= ~np.any((rows[:, 1:] == 0) & (after[:, :-1] > level), axis=1)
         else:
             good = np.all(finite & (block > 0), axis=1)
         if factor is not None:
@@ -374,7 +391,7 @@ class DecayModel:
             status[weak] = FitStatus.NO_SIGNAL
             good &= ~weak
         y = block[good]
-        if zeros_ok:
+        if zeros_ok and zero.size:
             y = np.maximum(y, _TINY)
         f = None if factor is None else factor[good]
         if per_voxel:
@@ -419,5 +436,5 @@ def _warn_failures(status: NDArray[np.uint8]) -> None:
             f"{failed} of {fitted} voxels could not be fitted and are NaN ({reasons}); "
             "see fit.status",
             IronmapWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

@@ -22,7 +22,8 @@ The map is smooth on the scale of ``size`` (default 9 voxels), which suits g-fac
 profiles (tens of millimetres) and averages about ``size^3 (n_echoes - 2)`` squared residuals,
 so its relative standard error is a few per cent. Like every residual-based estimate it is
 inflated where the decay is not mono-exponential (multi-compartment tissue, fat, flow): the
-caller compares it with the background level (:func:`~ironmap.fitting.noise.check_residual_sigma`).
+caller compares it with the background level
+(:func:`~ironmap.fitting.misfit.check_residual_sigma`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from scipy import ndimage, stats
 
 from ..errors import InputError
 from . import solvers
-from .noise import sigma_from_residuals
+from .residuals import MIN_RESIDUAL_ECHOES, sigma_from_residuals
 
 __all__ = ["HIGH_SNR", "MIN_SAMPLES", "SigmaMap", "local_sigma_map"]
 
@@ -109,13 +110,11 @@ def local_sigma_map(
     """
     te = np.asarray(echo_times_s, dtype=np.float64)
     arr = np.asarray(data)
-    if te.ndim != 1 or te.size < 3:
+    if te.ndim != 1 or te.size < MIN_RESIDUAL_ECHOES:
+        need = f"needs >= {MIN_RESIDUAL_ECHOES} echoes, got {te.size}"
         if source is not None:
-            raise InputError(
-                f"{os.fspath(source)}: --sigma-map local needs >= 3 echoes, got {te.size}; "
-                "use --sigma-map off"
-            )
-        raise InputError(f"a local noise map needs >= 3 echoes, got {te.size}")
+            raise InputError(f"{os.fspath(source)}: --sigma-map local {need}; use --sigma-map off")
+        raise InputError(f"a local noise map {need}")
     if arr.ndim < 2 or arr.shape[-1] != te.size:
         raise InputError(
             f"data shape {arr.shape} does not end with the {te.size} echoes of echo_times_s"

@@ -35,11 +35,9 @@ Array = NDArray[np.float64]
 
 def _weighted_line(y: Array, te: Array, w: Array) -> tuple[Array, Array]:
     """Weighted least-squares line ``y = u - r te`` per row; returns ``(u, r)``."""
-    sw = w.sum(axis=1)
-    swt = w @ te
-    swtt = w @ te**2
-    swy = np.einsum("ij,ij->i", w, y)
-    swty = np.einsum("ij,ij->i", w * y, np.broadcast_to(te, y.shape))
+    # Two matrix products instead of five passes over the (n, n_echoes) arrays.
+    sw, swt, swtt = (w @ np.stack([np.ones_like(te), te, te * te], axis=1)).T
+    swy, swty = ((w * y) @ np.stack([np.ones_like(te), te], axis=1)).T
     det = sw * swtt - swt**2
     with np.errstate(divide="ignore", invalid="ignore"):
         u = (swtt * swy - swt * swty) / det
@@ -173,6 +171,7 @@ Objective = Callable[[Array, Array, NDArray[np.intp]], tuple[Array, Array | None
 Linearisation = Callable[[Array, Array, NDArray[np.intp], Array | None], tuple[Array, Array]]
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _levenberg_marquardt(
     u: Array,
     r2: Array,
@@ -188,6 +187,8 @@ def _levenberg_marquardt(
     ``lambda`` shrinks, otherwise the step is rejected and ``lambda`` grows. Only voxels still
     moving are evaluated, so easy voxels stop costing time after a few iterations. The state
     the objective returns at each voxel's current point is kept and handed to ``linearise``.
+    Overflow (a corrupt echo of 1e30) gives infinite or NaN steps and objectives: the step is
+    rejected, the damping grows and the voxel ends not converged, without numpy's warnings.
     """
     n = u.size
     u, r2 = u.copy(), r2.copy()
@@ -209,9 +210,8 @@ def _levenberg_marquardt(
         c = h[:, 2] * (1.0 + lam[active])
         b = h[:, 1]
         det = a * c - b * b
-        with np.errstate(divide="ignore", invalid="ignore"):
-            du = (c * g[:, 0] - b * g[:, 1]) / det
-            dr = (a * g[:, 1] - b * g[:, 0]) / det
+        du = (c * g[:, 0] - b * g[:, 1]) / det
+        dr = (a * g[:, 1] - b * g[:, 0]) / det
         u_new, r_new = u[active] + du, r2[active] + dr
         f_new, s_new = objective(u_new, r_new, active)
         better = np.isfinite(f_new) & (f_new <= f_cur[active])
@@ -343,6 +343,7 @@ class _RicianTerms:
         self.signal, self.te, self.factor, self.coils = signal, te, factor, coils
         self.inv_var = inv_var[:, None]  # (n, 1)
         self.ones = np.ones(te.size)
+        self.moments = np.stack([self.ones, -te, te * te], axis=1)  # (n_echoes, 3)
         self.order = 2 * coils - 1  # r' = 1 - (2N - 1) r / z - r^2
 
     def amplitude(self, u: Array, r: Array, idx: NDArray[np.intp]) -> Array:
@@ -376,23 +377,39 @@ class _RicianTerms:
         return grad, metric
 
     def newton(
-        self, amp: Array, ratio: Array, idx: NDArray[np.intp], *, z: Array | None = None
+        self,
+        amp: Array,
+        ratio: Array,
+        idx: NDArray[np.intp],
+        *,
+        z: Array | None = None,
+        mag: Array | None = None,
+        mag_var: Array | None = None,
     ) -> tuple[Array, Array]:
-        """Gradient ``(n, 2)`` and observed information ``(n, 3)`` at amplitudes ``amp``."""
-        te = self.te
-        mag = self.signal[idx]
+        """Gradient ``(n, 2)`` and observed information ``(n, 3)`` at amplitudes ``amp``.
+
+        ``z = A M / sigma^2``, ``mag = M`` and ``mag_var = M / sigma^2`` of the voxels ``idx``
+        when the caller has them (computed here otherwise)."""
         inv_var = self.inv_var[idx]
+        if mag is None:
+            mag = self.signal[idx]
+        if mag_var is None:
+            mag_var = mag * inv_var
         if z is None:
-            z = amp * mag * inv_var
-        score = (mag * ratio - amp) * inv_var  # -d(negloglik)/dA per echo
+            z = amp * mag_var
+        score = mag_var * ratio - amp * inv_var  # -d(negloglik)/dA per echo
         amp_score = amp * score
-        grad = np.column_stack([amp_score @ self.ones, amp_score @ -te])  # dA/du = A
+        grad = amp_score @ self.moments[:, :2]  # dA/du = A: [sum, -sum te]
         # d2(negloglik)/dA2 = 1/sigma^2 - M^2/sigma^4 r'(z), r' = 1 - (2N-1) r/z - r^2.
         with np.errstate(divide="ignore", invalid="ignore"):
-            slope = 1.0 - self.order * ratio / z - ratio**2
-        curv = inv_var - (mag * inv_var) ** 2 * slope
-        ca2 = curv * amp**2 - amp_score  # + second derivatives of A (dA/dR = -te A) times dL/dA
-        return grad, np.column_stack([ca2 @ self.ones, ca2 @ -te, ca2 @ te**2])
+            slope = ratio / z if self.order == 1 else self.order * ratio / z
+        slope += ratio * ratio
+        slope -= 1.0  # -r'
+        slope *= mag_var * mag_var
+        slope += inv_var  # the curvature
+        slope *= amp * amp
+        slope -= amp_score  # + second derivatives of A (dA/dR = -te A) times dL/dA
+        return grad, slope @ self.moments  # [sum, -sum te, sum te^2]
 
 
 def _positive_definite(metric: Array) -> NDArray[np.bool_]:
@@ -412,8 +429,11 @@ def _newton(
             break
         ua, ra = u_new[active], r_new[active]
         amp = terms.amplitude(ua, ra, active)
-        z = amp * terms.signal[active] * terms.inv_var[active]
-        g, h = terms.newton(amp, fast_bessel_ratio(z, coils=terms.coils), active, z=z)
+        mag = terms.signal[active]
+        mag_var = mag * terms.inv_var[active]
+        z = amp * mag_var
+        ratio = fast_bessel_ratio(z, coils=terms.coils)
+        g, h = terms.newton(amp, ratio, active, z=z, mag=mag, mag_var=mag_var)
         det = h[:, 0] * h[:, 2] - h[:, 1] ** 2
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             du = (h[:, 2] * g[:, 0] - h[:, 1] * g[:, 1]) / det

@@ -11,6 +11,7 @@ import numpy as np
 from ..defaults import B0_CORRECTIONS, PHASE_SIGNS, READOUTS, SIGMA_MAPS, check_coils
 from ..errors import InputError
 from ..fitting import DecayModel, effective_coils, get_solver
+from ..fitting.assumptions import warn_assumed_noise
 from ..fitting.gradients import gradient_correction
 from ..fitting.noise import Background, noise_from_background
 from ..fitting.sigma_map import local_sigma_map
@@ -200,6 +201,8 @@ def run_fit(config: FitConfig) -> list[Path]:
     fit = model.fit(
         image.data, mask=mask, decay_factor=factor, background=background, sigma_map=sigma_map
     )
+    fit.coils_source = coils_source
+    warn_assumed_noise(fit)  # N or sigma not from a background: say so, once
     log.info(
         "fitted %d voxels with %s (noise sigma %s from %s)",
         int((fit.status == 0).sum()),

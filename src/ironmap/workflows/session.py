@@ -25,6 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError, IronmapWarning
 from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
+from ..fitting.assumptions import warn_assumed_noise
 from ..fitting.gradients import gradient_correction
 from ..fitting.noise import NoiseEstimate, noise_from_background
 from ..fitting.sigma_map import SigmaMap, local_sigma_map
@@ -298,6 +299,7 @@ def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name
         fit.coils_source = source
     for w in caught:
         log.info("%s: %s", name, w.message)
+    warn_assumed_noise(fit, name=name, sigma_option=None)  # N or sigma not from a background
     return fit
 
 
