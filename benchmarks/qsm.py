@@ -5,7 +5,8 @@ labels of the region catalogue). Susceptibility (ppm, relative to CSF = 0) is pa
 (:data:`CHI_PPM`: deep grey matter 0.03-0.19 ppm, white matter -0.03, cortex 0.01), plus veins
 (tubes of +0.40 ppm: a superior sagittal sinus and internal cerebral veins), air (+9.4 ppm
 relative to tissue) outside the head and in two cavities under the frontal and temporal lobes
-(sinuses and mastoids), and a bone shell (-2 ppm). The field is ``forward_field`` of that map
+(sinuses and mastoids, 3 mm of bone from the brain), and bone (-2 ppm). The field is
+``forward_field`` of that map
 (:mod:`ironmap.susceptibility.dipole`, the one home of the kernel) on the 1 mm grid, the complex
 multi-echo signal ``S0 exp(-R2* TE) exp(i (phi0 + 2 pi f TE))`` is formed there and averaged to
 2 mm (or kept at 1 mm), and complex Gaussian noise is added (SNR ~ 60 in white matter at 2 mm on
@@ -72,15 +73,24 @@ FIELD_T = 3.0
 SNR = 60.0
 
 
-def head(seed: int, voxel: int = 2):
+def head(seed: int, voxel: int = 2, *, fields: bool = False):
     """One forward-simulated head on an isotropic ``voxel`` mm grid.
 
     Returns a dict: magnitude, phase (X, Y, Z, n_echoes), chi (truth, ppm, CSF = 0), labels
-    (pure voxels, else 0), brain (mask), ventricles (reference mask), te (s), voxel_mm.
+    (pure voxels, else 0), brain (mask), ventricles (reference mask), te (s), voxel_mm; with
+    ``fields`` also the true total field (Hz) and local field (ppm: of the sources in the brain).
     """
     rng = np.random.default_rng(seed)
     anatomy = make_anatomy(rng)
-    labels = anatomy.labels
+    x, y, z = np.meshgrid(
+        *(np.arange(n) - (n - 1) / 2 for n in FINE_SHAPE), indexing="ij", sparse=True
+    )
+    # air cavities (a sinus under the frontal lobes, mastoids beside the cerebellum), with 3 mm
+    # of bone between them and the brain: the brain's labels are carved away there
+    sinus = ((x / 14.0) ** 2 + ((y - 45.0) / 12.0) ** 2 + ((z + 32.0) / 10.0) ** 2) <= 1
+    mastoid = ((np.abs(x) - 52.0) / 8.0) ** 2 + ((y + 25.0) / 9.0) ** 2 + ((z + 40.0) / 7.0) ** 2
+    cavity = sinus | (mastoid <= 1)
+    labels = np.where(ndimage.binary_dilation(cavity, iterations=3), 0, anatomy.labels)
     chi = np.zeros(FINE_SHAPE)
     r2 = np.full(FINE_SHAPE, 20.0)
     pd = np.where(labels > 0, 0.8, 0.7)
@@ -102,9 +112,6 @@ def head(seed: int, voxel: int = 2):
         ],
     )
     pd[csf] = 1.0
-    x, y, z = np.meshgrid(
-        *(np.arange(n) - (n - 1) / 2 for n in FINE_SHAPE), indexing="ij", sparse=True
-    )
     brain = (labels > 0) & ~(labels == label_code("csf", "midline"))
     # veins: superior sagittal sinus along y at the top, two internal cerebral veins
     sss = (x**2 + (z - 50.0 - 0.1 * y) ** 2 <= 2.5**2) & (labels > 0)
@@ -117,11 +124,10 @@ def head(seed: int, voxel: int = 2):
     bone = anatomy.head & ~intracranial & ~ndimage.binary_erosion(anatomy.head, iterations=4)
     chi[bone] = BONE_PPM
     pd[bone] = 0.05
-    # air: outside the head, sinus below the frontal lobe, mastoids beside the cerebellum
-    sinus = ((x / 14.0) ** 2 + ((y - 45.0) / 12.0) ** 2 + ((z + 32.0) / 10.0) ** 2) <= 1
-    mastoid = ((np.abs(x) - 52.0) / 8.0) ** 2 + ((y + 25.0) / 9.0) ** 2 + ((z + 40.0) / 7.0) ** 2
-    air = ~anatomy.head | sinus | (mastoid <= 1)
-    air &= ~brain
+    bone |= ndimage.binary_dilation(cavity, iterations=3) & ~cavity & anatomy.head
+    chi[bone] = BONE_PPM
+    pd[bone] = 0.05
+    air = ~anatomy.head | cavity
     chi[air] = AIR_PPM
     pd[air] = 0.0
     delta = forward_field(chi, (1.0, 1.0, 1.0), pad=24)
@@ -156,12 +162,18 @@ def head(seed: int, voxel: int = 2):
     pure = np.all(lab == first[:, None, :, None, :, None], axis=(1, 3, 5))
     brain_c = block(brain.astype(float)) > 0.5
     ventricles = np.isin(first, [label_code("lateral_ventricle", s) for s in ("left", "right")])
+    extra = {}
+    if fields:
+        extra["field_hz"] = block(hz)
+        extra["local_ppm"] = block(forward_field(np.where(brain, chi, 0.0), (1.0,) * 3, pad=24))
     return {
+        **extra,
         "magnitude": np.abs(signal),
         "phase": np.angle(signal),
         "chi": block(chi),
         "labels": np.where(pure, first, 0),
         "brain": brain_c,
+        "intracranial": block((labels > 0).astype(float)) > 0.5,
         "ventricles": ventricles & pure,
         "te": te,
         "voxel_mm": (float(f),) * 3,

@@ -14,6 +14,12 @@ deconvolution uses the largest sphere's kernel.
 the field of the susceptibility outside the mask that best explains the total field inside it
 (noise-weighted least squares, conjugate gradients on the normal equations, FFT dipole kernel);
 the local field is the remainder. No erosion.
+
+``smv``: only the high-pass ``field - SMV(field)`` on the mask eroded by the sphere
+(:func:`smv_highpass`); the rest of the background removal happens inside the inversion, whose
+forward model then includes ``1 - SMV`` (single-step QSM: Chatnuntawech et al., NMR Biomed 2017;
+the SHARP-embedded models of Liu Z et al. and Sun & Wilman). No deconvolution, hence none of
+SHARP's low-frequency loss.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ __all__ = [
     "PDF_TOLERANCE",
     "SHARP_RADIUS_MM",
     "SHARP_THRESHOLD",
+    "SMV_RADIUS_MM",
     "VSHARP_RADII_MM",
     "pdf",
     "sharp",
+    "smv_highpass",
     "sphere_kernel",
     "vsharp",
 ]
@@ -47,6 +55,8 @@ SHARP_THRESHOLD = 0.05
 #: Largest and smallest sphere radius (mm) of :func:`vsharp`; the smallest is raised to the
 #: largest voxel dimension, and the radii step by the largest voxel dimension.
 VSHARP_RADII_MM = (12.0, 1.0)
+#: Radius (mm) of the sphere of :func:`smv_highpass` (single-step QSM).
+SMV_RADIUS_MM = 6.0
 #: Conjugate-gradient iterations and relative residual tolerance of :func:`pdf`.
 PDF_ITERATIONS = 30
 PDF_TOLERANCE = 0.01
@@ -270,3 +280,37 @@ def pdf(
         rr = rr_new
     background = dipole(x)[: shape[0], : shape[1], : shape[2]]
     return np.where(mask, f - background, 0.0), mask
+
+
+def smv_highpass(
+    field: NDArray,
+    mask: NDArray[np.bool_],
+    voxel_mm: Sequence[float],
+    *,
+    radius_mm: float = SMV_RADIUS_MM,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """``field - SMV(field)`` where the sphere lies inside ``mask`` (harmonic fields vanish).
+
+    Parameters
+    ----------
+    field : numpy.ndarray, shape (X, Y, Z)
+        Total field (any unit; the result has the same), finite inside ``mask``.
+    mask : numpy.ndarray of bool, shape (X, Y, Z)
+    voxel_mm : sequence of 3 float
+    radius_mm : float, optional
+
+    Returns
+    -------
+    highpass : numpy.ndarray, shape (X, Y, Z)
+        The high-passed field inside ``eroded``, 0 outside.
+    eroded : numpy.ndarray of bool, shape (X, Y, Z)
+        ``mask`` eroded by the sphere.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    shape = mask.shape
+    big = _fft.fast_shape(shape, int(np.ceil(radius_mm / min(voxel_mm))) + 1)
+    smv = _ball_half(big, radius_mm, voxel_mm)
+    f = np.where(mask, np.nan_to_num(np.asarray(field, dtype=np.float64)), 0.0)
+    eroded = (_fft.irfft(smv * _fft.rfft(mask, big), big, shape) > 1.0 - 1e-6) & mask
+    high = _fft.irfft((1.0 - smv) * _fft.rfft(f, big), big, shape)
+    return np.where(eroded, high, 0.0), eroded

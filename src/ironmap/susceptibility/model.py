@@ -12,7 +12,8 @@ Step methods (names in :data:`BACKGROUND_METHODS`, :data:`INVERSION_METHODS`,
 - total field: Laplacian unwrapping of each echo's phase referenced to the first echo and a
   weighted (optimum-weights) fit over the echoes, with its noise SD
   (:func:`.field.total_field`);
-- background: ``vsharp`` (default), ``pdf``, ``sharp`` (:mod:`.background`);
+- background: ``vsharp`` (default), ``pdf``, ``sharp``, or ``smv`` (single-step: only the SMV
+  high-pass here, the rest inside ``medi``) (:mod:`.background`);
 - inversion: ``tkd`` (default), ``l2``, ``medi`` (:mod:`.inversion`);
 - reference: ``brain`` (default; the mean over the final mask is 0), ``csf`` / ``wm`` (the mean
   over ``fit(..., reference_mask=...)`` is 0), ``none``.
@@ -31,8 +32,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from ..errors import InputError
-from .background import pdf, sharp, vsharp
-from .dipole import hz_per_ppm
+from .background import SMV_RADIUS_MM, pdf, sharp, smv_highpass, vsharp
+from .dipole import forward_field, hz_per_ppm
 from .field import UNWRAP_METHODS, total_field
 from .inversion import l2, medi, tkd
 
@@ -45,7 +46,7 @@ __all__ = [
     "brain_mask",
 ]
 
-BACKGROUND_METHODS = ("vsharp", "pdf", "sharp")
+BACKGROUND_METHODS = ("vsharp", "pdf", "sharp", "smv")
 INVERSION_METHODS = ("tkd", "l2", "medi")
 REFERENCES = ("brain", "csf", "wm", "none")
 #: Default steps of the pipeline (about 0.5 s per participant at 2 mm on one core).
@@ -207,6 +208,8 @@ class QSMModel:
         mask = np.asarray(mask, bool)
         if mask.shape != magnitude.shape[:3]:
             raise InputError(f"QSM mask shape {mask.shape} != image shape {magnitude.shape[:3]}")
+        if self.background == "smv" and self.inversion != "medi":
+            raise InputError("QSM background='smv' (single-step) works with inversion='medi' only")
         if self.reference in ("csf", "wm") and reference_mask is None:
             raise InputError(f"QSM reference={self.reference!r} needs a reference_mask")
         if not mask.any():
@@ -219,7 +222,9 @@ class QSMModel:
         total_ppm = field_hz / scale
         with np.errstate(divide="ignore"):
             weight = np.where(m & np.isfinite(noise_hz), 1.0 / noise_hz, 0.0)
-        if self.background == "vsharp":
+        if self.background == "smv":
+            local, final = smv_highpass(total_ppm, m, self.voxel_mm, **self._kwargs(smv_highpass))
+        elif self.background == "vsharp":
             local, final = vsharp(total_ppm, m, self.voxel_mm, **self._kwargs(vsharp))
         elif self.background == "sharp":
             local, final = sharp(total_ppm, m, self.voxel_mm, **self._kwargs(sharp))
@@ -238,6 +243,9 @@ class QSMModel:
             chi = l2(local, final, self.voxel_mm, direction=self.direction, **self._kwargs(l2))
         else:
             rss = np.sqrt(np.sum(np.nan_to_num(mag.astype(np.float64)) ** 2, axis=-1))
+            single = {}
+            if self.background == "smv":
+                single = {"smv_radius_mm": self.options.get("radius_mm", SMV_RADIUS_MM)}
             chi = medi(
                 local,
                 final,
@@ -245,8 +253,15 @@ class QSMModel:
                 magnitude=rss,
                 weight=weight,
                 direction=self.direction,
+                **single,
                 **self._kwargs(medi),
             )
+        if self.background == "smv":
+            # the local field the inversion explains (the high-pass itself is not a local field)
+            explained = forward_field(
+                np.where(final, chi, 0.0), self.voxel_mm, direction=self.direction
+            )
+            local = np.where(final, explained, 0.0)
         chi_full = np.zeros(full_shape)
         chi_full[box] = chi
         final_full = np.zeros(full_shape, bool)
