@@ -141,8 +141,10 @@ def total_field(
         Frequency offset (Hz); exact inside ``mask`` up to a harmonic function (see the module
         docstring); 0 outside ``mask``.
     noise_hz : numpy.ndarray, shape (X, Y, Z)
-        SD of ``field_hz`` from the magnitudes (``sigma / (2 pi sqrt(sum |S_n|^2 t_n^2))`` with
-        ``t_n = TE_n - TE_1`` and ``sigma`` the channel noise); ``inf`` where there is no signal.
+        SD of ``field_hz`` from the magnitudes: ``sigma sqrt(A + B^2 / |S_1|^2) / (2 pi A)``
+        with ``A = sum |S_n|^2 t_n^2``, ``B = sum |S_n|^2 t_n``, ``t_n = TE_n - TE_1`` (the
+        first echo's noise is in every referenced phase) and ``sigma`` the channel noise
+        (:func:`echo_phase_noise`); ``inf`` where there is no signal.
     """
     te = np.asarray(echo_times_s, dtype=np.float64).ravel()
     mag = np.asarray(magnitude, dtype=np.float64)
@@ -162,6 +164,7 @@ def total_field(
     t = te[1:] - te[0]
     numerator = np.zeros(mask.shape)
     denominator = np.zeros(mask.shape)
+    first_echo_term = np.zeros(mask.shape)
     for n in range(1, te.size):
         referenced = wrap(ph[..., n] - ph[..., 0])
         if unwrap == "laplacian":
@@ -172,9 +175,12 @@ def total_field(
         weight = mag[..., n] ** 2 * t[n - 1] ** 2
         numerator += weight * unwrapped / t[n - 1]
         denominator += weight
+        first_echo_term += mag[..., n] ** 2 * t[n - 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         field_hz = np.where(mask & (denominator > 0), numerator / denominator / (2 * np.pi), 0.0)
         sigma = echo_phase_noise(mag, mask)
-        noise_hz = sigma / (2 * np.pi * np.sqrt(denominator))
-    noise_hz = np.where(mask & (denominator > 0), noise_hz, np.inf)
+        # the first echo's noise enters every referenced phase
+        variance = denominator + first_echo_term**2 / mag[..., 0] ** 2
+        noise_hz = sigma * np.sqrt(variance) / denominator / (2 * np.pi)
+    noise_hz = np.where(mask & (denominator > 0) & np.isfinite(noise_hz), noise_hz, np.inf)
     return field_hz, noise_hz

@@ -168,14 +168,16 @@ def edge_mask(
     return np.where(inside & (norm > threshold), 0.0, 1.0)
 
 
-def _grad(x, voxel_mm):
-    """Forward differences with periodic wrap (the ``G`` of :func:`_fft.gradient_power`)."""
-    return [(np.roll(x, -1, axis=a) - x) / d for a, d in enumerate(voxel_mm)]
+def _grad(x, inverse_step):
+    """Forward differences with periodic wrap (the ``G`` of :func:`_fft.gradient_power`);
+    ``inverse_step``: 1 / voxel size (1/mm) per axis."""
+    return [(np.roll(x, -1, axis=a) - x) * h for a, h in enumerate(inverse_step)]
 
 
-def _grad_adjoint(gs, voxel_mm):
+def _grad_adjoint(gs, inverse_step):
     return sum(
-        (np.roll(g, 1, axis=a) - g) / d for a, (g, d) in enumerate(zip(gs, voxel_mm, strict=True))
+        (np.roll(g, 1, axis=a) - g) * h
+        for a, (g, h) in enumerate(zip(gs, inverse_step, strict=True))
     )
 
 
@@ -248,13 +250,19 @@ def medi(
     mu2 = 1.0
     mu1 = 100.0 * regularisation
     denominator = mu1 * _fft.gradient_power(big, voxel_mm) + mu2 * kernel**2
-    denominator.flat[0] = 1.0
-    threshold = regularisation * edges / mu1
-    z = [np.zeros(big) for _ in range(3)]
-    s = [np.zeros(big) for _ in range(3)]
-    y = w2 * delta / (w2 + mu2)
-    t = np.zeros(big)
-    chi = np.zeros(big)
+    denominator.flat[0] = np.inf  # the mean of chi is not determined: keep it 0
+    f32 = np.float32
+    gradient_gain = (1.0 / denominator).astype(f32)
+    data_gain = (mu2 * kernel / denominator).astype(f32)
+    kernel32 = kernel.astype(f32)
+    threshold = (regularisation * edges / mu1).astype(f32)
+    w2, delta = w2.astype(f32), delta.astype(f32)
+    z = [np.zeros(big, f32) for _ in range(3)]
+    s = [np.zeros(big, f32) for _ in range(3)]
+    y = w2 * delta / (w2 + f32(mu2))
+    t = np.zeros(big, f32)
+    chi = np.zeros(big, f32)
+    step = [f32(1.0 / d) for d in voxel_mm]
 
     def fwd(x):
         return sfft.rfftn(x, workers=1)
@@ -263,17 +271,16 @@ def medi(
         return sfft.irfftn(k, s=big, workers=1)
 
     for _ in range(int(iterations)):
-        rhs = fwd(mu1 * _grad_adjoint([zi - si for zi, si in zip(z, s, strict=True)], voxel_mm))
-        rhs += mu2 * kernel * fwd(y - t)
-        chi_k = rhs / denominator
-        chi_k.flat[0] = 0.0
+        rhs = f32(mu1) * _grad_adjoint([zi - si for zi, si in zip(z, s, strict=True)], step)
+        chi_k = fwd(rhs) * gradient_gain
+        chi_k += fwd(y - t) * data_gain
         chi = inv(chi_k)
-        dchi = inv(kernel * chi_k)
-        g = _grad(chi, voxel_mm)
+        dchi = inv(kernel32 * chi_k)
+        g = _grad(chi, step)
         for a in range(3):
             v = g[a] + s[a]
-            z[a] = np.sign(v) * np.maximum(np.abs(v) - threshold, 0.0)
+            z[a] = np.sign(v) * np.maximum(np.abs(v) - threshold, f32(0.0))
             s[a] = v - z[a]
-        y = (w2 * delta + mu2 * (dchi + t)) / (w2 + mu2)
-        t = t + dchi - y
-    return np.where(out_mask, chi[crop], 0.0)
+        y = (w2 * delta + f32(mu2) * (dchi + t)) / (w2 + f32(mu2))
+        t += dchi - y
+    return np.where(out_mask, chi[crop].astype(np.float64), 0.0)

@@ -12,9 +12,9 @@ Step methods (names in :data:`BACKGROUND_METHODS`, :data:`INVERSION_METHODS`,
 - total field: Laplacian unwrapping of each echo's phase referenced to the first echo and a
   weighted (optimum-weights) fit over the echoes, with its noise SD
   (:func:`.field.total_field`);
-- background: ``vsharp`` (default), ``pdf``, ``sharp``, or ``smv`` (single-step: only the SMV
-  high-pass here, the rest inside ``medi``) (:mod:`.background`);
-- inversion: ``tkd`` (default), ``l2``, ``medi`` (:mod:`.inversion`);
+- background: ``smv`` (default; single-step: only the SMV high-pass here, the rest inside
+  ``medi``), ``vsharp``, ``pdf``, ``sharp`` (:mod:`.background`);
+- inversion: ``medi`` (default), ``tkd``, ``l2`` (:mod:`.inversion`);
 - reference: ``brain`` (default; the mean over the final mask is 0), ``csf`` / ``wm`` (the mean
   over ``fit(..., reference_mask=...)`` is 0), ``none``.
 
@@ -49,9 +49,10 @@ __all__ = [
 BACKGROUND_METHODS = ("vsharp", "pdf", "sharp", "smv")
 INVERSION_METHODS = ("tkd", "l2", "medi")
 REFERENCES = ("brain", "csf", "wm", "none")
-#: Default steps of the pipeline (about 0.5 s per participant at 2 mm on one core).
-DEFAULT_BACKGROUND = "vsharp"
-DEFAULT_INVERSION = "tkd"
+#: Default steps of the pipeline: single-step QSM (SMV high-pass + MEDI model), about 1.1 s
+#: per participant at 2 mm (72 x 88 x 72, 4 echoes) on one core (benchmarks/qsm.py).
+DEFAULT_BACKGROUND = "smv"
+DEFAULT_INVERSION = "medi"
 DEFAULT_REFERENCE = "brain"
 #: Brain mask: first-echo magnitude above this fraction of its 99th percentile.
 MASK_FRACTION = 0.15
@@ -123,9 +124,9 @@ class QSMModel:
         Main field (T).
     direction : sequence of 3 float, optional
         B0 in voxel axes (:func:`~.dipole.b0_direction` of the image affine).
-    background : {"vsharp", "pdf", "sharp"}, optional
-        Background field removal (:mod:`.background`).
-    inversion : {"tkd", "l2", "medi"}, optional
+    background : {"smv", "vsharp", "pdf", "sharp"}, optional
+        Background field removal (:mod:`.background`); ``smv`` (single-step) needs ``medi``.
+    inversion : {"medi", "tkd", "l2"}, optional
         Dipole inversion (:mod:`.inversion`).
     reference : {"brain", "csf", "wm", "none"}, optional
         Zero of the susceptibility scale: the mean over the final mask (``brain``), over a
