@@ -144,7 +144,8 @@ def total_field(
         SD of ``field_hz`` from the magnitudes: ``sigma sqrt(A + B^2 / |S_1|^2) / (2 pi A)``
         with ``A = sum |S_n|^2 t_n^2``, ``B = sum |S_n|^2 t_n``, ``t_n = TE_n - TE_1`` (the
         first echo's noise is in every referenced phase) and ``sigma`` the channel noise
-        (:func:`echo_phase_noise`); ``inf`` where there is no signal.
+        (:func:`echo_phase_noise`; 1 if that is 0 or undefined, so that the map is a relative
+        weight only); ``inf`` where there is no signal.
     """
     te = np.asarray(echo_times_s, dtype=np.float64).ravel()
     mag = np.asarray(magnitude, dtype=np.float64)
@@ -179,6 +180,8 @@ def total_field(
     with np.errstate(invalid="ignore", divide="ignore"):
         field_hz = np.where(mask & (denominator > 0), numerator / denominator / (2 * np.pi), 0.0)
         sigma = echo_phase_noise(mag, mask)
+        if not np.isfinite(sigma) or sigma <= 0:
+            sigma = 1.0  # noise-free or too small to tell: relative weights only
         # the first echo's noise enters every referenced phase
         variance = denominator + first_echo_term**2 / mag[..., 0] ** 2
         noise_hz = sigma * np.sqrt(variance) / denominator / (2 * np.pi)
