@@ -39,6 +39,7 @@ __all__ = [
     "PDF_TOLERANCE",
     "SHARP_RADIUS_MM",
     "SHARP_THRESHOLD",
+    "SMV_RADII_MM",
     "SMV_RADIUS_MM",
     "VSHARP_RADII_MM",
     "pdf",
@@ -55,8 +56,11 @@ SHARP_THRESHOLD = 0.05
 #: Largest and smallest sphere radius (mm) of :func:`vsharp`; the smallest is raised to the
 #: largest voxel dimension, and the radii step by the largest voxel dimension.
 VSHARP_RADII_MM = (12.0, 1.0)
-#: Radius (mm) of the sphere of :func:`smv_highpass` (single-step QSM).
+#: Radius (mm) of the sphere of :func:`smv_highpass`.
 SMV_RADIUS_MM = 6.0
+#: Sphere radii (mm) of the single-step QSM's data terms (``background="smv"``: one data term
+#: per radius, see :func:`.inversion.medi`); the final mask is eroded by the smallest.
+SMV_RADII_MM = (6.0,)
 #: Conjugate-gradient iterations and relative residual tolerance of :func:`pdf`.
 PDF_ITERATIONS = 30
 PDF_TOLERANCE = 0.01

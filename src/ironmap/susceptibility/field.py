@@ -8,7 +8,7 @@ The steps follow the "total field" stage of SEPIA, MEDI (``Fit_ppm_complex``) an
    "Laplacian" unwrapper of Ghiglia & Romero, JOSA A 1994, also Schofield & Zhu, Opt Lett 2003;
    or, optionally, the quality-guided unwrapper of scikit-image, Herraez et al., Appl Opt 2002);
 3. the field is the weighted least-squares slope of the unwrapped phase over ``TE_n - TE_1``
-   with the optimum weights ``|S_n|^2 (TE_n - TE_1)^2`` (Wu et al., MRM 2012; SEPIA's
+   with the optimum weights ``|S_n|^2 (TE_n - TE_1)^2`` (Robinson et al., NMR Biomed 2017; SEPIA's
    "optimum weights" echo combination), and its noise SD follows from the same weights.
 
 The Laplacian unwrapper is exact up to a harmonic function inside the mask where the phase has

@@ -193,7 +193,7 @@ def medi(
     iterations: int = MEDI_ITERATIONS,
     edge_fraction: float = MEDI_EDGE_FRACTION,
     pad: int = 8,
-    smv_radius_mm: float | None = None,
+    smv_radius_mm: float | Sequence[float] | None = None,
     full_mask: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float64]:
     """Weighted-TV (MEDI model) dipole inversion with a magnitude edge prior, by ADMM.
@@ -216,12 +216,13 @@ def medi(
     edge_fraction : float, optional
         See :func:`edge_mask`.
     pad : int, optional
-    smv_radius_mm : float, optional
-        Single-step mode: ``local_field_ppm`` is the SMV high-pass of this radius (mm) on
-        ``mask`` (:func:`.background.smv_highpass`), and the kernel includes ``1 - SMV``.
+    smv_radius_mm : float or sequence of float, optional
+        Single-step mode: ``local_field_ppm`` is the *total* field on ``mask``; for each radius
+        (mm) a data term compares its SMV high-pass (on ``mask`` eroded by that sphere) with
+        ``(1 - SMV) D chi``. Several radii give the deep voxels the low frequencies of the
+        large sphere and the edge voxels the small one's data (as V-SHARP does).
     full_mask : numpy.ndarray of bool, shape (X, Y, Z), optional
-        Where chi is returned (default ``mask``); in single-step mode the brain mask before
-        erosion.
+        Where chi is returned (default ``mask``).
 
     Returns
     -------
@@ -233,34 +234,58 @@ def medi(
     shape = mask.shape
     big = _fft.fast_shape(shape, pad)
     crop = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
-    kernel = _fft.dipole_half(big, voxel_mm, direction)
-    if smv_radius_mm is not None:
-        kernel = kernel * (1.0 - _ball_half(big, smv_radius_mm, voxel_mm))
-    delta = np.zeros(big)
-    delta[crop] = np.where(mask, np.nan_to_num(np.asarray(local_field_ppm, float)), 0.0)
+    dipole = _fft.dipole_half(big, voxel_mm, direction)
+    field = np.zeros(big)
+    field[crop] = np.where(mask, np.nan_to_num(np.asarray(local_field_ppm, float)), 0.0)
     w = np.ones(shape) if weight is None else np.nan_to_num(np.asarray(weight, float))
     w = np.where(mask, w, 0.0)
-    if w[mask].mean() > 0:
-        w = w / w[mask].mean()
-    w2 = np.zeros(big)
-    w2[crop] = w**2
     edges = np.ones(big)
     if magnitude is not None:
-        edges[crop] = edge_mask(magnitude, mask, voxel_mm, fraction=edge_fraction)
+        edges[crop] = edge_mask(magnitude, out_mask, voxel_mm, fraction=edge_fraction)
+    # one data term per sphere: (data, weight^2, kernel) on the padded grid
+    terms = []
+    if smv_radius_mm is None:
+        terms.append((field, w, mask, dipole))
+    else:
+        field_k = sfft.rfftn(field, workers=1)
+        mask_big = np.zeros(big)
+        mask_big[crop] = mask
+        mask_k = sfft.rfftn(mask_big, workers=1)
+        for radius in np.atleast_1d(smv_radius_mm):
+            smv = _ball_half(big, float(radius), voxel_mm)
+            inner = sfft.irfftn(smv * mask_k, s=big, workers=1)[crop] > 1.0 - 1e-6
+            inner &= mask
+            high = sfft.irfftn((1.0 - smv) * field_k, s=big, workers=1)
+            data = np.zeros(big)
+            data[crop] = np.where(inner, high[crop], 0.0)
+            terms.append((data, np.where(inner, w, 0.0), inner, dipole * (1.0 - smv)))
     mu2 = 1.0
     mu1 = 100.0 * regularisation
-    denominator = mu1 * _fft.gradient_power(big, voxel_mm) + mu2 * kernel**2
+    denominator = mu1 * _fft.gradient_power(big, voxel_mm)
+    for *_, kernel in terms:
+        denominator = denominator + mu2 * kernel**2
     denominator.flat[0] = np.inf  # the mean of chi is not determined: keep it 0
     f32 = np.float32
     gradient_gain = (1.0 / denominator).astype(f32)
-    data_gain = (mu2 * kernel / denominator).astype(f32)
-    kernel32 = kernel.astype(f32)
     threshold = (regularisation * edges / mu1).astype(f32)
-    w2, delta = w2.astype(f32), delta.astype(f32)
+    data_terms = []
+    for data, weight_small, inner, kernel in terms:
+        w2 = np.zeros(big, f32)
+        if inner.any() and weight_small[inner].mean() > 0:
+            w2[crop] = (weight_small / weight_small[inner].mean()) ** 2
+        data = data.astype(f32)
+        data_terms.append(
+            {
+                "w2_delta": w2 * data,
+                "w2": w2,
+                "gain": (mu2 * kernel / denominator).astype(f32),
+                "kernel": kernel.astype(f32),
+                "y": w2 * data / (w2 + f32(mu2)),
+                "t": np.zeros(big, f32),
+            }
+        )
     z = [np.zeros(big, f32) for _ in range(3)]
     s = [np.zeros(big, f32) for _ in range(3)]
-    y = w2 * delta / (w2 + f32(mu2))
-    t = np.zeros(big, f32)
     chi = np.zeros(big, f32)
     step = [f32(1.0 / d) for d in voxel_mm]
 
@@ -273,14 +298,18 @@ def medi(
     for _ in range(int(iterations)):
         rhs = f32(mu1) * _grad_adjoint([zi - si for zi, si in zip(z, s, strict=True)], step)
         chi_k = fwd(rhs) * gradient_gain
-        chi_k += fwd(y - t) * data_gain
+        for term in data_terms:
+            chi_k += fwd(term["y"] - term["t"]) * term["gain"]
         chi = inv(chi_k)
-        dchi = inv(kernel32 * chi_k)
         g = _grad(chi, step)
         for a in range(3):
             v = g[a] + s[a]
             z[a] = np.sign(v) * np.maximum(np.abs(v) - threshold, f32(0.0))
             s[a] = v - z[a]
-        y = (w2 * delta + f32(mu2) * (dchi + t)) / (w2 + f32(mu2))
-        t += dchi - y
+        for term in data_terms:
+            dchi = inv(term["kernel"] * chi_k)
+            term["y"] = (term["w2_delta"] + f32(mu2) * (dchi + term["t"])) / (
+                term["w2"] + f32(mu2)
+            )
+            term["t"] += dchi - term["y"]
     return np.where(out_mask, chi[crop].astype(np.float64), 0.0)

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from ..errors import InputError
-from .background import SMV_RADIUS_MM, pdf, sharp, smv_highpass, vsharp
+from .background import SMV_RADII_MM, pdf, sharp, smv_highpass, vsharp
 from .dipole import forward_field, hz_per_ppm
 from .field import UNWRAP_METHODS, total_field
 from .inversion import l2, medi, tkd
@@ -223,8 +223,11 @@ class QSMModel:
         total_ppm = field_hz / scale
         with np.errstate(divide="ignore"):
             weight = np.where(m & np.isfinite(noise_hz), 1.0 / noise_hz, 0.0)
+        radii = tuple(np.atleast_1d(self.options.get("radii_mm", SMV_RADII_MM)))
         if self.background == "smv":
-            local, final = smv_highpass(total_ppm, m, self.voxel_mm, **self._kwargs(smv_highpass))
+            # the final mask: eroded by the smallest sphere; the data terms are made in medi
+            _, final = smv_highpass(total_ppm, m, self.voxel_mm, radius_mm=min(radii))
+            local = total_ppm
         elif self.background == "vsharp":
             local, final = vsharp(total_ppm, m, self.voxel_mm, **self._kwargs(vsharp))
         elif self.background == "sharp":
@@ -246,10 +249,10 @@ class QSMModel:
             rss = np.sqrt(np.sum(np.nan_to_num(mag.astype(np.float64)) ** 2, axis=-1))
             single = {}
             if self.background == "smv":
-                single = {"smv_radius_mm": self.options.get("radius_mm", SMV_RADIUS_MM)}
+                single = {"smv_radius_mm": radii, "full_mask": final}
             chi = medi(
                 local,
-                final,
+                m if self.background == "smv" else final,
                 self.voxel_mm,
                 magnitude=rss,
                 weight=weight,
