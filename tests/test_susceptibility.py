@@ -292,3 +292,21 @@ def test_real_crop_veins_are_paramagnetic():
         means.append(float(np.mean(fit.chi_ppm[veins])))
     assert means[0] > 0.08
     assert means[1] == pytest.approx(-means[0], rel=0.05)
+
+
+def test_description_names_every_step_for_the_methods_text():
+    for background, inversion in (("smv", "medi"), ("vsharp", "tkd"), ("pdf", "l2")):
+        text = QSMModel(
+            [0.005, 0.01],
+            (2, 2, 2),
+            field_strength_t=3.0,
+            background=background,
+            inversion=inversion,
+            reference="csf",
+        ).describe()
+        assert "2 echoes" in text
+        assert {"smv": "single-step", "vsharp": "V-SHARP", "pdf": "dipole fields"}[
+            background
+        ] in text
+        assert {"medi": "MEDI", "tkd": "truncated", "l2": "L2"}[inversion] in text
+        assert "lateral ventricles" in text

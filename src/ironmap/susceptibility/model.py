@@ -294,8 +294,43 @@ class QSMModel:
                 "b0_direction": list(self.direction),
                 "echo_times_s": [float(t) for t in self.echo_times_s],
                 "options": dict(self.options),
+                "description": self.describe(),
             },
             noise_hz=noise_full.astype(np.float32),
+        )
+
+    def describe(self) -> str:
+        """One paragraph for a Methods section: the steps, their methods and citations."""
+        unwrap = {
+            "laplacian": "Laplacian (least-squares) unwrapping (Ghiglia & Romero 1994)",
+            "quality": "quality-guided unwrapping (Herraez et al. 2002, scikit-image)",
+        }[self.unwrap]
+        background = {
+            "smv": "a spherical-mean-value high-pass (radius {r} mm) inside the inversion "
+            "(single-step QSM, Chatnuntawech et al. 2017)",
+            "vsharp": "V-SHARP (Li et al. 2011; Wu et al. 2012)",
+            "pdf": "projection onto dipole fields (Liu et al. 2011)",
+            "sharp": "SHARP (Schweser et al. 2011)",
+        }[self.background]
+        radii = np.atleast_1d(self.options.get("radii_mm", SMV_RADII_MM))
+        background = background.format(r=", ".join(f"{r:g}" for r in radii))
+        inversion = {
+            "medi": "the MEDI model (weighted total variation with a magnitude edge mask; Liu et "
+            "al. 2011) solved by ADMM (Milovic et al. 2018)",
+            "tkd": "truncated k-space division (Shmueli et al. 2009; Wharton et al. 2010)",
+            "l2": "closed-form L2 gradient regularisation (Bilgic et al. 2014)",
+        }[self.inversion]
+        reference = {
+            "brain": "the mean over the brain mask",
+            "csf": "the mean over the CSF reference region (lateral ventricles)",
+            "wm": "the mean over the white-matter reference region",
+            "none": "no reference region",
+        }[self.reference]
+        return (
+            f"Susceptibility (ppm) was computed from {self.echo_times_s.size} echoes: phase "
+            f"referenced to the first echo, {unwrap}, and a magnitude-weighted fit over the "
+            f"echoes (optimum weights, Robinson et al. 2017); background field removal by "
+            f"{background}; dipole inversion by {inversion}; chi referenced to {reference}."
         )
 
     def _reference_offset(self, chi, final, reference_mask) -> float:
