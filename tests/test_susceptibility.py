@@ -310,3 +310,26 @@ def test_description_names_every_step_for_the_methods_text():
         ] in text
         assert {"medi": "MEDI", "tkd": "truncated", "l2": "L2"}[inversion] in text
         assert "lateral ventricles" in text
+
+
+def test_scoped_options_reach_one_step_only(head):
+    signal, te, brain, *_ = head
+    mag, ph = np.abs(signal), np.angle(signal)
+    base = QSMModel(
+        te, (2.0, 2.0, 2.0), field_strength_t=3.0, background="vsharp", inversion="tkd"
+    )
+    scoped = QSMModel(
+        te,
+        (2.0, 2.0, 2.0),
+        field_strength_t=3.0,
+        background="vsharp",
+        inversion="tkd",
+        options={"tkd.threshold": 0.1},
+    )
+    a, b = base.fit(mag, ph, mask=brain), scoped.fit(mag, ph, mask=brain)
+    assert np.array_equal(a.local_field_ppm, b.local_field_ppm, equal_nan=True)  # V-SHARP same
+    assert not np.allclose(a.chi_ppm[a.mask], b.chi_ppm[b.mask])  # TKD changed
+    with pytest.raises(InputError, match="unknown steps"):
+        QSMModel(te, (2, 2, 2), field_strength_t=3.0, options={"ilsqr.tol": 1}).fit(
+            mag, ph, mask=brain
+        )

@@ -49,11 +49,13 @@ __all__ = [
 BACKGROUND_METHODS = ("vsharp", "pdf", "sharp", "smv")
 INVERSION_METHODS = ("tkd", "l2", "medi")
 REFERENCES = ("brain", "csf", "wm", "none")
-#: Default steps of the pipeline: single-step QSM (SMV high-pass + MEDI model), about 1.1 s
+#: Default steps of the pipeline: single-step QSM (SMV high-pass + MEDI model), about 0.7-0.9 s
 #: per participant at 2 mm (72 x 88 x 72, 4 echoes) on one core (benchmarks/qsm.py).
 DEFAULT_BACKGROUND = "smv"
 DEFAULT_INVERSION = "medi"
 DEFAULT_REFERENCE = "brain"
+#: Step functions whose keywords ``QSMModel(options=...)`` may set as ``"<name>.<keyword>"``.
+_STEP_FUNCTIONS = ("sharp", "vsharp", "pdf", "tkd", "l2", "medi")
 #: Brain mask: first-echo magnitude above this fraction of its 99th percentile.
 MASK_FRACTION = 0.15
 #: Voxels of margin kept around the mask's bounding box when the grid is cropped for speed.
@@ -135,8 +137,10 @@ class QSMModel:
     unwrap : {"laplacian", "quality"}, optional
         Spatial phase unwrapper (:func:`.field.total_field`; ``quality`` needs scikit-image).
     options : dict, optional
-        Keyword options of the background and inversion functions (e.g. ``{"threshold":
-        0.15}`` for TKD, ``{"regularisation": 1e-3}`` for MEDI), passed to both where named.
+        Keyword options of the step functions: ``"<function>.<keyword>"`` for one function
+        (e.g. ``{"tkd.threshold": 0.15, "medi.regularisation": 1e-4}``), a plain keyword for
+        every step function that has it (e.g. ``{"iterations": 40}``); ``"radii_mm"``: the
+        SMV radii of ``background="smv"`` (:data:`~.background.SMV_RADII_MM`).
     """
 
     def __init__(
@@ -174,7 +178,17 @@ class QSMModel:
 
     def _kwargs(self, function) -> dict:
         names = inspect.signature(function).parameters
-        return {k: v for k, v in self.options.items() if k in names}
+        plain = {k: v for k, v in self.options.items() if k in names}
+        prefix = f"{function.__name__}."
+        scoped = {
+            k[len(prefix) :]: v
+            for k, v in self.options.items()
+            if k.startswith(prefix) and k[len(prefix) :] in names
+        }
+        unknown = [k for k in self.options if "." in k and k.split(".")[0] not in _STEP_FUNCTIONS]
+        if unknown:
+            raise InputError(f"QSM options name unknown steps: {', '.join(unknown)}")
+        return {**plain, **scoped}
 
     def fit(
         self,
