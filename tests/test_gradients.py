@@ -5,6 +5,7 @@ removed, nothing changed where the field is flat)."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from ironmap.fitting.gradients import (
 )
 from ironmap.simulate import generate_subject
 from ironmap.simulate.cohort import draw_site_panel
-from ironmap.simulate.signal import sinus_field
+from ironmap.simulate.susceptibility import field_hz
 
 TE = np.array([0.005, 0.015, 0.025, 0.035, 0.045])
 
@@ -231,11 +232,19 @@ def test_simulated_sinus_bias_falls_by_80_percent_and_flat_regions_do_not_change
     # Where the true sinus field is steep (selecting on the noisy estimate would bias the test)
     f = subject.site.protocol.voxel_mm
     shape = flat.magnitude.shape[:3]
-    true = sinus_field()[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]]
+    # the air cavities' (frontal sinus, mastoids) own field: the smooth, steep background
+    air = replace(sinus.susceptibility, chi_ppm=np.zeros_like(sinus.susceptibility.chi_ppm))
+    true = field_hz(air, sinus.anatomy)[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]]
     true = true.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
     steepness = np.max(np.abs(np.stack(np.gradient(true))), axis=0)  # Hz per voxel
-    near = brain & (steepness > 4.0) & np.isfinite(corrected) & np.isfinite(raw)
-    far = brain & (steepness < 0.5) & np.isfinite(corrected)
+    # (beyond ~30 Hz per voxel, next to the air, the phase wraps within a voxel: no correction)
+    near = brain & (steepness > 4.0) & (steepness <= 30.0)
+    near &= np.isfinite(corrected) & np.isfinite(raw)
+    # flat: where the whole field (veins and iron included) is flat
+    full = sinus.field_hz[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]]
+    full = full.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
+    flat_field = np.max(np.abs(np.stack(np.gradient(full))), axis=0) < 0.5
+    far = brain & flat_field & np.isfinite(corrected)
     assert near.sum() > 50
     bias_raw = np.mean(raw[near] - reference[near])
     bias_corrected = np.mean(corrected[near] - reference[near])
@@ -274,7 +283,9 @@ def test_participant_stage_uses_phase_when_present(phase_cohort, tmp_path):
         assert [r.status for r in results] == ["done"]
     side = json.loads(next((tmp_path / "auto").rglob("*_R2starmap.json")).read_text())
     assert side["B0GradientCorrection"] is True
-    assert side["B0GradientVoxelsFailed"] == 0  # the simulated sinus stays correctable
+    # the voxels next to the air cavities, where the phase wraps within a voxel, are beyond
+    # the correction (as in real data); a few hundred of ~100,000
+    assert 0 < side["B0GradientVoxelsFailed"] < 1000
     off_side = json.loads(next((tmp_path / "off").rglob("*_R2starmap.json")).read_text())
     assert "B0GradientVoxelsFailed" not in off_side
     prov = json.loads(next((tmp_path / "auto").rglob("*_provenance.json")).read_text())
@@ -284,7 +295,9 @@ def test_participant_stage_uses_phase_when_present(phase_cohort, tmp_path):
         ratio = (
             on.loc[(region, "both"), "r2star_median"] / off.loc[(region, "both"), "r2star_median"]
         )
-        assert abs(ratio - 1) < 0.005  # far from the sinus: unchanged
+        # far from the air: within 1 % (the iron of deep grey matter has its own field, whose
+        # gradients at the structure's edges the correction removes)
+        assert abs(ratio - 1) < 0.01
     r2_on = nib_load(tmp_path / "auto" / "sub-001" / "anat" / "sub-001_R2starmap.nii.gz")
     r2_off = nib_load(tmp_path / "off" / "sub-001" / "anat" / "sub-001_R2starmap.nii.gz")
     both = np.isfinite(r2_on) & np.isfinite(r2_off)

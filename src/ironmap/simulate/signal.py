@@ -217,7 +217,7 @@ def acquire(
         signal = z
         if steep.any():
             signal = z.copy()
-            signal[steep] *= np.prod(np.sinc(steep_grads * te[e]), axis=0).astype(np.float32)
+            signal[steep] *= np.prod(np.sinc(steep_grads * np.float32(te[e])), axis=0)
         voxel = signal.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
         noise = rng.standard_normal((2, *shape), dtype=np.float32) * np.float32(sigma)
         out[..., e] = np.hypot(voxel.real + noise[0], voxel.imag + noise[1])

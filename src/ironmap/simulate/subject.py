@@ -14,8 +14,9 @@ from ..regions.catalog import CATALOG, MEASURED_ROWS, by_name
 from ..regions.catalog import label_code as code
 from .anatomy import LABEL_NAMES, Anatomy, make_anatomy
 from .cohort import Session, Subject, subject_r2star
-from .lesions import RIM_FIELD_HZ, lesion_rims, lesion_truth
-from .signal import acquire, acquisition_affine, sinus_field, t1w_image, truth_maps
+from .lesions import RimShells, lesion_rim_shells, lesion_truth
+from .signal import acquire, acquisition_affine, t1w_image, truth_maps
+from .susceptibility import FIELD_STRENGTH_T, SusceptibilityTruth, field_hz, susceptibility_map
 from .tissue import DEEP_GM, lesion_r2star_factor
 
 __all__ = ["SubjectData", "generate_subject", "truth_summary"]
@@ -44,6 +45,15 @@ class SubjectData:
         Affine of the acquisition grid.
     sigma : float
         Noise SD per channel of ``magnitude``.
+    phase : numpy.ndarray of float32, shape (X, Y, Z, n_echoes), optional
+        With phase: the phase images (radians).
+    susceptibility : SusceptibilityTruth, optional
+        The susceptibility sources on the 1 mm grid (:mod:`.susceptibility`).
+    rim_shells : RimShells, optional
+        The paramagnetic rims (:func:`~.lesions.lesion_rim_shells`).
+    field_hz : numpy.ndarray of float32, shape of ``anatomy.labels``, optional
+        With phase: the true off-resonance (Hz) of the susceptibility sources on the 1 mm grid
+        (the acquisition adds its smooth shim residual).
     """
 
     anatomy: Anatomy
@@ -54,6 +64,9 @@ class SubjectData:
     phase: NDArray[np.float32] | None = None
     t1w: NDArray[np.float32] | None = None
     motion: NDArray[np.float64] | None = None
+    susceptibility: SusceptibilityTruth | None = None
+    rim_shells: RimShells | None = None
+    field_hz: NDArray[np.float32] | None = None
 
     @property
     def anatomy_affine(self) -> NDArray[np.float64]:
@@ -78,8 +91,10 @@ def generate_subject(
     """Draw the anatomy, the true maps and the acquisition of ``subject`` (deterministic).
 
     ``with_images=False`` skips the acquisition (``magnitude`` empty, ``sigma`` NaN): the truth
-    alone, several times faster. ``with_phase=True`` adds the frontal-sinus field
-    (:func:`~.signal.sinus_field`) and returns the phase images too. ``anatomy="atlas"`` draws
+    alone, several times faster. ``with_phase=True`` adds the field of the susceptibility
+    sources (:mod:`.susceptibility`: deep grey-matter iron, veins, lesion rims, air cavities and
+    the head's air boundary, by the dipole kernel on the 1 mm grid) and returns the phase
+    images too; without phase the magnitude has no susceptibility field. ``anatomy="atlas"`` draws
     the anatomy from the deformed bundled atlas (:mod:`.atlas_anatomy`, needs ``ironmap[atlas]``)
     instead of the ellipsoid phantom. ``with_t1w=True`` adds a 1 mm T1-weighted image
     (:func:`~.signal.t1w_image`, on the anatomy's grid). ``ventricle_margin_mm`` > 0 adds
@@ -113,10 +128,18 @@ def generate_subject(
     else:
         raise ValueError(f"anatomy must be 'phantom' or 'atlas', not {anatomy!r}")
     # Rims from their own stream: the subject's other draws stay what they were without them.
-    rims = lesion_rims(anat.lesions, anat.affine, np.random.default_rng(_child(subject.seed)))
-    anat = replace(anat, lesion_rims=rims)
+    shells = lesion_rim_shells(
+        anat.lesions, anat.affine, np.random.default_rng(_child(subject.seed))
+    )
+    anat = replace(anat, lesion_rims=shells.occupancy >= 0.5)
     data = _acquire_subject(
-        subject, anat, rng, with_images=with_images, with_phase=with_phase, scan=scan
+        subject,
+        anat,
+        rng,
+        with_images=with_images,
+        with_phase=with_phase,
+        scan=scan,
+        shells=shells,
     )
     if with_t1w:
         data = replace(data, t1w=t1w_image(anat, rng=rng))
@@ -128,11 +151,12 @@ def generate_subject(
     return data
 
 
-def _child(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
-    """A fixed child stream of ``seed`` that does not advance it (unlike ``spawn``)."""
+def _child(seed: int | np.random.SeedSequence, key: int = 2018) -> np.random.SeedSequence:
+    """A fixed child stream of ``seed`` that does not advance it (unlike ``spawn``): 2018 for
+    the rims, 2027 for the susceptibility sources (veins, air cavities)."""
     if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 2018))
-    return np.random.SeedSequence(seed, spawn_key=(2018,))
+        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, key))
+    return np.random.SeedSequence(seed, spawn_key=(key,))
 
 
 def _acquire_subject(
@@ -143,10 +167,18 @@ def _acquire_subject(
     with_images: bool,
     with_phase: bool,
     scan: Session | None = None,
+    shells: RimShells | None = None,
 ) -> SubjectData:
     dd = subject.disease_duration if subject.group == "MS" else 0.0
     r2, s0 = truth_maps(
         anatomy, subject_r2star(subject), lesion_factor=float(lesion_r2star_factor(dd)), rng=rng
+    )
+    # The susceptibility sources from their own stream (the subject's draws stay unchanged).
+    chi = susceptibility_map(
+        anatomy,
+        r2,
+        np.random.default_rng(_child(subject.seed, 2027)),
+        rim_chi_ppm=None if shells is None else shells.chi_ppm,
     )
     bias = subject.site.r2star_bias
     if scan is not None:  # another scan of the same head: its own noise, bias field and shim
@@ -154,32 +186,22 @@ def _acquire_subject(
         bias *= scan.r2star_factor
     protocol = subject.site.protocol
     affine = acquisition_affine(anatomy.affine, protocol.voxel_mm)
+    extra = {"susceptibility": chi, "rim_shells": shells}
     if not with_images:
-        return SubjectData(anatomy, r2, np.empty((0, 0, 0, 0), np.float32), affine, float("nan"))
-    rim_field = None
-    if anatomy.lesion_rims is not None and anatomy.lesion_rims.any():
-        rim_field = (RIM_FIELD_HZ * anatomy.lesion_rims).astype(np.float32)
+        empty = np.empty((0, 0, 0, 0), np.float32)
+        return SubjectData(anatomy, r2, empty, affine, float("nan"), **extra)
     if with_phase:
-        extra = sinus_field(shape=anatomy.labels.shape, affine=anatomy.affine)
+        # The field of every source by the dipole kernel on the 1 mm grid; air has no signal.
+        field = field_hz(chi, anatomy, field_strength_t=FIELD_STRENGTH_T)
+        s0 = np.where(chi.cavities, np.float32(0.0), s0)
+        r2 = np.where(chi.cavities, np.float32(0.0), r2)
         magnitude, sigma, phase = acquire(
-            r2,
-            s0,
-            protocol,
-            rng=rng,
-            r2star_bias=bias,
-            extra_field_hz=extra if rim_field is None else extra + rim_field,
-            with_phase=True,
+            r2, s0, protocol, rng=rng, r2star_bias=bias, extra_field_hz=field, with_phase=True
         )
-        return SubjectData(anatomy, r2, magnitude, affine, sigma, phase)
-    magnitude, sigma = acquire(
-        r2,
-        s0,
-        protocol,
-        rng=rng,
-        r2star_bias=bias,
-        extra_field_hz=rim_field,
-    )
-    return SubjectData(anatomy, r2, magnitude, affine, sigma)
+        return SubjectData(anatomy, r2, magnitude, affine, sigma, phase, field_hz=field, **extra)
+    # Magnitude only: no susceptibility field (the R2* benchmarks' field-free world).
+    magnitude, sigma = acquire(r2, s0, protocol, rng=rng, r2star_bias=bias)
+    return SubjectData(anatomy, r2, magnitude, affine, sigma, **extra)
 
 
 def truth_summary(subject: Subject, data: SubjectData) -> dict:
@@ -196,12 +218,20 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
     sums = np.bincount(labels[keep], weights=data.r2star[keep], minlength=n_codes)
     all_counts = np.bincount(labels.ravel(), minlength=n_codes)
 
+    chi = None if data.susceptibility is None else data.susceptibility.chi_ppm
+    chi_sums = (
+        None if chi is None else np.bincount(labels[keep], weights=chi[keep], minlength=n_codes)
+    )
+
     def stats(codes) -> dict:
         n = int(sum(counts[c] for c in codes))
-        return {
+        out = {
             "r2star_mean": float(sum(sums[c] for c in codes) / n) if n else None,
             "volume_ml": float(sum(all_counts[c] for c in codes)) * voxel_ml,
         }
+        if chi_sums is not None:  # mean true chi (ppm, relative to CSF), veins included
+            out["chi_mean"] = float(sum(chi_sums[c] for c in codes) / n) if n else None
+        return out
 
     def hemisphere_codes(region: str, hemisphere: str) -> tuple[int, ...]:
         if hemisphere == "both":
@@ -249,6 +279,12 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
         "lesion_volume_ml": lesion_volume,
         "lesion_count": int(n_lesions),
         "lesions": lesion_truth(
-            lesions, data.anatomy.lesion_rims, data.r2star, data.anatomy.affine
+            lesions,
+            data.anatomy.lesion_rims,
+            data.r2star,
+            data.anatomy.affine,
+            shells=data.rim_shells,
+            chi_ppm=chi,
+            central_vein=None if data.susceptibility is None else data.susceptibility.central_vein,
         ),
     }

@@ -6,10 +6,22 @@ called directly on arrays.
 """
 
 from .dipole import b0_direction, dipole_kernel, forward_field, hz_per_ppm
-from .model import BACKGROUND_METHODS, INVERSION_METHODS, REFERENCES, QSMFit, QSMModel
+from .model import (
+    BACKGROUND_METHODS,
+    DEFAULT_BACKGROUND,
+    DEFAULT_INVERSION,
+    DEFAULT_REFERENCE,
+    INVERSION_METHODS,
+    REFERENCES,
+    QSMFit,
+    QSMModel,
+)
 
 __all__ = [
     "BACKGROUND_METHODS",
+    "DEFAULT_BACKGROUND",
+    "DEFAULT_INVERSION",
+    "DEFAULT_REFERENCE",
     "INVERSION_METHODS",
     "REFERENCES",
     "QSMFit",

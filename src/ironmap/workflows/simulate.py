@@ -252,7 +252,8 @@ def run_simulate(config: SimulateConfig) -> Path:
         "(1/s; atrophy: each participant's truth record; cortical GM % of ICV is about "
         "31 x (1 - atrophy), so atrophy_slope / -31 is the slope per % of ICV)",
         "progressive_factor": PROGRESSIVE_FACTOR,
-        "phase": "frontal-sinus field (signal.sinus_field) and part-phase images"
+        "phase": "dipole field of the susceptibility sources (simulate.susceptibility: air "
+        "cavities, deep grey-matter iron, veins, lesion rims) and part-phase images"
         if config.with_phase
         else None,
         "anatomy_kind": config.anatomy,
