@@ -385,7 +385,8 @@ def test_participant_stage_reads_scaled_phase_once(scaled_phase_cohort, tmp_path
     assert side["PhaseUnits"] == "scaled"
     assert side["PhaseScale"] == pytest.approx(855, rel=2e-3)
     assert side["PhaseSign"] == -1
-    assert side["B0GradientVoxelsFailed"] == 0  # as with the radians (test_gradients.py)
+    # as with the radians (test_gradients.py): only voxels beside the air cavities fail
+    assert 0 < side["B0GradientVoxelsFailed"] < 1000
 
 
 @needs_crop
