@@ -355,3 +355,44 @@ def test_fit_with_a_local_sigma_map(tmp_path, capsys):
     assert high == pytest.approx(1.95, rel=0.1)
     assert main([*args, "--force", "--sigma", "1"]) == 2
     assert "not both" in _stderr_line(capsys)
+
+
+# -- help is fast: the top-level parser imports none of the numerical libraries ------------------
+
+
+def test_top_level_help_imports_no_numerical_library():
+    """``ironmap --help`` (and a parse error before the command) builds no command's options:
+    neither numpy nor scipy nor pandas is imported (timings in the report, not here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "import ironmap.cli.parser\n"
+        "heavy = ('numpy', 'scipy', 'pandas', 'nibabel')\n"
+        "assert not [m for m in heavy if m in sys.modules], 'parser import'\n"
+        "from ironmap.cli import main\n"
+        "for argv in (['--help'], []):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out, "
+        "contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "print('fit' in out.getvalue() or argv == [])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout + done.stderr
+
+
+def test_top_level_help_lists_every_command_with_its_help(capsys):
+    from ironmap.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    light = capsys.readouterr().out
+    full = build_parser().format_help()
+    assert light == full
+    for command in ("fit", "run", "simulate", "demo"):
+        assert f"    {command} " in light

@@ -136,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"ironmap {__version__}")
         return 0
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # only the command given gets its options (which import the library): a fast --help
+    command = next((a for a in given if not a.startswith("-")), None)
+    args = build_parser(commands=[command] if command in _COMMANDS else []).parse_args(argv)
     logger = logging.getLogger("ironmap")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ironmap: %(message)s"))
