@@ -396,3 +396,23 @@ def test_top_level_help_lists_every_command_with_its_help(capsys):
     assert light == full
     for command in ("fit", "run", "simulate", "demo"):
         assert f"    {command} " in light
+
+
+def test_a_foreign_warning_line_says_where_it_arose(capsys):
+    """A warning not of ironmap's own (e.g. numpy's floating-point ones) is printed in one line
+    with its category and source line, so that a user can report it; ours stay plain."""
+    from ironmap.cli import _one_line_warning
+    from ironmap.errors import IronmapWarning
+
+    _one_line_warning(
+        RuntimeWarning("overflow encountered in cast"),
+        RuntimeWarning,
+        "/x/site-packages/ironmap/io/maps.py",
+        157,
+    )
+    _one_line_warning(IronmapWarning("3 voxels\nmore"), IronmapWarning, "/y/ironmap/a.py", 1)
+    assert capsys.readouterr().err.splitlines() == [
+        "ironmap: warning: overflow encountered in cast "
+        "(RuntimeWarning at ironmap/io/maps.py:157)",
+        "ironmap: warning: 3 voxels",
+    ]
