@@ -83,7 +83,7 @@ def _phase(config: FitConfig, image: MultiEchoImage) -> np.ndarray | None:
         return None
     if config.phase is not None:
         source = config.phase
-        phase = load_multiecho(config.phase, image.echo_times_s).data
+        phase = load_multiecho(config.phase, image.echo_times_s, part="phase").data
         if np.nanmax(np.abs(phase)) > np.pi + 1e-3:
             raise InputError(f"{source}: phase must be in radians (-pi..pi); rescale it")
     elif config.bids_echoes:
