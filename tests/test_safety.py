@@ -144,6 +144,27 @@ def test_output_inside_the_input_dataset_is_refused(tmp_path, capsys, where, sta
     assert _checksums(root) == before
 
 
+def test_ironmap_made_inputs_in_the_input_dataset_are_not_an_output(tmp_path, capsys):
+    """``BIDS_DIR/derivatives/seg`` written by ``ironmap simulate`` (GeneratedBy ironmap, no
+    SourceDatasets) holds input segmentations: never an output, always searched for inputs."""
+    root = _dataset(tmp_path)
+    out = root / "derivatives" / "seg"
+    generated = [{"Name": "ironmap", "Version": "0.1.0", "Description": "ironmap simulate"}]
+    description = {"Name": "truth", "DatasetType": "derivative", "GeneratedBy": generated}
+    (out / "dataset_description.json").write_text(json.dumps(description))
+    (found,) = [s for s in find_inputs(root, participant_labels=["01"]) if s.subject == "01"]
+    assert found.dseg == out / "sub-01/anat/sub-01_dseg.nii.gz"
+    before = _checksums(root)
+    code, captured = _cli(capsys, "run", root, out, "participant")
+    assert code == 2
+    assert _lines(captured.err) == [
+        f"ironmap: error: {out}: holds inputs made by ironmap, not its outputs (no "
+        "SourceDatasets in its dataset_description.json, e.g. the ground truth of `ironmap "
+        f"simulate`); {KEEP_OUT}"
+    ]
+    assert _checksums(root) == before
+
+
 @pytest.mark.parametrize("stage", ["participant", "group"])
 @pytest.mark.parametrize(
     ("kind", "message"),

@@ -379,6 +379,11 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
             )
         return
     name = _generated_by(description)
+    if name == "ironmap" and own_derivatives and not is_ironmap_dataset(out):
+        raise InputError(
+            f"{out}: holds inputs made by ironmap, not its outputs (no SourceDatasets in its "
+            f"{DATASET_DESCRIPTION}, e.g. the ground truth of `ironmap simulate`); {_KEEP_OUT}"
+        )
     if name == "ironmap":
         return
     if name is None:
@@ -393,10 +398,15 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
 
 
 def is_ironmap_dataset(folder: str | Path) -> bool:
-    """Whether ``folder`` is an ironmap derivatives dataset (its ``dataset_description.json``
-    says ``GeneratedBy[0].Name == "ironmap"``): its files are outputs, never inputs."""
+    """Whether ``folder`` holds the outputs of ``ironmap run``: its ``dataset_description.json``
+    says ``GeneratedBy[0].Name == "ironmap"`` and names its ``SourceDatasets`` (as
+    :func:`write_dataset_description` writes; the ground truth of ``ironmap simulate`` names
+    none and is an input). Its files are outputs, never inputs."""
     description = Path(folder) / DATASET_DESCRIPTION
-    return description.is_file() and _generated_by(description) == "ironmap"
+    if not description.is_file() or _generated_by(description) != "ironmap":
+        return False
+    content = json.loads(description.read_text())
+    return isinstance(content.get("SourceDatasets"), list) and bool(content["SourceDatasets"])
 
 
 def _generated_by(description: Path) -> str | None:
