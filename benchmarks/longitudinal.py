@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ironmap.cohort import longitudinal
+from ironmap.cohort import longitudinal, longitudinal_fit
 from ironmap.cohort.analysis import analyse_cohort
 from ironmap.cohort.longitudinal import analyse_longitudinal
 from ironmap.cohort.sessions import collect_timing
@@ -144,7 +144,8 @@ def _pooled_scale(people: pd.DataFrame) -> float:
 
 def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
     seed, planted, outcome, design = args
-    longitudinal.OUTCOME = outcome  # the default, or the ComBat-harmonised values to compare
+    # the default, or the ComBat-harmonised values to compare (read by both modules)
+    longitudinal.OUTCOME = longitudinal_fit.OUTCOME = outcome
     long, people, visits = simulate_table_sessions(
         SITES,
         seed=seed,
@@ -159,7 +160,7 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
     subjects = people.assign(
         icv_ml=1450.0, brain_ml=1200.0, cortical_gm_ml=480.0, nbv=0.84, lesion_volume_ml=5.0
     ).assign(lesion_count=3)
-    default = (longitudinal._ATTEMPTS, True)
+    default = (longitudinal_fit._ATTEMPTS, True)
     variants = {"scanner term": (visits, *default)}
     if "scanner" in visits.columns:
         variants["no scanner term"] = (visits.drop(columns="scanner"), *default)
@@ -177,7 +178,7 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
         baseline = baseline_sessions(long, bids_dir=None)
         cross = analyse_cohort(baseline, subjects, mixed=False, clinical=False, n_bootstrap=0)
         for variant, (table_of_visits, attempts, robust) in variants.items():
-            longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = attempts, robust
+            longitudinal_fit._ATTEMPTS, longitudinal.ROBUST_FALLBACK = attempts, robust
             sessions = {
                 pid: g.drop(columns="participant_id")
                 for pid, g in table_of_visits.groupby("participant_id")
@@ -189,7 +190,7 @@ def one_cohort(args: tuple[int, bool, str, str]) -> pd.DataFrame:
                 table["truth"] <= table["ci_high"]
             )
             tables.append(table.assign(variant=variant))
-    longitudinal._ATTEMPTS, longitudinal.ROBUST_FALLBACK = default
+    longitudinal_fit._ATTEMPTS, longitudinal.ROBUST_FALLBACK = default
     table = pd.concat(tables, ignore_index=True)
     return table.assign(seed=seed, scenario="planted" if planted else "null")
 

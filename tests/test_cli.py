@@ -361,3 +361,79 @@ def test_fit_with_a_local_sigma_map(tmp_path, capsys):
     assert high == pytest.approx(1.95, rel=0.1)
     assert main([*args, "--force", "--sigma", "1"]) == 2
     assert "not both" in _stderr_line(capsys)
+
+
+# -- help is fast: the top-level parser imports none of the numerical libraries ------------------
+
+
+def test_top_level_help_imports_no_numerical_library():
+    """``ironmap --help`` (and a parse error before the command) builds no command's options:
+    neither numpy nor scipy nor pandas is imported (timings in the report, not here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "import ironmap.cli.parser\n"
+        "heavy = ('numpy', 'scipy', 'pandas', 'nibabel')\n"
+        "assert not [m for m in heavy if m in sys.modules], 'parser import'\n"
+        "from ironmap.cli import main\n"
+        "for argv in (['--help'], []):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out, "
+        "contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "print('fit' in out.getvalue() or argv == [])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout + done.stderr
+
+
+def test_top_level_help_lists_every_command_with_its_help(capsys):
+    from ironmap.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    light = capsys.readouterr().out
+    full = build_parser().format_help()
+    assert light == full
+    for command in ("fit", "run", "simulate", "demo"):
+        assert f"    {command} " in light
+
+
+def test_a_foreign_warning_line_says_where_it_arose(capsys):
+    """A warning not of ironmap's own (e.g. numpy's floating-point ones) is printed in one line
+    with its category and source line, so that a user can report it; ours stay plain."""
+    from ironmap.cli import _one_line_warning
+    from ironmap.errors import IronmapWarning
+
+    _one_line_warning(
+        RuntimeWarning("overflow encountered in cast"),
+        RuntimeWarning,
+        "/x/site-packages/ironmap/io/maps.py",
+        157,
+    )
+    _one_line_warning(IronmapWarning("3 voxels\nmore"), IronmapWarning, "/y/ironmap/a.py", 1)
+    assert capsys.readouterr().err.splitlines() == [
+        "ironmap: warning: overflow encountered in cast "
+        "(RuntimeWarning at ironmap/io/maps.py:157)",
+        "ironmap: warning: 3 voxels",
+    ]
+
+
+def test_fit_with_a_phase_image_does_not_call_it_a_magnitude(tmp_path, capsys):
+    """issue 28 (warnings users trip over): ``fit --phase`` warned "PHASE: N negative magnitude
+    voxel value(s) ... marked failed" about the phase, whose negative values are normal."""
+    te = np.asarray(TE)
+    phase = np.broadcast_to(2 * np.pi * 5.0 * te, (*R2.shape, te.size))  # 5 Hz off-resonance
+    nib.save(nib.Nifti1Image(-phase.astype(np.float32), AFFINE), tmp_path / "phase.nii.gz")
+    mag, _ = _mag(tmp_path)
+    argv = ["fit", str(mag), "--phase", str(tmp_path / "phase.nii.gz"), "-o", str(tmp_path / "p")]
+    assert main([*argv, "--te", *map(str, TE)]) == 0
+    err = capsys.readouterr().err
+    assert "negative magnitude" not in err, err
+    r2 = nib.load(tmp_path / "p_R2starmap.nii.gz").get_fdata()
+    np.testing.assert_allclose(r2, R2, rtol=1e-3)

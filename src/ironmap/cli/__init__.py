@@ -9,9 +9,10 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import IronmapError
+from ..errors import IronmapError, IronmapWarning
 from ..parallel.progress import progress_output
 from .parser import build_parser
 
@@ -121,6 +122,10 @@ _COMMANDS = {"fit": _cmd_fit, "run": _cmd_run, "simulate": _cmd_simulate, "demo"
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     text = str(message).splitlines()[0] if str(message) else category.__name__
+    if not issubclass(category, IronmapWarning):  # not ours (numpy's...): say where it arose
+        where = Path(filename)
+        parts = where.parts[where.parts.index("ironmap") :] if "ironmap" in where.parts else ()
+        text += f" ({category.__name__} at {'/'.join(parts) or where.name}:{lineno})"
     print(f"ironmap: warning: {text}", file=sys.stderr if file is None else file)
 
 
@@ -136,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"ironmap {__version__}")
         return 0
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # only the command given gets its options (which import the library): a fast --help
+    command = next((a for a in given if not a.startswith("-")), None)
+    args = build_parser(commands=[command] if command in _COMMANDS else []).parse_args(argv)
     logger = logging.getLogger("ironmap")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ironmap: %(message)s"))

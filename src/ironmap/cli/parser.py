@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,16 @@ _QUIET_HELP = (
     "no progress display (shown on standard error when it is a terminal: jobs done / total, "
     "elapsed, ETA)"
 )
+
+
+#: The one-line help of each command: shown by ``ironmap --help``, which builds no command's
+#: options (they import the library for their defaults and choices).
+_COMMAND_HELP = {
+    "fit": "R2*, T2*, S0 and SD maps from one multi-echo acquisition",
+    "run": "BIDS-App: per-participant maps and regional R2*, or the group statistics",
+    "simulate": "write a synthetic multicentre MS cohort (BIDS) with known ground truth",
+    "demo": "run the whole study on a synthetic cohort and print where the results are",
+}
 
 
 def _positive_float(text: str) -> float:
@@ -161,11 +172,17 @@ def _add(parser: argparse.ArgumentParser, dest: str, owner: Any = None, **overri
     parser.add_argument(*flags, dest=dest, **spec)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests).
 
     Choices and defaults come from the library's configs (:class:`~.workflows.fit.FitConfig`,
     :class:`~.workflows.participant.ParticipantConfig`, ...), which also validate the values.
+
+    Parameters
+    ----------
+    commands : iterable of str, optional
+        The commands whose options are built (default: all). The others are listed with their
+        help only, so that ``ironmap --help`` imports no numerical library.
     """
     parser = argparse.ArgumentParser(
         prog="ironmap",
@@ -181,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         owner.add_argument("-q", "--quiet", action="store_true", default=default, help=_QUIET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_fit_parser, _run_parser, _simulate_parser, _demo_parser):
-        add(sub, verbose)
+    builders = {"fit": _fit_parser, "run": _run_parser, "simulate": _simulate_parser}
+    builders["demo"] = _demo_parser
+    for name, add in builders.items():
+        if commands is None or name in commands:
+            add(sub, verbose)
+        else:
+            sub.add_parser(name, parents=[verbose], help=_COMMAND_HELP[name])
     return parser
 
 
@@ -194,7 +216,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     fit = sub.add_parser(
         "fit",
         parents=[verbose],
-        help="R2*, T2*, S0 and SD maps from one multi-echo acquisition",
+        help=_COMMAND_HELP["fit"],
         description="Fit S = S0 exp(-R2* TE) in every voxel and write PREFIX_R2starmap.nii.gz "
         "(1/s), PREFIX_T2starmap.nii.gz (s), PREFIX_S0map.nii.gz, "
         "PREFIX_desc-sd_R2starmap.nii.gz (1/s) and PREFIX_desc-failed_mask.nii.gz, each with "
@@ -277,7 +299,7 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     run = sub.add_parser(
         "run",
         parents=[verbose],
-        help="BIDS-App: per-participant maps and regional R2*, or the group statistics",
+        help=_COMMAND_HELP["run"],
         description="Run the participant stage (maps, regional R2*) or the group stage "
         "(age/site-corrected statistics, report) on a BIDS dataset.",
     )
@@ -392,7 +414,7 @@ def _simulate_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     sim = sub.add_parser(
         "simulate",
         parents=[verbose],
-        help="write a synthetic multicentre MS cohort (BIDS) with known ground truth",
+        help=_COMMAND_HELP["simulate"],
         description="Write a synthetic multicentre BIDS cohort and OUT_BIDS/../<name>_truth.json.",
     )
     sim.add_argument("out_bids", type=Path, metavar="OUT_BIDS")
@@ -437,7 +459,7 @@ def _demo_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     demo = sub.add_parser(
         "demo",
         parents=[verbose],
-        help="run the whole study on a synthetic cohort and print where the results are",
+        help=_COMMAND_HELP["demo"],
         description="Simulate a cohort, then run every stage that exists on it.",
     )
     demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")

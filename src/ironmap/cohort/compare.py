@@ -28,6 +28,10 @@ older than controls (without the age term: false-positive rate 0.11 for progress
   gatekeeping per region (:data:`FAMILIES`): MS-HC is the pre-specified primary family; a
   phenotype's contrast with the controls, and the phenotype omnibus, count only in a region
   whose MS-HC is significant; the between-phenotype contrasts only where the omnibus is.
+
+By job: :mod:`.contrasts` (the arms, who enters, the formula), :mod:`.multiplicity`
+(:func:`hierarchy`), :mod:`.compare_mixed` (:func:`compare_groups_mixed`); their public names
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -41,22 +45,43 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from ..errors import IronmapWarning
-from .stats import ALPHA, fdr
+from .compare_mixed import MIXED_COLUMNS, bell_mccaffrey_df, compare_groups_mixed
+from .contrasts import (
+    _KEY,
+    _PHENOTYPES,
+    CONTRASTS,
+    MAX_OUTSIDE_AGE_SHARE,
+    MS_LABELS,
+    OMNIBUS,
+    _arms,
+    _effective,
+    _formula,
+    _outside_age,
+    _prepare,
+    extrapolated,
+    group_label,
+)
+from .multiplicity import FAMILIES, HIERARCHY_COLUMNS, hierarchy
+from .stats import fdr
 
 __all__ = [
     "COMPARISON_COLUMNS",
     "CONTRASTS",
     "FAMILIES",
+    "HIERARCHY_COLUMNS",
+    "MAX_OUTSIDE_AGE_SHARE",
     "MIXED_COLUMNS",
+    "MS_LABELS",
+    "N_BOOTSTRAP",
     "OMNIBUS",
+    "bell_mccaffrey_df",
     "cohens_d_interval",
     "compare_groups",
     "compare_groups_mixed",
+    "extrapolated",
     "group_label",
     "hierarchy",
 ]
-#: Columns :func:`hierarchy` adds (after the existing ones) to both comparison tables.
-HIERARCHY_COLUMNS = ["family", "gate", "gate_open", "significant"]
 
 COMPARISON_COLUMNS = [
     "region",
@@ -83,90 +108,10 @@ COMPARISON_COLUMNS = [
     *HIERARCHY_COLUMNS,
     "n_outside_age",
 ]
-MIXED_COLUMNS = [
-    "region",
-    "contrast",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_fdr",
-    "n_a",
-    "n_b",
-    "site_sd",
-    "converged",
-    "model",
-    "se",
-    "se_type",
-    "df",
-    "note",
-    *HIERARCHY_COLUMNS,
-    "n_outside_age",
-]
-#: Share of a contrast's participants older or younger than every control above which its
-#: age correction is an extrapolation of the controls' curve: the row keeps its numbers, says
-#: so in ``note`` and is never marked significant. In ``benchmarks/harmonize_stress.py``
-#: (design ``older``: every patient older than the controls) p < 0.05 in 22 % of null
-#: regions and the planted effect comes out at 40 %; no covariate can repair a contrast whose
-#: arms do not share ages.
-MAX_OUTSIDE_AGE_SHARE = 0.2
 
-MS_LABELS = ("RRMS", "SPMS", "PPMS", "MS")  # "MS": clinically definite, phenotype not given
-#: contrast -> (labels of arm a, labels of arm b); a label is HC or the MS phenotype.
-CONTRASTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "MS-HC": (MS_LABELS, ("HC",)),
-    "RRMS-HC": (("RRMS",), ("HC",)),
-    "SPMS-HC": (("SPMS",), ("HC",)),
-    "PPMS-HC": (("PPMS",), ("HC",)),
-    "CIS-HC": (("CIS",), ("HC",)),
-    "progressive-RRMS": (("SPMS", "PPMS"), ("RRMS",)),
-    "SPMS-PPMS": (("SPMS",), ("PPMS",)),
-}
-OMNIBUS = "phenotype-omnibus"
-_PHENOTYPES = ("RRMS", "SPMS", "PPMS")
-_KEY = "C(arm, Treatment('b'))[T.a]"
-#: contrast -> (family, gate): the contrast whose significance in the same region opens the
-#: test ("" for the primary family). Serial gatekeeping: with every gate rooted in MS-HC, a
-#: null cohort shows a significant row only if MS-HC shows one (at most ALPHA: BH across
-#: regions holds the familywise rate under the complete null).
-FAMILIES: dict[str, tuple[str, str]] = {
-    "MS-HC": ("primary", ""),
-    "RRMS-HC": ("versus-HC", "MS-HC"),
-    "SPMS-HC": ("versus-HC", "MS-HC"),
-    "PPMS-HC": ("versus-HC", "MS-HC"),
-    "CIS-HC": ("versus-HC", "MS-HC"),
-    OMNIBUS: ("omnibus", "MS-HC"),
-    "progressive-RRMS": ("between-phenotype", OMNIBUS),
-    "SPMS-PPMS": ("between-phenotype", OMNIBUS),
-}
-_NOT_CONVERGED = "REML fit did not converge: not marked significant"
+
 N_BOOTSTRAP = 1000  # kept for callers: any non-zero n_bootstrap asks for the CI of Cohen's d
 MIN_RESIDUAL_DF = 2
-
-
-def group_label(group: pd.Series, phenotype: pd.Series) -> pd.Series:
-    """``HC``, the MS phenotype, or ``MS`` where an MS participant's phenotype is missing."""
-    label = phenotype.astype(object).where(phenotype.notna(), "MS")
-    return label.where(group != "HC", "HC")
-
-
-def _formula(part: pd.DataFrame, arm: str = "C(arm, Treatment('b'))") -> str:
-    terms = [arm]
-    if "age" in part and part["age"].std() > 0:
-        terms.append("age")  # residual age: the control curve's own error, shared by age
-    if part["sex"].nunique() > 1:
-        terms.append("C(sex)")
-    if part["site"].nunique() > 1:
-        terms.append("C(site)")
-    return "y ~ " + " + ".join(terms)
-
-
-def _effective(part: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Participants with an outcome at sites holding both arms; the sites holding only one."""
-    part = part[np.isfinite(part["y"])]
-    arms = part.groupby("site")["arm"].nunique()
-    shared = arms.index[arms == 2]
-    return part[part["site"].isin(shared)], sorted(arms.index[arms < 2])
 
 
 def _identifiable(result) -> bool:
@@ -342,17 +287,6 @@ def _omnibus(region: str, sub: pd.DataFrame) -> dict | None:
     }
 
 
-def _arms(sub: pd.DataFrame, contrast: str) -> pd.DataFrame:
-    a, b = CONTRASTS[contrast]
-    arm = np.where(sub["label"].isin(a), "a", np.where(sub["label"].isin(b), "b", None))
-    return sub.assign(arm=arm).dropna(subset=["arm"])
-
-
-def _prepare(data: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    data = data.dropna(subset=["sex", "site"])
-    return data.assign(y=data[outcome], label=group_label(data["group"], data["phenotype"]))
-
-
 def compare_groups(
     data: pd.DataFrame,
     *,
@@ -408,224 +342,3 @@ def compare_groups(
     for _, idx in table.groupby("contrast").groups.items():
         table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
     return hierarchy(_outside_age(table, _prepare(data, outcome)))
-
-
-def hierarchy(table: pd.DataFrame, *, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mark each row ``significant`` under the serial gatekeeping of :data:`FAMILIES`.
-
-    A row is significant when its ``p_fdr`` < :data:`~ironmap.cohort.stats.ALPHA`, its fit
-    converged (where the table has ``converged``), and its gate is open: the gating contrast
-    is significant in the same region (the primary family, MS-HC, has no gate). A gate absent
-    from ``table`` is looked up in ``reference`` (the mixed table takes the phenotype
-    omnibus from the primary table); absent from both, it is closed.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        ``region, contrast, p_fdr`` (+ ``converged``), one row per region x contrast.
-    reference : pandas.DataFrame, optional
-        A table already marked (``region, contrast, significant``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``table`` with ``family``, ``gate`` (the gating contrast, "" for the primary),
-        ``gate_open`` and ``significant`` (booleans) set.
-    """
-    table = table.copy()
-    known = table["contrast"].map(lambda c: c in FAMILIES)
-    if not known.all():
-        raise ValueError(f"no family for contrast(s) {sorted(set(table.loc[~known, 'contrast']))}")
-    table["family"] = table["contrast"].map(lambda c: FAMILIES[c][0])
-    table["gate"] = table["contrast"].map(lambda c: FAMILIES[c][1])
-    passed = np.array(table["p_fdr"].lt(ALPHA), dtype=bool)
-    if "converged" in table:  # True, or "True" as read back from a TSV
-        passed &= np.array(table["converged"].astype(str).eq("True"), dtype=bool)
-    passed &= ~extrapolated(table)
-    marks: dict[tuple[str, str], bool] = {}
-    if reference is not None and len(reference):
-        marks = {
-            (r, c): bool(s)
-            for r, c, s in zip(
-                reference["region"], reference["contrast"], reference["significant"], strict=True
-            )
-        }
-    gate_open = np.zeros(len(table), bool)
-    significant = np.zeros(len(table), bool)
-    # gates before the rows they open: primary, then its children, then theirs
-    order = {"": 0, "MS-HC": 1, OMNIBUS: 2}
-    for i in sorted(range(len(table)), key=lambda i: order[table["gate"].iat[i]]):
-        region, gate = table["region"].iat[i], table["gate"].iat[i]
-        gate_open[i] = gate == "" or marks.get((region, gate), False)
-        significant[i] = gate_open[i] and passed[i]
-        marks[(region, table["contrast"].iat[i])] = bool(significant[i])
-    table["gate_open"] = gate_open
-    table["significant"] = significant
-    return table
-
-
-def extrapolated(table: pd.DataFrame) -> np.ndarray:
-    """Rows whose participants lie outside the controls' ages in more than
-    :data:`MAX_OUTSIDE_AGE_SHARE` (False where ``n_outside_age`` is absent), shape (rows,)."""
-    if "n_outside_age" not in table:
-        return np.zeros(len(table), bool)
-    n = pd.to_numeric(table["n_a"], errors="coerce") + pd.to_numeric(table["n_b"], errors="coerce")
-    outside = pd.to_numeric(table["n_outside_age"], errors="coerce").fillna(0)
-    return np.array(outside > MAX_OUTSIDE_AGE_SHARE * n, dtype=bool)
-
-
-def _outside_age(table: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
-    """``n_outside_age`` per row from ``data['age_support']`` (absent: 0) and its note."""
-    if "age_support" not in data:
-        table["n_outside_age"] = 0
-        return table
-    outside = data[(data["age_support"] == "outside") & np.isfinite(data["y"])]
-    counts = []
-    for region, contrast in zip(table["region"], table["contrast"], strict=True):
-        sub = outside[outside["region"] == region]
-        labels = (
-            set(_PHENOTYPES)
-            if contrast == OMNIBUS
-            else {*CONTRASTS[contrast][0], *CONTRASTS[contrast][1]}
-        )
-        counts.append(int(sub["label"].isin(labels).sum()))
-    table["n_outside_age"] = counts
-    flagged = extrapolated(table)
-    note = (
-        f"more than {100 * MAX_OUTSIDE_AGE_SHARE:.0f} % of the participants older or younger "
-        "than every control: age correction extrapolated, not marked significant"
-    )
-    table.loc[flagged, "note"] = [
-        f"{n}; {note}" if n else note for n in table.loc[flagged, "note"].astype(str)
-    ]
-    return table
-
-
-def _gls_robust(result):
-    """The random-intercept fit's fixed effects as OLS on quasi-demeaned data, HC3 SE.
-
-    With site variance ``tau2`` and residual variance ``sigma2`` (REML), each site's rows are
-    transformed by ``V^(-1/2)``: ``y - theta_s mean_s(y)`` (and so the design), with
-    ``theta_s = 1 - sqrt(sigma2 / (sigma2 + n_s tau2))``; least squares on the transformed rows
-    is the GLS (MixedLM) estimate. HC3 on them keeps the heteroscedasticity the model assumes
-    away (a small, more variable phenotype) from shrinking the SE, and the t reference with the
-    residual df replaces MixedLM's z.
-    """
-    import statsmodels.api as sm
-
-    model = result.model
-    groups = pd.Series(model.groups)
-    x, y = np.asarray(model.exog, float), np.asarray(model.endog, float)
-    sigma2, tau2 = float(result.scale), max(float(result.cov_re.iloc[0, 0]), 0.0)
-    n_s = groups.map(groups.value_counts()).to_numpy(float)
-    theta = 1.0 - np.sqrt(sigma2 / (sigma2 + n_s * tau2))
-    site_x = pd.DataFrame(x).groupby(groups.to_numpy()).transform("mean").to_numpy()
-    site_y = pd.Series(y).groupby(groups.to_numpy()).transform("mean").to_numpy()
-    xt = pd.DataFrame(x - theta[:, None] * site_x, columns=model.exog_names)
-    yt = y - theta * site_y
-    ols = sm.OLS(yt, xt)
-    plain = ols.fit()
-    hat = plain.get_influence().hat_matrix_diag
-    cov = "HC3" if np.all(hat < 1 - 1e-8) else "HC1"
-    return ols.fit(cov_type=cov, use_t=True), cov
-
-
-def bell_mccaffrey_df(exog: np.ndarray, column: int) -> float:
-    """Bell-McCaffrey degrees of freedom of one coefficient's robust t statistic.
-
-    Satterthwaite's approximation for the HC2 variance of coefficient ``column`` under a
-    homoscedastic working model (Bell and McCaffrey 2002; Imbens and Kolesar 2016): with
-    ``g = X (X'X)^-1 e_column``, ``M = I - H`` and ``D = diag(g^2 / (1 - h))``, the variance
-    estimate is ``eps' A eps`` with ``A = M D M``, and ``df = tr(A)^2 / tr(A^2)``. It is small
-    when a few participants (a small arm) carry the estimate, where the residual df would
-    make the t reference too narrow.
-
-    Parameters
-    ----------
-    exog : ndarray, shape (n, k)
-        The design (here: the quasi-demeaned rows of :func:`_gls_robust`).
-    column : int
-        The coefficient.
-    """
-    x = np.asarray(exog, dtype=np.float64)
-    inverse = np.linalg.pinv(x.T @ x)
-    hat = np.einsum("ij,jk,ik->i", x, inverse, x)
-    d = (x @ inverse[:, column]) ** 2 / np.clip(1.0 - hat, 1e-8, None)
-    # without the n x n matrix M: tr(A) = sum d (1 - h), and with B = X' D X,
-    # tr(A^2) = sum d^2 (1 - 2 h) + tr((X'X)^-1 B (X'X)^-1 B)
-    wb = inverse @ (x.T * d) @ x
-    trace = np.sum(d * (1.0 - hat))
-    trace_sq = np.sum(d**2 * (1.0 - 2.0 * hat)) + np.trace(wb @ wb)
-    return float(trace**2 / trace_sq)
-
-
-def compare_groups_mixed(
-    data: pd.DataFrame, *, outcome: str = "r2star_corrected", reference: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Sensitivity analysis: each contrast with a random site intercept (MixedLM, REML).
-
-    Same participants as :func:`compare_groups` (sites holding both arms); ``site_sd`` is the
-    SD of the random site intercept (1/s). The estimate is MixedLM's; its SE, CI and p come
-    from :func:`_gls_robust` (HC3, t with ``df`` residual degrees of freedom). A fit that did
-    not converge keeps its numbers but is never ``significant`` (``note`` says why).
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        As for :func:`compare_groups`.
-    outcome : str
-        Column compared.
-    reference : pandas.DataFrame, optional
-        The primary table (:func:`compare_groups`): its phenotype omnibus gates the
-        between-phenotype rows (:func:`hierarchy`); without it they are never significant.
-    """
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    rows = []
-    for region, sub in _prepare(data, outcome).groupby("region", sort=False):
-        for contrast in CONTRASTS:
-            part, _ = _effective(_arms(sub, contrast))
-            n_a, n_b = int((part["arm"] == "a").sum()), int((part["arm"] == "b").sum())
-            if n_a < 2 or n_b < 2 or part["site"].nunique() < 2:
-                continue
-            formula = _formula(part.assign(site="one"))
-            with warnings.catch_warnings():
-                # a site variance at its boundary (0) after harmonisation is expected; the
-                # fit's own convergence flag is reported
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                result = smf.mixedlm(formula, part, groups=part["site"]).fit(
-                    reml=True, method=["powell", "cg"]
-                )
-                robust, cov = _gls_robust(result)
-            converged = bool(result.converged)
-            key = list(robust.model.exog_names).index(_KEY)
-            df = bell_mccaffrey_df(robust.model.exog, key)
-            se = float(robust.bse[_KEY])
-            half = stats.t.ppf(0.975, df) * se
-            low, high = robust.params[_KEY] - half, robust.params[_KEY] + half
-            rows.append(
-                {
-                    "region": region,
-                    "contrast": contrast,
-                    "estimate": float(result.fe_params[_KEY]),
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "p": float(2 * stats.t.sf(abs(robust.params[_KEY]) / se, df)),
-                    "n_a": n_a,
-                    "n_b": n_b,
-                    "site_sd": float(np.sqrt(max(result.cov_re.iloc[0, 0], 0.0))),
-                    "converged": converged,
-                    "model": formula.replace("C(arm, Treatment('b'))", "group") + " + (1 | site)",
-                    "se": se,
-                    "se_type": cov,
-                    "df": df,
-                    "note": "" if converged else _NOT_CONVERGED,
-                }
-            )
-    table = pd.DataFrame(rows).reindex(columns=MIXED_COLUMNS)
-    table["note"] = table["note"].astype(object).where(table["note"].notna(), "")
-    table["p_fdr"] = np.nan
-    for _, idx in table.groupby("contrast").groups.items():
-        table.loc[idx, "p_fdr"] = fdr(table.loc[idx, "p"])
-    return hierarchy(_outside_age(table, _prepare(data, outcome)), reference=reference)

@@ -43,25 +43,41 @@ p-values (normal); ``p_fdr`` is Benjamini-Hochberg across regions within each te
 Sums of coefficients (an arm's slope, the pooled MS) are statsmodels ``t_test`` contrasts. The
 models are fitted on standardised outcome and time (MixedLM's optimiser often stops early on
 raw 1/s and years) and reported in 1/s and years.
+
+By job: :mod:`.longitudinal_sessions` (the harmonised sessions), :mod:`.longitudinal_fit`
+(one model's design and fit); their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from numpy.typing import NDArray
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from ..defaults import MIN_VOXELS
 from ..errors import IronmapWarning
-from .age import NormativeModel, spline_basis
+from .age import NormativeModel
 from .compare import group_label
+from .longitudinal_fit import (
+    AGE_RATE_DF,
+    OUTCOME,
+    _combination,
+    _design,
+    _fit,
+    _model_text,
+    _robust,
+    _trajectory,
+    scanner_epochs,
+)
+from .longitudinal_sessions import (
+    SESSION_VALUE_COLUMNS,
+    _keys,
+    _small_sessions,
+    harmonise_sessions,
+)
 from .stats import fdr
 
 __all__ = [
@@ -83,10 +99,8 @@ __all__ = [
 
 #: Participants with two or more timed sessions an arm needs.
 MIN_LONGITUDINAL = 3
-#: Degrees of freedom of the spline of baseline age that the yearly change follows in the
-#: ``time_x_group`` and ``edss_change`` models; fewer with fewer than 15 participants with
-#: follow-up per degree of freedom.
-AGE_RATE_DF = 3
+
+
 #: Terms of ``group/longitudinal.tsv``.
 TERMS = ("annual_change", "time_x_group", "edss_change")
 #: Arms of the models, in table order; ``MS-unspecified``: MS without a recorded phenotype
@@ -118,24 +132,12 @@ LONGITUDINAL_COLUMNS = [
     "fallback",
     "scanner_terms",
 ]
-#: Columns of ``group/longitudinal_sessions.tsv``.
-SESSION_VALUE_COLUMNS = [
-    "participant_id",
-    "session",
-    "region",
-    "time_years",
-    "age",
-    "edss",
-    "time_source",
-    "r2star_median",
-    "r2star_harmonized",
-    "r2star_site_adjusted",
-    "scanner",
-]
+
+
 #: ``random_effects`` of a model with a random slope on time, and of its fallback.
 RANDOM_SLOPE, RANDOM_INTERCEPT = "intercept + slope", "intercept"
-#: The outcome of the mixed models: R2* without the site's multiplicative offset.
-OUTCOME = "r2star_site_adjusted"
+
+
 _PER_YEAR = "1/s per year"
 _PER_EDSS = "1/s per EDSS point"
 
@@ -169,273 +171,9 @@ class LongitudinalAnalysis:
     reason: str = ""
 
 
-def harmonise_sessions(
-    regions: pd.DataFrame,
-    timing: pd.DataFrame,
-    subjects: pd.DataFrame,
-    normative: NormativeModel,
-    *,
-    min_voxels: int = MIN_VOXELS,
-) -> pd.DataFrame:
-    """Every timed session's harmonised and site-adjusted R2* (baseline controls' model).
-
-    Parameters
-    ----------
-    regions : pandas.DataFrame
-        Participant-stage rows of every session (``participant_id``, ``session``, ``region``,
-        ``hemisphere``, ``r2star_median``).
-    timing : pandas.DataFrame
-        :func:`~.sessions.collect_timing` rows (``time_years``, ``age`` of each session).
-    subjects : pandas.DataFrame
-        Analysed participants: ``participant_id, group, sex, site``.
-    normative : NormativeModel
-    min_voxels : int
-        Minimum-voxel rule: a session's structure with fewer voxels in either hemisphere
-        (:func:`~.analysis.small_regions`) has NaN harmonised and site-adjusted R2* (its
-        measured ``r2star_median`` is kept) and enters no longitudinal model.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`SESSION_VALUE_COLUMNS`, one row per timed session x modelled region.
-    """
-    both = regions[(regions["hemisphere"] == "both") & regions["region"].isin(normative.regions)]
-    both = both[["participant_id", "session", "region", "r2star_median"]]
-    small = _small_sessions(regions, min_voxels)
-    if "scanner" not in timing.columns:
-        timing = timing.assign(scanner=np.nan)
-    keyed = both.merge(timing, on=["participant_id", "session"], how="inner")
-    keyed = keyed.merge(
-        subjects[["participant_id", "group", "sex", "site"]], on="participant_id", how="inner"
-    )
-    if keyed.empty:
-        return pd.DataFrame(columns=SESSION_VALUE_COLUMNS)
-    index = ["participant_id", "session"]
-    kept = keyed["r2star_median"].where(~_keys(keyed).isin(small))
-    wide = keyed.assign(r2star_median=kept).pivot(
-        index=index, columns="region", values="r2star_median"
-    )
-    wide = wide.reindex(columns=list(normative.regions))
-    info = keyed.drop_duplicates(index).set_index(index).loc[wide.index]
-    values = normative.transform(
-        wide.to_numpy(float),
-        info["age"].to_numpy(float),
-        info["sex"].to_numpy(object),
-        info["site"].to_numpy(object),
-        is_control=(info["group"] == "HC").to_numpy(),
-    )
-    combat = normative.combat
-    idx = combat.site_index(info["site"].to_numpy(object))
-    location = np.full(wide.shape, np.nan)
-    location[idx >= 0] = combat.gamma_star[idx[idx >= 0]] * np.sqrt(combat.var_pooled)
-    values["r2star_site_adjusted"] = wide.to_numpy(float) * np.exp(-location)
-    columns = pd.Index(normative.regions, name="region")
-    frames = [
-        pd.DataFrame(values[name], index=wide.index, columns=columns)
-        .stack(future_stack=True)
-        .rename(name)
-        for name in ("r2star_harmonized", "r2star_site_adjusted")
-    ]
-    harmonised = pd.concat(frames, axis=1).reset_index()
-    out = keyed.merge(harmonised, on=[*index, "region"], how="left")
-    order = {r: i for i, r in enumerate(normative.regions)}
-    out = out.sort_values(
-        ["participant_id", "time_years", "region"],
-        key=lambda c: c.map(order) if c.name == "region" else c,
-    )
-    out = out[SESSION_VALUE_COLUMNS].reset_index(drop=True)
-    out["session"] = out["session"].astype(object).where(out["session"] != "", np.nan)
-    return out
-
-
-def _keys(table: pd.DataFrame) -> pd.MultiIndex:
-    """``(participant_id, session, region)`` of each row (session '' where missing)."""
-    session = table["session"].astype(object)
-    return pd.MultiIndex.from_arrays(
-        [table["participant_id"], session.where(session.notna(), ""), table["region"]]
-    )
-
-
-def _small_sessions(regions: pd.DataFrame, min_voxels: int) -> pd.MultiIndex:
-    """``(participant_id, session, region)`` of the structures the minimum-voxel rule leaves
-    out (session '' where the table has none)."""
-    from .analysis import small_regions  # a function-level import: analysis is the caller's
-
-    small = small_regions(regions, min_voxels)
-    if "session" not in small.columns:
-        small = small.assign(session="")
-    return _keys(small)
-
-
-#: The fits tried in turn: random part (``~time``: random slope) and optimizers.
-_ATTEMPTS = (("~time", ["lbfgs"]), ("~time", ["powell"]), ("1", ["lbfgs", "powell"]))
 #: Whether a random-intercept fallback's inference comes from GEE with participant-clustered
 #: (sandwich, bias-reduced) standard errors (:func:`_robust`) rather than the model's own.
 ROBUST_FALLBACK = True
-
-
-@dataclass
-class _Inference:
-    """Fixed effects and their contrasts (what :func:`_combination` needs) from another fit."""
-
-    fe_params: pd.Series
-    t_test: object
-
-
-@contextlib.contextmanager
-def _fit_warnings_silenced():
-    """statsmodels' convergence, boundary and numerical warnings off: each fit's own flags
-    (converged, finite SEs) are checked and reported instead."""
-    with warnings.catch_warnings():
-        for category in (ConvergenceWarning, RuntimeWarning, UserWarning):
-            warnings.simplefilter("ignore", category)
-        yield
-
-
-def _robust(data: pd.DataFrame, formula: str) -> _Inference | None:
-    """GEE with exchangeable working correlation (the random-intercept model's marginal form)
-    and Mancl-DeRouen bias-reduced sandwich covariance, clustered by participant: valid CIs
-    for the fixed effects whatever the participants' slopes do. None when it cannot be fitted.
-    """
-    import statsmodels.api as sm
-
-    with _fit_warnings_silenced():
-        try:
-            result = smf.gee(
-                formula,
-                groups="participant_id",
-                data=data,
-                cov_struct=sm.cov_struct.Exchangeable(),
-            ).fit(cov_type="bias_reduced")
-        except (np.linalg.LinAlgError, ValueError):
-            return None
-    if not np.all(np.isfinite(np.asarray(result.bse, dtype=float))):
-        return None
-    return _Inference(fe_params=result.params, t_test=result.t_test)
-
-
-def _fit(data: pd.DataFrame, formula: str):
-    """MixedLM, random intercept and slope (random intercept only if that cannot be fitted).
-
-    Returns the result and the random part of the formula (None, "" when nothing fits).
-    """
-    fallback = None
-    for re_formula, method in _ATTEMPTS:
-        # a random-slope variance at its boundary (no slope variation) is expected with
-        # short follow-up; the fit's own convergence flag is reported
-        with _fit_warnings_silenced():
-            try:
-                model = smf.mixedlm(
-                    formula, data, groups=data["participant_id"], re_formula=re_formula
-                )
-                result = model.fit(reml=True, method=method)
-                usable = np.all(np.isfinite(result.bse_fe))  # a singular Hessian gives NaN
-            except (np.linalg.LinAlgError, ValueError):
-                continue
-        if not usable:
-            continue
-        random = " + (1 + time | participant)" if re_formula == "~time" else " + (1 | participant)"
-        if result.converged:
-            return result, random
-        fallback = fallback or (result, random)
-    return fallback if fallback is not None else (None, "")
-
-
-def _design(part: pd.DataFrame, arms: list[str], term: str):
-    """The model's data (standardised), its formula, and the outcome's mean and SD and the
-    time's scale (the model sees ``(y - mean) / sd`` and ``time / scale``)."""
-    data = part.reset_index(drop=True)
-    y = data[OUTCOME]
-    y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
-    t_sd = max(float(data["time"].max()), 0.5)  # time in [0, 1]: MixedLM's lbfgs converges
-    data = data.assign(y=(y - y_mean) / y_sd, time=data["time"] / t_sd)
-    terms = ["time"]
-    for k, arm in enumerate(arms[1:], start=1):
-        dummy = (data["arm"] == arm).astype(np.float64)
-        data[f"a{k}"] = dummy
-        data[f"ta{k}"] = dummy * data["time"]
-        terms += [f"a{k}", f"ta{k}"]
-    if term == "annual_change":
-        data["age0"] = (data["age_baseline"] - data["age_baseline"].mean()) / 10.0
-        terms.append("age0")
-    else:
-        followed = data.groupby("participant_id")["time"].transform("size") > 1
-        n_followed = data.loc[followed, "participant_id"].nunique()
-        df = int(np.clip(n_followed // 15, 1, AGE_RATE_DF))
-        ages = data.loc[followed, "age_baseline"].drop_duplicates().to_numpy(np.float64)
-        knots = np.quantile(ages, np.linspace(0.0, 1.0, df + 1)) if df > 1 else [0.0, 1.0]
-        basis = spline_basis(data["age_baseline"].to_numpy(np.float64), np.asarray(knots))
-        for j in range(basis.shape[1]):
-            column = basis[:, j] - basis[:, j].mean()
-            data[f"b{j + 1}"] = column
-            data[f"tb{j + 1}"] = column * data["time"]
-            terms += [f"b{j + 1}", f"tb{j + 1}"]
-    if term == "edss_change":
-        terms += ["edss_change", "edss0"]
-    if data["sex"].nunique() > 1:
-        terms.append("C(sex)")
-    if data["site"].nunique() > 1:
-        terms.append("C(site)")
-    for k, dummy in enumerate(scanner_epochs(data), start=1):
-        data[f"sc{k}"] = dummy
-        terms.append(f"sc{k}")
-    return data, "y ~ " + " + ".join(terms), (y_mean, y_sd, t_sd)
-
-
-def scanner_epochs(data: pd.DataFrame) -> list[NDArray[np.float64]]:
-    """Indicators of the scanner epochs after the first at each site (session-level effects).
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Session rows with ``site``, ``scanner`` (label or NaN: unknown) and ``time`` (years;
-        0 at baseline).
-
-    Returns
-    -------
-    list of numpy.ndarray, each shape (n_rows,)
-        One 0/1 column per scanner of a site other than its reference scanner (the one most
-        of its baseline sessions used; ties and sites without a known baseline scanner: the
-        label first in sort order among its commonest), sites and labels in sort order;
-        sessions of unknown scanner count as the reference. An epoch holding none or all of
-        its site's sessions (not separable from the site) is left out.
-    """
-    if "scanner" not in data.columns or data["scanner"].isna().all():
-        return []
-    columns = []
-    scanner = data["scanner"].astype(object)
-    for site in sorted(data["site"].dropna().unique(), key=str):
-        at_site = (data["site"] == site).to_numpy()
-        known = scanner[at_site].dropna().astype(str)
-        if known.nunique() < 2:
-            continue
-        base = scanner[at_site & (data["time"] == 0).to_numpy()].dropna().astype(str)
-        counts = (base if len(base) else known).value_counts()
-        reference = sorted(counts.index[counts == counts.max()])[0]
-        for label in sorted(set(known) - {reference}):
-            dummy = at_site & (scanner == label).to_numpy()
-            if 0 < dummy.sum() < at_site.sum():
-                columns.append(dummy.astype(np.float64))
-    return columns
-
-
-def _combination(result, weights: dict[str, float], factor: float) -> dict:
-    """Estimate, SE, CI and p of a weighted sum of fixed effects, times ``factor``."""
-    names = list(result.fe_params.index)
-    vector = np.zeros((1, len(names)))
-    for name, w in weights.items():
-        vector[0, names.index(name)] = w
-    with warnings.catch_warnings():  # a usable fit (finite SEs) has a usable contrast
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = result.t_test(vector)
-    low, high = np.asarray(test.conf_int()).ravel() * factor
-    return {
-        "estimate": float(np.asarray(test.effect).ravel()[0]) * factor,
-        "se": float(np.asarray(test.sd).ravel()[0]) * factor,
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "p": float(np.asarray(test.pvalue).ravel()[0]),
-    }
 
 
 def _counts(part: pd.DataFrame) -> dict:
@@ -448,24 +186,6 @@ def _counts(part: pd.DataFrame) -> dict:
         "n_sessions": len(part),
         "followup_years": float(followup.median()) if len(followup) else np.nan,
     }
-
-
-def _model_text(formula: str, arms: list[str], random: str) -> str:
-    """The formula in words: ``<outcome> ~ time + arm + time:arm + ...``."""
-    text = formula.replace("y ~ ", f"{OUTCOME} ~ ")
-    arm_terms = " + ".join(f"a{k} + ta{k}" for k in range(1, len(arms)))
-    if arm_terms:
-        text = text.replace(arm_terms, "arm + time:arm")
-    epochs = [name for name in formula.split(" + ") if name.startswith("sc")]
-    if epochs:
-        text = text.replace(" + ".join(epochs), f"scanner_epoch[{len(epochs)}]")
-    splines = " + ".join(f"b{j} + tb{j}" for j in range(1, AGE_RATE_DF + 1))
-    for df in range(AGE_RATE_DF, 0, -1):
-        spline = " + ".join(splines.split(" + ")[: 2 * df])
-        if spline in text:
-            text = text.replace(spline, f"ns(age0, df={df}) + time:ns(age0, df={df})")
-            break
-    return text + random
 
 
 def _arms_of(part: pd.DataFrame, arms: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -596,28 +316,6 @@ def _model_rows(region: str, term: str, part: pd.DataFrame):
             for point in _trajectory(result, data, members, weights, scales):
                 lines.append({"region": region, "arm": arm, **point})
     return rows, lines
-
-
-def _trajectory(result, data, members, weights, scales) -> list[dict]:
-    """Mean fixed-effect prediction of ``members`` at baseline and at their last follow-up.
-
-    ``data`` is the model's (standardised) data, ``weights`` the fixed effects whose sum is
-    the members' slope, ``scales`` :func:`_design`'s.
-    """
-    y_mean, y_sd, t_sd = scales
-    fe = result.fe_params
-    first = members.sort_values("time").drop_duplicates("participant_id")
-    exog = pd.DataFrame(
-        result.model.exog[data.index.get_indexer(first.index)], columns=result.model.exog_names
-    )
-    timed = [c for c in exog.columns if c == "time" or (c.startswith("ta") and c[2:].isdigit())]
-    exog[timed] = 0.0
-    level = float(np.mean(exog.to_numpy() @ fe[exog.columns].to_numpy()))
-    slope = sum(w * fe[name] for name, w in weights.items())
-    end = float(members["time"].max())
-    return [
-        {"time_years": t * t_sd, OUTCOME: y_mean + (level + slope * t) * y_sd} for t in (0.0, end)
-    ]
 
 
 def fit_longitudinal(

@@ -158,7 +158,8 @@ def find_inputs(
     participant_labels : sequence of str, optional
         Labels without ``sub-`` (a leading ``sub-`` is tolerated); default: all.
     derivatives : iterable of paths
-        Extra derivatives datasets; ``BIDS_DIR/derivatives/*`` are always searched.
+        Extra derivatives datasets; ``BIDS_DIR/derivatives/*`` are always searched, except
+        ironmap's own (their ``dataset_description.json`` names ironmap).
     exclude : iterable of paths
         Datasets never searched (e.g. the output directory).
     freesurfer_dirs : iterable of paths
@@ -189,7 +190,11 @@ def find_inputs(
         subjects = [s for s in subjects if s in wanted]
     skip = {Path(p).resolve() for p in exclude}
     deriv_roots = [Path(d) for d in derivatives]
-    deriv_roots += sorted(p for p in (root / "derivatives").glob("*") if p.is_dir())
+    from .derivatives import is_ironmap_dataset  # (it imports this module)
+
+    # ironmap's own outputs (e.g. BIDS_DIR/derivatives/ironmap) are never inputs
+    found_roots = sorted(p for p in (root / "derivatives").glob("*") if p.is_dir())
+    deriv_roots += [p for p in found_roots if not is_ironmap_dataset(p)]
     for d in deriv_roots:
         if not d.is_dir():
             raise InputError(f"{d}: No such directory (given with --derivatives)")

@@ -66,6 +66,7 @@ __all__ = [
     "group_figure_stem",
     "group_outputs",
     "group_path",
+    "is_ironmap_dataset",
     "lock_path",
     "outputs_markdown",
     "provenance_changes",
@@ -335,7 +336,10 @@ def lock_path(output_dir: str | Path) -> Path:
 
 # -- whose folder is it? ----------------------------------------------------------------------
 
-_OUTSIDE = "choose an OUTPUT_DIR outside BIDS_DIR (inputs are never written)"
+_OUTSIDE = (
+    "choose an OUTPUT_DIR outside BIDS_DIR, or BIDS_DIR/derivatives/<name> (inputs are never "
+    "written)"
+)
 _KEEP_OUT = "choose a new or empty OUTPUT_DIR (--force does not override this)"
 
 
@@ -344,8 +348,9 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
 
     ironmap writes only into a missing or empty folder or its own derivatives dataset
     (``dataset_description.json`` with ``GeneratedBy[0].Name == "ironmap"``), never inside the
-    input dataset nor into a folder that contains it (symbolic links resolved). ``--force``
-    does not override this: it is about ironmap's own outputs.
+    input dataset nor into a folder that contains it (symbolic links resolved), except exactly
+    ``BIDS_DIR/derivatives/<name>`` (the BIDS habit; the same rule: missing, empty or
+    ironmap's own). ``--force`` does not override this: it is about ironmap's own outputs.
 
     Raises
     ------
@@ -356,7 +361,8 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
     real_out, real_bids = out.resolve(), bids.resolve()
     if real_out == real_bids:
         raise InputError(f"{out}: is the input dataset; {_OUTSIDE}")
-    if real_bids in real_out.parents:
+    own_derivatives = real_out.parent == real_bids / "derivatives"
+    if real_bids in real_out.parents and not own_derivatives:
         raise InputError(f"{out}: is inside the input dataset {bids}; {_OUTSIDE}")
     if real_out in real_bids.parents:
         raise InputError(f"{out}: contains the input dataset {bids}; {_OUTSIDE}")
@@ -373,6 +379,11 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
             )
         return
     name = _generated_by(description)
+    if name == "ironmap" and own_derivatives and not is_ironmap_dataset(out):
+        raise InputError(
+            f"{out}: holds inputs made by ironmap, not its outputs (no SourceDatasets in its "
+            f"{DATASET_DESCRIPTION}, e.g. the ground truth of `ironmap simulate`); {_KEEP_OUT}"
+        )
     if name == "ironmap":
         return
     if name is None:
@@ -384,6 +395,18 @@ def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
         f"{out}: holds the outputs of {name} (GeneratedBy in {DATASET_DESCRIPTION}), not of "
         f"ironmap; {_KEEP_OUT}"
     )
+
+
+def is_ironmap_dataset(folder: str | Path) -> bool:
+    """Whether ``folder`` holds the outputs of ``ironmap run``: its ``dataset_description.json``
+    says ``GeneratedBy[0].Name == "ironmap"`` and names its ``SourceDatasets`` (as
+    :func:`write_dataset_description` writes; the ground truth of ``ironmap simulate`` names
+    none and is an input). Its files are outputs, never inputs."""
+    description = Path(folder) / DATASET_DESCRIPTION
+    if not description.is_file() or _generated_by(description) != "ironmap":
+        return False
+    content = json.loads(description.read_text())
+    return isinstance(content.get("SourceDatasets"), list) and bool(content["SourceDatasets"])
 
 
 def _generated_by(description: Path) -> str | None:

@@ -113,7 +113,7 @@ def validate_echo_times(
 
 
 def load_multiecho(
-    path: str | Path, echo_times: Sequence[float], *, te_unit: str = "s"
+    path: str | Path, echo_times: Sequence[float], *, te_unit: str = "s", part: str = "mag"
 ) -> MultiEchoImage:
     """Load one 4D NIfTI (echoes on axis 4) with the given echo times.
 
@@ -123,6 +123,8 @@ def load_multiecho(
     echo_times : sequence of float
         One per volume, in ``te_unit``.
     te_unit : {"s", "ms"}
+    part : {"mag", "phase"}
+        ``mag`` warns about negative values (impossible in magnitudes); ``phase`` does not.
     """
     if te_unit not in ("s", "ms"):
         raise InputError(f"--te-unit must be 's' or 'ms', got {te_unit!r}")
@@ -136,7 +138,8 @@ def load_multiecho(
     te = np.asarray(echo_times, dtype=np.float64) * (1e-3 if te_unit == "ms" else 1.0)
     te = validate_echo_times(te, n_volumes=img.shape[3], source=path, hint="pass --te-unit ms")
     data = read_data(img, path, np.float32)
-    _check_magnitudes([(path, data)])
+    if part == "mag":
+        _check_magnitudes([(path, data)])
     return MultiEchoImage(
         data=_finite(data, path),
         affine=img.affine.copy(),

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import __version__
-from ..errors import InputError, IronmapError
+from ..errors import InputError, IronmapError, IronmapWarning
 from .echoes import sidecar_path
 
 __all__ = [
@@ -154,7 +155,7 @@ def write_nifti(
     """
     path = Path(path)
     check_writable([path, sidecar_path(path)], force=force)
-    arr = np.asarray(data, dtype=dtype)
+    arr = _stored(data, dtype, path)
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64), header=hdr)
     img.header.set_data_dtype(dtype)
@@ -163,6 +164,28 @@ def write_nifti(
     save_nifti(img, path)
     write_json(sidecar_path(path), sidecar)
     return path
+
+
+def _stored(data: ArrayLike, dtype: type, path: Path) -> np.ndarray:
+    """``data`` as ``dtype``; finite values beyond a float type's range become +/-inf, counted
+    in one :class:`~ironmap.errors.IronmapWarning` naming ``path`` (not numpy's "overflow
+    encountered in cast")."""
+    values = np.asarray(data)
+    if not (np.issubdtype(dtype, np.floating) and np.issubdtype(values.dtype, np.floating)):
+        return np.asarray(values, dtype=dtype)
+    limit = np.finfo(dtype).max
+    with np.errstate(over="ignore", invalid="ignore"):
+        beyond = int(np.count_nonzero(np.isfinite(values) & (np.abs(values) > limit)))
+        arr = np.asarray(values, dtype=dtype)
+    if beyond:
+        warnings.warn(
+            f"{path}: {beyond} value(s) beyond the {np.dtype(dtype).name} range (|x| > "
+            f"{limit:.3g}) stored as +/-inf; the input's intensity scale or a corrupt voxel "
+            "is extreme",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    return arr
 
 
 #: Suffixes of the maps :func:`write_decay_maps` writes (docs/conventions.md names).

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -115,7 +114,6 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     strategy = choose_strategy(
         inputs,
         segmentation=config.segmentation,
-        n_threads=_threads(config.n_jobs),
         register_segmentation=config.register_segmentation,
     )
     provenance = _provenance(inputs, config, strategy)
@@ -215,12 +213,6 @@ def _up_to_date(path: Path, provenance: dict, *, force: bool) -> dict | None:
 
 
 # -- fitting --------------------------------------------------------------------------------
-
-
-def _threads(n_jobs: int) -> int:
-    """Threads per participant: the cores this process may use, shared by ``n_jobs``."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max((cores or 1) // max(n_jobs, 1), 1)
 
 
 def _load_echoes(
