@@ -422,18 +422,3 @@ def test_a_foreign_warning_line_says_where_it_arose(capsys):
         "(RuntimeWarning at ironmap/io/maps.py:157)",
         "ironmap: warning: 3 voxels",
     ]
-
-
-def test_fit_with_a_phase_image_does_not_call_it_a_magnitude(tmp_path, capsys):
-    """issue 28 (warnings users trip over): ``fit --phase`` warned "PHASE: N negative magnitude
-    voxel value(s) ... marked failed" about the phase, whose negative values are normal."""
-    te = np.asarray(TE)
-    phase = np.broadcast_to(2 * np.pi * 5.0 * te, (*R2.shape, te.size))  # 5 Hz off-resonance
-    nib.save(nib.Nifti1Image(-phase.astype(np.float32), AFFINE), tmp_path / "phase.nii.gz")
-    mag, _ = _mag(tmp_path)
-    argv = ["fit", str(mag), "--phase", str(tmp_path / "phase.nii.gz"), "-o", str(tmp_path / "p")]
-    assert main([*argv, "--te", *map(str, TE)]) == 0
-    err = capsys.readouterr().err
-    assert "negative magnitude" not in err, err
-    r2 = nib.load(tmp_path / "p_R2starmap.nii.gz").get_fdata()
-    np.testing.assert_allclose(r2, R2, rtol=1e-3)

@@ -129,11 +129,6 @@ def test_fit_of_an_echo_spike_prints_no_numpy_cast_warning(tmp_path, capsys):
     np.testing.assert_allclose(s0[0, 0, 0], 1000.0, rtol=1e-4)
 
 
-@pytest.mark.xfail(
-    reason="issue 28: the Levenberg-Marquardt damping of fitting/solvers.py overflows on a 1e30 "
-    "echo ('overflow encountered in multiply'); fitting/ is fixed in another branch",
-    strict=False,
-)
 def test_fit_with_estimated_sigma_of_an_echo_spike_prints_no_numpy_warning(tmp_path, capsys):
     err = _spike_fit(tmp_path, capsys)
     assert "encountered" not in err
