@@ -22,6 +22,11 @@ MIN_FRACTION = 0.9
 #: echoes exist (docs/fitting.md); ``off`` never does.
 B0_CORRECTIONS = ("auto", "off")
 
+#: ``--qsm`` choices: ``auto`` maps susceptibility (QSM, ``sub-*_Chimap.nii.gz``, ppm) from the
+#: phase echoes, or takes a ``*_Chimap.nii[.gz]`` found in the derivatives (e.g. QSMxT's) instead,
+#: and measures regional chi beside R2*; ``off`` never does (docs/conventions.md).
+QSM_MODES = ("auto", "off")
+
 #: ``--sigma-map`` choices: ``off`` fits with one noise sigma for the whole image; ``local``
 #: with a noise map from the local spread of the fit residuals, for noise that varies in space
 #: (parallel-imaging g-factor; :mod:`ironmap.fitting.sigma_map`).

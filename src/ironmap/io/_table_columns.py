@@ -27,6 +27,25 @@ __all__ = ["PATTERNS", "TABLE_COLUMNS"]
 _BETA_UNITS = "1/s per unit of transform"
 
 
+def _chi(description: str) -> Column:
+    """A susceptibility (QSM) column: ppm, to 0.1 ppb."""
+    return Column(description, "ppm", decimals=4)
+
+
+#: The regional susceptibility columns of ``regions.tsv`` (participant and group tables).
+_CHI_REGION_COLUMNS = {
+    "chi_median": _chi(
+        "Median susceptibility (QSM, sub-*_Chimap.nii.gz) of the very voxels of r2star_median "
+        "(n/a without phase echoes or an external Chimap)"
+    ),
+    "chi_mean": _chi("Mean susceptibility of the region's voxels"),
+    "chi_sd": _chi("Standard deviation of the susceptibility of the region's voxels"),
+    "chi_n_voxels": _count(
+        "Voxels with a susceptibility among the region's R2* voxels (0 without QSM)"
+    ),
+}
+
+
 def _hierarchy_columns() -> dict[str, Column]:
     """The multiplicity hierarchy's columns, shared by both comparison tables."""
     return {
@@ -60,6 +79,7 @@ def _hierarchy_columns() -> dict[str, Column]:
 #: Table kind -> columns whose meaning is particular to that table.
 TABLE_COLUMNS: dict[str, dict[str, Column]] = {
     "regions": {
+        **_CHI_REGION_COLUMNS,
         "region": _region({**_DEEP_GM, **_NAWM, **_LESIONS}),
         "n_csf_excluded": _count(
             "R2* voxels of the region left out because their R2* says CSF (below half the "

@@ -125,6 +125,8 @@ _TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv", "lesions": "lesio
 _PROVENANCE = "provenance.json"
 #: Folder of each participant's figures, beside its ``anat/``.
 _FIGURES = "figures"
+#: Susceptibility map (QSM) of the participant stage, on the R2* grid.
+_CHIMAP = "Chimap.nii.gz"
 #: Label table of a segmentation (BIDS ``dseg.tsv``).
 _DSEG_TSV = "dseg.tsv"
 
@@ -145,6 +147,8 @@ OUTPUTS: dict[str, str] = {
     f"{_SUB}_S0map.nii.gz": "signal extrapolated to TE = 0",
     f"{_SUB}_desc-sd_R2starmap.nii.gz": "per-voxel SD of R2* (Cramer-Rao bound, 1/s)",
     f"{_SUB}_desc-failed_mask.nii.gz": "1 where the fit failed (the maps are NaN there)",
+    f"{_SUB}_{_CHIMAP}": "with phase echoes or an external Chimap (--qsm auto): magnetic "
+    "susceptibility (ppm, NaN outside its mask), JSON sidecar with the QSM methods and reference",
     f"{_SUB}_desc-ironmap_dseg.nii.gz": "with --segmentation atlas: the segmentation made "
     "(+ .tsv of its labels)",
     f"{_SUB}_{_TABLES['regions']}": "median/mean/IQR R2* per structure and hemisphere, NAWM "
@@ -231,6 +235,11 @@ class ParticipantOutputs:
     def maps(self) -> dict[str, Path]:
         """The decay maps: ``{suffix: path}`` (R2*, T2*, S0, SD, failed mask)."""
         return decay_map_paths(self.prefix)
+
+    @property
+    def chimap(self) -> Path:
+        """Susceptibility map (ppm) on the R2* grid (``_Chimap.nii.gz``, QSM)."""
+        return self._file(_CHIMAP)
 
     @property
     def regions(self) -> Path:
