@@ -261,3 +261,115 @@ def test_qsm_option_is_checked():
     with pytest.raises(InputError, match="--qsm must be one of auto, off"):
         ParticipantConfig("a", "b", qsm="on")
     assert IronmapWarning  # the warnings above are IronmapWarnings, recorded per participant
+
+
+# -- the group stage on chi -------------------------------------------------------------------
+
+#: Planted chi effects (ppm): lower thalamic and higher pallidal susceptibility in RRMS.
+CHI_EFFECTS = {"RRMS": {"thalamus": -0.015, "pallidum": 0.010}}
+
+
+def _table_cohort(tmp_path, *, chi: bool, seed: int = 4):
+    """A seeded table cohort (2 sites, 24 HC + 24 RRMS each) written as participant-stage
+    tables, with regional chi (:func:`add_chi`, :data:`CHI_EFFECTS`, site b +0.01 ppm) or
+    without the chi columns (tables of an older ironmap)."""
+    from ironmap.simulate.tables import TableSite, add_chi, simulate_table_cohort
+
+    sites = [TableSite("a", 1.0, 1.0, {"HC": 24, "RRMS": 24}),
+             TableSite("b", 1.05, 1.0, {"HC": 24, "RRMS": 24})]  # fmt: skip
+    long, people = simulate_table_cohort(sites, seed=seed)
+    long = add_chi(long, people, seed=seed, effects=CHI_EFFECTS, site_offset={"b": 0.01})
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    bids.mkdir(parents=True)
+    out.mkdir()
+    description = {"Name": "t", "DatasetType": "derivative", "GeneratedBy": [{"Name": "ironmap"}]}
+    (out / "dataset_description.json").write_text(json.dumps(description))
+    columns = ["participant_id", "region", "hemisphere", "r2star_median", "n_voxels"]
+    columns += ["chi_median", "chi_n_voxels"] if chi else []
+    for pid, rows in long.groupby("participant_id"):
+        anat = out / pid / "anat"
+        anat.mkdir(parents=True)
+        sides = [rows.assign(hemisphere=h) for h in ("left", "right", "both")]
+        pd.concat(sides)[columns].to_csv(anat / f"{pid}_regions.tsv", sep="\t", index=False)
+        volumes = {"participant_id": pid, "icv_ml": 1450.0, "brain_ml": 1250.0, "nbv": 0.86}
+        pd.DataFrame([volumes]).to_csv(anat / f"{pid}_volumes.tsv", sep="\t", index=False)
+    people.to_csv(bids / "participants.tsv", sep="\t", index=False, na_rep="n/a")
+    return bids, out
+
+
+def test_analyse_cohort_on_chi_finds_the_planted_differences_on_a_linear_scale():
+    from ironmap.cohort.analysis import analyse_cohort
+    from ironmap.simulate.tables import TableSite, add_chi, simulate_table_cohort
+
+    sites = [TableSite("a", 1.0, 1.0, {"HC": 30, "RRMS": 30}),
+             TableSite("b", 1.0, 1.0, {"HC": 30, "RRMS": 30})]  # fmt: skip
+    long, people = simulate_table_cohort(sites, seed=7)
+    long = add_chi(long, people, seed=7, effects=CHI_EFFECTS, site_offset={"b": -0.02})
+    subjects = people.assign(icv_ml=1450.0, brain_ml=1250.0, nbv=0.86)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IronmapWarning)
+        result = analyse_cohort(long, subjects, mixed=False, clinical=False, measure="chi")
+    comparison = result.comparison.set_index(["region", "contrast"])
+    for region, effect in CHI_EFFECTS["RRMS"].items():
+        row = comparison.loc[(region, "MS-HC")]
+        assert row.ci_low < effect < row.ci_high
+        assert row.p < 0.01
+    assert comparison.loc[("thalamus", "MS-HC"), "estimate"] < 0  # a negative difference
+    # controls' corrected chi: the planted healthy value at the reference age, at the pooled
+    # site (the control-weighted mean of the sites' offsets: 0 and -0.02 ppm)
+    hc = result.regions[
+        result.regions.participant_id.isin(people[people.group == "HC"].participant_id)
+    ]
+    nawm = hc[hc.region == "nawm"]
+    assert nawm.chi_corrected.mean() == pytest.approx(-0.02 - 0.01, abs=0.004)
+    assert nawm.chi_z.std() == pytest.approx(1.0, rel=0.25)
+    assert result.measure.name == "chi"
+    assert set(result.age_model.scale) == {"linear"}
+
+
+@pytest.mark.slow
+def test_group_stage_analyses_chi_through_the_same_code_path(tmp_path):
+    from ironmap.workflows.group import GroupConfig, run_group
+
+    runs = {}
+    for chi in (True, False):
+        bids, out = _table_cohort(tmp_path / str(chi), chi=chi)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IronmapWarning)
+            runs[chi] = run_group(GroupConfig(bids, out, report=False, mixed=False))
+        assert not [w for w in caught if str(w.message).startswith("chi:")]
+    group = tmp_path / "True" / "out" / "group"
+    comparison = pd.read_csv(group / "group_comparison_chi.tsv", sep="\t").set_index(
+        ["region", "contrast"]
+    )
+    # the planted effects are found, in ppm, with CIs that hold them; a null region is null
+    for region, effect in CHI_EFFECTS["RRMS"].items():
+        row = comparison.loc[(region, "MS-HC")]
+        assert row.ci_low < effect < row.ci_high
+        assert row.p_fdr < 0.01
+        assert row.estimate == pytest.approx(effect, abs=0.004)
+    assert comparison.loc[("caudate", "MS-HC"), "p"] > 0.05
+    side = json.loads((group / "group_comparison_chi.json").read_text())
+    assert side["estimate"]["Units"] == "ppm"
+    # the additive site offset of +0.01 ppm is what the harmonisation removes
+    harmonization = pd.read_csv(group / "harmonization_chi.tsv", sep="\t")
+    offsets = harmonization.pivot(index="region", columns="site", values="location")
+    assert (offsets["b"] - offsets["a"]).mean() == pytest.approx(0.01, abs=0.002)
+    assert harmonization["location_percent"].isna().all()
+    age = pd.read_csv(group / "age_model_chi.tsv", sep="\t")
+    assert set(age.scale) == {"linear"}
+    regions = pd.read_csv(group / "regions.tsv", sep="\t")
+    assert {"chi_harmonized", "chi_corrected", "chi_z"} <= set(regions.columns)
+    assert (regions.chi_harmonized < 0).any()  # NAWM: chi is not forced positive
+    # R2*: the same tables as without chi (one code path, nothing renamed)
+    for name in ("group_comparison.tsv", "age_model.tsv", "harmonization.tsv"):
+        with_chi = pd.read_csv(group / name, sep="\t")
+        without = pd.read_csv(tmp_path / "False" / "out" / "group" / name, sep="\t")
+        pd.testing.assert_frame_equal(with_chi, without)
+    # without chi: no chi tables, and the provenance says why
+    plain = tmp_path / "False" / "out" / "group"
+    assert not list(plain.glob("*_chi.tsv"))
+    record = json.loads((plain / "provenance.json").read_text())
+    assert record["analyses"]["chi"]["ran"] is False
+    assert "no regional chi" in record["analyses"]["chi"]["reason"]
+    assert runs[True].comparison_chi.shape[0] == runs[True].comparison.shape[0]

@@ -7,12 +7,14 @@ only to keep modules short. Descriptions follow docs/conventions.md.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from .columns import (
     _DEEP_GM,
     _LESIONS,
     _NAWM,
     _PHENOTYPES,
+    COLUMNS,
     Column,
     _bool,
     _count,
@@ -42,6 +44,18 @@ _CHI_REGION_COLUMNS = {
     "chi_sd": _chi("Standard deviation of the susceptibility of the region's voxels"),
     "chi_n_voxels": _count(
         "Voxels with a susceptibility among the region's R2* voxels (0 without QSM)"
+    ),
+    "chi_harmonized": _chi(
+        "chi_median with the site's additive location removed (ComBat on chi, linear scale; "
+        "group/regions.tsv, when chi was analysed), age kept"
+    ),
+    "chi_corrected": _chi(
+        "Harmonised chi corrected to the controls' reference age (see age_model_chi.tsv)"
+    ),
+    "chi_z": Column(
+        "z-score of chi against the controls' prediction interval at the participant's age, "
+        "sex and site (SD units)",
+        decimals=2,
     ),
 }
 
@@ -748,3 +762,40 @@ PATTERNS: tuple[tuple[str, Callable[..., Column]], ...] = (
         ),
     ),
 )
+
+
+# -- the chi tables of the group stage: the R2* analyses' columns, in ppm -------------------
+
+#: Group table kind of the chi analysis -> the R2* table it mirrors (io.derivatives.GROUP_TABLES).
+_CHI_KINDS = {
+    "age_model_chi": "age_model",
+    "harmonization_chi": "harmonization",
+    "comparison_chi": "comparison",
+    "comparison_mixed_chi": "comparison_mixed",
+    "determinants_chi": "determinants",
+}
+
+
+def _as_chi(column: Column) -> Column:
+    """A column of an R2* group table as it reads in the chi table of the same analysis: 1/s
+    becomes ppm (4 significant digits), R2* chi (chi is modelled on its own, linear, scale)."""
+    words = column.description.replace("log R2*", "chi").replace("R2*", "chi")
+    if column.units and "1/s" in column.units:
+        units = column.units.replace("log(1/s)", "ppm").replace("1/s", "ppm")
+        return replace(column, description=words, units=units, decimals=None, significant=4)
+    return replace(column, description=words)
+
+
+_CHI_EXTRA = {
+    "reference_chi": _chi("The controls' expected chi at the reference age (baseline sex)"),
+    "location": _chi("The site's additive chi offset removed by the harmonisation"),
+    "location_sd": _chi("Posterior SD of location"),
+    "residual_sd_log": Column("n/a: chi is modelled on a linear scale (see residual_sd)"),
+    "location_percent": Column("n/a: chi's site offset is additive (see location)"),
+    "location_sd_percent": Column("n/a: chi's site offset is additive (see location_sd)"),
+}
+for _kind, _base in _CHI_KINDS.items():
+    TABLE_COLUMNS[_kind] = {
+        **{name: _as_chi(c) for name, c in {**COLUMNS, **TABLE_COLUMNS.get(_base, {})}.items()},
+        **_CHI_EXTRA,
+    }

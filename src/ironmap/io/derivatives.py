@@ -103,6 +103,12 @@ GROUP_TABLES: dict[str, str] = {
     "longitudinal": "longitudinal.tsv",
     "longitudinal_sessions": "longitudinal_sessions.tsv",
     "lesion_models": "lesion_models.tsv",
+    # the same analyses on regional susceptibility (chi_median), when the participants have it
+    "age_model_chi": "age_model_chi.tsv",
+    "harmonization_chi": "harmonization_chi.tsv",
+    "comparison_chi": "group_comparison_chi.tsv",
+    "comparison_mixed_chi": "group_comparison_mixed_chi.tsv",
+    "determinants_chi": "determinants_chi.tsv",
 }
 #: Folder of ``OUTPUT_DIR/group/`` with the report's numbered tables, ready to paste:
 #: ``table<number>.tsv`` (the cells) and ``table<number>.html`` (a plain HTML fragment).
@@ -172,6 +178,13 @@ OUTPUTS: dict[str, str] = {
     _G["lesion_models"]: "lesion R2* relative to NAWM and rim minus core, on volume and duration "
     "(only with lesion tables)",
     _G["participant_qc"]: "protocol, processing and QC per participant",
+    _G["age_model_chi"]: "with regional chi (QSM): the controls' age model of chi, as "
+    "age_model.tsv (linear scale, ppm); its harmonised, corrected chi and z-scores are the chi_* "
+    "columns of group/regions.tsv",
+    _G["harmonization_chi"]: "ComBat site parameters of chi (additive location, ppm)",
+    _G["comparison_chi"]: "group differences of age-corrected chi (ppm), as Table 2",
+    _G["comparison_mixed_chi"]: "the same with a random site intercept",
+    _G["determinants_chi"]: "determinants of chi in MS, as determinants.tsv (ppm)",
     _G["longitudinal"]: "yearly R2* change (mixed models; only with timed repeated sessions: "
     "provenance.json says why an analysis did not run)",
     _G["longitudinal_sessions"]: "the per-session R2* of the longitudinal models (likewise)",
