@@ -516,6 +516,17 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             "Whether macroscopic field gradients were corrected from the phase", "yes", "no"
         ),
         "fit_method": Column("R2* estimator asked for (--fit-method)"),
+        "qsm": Column(
+            "Where the susceptibility map (sub-*_Chimap.nii.gz) came from (--qsm)",
+            levels={
+                "computed": "from the phase echoes",
+                "external": "a Chimap found in the derivatives (e.g. QSMxT's)",
+                "none": "no susceptibility map (no phase echoes, or --qsm off)",
+            },
+        ),
+        "qsm_background": Column("QSM background field removal method (computed maps)"),
+        "qsm_inversion": Column("QSM dipole inversion method (computed maps)"),
+        "qsm_reference": Column("Region chi is relative to (computed maps)"),
         "estimation_algorithm": Column("R2* estimator used (EstimationAlgorithm of the maps)"),
         "min_fraction": Column(
             "--min-fraction: share of a voxel inside a structure to count", format="number"
