@@ -161,7 +161,7 @@ def test_chimap_from_phase_is_written_with_its_sidecar_and_measured(tmp_path):
     assert side["EchoTime"] == list(TE)
     assert side["OutsideMask"] == "NaN"
     # no ventricles in this dseg: the whole mask is the reference (its mean chi is 0)
-    assert side["ReferenceRegion"] == "whole brain mask (mean)"
+    assert side["ReferenceRegion"] == "whole QSM mask"
     assert abs(np.nanmean(chi)) < 1e-5
     assert sum("part-phase" in s for s in side["Sources"]) == len(TE)
     assert np.isnan(chi[0, 0, 0])  # outside the mask
@@ -373,3 +373,29 @@ def test_group_stage_analyses_chi_through_the_same_code_path(tmp_path):
     assert record["analyses"]["chi"]["ran"] is False
     assert "no regional chi" in record["analyses"]["chi"]["reason"]
     assert runs[True].comparison_chi.shape[0] == runs[True].comparison.shape[0]
+
+
+# -- Methods ------------------------------------------------------------------------------------
+
+
+def test_methods_state_the_qsm_steps_reference_and_source_from_provenance():
+    from ironmap.report.methods import REFERENCES, _Citations, _qsm
+
+    qc = pd.DataFrame(
+        {
+            "qsm": ["computed", "computed", "external", "none"],
+            "qsm_background": ["sharp", "sharp", None, None],
+            "qsm_inversion": ["tkd", "tkd", None, None],
+            "qsm_reference": ["lateral ventricles (CSF, fraction >= 0.5)"] * 2 + [None, None],
+        }
+    )
+    cite = _Citations()
+    text = _qsm(qc, cite)
+    assert "mapped from the phase of the echoes in 2 of 4 participants" in text
+    assert "background field removal by SHARP (Schweser et al. 2011)" in text
+    assert "dipole inversion by truncated k-space division (TKD; Shmueli et al. 2009)" in text
+    assert "referenced to the mean of the lateral ventricles (CSF, fraction &gt;= 0.5)" in text
+    assert "For 1 of 4 participants a susceptibility map computed elsewhere" in text
+    assert cite.keys == ["qsmconsensus2024", "schweser2011", "shmueli2009", "stewart2022"]
+    assert all(key in REFERENCES for key in cite.keys)
+    assert _qsm(qc.assign(qsm="none"), _Citations()) == ""  # no chi: no paragraph

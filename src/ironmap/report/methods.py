@@ -375,13 +375,13 @@ REFERENCES: dict[str, Reference] = {
 }
 #: QSM step method (``QSMMethods`` of the Chimap sidecar) -> its words and references; a
 #: method not listed is named as recorded, without a reference.
-QSM_METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sharp": ("SHARP", ("schweser2011",)),
-    "vsharp": ("V-SHARP", ("li2011",)),
-    "pdf": ("projection onto dipole fields (PDF)", ("liu2011pdf",)),
-    "lbv": ("Laplacian boundary value (LBV)", ("zhou2014",)),
-    "tkd": ("truncated k-space division (TKD)", ("shmueli2009",)),
-    "medi": ("morphology-enabled dipole inversion (MEDI)", ("liu2012medi",)),
+QSM_METHODS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "sharp": ("SHARP", "", ("schweser2011",)),
+    "vsharp": ("V-SHARP", "", ("li2011",)),
+    "pdf": ("projection onto dipole fields", "PDF", ("liu2011pdf",)),
+    "lbv": ("the Laplacian boundary value method", "LBV", ("zhou2014",)),
+    "tkd": ("truncated k-space division", "TKD", ("shmueli2009",)),
+    "medi": ("morphology-enabled dipole inversion", "MEDI", ("liu2012medi",)),
 }
 #: Fit method -> references of its estimator (methods without one cite none).
 FIT_REFERENCES = {"auto": ("sijbers", "box"), "arlo": ("pei",)}
@@ -506,8 +506,9 @@ def _acquisition(qc: pd.DataFrame, cite: _Citations) -> str:
 
 def _qsm_method(method, cite: _Citations) -> str:
     """A QSM step's words with its reference (:data:`QSM_METHODS`)."""
-    words, refs = QSM_METHODS.get(str(method), (html.escape(str(method)), ()))
-    return f"{words} ({cite(*refs)})" if refs else words
+    words, short, refs = QSM_METHODS.get(str(method), (html.escape(str(method)), "", ()))
+    inside = "; ".join(x for x in (short, cite(*refs) if refs else "") if x)
+    return f"{words} ({inside})" if inside else words
 
 
 def _qsm(qc: pd.DataFrame, cite: _Citations) -> str:

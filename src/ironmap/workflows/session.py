@@ -727,7 +727,7 @@ def _fit_qsm(
         chi = chi - float(np.nanmean(chi[reference]))
         region = "lateral ventricles (CSF, fraction >= 0.5)"
     else:
-        region = "whole brain mask (mean)"
+        region = "whole QSM mask"
     parameters = {k: v for k, v in fit.parameters.items() if k != "reference"}
     log.info("%s: susceptibility map (%s), reference %s", name, parameters, region)
     record = {
