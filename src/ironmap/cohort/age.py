@@ -27,6 +27,10 @@ makes them additive and the noise comparable across regions and sites):
    posterior variance of the site's location. For the controls themselves (in the fit) the
    variances of the fit are subtracted instead of added, so their z-scores are standardised
    residuals. With fewer than ``MIN_RESIDUAL_DF`` residual degrees of freedom z is NaN.
+
+Susceptibility (chi, ppm; :mod:`.measures`) goes through the same steps on chi itself instead
+of its log (``fit_normative(..., log=False, measure="chi")``): chi is relative to a reference
+region and can be negative, so site effects are additive offsets and ``exp`` is the identity.
 """
 
 from __future__ import annotations
