@@ -20,6 +20,8 @@ import json
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,19 +267,14 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     subjects = subjects_table(participants, out, bids_dir=config.bids_dir, regions=regions)
     # Many small, tall least-squares problems: BLAS threads only add overhead (2-10x slower
     # SVDs at n = 3,000 with 2 OpenBLAS threads in benchmarks/group.py).
+    said: list[str] = []
     try:
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            warnings.catch_warnings(record=True) as said,
-        ):
-            warnings.simplefilter("always", IronmapWarning)
+        with threadpool_limits(limits=1, user_api="blas"), _noting(said):
             analysis = analyse_cohort(
                 regions, subjects, mixed=config.mixed, min_voxels=config.min_voxels
             )
     except InputError as err:  # the cohort's data are wrong: say which table holds them
         raise InputError(f"{table_path}: {err}") from None
-    finally:
-        _repeat(said)
     chi, chi_reason = _chi_analysis(config, regions, subjects, said)
     exclusions = {
         pid: "no participant-stage outputs: sub-*_regions.tsv not found in OUTPUT_DIR"
@@ -335,29 +332,41 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     )
 
 
-def _repeat(caught: list[warnings.WarningMessage]) -> None:
-    """Warn again what was recorded (the R2* analysis's warnings, said once)."""
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+@contextmanager
+def _noting(said: list[str]) -> Iterator[list[str]]:
+    """Note in ``said`` the text of every warning shown while the block runs; they are shown
+    as they would be (``warnings.showwarning`` is the documented hook for this)."""
+    shown = warnings.showwarning
+
+    def note(message, category, filename, lineno, file=None, line=None) -> None:
+        said.append(str(message))
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = note
+    try:
+        yield said
+    finally:
+        warnings.showwarning = shown
 
 
 def _chi_analysis(
     config: GroupConfig,
     regions: pd.DataFrame,
     subjects: pd.DataFrame,
-    said: list[warnings.WarningMessage],
+    said: list[str],
 ) -> tuple[CohortAnalysis | None, str]:
     """The cohort statistics on regional chi (``chi_median``) when the regions tables have it:
     the analysis of R2*, through the same code path (:func:`analyse_cohort` with
-    ``measure="chi"``); its warnings that R2*'s did not already give are repeated once,
-    prefixed ``chi:``. ``(None, why not)`` otherwise."""
+    ``measure="chi"``); its warnings that R2*'s did not already give (``said``: the texts of
+    the warnings shown during the R2* analysis) are given once, prefixed ``chi:``; its other
+    warnings (numerical ones, R2*'s again) are not repeated. ``(None, why not)`` otherwise."""
     column = MEASURES["chi"].column
     if column not in regions or not regions[column].notna().any():
         return None, (
             "no regional chi (chi_median) in the regions tables: no phase echoes or external "
             "Chimap, or --qsm off"
         )
-    known = {str(w.message) for w in said}
+    known = set(said)
     try:
         with (
             threadpool_limits(limits=1, user_api="blas"),
@@ -371,7 +380,7 @@ def _chi_analysis(
         warnings.warn(f"chi: not analysed: {err}", IronmapWarning, stacklevel=3)
         return None, f"not analysed: {err}"
     for w in caught:
-        if str(w.message) not in known:
+        if issubclass(w.category, IronmapWarning) and str(w.message) not in known:
             warnings.warn(f"chi: {w.message}", IronmapWarning, stacklevel=3)
     return chi, ""
 
