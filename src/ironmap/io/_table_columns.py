@@ -791,6 +791,7 @@ def _as_chi(column: Column) -> Column:
     """A column of an R2* group table as it reads in the chi table of the same analysis: 1/s
     becomes ppm (4 significant digits), R2* chi (chi is modelled on its own, linear, scale)."""
     words = column.description.replace("log R2*", "chi").replace("R2*", "chi")
+    words = words.replace("r2star_", "chi_").replace("log(1/s)", "ppm").replace("1/s", "ppm")
     if column.units and "1/s" in column.units:
         units = column.units.replace("log(1/s)", "ppm").replace("1/s", "ppm")
         return replace(column, description=words, units=units, decimals=None, significant=4)
@@ -798,6 +799,27 @@ def _as_chi(column: Column) -> Column:
 
 
 _CHI_EXTRA = {
+    "residual_sd": _chi("Controls' residual SD of chi (linear scale)"),
+    **{
+        f"param_age{k}": Column(
+            f"Coefficient of age basis b{k} (ppm per decade: the curve's slope at knot {k}, or "
+            "its increment for a monotone curve)",
+            format="number",
+        )
+        for k in range(1, 5)
+    },
+    **{
+        f"param_sex_{code}": Column(
+            f"Difference in chi (ppm) of sex {code} from the baseline sex", format="number"
+        )
+        for code in ("F", "M", "O")
+    },
+    **{
+        f"press_rmse_df{k}": Column(
+            f"Leave-one-out (PRESS) RMSE of the {k}-knot age model of chi", "ppm", significant=4
+        )
+        for k in range(1, 5)
+    },
     "reference_chi": _chi("The controls' expected chi at the reference age (baseline sex)"),
     "location": _chi("The site's additive chi offset removed by the harmonisation"),
     "location_sd": _chi("Posterior SD of location"),
