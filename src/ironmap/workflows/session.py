@@ -700,7 +700,8 @@ def _fit_qsm(
     """:class:`~ironmap.susceptibility.QSMModel` on the magnitudes and phases: the mask is the
     segmentation's intracranial volume (fraction >= 0.5) when there is one, else the model's
     own brain mask; chi is referenced to the lateral ventricles' CSF when the segmentation
-    labels at least :data:`MIN_REFERENCE_VOXELS` of them, else to the mask's mean."""
+    labels at least :data:`MIN_REFERENCE_VOXELS` of them, else to the mask's mean. None, with a
+    warning, when the model refuses the data (no field strength, or its own checks)."""
     if not image.field_strength_t:
         warnings.warn(
             f"{name}: no MagneticFieldStrength in the echoes' sidecars ({image.sources[0]}); "
@@ -719,7 +720,15 @@ def _fit_qsm(
         field_strength_t=image.field_strength_t,
         direction=b0_direction(image.affine),
     )
-    fit = model.fit(image.data, phase.data, mask=mask)
+    try:
+        fit = model.fit(image.data, phase.data, mask=mask)
+    except InputError as err:  # chi is an extra measure: R2* and its tables are still written
+        warnings.warn(
+            f"{name}: no susceptibility map ({err}); chi columns are n/a",
+            IronmapWarning,
+            stacklevel=3,
+        )
+        return None
     chi = fit.chi_ppm.astype(np.float64)
     ventricles = fractions.get("lateral_ventricle/both")
     reference = None if ventricles is None else (ventricles >= 0.5) & fit.mask
