@@ -46,6 +46,10 @@ def test_regional_median_r2star_within_3_percent_of_truth_at_every_site(site_coh
             "n_voxels",
             "volume_ml",
             "n_csf_excluded",
+            "chi_median",  # n/a: no phase echoes (issue 27)
+            "chi_mean",
+            "chi_sd",
+            "chi_n_voxels",
             "alignment",
             "alignment_score",
             "alignment_shift_mm",

@@ -33,6 +33,10 @@ PHASE_SIGNS = ("auto", "+1", "-1")
 #: in space) of a bipolar readout (:func:`ironmap.io.phase.bipolar_offset`); ``auto`` reads
 #: ``ReadoutPolarity`` from the phase's sidecar (unipolar without one).
 READOUTS = ("auto", "unipolar", "bipolar")
+#: ``--qsm`` choices: ``auto`` maps susceptibility (QSM, ``sub-*_Chimap.nii.gz``, ppm) from the
+#: phase echoes, or takes a ``*_Chimap.nii[.gz]`` found in the derivatives (e.g. QSMxT's) instead,
+#: and measures regional chi beside R2*; ``off`` never does (docs/conventions.md).
+QSM_MODES = ("auto", "off")
 
 #: ``--sigma-map`` choices: ``off`` fits with one noise sigma for the whole image; ``local``
 #: with a noise map from the local spread of the fit residuals, for noise that varies in space

@@ -290,7 +290,7 @@ def _fit_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
 
 def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     """The options of ``ironmap run`` (participant and group stages)."""
-    from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION, MIN_VOXELS
+    from ..defaults import CSF_EXCLUSIONS, MIN_FRACTION, MIN_VOXELS, QSM_MODES
     from ..iron import CALIBRATIONS
     from ..segmentation.coregister import REGISTER_SEGMENTATION
     from ..segmentation.strategies import SEGMENTATIONS
@@ -392,6 +392,14 @@ def _run_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         "CSF (below half the region's tissue R2*, and their partial-volume neighbours), "
         "counted in n_csf_excluded; a region without such voxels is unchanged (default: on; "
         "docs/regions.md)",
+    )
+    run.add_argument(
+        "--qsm",
+        choices=QSM_MODES,
+        default=_default(ParticipantConfig, "qsm"),
+        help="auto: susceptibility maps (sub-*_Chimap.nii.gz, ppm) from the phase echoes, or a "
+        "*_Chimap.nii[.gz] found in the derivatives (e.g. QSMxT's) instead, and regional chi "
+        "beside R2* (chi_* columns); off: none (default: auto; docs/conventions.md)",
     )
     _add(run, "fit_method", ParticipantConfig)
     _add(run, "coils")

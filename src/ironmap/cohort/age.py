@@ -27,6 +27,10 @@ makes them additive and the noise comparable across regions and sites):
    posterior variance of the site's location. For the controls themselves (in the fit) the
    variances of the fit are subtracted instead of added, so their z-scores are standardised
    residuals. With fewer than ``MIN_RESIDUAL_DF`` residual degrees of freedom z is NaN.
+
+Susceptibility (chi, ppm; :mod:`.measures`) goes through the same steps on chi itself instead
+of its log (``fit_normative(..., log=False, measure="chi")``): chi is relative to a reference
+region and can be negative, so site effects are additive offsets and ``exp`` is the identity.
 """
 
 from __future__ import annotations
@@ -121,6 +125,13 @@ class NormativeModel:
         uncertainty of the expected value).
     age_limits : tuple of float
         The controls' age support (years): minimum, 5th and 95th percentile, maximum.
+    log : bool
+        The model is on the log of the measure (R2*: positive, multiplicative site effects);
+        False: on the measure itself (susceptibility, which can be negative), where every
+        "log R2*" of this module reads "chi" and ``exp`` is the identity.
+    measure : str
+        Prefix of :meth:`transform`'s outputs (``r2star``, ``chi``:
+        :data:`ironmap.cohort.measures.MEASURES`).
     """
 
     regions: tuple[str, ...]
@@ -133,6 +144,8 @@ class NormativeModel:
     reference_age: float
     curve: list
     age_limits: tuple[float, float, float, float]
+    log: bool = True
+    measure: str = "r2star"
 
     @property
     def df(self) -> dict[str, int]:
@@ -174,7 +187,7 @@ class NormativeModel:
         """
         age = np.asarray(age, dtype=np.float64)
         design = self.design(age, np.asarray(sex, dtype=object))
-        logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
+        logy = _to_scale(y, log=self.log)
         # Location only: dividing by the site's scale would shrink a disease effect at a noisy
         # site as much as its noise (harmonize.py); the scale goes into z instead.
         h = self.combat.apply(logy, site, design, scale=False)
@@ -200,8 +213,16 @@ class NormativeModel:
         z = residual / np.sqrt(np.maximum(variance, 0.05 * self.residual_sd**2))
         z[:, self.residual_df < MIN_RESIDUAL_DF] = np.nan
         ref = self.age_term(np.array([self.reference_age]))
-        corrected = np.exp(h - self.age_term(age) + ref)
-        return {"r2star_harmonized": np.exp(h), "r2star_corrected": corrected, "r2star_z": z}
+        back = np.exp if self.log else np.asarray
+        corrected = back(h - self.age_term(age) + ref)
+        m = self.measure
+        return {f"{m}_harmonized": back(h), f"{m}_corrected": corrected, f"{m}_z": z}
+
+
+def _to_scale(y: np.ndarray, *, log: bool) -> np.ndarray:
+    """The model's scale: log of the positive values (NaN otherwise), or the values."""
+    y = np.asarray(y, dtype=np.float64)
+    return np.log(np.where(y > 0, y, np.nan)) if log else y
 
 
 def _sex_dummies(sex: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
@@ -239,6 +260,8 @@ def fit_normative(
     reference_age: float | None = None,
     monotone: tuple[str, ...] = MONOTONE_REGIONS,
     curves: dict[str, AgeCurve] | None = None,
+    log: bool = True,
+    measure: str = "r2star",
 ) -> NormativeModel:
     """Fit the controls' normative model of every region.
 
@@ -257,13 +280,17 @@ def fit_normative(
     curves : dict, optional
         Region -> age curve to use instead of choosing one (any object with ``basis(age)``,
         ``active`` and ``df``, e.g. another method's, for comparisons in benchmarks).
+    log : bool, optional
+        Model the log of ``y`` (R2*, default) or ``y`` itself (susceptibility, ppm).
+    measure : str, optional
+        The measure's name, prefix of :meth:`NormativeModel.transform`'s outputs.
 
     Raises
     ------
     ValueError
         A region with fewer than ``MIN_CONTROLS`` controls.
     """
-    logy = np.log(np.where(np.asarray(y) > 0, y, np.nan))
+    logy = _to_scale(y, log=log)
     age = np.asarray(age, dtype=np.float64)
     sex = np.asarray(sex, dtype=object)
     site = np.asarray(site, dtype=object)
@@ -311,6 +338,8 @@ def fit_normative(
         reference_age=float(np.median(age) if reference_age is None else reference_age),
         curve=curve,
         age_limits=age_limits(age),
+        log=log,
+        measure=measure,
     )
 
 

@@ -35,6 +35,7 @@ from .determinants import (
     determinants,
     predictor_values,
 )
+from .measures import MEASURES, Measure
 
 __all__ = [
     "ANALYSIS_TABLES",
@@ -54,10 +55,12 @@ NORMATIVE_COLUMNS = ("r2star_harmonized", "r2star_corrected", "r2star_z")
 #: The group stage's optional analyses and their tables (``GROUP_TABLES`` keys): the tables of an
 #: analysis that did not run are not written (:func:`analyses_run` says why).
 ANALYSIS_TABLES = {
-    "comparison_mixed": ("comparison_mixed",),
+    "comparison_mixed": ("comparison_mixed", "comparison_mixed_chi"),
     "lesion_models": ("lesion_models",),
     "longitudinal": ("longitudinal", "longitudinal_sessions"),
-}
+    "chi": ("age_model_chi", "harmonization_chi", "comparison_chi", "comparison_mixed_chi",
+            "determinants_chi"),
+}  # fmt: skip
 FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason", "note"]
 
 
@@ -77,9 +80,12 @@ class CohortAnalysis:
     #: :func:`small_regions`: the structures the minimum-voxel rule left out, and its threshold
     small: pd.DataFrame = field(default_factory=lambda: small_regions(pd.DataFrame()))
     min_voxels: int = MIN_VOXELS
+    measure: Measure = MEASURES["r2star"]
 
 
 def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFrame:
+    """One row per region; on a linear scale (chi) ``residual_sd`` is in the measure's unit
+    and ``residual_sd_log`` is NaN."""
     rows = []
     width = max(AGE_DF)
     for g, region in enumerate(model.regions):
@@ -91,13 +97,13 @@ def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFra
                 "region": region,
                 "model": curve.name,
                 "n_hc": int(model.n_hc[g]),
-                "residual_sd": float(model.residual_sd[g] * reference[g]),
+                "residual_sd": float(model.residual_sd[g] * (reference[g] if model.log else 1)),
                 "reference_age": model.reference_age,
                 "reference_site": "pooled",
-                "scale": "log",
-                "residual_sd_log": float(model.residual_sd[g]),
+                "scale": "log" if model.log else "linear",
+                "residual_sd_log": float(model.residual_sd[g]) if model.log else np.nan,
                 "residual_df": float(model.residual_df[g]),
-                "reference_r2star": float(reference[g]),
+                f"reference_{model.measure}": float(reference[g]),
                 "knots": " ".join(f"{k:.1f}" for k in curve.knots) if df > 1 else "",
                 "monotone": bool(curve.monotone),
                 "age_df": int(np.sum(curve.active)),
@@ -114,28 +120,41 @@ def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFra
 
 
 def _harmonization_table(model: NormativeModel) -> pd.DataFrame:
+    """One row per region and site; on a linear scale (chi) the location is ``location`` in
+    the measure's unit (``location_sd`` its SD) and the percent columns are NaN."""
     c = model.combat
     rows = []
     for g, region in enumerate(model.regions):
         sd = np.sqrt(c.var_pooled[g])
         for i, site in enumerate(c.sites):
+            linear = {}
+            if not model.log:
+                linear = {
+                    "location": c.gamma_star[i, g] * sd,
+                    "location_sd": np.sqrt(c.gamma_var[i, g]) * sd,
+                }
             rows.append(
                 {
                     "region": region,
                     "site": site,
                     "n_hc": int(c.n_site[i, g]),
-                    "location_percent": 100 * np.expm1(c.gamma_star[i, g] * sd),
+                    "location_percent": 100 * np.expm1(c.gamma_star[i, g] * sd)
+                    if model.log
+                    else np.nan,
                     "scale": float(np.sqrt(c.delta_star[i, g])),
                     "gamma_hat": c.gamma_hat[i, g],
                     "gamma_star": c.gamma_star[i, g],
                     "delta_hat": c.delta_hat[i, g],
                     "delta_star": c.delta_star[i, g],
-                    "location_sd_percent": 100 * np.sqrt(c.gamma_var[i, g]) * sd,
+                    "location_sd_percent": 100 * np.sqrt(c.gamma_var[i, g]) * sd
+                    if model.log
+                    else np.nan,
                     "scale_pooled": bool(c.n_site[i].max() < MIN_CONTROLS_PER_SITE),
                     "z_scale": float(np.sqrt(c.delta_z[i, g])),
                     "z_scale_df": float(c.delta_z_df[i, g])
                     if np.isfinite(c.delta_z_df[i, g])
                     else np.nan,
+                    **linear,
                 }
             )
     return pd.DataFrame(rows)
@@ -162,31 +181,33 @@ def _exclude(long: pd.DataFrame, exclusions: dict[str, str]) -> None:
         )
 
 
-def _modelled_regions(long: pd.DataFrame) -> tuple[str, ...]:
+def _modelled_regions(long: pd.DataFrame, measure: Measure) -> tuple[str, ...]:
     """Regions with enough controls for a normative model (one warning for the others)."""
-    hc = long[(long["group"] == "HC") & long["sex"].notna() & long["r2star_median"].notna()]
+    hc = long[(long["group"] == "HC") & long["sex"].notna() & long[measure.column].notna()]
     counts = hc["region"].value_counts()
     present = [r for r in CORRECTED_REGIONS if r in set(long["region"])]
     thin = [r for r in present if counts.get(r, 0) < MIN_CONTROLS]
     kept = tuple(r for r in present if r not in thin)
     if not kept:
         raise InputError(
-            f"fewer than {MIN_CONTROLS} controls with R2* and a recorded sex in every region; the "
+            f"fewer than {MIN_CONTROLS} controls with {measure.label} and a recorded sex in every "
+            "region; the "
             "group stage needs controls (group HC) to correct for age and site"
         )
     if thin:
         warnings.warn(
-            f"{', '.join(thin)}: fewer than {MIN_CONTROLS} controls with R2* and sex; no "
-            "normative model, no age-corrected R2* and no comparisons for these regions",
+            f"{', '.join(thin)}: fewer than {MIN_CONTROLS} controls with {measure.label} and sex; "
+            f"no normative model, no age-corrected {measure.label} and no comparisons for these "
+            "regions",
             IronmapWarning,
             stacklevel=3,
         )
     return kept
 
 
-def _normative(long: pd.DataFrame, regions: tuple[str, ...]):
+def _normative(long: pd.DataFrame, regions: tuple[str, ...], measure: Measure):
     part = long[long["region"].isin(regions)]
-    wide = part.pivot(index="participant_id", columns="region", values="r2star_median")
+    wide = part.pivot(index="participant_id", columns="region", values=measure.column)
     wide = wide.reindex(columns=list(regions))
     info = part.drop_duplicates("participant_id").set_index("participant_id").loc[wide.index]
     ok = info["sex"].notna().to_numpy()
@@ -197,6 +218,8 @@ def _normative(long: pd.DataFrame, regions: tuple[str, ...]):
         sex=info["sex"].to_numpy(object)[hc],
         site=info["site"].to_numpy(object)[hc],
         regions=regions,
+        log=measure.log,
+        measure=measure.name,
     )
     warn_small_sites(model)
     values = model.transform(
@@ -259,8 +282,10 @@ def small_regions(regions: pd.DataFrame, min_voxels: int = MIN_VOXELS) -> pd.Dat
     return low[columns].reset_index(drop=True)
 
 
-def _apply_min_voxels(long: pd.DataFrame, small: pd.DataFrame, min_voxels: int) -> pd.DataFrame:
-    """``long`` (bilateral rows) with the small structures' R2* NaN, and one warning."""
+def _apply_min_voxels(
+    long: pd.DataFrame, small: pd.DataFrame, min_voxels: int, measure: Measure
+) -> pd.DataFrame:
+    """``long`` (bilateral rows) with the small structures' measure NaN, and one warning."""
     if small.empty:
         return long
     key = pd.MultiIndex.from_frame(long[["participant_id", "region"]])
@@ -274,21 +299,21 @@ def _apply_min_voxels(long: pd.DataFrame, small: pd.DataFrame, min_voxels: int) 
         IronmapWarning,
         stacklevel=3,
     )
-    return long.assign(r2star_median=long["r2star_median"].where(~drop))
+    return long.assign(**{measure.column: long[measure.column].where(~drop)})
 
 
-def _lesion_outcomes(ms: pd.DataFrame) -> pd.DataFrame:
+def _lesion_outcomes(ms: pd.DataFrame, measure: Measure) -> pd.DataFrame:
     lesions = ms[ms["region"] == "lesions"].copy()
     small = lesions["n_voxels"].fillna(0) < MIN_LESION_VOXELS
     if small.any():
         warnings.warn(
             f"lesions: {int(small.sum())} MS participant(s) have fewer than {MIN_LESION_VOXELS} "
-            "lesion voxels; their lesion R2* is left out of the determinants",
+            f"lesion voxels; their lesion {measure.label} is left out of the determinants",
             IronmapWarning,
             stacklevel=3,
         )
-    lesions["y"] = lesions["r2star_median"].where(~small)
-    nawm = ms[ms["region"] == "nawm"].set_index("participant_id")["r2star_median"]
+    lesions["y"] = lesions[measure.column].where(~small)
+    nawm = ms[ms["region"] == "nawm"].set_index("participant_id")[measure.column]
     relative = lesions.assign(
         region="lesions_nawm", y=lesions["y"] - lesions["participant_id"].map(nawm)
     )
@@ -304,6 +329,7 @@ def analyse_cohort(
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
     min_voxels: int = MIN_VOXELS,
+    measure: str = "r2star",
 ) -> CohortAnalysis:
     """Run the cohort statistics.
 
@@ -327,33 +353,42 @@ def analyse_cohort(
         than this in either hemisphere (``n_voxels`` of its ``left``/``right`` rows) enters no
         statistics, the normative model included: its harmonised, corrected R2* and z-score
         are NaN, its measured ``r2star_median`` is kept (:func:`small_regions`, warned once).
+    measure : str
+        The measure analysed, a key of :data:`~.measures.MEASURES`: ``r2star`` (log scale) or
+        ``chi`` (``chi_median``, ppm, linear scale: the same harmonisation, normative model,
+        comparisons and determinants; the output columns are named ``chi_*``).
     """
+    m = MEASURES[measure]
     exclusions: dict[str, str] = {}
     both = regions[regions["hemisphere"] == "both"]
     small = small_regions(regions, min_voxels)
     long = _apply_min_voxels(
-        both.merge(subjects, on="participant_id", how="inner"), small, min_voxels
+        both.merge(subjects, on="participant_id", how="inner"), small, min_voxels, m
     )
     _exclude(long, exclusions)
-    present = _modelled_regions(long)
-    model, values = _normative(long, present)
+    present = _modelled_regions(long, m)
+    model, values = _normative(long, present, m)
     keyed = regions.merge(values.assign(hemisphere="both"), how="left")
     long = keyed[keyed["hemisphere"] == "both"].merge(subjects, on="participant_id")
-    reference = np.exp(model.reference_log_r2star())
+    reference = model.reference_log_r2star()
+    reference = np.exp(reference) if m.log else reference
     support = age_support(subjects["age"], model.age_limits)
     long["age_support"] = long["participant_id"].map(
         dict(zip(subjects["participant_id"], support, strict=True))
     )
+    outcome = f"{m.name}_corrected"
     comparison = compare_groups(
-        long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap
+        long[long["region"].isin(present)], seed=seed, n_bootstrap=n_bootstrap, outcome=outcome
     )
     mixed_table = (
-        compare_groups_mixed(long[long["region"].isin(present)], reference=comparison)
+        compare_groups_mixed(
+            long[long["region"].isin(present)], reference=comparison, outcome=outcome
+        )
         if mixed
         else pd.DataFrame()
     )
     table = (
-        _clinical(long, present, seed, stepwise_bootstrap=n_bootstrap > 0)
+        _clinical(long, present, seed, stepwise_bootstrap=n_bootstrap > 0, measure=m)
         if clinical
         else pd.DataFrame(columns=[*DETERMINANT_COLUMNS, *UNIT_COLUMNS, *FCR_COLUMNS])
     )
@@ -369,19 +404,25 @@ def analyse_cohort(
         age_support=pd.Series(support, index=subjects["participant_id"].to_numpy(), dtype=object),
         small=small,
         min_voxels=min_voxels,
+        measure=m,
     )
 
 
 def _clinical(
-    long: pd.DataFrame, present: tuple[str, ...], seed: int, *, stepwise_bootstrap: bool = True
+    long: pd.DataFrame,
+    present: tuple[str, ...],
+    seed: int,
+    *,
+    stepwise_bootstrap: bool = True,
+    measure: Measure = MEASURES["r2star"],
 ) -> pd.DataFrame:
     """Determinants in clinically definite MS: corrected deep-GM/NAWM R2* and lesion R2*."""
     label = group_label(long["group"], long["phenotype"])
     ms = long[label.isin(MS_LABELS)].copy()
     transformed = predictor_values(ms)
     ms[list(transformed.columns)] = transformed  # on the scale their betas refer to
-    dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d["r2star_corrected"])
-    data = pd.concat([dgm, _lesion_outcomes(ms)], ignore_index=True)
+    dgm = ms[ms["region"].isin(present)].assign(y=lambda d: d[f"{measure.name}_corrected"])
+    data = pd.concat([dgm, _lesion_outcomes(ms, measure)], ignore_index=True)
     extra = {} if stepwise_bootstrap else {"n_bootstrap": 0}
     table = determinants(data, seed=seed, **extra)
     return table[table["region"].isin((*present, *LESION_OUTCOMES))].reset_index(drop=True)

@@ -93,6 +93,10 @@ QC_COLUMNS = [
     "segmentation_registered",
     "registration_shift_mm",
     "registration_angle_deg",
+    "qsm",
+    "qsm_background",
+    "qsm_inversion",
+    "qsm_reference",
     "ironmap_version",
 ]
 
@@ -226,6 +230,21 @@ def _segmentation(options: dict, inputs: dict) -> dict:
     return {"segmentation_source": source, "label_source": labels, "lesion_mask": lesion}
 
 
+def _qsm(provenance: dict) -> dict:
+    """The susceptibility map's source, steps and reference region (``qsm`` of
+    ``_provenance.json``; ``none`` without one, NaN without a record)."""
+    if not provenance:
+        return {}
+    record = provenance.get("qsm") or {}
+    parameters = record.get("parameters") or {}
+    return {
+        "qsm": record.get("source", "none"),
+        "qsm_background": parameters.get("background"),
+        "qsm_inversion": parameters.get("inversion"),
+        "qsm_reference": record.get("reference_region"),
+    }
+
+
 def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
     provenance = _json(outputs.provenance)
     sidecar = _json(sidecar_path(outputs.maps["R2starmap"]))
@@ -256,6 +275,7 @@ def _participant(outputs: ParticipantOutputs, rows: pd.DataFrame) -> dict:
             100.0 * failed / fit_voxels if fit_voxels and failed is not None else None
         ),
         **_registration(provenance),
+        **_qsm(provenance),
         "ironmap_version": provenance.get("ironmap_version"),
     }
     if row["segmentation_source"] == "hybrid":

@@ -80,6 +80,10 @@ class SessionInputs:
     dseg_image : Path or None
         The image ``dseg`` was made on, when its tool says so (FreeSurfer's ``orig.mgz``,
         SynthSeg's input beside its output): the source of a registration to the GRE.
+    chimap : Path or None
+        An external susceptibility map in the derivatives (BIDS ``*_Chimap.nii[.gz]``, as
+        QSMxT writes it; ``desc-`` variants such as QSMxT's source-separation maps are not
+        taken), used instead of computing one (``--qsm auto``).
     problem : str
         Why this participant (session) cannot be processed, naming the folder (e.g. no MEGRE
         files); empty when it can. Its other fields are then empty.
@@ -96,6 +100,7 @@ class SessionInputs:
     problem: str = ""
     dseg_image: Path | None = None
     imags: tuple[Path, ...] = ()
+    chimap: Path | None = None
 
     @property
     def name(self) -> str:
@@ -281,6 +286,12 @@ def _session_inputs(
         if _matches(p, subject, session)
     ]
     t1ws = [p for p in sorted(anat.glob("*_T1w.nii*")) if _matches(p, subject, session)]
+    chimaps = [
+        p
+        for d in seg_dirs
+        for p in sorted(d.glob("*_Chimap.nii*"))
+        if _matches(p, subject, session) and "desc" not in parse_entities(p.name)[0]
+    ]
     dseg_tsv = None
     if dseg is not None and dseg not in made_on:  # FreeSurfer LUT codes: no .tsv
         tsv = dseg.with_name(_NIFTI.sub("", dseg.name) + ".tsv")
@@ -296,6 +307,7 @@ def _session_inputs(
         t1w=t1ws[0] if t1ws else None,  # used by --segmentation atlas only
         dseg_image=made_on.get(dseg) if dseg is not None else None,
         imags=imags,
+        chimap=_pick(chimaps, "susceptibility map (Chimap)", name),
     )
 
 

@@ -104,6 +104,12 @@ GROUP_TABLES: dict[str, str] = {
     "longitudinal": "longitudinal.tsv",
     "longitudinal_sessions": "longitudinal_sessions.tsv",
     "lesion_models": "lesion_models.tsv",
+    # the same analyses on regional susceptibility (chi_median), when the participants have it
+    "age_model_chi": "age_model_chi.tsv",
+    "harmonization_chi": "harmonization_chi.tsv",
+    "comparison_chi": "group_comparison_chi.tsv",
+    "comparison_mixed_chi": "group_comparison_mixed_chi.tsv",
+    "determinants_chi": "determinants_chi.tsv",
 }
 #: Folder of ``OUTPUT_DIR/group/`` with the report's numbered tables, ready to paste:
 #: ``table<number>.tsv`` (the cells) and ``table<number>.html`` (a plain HTML fragment).
@@ -126,6 +132,8 @@ _TABLES = {"regions": "regions.tsv", "volumes": "volumes.tsv", "lesions": "lesio
 _PROVENANCE = "provenance.json"
 #: Folder of each participant's figures, beside its ``anat/``.
 _FIGURES = "figures"
+#: Susceptibility map (QSM) of the participant stage, on the R2* grid.
+_CHIMAP = "Chimap.nii.gz"
 #: Label table of a segmentation (BIDS ``dseg.tsv``).
 _DSEG_TSV = "dseg.tsv"
 
@@ -146,6 +154,8 @@ OUTPUTS: dict[str, str] = {
     f"{_SUB}_S0map.nii.gz": "signal extrapolated to TE = 0",
     f"{_SUB}_desc-sd_R2starmap.nii.gz": "per-voxel SD of R2* (Cramer-Rao bound, 1/s)",
     f"{_SUB}_desc-failed_mask.nii.gz": "1 where the fit failed (the maps are NaN there)",
+    f"{_SUB}_{_CHIMAP}": "with phase echoes or an external Chimap (--qsm auto): magnetic "
+    "susceptibility (ppm, NaN outside its mask), JSON sidecar with the QSM methods and reference",
     f"{_SUB}_desc-ironmap_dseg.nii.gz": "with --segmentation atlas: the segmentation made "
     "(+ .tsv of its labels)",
     f"{_SUB}_{_TABLES['regions']}": "median/mean/IQR R2* per structure and hemisphere, NAWM "
@@ -169,6 +179,13 @@ OUTPUTS: dict[str, str] = {
     _G["lesion_models"]: "lesion R2* relative to NAWM and rim minus core, on volume and duration "
     "(only with lesion tables)",
     _G["participant_qc"]: "protocol, processing and QC per participant",
+    _G["age_model_chi"]: "with regional chi (QSM): the controls' age model of chi, as "
+    "age_model.tsv (linear scale, ppm); its harmonised, corrected chi and z-scores are the chi_* "
+    "columns of group/regions.tsv",
+    _G["harmonization_chi"]: "ComBat site parameters of chi (additive location, ppm)",
+    _G["comparison_chi"]: "group differences of age-corrected chi (ppm), as Table 2",
+    _G["comparison_mixed_chi"]: "the same with a random site intercept",
+    _G["determinants_chi"]: "determinants of chi in MS, as determinants.tsv (ppm)",
     _G["longitudinal"]: "yearly R2* change (mixed models; only with timed repeated sessions: "
     "provenance.json says why an analysis did not run)",
     _G["longitudinal_sessions"]: "the per-session R2* of the longitudinal models (likewise)",
@@ -232,6 +249,11 @@ class ParticipantOutputs:
     def maps(self) -> dict[str, Path]:
         """The decay maps: ``{suffix: path}`` (R2*, T2*, S0, SD, failed mask)."""
         return decay_map_paths(self.prefix)
+
+    @property
+    def chimap(self) -> Path:
+        """Susceptibility map (ppm) on the R2* grid (``_Chimap.nii.gz``, QSM)."""
+        return self._file(_CHIMAP)
 
     @property
     def regions(self) -> Path:

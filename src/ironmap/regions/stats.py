@@ -2,8 +2,9 @@
 
 Columns follow docs/conventions.md: ``regions.tsv`` rows are participant x region x hemisphere with
 ``r2star_median, r2star_mean, r2star_iqr`` (1/s), ``n_voxels`` (R2* voxels used),
-``volume_ml`` (from the segmentation on its own grid) and ``n_csf_excluded`` (voxels of the region
-left out because their R2* says CSF, :func:`.csf.csf_like`).
+``volume_ml`` (from the segmentation on its own grid), ``n_csf_excluded`` (voxels of the region
+left out because their R2* says CSF, :func:`.csf.csf_like`) and, with a susceptibility map, its
+statistics over the same voxels (``chi_median, chi_mean, chi_sd`` in ppm, ``chi_n_voxels``).
 
 The partial-volume threshold (``--min-fraction``) is applied in one place, :func:`region_masks`;
 the statistics and the QC outlines both use its masks.
@@ -52,6 +53,10 @@ class _RegionRow:
     n_voxels: int
     volume_ml: float
     n_csf_excluded: int = 0
+    chi_median: float = np.nan
+    chi_mean: float = np.nan
+    chi_sd: float = np.nan
+    chi_n_voxels: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class _Summary:
     mean: float = np.nan
     iqr: float = np.nan
     n: int = 0
+    sd: float = np.nan
 
 
 #: Columns of ``regions.tsv``, in order.
@@ -164,7 +170,8 @@ def _stats(values: NDArray[np.float64]) -> _Summary:
     if values.size == 0:
         return _Summary()
     q1, med, q3 = np.percentile(values, [25.0, 50.0, 75.0])
-    return _Summary(float(med), float(values.mean()), float(q3 - q1), int(values.size))
+    sd = float(values.std(ddof=1)) if values.size > 1 else np.nan
+    return _Summary(float(med), float(values.mean()), float(q3 - q1), int(values.size), sd)
 
 
 def _row(
@@ -174,7 +181,9 @@ def _row(
     summary: _Summary,
     volume_ml: float,
     n_csf: int = 0,
+    chi: _Summary | None = None,
 ) -> _RegionRow:
+    chi = chi or _Summary()
     return _RegionRow(
         participant_id=participant_id,
         region=region,
@@ -185,6 +194,10 @@ def _row(
         n_voxels=summary.n,
         volume_ml=volume_ml,
         n_csf_excluded=n_csf,
+        chi_median=chi.median,
+        chi_mean=chi.mean,
+        chi_sd=chi.sd,
+        chi_n_voxels=chi.n,
     )
 
 
@@ -200,6 +213,7 @@ def regional_r2star(
     exclude_csf: bool = False,
     csf: NDArray[np.bool_] | None = None,
     unlabelled: Collection[str] = (),
+    chi: NDArray[np.float64] | None = None,
 ) -> pd.DataFrame:
     """R2* statistics of every region x hemisphere of ``regions.tsv``, then ``lesions``.
 
@@ -234,6 +248,11 @@ def regional_r2star(
     unlabelled : collection of str, optional
         Catalogue regions the segmentation does not label, whose NaN rows the caller has
         already warned about: left out of this function's warning.
+    chi : numpy.ndarray of float, shape (X, Y, Z), optional
+        Susceptibility map (ppm) on the R2* grid; its statistics (``chi_*``) are taken over the
+        very voxels the R2* statistics use (lesions removed, CSF-like voxels by R2* left out,
+        eroded) that are finite in both maps. None (no QSM): the ``chi_*`` columns are NaN
+        and ``chi_n_voxels`` 0, without a warning.
 
     Returns
     -------
@@ -242,7 +261,8 @@ def regional_r2star(
         hemisphere, in order, then ``lesions/both`` (R2* of ``masks["lesions"]``, not eroded).
         ``r2star_*`` in 1/s, ``n_voxels`` the R2* voxels used, ``volume_ml`` from
         ``region_volumes_ml``, ``n_csf_excluded`` the voxels left out as CSF-like (0 with
-        ``exclude_csf=False`` and on the ``lesions`` row, which is not examined).
+        ``exclude_csf=False`` and on the ``lesions`` row, which is not examined),
+        ``chi_median, chi_mean, chi_sd`` (ppm) and ``chi_n_voxels`` of ``chi``.
 
     Warns
     -----
@@ -257,7 +277,7 @@ def regional_r2star(
         If a mask or ``lesion_free`` does not have the shape of ``r2star``.
     """
     r2star = np.asarray(r2star)
-    for key, mask in (*masks.items(), ("lesion_free", lesion_free), ("csf", csf)):
+    for key, mask in (*masks.items(), ("lesion_free", lesion_free), ("csf", csf), ("chi", chi)):
         if mask is not None and np.shape(mask) != r2star.shape:
             raise InputError(
                 f"{key}: mask shape {np.shape(mask)} differs from the R2* map {r2star.shape}"
@@ -266,26 +286,35 @@ def regional_r2star(
     vox = np.ones(3) if voxel_mm is None else np.asarray(voxel_mm, dtype=float)
     rows: list[_RegionRow] = []
     empty: list[str] = []
+
+    def summaries(voxels: NDArray[np.bool_]) -> tuple[_Summary, _Summary]:
+        """R2* and chi of the same voxels: one code path for both maps."""
+        if chi is None:
+            return _stats(r2star[voxels]), _Summary()
+        return _stats(r2star[voxels]), _stats(np.where(np.isfinite(r2star), chi, np.nan)[voxels])
+
     for measured in MEASURED_ROWS:
         for hemi in measured.hemispheres:
             key = f"{measured.source}/{hemi}"
             mask = masks.get(key)
-            summary, n_csf = _Summary(), 0
+            summary, chi_summary, n_csf = _Summary(), _Summary(), 0
             if mask is not None and mask.any():
                 used = mask & clean
                 if exclude_csf:
                     like = csf_like(r2star, used, csf=csf)
                     n_csf = int(like.sum())
                     used &= ~like
-                summary = _stats(r2star[erode(used, vox, erode_mm)])
+                summary, chi_summary = summaries(erode(used, vox, erode_mm))
             if summary.n == 0 and measured.source not in unlabelled:
                 empty.append(f"{measured.name}/{hemi}")
             volume = region_volumes_ml.get(key, np.nan)
-            rows.append(_row(participant_id, measured.name, hemi, summary, volume, n_csf))
+            rows.append(
+                _row(participant_id, measured.name, hemi, summary, volume, n_csf, chi_summary)
+            )
     if "lesions" in masks:
-        summary = _stats(r2star[masks["lesions"]])
+        summary, chi_summary = summaries(masks["lesions"])
         volume = region_volumes_ml.get("lesions", np.nan)
-        rows.append(_row(participant_id, "lesions", "both", summary, volume))
+        rows.append(_row(participant_id, "lesions", "both", summary, volume, chi=chi_summary))
     else:
         rows.append(_row(participant_id, "lesions", "both", _Summary(), np.nan))
     if empty:

@@ -57,7 +57,8 @@ def without_small(long: pd.DataFrame, result) -> pd.DataFrame:
     drop = pd.MultiIndex.from_frame(long[["participant_id", "region"]]).isin(
         pd.MultiIndex.from_frame(small[["participant_id", "region"]])
     )
-    return long.assign(r2star_median=long["r2star_median"].where(~drop))
+    measured = [c for c in ("r2star_median", "chi_median") if c in long]  # chi: same voxels
+    return long.assign(**{c: long[c].where(~drop) for c in measured})
 
 
 def _has_counts(regions: pd.DataFrame) -> bool:

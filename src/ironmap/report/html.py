@@ -216,6 +216,51 @@ def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
     )
 
 
+#: chi is shown in ppb (parts per billion) in the report: differences of a few ppb.
+_PPB = 1000.0
+
+
+def _chi_table(n: _Numbers, long: pd.DataFrame, result) -> str:
+    """Regional susceptibility beside R2*: Table 2's layout for chi (ppb), when the group
+    stage analysed chi (``group/group_comparison_chi.tsv``); empty otherwise."""
+    comparison = getattr(result, "comparison_chi", None)
+    if comparison is None or comparison.empty or "chi_median" not in long:
+        return ""
+    scaled = comparison.copy()
+    for column in ("estimate", "ci_low", "ci_high"):
+        scaled[column] = pd.to_numeric(scaled[column], errors="coerce") * _PPB
+    table, significant = tables.table2(
+        long.assign(chi_median=long["chi_median"] * _PPB), scaled, column="chi_median"
+    )
+    arms = tables.unadjusted_summary(long, "chi_median").groupby("arm", sort=False)["n"].max()
+    heads = {arm: f"{arm}\nn = {k}" for arm, k in arms.items()}
+    for contrast, sub in comparison.groupby("contrast", sort=False):
+        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
+        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
+    columns = [*arms.index, *(c for c in table.columns if c.endswith("-HC"))]
+    keep = table[columns].notna().any(axis=1)
+    frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
+    flags = significant.loc[keep, columns].reset_index(drop=True)
+    original = {heads.get(c, c): c for c in columns}
+
+    def cell_class(row: int, column: str) -> str:
+        key = original.get(column)
+        return "sig" if key in flags.columns and flags.at[row, key] else ""
+
+    caption = (
+        "Magnetic susceptibility chi (QSM, ppb, relative to the reference region in Methods) "
+        "by group and differences from the controls, as Table 2 for R2*. Left: unadjusted "
+        "regional median chi, mean (SD) over the analysed participants. Right: estimate "
+        "[95 % CI] of the absolute difference of harmonised, age-corrected chi (ppb; chi can be "
+        "negative, so no ratio or percent), adjusted for age and sex with site as fixed "
+        "effect; d, t, p, p_FDR and bold as in Table 2 (every number, in ppm, in "
+        "group/group_comparison_chi.tsv; between-phenotype contrasts there too)."
+    )
+    return "<h2>Susceptibility (chi) by group</h2>" + n.table(
+        frame, caption, key="chi", cell_class=cell_class, css="grid"
+    )
+
+
 def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
     """The sensitivity analysis (supplementary table) and its fits that did not converge."""
     if mixed is None or mixed.empty:
@@ -329,6 +374,7 @@ def write_report(path: str | Path, result, *, tables_dir: str | Path | None = No
         "<h2>R2* by group</h2>"
         + _table2(n, long, comparison)
         + min_voxel_rule(result)
+        + _chi_table(n, long, result)
         + _mixed(n, getattr(result, "comparison_mixed", None)),
     ]
     with plotting():

@@ -293,6 +293,95 @@ REFERENCES: dict[str, Reference] = {
         "102789",
         "10.1016/j.media.2023.102789",
     ),
+    # quantitative susceptibility mapping (the QSM paragraph, :func:`_qsm`)
+    "schweser2011": Reference(
+        ("Schweser, F.", "Deistung, A.", "Lehr, B. W.", "Reichenbach, J. R."),
+        "Quantitative imaging of intrinsic magnetic tissue properties using MRI signal phase: "
+        "an approach to in vivo brain iron metabolism?",
+        "NeuroImage",
+        2011,
+        "54",
+        "2789--2807",
+        "10.1016/j.neuroimage.2010.10.070",
+    ),
+    "li2011": Reference(
+        ("Li, W.", "Wu, B.", "Liu, C."),
+        "Quantitative susceptibility mapping of human brain reflects spatial variation in "
+        "tissue composition",
+        "NeuroImage",
+        2011,
+        "55",
+        "1645--1656",
+        "10.1016/j.neuroimage.2010.11.088",
+    ),
+    "liu2011pdf": Reference(
+        ("Liu, T.", "Khalidov, I.", "de Rochefort, L.", "others"),
+        "A novel background field removal method for MRI using projection onto dipole fields "
+        "(PDF)",
+        "NMR Biomed",
+        2011,
+        "24",
+        "1129--1136",
+        "10.1002/nbm.1670",
+    ),
+    "zhou2014": Reference(
+        ("Zhou, D.", "Liu, T.", "Spincemaille, P.", "Wang, Y."),
+        "Background field removal by solving the Laplacian boundary value problem",
+        "NMR Biomed",
+        2014,
+        "27",
+        "312--319",
+        "10.1002/nbm.3064",
+    ),
+    "shmueli2009": Reference(
+        ("Shmueli, K.", "de Zwart, J. A.", "van Gelderen, P.", "others"),
+        "Magnetic susceptibility mapping of brain tissue in vivo using MRI phase data",
+        "Magn Reson Med",
+        2009,
+        "62",
+        "1510--1522",
+        "10.1002/mrm.22135",
+    ),
+    "liu2012medi": Reference(
+        ("Liu, J.", "Liu, T.", "de Rochefort, L.", "others"),
+        "Morphology enabled dipole inversion for quantitative susceptibility mapping using "
+        "structural consistency between the magnitude image and the susceptibility map",
+        "NeuroImage",
+        2012,
+        "59",
+        "2560--2568",
+        "10.1016/j.neuroimage.2011.08.082",
+    ),
+    "qsmconsensus2024": Reference(
+        ("QSM Consensus Organization Committee", "Bilgic, B.", "Costagli, M.", "others"),
+        "Recommended implementation of quantitative susceptibility mapping for clinical "
+        "research in the brain: a consensus of the ISMRM electro-magnetic tissue properties "
+        "study group",
+        "Magn Reson Med",
+        2024,
+        "91",
+        "1834--1862",
+        "10.1002/mrm.30006",
+    ),
+    "stewart2022": Reference(
+        ("Stewart, A. W.", "Robinson, S. D.", "O'Brien, K.", "others"),
+        "QSMxT: Robust masking and artifact reduction for quantitative susceptibility mapping",
+        "Magn Reson Med",
+        2022,
+        "87",
+        "1289--1300",
+        "10.1002/mrm.29048",
+    ),
+}
+#: QSM step method (``QSMMethods`` of the Chimap sidecar) -> its words and references; a
+#: method not listed is named as recorded, without a reference.
+QSM_METHODS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "sharp": ("SHARP", "", ("schweser2011",)),
+    "vsharp": ("V-SHARP", "", ("li2011",)),
+    "pdf": ("projection onto dipole fields", "PDF", ("liu2011pdf",)),
+    "lbv": ("the Laplacian boundary value method", "LBV", ("zhou2014",)),
+    "tkd": ("truncated k-space division", "TKD", ("shmueli2009",)),
+    "medi": ("morphology-enabled dipole inversion", "MEDI", ("liu2012medi",)),
 }
 #: Fit method -> references of its estimator (methods without one cite none).
 FIT_REFERENCES = {"auto": ("sijbers", "box"), "arlo": ("pei",)}
@@ -413,6 +502,68 @@ def _acquisition(qc: pd.DataFrame, cite: _Citations) -> str:
     elif len(on):
         text += " No correction for macroscopic field gradients was applied."
     return text
+
+
+def _qsm_method(method, cite: _Citations) -> str:
+    """A QSM step's words with its reference (:data:`QSM_METHODS`)."""
+    words, short, refs = QSM_METHODS.get(str(method), (html.escape(str(method)), "", ()))
+    inside = "; ".join(x for x in (short, cite(*refs) if refs else "") if x)
+    return f"{words} ({inside})" if inside else words
+
+
+def _qsm(qc: pd.DataFrame, cite: _Citations) -> str:
+    """The susceptibility paragraph, from ``participant_qc.tsv``'s ``qsm*`` columns (the
+    participants' provenance): computed (steps, reference region) or external maps; '' when
+    no participant has a susceptibility map."""
+    if "qsm" not in qc:
+        return ""
+    source = qc["qsm"].astype(str)
+    computed, external = qc[source == "computed"], qc[source == "external"]
+    if computed.empty and external.empty:
+        return ""
+    n = len(qc)
+    text = ""
+    if len(computed):
+        who = "every participant" if len(computed) == n else f"{len(computed)} of {n} participants"
+        text += (
+            "Magnetic susceptibility (chi, ppm) was mapped from the phase of the echoes in "
+            f"{who} (quantitative susceptibility mapping, QSM; {cite('qsmconsensus2024')}): the "
+            "total field from the echoes' complex differences in the intracranial volume, "
+            + _differs(
+                computed["qsm_background"],
+                "The background field removal",
+                lambda m: _qsm_method(m, cite),
+                lambda m: f"background field removal by {m}",
+            ).rstrip(".")
+            + ", and "
+            + _differs(
+                computed["qsm_inversion"],
+                "The dipole inversion",
+                lambda m: _qsm_method(m, cite),
+                lambda m: f"dipole inversion by {m}",
+            )
+            + " "
+            + _differs(
+                computed["qsm_reference"],
+                "The reference region",
+                html.escape,
+                lambda r: f"Chi was referenced to the mean of the {r}",
+            )
+        )
+    if len(external):
+        who = "every participant" if len(external) == n else f"{len(external)} of {n} participants"
+        text += (
+            (" " if text else "")
+            + f"For {who} a susceptibility map computed elsewhere and found in the input "
+            f"derivatives (e.g. by QSMxT; {cite('stewart2022')}) was used instead, resampled "
+            "to the R2* grid and taken to be in ppm."
+        )
+    return text + (
+        " Regional chi was the median over the very voxels of regional R2*, and was analysed "
+        "with the same harmonisation, normative model, comparisons and determinants as R2*, on "
+        "its own linear scale (chi is relative to a reference region and can be negative: "
+        "site offsets are additive and differences absolute, reported in ppb)."
+    )
 
 
 def _atlas_sources(cite: _Citations, *, only: Iterable[str] | None = None) -> str:
@@ -877,7 +1028,7 @@ def methods(
         + _participants(flow),
     ]
     if len(qc):
-        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels]
+        paragraphs += [_acquisition(qc, cite), _regions(qc, cite) + min_voxels, _qsm(qc, cite)]
     paragraphs += [
         _harmonisation(age_model, harmonization, cite),
         _statistics(comparison_mixed, determinants, cite, mixed_table),

@@ -283,14 +283,15 @@ def table1(subjects: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def unadjusted_summary(long: pd.DataFrame) -> pd.DataFrame:
-    """``region, arm, n, mean, sd`` of ``r2star_median`` (1/s, hemispheres pooled) per arm."""
+def unadjusted_summary(long: pd.DataFrame, column: str = "r2star_median") -> pd.DataFrame:
+    """``region, arm, n, mean, sd`` of ``column`` (``r2star_median``: 1/s, hemispheres pooled)
+    per arm."""
     rows = []
-    part = long[long["r2star_median"].notna()]
+    part = long[long[column].notna()]
     for region in dict.fromkeys(part["region"]):
         sub = part[part["region"] == region]
         for name, mask in _arms(sub):
-            values = sub.loc[mask, "r2star_median"]
+            values = sub.loc[mask, column]
             rows.append(
                 {
                     "region": region,
@@ -324,7 +325,9 @@ def _difference(row) -> str:
     return "\n".join([*lines, test + p, p_fdr])
 
 
-def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table2(
+    long: pd.DataFrame, comparison: pd.DataFrame, *, column: str = "r2star_median"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Unadjusted R2* mean (SD) per arm beside the adjusted differences, regions x columns.
 
     Parameters
@@ -334,6 +337,9 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
         ``subjects.tsv``.
     comparison : pandas.DataFrame
         ``group_comparison.tsv``.
+    column : str, optional
+        The measure summarised per arm (``chi_median`` for the chi table, with ``long`` and
+        ``comparison`` in the units to show).
 
     Returns
     -------
@@ -348,7 +354,7 @@ def table2(long: pd.DataFrame, comparison: pd.DataFrame) -> tuple[pd.DataFrame, 
         hierarchy (:func:`~ironmap.cohort.compare.hierarchy`; marked here when the table
         lacks the column).
     """
-    summary = unadjusted_summary(long)
+    summary = unadjusted_summary(long, column)
     means = summary.assign(
         cell=[_mean_sd_cell(m, s) for m, s in zip(summary["mean"], summary["sd"], strict=True)]
     )

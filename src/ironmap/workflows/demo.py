@@ -55,6 +55,7 @@ def run_demo(
     anatomy: str = "phantom",
     sessions: int = 1,
     interval_years: float = 2.0,
+    with_phase: bool = True,
 ) -> int:
     """Simulate the cohort into ``OUTPUT_DIR/bids`` and run the existing stages.
 
@@ -62,7 +63,10 @@ def run_demo(
     deformed bundled atlas (heads that look like brains; needs ``ironmap[atlas]``).
     ``sessions`` > 1 follows every participant over that many sessions, ``interval_years``
     apart on average (:class:`~.simulate.SimulateConfig`); the group stage then adds the
-    longitudinal analysis. Returns the number of participants (sessions) that failed.
+    longitudinal analysis. ``with_phase`` (default) simulates phase echoes too, so the
+    participant stage corrects R2* for field gradients and writes susceptibility maps and
+    regional chi, and the group stage analyses chi beside R2*. Returns the number of
+    participants (sessions) that failed.
     """
     output_dir = Path(output_dir)
     bids = output_dir / "bids"
@@ -79,7 +83,8 @@ def run_demo(
             truth.get("anatomy_kind", "phantom"),
             design["sessions"],
             design["interval_years"] if sessions > 1 else interval_years,
-        ) == (n_hc, n_ms, anatomy, sessions, interval_years)
+            truth.get("phase") is not None,
+        ) == (n_hc, n_ms, anatomy, sessions, interval_years, with_phase)
     if reuse:
         print(f"[1/3] reusing the simulated cohort in {bids} (--force to regenerate)")
     else:
@@ -95,6 +100,7 @@ def run_demo(
                 anatomy=anatomy,
                 sessions=sessions,
                 interval_years=interval_years,
+                with_phase=with_phase,
             )
         )
     print(f"[2/3] participant stage (R2* maps, regional R2*, volumes) into {derivatives} ...")
@@ -114,6 +120,11 @@ def run_demo(
     ms_hc = group.comparison[group.comparison.contrast == "MS-HC"].set_index("region")
     print("MS - HC, age/sex/site-adjusted R2* difference (1/s):")
     print(ms_hc[["estimate", "ci_low", "ci_high", "p_fdr"]].round(3).to_string())
+    if not group.comparison_chi.empty:
+        chi = group.comparison_chi[group.comparison_chi.contrast == "MS-HC"].set_index("region")
+        ppb = chi[["estimate", "ci_low", "ci_high"]].astype(float) * 1000.0
+        print("MS - HC, age/sex/site-adjusted susceptibility difference (ppb):")
+        print(ppb.assign(p_fdr=chi["p_fdr"]).round(3).to_string())
     change = group.longitudinal
     if len(change):
         rows = change[

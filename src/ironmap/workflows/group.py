@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +40,12 @@ from ..cohort.analysis import (
 )
 from ..cohort.lesions import LESION_MODEL_COLUMNS, lesion_models
 from ..cohort.longitudinal import LongitudinalAnalysis, analyse_longitudinal
+from ..cohort.measures import MEASURES
 from ..cohort.qc import collect_protocols
 from ..cohort.sessions import collect_timing
 from ..cohort.tables import collect_all_sessions, collect_lesions, missing_outputs
 from ..defaults import MIN_VOXELS
-from ..errors import InputError
+from ..errors import InputError, IronmapWarning
 from ..io import check_output_dir, output_lock, write_bidsignore, write_json, write_tsv
 from ..io.derivatives import (
     GROUP_DIR,
@@ -134,6 +138,13 @@ class GroupResult:
     lesions: pd.DataFrame = field(default_factory=pd.DataFrame)
     analyses: dict = field(default_factory=dict)
     min_voxels: int = MIN_VOXELS
+    # the same analyses on regional susceptibility (empty without chi in the regions tables)
+    age_model_chi: pd.DataFrame = field(default_factory=pd.DataFrame)
+    harmonization_chi: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparison_chi: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparison_mixed_chi: pd.DataFrame = field(default_factory=pd.DataFrame)
+    determinants_chi: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chi: CohortAnalysis | None = None
 
 
 def run_group(config: GroupConfig) -> GroupResult:
@@ -256,13 +267,15 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     subjects = subjects_table(participants, out, bids_dir=config.bids_dir, regions=regions)
     # Many small, tall least-squares problems: BLAS threads only add overhead (2-10x slower
     # SVDs at n = 3,000 with 2 OpenBLAS threads in benchmarks/group.py).
+    said: list[str] = []
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), _noting(said):
             analysis = analyse_cohort(
                 regions, subjects, mixed=config.mixed, min_voxels=config.min_voxels
             )
     except InputError as err:  # the cohort's data are wrong: say which table holds them
         raise InputError(f"{table_path}: {err}") from None
+    chi, chi_reason = _chi_analysis(config, regions, subjects, said)
     exclusions = {
         pid: "no participant-stage outputs: sub-*_regions.tsv not found in OUTPUT_DIR"
         for pid in missing_outputs(participants, regions)
@@ -270,8 +283,17 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
     exclusions.update(analysis.exclusions)
     trend = _longitudinal(config, participants, subjects, analysis)
     lesions, models = _lesion_models(config, subjects, exclusions)
+    chi_tables = {}
+    if chi is not None:
+        chi_tables = {
+            "age_model_chi": chi.age_model,
+            "harmonization_chi": chi.harmonization,
+            "comparison_chi": chi.comparison,
+            "comparison_mixed_chi": chi.comparison_mixed,
+            "determinants_chi": chi.determinants,
+        }
     return GroupResult(
-        regions=analysis.regions,
+        regions=_with_chi(analysis.regions, chi),
         subjects=subjects.assign(
             analysed=~subjects["participant_id"].isin(exclusions),
             age_support=subjects["participant_id"].map(analysis.age_support),
@@ -302,9 +324,76 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
             lesions=lesions,
             lesion_models=models,
             longitudinal_reason=trend.reason,
-        ),
+        )
+        | {"chi": {"ran": True} if chi is not None else {"ran": False, "reason": chi_reason}},
         min_voxels=analysis.min_voxels,
+        chi=chi,
+        **chi_tables,
     )
+
+
+@contextmanager
+def _noting(said: list[str]) -> Iterator[list[str]]:
+    """Note in ``said`` the text of every warning shown while the block runs; they are shown
+    as they would be (``warnings.showwarning`` is the documented hook for this)."""
+    shown = warnings.showwarning
+
+    def note(message, category, filename, lineno, file=None, line=None) -> None:
+        said.append(str(message))
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = note
+    try:
+        yield said
+    finally:
+        warnings.showwarning = shown
+
+
+def _chi_analysis(
+    config: GroupConfig,
+    regions: pd.DataFrame,
+    subjects: pd.DataFrame,
+    said: list[str],
+) -> tuple[CohortAnalysis | None, str]:
+    """The cohort statistics on regional chi (``chi_median``) when the regions tables have it:
+    the analysis of R2*, through the same code path (:func:`analyse_cohort` with
+    ``measure="chi"``); its warnings that R2*'s did not already give (``said``: the texts of
+    the warnings shown during the R2* analysis) are given once, prefixed ``chi:``; its other
+    warnings (numerical ones, R2*'s again) are not repeated. ``(None, why not)`` otherwise."""
+    column = MEASURES["chi"].column
+    if column not in regions or not regions[column].notna().any():
+        return None, (
+            "no regional chi (chi_median) in the regions tables: no phase echoes or external "
+            "Chimap, or --qsm off"
+        )
+    known = set(said)
+    try:
+        with (
+            threadpool_limits(limits=1, user_api="blas"),
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always", IronmapWarning)
+            chi = analyse_cohort(
+                regions, subjects, mixed=config.mixed, min_voxels=config.min_voxels, measure="chi"
+            )
+    except InputError as err:  # e.g. too few controls with chi: R2* is analysed all the same
+        warnings.warn(f"chi: not analysed: {err}", IronmapWarning, stacklevel=3)
+        return None, f"not analysed: {err}"
+    for w in caught:
+        if issubclass(w.category, IronmapWarning) and str(w.message) not in known:
+            warnings.warn(f"chi: {w.message}", IronmapWarning, stacklevel=3)
+    return chi, ""
+
+
+def _with_chi(regions: pd.DataFrame, chi: CohortAnalysis | None) -> pd.DataFrame:
+    """``group/regions.tsv``: the R2* analysis's rows with chi's harmonised, corrected and
+    z-scored columns beside them (when chi was analysed)."""
+    if chi is None:
+        return regions
+    new = [c for c in chi.regions.columns if c.startswith("chi_") and c not in regions]
+    keys = ["participant_id", "region", "hemisphere"]
+    keys += ["session"] if "session" in regions and "session" in chi.regions else []
+    return regions.merge(chi.regions[[*keys, *new]], on=keys, how="left")
 
 
 def _lesion_models(

@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..defaults import B0_CORRECTIONS, CSF_EXCLUSIONS, MIN_FRACTION, SIGMA_MAPS, check_coils
+from ..defaults import (
+    B0_CORRECTIONS,
+    CSF_EXCLUSIONS,
+    MIN_FRACTION,
+    QSM_MODES,
+    SIGMA_MAPS,
+    check_coils,
+)
 from ..errors import InputError, IronmapError, IronmapWarning
 from ..fitting import get_solver
 from ..io import (
@@ -86,6 +93,9 @@ class ParticipantConfig:
     register_segmentation : str
         One of :data:`ironmap.segmentation.coregister.REGISTER_SEGMENTATION`: register the
         user dseg's own image (T1w, FLAIR) to the GRE (``auto``, ``always``) or not.
+    qsm : str
+        One of :data:`ironmap.defaults.QSM_MODES`: susceptibility maps and regional chi from
+        the phase echoes or an external Chimap (``auto``), or none (``off``).
     """
 
     bids_dir: Path
@@ -107,6 +117,7 @@ class ParticipantConfig:
     csf_exclusion: str = "on"
     freesurfer_dir: Path | None = None
     register_segmentation: str = DEFAULT_REGISTER_SEGMENTATION
+    qsm: str = "auto"
 
     def __post_init__(self) -> None:
         get_solver(self.fit_method)
@@ -119,6 +130,7 @@ class ParticipantConfig:
         _choice("--b0-correction", self.b0_correction, B0_CORRECTIONS)
         _choice("--segmentation", self.segmentation, SEGMENTATIONS)
         _choice("--csf-exclusion", self.csf_exclusion, CSF_EXCLUSIONS)
+        _choice("--qsm", self.qsm, QSM_MODES)
         _choice("--register-segmentation", self.register_segmentation, REGISTER_SEGMENTATION)
         if self.iron_calibration is not None:
             _choice("--iron-calibration", self.iron_calibration, tuple(CALIBRATIONS))
@@ -233,6 +245,8 @@ def summary_table(results: list[ParticipantResult]) -> pd.DataFrame:
         steps = ["load", "resample", "fit", "stats"]
         if "registration" in times:
             steps.insert(1, "registration")
+        if "qsm" in times:  # susceptibility maps (phase echoes or an external Chimap)
+            steps.insert(-1, "qsm")
         for step in steps:
             row[f"{step}_s"] = float(times[step].mean()) if step in times else np.nan
         row["peak_rss_mb"] = _largest([r.peak_rss_mb for r in part])

@@ -48,8 +48,10 @@ from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
 from ..report.qc import voxel_counts
+from ..segmentation.autoseg import _resample
 from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
+from ..susceptibility import QSMModel, b0_direction
 
 if TYPE_CHECKING:
     from .participant import ParticipantConfig
@@ -123,7 +125,8 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     timer = _Timer()
     with timer("load"):
         image, phase = _load_echoes(inputs, config)
-        factor, field_hz = _decay_factor(image, phase, inputs.name)
+        correct = phase if _phases_used(inputs, config) else None
+        factor, field_hz = _decay_factor(image, correct, inputs.name)
     with timer("resample"):
         mask = strategy.fit_mask(image)
     with timer("fit"):
@@ -133,14 +136,21 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     voxels = _failed_voxels(fit, segmentation, out)
     with timer("fit"):
         _write_maps(out, image, fit, inputs, config, phase=phase)
+    chi, qsm = None, {}
+    if _qsm_source(inputs, config):
+        with timer("qsm"):
+            chi, qsm = _susceptibility(out, image, phase, segmentation, inputs, config)
     if segmentation is not None:
         timer.add(segmentation.seconds)
         with timer("stats"):
             _write_regions(
-                out, image, fit, segmentation, inputs, config, voxels=voxels, field_hz=field_hz
-            )
+                out, image, fit, segmentation, inputs, config, voxels=voxels, field_hz=field_hz,
+                chi=chi,
+            )  # fmt: skip
     if segmentation is not None and segmentation.registration:
         provenance["segmentation_registration"] = segmentation.registration
+    if qsm:
+        provenance["qsm"] = qsm
     write_json(out.provenance, {**provenance, "voxels": voxels, "seconds": timer.seconds})
     return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
@@ -162,11 +172,12 @@ def _provenance(
     files = [
         *inputs.echoes,
         *_phases_used(inputs, config),
+        *_qsm_inputs(inputs, config),
         *strategy.input_files(),
         inputs.lesion_mask,
     ]
     sidecars = [sidecar_path(p) for p in [*inputs.echoes, *_phases_used(inputs, config)]]
-    hashed = [p for p in [*files, *sidecars] if p is not None and p.exists()]
+    hashed = list(dict.fromkeys(p for p in [*files, *sidecars] if p is not None and p.exists()))
     return {
         "ironmap_version": __version__,
         "inputs": {p.name: sha256(p) for p in hashed},
@@ -182,6 +193,8 @@ def _provenance(
             "iron_calibration": config.iron_calibration,
             "segmentation": config.segmentation,
             "csf_exclusion": config.csf_exclusion,
+            # recorded when the session has a susceptibility map: outputs without one resume
+            **({"qsm": source} if (source := _qsm_source(inputs, config)) else {}),
             # recorded when not the default: outputs made before the option still resume
             **(
                 {"register_segmentation": config.register_segmentation}
@@ -222,12 +235,13 @@ def _load_echoes(
     radians (:mod:`ironmap.io.phase`: units detected, ``PhaseSign``/``ReadoutPolarity`` from the
     sidecars); loaded once per participant, for the correction, the lesions' local field and
     any later step that needs the phase."""
+    wanted = bool(_phases_used(inputs, config)) or _qsm_source(inputs, config) == "computed"
     if inputs.imags:  # part-real/part-imag pairs: magnitudes and phase from them
         image, phase = load_real_imag(inputs.echoes, inputs.imags)
-        return image, phase if _phases_used(inputs, config) else None
+        return image, phase if wanted else None
     image = load_bids_echoes(inputs.echoes)
-    phases = _phases_used(inputs, config)
-    if not phases:
+    phases = inputs.phases
+    if not (wanted and phases):
         return image, None
     phase = load_phase(phases, echo_times_s=image.echo_times_s, magnitude=image.data)
     if not np.allclose(phase.affine, image.affine, atol=1e-4):
@@ -415,10 +429,12 @@ def _write_regions(
     *,
     voxels: dict,
     field_hz: np.ndarray | None = None,
+    chi: np.ndarray | None = None,
 ) -> None:
     """``_regions.tsv``, ``_volumes.tsv``, ``_lesions.tsv``, the QC figure, and the dseg ironmap
     made; ``voxels`` are the failed-voxel counts of :func:`_failed_voxels`, ``field_hz`` the
-    field map of :func:`_decay_factor` (None without phase echoes)."""
+    field map of :func:`_decay_factor` (None without phase echoes), ``chi`` the susceptibility
+    map (ppm) of :func:`_susceptibility` (None without one)."""
     if segmentation.written is not None:
         dseg = segmentation.written
         write_nifti(
@@ -429,7 +445,7 @@ def _write_regions(
     if segmentation.lesion_fraction is not None:
         fractions["lesions"] = segmentation.lesion_fraction
     masks = region_masks(fractions, min_fraction=config.min_fraction)
-    regions = _regional_table(image, fit, segmentation, masks, inputs, config)
+    regions = _regional_table(image, fit, segmentation, masks, inputs, config, chi=chi)
     volumes = pd.DataFrame([segmentation.subject_volumes])
     for table in (regions, volumes):
         if inputs.session:
@@ -438,7 +454,7 @@ def _write_regions(
     write_tsv(out.volumes, volumes)
     if "lesions" in masks:
         lesions = _lesion_table(
-            image, fit, segmentation, regions, inputs, config, field_hz=field_hz
+            image, fit, segmentation, regions, inputs, config, field_hz=field_hz, chi=chi
         )
         if inputs.session:
             lesions.insert(1, "session", f"ses-{inputs.session}")
@@ -459,6 +475,7 @@ def _lesion_table(
     config: ParticipantConfig,
     *,
     field_hz: np.ndarray | None = None,
+    chi: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per lesion of the pooled ``lesions`` mask (``_lesions.tsv``), with the NAWM
     median as reference, the shell in white matter, the distance to the lateral ventricles
@@ -493,8 +510,11 @@ def _regional_table(
     masks: dict[str, np.ndarray],
     inputs: SessionInputs,
     config: ParticipantConfig,
+    *,
+    chi: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Regional and lesion R2* (and iron, with a calibration): the ``_regions.tsv`` rows."""
+    """Regional and lesion R2* (and iron, with a calibration), and chi of the same voxels
+    with a susceptibility map (``chi``, ppm): the ``_regions.tsv`` rows."""
     lesion = segmentation.lesion_fraction
     regions = regional_r2star(
         fit.r2star,
@@ -507,6 +527,7 @@ def _regional_table(
         exclude_csf=config.csf_exclusion == "on",
         csf=segmentation.fractions["_csf"] >= 0.5 if "_csf" in segmentation.fractions else None,
         unlabelled=segmentation.unlabelled,
+        chi=chi,
     )
     if config.iron_calibration:
         for column in ("median", "mean"):
@@ -600,3 +621,168 @@ def _registration_qc(
         title=f"{out.name}: dseg on the first echo before and after its registration",
     )  # fmt: skip
     return registration_html(png, segmentation.registration)
+
+
+# -- susceptibility (QSM) -------------------------------------------------------------------
+
+#: An external Chimap is taken to be in ppm; the 99th percentile of its |chi| in the brain
+#: outside this range (ppm) suggests another unit (ppb: 1000x; SI dimensionless: 1e-6x), warned.
+CHI_PLAUSIBLE_PPM = (0.01, 2.0)
+#: Lateral-ventricle voxels (fraction >= 0.5, inside the QSM mask) needed for the CSF reference;
+#: with fewer, chi is referenced to the mean of the whole mask.
+MIN_REFERENCE_VOXELS = 20
+
+
+def _qsm_source(inputs: SessionInputs, config: ParticipantConfig) -> str:
+    """Where this session's susceptibility map comes from: ``external`` (a Chimap in the
+    derivatives), ``computed`` (the phase echoes), or ``""`` (none: no phase, ``--qsm off``)."""
+    if config.qsm == "off":
+        return ""
+    if inputs.chimap is not None:
+        return "external"
+    return "computed" if inputs.phases or inputs.imags else ""
+
+
+def _qsm_inputs(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
+    """The files the susceptibility map is made from (for the provenance checksums)."""
+    source = _qsm_source(inputs, config)
+    if source == "external":
+        return (inputs.chimap,)
+    return (*inputs.phases, *inputs.imags) if source == "computed" else ()
+
+
+def _susceptibility(
+    out: ParticipantOutputs,
+    image: MultiEchoImage,
+    phase: PhaseImage | None,
+    segmentation: Segmentation | None,
+    inputs: SessionInputs,
+    config: ParticipantConfig,
+) -> tuple[np.ndarray | None, dict]:
+    """The susceptibility map (ppm, NaN outside its mask) on the R2* grid, written to
+    ``_Chimap.nii.gz`` with its sidecar, and its provenance entry; ``(None, {})`` with a
+    warning when it cannot be made (no field strength for QSM)."""
+    if _qsm_source(inputs, config) == "external":
+        chi = _external_chi(inputs.chimap, image, name=out.name)
+        record = {"source": "external", "file": str(inputs.chimap)}
+        sidecar = {
+            "Description": "external susceptibility map, resampled to the R2* grid if needed",
+            "Sources": [str(inputs.chimap)],
+        }
+    else:
+        fitted = _fit_qsm(image, phase, segmentation, name=out.name)
+        if fitted is None:
+            return None, {}
+        chi, record = fitted
+        sidecar = {
+            "Description": "magnetic susceptibility from the phase echoes (QSM), relative to "
+            f"the reference region ({record['reference_region']})",
+            "QSMMethods": record["parameters"],
+            "ReferenceRegion": record["reference_region"],
+            "EchoTime": [float(t) for t in image.echo_times_s],
+            "MagneticFieldStrength": image.field_strength_t,
+            "Sources": [*(str(p) for p in image.sources), *(str(p) for p in phase.sources)],
+        }
+    write_nifti(
+        chi,
+        image.affine,
+        out.chimap,
+        sidecar={
+            "Units": "ppm",
+            "QSMSource": record["source"],
+            **sidecar,
+            "OutsideMask": "NaN",
+        },
+        force=True,
+        header=image.header,
+    )
+    return chi, record
+
+
+def _fit_qsm(
+    image: MultiEchoImage,
+    phase: PhaseImage,
+    segmentation: Segmentation | None,
+    *,
+    name: str,
+) -> tuple[np.ndarray, dict] | None:
+    """:class:`~ironmap.susceptibility.QSMModel` on the magnitudes and phases: the mask is the
+    segmentation's intracranial volume (fraction >= 0.5) when there is one, else the model's
+    own brain mask; chi is referenced to the lateral ventricles' CSF when the segmentation
+    labels at least :data:`MIN_REFERENCE_VOXELS` of them, else to the mask's mean. None, with a
+    warning, when the model refuses the data (no field strength, or its own checks)."""
+    if not image.field_strength_t:
+        warnings.warn(
+            f"{name}: no MagneticFieldStrength in the echoes' sidecars ({image.sources[0]}); "
+            "no susceptibility map, chi columns are n/a",
+            IronmapWarning,
+            stacklevel=3,
+        )
+        return None
+    fractions = {} if segmentation is None else segmentation.fractions
+    mask = fractions["icv"] >= 0.5 if "icv" in fractions else None
+    voxel_mm = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
+    ventricles = fractions.get("lateral_ventricle/both")
+    reference = None if ventricles is None else ventricles >= 0.5
+    if reference is not None and mask is not None:
+        reference &= mask
+    csf = reference is not None and int(reference.sum()) >= MIN_REFERENCE_VOXELS
+    model = QSMModel(
+        image.echo_times_s,
+        voxel_mm,
+        field_strength_t=image.field_strength_t,
+        direction=b0_direction(image.affine),
+        reference="csf" if csf else "brain",
+    )
+    try:
+        fit = model.fit(
+            image.data, phase.data, mask=mask, reference_mask=reference if csf else None
+        )
+    except InputError as err:  # chi is an extra measure: R2* and its tables are still written
+        warnings.warn(
+            f"{name}: no susceptibility map ({err}); chi columns are n/a",
+            IronmapWarning,
+            stacklevel=3,
+        )
+        return None
+    chi = fit.chi_ppm
+    region = "lateral ventricles (CSF, fraction >= 0.5)" if csf else "whole QSM mask"
+    parameters = {k: v for k, v in fit.parameters.items() if k != "reference"}
+    log.info("%s: susceptibility map (%s), reference %s", name, parameters, region)
+    record = {
+        "source": "computed",
+        "parameters": parameters,
+        "reference_region": region,
+        "mask": "segmentation ICV" if mask is not None else "first-echo magnitude threshold",
+    }
+    return chi.astype(np.float32), record
+
+
+def _external_chi(path: Path, image: MultiEchoImage, *, name: str) -> np.ndarray:
+    """An external Chimap on the R2* grid (ppm): exact zeros (outside QSMxT's and SEPIA's
+    masks) are NaN; another grid is resampled trilinearly, NaN where most of the
+    interpolation weight lies outside its mask; a warning when its values do not look like
+    ppm (:data:`CHI_PLAUSIBLE_PPM`)."""
+    data, affine = load_volume(path)
+    data = np.asarray(data, dtype=np.float64)
+    chi = np.where(np.isfinite(data) & (data != 0), data, np.nan)
+    shape = image.data.shape[:3]
+    if chi.shape != shape or not np.allclose(affine, image.affine, atol=1e-3):
+        inside = np.isfinite(chi)
+        values = _resample(np.where(inside, chi, 0.0), affine, shape, image.affine)
+        weight = _resample(inside.astype(np.float32), affine, shape, image.affine)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi = np.where(weight > 0.5, values / weight, np.nan)
+    finite = np.abs(chi[np.isfinite(chi)])
+    if finite.size == 0:
+        raise InputError(f"{path}: the susceptibility map has no value on the R2* grid")
+    p99 = float(np.percentile(finite, 99))
+    low, high = CHI_PLAUSIBLE_PPM
+    if not low <= p99 <= high:
+        warnings.warn(
+            f"{name}: {path.name}: 99th percentile of |chi| is {p99:.3g}, outside "
+            f"{low}-{high} ppm; the map is used as ppm (is it in ppb, or dimensionless?)",
+            IronmapWarning,
+            stacklevel=3,
+        )
+    return chi.astype(np.float32)
