@@ -423,3 +423,15 @@ def test_fit_command_reads_a_complex_image_and_the_sign_option(crop, tmp_path):
         1,
     )
     assert sides["z"]["B0GradientVoxelsFailed"] == sides["r"]["B0GradientVoxelsFailed"] == 591
+
+
+def test_declared_radians_are_trusted_within_one_cycle_and_refused_beyond():
+    """A sidecar's ``"Units": "rad"`` decides a phase that spans little of the cycle unevenly
+    (a smooth field without receive offset), which the values alone cannot; values beyond one
+    cycle contradict it and are refused."""
+    small = np.random.default_rng(0).normal(0.0, 0.1, 1000)  # a field peaked about 0
+    with pytest.raises(InputError, match="do not fill"):
+        detect_phase_units(small, source="p.nii.gz")
+    assert detect_phase_units(small, source="p.nii.gz", declared="rad").units == "rad"
+    with pytest.raises(InputError, match="declares Units 'rad'"):
+        detect_phase_units(small * 20, source="p.nii.gz", declared="rad")

@@ -24,6 +24,12 @@ Units (:func:`detect_phase_units`, from the values of all echoes together, after
 - anything else (a field map, unwrapped phase, a magnitude image, a constant) is refused
   with a one-line :class:`~ironmap.errors.InputError` naming the file.
 
+A sidecar that declares ``"Units": "rad"`` (BIDS) decides what the values alone cannot:
+values within -pi..pi (or 0..2pi) that span little of the cycle unevenly (phase with the receive
+offset removed, a small field of view) are then radians; values beyond one cycle contradict it
+and are refused. It does not override the rules above (values that fill a narrow range evenly
+are ``scaled`` whatever the sidecar says: the real crop ships so).
+
 Sign: ironmap's field is positive where the spins precess faster than the reference, i.e. the
 phase ``phi(TE) = phi_0 + 2 pi f TE`` grows with TE for ``f > 0``; a paramagnetic source
 (iron, deoxygenated blood) gives a positive field inside and along B0 from it. Scanners differ in
@@ -155,7 +161,13 @@ class PhaseImage:
         }
 
 
-def detect_phase_units(data: ArrayLike, *, source: str | Path) -> PhaseUnits:
+#: ``Units`` values of a phase sidecar that declare radians.
+RADIAN_UNITS = ("rad", "radian", "radians")
+
+
+def detect_phase_units(
+    data: ArrayLike, *, source: str | Path, declared: str | None = None
+) -> PhaseUnits:
     """The units of stored phase values (see the module docstring for the rules).
 
     Parameters
@@ -164,6 +176,8 @@ def detect_phase_units(data: ArrayLike, *, source: str | Path) -> PhaseUnits:
         Phase values of all echoes (any shape; non-finite values are ignored).
     source : str or Path
         Named in the warning and in errors.
+    declared : str, optional
+        The sidecar's ``Units``; radians (:data:`RADIAN_UNITS`) are trusted within -pi..2pi.
 
     Warns
     -----
@@ -202,6 +216,13 @@ def detect_phase_units(data: ArrayLike, *, source: str | Path) -> PhaseUnits:
             stacklevel=3,
         )
         return PhaseUnits("scaled", scale)
+    if declared is not None and str(declared).lower() in RADIAN_UNITS:
+        if within and span <= 2 * np.pi + RADIAN_TOL:
+            return PhaseUnits("rad", 1.0)
+        raise InputError(
+            f"{source}: the sidecar declares Units {declared!r} but the values span "
+            f"{lo:.4g}..{hi:.4g}, beyond one cycle of radians; fix the conversion or the sidecar"
+        )
     raise InputError(
         f"{source}: phase values {lo:.4g}..{hi:.4g} are neither radians (-pi..pi), Siemens "
         "integers (-4096..4095, 0..4095) nor wrapped phase of another scale (they do not fill "
@@ -323,7 +344,7 @@ def load_phase(
             f"{sources[0]}: phase shape {raw.shape} differs from the magnitudes "
             f"{np.shape(magnitude)}"
         )
-    units = detect_phase_units(raw, source=sources[0])
+    units = detect_phase_units(raw, source=sources[0], declared=meta.get("Units"))
     return _finish(
         units.to_radians(raw),
         te=te,
