@@ -186,10 +186,9 @@ def simulated_head(seed: int, voxel: int = 2, *, ms: bool = True):
     dipole kernel on the 1 mm grid: :mod:`ironmap.simulate.susceptibility`), acquired here with
     4 echoes (5-23 ms) at ``voxel`` mm and SNR ~ 60: complex signal on the 1 mm grid from the
     true R2* and that field only, averaged to ``voxel`` mm, complex noise. (The simulator's own
-    acquisition adds a smooth random off-resonance of SD 8 Hz, ``signal.smooth_field``, which is
-    not harmonic -- no susceptibility distribution outside the brain produces it -- and which
-    QSM therefore reads as susceptibility, up to 0.1 ppm; it is left out here.) Same keys as
-    :func:`head`."""
+    acquisition adds the shim's harmonic residual, ``signal.shim_field``, which background
+    removal takes out; it used to be a non-harmonic sum of sinusoids that QSM read as
+    susceptibility, up to 0.1 ppm, and is left out here.) Same keys as :func:`head`."""
     from dataclasses import replace
 
     from ironmap.simulate.cohort import Site, draw_cohort

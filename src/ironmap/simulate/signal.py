@@ -23,6 +23,7 @@ __all__ = [
     "acquire",
     "acquisition_affine",
     "rss_magnitude",
+    "shim_field",
     "sinus_field",
     "smooth_field",
     "t1w_image",
@@ -54,6 +55,10 @@ class Protocol:
     scale: float = 1000.0
 
 
+#: SD (Hz, over the fine grid) of the off-resonance an imperfect shim leaves (:func:`shim_field`).
+SHIM_HZ = 8.0
+
+
 def smooth_field(
     rng: np.random.Generator,
     amplitude: float,
@@ -74,6 +79,37 @@ def smooth_field(
         shape[axis] = n
         out += profile.reshape(shape).astype(np.float32)
     return amplitude * out
+
+
+def shim_field(
+    rng: np.random.Generator,
+    amplitude: float,
+    *,
+    shape: tuple[int, int, int] = FINE_SHAPE,
+) -> NDArray[np.float32]:
+    """The imperfect shim: a random harmonic off-resonance (Hz) on a 1 mm grid of ``shape``.
+
+    What is left of the field of the sources outside the head after shimming is harmonic inside
+    it (Laplace's equation holds where there is no source), so it is a sum of solid spherical
+    harmonics; here the three first-order and three second-order terms (``x``, ``y``, ``z``,
+    ``xy``, ``yz``, ``x^2 - y^2`` about the grid centre) with random weights, scaled to SD
+    ``amplitude`` over the grid. It takes six uniform draws from ``rng``, as many as
+    :func:`smooth_field` (which is not harmonic and no outside source produces: QSM would read
+    it as susceptibility).
+    """
+    weights = np.array([rng.uniform(-1.0, 1.0) for _ in range(6)], dtype=np.float64)
+    x, y, z = (
+        ((np.arange(n, dtype=np.float32) - (n - 1) / 2) / 100.0).reshape(
+            [n if a == axis else 1 for a in range(3)]
+        )
+        for axis, n in enumerate(shape)
+    )
+    terms = (x, y, z, x * y, y * z, x * x - y * y)
+    out = np.zeros(shape, dtype=np.float32)
+    for w, term in zip(weights, terms, strict=True):
+        out += np.float32(w) * term
+    sd = float(out.std())
+    return (amplitude / sd * out).astype(np.float32) if sd > 0 else out
 
 
 def truth_maps(
@@ -194,7 +230,7 @@ def acquire(
     # Complex decay rate: -R2* + i 2 pi df (1/s); echoes advance by multiplying per-voxel steps.
     rate = np.empty(amp0.shape, dtype=np.complex64)
     rate.real = -r2star[window] * np.float32(r2star_bias)
-    field = smooth_field(rng, 8.0, wavelength_mm=120.0, shape=fine_shape)
+    field = shim_field(rng, SHIM_HZ, shape=fine_shape)
     if extra_field_hz is not None:
         field = field + extra_field_hz
     rate.imag = 2 * np.pi * field[window]
