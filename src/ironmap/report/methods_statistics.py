@@ -14,7 +14,7 @@ from ..cohort.demographics import MIN_EXPECTED
 from ..cohort.determinants import N_BOOTSTRAP, UNITS, VIF_LIMIT
 from .sentences import _join
 from .style import pretty_region
-from .tables import curve_label
+from .tables_models import curve_label
 
 
 def _harmonisation(age_model: pd.DataFrame, harmonization: dict | None, cite) -> str:
