@@ -202,7 +202,7 @@ def test_participant_qc_columns_from_the_provenance_record():
 
 
 def test_methods_say_how_many_segmentations_were_registered():
-    from ironmap.report.methods import _registered
+    from ironmap.report.methods_regions import _registered
 
     qc = pd.DataFrame({"segmentation_registered": [True, False, np.nan, "True"]})
     assert _registered(qc).startswith(" For 2 of 4 participants the image the segmentation")

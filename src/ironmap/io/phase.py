@@ -6,29 +6,8 @@ files), :func:`load_real_imag` (BIDS ``part-real``/``part-imag`` pairs) or
 wrapped phase in radians, in ironmap's sign convention, with the per-echo readout offsets
 corrected where asked. Phase is never checked as a magnitude.
 
-Units (:func:`detect_phase_units`, from the values of all echoes together, after the NIfTI
-``scl_slope``/``scl_inter``):
-
-- ``rad``: the values lie within -pi..pi (or 0..2pi) and span at least
-  :data:`RADIAN_SPAN` of a cycle; used as they are.
-- ``siemens``: integers within -4096..4095 spanning at least :data:`RADIAN_SPAN` of it
-  (Siemens DICOM, dcm2niix without scaling); radians = value x pi / 4096.
-- ``siemens_unsigned``: integers within 0..4095 spanning at least :data:`RADIAN_SPAN` of it;
-  radians = value x 2 pi / 4096 - pi. (Integers that span less, e.g. milliradians
-  -3142..3142, are ``scaled``.)
-- ``scaled``: any other range whose values fill it evenly as wrapped phase does (each of
-  :data:`UNIFORM_BINS` equal bins of the range holds at least :data:`MIN_BIN_SHARE` of its even
-  share): the range is one cycle, radians = value x 2 pi / (max - min), with an
-  :class:`~ironmap.errors.IronmapWarning` naming the factor. The real phase of
-  ``../shared/data/invivo_megre_crop`` (+/-0.00367) reads as a factor of 855.
-- anything else (a field map, unwrapped phase, a magnitude image, a constant) is refused
-  with a one-line :class:`~ironmap.errors.InputError` naming the file.
-
-A sidecar that declares ``"Units": "rad"`` (BIDS) decides what the values alone cannot:
-values within -pi..pi (or 0..2pi) that span little of the cycle unevenly (phase with the receive
-offset removed, a small field of view) are then radians; values beyond one cycle contradict it
-and are refused. It does not override the rules above (values that fill a narrow range evenly
-are ``scaled`` whatever the sidecar says: the real crop ships so).
+Units are detected in :mod:`.phase_units` (:func:`detect_phase_units`) and the bipolar
+readout offset is estimated in :mod:`.bipolar` (:func:`bipolar_offset`).
 
 Sign: ironmap's field is positive where the spins precess faster than the reference, i.e. the
 phase ``phi(TE) = phi_0 + 2 pi f TE`` grows with TE for ``f > 0``; a paramagnetic source
@@ -36,21 +15,10 @@ phase ``phi(TE) = phi_0 + 2 pi f TE`` grows with TE for ``f > 0``; a paramagneti
 the sign they store; ``sign=-1`` (``--phase-sign -1``, or ``"PhaseSign": -1`` in the phase's
 JSON sidecar for ``auto``) flips it. The R2* field-gradient correction does not depend on the
 sign; the lesions' local field and susceptibility do.
-
-Per-echo offsets: the field is estimated from echo differences (:mod:`ironmap.fitting.gradients`)
-so a phase offset common to all echoes (the receive-coil phase ``phi_0(r)``) cancels. A bipolar
-readout (``readout="bipolar"``, ``--readout bipolar``, or ``"ReadoutPolarity": "bipolar"`` in the
-sidecar for ``auto``) adds ``(-1)^n beta(r)`` to echo ``n``; :func:`bipolar_offset` estimates
-``beta`` as a constant plus a linear gradient in space from the second differences of three
-consecutive, equally spaced echoes (the odd/even model of Li et al., MRM 2015,
-doi:10.1002/mrm.25197; Feng et al. 2012, doi:10.1002/mrm.24123) and removes it. The constant is
-known modulo pi/2 (the second difference measures ``4 beta``); curvature of ``beta`` beyond the
-linear term is not modelled.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +27,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..defaults import PHASE_SIGNS, READOUTS
-from ..errors import InputError, IronmapWarning
+from ..errors import InputError
+from .bipolar import bipolar_offset
 from .echoes import (
     MultiEchoImage,
     load_bids_echoes,
@@ -68,6 +37,7 @@ from .echoes import (
     validate_echo_times,
 )
 from .nifti import load_image, read_data
+from .phase_units import PhaseUnits, detect_phase_units
 
 __all__ = [
     "PHASE_SIGNS",
@@ -80,42 +50,6 @@ __all__ = [
     "load_phase",
     "load_real_imag",
 ]
-
-#: Share of a cycle that values within -pi..pi must span to be taken as radians (and of the
-#: integer range, Siemens integers).
-RADIAN_SPAN = 0.9
-#: Tolerance (radians) on the -pi..pi (0..2pi) limits of radian phase.
-RADIAN_TOL = 1e-3
-#: Siemens DICOM phase: integers -4096..4095 (signed) or 0..4095 (unsigned).
-SIEMENS_LEVELS = 4096
-#: Bins of the observed range whose occupancy tells wrapped phase of another scale.
-UNIFORM_BINS = 16
-#: Least share of its even share that each bin of wrapped phase holds (the real crop's
-#: emptiest bin holds 0.63 of it, a magnitude image's none).
-MIN_BIN_SHARE = 0.25
-
-
-@dataclass(frozen=True)
-class PhaseUnits:
-    """How stored phase values become radians: ``radians = value * scale + offset``.
-
-    Attributes
-    ----------
-    units : {"rad", "siemens", "siemens_unsigned", "scaled", "complex"}
-    scale : float
-        Radians per stored unit.
-    offset : float
-        Radians added after scaling (-pi for ``siemens_unsigned``, else 0).
-    """
-
-    units: str
-    scale: float
-    offset: float = 0.0
-
-    def to_radians(self, data: NDArray) -> NDArray[np.float32]:
-        """Wrapped phase (radians, -pi..pi) of ``data`` in these units."""
-        rad = np.asarray(data, dtype=np.float64) * self.scale + self.offset
-        return np.angle(np.exp(1j * rad)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -159,76 +93,6 @@ class PhaseImage:
             "PhaseSign": self.sign,
             "ReadoutPolarity": self.readout,
         }
-
-
-#: ``Units`` values of a phase sidecar that declare radians.
-RADIAN_UNITS = ("rad", "radian", "radians")
-
-
-def detect_phase_units(
-    data: ArrayLike, *, source: str | Path, declared: str | None = None
-) -> PhaseUnits:
-    """The units of stored phase values (see the module docstring for the rules).
-
-    Parameters
-    ----------
-    data : array_like
-        Phase values of all echoes (any shape; non-finite values are ignored).
-    source : str or Path
-        Named in the warning and in errors.
-    declared : str, optional
-        The sidecar's ``Units``; radians (:data:`RADIAN_UNITS`) are trusted within -pi..2pi.
-
-    Warns
-    -----
-    IronmapWarning
-        ``scaled`` units, naming the factor to radians.
-
-    Raises
-    ------
-    InputError
-        Values that are not wrapped phase of any scale, with how to fix it.
-    """
-    values = np.asarray(data, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise InputError(f"{source}: no finite phase values; check the conversion")
-    lo, hi = float(values.min()), float(values.max())
-    span = hi - lo
-    within = lo >= -np.pi - RADIAN_TOL and hi <= 2 * np.pi + RADIAN_TOL
-    if within and RADIAN_SPAN * 2 * np.pi <= span <= 2 * np.pi + RADIAN_TOL:
-        return PhaseUnits("rad", 1.0)
-    integer = bool(np.all(values == np.round(values)))
-    if integer and lo >= -SIEMENS_LEVELS and hi <= SIEMENS_LEVELS - 1:
-        if lo < 0 and span >= RADIAN_SPAN * (2 * SIEMENS_LEVELS - 1):
-            return PhaseUnits("siemens", np.pi / SIEMENS_LEVELS)
-        if lo >= 0 and span >= RADIAN_SPAN * (SIEMENS_LEVELS - 1):
-            return PhaseUnits("siemens_unsigned", 2 * np.pi / SIEMENS_LEVELS, -np.pi)
-    counts = np.histogram(values, bins=UNIFORM_BINS, range=(lo, hi))[0] if span > 0 else [0]
-    if span > 0 and np.min(counts) >= MIN_BIN_SHARE * values.size / UNIFORM_BINS:
-        scale = 2 * np.pi / span
-        warnings.warn(
-            f"{source}: phase values span {lo:.4g}..{hi:.4g}, not radians (-pi..pi) nor Siemens "
-            f"integers; they fill the range as wrapped phase does, so it is read as one cycle: "
-            f"radians = value x {scale:.4g} (PhaseScale in the sidecars); convert the phase to "
-            "radians to silence this",
-            IronmapWarning,
-            stacklevel=3,
-        )
-        return PhaseUnits("scaled", scale)
-    if declared is not None and str(declared).lower() in RADIAN_UNITS:
-        if within and span <= 2 * np.pi + RADIAN_TOL:
-            return PhaseUnits("rad", 1.0)
-        raise InputError(
-            f"{source}: the sidecar declares Units {declared!r} but the values span "
-            f"{lo:.4g}..{hi:.4g}, beyond one cycle of radians; fix the conversion or the sidecar"
-        )
-    raise InputError(
-        f"{source}: phase values {lo:.4g}..{hi:.4g} are neither radians (-pi..pi), Siemens "
-        "integers (-4096..4095, 0..4095) nor wrapped phase of another scale (they do not fill "
-        "their range evenly: unwrapped phase, a field map or not a phase image?); give the "
-        "wrapped phase, e.g. in radians"
-    )
 
 
 def _choice(option: str, meta: dict, key: str, source: Path, allowed: dict) -> object:
@@ -466,52 +330,3 @@ def _split(
         readout=readout,
     )
     return image, phase
-
-
-def bipolar_offset(
-    magnitude: NDArray, phase: NDArray, echo_times_s: ArrayLike, *, source: str | Path = ""
-) -> NDArray[np.float64]:
-    """The odd/even phase offset ``beta(r)`` (radians) of a bipolar readout.
-
-    With ``phi_n = phi_0 + 2 pi f TE_n + (-1)^n beta`` and equally spaced echoes, the second
-    difference ``phi_n+1 - 2 phi_n + phi_n-1 = -4 (-1)^n beta`` is free of the field and of
-    ``phi_0``. Its complex form ``S_n+1 S_n-1 conj(S_n)^2`` (magnitude-weighted) is summed over
-    the echo triples, its mean phase step along each axis gives the linear part of ``4 beta``
-    and the demodulated sum its constant (modulo 2 pi, so ``beta`` modulo pi/2).
-
-    Parameters
-    ----------
-    magnitude, phase : numpy.ndarray, shape (X, Y, Z, n_echoes)
-        Magnitudes and phases (radians).
-    echo_times_s : array_like, shape (n_echoes,)
-        At least 3, equally spaced.
-    source : str or Path
-        Named in errors.
-
-    Returns
-    -------
-    numpy.ndarray, shape (X, Y, Z)
-        ``beta`` in radians: constant plus linear in the voxel indices.
-    """
-    te = np.asarray(echo_times_s, dtype=np.float64)
-    if te.size < 3 or not np.allclose(np.diff(te), np.diff(te)[0], rtol=1e-3):
-        raise InputError(
-            f"{source}: the bipolar correction needs >= 3 equally spaced echoes, got TE "
-            f"{te.tolist()} s; use --readout unipolar"
-        )
-    z = np.nan_to_num(np.asarray(magnitude, np.float64)) * np.exp(
-        1j * np.nan_to_num(np.asarray(phase, np.float64))
-    )
-    total = np.zeros(z.shape[:3], np.complex128)
-    for n in range(1, te.size - 1):
-        triple = z[..., n + 1] * z[..., n - 1] * np.conj(z[..., n]) ** 2
-        total += triple if n % 2 else np.conj(triple)
-    grids = np.indices(total.shape, dtype=np.float64)
-    slopes = []
-    for axis in range(3):
-        ahead = np.take(total, np.arange(1, total.shape[axis]), axis=axis)
-        behind = np.take(total, np.arange(total.shape[axis] - 1), axis=axis)
-        slopes.append(float(np.angle(np.sum(ahead * np.conj(behind)))))
-    linear = sum(s * g for s, g in zip(slopes, grids, strict=True))
-    constant = float(np.angle(np.sum(total * np.exp(-1j * linear))))
-    return (constant + linear) / 4.0

@@ -8,6 +8,9 @@ several sessions (:mod:`.longitudinal`), acquisition and quality
 control per site, site harmonisation and age models, then the Methods written from what was run
 (:mod:`.methods`). Tables come from :mod:`.tables` and :mod:`.protocol`, figures from
 :mod:`.figures` and :mod:`.clinical`, the look from :mod:`.style`.
+The participants, R2* by group and quality-control sections are built in
+:mod:`.sections_cohort`, :mod:`.sections_groups` and :mod:`.sections_qc`, numbered by
+:mod:`.numbering`.
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ import pandas as pd
 from .. import __version__
 from ..cohort.analysis import harmonization_description
 from ..cohort.determinants import N_BOOTSTRAP, VIF_LIMIT
-from ..cohort.qc import MIN_REGION_VOXELS
 from ..defaults import MIN_VOXELS
 from ..io import atomic_write_bytes
-from ..io.derivatives import QC_INDEX, clear_group_figures, group_figure_stem
-from . import clinical, figures, protocol, tables
+from ..io.derivatives import clear_group_figures
+from . import clinical, figures, tables
 from .analyses import min_voxel_methods, min_voxel_rule, without_small
 from .lesions import lesion_section
 from .longitudinal import longitudinal_section
 from .methods import methods, write_methods
-from .style import PALETTE, STYLE, embed, export, plotting, pretty_region
+from .numbering import _Numbers
+from .sections_cohort import _cohort
+from .sections_groups import _chi_table, _mixed, _table2
+from .sections_qc import _qc
+from .style import PALETTE, STYLE, plotting
 
 __all__ = ["write_report"]
 
@@ -47,303 +53,9 @@ def _versions() -> str:
     return ", ".join(f"{k} {v}" for k, v in items)
 
 
-class _Numbers:
-    """Numbered figures and tables, in the order they appear.
-
-    Each numbered table is also kept as the texts of ``table<number>.tsv`` and ``.html``
-    (:func:`~.tables.table_files`), written by :meth:`write_tables`.
-    """
-
-    def __init__(self, output_dir: Path | None = None) -> None:
-        self.figures = 0
-        self.tables: dict[str, int] = {}
-        self.table_files: dict[str, tuple[str, str]] = {}
-        #: Where Figure N is also written as SVG, PDF and PNG (group/figures/); None: nowhere.
-        self.output_dir = output_dir
-        self.labels: dict[str, str] = {}  # key given to table() -> "Table S2"
-
-    def figure(self, made, caption: str, alt: str) -> str:
-        if isinstance(made, str):  # why there is no figure
-            return f"<p>{html.escape(made)}</p>"
-        self.figures += 1
-        png = None
-        if self.output_dir is not None:
-            png = export(made, group_figure_stem(self.output_dir, self.figures))
-        return embed(made, html.escape(caption), self.figures, alt, png=png)
-
-    def table(
-        self, frame: pd.DataFrame, caption: str, *, kind: str = "", key: str = "", **kw
-    ) -> str:
-        self.tables[kind] = self.tables.get(kind, 0) + 1
-        number = f"{kind}{self.tables[kind]}"
-        if key:
-            self.labels[key] = f"Table {number}"
-        caption = f"<b>Table {number}.</b> {html.escape(caption)}"
-        mark = kw.get("cell_class")
-        self.table_files[f"table{number}"] = tables.table_files(
-            frame, caption, bold=(lambda r, c: mark(r, c) == "sig") if mark else None
-        )
-        return tables.html_table(frame, caption, **kw)
-
-    def write_tables(self, folder: str | Path | None) -> None:
-        """Write every numbered table into ``folder`` (and nothing else stays there)."""
-        if folder is not None:
-            tables.write_table_files(folder, self.table_files)
-
-
 def _legend() -> str:
     swatches = " ".join(f"<span style='color:{c}'>&#9679;</span> {g}" for g, c in PALETTE.items())
     return f"<p class='small'>Colours (Okabe-Ito, colour-blind safe): {swatches}.</p>"
-
-
-def _cohort(n: _Numbers, result, subjects: pd.DataFrame) -> str:
-    if subjects.empty:
-        return "<p>No participant was analysed (see the participant flow).</p>"
-    cohort = n.table(
-        tables.table1(subjects),
-        "Demographic and clinical characteristics of the analysed participants. "
-        f"{tables.ALL_MS}: clinically definite MS (RRMS, SPMS, PPMS, MS without phenotype); "
-        "CIS is listed apart and not pooled in. IQR: interquartile range (EDSS: observed scores, "
-        "the inverted empirical distribution function, no interpolation between steps); NBV: "
-        "normalised brain volume (brain / intracranial volume). Last row: controls against "
-        f"{tables.ALL_MS}, Welch's t-test (age, NBV) and the chi-square test (sex; "
-        "Yates-corrected for two sexes, Fisher's exact test with an expected count below 5).",
-    )
-    flow = n.table(
-        tables.flow_table(result.flow),
-        "Participant flow: every row of participants.tsv, analysed or excluded with the reason "
-        "(group/participant_flow.tsv).",
-        kind="S",
-    )
-    excluded = tables.exclusions_table(result.flow)
-    listed = n.table(excluded, "Excluded participants.", kind="S", left=4) if len(excluded) else ""
-    return cohort + _age_support(subjects) + flow + listed
-
-
-def _age_support(subjects: pd.DataFrame) -> str:
-    """One line: analysed participants beyond the controls' ages (subjects.tsv age_support)."""
-    if "age_support" not in subjects:
-        return ""
-    counts = subjects["age_support"].value_counts()
-    outside, beyond = int(counts.get("outside", 0)), int(counts.get("beyond_p5_p95", 0))
-    if not outside and not beyond:
-        return ""
-    return (
-        f"<p>Age support: {outside} analysed participant(s) are younger or older than every "
-        f"control and {beyond} beyond the controls' 5th-95th age percentile; the age curves "
-        "are straight lines there, so their age-corrected R2* and z-scores are extrapolated "
-        "(flagged in group/subjects.tsv, age_support, and the participant flow).</p>"
-    )
-
-
-_DIFFERENCES = (
-    "estimate [95 % CI] of the difference of harmonised, age-corrected R2* (1/s), adjusted "
-    "for age and sex with site as fixed effect (HC3 robust SE); d: Cohen's d [95 % CI] (the "
-    "difference over the controls' SD); the robust t statistic with its residual df, p, and "
-    "p_FDR corrected for the false discovery rate across regions within each contrast; "
-    "bold: significant under the "
-    "multiplicity hierarchy (p_FDR < 0.05 and, except for MS-HC, the region's gate passed: "
-    "MS-HC for the phenotypes and the omnibus, the omnibus for the contrasts between "
-    "phenotypes; see Methods). n: participants "
-    "informing each contrast (arms at sites holding both; the most over regions). n.i.: not "
-    "identifiable (the arms share no site); n/a: too few participants (every number in "
-    "group/group_comparison.tsv)."
-)
-
-
-_NO_COMPARISON = (
-    "<p>No comparison could be made: no contrast has participants on both sides at a shared "
-    "site (see group/participant_flow.tsv).</p>"
-)
-
-
-def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
-    if long.empty:
-        return "<p>No R2* to summarise.</p>" + (_NO_COMPARISON if comparison.empty else "")
-    table, significant = tables.table2(long, comparison)
-    heads = {}
-    for contrast, sub in comparison.groupby("contrast", sort=False):
-        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
-        # "MS-HC (n = 97 vs 81)": the wording of group_comparison.tsv's contrast and n columns
-        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
-    arms = tables.unadjusted_summary(long).groupby("arm", sort=False)["n"].max()
-    heads.update({arm: f"{arm}\nn = {k}" for arm, k in arms.items()})
-    contrasts = [c for c in table.columns if c not in arms.index]
-    versus_hc = [c for c in contrasts if c.endswith("-HC")]
-    between = [c for c in contrasts if c not in versus_hc]
-
-    def part(columns: list[str], caption: str) -> str:
-        keep = table[columns].notna().any(axis=1)  # e.g. lesions: no contrast
-        frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
-        flags = significant.loc[keep, columns].reset_index(drop=True)
-        original = {heads.get(c, c): c for c in columns}
-
-        def cell_class(row: int, column: str) -> str:
-            key = original.get(column)
-            return "sig" if key in flags.columns and flags.at[row, key] else ""
-
-        return n.table(frame, caption, cell_class=cell_class, css="grid")
-
-    html_parts = part(
-        [*arms.index, *versus_hc],
-        "R2* (1/s) by group and differences from the controls. Left: unadjusted regional "
-        "median R2*, mean (SD) over the analysed participants (left and right pooled). "
-        "Right: " + _DIFFERENCES,
-    )
-    if between:
-        html_parts += part(
-            between,
-            "Differences of R2* between MS phenotypes, as in Table 2; progressive: SPMS and "
-            "PPMS; phenotype-omnibus: robust Wald F-test (numerator, denominator df) that "
-            "RRMS, SPMS and PPMS share one mean.",
-        )
-    if comparison.empty:
-        html_parts += _NO_COMPARISON
-    noted = comparison[comparison["note"].fillna("") != ""]
-    every = comparison["region"].nunique()
-    items = "".join(
-        f"<li><b>{html.escape(contrast)}</b>"
-        + ("" if len(regions) == every else " (" + html.escape(", ".join(regions)) + ")")
-        + f": {html.escape(note)}</li>"
-        for (contrast, note), regions in noted.groupby(["contrast", "note"], sort=False)["region"]
-        .agg(lambda r: [pretty_region(x) for x in r])
-        .items()
-    )
-    return html_parts + (
-        f"<p class='note'>Notes on the contrasts:</p><ul class='note'>{items}</ul>"
-        if items
-        else ""
-    )
-
-
-#: chi is shown in ppb (parts per billion) in the report: differences of a few ppb.
-_PPB = 1000.0
-
-
-def _chi_table(n: _Numbers, long: pd.DataFrame, result) -> str:
-    """Regional susceptibility beside R2*: Table 2's layout for chi (ppb), when the group
-    stage analysed chi (``group/group_comparison_chi.tsv``); empty otherwise."""
-    comparison = getattr(result, "comparison_chi", None)
-    if comparison is None or comparison.empty or "chi_median" not in long:
-        return ""
-    scaled = comparison.copy()
-    for column in ("estimate", "ci_low", "ci_high"):
-        scaled[column] = pd.to_numeric(scaled[column], errors="coerce") * _PPB
-    table, significant = tables.table2(
-        long.assign(chi_median=long["chi_median"] * _PPB), scaled, column="chi_median"
-    )
-    arms = tables.unadjusted_summary(long, "chi_median").groupby("arm", sort=False)["n"].max()
-    heads = {arm: f"{arm}\nn = {k}" for arm, k in arms.items()}
-    for contrast, sub in comparison.groupby("contrast", sort=False):
-        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
-        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
-    columns = [*arms.index, *(c for c in table.columns if c.endswith("-HC"))]
-    keep = table[columns].notna().any(axis=1)
-    frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
-    flags = significant.loc[keep, columns].reset_index(drop=True)
-    original = {heads.get(c, c): c for c in columns}
-
-    def cell_class(row: int, column: str) -> str:
-        key = original.get(column)
-        return "sig" if key in flags.columns and flags.at[row, key] else ""
-
-    caption = (
-        "Magnetic susceptibility chi (QSM, ppb, relative to the reference region in Methods) "
-        "by group and differences from the controls, as Table 2 for R2*. Left: unadjusted "
-        "regional median chi, mean (SD) over the analysed participants. Right: estimate "
-        "[95 % CI] of the absolute difference of harmonised, age-corrected chi (ppb; chi can be "
-        "negative, so no ratio or percent), adjusted for age and sex with site as fixed "
-        "effect; d, t, p, p_FDR and bold as in Table 2 (every number, in ppm, in "
-        "group/group_comparison_chi.tsv; between-phenotype contrasts there too)."
-    )
-    return "<h2>Susceptibility (chi) by group</h2>" + n.table(
-        frame, caption, key="chi", cell_class=cell_class, css="grid"
-    )
-
-
-def _mixed(n: _Numbers, mixed: pd.DataFrame) -> str:
-    """The sensitivity analysis (supplementary table) and its fits that did not converge."""
-    if mixed is None or mixed.empty:
-        return ""
-    table, significant = tables.mixed_table(mixed)
-    frame = table.rename(index=pretty_region).reset_index()
-    flags = significant.reset_index(drop=True)
-
-    def cell_class(row: int, column: str) -> str:
-        return "sig" if column in flags.columns and flags.at[row, column] else ""
-
-    caption = (
-        "Sensitivity analysis: the differences of Table 2 with a random site intercept "
-        "instead of the site fixed effect (linear mixed model, REML; estimate [95 % CI] from "
-        "the generalised least squares with HC3 robust SE and a t reference), p_FDR across "
-        "regions within each contrast; bold as in Table 2 (the phenotype omnibus gate from "
-        "Table 2), never for a fit that did not converge (group/group_comparison_mixed.tsv)."
-    )
-    out = n.table(frame, caption, kind="S", key="mixed", cell_class=cell_class, css="grid")
-    failed = mixed[~mixed["converged"].astype(str).eq("True")]
-    if len(failed):
-        items = ", ".join(
-            f"{pretty_region(r)} {c}"
-            for r, c in zip(failed["region"], failed["contrast"], strict=True)
-        )
-        out += (
-            f"<p class='note'>The REML fit did not converge for {html.escape(items)}: "
-            "these cells are shown but not marked significant.</p>"
-        )
-    return out
-
-
-def _qc(n: _Numbers, qc: pd.DataFrame, flow: pd.DataFrame, *, min_voxels: int) -> str:
-    if qc.empty:
-        return "<p>No participant-stage outputs to summarise.</p>"
-    missing = protocol.missing_records(qc)
-    note = (
-        f"<p class='note'>{missing} participant(s) have no provenance record or map sidecar "
-        "(e.g. tables copied without the maps): their protocol cells are empty.</p>"
-        if missing
-        else ""
-    )
-    note += f"<p>Every participant's QC page, with flags: <a href='{QC_INDEX}'>{QC_INDEX}</a>.</p>"
-    sites = n.table(
-        protocol.site_protocol_table(qc, flow),
-        "Participants and protocol per site: analysed participants per group and excluded "
-        "participants; field strength, echoes, echo times and voxel size (from the R2* maps' "
-        "sidecars and headers); field-gradient correction and fit method (from each "
-        "participant's provenance); noise SD (magnitude units); first-echo SNR (median fitted "
-        "first-echo signal in the fit mask over the noise SD); failed voxels (% of the fit "
-        "mask). Per participant: group/participant_qc.tsv.",
-        kind="S",
-        text=("protocol",),
-    )
-    counts, flags = protocol.voxel_count_table(qc, min_voxels=min_voxels)
-    voxels = n.table(
-        counts,
-        "R2* voxels per hemisphere of the deep grey-matter structures, per site: median over "
-        "participants (smallest in any participant); below, in red: participants with fewer "
-        f"than {MIN_REGION_VOXELS} voxels in a hemisphere, whose regional median rests on few "
-        "voxels (e.g. the red nucleus on 2 mm data), and those with fewer than "
-        f"{min_voxels}, whose structure the minimum-voxel rule left out of the group "
-        "statistics.",
-        kind="S",
-        cell_class=lambda r, c: "flag" if c in flags.columns and flags.at[r, c] else "",
-    )
-    flagged = protocol.flagged_participants(qc)
-    checks = (
-        n.table(
-            flagged,
-            "Participants to check: segmentation alignment doubtful, at least "
-            f"{protocol.FAILED_PCT_FLAG:g} % failed voxels, SNR under half the site median, or "
-            f"more than {protocol.CSF_PCT_FLAG:g} % of a deep grey-matter structure CSF-like "
-            "(a segmentation that does not follow the ventricles).",
-            kind="S",
-            left=4,
-        )
-        if len(flagged)
-        else "<p>No participant has a doubtful alignment, 1 % or more failed voxels, an SNR "
-        f"under half its site's median or more than {protocol.CSF_PCT_FLAG:g} % of a deep "
-        "grey-matter structure CSF-like.</p>"
-    )
-    return note + sites + voxels + checks
 
 
 def write_report(path: str | Path, result, *, tables_dir: str | Path | None = None) -> Path:
