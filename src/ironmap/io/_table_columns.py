@@ -132,6 +132,45 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "deep_white_matter": "farther from the lateral ventricles",
             },
         ),
+        "chi_core_median": Column(
+            "Median susceptibility of the lesion deeper than the PRL band (two voxel layers "
+            "inside its edge; n/a for smaller lesions or without a chi map)",
+            "ppm",
+            decimals=4,
+        ),
+        "chi_rim_median": Column(
+            "Median susceptibility of the PRL band: two voxel layers inside the lesion's edge "
+            "and one outside it (white matter), straddling the mask's edge",
+            "ppm",
+            decimals=4,
+        ),
+        "chi_shell_median": Column(
+            "Median susceptibility of the white matter around the lesion beyond the band, out "
+            "to 8 mm: the local NAWM level",
+            "ppm",
+            decimals=4,
+        ),
+        "prl_rim_coverage": Column(
+            "Share of the band's 14 direction sectors whose highest layer median is at least "
+            "0.008 ppm above the higher of the lesion and NAWM levels (vessels left out)",
+            decimals=2,
+        ),
+        "prl_central_vein": _bool(
+            "A vessel (0.05 ppm or more above the lesion level) within 3 mm of the lesion's "
+            "centroid: the central vein sign (not used by prl_score)",
+            "central vein",
+            "none",
+        ),
+        "prl_score": Column(
+            "Median over the band's sectors of their rim excess (see prl_rim_coverage): above "
+            "0 when a paramagnetic rim covers more than half the lesion's surface (n/a without "
+            "a chi map or a NAWM shell)",
+            "ppm",
+            decimals=4,
+        ),
+        "prl_candidate": _bool(
+            "Paramagnetic rim lesion candidate: prl_score >= 0.008 ppm", "PRL", "not a PRL"
+        ),
     },
     "subjects": {
         "analysed": _bool(

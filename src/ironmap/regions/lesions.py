@@ -27,6 +27,27 @@ it has at least :data:`MIN_LESION_VOXELS` such voxels. Per lesion:
 
 A paramagnetic rim lesion has a rim brighter than its core on R2* and a positive local field
 in the rim; ``r2star_rim_core_diff`` (1/s) is the rim-core contrast.
+
+**Paramagnetic rim lesions from susceptibility** (with a chi map, :func:`prl_scores`; NAIMS
+consensus, Bagnato et al., Brain 2024): lesion masks drawn on FLAIR are a millimetre too large
+or too small, and the rim (0.5-1.5 mm of iron-laden microglia) lies in the edge voxels the
+``--min-fraction`` rule leaves out, so the chi columns use a **band that straddles the mask's
+edge**: the voxels whose centre lies within :data:`PRL_BAND_IN_MM` inside the lesion (lesion
+fraction >= 0.5) or within :data:`PRL_BAND_OUT_MM` outside it (white matter touched by no other
+lesion). The **shell** is the white matter from there out to :data:`PRL_SHELL_MM`: the NAWM
+level ``N`` around the lesion. The **core** is the lesion deeper than the band (often empty:
+then the lesion level ``L`` is taken as ``N``). Each band voxel is compared with what partial
+volume of lesion and NAWM alone would give, ``f L + (1 - f) N`` (``f`` its lesion fraction):
+its excess (ppm). The band is cut into :data:`PRL_SECTORS` sectors by the direction from the
+lesion's centroid (mm); a sector's excess is the mean over its voxels. ``prl_score`` is the
+**median sector excess** (ppm): positive where the rim covers more than half the surface, and
+blind to a vein, which crosses the band in one or two sectors (a central vein, a vein beside the
+lesion). ``prl_rim_coverage`` is the share of sectors with an excess of at least
+:data:`PRL_SCORE_PPM`, ``prl_candidate`` is ``prl_score >= PRL_SCORE_PPM`` (equivalently: more
+than half of the sectors rim-positive), and ``prl_central_vein`` flags a paramagnetic spike
+(:data:`CENTRAL_VEIN_PPM` above the lesion level) within :data:`CENTRAL_VEIN_MM` of the
+centroid: the central vein sign, informative, not used by the score. Every lesion with a band
+is scored, cores or not.
 """
 
 from __future__ import annotations
@@ -42,17 +63,26 @@ from ..errors import InputError
 from .resample import label_fractions
 
 __all__ = [
+    "CENTRAL_VEIN_MM",
+    "CENTRAL_VEIN_PPM",
     "LESION_COLUMNS",
     "LOCAL_FIELD_SD_MM",
     "LOCATIONS",
     "MIN_LESION_VOXELS",
     "PERIVENTRICULAR_MM",
+    "PRL_BAND_IN_VOXELS",
+    "PRL_BAND_OUT_VOXELS",
+    "PRL_COLUMNS",
+    "PRL_SCORE_PPM",
+    "PRL_SECTORS",
+    "PRL_SHELL_MM",
     "RIM_VOXELS",
     "SHELL_VOXELS",
     "LesionComponents",
     "lesion_components",
     "lesion_table",
     "local_field",
+    "prl_scores",
 ]
 
 #: Smallest lesion listed: R2* voxels (lesion fraction >= min_fraction) inside it.
@@ -73,6 +103,30 @@ LOCAL_FIELD_SD_MM = 6.0
 PERIVENTRICULAR_MM = 3.0
 #: Values of the ``location`` column (``n/a`` without a ventricle mask).
 LOCATIONS = ("periventricular", "deep_white_matter")
+#: The PRL band: this many layers of voxels inside the lesion's edge (lesion fraction >= 0.5;
+#: a layer is one voxel -- the largest voxel dimension -- of distance from the nearest voxel
+#: outside) ...
+PRL_BAND_IN_VOXELS = 2
+#: ... and this many outside it (white matter; where an eroded mask leaves the rim).
+PRL_BAND_OUT_VOXELS = 1
+#: The NAWM shell of the PRL score: white matter beyond one more voxel layer past the band, out
+#: to this distance (mm) from the lesion.
+PRL_SHELL_MM = 8.0
+#: Directions (sectors) the band is cut into: the 6 faces and 8 corners of a cube.
+PRL_SECTORS = 14
+#: A band sector is rim-positive, and a lesion a PRL candidate (``prl_score``, the median sector
+#: excess), at this chi excess over partial-volume lesion and NAWM (ppm).
+PRL_SCORE_PPM = 0.008
+#: Central vein: a voxel this much above the lesion level (ppm) ...
+CENTRAL_VEIN_PPM = 0.05
+#: ... within this distance (mm) of the lesion's centroid.
+CENTRAL_VEIN_MM = 3.0
+_SECTOR_DIRECTIONS = np.array(
+    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
+    + [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)],
+    dtype=np.float64,
+)
+_SECTOR_DIRECTIONS /= np.linalg.norm(_SECTOR_DIRECTIONS, axis=1, keepdims=True)
 
 _COMPONENTS = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 _CROSS = ndimage.generate_binary_structure(3, 1)
@@ -101,7 +155,16 @@ LESION_COLUMNS = (
     "field_rim_core_diff_hz",
     "ventricle_distance_mm",
     "location",
+    "chi_core_median",
+    "chi_rim_median",
+    "chi_shell_median",
+    "prl_rim_coverage",
+    "prl_central_vein",
+    "prl_score",
+    "prl_candidate",
 )
+#: The susceptibility columns of :data:`LESION_COLUMNS` (NaN without a chi map).
+PRL_COLUMNS = LESION_COLUMNS[LESION_COLUMNS.index("chi_core_median") :]
 
 
 def local_field(
@@ -133,6 +196,148 @@ def local_field(
 def _median(values: NDArray[np.floating]) -> float:
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else float("nan")
+
+
+def prl_scores(
+    chi_ppm: NDArray[np.floating],
+    lesion_fraction: NDArray[np.floating],
+    labels: NDArray[np.integer],
+    affine: NDArray[np.float64],
+    *,
+    tissue: NDArray[np.bool_] | None = None,
+) -> dict[int, dict]:
+    """Susceptibility columns of every lesion: core, rim band, shell and the PRL score.
+
+    See the module docstring for the band, shell, partial-volume reference and sectors.
+
+    Parameters
+    ----------
+    chi_ppm : numpy.ndarray, shape (X, Y, Z)
+        Susceptibility (ppm, any reference); NaN where not defined (outside the QSM mask).
+    lesion_fraction : numpy.ndarray, shape (X, Y, Z)
+        Share of each voxel inside the lesion mask, in [0, 1].
+    labels : numpy.ndarray of int, shape (X, Y, Z)
+        Lesion (1..n) owning each voxel the mask touches, 0 elsewhere.
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel -> scanner mm.
+    tissue : numpy.ndarray of bool, shape (X, Y, Z), optional
+        Where the band outside the lesion and the NAWM shell may lie (white matter); default
+        anywhere.
+
+    Returns
+    -------
+    dict
+        Lesion label -> ``{column: value}`` for the columns of :data:`PRL_COLUMNS` (ppm;
+        coverage a share in [0, 1]; ``prl_central_vein`` and ``prl_candidate`` bool). NaN
+        scores (and ``prl_candidate`` False) where the lesion has no band or no NAWM shell with
+        a finite chi.
+    """
+    chi_all = np.asarray(chi_ppm, dtype=np.float64)
+    fraction_all = np.nan_to_num(np.asarray(lesion_fraction, dtype=np.float64))
+    voxel_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    step = float(voxel_mm.max())  # one layer of voxels (mm)
+    margin = int(np.ceil(PRL_SHELL_MM / voxel_mm.min())) + 1
+    allowed_all = np.ones(chi_all.shape, bool) if tissue is None else np.asarray(tissue, bool)
+    parts: dict[int, dict] = {}
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        pad = tuple(
+            slice(max(s.start - margin, 0), min(s.stop + margin, n))
+            for s, n in zip(box, labels.shape, strict=True)
+        )
+        lab, frac, chi = labels[pad], fraction_all[pad], chi_all[pad]
+        own = lab == index
+        body = own & (frac >= 0.5)
+        if not body.any():  # a lesion smaller than half a voxel everywhere: its fullest voxels
+            body = own & (frac >= frac[own].max())
+        finite = np.isfinite(chi)
+        d_in = ndimage.distance_transform_edt(body, sampling=voxel_mm) / step
+        d_out = ndimage.distance_transform_edt(~body, sampling=voxel_mm) / step
+        outside = ~body & ~((lab > 0) & ~own) & (own | allowed_all[pad]) & finite
+        inside = body & finite
+        tol = 1e-6
+        layers = [
+            inside & (d_in > k - 1 + tol) & (d_in <= k + tol)
+            for k in range(1, PRL_BAND_IN_VOXELS + 1)
+        ] + [
+            outside & (d_out > k - 1 + tol) & (d_out <= k + tol)
+            for k in range(1, PRL_BAND_OUT_VOXELS + 1)
+        ]
+        shell = outside & ~own & (d_out > PRL_BAND_OUT_VOXELS + 1 + tol)
+        shell &= d_out * step <= PRL_SHELL_MM
+        core = inside & (d_in > PRL_BAND_IN_VOXELS + tol)
+        ijk = np.argwhere(own).astype(np.float64)
+        centre = (ijk * frac[own][:, None]).sum(axis=0) / frac[own].sum()
+        band = np.any(layers, axis=0)
+        parts[index] = {
+            "chi": chi,
+            "layers": layers,
+            "band": band,
+            "body": inside,
+            "centre": centre,
+            "core": _median(chi[core]),
+            "lesion": _median(chi[inside]),
+            "nawm": _median(chi[shell]),
+        }
+    # The lesion level: the NAWM's plus the participant's typical lesion-minus-NAWM chi (median
+    # over its lesions of the lesion's median less its shell's; 0 without any): one level for
+    # every lesion, so that neither a rim nor a vein inside a small lesion raises its own.
+    offsets = [p["core"] - p["nawm"] for p in parts.values()]
+    offsets = [x for x in offsets if np.isfinite(x)]
+    if not offsets:  # no lesion has a core: their whole voxels
+        offsets = [p["lesion"] - p["nawm"] for p in parts.values()]
+        offsets = [x for x in offsets if np.isfinite(x)]
+    offset = float(np.median(offsets)) if offsets else 0.0
+    out: dict[int, dict] = {}
+    for index, part in parts.items():
+        nawm, chi = part["nawm"], part["chi"]
+        level = nawm + offset
+        row = {
+            "chi_core_median": part["core"],
+            "chi_rim_median": _median(chi[part["band"]]),
+            "chi_shell_median": nawm,
+            "prl_rim_coverage": float("nan"),
+            "prl_central_vein": False,
+            "prl_score": float("nan"),
+            "prl_candidate": False,
+        }
+        out[index] = row
+        if not part["band"].any() or not np.isfinite(nawm):
+            continue
+        # Without a rim the band is a partial-volume mix of lesion and NAWM: never above the
+        # higher of the two levels. Per sector, the highest of the band's layer means (the rim
+        # is in one of them, whichever way the mask is off) above that reference.
+        reference = max(level, nawm)
+        # Vessels: voxels CENTRAL_VEIN_PPM or more above the lesion level, and their face
+        # neighbours (a vein's partial volume), are left out of the band.
+        vessel = np.isfinite(chi) & (chi - reference >= CENTRAL_VEIN_PPM)
+        vessel_zone = ndimage.binary_dilation(vessel, structure=_CROSS)
+        peaks = np.full(PRL_SECTORS, -np.inf)
+        for layer in part["layers"]:
+            layer = layer & ~vessel_zone
+            if not layer.any():
+                continue
+            offset_mm = (np.argwhere(layer) - part["centre"]) @ affine[:3, :3].T
+            norm = np.maximum(np.linalg.norm(offset_mm, axis=1, keepdims=True), 1e-9)
+            sector = np.argmax((offset_mm / norm) @ _SECTOR_DIRECTIONS.T, axis=1)
+            values = chi[layer]
+            for k in np.unique(sector):  # 14 sectors: the median resists a vein's voxels
+                peaks[k] = max(peaks[k], float(np.median(values[sector == k])))
+        ridge = peaks[np.isfinite(peaks)] - reference
+        score = float(np.median(ridge))
+        body_ijk = np.argwhere(part["body"]).astype(np.float64)
+        distance = np.linalg.norm((body_ijk - part["centre"]) @ affine[:3, :3].T, axis=1)
+        spike = vessel[part["body"]][distance <= CENTRAL_VEIN_MM]
+        row.update(
+            {
+                "prl_rim_coverage": float(np.mean(ridge >= PRL_SCORE_PPM)),
+                "prl_central_vein": bool(spike.any()),
+                "prl_score": score,
+                "prl_candidate": bool(score >= PRL_SCORE_PPM),
+            }
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,6 +442,7 @@ def lesion_table(
     components: LesionComponents | None = None,
     min_voxels: int = MIN_LESION_VOXELS,
     ventricles: NDArray[np.bool_] | None = None,
+    chi_ppm: NDArray[np.floating] | None = None,
 ) -> pd.DataFrame:
     """One row per lesion (columns :data:`LESION_COLUMNS`; see the module docstring).
 
@@ -272,6 +478,9 @@ def lesion_table(
         voxel the lesion touches, any lesion fraction) and ``location`` (``periventricular``
         within :data:`PERIVENTRICULAR_MM`, else ``deep_white_matter``); both NaN without it
         or when it holds no voxel.
+    chi_ppm : numpy.ndarray, shape (X, Y, Z), optional
+        Susceptibility map (ppm) on the R2* grid, NaN outside its mask: the chi and PRL columns
+        (:func:`prl_scores`, band and shell in ``tissue``); NaN without it.
 
     Returns
     -------
@@ -305,6 +514,14 @@ def lesion_table(
         distance = ndimage.distance_transform_edt(
             ~np.asarray(ventricles, dtype=bool), sampling=voxel_mm
         )
+    prl = {}
+    if chi_ppm is not None:
+        if np.shape(chi_ppm) != r2star.shape:
+            raise InputError(
+                f"chi map shape {np.shape(chi_ppm)} differs from the R2* map {r2star.shape}; "
+                "give the susceptibility on the R2* grid"
+            )
+        prl = prl_scores(chi_ppm, fraction, labels, affine, tissue=tissue)
     margin = SHELL_VOXELS + 1
     rows = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -358,6 +575,7 @@ def lesion_table(
             "field_rim_core_diff_hz": float("nan"),
             "ventricle_distance_mm": float("nan"),
             "location": float("nan"),
+            **prl.get(index, dict.fromkeys(PRL_COLUMNS, float("nan"))),
         }
         if local is not None:
             part = local[pad]
