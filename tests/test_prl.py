@@ -159,3 +159,26 @@ def test_prl_count_per_participant_from_the_lesion_tables(tmp_path):
     assert counts["sub-01"] == 2
     assert counts["sub-02"] == 0
     assert np.isnan(counts["sub-03"])
+
+
+def test_prl_montage_shows_the_candidates_centred(phantom):
+    from ironmap.report.qc import prl_montage, prl_montage_html
+
+    lesions, qsm = phantom
+    table = _table(phantom, "true").reset_index(drop=True)
+    fraction = _down(np.any(list(lesions.values()), axis=0).astype(float))
+    fig = prl_montage(table, qsm, AFFINE, lesion_fraction=fraction, local_field_ppm=qsm)
+    n = int(table.prl_candidate.sum())
+    assert n == 2
+    assert len(fig.axes) == 2 * n  # chi and field rows, one column per candidate
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    best = table.sort_values("prl_score", ascending=False).iloc[0]
+    assert titles[0] == f"#{int(best.lesion_id)} {best.prl_score:+.3f}"
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (17, 17)  # +-16 mm at 2 mm
+    page = prl_montage_html(table, qsm, AFFINE, lesion_fraction=fraction)
+    assert "2 candidate(s) of 6 lesions" in page
+    assert page.count("<img") == 1
+    none = table.assign(prl_candidate=False)
+    assert "No PRL candidate" in prl_montage_html(none, qsm, AFFINE)
+    assert prl_montage_html(table, None, AFFINE) == ""

@@ -46,7 +46,7 @@ from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
-from ..report.qc import voxel_counts
+from ..report.qc import prl_montage_html, voxel_counts
 from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
 
@@ -403,10 +403,12 @@ def _write_regions(
     *,
     voxels: dict,
     field_hz: np.ndarray | None = None,
+    chi_ppm: np.ndarray | None = None,
 ) -> None:
     """``_regions.tsv``, ``_volumes.tsv``, ``_lesions.tsv``, the QC figure, and the dseg ironmap
     made; ``voxels`` are the failed-voxel counts of :func:`_failed_voxels`, ``field_hz`` the
-    field map of :func:`_decay_factor` (None without phase echoes)."""
+    field map of :func:`_decay_factor` (None without phase echoes), ``chi_ppm`` the
+    susceptibility map on the R2* grid (None without one: no PRL columns or montage)."""
     if segmentation.written is not None:
         dseg = segmentation.written
         write_nifti(
@@ -424,17 +426,21 @@ def _write_regions(
             table.insert(1, "session", f"ses-{inputs.session}")
     write_tsv(out.regions, regions)
     write_tsv(out.volumes, volumes)
+    prl = ""
     if "lesions" in masks:
         lesions = _lesion_table(
-            image, fit, segmentation, regions, inputs, config, field_hz=field_hz
+            image, fit, segmentation, regions, inputs, config, field_hz=field_hz, chi_ppm=chi_ppm
         )
         if inputs.session:
             lesions.insert(1, "session", f"ses-{inputs.session}")
         write_tsv(out.lesions, lesions)
+        prl = prl_montage_html(
+            lesions, chi_ppm, image.affine, lesion_fraction=segmentation.lesion_fraction
+        )
     outlines = {r: fractions[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
     _write_qc(
         out, image, fit, segmentation, outlines, voxels=voxels, regions=regions,
-        lesions=masks.get("lesions"),
+        lesions=masks.get("lesions"), prl=prl,
     )  # fmt: skip
 
 
@@ -447,6 +453,7 @@ def _lesion_table(
     config: ParticipantConfig,
     *,
     field_hz: np.ndarray | None = None,
+    chi_ppm: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per lesion of the pooled ``lesions`` mask (``_lesions.tsv``), with the NAWM
     median as reference, the shell in white matter, the distance to the lateral ventricles
@@ -471,6 +478,7 @@ def _lesion_table(
         tissue=None if wm is None else wm >= 0.5,
         field_hz=field_hz,
         ventricles=None if ventricles is None else ventricles >= 0.5,
+        chi_ppm=chi_ppm,
     )
 
 
@@ -537,11 +545,13 @@ def _write_qc(
     voxels: dict,
     regions: pd.DataFrame | None = None,
     lesions: np.ndarray | None = None,
+    prl: str = "",
 ) -> None:
     """R2* with the deep grey-matter outlines (``outlines``: each structure's partial-volume
     fraction, outlined at 50 %), the first-echo magnitude, the ``lesions`` mask, the failed
     fits inside the intracranial volume and the noise sigma; PNG and HTML page, with the voxel
-    counts per structure and hemisphere of ``regions`` (``_regions.tsv``)."""
+    counts per structure and hemisphere of ``regions`` (``_regions.tsv``); ``prl``: the PRL
+    montage section (:func:`~ironmap.report.qc.prl_montage_html`)."""
     numbers = QCNumbers(
         **voxels, sigma=fit.sigma, sigma_source=fit.sigma_source, method=fit.method
     )
@@ -569,7 +579,7 @@ def _write_qc(
         lesions=lesions,
     )
     counts = None if regions is None else voxel_counts(regions)
-    extra = _registration_qc(out, image, segmentation)
+    extra = _registration_qc(out, image, segmentation) + prl
     qc_page(png, out.qc_page, title=title, numbers=numbers, counts=counts, extra=extra)
 
 
