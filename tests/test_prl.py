@@ -46,12 +46,14 @@ def _down(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def phantom():
-    """White matter with six lesions at 1 mm; chi by TKD from the 2 mm field of the truth."""
+    """White matter with six lesions at 1 mm; chi by TKD from the 2 mm field of the truth, and
+    R2* (rims 1.6 times the lesion, as simulated) averaged to 2 mm with noise."""
     lesions = {k: _ball(c, (5.0, 7.0, 5.0)) for k, c in CENTRES.items() if "small" not in k}
     lesions["small_rim"] = _ball(CENTRES["small_rim"], (3.2, 3.2, 3.2))
     lesions["small_plain"] = _ball(CENTRES["small_plain"], (3.2, 3.2, 3.2))
     any_lesion = np.any(list(lesions.values()), axis=0)
     chi = np.where(any_lesion, LESION, WM)
+    r2 = np.where(any_lesion, 17.0, 20.0)  # 1/s; the rims 1.6 times the lesion (simulator)
     for name in ("rim", "small_rim"):
         shells = lesion_rim_shells(
             lesions[name],
@@ -63,6 +65,7 @@ def phantom():
             chi_ppm=(0.05, 0.05),
         )
         chi = chi + shells.chi_ppm
+        r2 = np.where(shells.occupancy >= 0.5, 1.6 * 17.0, r2)
     for occupancy in (
         _tube(72, 24, 0.6) * (np.abs(np.arange(FINE[1]) - 24) < 14)[None, :, None],
         _tube(72 + 7, 24, 0.6) * (np.abs(np.arange(FINE[1]) - 72) < 14)[None, :, None],
@@ -74,11 +77,12 @@ def phantom():
     local = local + rng.normal(scale=0.002, size=local.shape)  # ~0.25 Hz at 3 T
     mask = np.ones(local.shape, dtype=bool)
     qsm = tkd(local, mask, (2.0, 2.0, 2.0))
-    return lesions, qsm
+    r2star = _down(r2) + rng.normal(scale=0.5, size=local.shape)
+    return lesions, qsm, r2star
 
 
 def _table(phantom, how: str):
-    lesions, qsm = phantom
+    lesions, qsm, r2 = phantom
     masks = {}
     for name, lesion in lesions.items():
         if how == "dilated":
@@ -87,7 +91,6 @@ def _table(phantom, how: str):
             lesion = ndimage.binary_erosion(lesion)
         masks[name] = lesion
     fraction = _down(np.any(list(masks.values()), axis=0).astype(float))
-    r2 = np.full(fraction.shape, 20.0)
     table = lesion_table(
         fraction,
         r2,
@@ -131,7 +134,7 @@ def test_a_lesion_without_a_core_gets_a_score(phantom):
 
 
 def test_no_chi_map_leaves_the_prl_columns_empty(phantom):
-    lesions, _ = phantom
+    lesions, _, _ = phantom
     fraction = _down(lesions["rim"].astype(float))
     table = lesion_table(
         fraction, np.full(fraction.shape, 20.0), AFFINE, participant_id="s", min_fraction=0.9
@@ -164,7 +167,7 @@ def test_prl_count_per_participant_from_the_lesion_tables(tmp_path):
 def test_prl_montage_shows_the_candidates_centred(phantom):
     from ironmap.report.qc import prl_montage, prl_montage_html
 
-    lesions, qsm = phantom
+    lesions, qsm, _ = phantom
     table = _table(phantom, "true").reset_index(drop=True)
     fraction = _down(np.any(list(lesions.values()), axis=0).astype(float))
     fig = prl_montage(table, qsm, AFFINE, lesion_fraction=fraction, local_field_ppm=qsm)

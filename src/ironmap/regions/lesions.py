@@ -32,22 +32,27 @@ in the rim; ``r2star_rim_core_diff`` (1/s) is the rim-core contrast.
 consensus, Bagnato et al., Brain 2024): lesion masks drawn on FLAIR are a millimetre too large
 or too small, and the rim (0.5-1.5 mm of iron-laden microglia) lies in the edge voxels the
 ``--min-fraction`` rule leaves out, so the chi columns use a **band that straddles the mask's
-edge**: the voxels whose centre lies within :data:`PRL_BAND_IN_MM` inside the lesion (lesion
-fraction >= 0.5) or within :data:`PRL_BAND_OUT_MM` outside it (white matter touched by no other
-lesion). The **shell** is the white matter from there out to :data:`PRL_SHELL_MM`: the NAWM
-level ``N`` around the lesion. The **core** is the lesion deeper than the band (often empty:
-then the lesion level ``L`` is taken as ``N``). Each band voxel is compared with what partial
-volume of lesion and NAWM alone would give, ``f L + (1 - f) N`` (``f`` its lesion fraction):
-its excess (ppm). The band is cut into :data:`PRL_SECTORS` sectors by the direction from the
-lesion's centroid (mm); a sector's excess is the mean over its voxels. ``prl_score`` is the
-**median sector excess** (ppm): positive where the rim covers more than half the surface, and
-blind to a vein, which crosses the band in one or two sectors (a central vein, a vein beside the
-lesion). ``prl_rim_coverage`` is the share of sectors with an excess of at least
-:data:`PRL_SCORE_PPM`, ``prl_candidate`` is ``prl_score >= PRL_SCORE_PPM`` (equivalently: more
-than half of the sectors rim-positive), and ``prl_central_vein`` flags a paramagnetic spike
-(:data:`CENTRAL_VEIN_PPM` above the lesion level) within :data:`CENTRAL_VEIN_MM` of the
-centroid: the central vein sign, informative, not used by the score. Every lesion with a band
-is scored, cores or not.
+edge**: :data:`PRL_BAND_IN_VOXELS` layers of voxels inside the 50 % boundary (lesion fraction
+>= 0.5; a layer is one voxel, the largest voxel dimension, of distance to the nearest voxel
+outside) and the lesion's partial-volume voxels outside it (fraction > 0). The **shell** is the
+white matter (``tissue``) more than one voxel outside, out to :data:`PRL_SHELL_MM`: the local
+NAWM level ``N``. The **core** is the lesion deeper than the band (``chi_core_median``; often
+empty). **Partial volume** is modelled voxel by voxel: without a rim a band voxel of lesion
+fraction ``f`` holds ``f L + (1 - f) N``, with the lesion level ``L = N +`` the participant's
+typical lesion-minus-NAWM chi (median over its lesions of the lesion's median less its shell's:
+one offset for all its lesions, so that neither a rim nor a vein inside a small lesion raises its
+own reference); the rim is the **excess** over that. R2* is supporting evidence: the same excess
+computed on R2* (1/s) is added as :data:`PRL_CHI_PER_R2STAR` ppm per 1/s (the iron relation of
+chi and R2*). **Vessels**, voxels :data:`CENTRAL_VEIN_PPM` or more above the higher of ``L`` and
+``N`` and their face neighbours, are left out. The band is cut into :data:`PRL_SECTORS` sectors
+by the direction from the lesion's centroid (mm); a sector's excess is the mean over its voxels.
+``prl_score`` is the **median sector excess** (ppm): a rim covering more than half the surface
+raises it, a vein crossing one or two sectors (a central vein, a vein beside the lesion) does
+not. ``prl_rim_coverage`` is the share of sectors with an excess of at least
+:data:`PRL_SCORE_PPM`, ``prl_candidate`` is ``prl_score >= PRL_SCORE_PPM``, and
+``prl_central_vein`` flags a vessel voxel within :data:`CENTRAL_VEIN_MM` of the centroid: the
+central vein sign, informative, not used by the score. Every lesion with a band and a NAWM shell
+is scored, with or without a core.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ __all__ = [
     "MIN_LESION_VOXELS",
     "PERIVENTRICULAR_MM",
     "PRL_BAND_IN_VOXELS",
-    "PRL_BAND_OUT_VOXELS",
+    "PRL_CHI_PER_R2STAR",
     "PRL_COLUMNS",
     "PRL_SCORE_PPM",
     "PRL_SECTORS",
@@ -103,23 +108,27 @@ LOCAL_FIELD_SD_MM = 6.0
 PERIVENTRICULAR_MM = 3.0
 #: Values of the ``location`` column (``n/a`` without a ventricle mask).
 LOCATIONS = ("periventricular", "deep_white_matter")
-#: The PRL band: this many layers of voxels inside the lesion's edge (lesion fraction >= 0.5;
-#: a layer is one voxel -- the largest voxel dimension -- of distance from the nearest voxel
-#: outside) ...
+#: The PRL band: this many layers of voxels inside the lesion's 50 % edge (a layer is one
+#: voxel -- the largest voxel dimension -- of distance to the nearest voxel outside), with the
+#: lesion's partial-volume voxels outside the edge.
 PRL_BAND_IN_VOXELS = 2
-#: ... and this many outside it (white matter; where an eroded mask leaves the rim).
-PRL_BAND_OUT_VOXELS = 1
-#: The NAWM shell of the PRL score: white matter beyond one more voxel layer past the band, out
-#: to this distance (mm) from the lesion.
+#: The NAWM shell of the PRL score: white matter more than one voxel outside the lesion, out to
+#: this distance (mm).
 PRL_SHELL_MM = 8.0
+#: R2* as supporting evidence: a band excess of 1 1/s counts as this much chi (ppm s), the
+#: ratio of iron-driven chi to iron-driven R2* in deep grey matter at 3 T (pallidum about
+#: 0.18 ppm over 25 1/s above the iron-free 15 1/s; Langkammer et al. 2010 and 2012), so that
+#: an iron rim's R2* and chi speak in one unit.
+PRL_CHI_PER_R2STAR = 0.0072
 #: Directions (sectors) the band is cut into: the 6 faces and 8 corners of a cube.
 PRL_SECTORS = 14
 #: A band sector is rim-positive, and a lesion a PRL candidate (``prl_score``, the median sector
-#: excess), at this chi excess over partial-volume lesion and NAWM (ppm).
-PRL_SCORE_PPM = 0.008
-#: Central vein: a voxel this much above the lesion level (ppm) ...
-CENTRAL_VEIN_PPM = 0.05
-#: ... within this distance (mm) of the lesion's centroid.
+#: excess), at this excess over partial-volume lesion and NAWM (ppm); about 90 % specificity in
+#: ``benchmarks/lesions.py --prl`` (seed 7; checked on seed 11).
+PRL_SCORE_PPM = 0.01
+#: Vessel (central vein, vein beside): a voxel this much above the lesion and NAWM levels (ppm).
+CENTRAL_VEIN_PPM = 0.1
+#: A vessel voxel of the lesion within this distance (mm) of its centroid is a central vein.
 CENTRAL_VEIN_MM = 3.0
 _SECTOR_DIRECTIONS = np.array(
     [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
@@ -205,6 +214,7 @@ def prl_scores(
     affine: NDArray[np.float64],
     *,
     tissue: NDArray[np.bool_] | None = None,
+    r2star: NDArray[np.floating] | None = None,
 ) -> dict[int, dict]:
     """Susceptibility columns of every lesion: core, rim band, shell and the PRL score.
 
@@ -223,6 +233,9 @@ def prl_scores(
     tissue : numpy.ndarray of bool, shape (X, Y, Z), optional
         Where the band outside the lesion and the NAWM shell may lie (white matter); default
         anywhere.
+    r2star : numpy.ndarray, shape (X, Y, Z), optional
+        R2* (1/s): supporting evidence. Its band excess (the same partial-volume model) counts
+        as :data:`PRL_CHI_PER_R2STAR` ppm per 1/s in the score.
 
     Returns
     -------
@@ -233,11 +246,12 @@ def prl_scores(
         a finite chi.
     """
     chi_all = np.asarray(chi_ppm, dtype=np.float64)
-    fraction_all = np.nan_to_num(np.asarray(lesion_fraction, dtype=np.float64))
+    fraction_all = np.clip(np.nan_to_num(np.asarray(lesion_fraction, dtype=np.float64)), 0, 1)
     voxel_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     step = float(voxel_mm.max())  # one layer of voxels (mm)
     margin = int(np.ceil(PRL_SHELL_MM / voxel_mm.min())) + 1
     allowed_all = np.ones(chi_all.shape, bool) if tissue is None else np.asarray(tissue, bool)
+    tol = 1e-6
     parts: dict[int, dict] = {}
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -254,28 +268,27 @@ def prl_scores(
         finite = np.isfinite(chi)
         d_in = ndimage.distance_transform_edt(body, sampling=voxel_mm) / step
         d_out = ndimage.distance_transform_edt(~body, sampling=voxel_mm) / step
-        outside = ~body & ~((lab > 0) & ~own) & (own | allowed_all[pad]) & finite
         inside = body & finite
-        tol = 1e-6
-        layers = [
-            inside & (d_in > k - 1 + tol) & (d_in <= k + tol)
-            for k in range(1, PRL_BAND_IN_VOXELS + 1)
-        ] + [
-            outside & (d_out > k - 1 + tol) & (d_out <= k + tol)
-            for k in range(1, PRL_BAND_OUT_VOXELS + 1)
-        ]
-        shell = outside & ~own & (d_out > PRL_BAND_OUT_VOXELS + 1 + tol)
-        shell &= d_out * step <= PRL_SHELL_MM
+        # the band straddles the 50 % edge: layers inside it and the lesion's partial voxels
+        band = inside & (d_in <= PRL_BAND_IN_VOXELS + tol)
+        band |= own & ~body & finite & (frac > 0)
+        outside = ~body & ~((lab > 0) & ~own) & allowed_all[pad] & finite
+        shell = outside & ~own & (d_out > 1 + tol) & (d_out * step <= PRL_SHELL_MM)
         core = inside & (d_in > PRL_BAND_IN_VOXELS + tol)
         ijk = np.argwhere(own).astype(np.float64)
-        centre = (ijk * frac[own][:, None]).sum(axis=0) / frac[own].sum()
-        band = np.any(layers, axis=0)
+        r2 = None if r2star is None else np.asarray(r2star, dtype=np.float64)[pad]
+        if r2 is not None:
+            parts.setdefault("_r2", {})[index] = {
+                "lesion": _median(r2[inside]),
+                "nawm": _median(r2[shell]),
+            }
         parts[index] = {
+            "r2": r2,
             "chi": chi,
-            "layers": layers,
+            "frac": frac,
             "band": band,
             "body": inside,
-            "centre": centre,
+            "centre": (ijk * frac[own][:, None]).sum(axis=0) / frac[own].sum(),
             "core": _median(chi[core]),
             "lesion": _median(chi[inside]),
             "nawm": _median(chi[shell]),
@@ -283,19 +296,16 @@ def prl_scores(
     # The lesion level: the NAWM's plus the participant's typical lesion-minus-NAWM chi (median
     # over its lesions of the lesion's median less its shell's; 0 without any): one level for
     # every lesion, so that neither a rim nor a vein inside a small lesion raises its own.
-    offsets = [p["core"] - p["nawm"] for p in parts.values()]
-    offsets = [x for x in offsets if np.isfinite(x)]
-    if not offsets:  # no lesion has a core: their whole voxels
-        offsets = [p["lesion"] - p["nawm"] for p in parts.values()]
-        offsets = [x for x in offsets if np.isfinite(x)]
-    offset = float(np.median(offsets)) if offsets else 0.0
+    r2_levels = parts.pop("_r2", {})
+    offset = _typical_offset(parts.values())
+    r2_offset = _typical_offset(r2_levels.values())
     out: dict[int, dict] = {}
     for index, part in parts.items():
-        nawm, chi = part["nawm"], part["chi"]
+        nawm, chi, band = part["nawm"], part["chi"], part["band"]
         level = nawm + offset
         row = {
             "chi_core_median": part["core"],
-            "chi_rim_median": _median(chi[part["band"]]),
+            "chi_rim_median": _median(chi[band]),
             "chi_shell_median": nawm,
             "prl_rim_coverage": float("nan"),
             "prl_central_vein": False,
@@ -303,41 +313,47 @@ def prl_scores(
             "prl_candidate": False,
         }
         out[index] = row
-        if not part["band"].any() or not np.isfinite(nawm):
+        if not band.any() or not np.isfinite(nawm):
             continue
-        # Without a rim the band is a partial-volume mix of lesion and NAWM: never above the
-        # higher of the two levels. Per sector, the highest of the band's layer means (the rim
-        # is in one of them, whichever way the mask is off) above that reference.
-        reference = max(level, nawm)
-        # Vessels: voxels CENTRAL_VEIN_PPM or more above the lesion level, and their face
+        # Partial volume of lesion and NAWM alone: f L + (1 - f) N; the rim is the excess.
+        excess = chi - (part["frac"] * level + (1.0 - part["frac"]) * nawm)
+        if part["r2"] is not None and np.isfinite(r2_levels[index]["nawm"]):
+            # R2* as supporting evidence, its excess in ppm by the iron relation
+            r2_nawm = r2_levels[index]["nawm"]
+            r2_level = r2_nawm + r2_offset
+            r2_excess = part["r2"] - (part["frac"] * r2_level + (1.0 - part["frac"]) * r2_nawm)
+            excess = excess + PRL_CHI_PER_R2STAR * np.nan_to_num(r2_excess)
+        # Vessels: voxels CENTRAL_VEIN_PPM or more above the higher level, with their face
         # neighbours (a vein's partial volume), are left out of the band.
-        vessel = np.isfinite(chi) & (chi - reference >= CENTRAL_VEIN_PPM)
-        vessel_zone = ndimage.binary_dilation(vessel, structure=_CROSS)
-        peaks = np.full(PRL_SECTORS, -np.inf)
-        for layer in part["layers"]:
-            layer = layer & ~vessel_zone
-            if not layer.any():
-                continue
-            offset_mm = (np.argwhere(layer) - part["centre"]) @ affine[:3, :3].T
-            norm = np.maximum(np.linalg.norm(offset_mm, axis=1, keepdims=True), 1e-9)
-            sector = np.argmax((offset_mm / norm) @ _SECTOR_DIRECTIONS.T, axis=1)
-            values = chi[layer]
-            for k in np.unique(sector):  # 14 sectors: the median resists a vein's voxels
-                peaks[k] = max(peaks[k], float(np.median(values[sector == k])))
-        ridge = peaks[np.isfinite(peaks)] - reference
-        score = float(np.median(ridge))
+        vessel = np.isfinite(chi) & (chi - max(level, nawm) >= CENTRAL_VEIN_PPM)
+        kept = band & ~ndimage.binary_dilation(vessel, structure=_CROSS)
+        kept = kept if kept.any() else band
+        offset_mm = (np.argwhere(kept) - part["centre"]) @ affine[:3, :3].T
+        norm = np.maximum(np.linalg.norm(offset_mm, axis=1, keepdims=True), 1e-9)
+        sector = np.argmax((offset_mm / norm) @ _SECTOR_DIRECTIONS.T, axis=1)
+        counts = np.bincount(sector, minlength=PRL_SECTORS)
+        sums = np.bincount(sector, weights=excess[kept], minlength=PRL_SECTORS)
+        means = sums[counts > 0] / counts[counts > 0]
+        score = float(np.median(means))
         body_ijk = np.argwhere(part["body"]).astype(np.float64)
         distance = np.linalg.norm((body_ijk - part["centre"]) @ affine[:3, :3].T, axis=1)
         spike = vessel[part["body"]][distance <= CENTRAL_VEIN_MM]
         row.update(
             {
-                "prl_rim_coverage": float(np.mean(ridge >= PRL_SCORE_PPM)),
+                "prl_rim_coverage": float(np.mean(means >= PRL_SCORE_PPM)),
                 "prl_central_vein": bool(spike.any()),
                 "prl_score": score,
                 "prl_candidate": bool(score >= PRL_SCORE_PPM),
             }
         )
     return out
+
+
+def _typical_offset(levels) -> float:
+    """Median over lesions of lesion minus NAWM level (0 without any)."""
+    offsets = [p["lesion"] - p["nawm"] for p in levels]
+    offsets = [x for x in offsets if np.isfinite(x)]
+    return float(np.median(offsets)) if offsets else 0.0
 
 
 @dataclass(frozen=True)
@@ -521,7 +537,7 @@ def lesion_table(
                 f"chi map shape {np.shape(chi_ppm)} differs from the R2* map {r2star.shape}; "
                 "give the susceptibility on the R2* grid"
             )
-        prl = prl_scores(chi_ppm, fraction, labels, affine, tissue=tissue)
+        prl = prl_scores(chi_ppm, fraction, labels, affine, tissue=tissue, r2star=r2star)
     margin = SHELL_VOXELS + 1
     rows = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
