@@ -1,8 +1,10 @@
 """Lesions one by one: per-lesion volume, rim detection and pooling, against simulated truth.
 
 A seeded cohort of MS patients (``ironmap simulate --n-hc 0 --n-ms N --phase``: the demo's sites,
-SNR and lesion load; a share of the larger lesions has a paramagnetic rim, R2* 1.6x and +3 Hz
-in their outer millimetre, ``ironmap.simulate.lesions``) goes through the participant stage.
+SNR and lesion load; a share of the larger lesions has a paramagnetic rim: a susceptibility shell
+of +0.03 to +0.09 ppm, 0.5-1.5 mm thick, covering 65-100 % of the edge, R2* 1.6x where it fills
+half a voxel, its field the dipole field on the 1 mm grid, ``ironmap.simulate.lesions`` and
+``ironmap.simulate.susceptibility``) goes through the participant stage.
 Each row of ``sub-*_lesions.tsv`` is matched to the nearest true lesion (centroids within
 4 mm, one to one). Printed:
 
@@ -23,6 +25,14 @@ Each row of ``sub-*_lesions.tsv`` is matched to the nearest true lesion (centroi
   duration 0, slope -0.8 % per year and no volume effect), with the outcome from the lesion's
   core (ironmap's) and, for comparison, from the whole lesion, rim voxels included.
 
+``--prl`` instead: PRL detection in memory (:func:`prl_benchmark`): each patient simulated with
+phase, a FLAIR-like mask (each lesion kept, or dilated or eroded by 1 mm: a quarter each), R2*
+(``DecayModel``), the field map and QSM (``QSMModel``), then ``lesion_table`` with the chi map;
+rim vs non-rim ROC AUC on lesions >= 0.1 mL of today's R2* and local-field rim-core contrasts
+and of ``prl_score`` from the QSM and from the true chi averaged to the acquisition grid, with
+the share scored, the sensitivity at 90 % specificity, AUC per mask kind, and the
+``prl_candidate`` sensitivity and specificity.
+
 ``--table-reps N`` instead: the lesion model's calibration over N seeded table-level cohorts
 (no images; :func:`table_cohort`: 30 patients at 3 sites, Poisson(8) + 1 lesions each, the
 planted model on the core outcome, a participant SD of 1 % against a lesion SD of 4 % so that
@@ -30,7 +40,8 @@ some fits end at the boundary): coverage of the planted intercept and duration s
 false-positive rate of the volume slope (none planted), with how many fits were refitted by
 clustered least squares or had no usable fit.
 
-Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient), or
+Run: ``python benchmarks/lesions.py [--n-ms 12] [--seed 7]`` (about 10 s per patient),
+``python benchmarks/lesions.py --prl --n-ms 22 --seed 11`` (about 5 s per patient), or
 ``python benchmarks/lesions.py --table-reps 200``.
 """
 

@@ -157,7 +157,7 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
             decimals=2,
         ),
         "prl_central_vein": _bool(
-            "A vessel (0.1 ppm or more above the lesion and NAWM levels) within 3 mm of the "
+            "A vessel (0.07 ppm or more above the lesion and NAWM levels) within 3 mm of the "
             "lesion's centroid: the central vein sign (not used by prl_score)",
             "central vein",
             "none",

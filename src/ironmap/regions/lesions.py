@@ -123,11 +123,11 @@ PRL_CHI_PER_R2STAR = 0.0072
 #: Directions (sectors) the band is cut into: the 6 faces and 8 corners of a cube.
 PRL_SECTORS = 14
 #: A band sector is rim-positive, and a lesion a PRL candidate (``prl_score``, the median sector
-#: excess), at this excess over partial-volume lesion and NAWM (ppm); about 90 % specificity in
-#: ``benchmarks/lesions.py --prl`` (seed 7; checked on seed 11).
+#: excess), at this excess over partial-volume lesion and NAWM (ppm): specificity 0.96 and
+#: sensitivity 0.71-0.78 in ``benchmarks/lesions.py --prl`` (22 patients, seeds 7 and 11).
 PRL_SCORE_PPM = 0.01
 #: Vessel (central vein, vein beside): a voxel this much above the lesion and NAWM levels (ppm).
-CENTRAL_VEIN_PPM = 0.1
+CENTRAL_VEIN_PPM = 0.07
 #: A vessel voxel of the lesion within this distance (mm) of its centroid is a central vein.
 CENTRAL_VEIN_MM = 3.0
 _SECTOR_DIRECTIONS = np.array(
