@@ -123,8 +123,8 @@ PRL_CHI_PER_R2STAR = 0.0072
 #: Directions (sectors) the band is cut into: the 6 faces and 8 corners of a cube.
 PRL_SECTORS = 14
 #: A band sector is rim-positive, and a lesion a PRL candidate (``prl_score``, the median sector
-#: excess), at this excess over partial-volume lesion and NAWM (ppm): specificity 0.96 and
-#: sensitivity 0.71-0.78 in ``benchmarks/lesions.py --prl`` (22 patients, seeds 7 and 11).
+#: excess), at this excess over partial-volume lesion and NAWM (ppm): specificity 0.92-0.94 and
+#: sensitivity 0.80-0.84 in ``benchmarks/lesions.py --prl`` (22 patients, seeds 7 and 11).
 PRL_SCORE_PPM = 0.01
 #: Vessel (central vein, vein beside): a voxel this much above the lesion and NAWM levels (ppm).
 CENTRAL_VEIN_PPM = 0.07

@@ -17,7 +17,7 @@ Sources, on the 1 mm grid of the anatomy, in ppm relative to CSF (SI units):
   the lesion's edge, 0.5-1.5 mm thick, covering 65-100 % of its surface (a partial-volume
   occupancy per 1 mm voxel).
 - **veins**: thin paramagnetic tubes (deoxygenated blood, :data:`VEIN_CHI_PPM` 0.3-0.45 ppm,
-  radius 0.3-0.7 mm, sub-voxel occupancy): medullary veins running outward from the lateral
+  radius 0.2-0.4 mm, sub-voxel occupancy): medullary veins running outward from the lateral
   ventricles, two internal cerebral veins, a central vein through
   :data:`CENTRAL_VEIN_PROBABILITY` of the lesions (the central vein sign) and a vein beside
   :data:`ADJACENT_VEIN_PROBABILITY` of them.
@@ -106,7 +106,7 @@ LESION_CHI_PPM = 0.02
 #: Deoxygenated venous blood (ppm), range of a vein's draw.
 VEIN_CHI_PPM = (0.30, 0.45)
 #: Vein radius (mm), range of a draw.
-VEIN_RADIUS_MM = (0.3, 0.7)
+VEIN_RADIUS_MM = (0.2, 0.4)
 #: Medullary veins per subject.
 MEDULLARY_VEINS = 40
 #: Share of lesions with a central vein through their long axis.
