@@ -330,15 +330,15 @@ def prl_subject(subject, rng: np.random.Generator) -> pd.DataFrame:
     table["truth_prl_score"] = ideal["prl_score"].to_numpy()
     # the true lesions: rim, veins, mask kind, volume
     shells = data.rim_shells.records
+    voxels = np.bincount(ndimage.label(anatomy.lesions, structure=_CUBE)[0].ravel())
     truth = []
     for record in records:
         label = record["label"]
         centre = anatomy.affine[:3, :3] @ record["ijk"] + anatomy.affine[:3, 3]
-        volume = float((ndimage.label(anatomy.lesions, structure=_CUBE)[0] == label).sum())
         truth.append(
             {
                 "centroid_mm": centre,
-                "volume_ml": volume / 1000.0,
+                "volume_ml": float(voxels[label]) / 1000.0,
                 "rim": bool(shells[label - 1]["rim"]),
                 "central_vein": bool(data.susceptibility.central_vein[label - 1]),
                 "vein_beside": bool(data.susceptibility.vein_beside[label - 1]),
