@@ -28,6 +28,7 @@ __all__ = [
     "collect_all_sessions",
     "collect_regions",
     "missing_outputs",
+    "prl_counts",
     "read_participants",
     "subjects_table",
 ]
@@ -52,6 +53,7 @@ SUBJECT_COLUMNS = [
     "disease_duration",
     "edss",
     *VOLUME_COLUMNS[1:],  # icv_ml ... lesion_count, as the participant stage writes them
+    "n_prl",  # paramagnetic rim lesion candidates of _lesions.tsv (:func:`prl_counts`)
 ]
 PHENOTYPES = ("CIS", "RRMS", "SPMS", "PPMS")
 #: BIDS ``sex`` values (lower case) and their canonical codes; ``n/a`` or empty is missing.
@@ -301,6 +303,27 @@ def collect_all_sessions(output_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+def prl_counts(output_dir: str | Path, bids_dir: str | Path | None = None) -> pd.DataFrame:
+    """Paramagnetic rim lesion candidates per participant (baseline session).
+
+    The ``prl_candidate`` rows of each participant's ``_lesions.tsv``
+    (:func:`ironmap.regions.lesions.prl_scores`) counted; NaN where the column is empty (no chi
+    map) or absent.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``participant_id`` and ``n_prl`` (count, float with NaN).
+    """
+    lesions = _stack(find_participant_tables(output_dir, "lesions"))
+    if lesions.empty or "prl_candidate" not in lesions.columns:
+        return pd.DataFrame({"participant_id": pd.Series(dtype=str), "n_prl": []})
+    lesions, _ = _baseline(lesions, bids_dir)
+    flag = lesions["prl_candidate"].map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0})
+    counts = flag.groupby(lesions["participant_id"]).sum(min_count=1)
+    return counts.rename("n_prl").reset_index()
+
+
 def subjects_table(
     participants: pd.DataFrame,
     output_dir: str | Path,
@@ -324,6 +347,9 @@ def subjects_table(
     present = volumes if regions is None else regions
     kept = participants[participants["participant_id"].isin(present["participant_id"])]
     table = kept.merge(volumes, on="participant_id", how="left")
+    table = table.merge(prl_counts(output_dir, bids_dir), on="participant_id", how="left")
+    if "lesion_count" in table.columns:  # a lesion mask without lesions: no PRL
+        table.loc[table["lesion_count"] == 0, "n_prl"] = 0
     for col in SUBJECT_COLUMNS:
         if col not in table.columns:
             table[col] = np.nan

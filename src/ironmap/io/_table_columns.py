@@ -166,6 +166,46 @@ TABLE_COLUMNS: dict[str, dict[str, Column]] = {
                 "deep_white_matter": "farther from the lateral ventricles",
             },
         ),
+        "chi_core_median": Column(
+            "Median susceptibility of the lesion deeper than the PRL band (two voxel layers "
+            "inside its edge; n/a for smaller lesions or without a chi map)",
+            "ppm",
+            decimals=4,
+        ),
+        "chi_rim_median": Column(
+            "Median susceptibility of the PRL band, straddling the mask's edge: two voxel "
+            "layers inside the lesion's 50 % boundary and its partial-volume voxels outside it",
+            "ppm",
+            decimals=4,
+        ),
+        "chi_shell_median": Column(
+            "Median susceptibility of the white matter more than one voxel outside the lesion, "
+            "out to 8 mm: the local NAWM level",
+            "ppm",
+            decimals=4,
+        ),
+        "prl_rim_coverage": Column(
+            "Share of the band's 14 direction sectors whose mean excess over partial-volume "
+            "lesion and NAWM (chi, plus R2* at 0.0072 ppm per 1/s; vessels left out) is at "
+            "least 0.01 ppm",
+            decimals=2,
+        ),
+        "prl_central_vein": _bool(
+            "A vessel (0.07 ppm or more above the lesion and NAWM levels) within 3 mm of the "
+            "lesion's centroid: the central vein sign (not used by prl_score)",
+            "central vein",
+            "none",
+        ),
+        "prl_score": Column(
+            "Median over the band's sectors of their excess (see prl_rim_coverage): high when "
+            "a paramagnetic rim covers more than half the lesion's surface (n/a without a chi "
+            "map or a NAWM shell)",
+            "ppm",
+            decimals=4,
+        ),
+        "prl_candidate": _bool(
+            "Paramagnetic rim lesion candidate: prl_score >= 0.01 ppm", "PRL", "not a PRL"
+        ),
     },
     "subjects": {
         "analysed": _bool(

@@ -220,6 +220,10 @@ COLUMNS: MappingProxyType[str, Column] = MappingProxyType(
         "nbv": Column("Normalised brain volume, brain_ml / icv_ml (fraction)", decimals=4),
         "lesion_volume_ml": _ml("Lesion mask volume (n/a without a mask)"),
         "lesion_count": _count("26-connected components of the lesion mask"),
+        "n_prl": _count(
+            "Paramagnetic rim lesion candidates (prl_candidate of the participant's "
+            "_lesions.tsv; n/a without a chi map or a lesion mask)"
+        ),
         "n_hc": _count("Number of healthy controls in the fit"),
         "estimate": _r2("Adjusted difference of means, arm A minus arm B"),
         "ci_low": _r2("Lower bound of the 95 % confidence interval of estimate"),

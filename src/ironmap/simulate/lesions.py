@@ -215,6 +215,7 @@ def lesion_truth(
     shells: RimShells | None = None,
     chi_ppm: NDArray[np.floating] | None = None,
     central_vein: NDArray[np.bool_] | None = None,
+    vein_beside: NDArray[np.bool_] | None = None,
 ) -> list[dict]:
     """One record per lesion (26-connected component) of the fine-grid truth.
 
@@ -231,8 +232,8 @@ def lesion_truth(
         True susceptibility (ppm, relative to CSF): ``chi_core_median`` (lesion less its rim
         voxels) and ``chi_rim_median`` (the rim voxels: occupancy >= 0.5; None without a
         rim); medians, so that a central vein's few voxels do not move them.
-    central_vein : numpy.ndarray of bool, shape (n_lesions,), optional
-        Per lesion (label order): a central vein runs through it.
+    central_vein, vein_beside : numpy.ndarray of bool, shape (n_lesions,), optional
+        Per lesion (label order): a central vein runs through it; a vein runs beside it.
 
     Returns
     -------
@@ -241,7 +242,7 @@ def lesion_truth(
         whole lesion), ``r2star_core_mean`` (1/s, lesion less its rim; the whole lesion without
         one), and with the keywords the rim's ``rim_chi_ppm``, ``rim_thickness_mm``,
         ``rim_coverage``, ``rim_coverage_measured``, ``chi_core_median``, ``chi_rim_median`` (ppm)
-        and ``central_vein``; sorted by decreasing volume.
+        ``central_vein`` and ``vein_beside``; sorted by decreasing volume.
     """
     labels, _ = ndimage.label(lesions, structure=_STRUCTURE)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
@@ -272,4 +273,6 @@ def lesion_truth(
             record["chi_rim_median"] = float(np.median(chi[lesion & rim])) if rim.any() else None
         if central_vein is not None:
             record["central_vein"] = bool(central_vein[index - 1])
+        if vein_beside is not None:
+            record["vein_beside"] = bool(vein_beside[index - 1])
     return sorted(out, key=lambda r: -r["volume_ml"])

@@ -286,5 +286,6 @@ def truth_summary(subject: Subject, data: SubjectData) -> dict:
             shells=data.rim_shells,
             chi_ppm=chi,
             central_vein=None if data.susceptibility is None else data.susceptibility.central_vein,
+            vein_beside=None if data.susceptibility is None else data.susceptibility.vein_beside,
         ),
     }

@@ -17,9 +17,10 @@ Sources, on the 1 mm grid of the anatomy, in ppm relative to CSF (SI units):
   the lesion's edge, 0.5-1.5 mm thick, covering 65-100 % of its surface (a partial-volume
   occupancy per 1 mm voxel).
 - **veins**: thin paramagnetic tubes (deoxygenated blood, :data:`VEIN_CHI_PPM` 0.3-0.45 ppm,
-  radius 0.3-0.7 mm, sub-voxel occupancy): medullary veins running outward from the lateral
-  ventricles, two internal cerebral veins, and a central vein through
-  :data:`CENTRAL_VEIN_PROBABILITY` of the lesions (the central vein sign).
+  radius 0.2-0.4 mm, sub-voxel occupancy): medullary veins running outward from the lateral
+  ventricles, two internal cerebral veins, a central vein through
+  :data:`CENTRAL_VEIN_PROBABILITY` of the lesions (the central vein sign) and a vein beside
+  :data:`ADJACENT_VEIN_PROBABILITY` of them.
 - **air**: +:data:`AIR_CHI_PPM` relative to tissue in the air cavities (frontal sinus, mastoid
   air cells) drawn inside the head but outside the intracranial space (:func:`air_cavities`),
   and outside the head (no signal; its boundary with an ellipsoidal head gives a uniform field
@@ -52,6 +53,7 @@ from .anatomy import Anatomy
 from .tissue import CODE_TISSUE, TISSUES
 
 __all__ = [
+    "ADJACENT_VEIN_PROBABILITY",
     "AIR_CHI_PPM",
     "CENTRAL_VEIN_PROBABILITY",
     "DEEP_GM_CHI_AT_45_PPM",
@@ -104,11 +106,13 @@ LESION_CHI_PPM = 0.02
 #: Deoxygenated venous blood (ppm), range of a vein's draw.
 VEIN_CHI_PPM = (0.30, 0.45)
 #: Vein radius (mm), range of a draw.
-VEIN_RADIUS_MM = (0.3, 0.7)
+VEIN_RADIUS_MM = (0.2, 0.4)
 #: Medullary veins per subject.
 MEDULLARY_VEINS = 40
-#: Share of lesions (>= RIM_MIN_VOLUME_ML) with a central vein through their long axis.
+#: Share of lesions with a central vein through their long axis.
 CENTRAL_VEIN_PROBABILITY = 0.4
+#: Share of lesions with a vein running beside them (1-3 mm outside the edge).
+ADJACENT_VEIN_PROBABILITY = 0.25
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class SusceptibilityTruth:
         Vein occupancy of each voxel, in [0, 1].
     central_vein : numpy.ndarray of bool, shape (n_lesions,)
         Per lesion (26-connected component, label order): a central vein was drawn.
+    vein_beside : numpy.ndarray of bool, shape (n_lesions,)
+        Per lesion: a vein beside it was drawn.
     """
 
     chi_ppm: NDArray[np.float32]
@@ -134,6 +140,7 @@ class SusceptibilityTruth:
     cavities: NDArray[np.bool_]
     veins: NDArray[np.float32]
     central_vein: NDArray[np.bool_]
+    vein_beside: NDArray[np.bool_] | None = None
 
 
 def tissue_chi(
@@ -219,14 +226,15 @@ def vein_tubes(
     rng: np.random.Generator,
     *,
     lesion_probability: float = CENTRAL_VEIN_PROBABILITY,
-) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], NDArray[np.bool_]]:
     """Veins: occupancy, their chi (ppm) where they are, and which lesions have a central vein.
 
     Medullary veins: :data:`MEDULLARY_VEINS` straight tubes in cerebral white matter, from a
     point near a lateral ventricle outward (away from the ventricle's centre), 12-30 mm long.
     Internal cerebral veins: two tubes along y above the thalami. Central veins: through the
     lesion's centre along its long (y) axis, 4 mm beyond each end, in ``lesion_probability`` of
-    the lesions (26-connected components, label order).
+    the lesions (26-connected components, label order); a vein beside the lesion, parallel to its
+    long axis 1-3 mm outside its edge, in :data:`ADJACENT_VEIN_PROBABILITY` of them.
 
     Returns
     -------
@@ -234,7 +242,7 @@ def vein_tubes(
         Partial-volume share of each 1 mm voxel inside a vein, in [0, 1].
     chi : numpy.ndarray of float32, shape (X, Y, Z)
         Blood susceptibility (ppm) of the vein covering the voxel, 0 elsewhere.
-    central_vein : numpy.ndarray of bool, shape (n_lesions,)
+    central_vein, vein_beside : numpy.ndarray of bool, shape (n_lesions,)
     """
     shape, affine = anatomy.labels.shape, anatomy.affine
     occupancy = np.zeros(shape, dtype=np.float32)
@@ -288,10 +296,31 @@ def vein_tubes(
         )
         half = float(np.abs((mm - centre) @ axis).max()) + 4.0
         add(centre - half * axis, centre + half * axis, radii[index], values[index])
+    # Veins beside lesions: parallel to the long axis, 1-3 mm outside the edge.
+    beside = rng.random(n) < ADJACENT_VEIN_PROBABILITY
+    sides = rng.normal(size=(n, 3))
+    gaps = rng.uniform(1.0, 3.0, size=n)
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if not beside[index]:
+            continue
+        ijk = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
+        mm = ijk @ affine[:3, :3].T + affine[:3, 3]
+        centre = mm.mean(axis=0)
+        axis = (
+            np.linalg.svd(mm - centre, full_matrices=False)[2][0]
+            if len(mm) > 2
+            else np.array([0.0, 1.0, 0.0])
+        )
+        side = sides[index] - (sides[index] @ axis) * axis
+        side /= max(np.linalg.norm(side), 1e-9)
+        reach = float(((mm - centre) @ side).max()) + gaps[index] + radii[index]
+        half = float(np.abs((mm - centre) @ axis).max()) + 6.0
+        start = centre + reach * side - half * axis
+        add(start, start + 2 * half * axis, radii[index], values[index])
     inside = anatomy.labels > 0
     occupancy[~inside] = 0.0
     chi[~inside] = 0.0
-    return occupancy, chi, central
+    return occupancy, chi, central, beside
 
 
 def susceptibility_map(
@@ -321,7 +350,7 @@ def susceptibility_map(
     if rim_chi_ppm is not None:
         chi += np.asarray(rim_chi_ppm, dtype=np.float32)
     cavities = air_cavities(anatomy, rng)
-    occupancy, vein_chi, central = vein_tubes(anatomy, rng)
+    occupancy, vein_chi, central, beside = vein_tubes(anatomy, rng)
     chi = (1.0 - occupancy) * chi + occupancy * vein_chi
     air = ~anatomy.head | cavities
     chi[air] = 0.0
@@ -331,6 +360,7 @@ def susceptibility_map(
         cavities=cavities,
         veins=occupancy,
         central_vein=central,
+        vein_beside=beside,
     )
 
 

@@ -47,7 +47,7 @@ from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
-from ..report.qc import voxel_counts
+from ..report.qc import prl_montage_html, voxel_counts
 from ..segmentation.autoseg import _resample
 from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION
 from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
@@ -452,6 +452,7 @@ def _write_regions(
             table.insert(1, "session", f"ses-{inputs.session}")
     write_tsv(out.regions, regions)
     write_tsv(out.volumes, volumes)
+    prl = ""
     if "lesions" in masks:
         lesions = _lesion_table(
             image, fit, segmentation, regions, inputs, config, field_hz=field_hz, chi=chi
@@ -459,10 +460,13 @@ def _write_regions(
         if inputs.session:
             lesions.insert(1, "session", f"ses-{inputs.session}")
         write_tsv(out.lesions, lesions)
+        prl = prl_montage_html(
+            lesions, chi, image.affine, lesion_fraction=segmentation.lesion_fraction
+        )
     outlines = {r: fractions[f"{r}/both"] for r in DEEP_GM if fractions[f"{r}/both"].any()}
     _write_qc(
         out, image, fit, segmentation, outlines, voxels=voxels, regions=regions,
-        lesions=masks.get("lesions"),
+        lesions=masks.get("lesions"), prl=prl,
     )  # fmt: skip
 
 
@@ -500,6 +504,7 @@ def _lesion_table(
         tissue=None if wm is None else wm >= 0.5,
         field_hz=field_hz,
         ventricles=None if ventricles is None else ventricles >= 0.5,
+        chi_ppm=chi,
     )
 
 
@@ -570,11 +575,13 @@ def _write_qc(
     voxels: dict,
     regions: pd.DataFrame | None = None,
     lesions: np.ndarray | None = None,
+    prl: str = "",
 ) -> None:
     """R2* with the deep grey-matter outlines (``outlines``: each structure's partial-volume
     fraction, outlined at 50 %), the first-echo magnitude, the ``lesions`` mask, the failed
     fits inside the intracranial volume and the noise sigma; PNG and HTML page, with the voxel
-    counts per structure and hemisphere of ``regions`` (``_regions.tsv``)."""
+    counts per structure and hemisphere of ``regions`` (``_regions.tsv``); ``prl``: the PRL
+    montage section (:func:`~ironmap.report.qc.prl_montage_html`)."""
     numbers = QCNumbers(
         **voxels, sigma=fit.sigma, sigma_source=fit.sigma_source, method=fit.method
     )
@@ -602,7 +609,7 @@ def _write_qc(
         lesions=lesions,
     )
     counts = None if regions is None else voxel_counts(regions)
-    extra = _registration_qc(out, image, segmentation)
+    extra = _registration_qc(out, image, segmentation) + prl
     qc_page(png, out.qc_page, title=title, numbers=numbers, counts=counts, extra=extra)
 
 
