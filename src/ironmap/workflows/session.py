@@ -48,6 +48,8 @@ from .decay import (
     _fit,
     _gradient_failures,
 )
+from .qsm import CHI_PLAUSIBLE_PPM as CHI_PLAUSIBLE_PPM
+from .qsm import MIN_REFERENCE_VOXELS as MIN_REFERENCE_VOXELS
 from .qsm import _qsm_source, _susceptibility
 from .resume import _phases_used, _provenance, _up_to_date
 
