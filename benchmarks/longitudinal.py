@@ -1,6 +1,6 @@
 """Calibration of the longitudinal analysis over seeded table-level cohorts (no images).
 
-Each cohort (``ironmap.simulate.tables.simulate_table_sessions``): 60 controls and 100
+Each cohort (``ironmap.simulate.table_sessions.simulate_table_sessions``): 60 controls and 100
 patients (RRMS, SPMS, PPMS) at 5 sites with multiplicative R2* bias 0.96-1.06 and measurement
 noise x1-x1.5, patients older than controls (SPMS 52, PPMS 50, RRMS 38, HC 40 years),
 3 sessions 2 years apart (each interval x U(0.8, 1.2)), 10 % drop-out at each follow-up (so
@@ -64,7 +64,8 @@ from ironmap.cohort.sessions import collect_timing
 from ironmap.cohort.tables import baseline_sessions
 from ironmap.errors import IronmapWarning
 from ironmap.regions.catalog import MEASURED_ROWS
-from ironmap.simulate.tables import TableSite, simulate_table_sessions
+from ironmap.simulate.table_sessions import simulate_table_sessions
+from ironmap.simulate.tables import TableSite
 from ironmap.simulate.tissue import TISSUES, tissue_of
 
 SITES = [

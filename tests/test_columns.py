@@ -17,6 +17,7 @@ from ironmap.cohort.determinants import DETERMINANT_COLUMNS, PREDICTORS, TRANSFO
 from ironmap.cohort.tables import PHENOTYPES, SUBJECT_COLUMNS
 from ironmap.io import write_nifti
 from ironmap.io.columns import UNDESCRIBED, describe, table_sidecar, undescribed
+from ironmap.io.dataset import write_bidsignore
 from ironmap.io.derivatives import (
     BIDSIGNORE,
     GROUP_TABLES,
@@ -25,7 +26,6 @@ from ironmap.io.derivatives import (
     read_tsv,
     table_kind,
     tsv_sidecar_path,
-    write_bidsignore,
     write_tsv,
 )
 from ironmap.regions import DEEP_GM

@@ -67,7 +67,7 @@ def test_source_dataset_url_is_a_file_uri(tmp_path):
     import json
     from urllib.parse import unquote, urlparse
 
-    from ironmap.io.derivatives import write_dataset_description
+    from ironmap.io.dataset import write_dataset_description
 
     bids = tmp_path / "my bids"
     bids.mkdir()

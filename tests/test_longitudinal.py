@@ -16,7 +16,8 @@ from ironmap.cohort.sessions import collect_timing, read_sessions, session_timin
 from ironmap.cohort.tables import baseline_sessions
 from ironmap.errors import InputError, IronmapWarning
 from ironmap.io.derivatives import group_path, read_tsv
-from ironmap.simulate.tables import TableSite, simulate_table_sessions
+from ironmap.simulate.table_sessions import simulate_table_sessions
+from ironmap.simulate.tables import TableSite
 from ironmap.simulate.tissue import MS_EFFECTS, TISSUES
 from ironmap.workflows.group import GroupConfig, run_group
 

@@ -3,6 +3,8 @@
 :func:`analyse_cohort` is what the group stage runs between reading the participant-stage
 tables and writing ``group/``; the calibration benchmark runs it on simulated tables. It
 accounts for every participant it does not analyse (``CohortAnalysis.exclusions``).
+Its parts with a module of their own: the minimum-voxel rule (:mod:`.min_voxels`), the
+participant flow (:mod:`.flow`) and the normative model's tables (:mod:`.normative_tables`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from ..defaults import MIN_VOXELS
 from ..errors import InputError, IronmapWarning
 from ..regions.labels import DEEP_GM
 from .age import (
-    AGE_DF,
     MIN_CONTROLS,
-    MIN_CONTROLS_PER_SITE,
     NormativeModel,
     fit_normative,
     warn_small_sites,
@@ -35,7 +35,11 @@ from .determinants import (
     determinants,
     predictor_values,
 )
+from .flow import FLOW_COLUMNS, participant_flow
 from .measures import MEASURES, Measure
+from .min_voxels import SMALL_COLUMNS as SMALL_COLUMNS
+from .min_voxels import _apply_min_voxels, small_regions
+from .normative_tables import _age_model_table, _harmonization_table, harmonization_description
 
 __all__ = [
     "ANALYSIS_TABLES",
@@ -61,7 +65,6 @@ ANALYSIS_TABLES = {
     "chi": ("age_model_chi", "harmonization_chi", "comparison_chi", "comparison_mixed_chi",
             "determinants_chi"),
 }  # fmt: skip
-FLOW_COLUMNS = ["participant_id", "group", "phenotype", "site", "status", "reason", "note"]
 
 
 @dataclass
@@ -81,83 +84,6 @@ class CohortAnalysis:
     small: pd.DataFrame = field(default_factory=lambda: small_regions(pd.DataFrame()))
     min_voxels: int = MIN_VOXELS
     measure: Measure = MEASURES["r2star"]
-
-
-def _age_model_table(model: NormativeModel, reference: np.ndarray) -> pd.DataFrame:
-    """One row per region; on a linear scale (chi) ``residual_sd`` is in the measure's unit
-    and ``residual_sd_log`` is NaN."""
-    rows = []
-    width = max(AGE_DF)
-    for g, region in enumerate(model.regions):
-        curve = model.curves[region]
-        df = curve.df
-        beta = model.combat.beta[g]
-        rows.append(
-            {
-                "region": region,
-                "model": curve.name,
-                "n_hc": int(model.n_hc[g]),
-                "residual_sd": float(model.residual_sd[g] * (reference[g] if model.log else 1)),
-                "reference_age": model.reference_age,
-                "reference_site": "pooled",
-                "scale": "log" if model.log else "linear",
-                "residual_sd_log": float(model.residual_sd[g]) if model.log else np.nan,
-                "residual_df": float(model.residual_df[g]),
-                f"reference_{model.measure}": float(reference[g]),
-                "knots": " ".join(f"{k:.1f}" for k in curve.knots) if df > 1 else "",
-                "monotone": bool(curve.monotone),
-                "age_df": int(np.sum(curve.active)),
-                **{f"press_rmse_df{k}": curve.press_rmse.get(k, np.nan) for k in AGE_DF},
-                "param_intercept": float(model.combat.grand_mean[g]),
-                **{f"param_age{k + 1}": float(beta[k]) for k in range(df)},
-                **{
-                    f"param_sex_{s}": float(beta[width + i])
-                    for i, s in enumerate(model.sex_levels)
-                },
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _harmonization_table(model: NormativeModel) -> pd.DataFrame:
-    """One row per region and site; on a linear scale (chi) the location is ``location`` in
-    the measure's unit (``location_sd`` its SD) and the percent columns are NaN."""
-    c = model.combat
-    rows = []
-    for g, region in enumerate(model.regions):
-        sd = np.sqrt(c.var_pooled[g])
-        for i, site in enumerate(c.sites):
-            linear = {}
-            if not model.log:
-                linear = {
-                    "location": c.gamma_star[i, g] * sd,
-                    "location_sd": np.sqrt(c.gamma_var[i, g]) * sd,
-                }
-            rows.append(
-                {
-                    "region": region,
-                    "site": site,
-                    "n_hc": int(c.n_site[i, g]),
-                    "location_percent": 100 * np.expm1(c.gamma_star[i, g] * sd)
-                    if model.log
-                    else np.nan,
-                    "scale": float(np.sqrt(c.delta_star[i, g])),
-                    "gamma_hat": c.gamma_hat[i, g],
-                    "gamma_star": c.gamma_star[i, g],
-                    "delta_hat": c.delta_hat[i, g],
-                    "delta_star": c.delta_star[i, g],
-                    "location_sd_percent": 100 * np.sqrt(c.gamma_var[i, g]) * sd
-                    if model.log
-                    else np.nan,
-                    "scale_pooled": bool(c.n_site[i].max() < MIN_CONTROLS_PER_SITE),
-                    "z_scale": float(np.sqrt(c.delta_z[i, g])),
-                    "z_scale_df": float(c.delta_z_df[i, g])
-                    if np.isfinite(c.delta_z_df[i, g])
-                    else np.nan,
-                    **linear,
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def _exclude(long: pd.DataFrame, exclusions: dict[str, str]) -> None:
@@ -234,72 +160,6 @@ def _normative(long: pd.DataFrame, regions: tuple[str, ...], measure: Measure):
         frame = pd.DataFrame(array, index=wide.index[ok], columns=pd.Index(regions, name="region"))
         frames.append(frame.stack(future_stack=True).rename(name))
     return model, pd.concat(frames, axis=1).reset_index()
-
-
-SMALL_COLUMNS = ["participant_id", "region", "n_voxels_left", "n_voxels_right"]
-
-
-def small_regions(regions: pd.DataFrame, min_voxels: int = MIN_VOXELS) -> pd.DataFrame:
-    """Participant x deep grey-matter structure with fewer than ``min_voxels`` in a hemisphere.
-
-    Parameters
-    ----------
-    regions : pandas.DataFrame
-        ``regions.tsv`` rows (``participant_id, region, hemisphere, n_voxels``); structures
-        without both a ``left`` and a ``right`` row with a count are never listed (nothing is
-        known about them).
-    min_voxels : int
-        The minimum-voxel rule's threshold (:data:`ironmap.defaults.MIN_VOXELS`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`SMALL_COLUMNS`: one row per participant x structure the rule leaves out, with the
-        two hemispheres' voxel counts; sorted by region (as :data:`DEEP_GM`) and participant.
-        With a ``session`` column in ``regions`` (several sessions), one row per participant x
-        session x structure, ``session`` after ``participant_id``.
-    """
-    keys = ["participant_id", *(["session"] if "session" in regions.columns else []), "region"]
-    columns = [*keys, *SMALL_COLUMNS[2:]]
-    needed = {"participant_id", "region", "hemisphere", "n_voxels"}
-    if regions.empty or not needed <= set(regions.columns):
-        return pd.DataFrame(columns=columns)
-    sides = regions[
-        regions["region"].isin(DEEP_GM) & regions["hemisphere"].isin(["left", "right"])
-    ]
-    sides = sides.assign(n=pd.to_numeric(sides["n_voxels"], errors="coerce"))
-    if "session" in keys:  # sessionless rows of a table with sessions: "" (not dropped)
-        session = sides["session"].astype(object)
-        sides = sides.assign(session=session.where(session.notna(), ""))
-    counts = sides.pivot_table(index=keys, columns="hemisphere", values="n", aggfunc="min")
-    if not {"left", "right"} <= set(counts.columns):
-        return pd.DataFrame(columns=columns)
-    counts = counts[["left", "right"]].dropna()
-    low = counts[(counts < min_voxels).any(axis=1)].astype(int).reset_index()
-    low.columns = columns
-    order = low["region"].map({r: i for i, r in enumerate(DEEP_GM)})
-    low = low.assign(order=order).sort_values(["order", *keys[:-1]])
-    return low[columns].reset_index(drop=True)
-
-
-def _apply_min_voxels(
-    long: pd.DataFrame, small: pd.DataFrame, min_voxels: int, measure: Measure
-) -> pd.DataFrame:
-    """``long`` (bilateral rows) with the small structures' measure NaN, and one warning."""
-    if small.empty:
-        return long
-    key = pd.MultiIndex.from_frame(long[["participant_id", "region"]])
-    drop = key.isin(pd.MultiIndex.from_frame(small[["participant_id", "region"]]))
-    per_region = small["region"].value_counts(sort=False)
-    listed = ", ".join(f"{region} {n} participant(s)" for region, n in per_region.items())
-    warnings.warn(
-        f"minimum-voxel rule: fewer than {min_voxels} voxels in a hemisphere, so that structure "
-        f"enters no group statistics ({listed}); the participants' other structures are "
-        "analysed (--min-voxels; note in group/participant_flow.tsv)",
-        IronmapWarning,
-        stacklevel=3,
-    )
-    return long.assign(**{measure.column: long[measure.column].where(~drop)})
 
 
 def _lesion_outcomes(ms: pd.DataFrame, measure: Measure) -> pd.DataFrame:
@@ -428,95 +288,6 @@ def _clinical(
     return table[table["region"].isin((*present, *LESION_OUTCOMES))].reset_index(drop=True)
 
 
-def participant_flow(
-    participants: pd.DataFrame,
-    exclusions: dict[str, str],
-    *,
-    age_support: pd.Series | None = None,
-    age_limits: tuple[float, float, float, float] | None = None,
-    small: pd.DataFrame | None = None,
-    min_voxels: int = MIN_VOXELS,
-) -> pd.DataFrame:
-    """Every row of ``participants.tsv``: ``analysed``, or ``excluded`` with the reason.
-
-    ``small`` (:func:`small_regions` at ``min_voxels``) adds to an analysed participant's
-    ``note`` each structure the minimum-voxel rule left out, with its voxel counts (warned by
-    :func:`analyse_cohort`).
-
-    Warns once, with the count of each reason, when anyone is excluded, and once, with their
-    number, when analysed participants are younger or older than every control
-    (``age_support``, participant_id -> level of ``AGE_SUPPORT_LEVELS``, against the controls'
-    ``age_limits`` in years: minimum, 5th, 95th percentile, maximum); their ``note`` says so.
-    """
-    flow = participants[["participant_id", "group", "phenotype", "site"]].copy()
-    flow["reason"] = flow["participant_id"].map(lambda pid: exclusions.get(pid, ""))
-    flow["status"] = np.where(flow["reason"] == "", "analysed", "excluded")
-    flow["note"] = _age_notes(flow, age_support, age_limits)
-    if small is not None and len(small):
-        flow["note"] = _join_notes(flow["note"], _voxel_notes(flow, small, min_voxels))
-    excluded = flow[flow["status"] == "excluded"]
-    if len(excluded):
-        kinds = excluded["reason"].str.split(":").str[0].value_counts()
-        listed = "; ".join(f"{n} x {reason}" for reason, n in kinds.items())
-        warnings.warn(
-            f"{len(excluded)} of {len(flow)} participants excluded ({listed}); "
-            "see group/participant_flow.tsv",
-            IronmapWarning,
-            stacklevel=2,
-        )
-    return flow[FLOW_COLUMNS]
-
-
-def _voxel_notes(flow: pd.DataFrame, small: pd.DataFrame, min_voxels: int) -> pd.Series:
-    """The flow's ``note`` of the minimum-voxel rule, per analysed participant ('' if none)."""
-    text = small.assign(
-        words=small["region"]
-        + ": left "
-        + small["n_voxels_left"].astype(int).astype(str)
-        + ", right "
-        + small["n_voxels_right"].astype(int).astype(str)
-        + f" voxels (fewer than {min_voxels} in a hemisphere): left out of the group statistics"
-    )
-    per = text.groupby("participant_id", sort=False)["words"].agg("; ".join)
-    notes = flow["participant_id"].map(per).fillna("")
-    return notes.where(flow["status"] == "analysed", "")
-
-
-def _join_notes(first: pd.Series, second: pd.Series) -> pd.Series:
-    """Two note columns joined with '; ' (either may be empty)."""
-    both = (first != "") & (second != "")
-    return (first + np.where(both, "; ", "") + second).astype(object)
-
-
-def _age_notes(flow: pd.DataFrame, support: pd.Series | None, limits) -> pd.Series:
-    """The flow's ``note``: analysed participants beyond the controls' age support, warned."""
-    notes = pd.Series("", index=flow.index, dtype=object)
-    if support is None or limits is None:
-        return notes
-    level = flow["participant_id"].map(support).where(flow["status"] == "analysed")
-    low, p5, p95, high = limits
-    text = {
-        "outside": f"age outside the controls' range ({low:.1f}-{high:.1f} years)",
-        "beyond_p5_p95": f"age beyond the controls' 5th-95th percentile ({p5:.1f}-{p95:.1f} "
-        "years)",
-    }
-    tail = ": analysed; its age-corrected R2* rests on the linear tail of the age curve"
-    for key, words in text.items():
-        notes[level == key] = words + tail
-    outside = int((level == "outside").sum())
-    if outside:
-        warnings.warn(
-            f"{outside} analysed participant(s) are outside the controls' age range "
-            f"({low:.1f}-{high:.1f} years) and {int((level == 'beyond_p5_p95').sum())} beyond "
-            f"its 5th-95th percentile ({p5:.1f}-{p95:.1f}); their age-corrected R2* and z-scores "
-            "rest on the linear tails of the controls' age curves (age_support in "
-            "group/subjects.tsv, note in group/participant_flow.tsv)",
-            IronmapWarning,
-            stacklevel=3,
-        )
-    return notes
-
-
 def analyses_run(
     *, mixed: bool, lesions: pd.DataFrame, lesion_models: pd.DataFrame, longitudinal_reason: str
 ) -> dict[str, dict]:
@@ -549,41 +320,4 @@ def analyses_run(
             else "no lesion model could be fitted",
         ),
         "longitudinal": entry(not longitudinal_reason, longitudinal_reason),
-    }
-
-
-def harmonization_description(model: NormativeModel) -> dict:
-    """What was done to remove site effects, for ``group/harmonization.json``."""
-    c = model.combat
-    return {
-        "Method": "ComBat (Johnson et al. 2007; Fortin et al. 2018), empirical Bayes"
-        if c.eb
-        else "ComBat without empirical Bayes",
-        "Scale": "log R2*",
-        "FittedOn": "healthy controls (group HC); applied to every participant",
-        "Covariates": [
-            "quadratic spline of age, linear beyond the controls' 5th/95th age percentiles, "
-            "non-decreasing in the iron-rich nuclei (knots per region)",
-            "sex",
-        ],
-        "AgeSplineDegreesOfFreedom": model.df,
-        "Sites": list(c.sites),
-        "ControlsPerSite": {s: int(n) for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)},
-        "PooledScaleBelowControls": MIN_CONTROLS_PER_SITE,
-        "SitesWithPooledScale": [
-            s
-            for s, n in zip(c.sites, c.n_site.max(axis=1), strict=True)
-            if n < MIN_CONTROLS_PER_SITE
-        ],
-        "SiteScale": "not applied to R2*: only the site's location is removed, so a disease "
-        "effect at a noisy site keeps its size; the site's residual SD relative to the pooled "
-        "one (z_scale) enters the z-scores instead",
-        "SmallSiteZScale": "sites with fewer controls than PooledScaleBelowControls: the site's "
-        "variance ratio pooled over regions (correlation discounted) and shrunk towards the "
-        f"pooled scale with a prior of {MIN_CONTROLS_PER_SITE - 1} degrees of freedom",
-        "MissingRegions": "a region without controls at a site is NaN for that site's "
-        "participants; their other regions are harmonised",
-        "ReferenceAge": model.reference_age,
-        "ReferenceSite": "pooled (control-weighted mean of the sites)",
-        "Validation": "benchmarks/harmonize_reference.py (neuroHarmonize 2.5.2)",
     }

@@ -48,11 +48,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import special
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
 from ..errors import IronmapWarning
 from .stats import ALPHA, fcr_intervals, fdr
+from .stepwise import ENTER as ENTER
+from .stepwise import REMOVE as REMOVE
+from .stepwise import _inclusion, ols_pvalues, stepwise
 
 __all__ = [
     "COVARIATES",
@@ -138,7 +140,6 @@ def correlation_columns(predictors) -> list[str]:
     return [f"corr_{p}" for p in (*predictors, "age")]
 
 
-ENTER, REMOVE = 0.05, 0.10
 PER_PREDICTOR = 10
 MIN_LESION_VOXELS = 20
 N_BOOTSTRAP = 100
@@ -167,20 +168,6 @@ def _covariates(sub: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
 
 def _fit(y, base, x):
     return sm.OLS(y, np.column_stack([base, x]) if x.size else base).fit()
-
-
-def ols_pvalues(y: np.ndarray, exog: np.ndarray) -> np.ndarray:
-    """Two-sided t-test p-values of OLS coefficients, shape (k,).
-
-    The same numbers as ``statsmodels.OLS(y, exog).fit().pvalues`` for a full-rank design
-    (tested), without the model object: the stepwise bootstrap needs ~10^4 of them.
-    """
-    coef, _, rank, _ = np.linalg.lstsq(exog, y, rcond=None)
-    dof = len(y) - rank
-    resid = y - exog @ coef
-    cov = np.linalg.pinv(exog.T @ exog) * (resid @ resid / dof)
-    t = coef / np.sqrt(np.diag(cov))
-    return 2 * special.stdtr(dof, -np.abs(t))
 
 
 def _rows(region, model, sub, base, covariates, predictors) -> list[dict]:
@@ -239,60 +226,6 @@ def _independent(
                 stacklevel=3,
             )
     return kept
-
-
-def stepwise(y: np.ndarray, base: np.ndarray, x: np.ndarray) -> list[int]:
-    """Forward entry (p < 0.05) with backward removal (p > 0.10) until no change.
-
-    Parameters
-    ----------
-    y : ndarray, shape (n,)
-    base : ndarray, shape (n, c)
-        Intercept and covariates, always in the model.
-    x : ndarray, shape (n, k)
-        Candidate predictors.
-
-    Returns
-    -------
-    list of int
-        Columns of ``x`` chosen, in order of entry.
-    """
-    chosen: list[int] = []
-    first = base.shape[1]
-    for _ in range(4 * x.shape[1]):
-        changed = False
-        remaining = [c for c in range(x.shape[1]) if c not in chosen]
-        if remaining:
-            pvals = {
-                c: ols_pvalues(y, np.column_stack([base, x[:, [*chosen, c]]]))[-1]
-                for c in remaining
-            }
-            best = min(pvals, key=pvals.get)
-            if pvals[best] < ENTER:
-                chosen.append(best)
-                changed = True
-        if chosen:
-            pvals = ols_pvalues(y, np.column_stack([base, x[:, chosen]]))[first:]
-            worst = int(np.argmax(pvals))
-            if pvals[worst] > REMOVE:
-                chosen.pop(worst)
-                changed = True
-        if not changed:
-            break
-    return chosen
-
-
-def _inclusion(y, base, x, seed: int, n_bootstrap: int) -> np.ndarray:
-    if n_bootstrap == 0:
-        return np.full(x.shape[1], np.nan)
-    rng = np.random.default_rng(seed)
-    counts = np.zeros(x.shape[1])
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(y), len(y))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            counts[stepwise(y[idx], base[idx], x[idx])] += 1
-    return counts / n_bootstrap
 
 
 def _usable(sub: pd.DataFrame, candidates: tuple[str, ...], region: str) -> list[str]:

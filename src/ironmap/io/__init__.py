@@ -4,17 +4,15 @@ ironmap's derivatives (:mod:`.derivatives`), the dictionary of its table columns
 (:mod:`.phase`, the one place phase is read)."""
 
 from .bids import SessionInputs, find_inputs, parse_entities
+from .dataset import check_output_dir, write_bidsignore, write_dataset_description
 from .derivatives import (
     DATASET_DESCRIPTION,
     GROUP_DIR,
     REPORT,
     ParticipantOutputs,
-    check_output_dir,
     find_participant_tables,
     group_path,
     read_tsv,
-    write_bidsignore,
-    write_dataset_description,
     write_tsv,
 )
 from .echoes import (

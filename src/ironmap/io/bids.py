@@ -195,7 +195,7 @@ def find_inputs(
         subjects = [s for s in subjects if s in wanted]
     skip = {Path(p).resolve() for p in exclude}
     deriv_roots = [Path(d) for d in derivatives]
-    from .derivatives import is_ironmap_dataset  # (it imports this module)
+    from .dataset import is_ironmap_dataset  # (it imports this module)
 
     # ironmap's own outputs (e.g. BIDS_DIR/derivatives/ironmap) are never inputs
     found_roots = sorted(p for p in (root / "derivatives").glob("*") if p.is_dir())

@@ -5,7 +5,7 @@ One home for the names of ironmap's derivatives dataset: the participant stage w
 the group table collector finds the participant tables with :func:`find_participant_tables`.
 Tables are BIDS TSV (:func:`write_tsv`, :func:`read_tsv`): tab-separated, ``n/a`` for missing,
 each with a JSON sidecar describing its columns (from :mod:`.columns`). What BIDS has no rule for
-yet is listed in ``OUTPUT_DIR/.bidsignore`` (:func:`write_bidsignore`).
+yet is listed in ``OUTPUT_DIR/.bidsignore`` (:func:`.dataset.write_bidsignore`).
 
 Layout of ``OUTPUT_DIR``::
 
@@ -22,14 +22,14 @@ Layout of ``OUTPUT_DIR``::
     qc/index.html            (:data:`QC_INDEX`: every participant's QC page, with flags)
 
 ironmap writes only into a missing or empty folder or its own derivatives dataset, never inside
-the input dataset (:func:`check_output_dir`). Resume compares provenance records by content
-(:func:`provenance_changes`): inputs by file name and SHA-256, options key by key.
+the input dataset (:func:`.dataset.check_output_dir`). Resume compares provenance records by
+content (:func:`.provenance.provenance_changes`): inputs by file name and SHA-256, options key by
+key.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +37,10 @@ from typing import Literal
 
 import pandas as pd
 
-from .. import __version__
-from ..errors import InputError
 from .bids import session_name
 from .columns import round_table, table_sidecar
 from .maps import atomic_write_bytes, decay_map_paths, write_json
+from .provenance import describe_changes, provenance_changes, sha256
 
 __all__ = [
     "BIDSIGNORE",
@@ -59,14 +58,12 @@ __all__ = [
     "REFERENCES_BIB",
     "REPORT",
     "ParticipantOutputs",
-    "check_output_dir",
     "clear_group_figures",
     "describe_changes",
     "find_participant_tables",
     "group_figure_stem",
     "group_outputs",
     "group_path",
-    "is_ironmap_dataset",
     "lock_path",
     "outputs_markdown",
     "provenance_changes",
@@ -75,8 +72,6 @@ __all__ = [
     "sha256",
     "table_kind",
     "tsv_sidecar_path",
-    "write_bidsignore",
-    "write_dataset_description",
     "write_tsv",
 ]
 
@@ -356,155 +351,6 @@ def lock_path(output_dir: str | Path) -> Path:
     return Path(output_dir) / LOCK
 
 
-# -- whose folder is it? ----------------------------------------------------------------------
-
-_OUTSIDE = (
-    "choose an OUTPUT_DIR outside BIDS_DIR, or BIDS_DIR/derivatives/<name> (inputs are never "
-    "written)"
-)
-_KEEP_OUT = "choose a new or empty OUTPUT_DIR (--force does not override this)"
-
-
-def check_output_dir(output_dir: str | Path, *, bids_dir: str | Path) -> None:
-    """Refuse (one line) an ``OUTPUT_DIR`` that ironmap must not write.
-
-    ironmap writes only into a missing or empty folder or its own derivatives dataset
-    (``dataset_description.json`` with ``GeneratedBy[0].Name == "ironmap"``), never inside the
-    input dataset nor into a folder that contains it (symbolic links resolved), except exactly
-    ``BIDS_DIR/derivatives/<name>`` (the BIDS habit; the same rule: missing, empty or
-    ironmap's own). ``--force`` does not override this: it is about ironmap's own outputs.
-
-    Raises
-    ------
-    InputError
-        Naming ``output_dir`` and what to do.
-    """
-    out, bids = Path(output_dir), Path(bids_dir)
-    real_out, real_bids = out.resolve(), bids.resolve()
-    if real_out == real_bids:
-        raise InputError(f"{out}: is the input dataset; {_OUTSIDE}")
-    own_derivatives = real_out.parent == real_bids / "derivatives"
-    if real_bids in real_out.parents and not own_derivatives:
-        raise InputError(f"{out}: is inside the input dataset {bids}; {_OUTSIDE}")
-    if real_out in real_bids.parents:
-        raise InputError(f"{out}: contains the input dataset {bids}; {_OUTSIDE}")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"{out}: is a file, not a folder; give a folder for OUTPUT_DIR")
-    description = out / DATASET_DESCRIPTION
-    if not description.exists():
-        if any(p.name != LOCK for p in out.iterdir()):
-            raise InputError(
-                f"{out}: is not empty and is not an ironmap derivatives dataset "
-                f"(no {DATASET_DESCRIPTION}); {_KEEP_OUT}"
-            )
-        return
-    name = _generated_by(description)
-    if name == "ironmap" and own_derivatives and not is_ironmap_dataset(out):
-        raise InputError(
-            f"{out}: holds inputs made by ironmap, not its outputs (no SourceDatasets in its "
-            f"{DATASET_DESCRIPTION}, e.g. the ground truth of `ironmap simulate`); {_KEEP_OUT}"
-        )
-    if name == "ironmap":
-        return
-    if name is None:
-        raise InputError(
-            f"{out}: its {DATASET_DESCRIPTION} names no GeneratedBy pipeline, so it is not "
-            f"ironmap's; {_KEEP_OUT}"
-        )
-    raise InputError(
-        f"{out}: holds the outputs of {name} (GeneratedBy in {DATASET_DESCRIPTION}), not of "
-        f"ironmap; {_KEEP_OUT}"
-    )
-
-
-def is_ironmap_dataset(folder: str | Path) -> bool:
-    """Whether ``folder`` holds the outputs of ``ironmap run``: its ``dataset_description.json``
-    says ``GeneratedBy[0].Name == "ironmap"`` and names its ``SourceDatasets`` (as
-    :func:`write_dataset_description` writes; the ground truth of ``ironmap simulate`` names
-    none and is an input). Its files are outputs, never inputs."""
-    description = Path(folder) / DATASET_DESCRIPTION
-    if not description.is_file() or _generated_by(description) != "ironmap":
-        return False
-    content = json.loads(description.read_text())
-    return isinstance(content.get("SourceDatasets"), list) and bool(content["SourceDatasets"])
-
-
-def _generated_by(description: Path) -> str | None:
-    """``GeneratedBy[0].Name`` of a dataset description (None when absent or unreadable)."""
-    try:
-        content = json.loads(description.read_text())
-    except (ValueError, UnicodeDecodeError, IsADirectoryError):
-        return None
-    generated = content.get("GeneratedBy") if isinstance(content, dict) else None
-    if isinstance(generated, list) and generated and isinstance(generated[0], dict):
-        name = generated[0].get("Name")
-        return str(name) if name else None
-    return None
-
-
-def write_dataset_description(output_dir: str | Path, *, bids_dir: str | Path) -> None:
-    """``OUTPUT_DIR/dataset_description.json`` of ironmap's derivatives dataset."""
-    write_json(
-        Path(output_dir) / DATASET_DESCRIPTION,
-        {
-            "Name": "ironmap R2* maps and regional R2*",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "ironmap", "Version": __version__}],
-            # BIDS: a URI (file:///..., percent-encoded), not a bare path
-            "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
-        },
-    )
-
-
-# -- provenance: resume by content ------------------------------------------------------------
-
-
-def sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def provenance_changes(previous: dict, current: dict) -> list[str]:
-    """What differs between two provenance records, in words; empty when they match.
-
-    Inputs are matched by file name and SHA-256, so the same dataset reached by another path
-    (relative, absolute, a copy) matches; records that key inputs by path (older ironmap) are
-    read by the path's base name. Options are compared key by key. E.g. ``["option
-    fit_method: auto -> loglin", "input sub-01_echo-2_part-mag_MEGRE.nii.gz changed content"]``.
-    """
-    changes = []
-    versions = previous.get("ironmap_version"), current.get("ironmap_version")
-    if versions[0] != versions[1]:
-        changes.append(f"ironmap version {versions[0]} -> {versions[1]}")
-    old, new = previous.get("options") or {}, current.get("options") or {}
-    for key in [*new, *(k for k in old if k not in new)]:
-        if key not in old or key not in new or old[key] != new[key]:
-            changes.append(f"option {key}: {old.get(key, 'unset')} -> {new.get(key, 'unset')}")
-    old = {Path(k).name: v for k, v in (previous.get("inputs") or {}).items()}
-    new = current.get("inputs") or {}
-    for name in sorted(set(old) | set(new)):
-        if name not in old:
-            changes.append(f"input {name} new")
-        elif name not in new:
-            changes.append(f"input {name} removed")
-        elif old[name] != new[name]:
-            changes.append(f"input {name} changed content")
-    return changes
-
-
-def describe_changes(changes: list[str], *, limit: int = 6) -> str:
-    """``changes`` joined for a one-line message, the first ``limit`` and a count of the rest."""
-    rest = len(changes) - limit
-    return "; ".join(changes[:limit]) + (f"; and {rest} more" if rest > 0 else "")
-
-
 def find_participant_tables(
     output_dir: str | Path, kind: Literal["regions", "volumes", "lesions"]
 ) -> list[Path]:
@@ -567,31 +413,6 @@ def write_tsv(path: str | Path, table: pd.DataFrame, *, kind: str | None = None)
     # its metadata keys (CamelCase in BIDS) stay; column entries (lower case) are replaced
     kept = {k: v for k, v in shared.items() if k[:1].isupper()} if isinstance(shared, dict) else {}
     write_json(sidecar, {**kept, **table_sidecar(table.columns, kind)})
-
-
-def write_bidsignore(output_dir: str | Path) -> None:
-    """Add to ``OUTPUT_DIR/.bidsignore`` the outputs that BIDS has no rule for yet.
-
-    The report, the group tables, the figures, the participant tables and provenance records
-    and the lock; lines already there (the user's own) are kept. The BIDS validator skips what
-    this file lists.
-    """
-    patterns = [  # folders without a trailing "/": the validator checks them as paths too
-        f"/{REPORT}",
-        f"/{GROUP_DIR}",
-        f"/{Path(QC_INDEX).parent}",
-        f"/sub-*/{_FIGURES}",
-        *(f"*_{name}" for name in _TABLES.values()),
-        *(f"*_{tsv_sidecar_path(Path(name)).name}" for name in _TABLES.values()),
-        f"*_{_PROVENANCE}",
-        f"/{LOCK}",
-    ]
-    path = Path(output_dir) / BIDSIGNORE
-    lines = path.read_text().splitlines() if path.exists() else []
-    missing = [p for p in patterns if p not in lines]
-    if missing:
-        header = [] if lines else ["# ironmap outputs that BIDS has no rule for yet"]
-        atomic_write_bytes(path, "\n".join([*lines, *header, *missing, ""]).encode())
 
 
 def read_tsv(path: str | Path, *, dtype: type | dict | None = None) -> pd.DataFrame:

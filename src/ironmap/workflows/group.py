@@ -19,19 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from .. import __version__
 from ..cohort import collect_regions, read_participants, subjects_table
 from ..cohort.analysis import (
-    ANALYSIS_TABLES,
     CohortAnalysis,
     analyse_cohort,
     analyses_run,
@@ -40,12 +35,11 @@ from ..cohort.analysis import (
 )
 from ..cohort.lesions import LESION_MODEL_COLUMNS, lesion_models
 from ..cohort.longitudinal import LongitudinalAnalysis, analyse_longitudinal
-from ..cohort.measures import MEASURES
 from ..cohort.qc import collect_protocols
 from ..cohort.sessions import collect_timing
 from ..cohort.tables import collect_all_sessions, collect_lesions, missing_outputs
 from ..defaults import MIN_VOXELS
-from ..errors import InputError, IronmapWarning
+from ..errors import InputError
 from ..io import check_output_dir, output_lock, write_bidsignore, write_json, write_tsv
 from ..io.derivatives import (
     GROUP_DIR,
@@ -55,17 +49,14 @@ from ..io.derivatives import (
     HARMONIZATION_JSON,
     REPORT,
     clear_group_figures,
-    describe_changes,
-    find_participant_tables,
-    group_outputs,
     group_path,
-    provenance_changes,
     read_tsv,
     report_outputs,
-    sha256,
     tsv_sidecar_path,
 )
 from ..report.qc_index import write_qc_index
+from .group_chi import _chi_analysis, _noting, _with_chi
+from .group_resume import _not_run, _provenance, _up_to_date
 
 __all__ = ["GroupConfig", "GroupResult", "run_group"]
 
@@ -177,64 +168,6 @@ def run_group(config: GroupConfig) -> GroupResult:
     return result
 
 
-def _provenance(config: GroupConfig, table_path: Path) -> dict:
-    """Version, checksums of every file the stage reads (by file name), and the options."""
-    out = Path(config.output_dir)
-    files = [
-        table_path,
-        *find_participant_tables(out, "regions"),
-        *find_participant_tables(out, "volumes"),
-        *sorted(Path(config.bids_dir).glob("sub-*/sub-*_sessions.tsv")),
-    ]
-    return {
-        "ironmap_version": __version__,
-        "inputs": {p.name: sha256(p) for p in files},
-        "options": {"mixed": config.mixed, "min_voxels": config.min_voxels},
-    }
-
-
-def _up_to_date(out: Path, provenance: dict, config: GroupConfig) -> bool:
-    """True to keep the outputs (same record, all present); False to compute; else refuse."""
-    record = group_path(out, GROUP_PROVENANCE)
-    if config.force or not any(p.exists() for p in group_outputs(out)):
-        return False
-    if not record.exists():
-        raise InputError(
-            f"{out / GROUP_DIR}: group outputs exist without a provenance record (written by "
-            "an older ironmap); pass --force to recompute them"
-        )
-    try:
-        previous = json.loads(record.read_text())
-    except ValueError:
-        raise InputError(f"{record}: not a readable provenance record; pass --force") from None
-    if previous.get("complete") is False:  # our own interrupted run: redo it
-        return False
-    changes = provenance_changes(previous, provenance)
-    if changes:
-        raise InputError(
-            f"{record}: group outputs exist from other inputs or options "
-            f"({describe_changes(changes)}); pass --force to recompute"
-        )
-    absent = {GROUP_TABLES[k] for k in _not_run(previous.get("analyses") or {})}
-    wanted = [
-        p
-        for p in group_outputs(out)
-        if (config.report or p not in report_outputs(out))
-        and p.name.replace(".json", ".tsv") not in absent
-    ]
-    return all(p.exists() for p in wanted)
-
-
-def _not_run(analyses: dict) -> list[str]:
-    """The ``GROUP_TABLES`` keys of the analyses that did not run (not written)."""
-    return [
-        key
-        for name, record in analyses.items()
-        if not record.get("ran", True)
-        for key in ANALYSIS_TABLES.get(name, ())
-    ]
-
-
 def _read_back(out: Path) -> GroupResult:
     """The group tables as written (empty where an analysis did not run), and the report."""
     record = json.loads(group_path(out, GROUP_PROVENANCE).read_text())
@@ -330,70 +263,6 @@ def _analyse(config: GroupConfig, participants: pd.DataFrame, table_path: Path) 
         chi=chi,
         **chi_tables,
     )
-
-
-@contextmanager
-def _noting(said: list[str]) -> Iterator[list[str]]:
-    """Note in ``said`` the text of every warning shown while the block runs; they are shown
-    as they would be (``warnings.showwarning`` is the documented hook for this)."""
-    shown = warnings.showwarning
-
-    def note(message, category, filename, lineno, file=None, line=None) -> None:
-        said.append(str(message))
-        shown(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = note
-    try:
-        yield said
-    finally:
-        warnings.showwarning = shown
-
-
-def _chi_analysis(
-    config: GroupConfig,
-    regions: pd.DataFrame,
-    subjects: pd.DataFrame,
-    said: list[str],
-) -> tuple[CohortAnalysis | None, str]:
-    """The cohort statistics on regional chi (``chi_median``) when the regions tables have it:
-    the analysis of R2*, through the same code path (:func:`analyse_cohort` with
-    ``measure="chi"``); its warnings that R2*'s did not already give (``said``: the texts of
-    the warnings shown during the R2* analysis) are given once, prefixed ``chi:``; its other
-    warnings (numerical ones, R2*'s again) are not repeated. ``(None, why not)`` otherwise."""
-    column = MEASURES["chi"].column
-    if column not in regions or not regions[column].notna().any():
-        return None, (
-            "no regional chi (chi_median) in the regions tables: no phase echoes or external "
-            "Chimap, or --qsm off"
-        )
-    known = set(said)
-    try:
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            warnings.catch_warnings(record=True) as caught,
-        ):
-            warnings.simplefilter("always", IronmapWarning)
-            chi = analyse_cohort(
-                regions, subjects, mixed=config.mixed, min_voxels=config.min_voxels, measure="chi"
-            )
-    except InputError as err:  # e.g. too few controls with chi: R2* is analysed all the same
-        warnings.warn(f"chi: not analysed: {err}", IronmapWarning, stacklevel=3)
-        return None, f"not analysed: {err}"
-    for w in caught:
-        if issubclass(w.category, IronmapWarning) and str(w.message) not in known:
-            warnings.warn(f"chi: {w.message}", IronmapWarning, stacklevel=3)
-    return chi, ""
-
-
-def _with_chi(regions: pd.DataFrame, chi: CohortAnalysis | None) -> pd.DataFrame:
-    """``group/regions.tsv``: the R2* analysis's rows with chi's harmonised, corrected and
-    z-scored columns beside them (when chi was analysed)."""
-    if chi is None:
-        return regions
-    new = [c for c in chi.regions.columns if c.startswith("chi_") and c not in regions]
-    keys = ["participant_id", "region", "hemisphere"]
-    keys += ["session"] if "session" in regions and "session" in chi.regions else []
-    return regions.merge(chi.regions[[*keys, *new]], on=keys, how="left")
 
 
 def _lesion_models(

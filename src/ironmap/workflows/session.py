@@ -4,14 +4,13 @@
 the echoes, choose where the regions come from, fit R2* in that strategy's mask, segment, write
 the maps, the regional tables and the QC figure, then the provenance record that marks the
 session done. Every output path comes from :class:`~ironmap.io.derivatives.ParticipantOutputs`.
+The steps with a module of their own: the R2* fit (:mod:`.decay`), the susceptibility map
+(:mod:`.qsm`) and the provenance record that decides resuming (:mod:`.resume`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,26 +20,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..errors import InputError, IronmapWarning
-from ..fitting import DecayFit, DecayModel, FitStatus, effective_coils
-from ..fitting.assumptions import warn_assumed_noise
-from ..fitting.gradients import gradient_correction
-from ..fitting.noise import NoiseEstimate, noise_from_background
-from ..fitting.sigma_map import SigmaMap, local_sigma_map
+from ..errors import InputError
+from ..fitting import DecayFit
 from ..io import (
     MultiEchoImage,
     ParticipantOutputs,
     SessionInputs,
     load_bids_echoes,
     load_volume,
-    sidecar_path,
     write_decay_maps,
     write_json,
     write_nifti,
     write_tsv,
 )
-from ..io.derivatives import describe_changes, provenance_changes, sha256
 from ..io.phase import PhaseImage, load_phase, load_real_imag
 from ..iron import iron_from_r2star
 from ..regions import DEEP_GM, region_masks, regional_r2star
@@ -48,20 +40,23 @@ from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
 from ..report.qc import prl_montage_html, voxel_counts
-from ..segmentation.autoseg import _resample
-from ..segmentation.coregister import DEFAULT_REGISTER_SEGMENTATION
-from ..segmentation.strategies import Segmentation, SegmentationStrategy, choose_strategy
-from ..susceptibility import QSMModel, b0_direction
+from ..segmentation.strategies import Segmentation, choose_strategy
+from .decay import (
+    FAILED_VOXELS_WARN,
+    _decay_factor,
+    _failed_voxels,
+    _fit,
+    _gradient_failures,
+)
+from .qsm import CHI_PLAUSIBLE_PPM as CHI_PLAUSIBLE_PPM
+from .qsm import MIN_REFERENCE_VOXELS as MIN_REFERENCE_VOXELS
+from .qsm import _qsm_source, _susceptibility
+from .resume import _phases_used, _provenance, _up_to_date
 
 if TYPE_CHECKING:
     from .participant import ParticipantConfig
 
 __all__ = ["FAILED_VOXELS_WARN", "ParticipantResult", "process_session"]
-
-log = logging.getLogger("ironmap")
-
-#: Above this share of the fit mask's voxels failing, a participant gets a warning.
-FAILED_VOXELS_WARN = 0.01
 
 
 @dataclass
@@ -155,76 +150,6 @@ def process_session(inputs: SessionInputs, config: ParticipantConfig) -> Partici
     return ParticipantResult(inputs.name, "done", seconds=timer.seconds, **voxels)
 
 
-# -- resume ---------------------------------------------------------------------------------
-
-
-def _phases_used(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
-    """Phase files the field-gradient correction uses (none when it is off): the
-    ``part-phase`` echoes, or the ``part-imag`` ones of real/imaginary pairs."""
-    return (inputs.phases or inputs.imags) if config.b0_correction == "auto" else ()
-
-
-def _provenance(
-    inputs: SessionInputs, config: ParticipantConfig, strategy: SegmentationStrategy
-) -> dict:
-    """Checksums of every input file (keyed by file name) and the options that change the
-    outputs: the same data reached by another path or copied elsewhere resume."""
-    files = [
-        *inputs.echoes,
-        *_phases_used(inputs, config),
-        *_qsm_inputs(inputs, config),
-        *strategy.input_files(),
-        inputs.lesion_mask,
-    ]
-    sidecars = [sidecar_path(p) for p in [*inputs.echoes, *_phases_used(inputs, config)]]
-    hashed = list(dict.fromkeys(p for p in [*files, *sidecars] if p is not None and p.exists()))
-    return {
-        "ironmap_version": __version__,
-        "inputs": {p.name: sha256(p) for p in hashed},
-        "options": {
-            "fit_method": config.fit_method,
-            # recorded when given: outputs made before --coils existed (estimated = default)
-            # still match a run with the default
-            **({"coils": config.coils} if config.coils is not None else {}),
-            **({"sigma_map": config.sigma_map} if config.sigma_map != "off" else {}),
-            "min_fraction": config.min_fraction,
-            "erode_mm": config.erode_mm,
-            "b0_correction": bool(_phases_used(inputs, config)),
-            "iron_calibration": config.iron_calibration,
-            "segmentation": config.segmentation,
-            "csf_exclusion": config.csf_exclusion,
-            # recorded when the session has a susceptibility map: outputs without one resume
-            **({"qsm": source} if (source := _qsm_source(inputs, config)) else {}),
-            # recorded when not the default: outputs made before the option still resume
-            **(
-                {"register_segmentation": config.register_segmentation}
-                if config.register_segmentation != DEFAULT_REGISTER_SEGMENTATION
-                else {}
-            ),
-        },
-    }
-
-
-def _up_to_date(path: Path, provenance: dict, *, force: bool) -> dict | None:
-    """The previous record when ``path`` records these inputs and options (skip), None to
-    compute; refuse outputs of other inputs or options, naming what changed."""
-    if not path.exists() or force:
-        return None
-    try:
-        previous = json.loads(path.read_text())
-    except ValueError:
-        raise InputError(
-            f"{path}: not a readable provenance record; pass --force to redo"
-        ) from None
-    changes = provenance_changes(previous, provenance)
-    if not changes:
-        return previous
-    raise InputError(
-        f"{path}: outputs exist from other inputs or options ({describe_changes(changes)}); "
-        "pass --force to redo"
-    )
-
-
 # -- fitting --------------------------------------------------------------------------------
 
 
@@ -247,140 +172,6 @@ def _load_echoes(
     if not np.allclose(phase.affine, image.affine, atol=1e-4):
         raise InputError(f"{phases[0]}: phase echoes do not match the magnitude echoes (grid)")
     return image, phase
-
-
-def _decay_factor(
-    image: MultiEchoImage, phase: PhaseImage | None, name: str
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Field-gradient dephasing factor from the phase echoes and the field map (Hz) it was
-    computed from, for the lesions' local field (both None without phase echoes)."""
-    if phase is None:
-        return None, None
-    factor, field_hz, unreliable = gradient_correction(image.data, phase.data, image.echo_times_s)
-    log.info(
-        "%s: field-gradient correction; %d voxels of the image beyond it",
-        name,
-        int(unreliable.sum()),
-    )
-    return factor, field_hz
-
-
-def _gradient_failures(fit: DecayFit, image: MultiEchoImage, name: str) -> int:
-    """Voxels of the fit mask that the field-gradient correction flagged as beyond it (its
-    factor is NaN there, so they fail as ``BAD_SIGNAL`` though their echoes are valid); a
-    warning when there are any. The count goes to the R2* map's sidecar."""
-    factor = fit.decay_factor  # the factor of _decay_factor, as the fit was given it
-    if factor is None:
-        return 0
-    data = image.data
-    valid = np.all(np.isfinite(data) & (data > 0), axis=-1)
-    fitted = fit.status != FitStatus.NOT_FITTED
-    failed = int(np.sum(fitted & valid & ~np.all(np.isfinite(factor), axis=-1)))
-    if failed:
-        warnings.warn(
-            f"{name}: {failed:,} voxels are beyond the field-gradient correction (dephasing "
-            "too strong or the field too steep to sample, near air) and are NaN in the maps "
-            "(B0GradientVoxelsFailed in the R2* map's sidecar)",
-            IronmapWarning,
-            stacklevel=2,
-        )
-    return failed
-
-
-def _fit(image: MultiEchoImage, config: ParticipantConfig, *, mask, factor, name: str) -> DecayFit:
-    """Fit R2*; the fitting's own warnings go to the log (its summary is in the maps)."""
-    # The background is analysed once, for the number of channels and for sigma.
-    background = noise_from_background(image.data)
-    coils, source = effective_coils(image.data, config.coils, background=background)
-    sigma_map = _sigma_map(image, config, mask=mask, background=background, name=name)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", IronmapWarning)
-        fit = DecayModel(image.echo_times_s, method=config.fit_method, coils=coils).fit(
-            image.data,
-            mask=mask,
-            decay_factor=factor,
-            background=background,
-            sigma_map=None if sigma_map is None else sigma_map.sigma,
-        )
-        fit.coils_source = source
-    for w in caught:
-        log.info("%s: %s", name, w.message)
-    warn_assumed_noise(fit, name=name, sigma_option=None)  # N or sigma not from a background
-    return fit
-
-
-def _sigma_map(
-    image: MultiEchoImage,
-    config: ParticipantConfig,
-    *,
-    mask: np.ndarray,
-    background: NoiseEstimate | None,
-    name: str,
-) -> SigmaMap | None:
-    """The local noise map of ``--sigma-map local`` (None: one sigma), with a warning when the
-    background shows noise that varies in space and no map was asked for."""
-    if config.sigma_map == "off":
-        if background is not None and not background.uniform:
-            warnings.warn(
-                f"{name}: noise varies in space, use --sigma-map local (background sigma "
-                f"{background.spread:.2f}x between image blocks; one sigma under-corrects the "
-                "noise floor where the noise is high)",
-                IronmapWarning,
-                stacklevel=2,
-            )
-        return None
-    noise = local_sigma_map(image.data, image.echo_times_s, mask, source=image.sources[0])
-    if noise is None:
-        warnings.warn(
-            f"{name}: too few voxels decay slowly enough for a local noise map; "
-            "one sigma is used (--sigma-map off)",
-            IronmapWarning,
-            stacklevel=2,
-        )
-        return None
-    log.info(
-        "%s: local noise map from %d voxels, sigma %.4g, 95th/5th percentile %.2f",
-        name,
-        noise.samples,
-        noise.global_sigma,
-        noise.spread,
-    )
-    return noise
-
-
-def _failed_voxels(
-    fit: DecayFit, segmentation: Segmentation | None, out: ParticipantOutputs
-) -> dict:
-    """Fitted voxels inside the intracranial volume, those that failed and why; a warning
-    above 1 % failed.
-
-    The fit mask of a segmentation is its intracranial volume dilated by one voxel; that margin
-    is mostly skull and background, where "no signal" is expected, so it is not counted.
-    """
-    tissue = fit.status != FitStatus.NOT_FITTED
-    if segmentation is not None and "icv" in segmentation.fractions:
-        tissue &= segmentation.fractions["icv"] >= 0.5
-    counts = np.bincount(fit.status[tissue], minlength=len(FitStatus))
-    reasons = {
-        status.name.lower().replace("_", " "): int(counts[status])
-        for status in FitStatus
-        if status not in (FitStatus.OK, FitStatus.NOT_FITTED) and counts[status]
-    }
-    voxels = {
-        "fit_voxels": int(tissue.sum()),
-        "failed_voxels": sum(reasons.values()),
-        "failed_reasons": reasons,
-    }
-    n, failed = voxels["fit_voxels"], voxels["failed_voxels"]
-    if n and failed / n > FAILED_VOXELS_WARN:
-        why = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
-        warnings.warn(
-            f"{out.name}: {failed:,} of {n:,} voxels ({100 * failed / n:.1f} %) could not be "
-            f"fitted ({why}); see {out.maps['desc-failed_mask'].name}",
-            IronmapWarning,
-            stacklevel=2,
-        )
-    return voxels
 
 
 # -- outputs --------------------------------------------------------------------------------
@@ -628,168 +419,3 @@ def _registration_qc(
         title=f"{out.name}: dseg on the first echo before and after its registration",
     )  # fmt: skip
     return registration_html(png, segmentation.registration)
-
-
-# -- susceptibility (QSM) -------------------------------------------------------------------
-
-#: An external Chimap is taken to be in ppm; the 99th percentile of its |chi| in the brain
-#: outside this range (ppm) suggests another unit (ppb: 1000x; SI dimensionless: 1e-6x), warned.
-CHI_PLAUSIBLE_PPM = (0.01, 2.0)
-#: Lateral-ventricle voxels (fraction >= 0.5, inside the QSM mask) needed for the CSF reference;
-#: with fewer, chi is referenced to the mean of the whole mask.
-MIN_REFERENCE_VOXELS = 20
-
-
-def _qsm_source(inputs: SessionInputs, config: ParticipantConfig) -> str:
-    """Where this session's susceptibility map comes from: ``external`` (a Chimap in the
-    derivatives), ``computed`` (the phase echoes), or ``""`` (none: no phase, ``--qsm off``)."""
-    if config.qsm == "off":
-        return ""
-    if inputs.chimap is not None:
-        return "external"
-    return "computed" if inputs.phases or inputs.imags else ""
-
-
-def _qsm_inputs(inputs: SessionInputs, config: ParticipantConfig) -> tuple[Path, ...]:
-    """The files the susceptibility map is made from (for the provenance checksums)."""
-    source = _qsm_source(inputs, config)
-    if source == "external":
-        return (inputs.chimap,)
-    return (*inputs.phases, *inputs.imags) if source == "computed" else ()
-
-
-def _susceptibility(
-    out: ParticipantOutputs,
-    image: MultiEchoImage,
-    phase: PhaseImage | None,
-    segmentation: Segmentation | None,
-    inputs: SessionInputs,
-    config: ParticipantConfig,
-) -> tuple[np.ndarray | None, dict]:
-    """The susceptibility map (ppm, NaN outside its mask) on the R2* grid, written to
-    ``_Chimap.nii.gz`` with its sidecar, and its provenance entry; ``(None, {})`` with a
-    warning when it cannot be made (no field strength for QSM)."""
-    if _qsm_source(inputs, config) == "external":
-        chi = _external_chi(inputs.chimap, image, name=out.name)
-        record = {"source": "external", "file": str(inputs.chimap)}
-        sidecar = {
-            "Description": "external susceptibility map, resampled to the R2* grid if needed",
-            "Sources": [str(inputs.chimap)],
-        }
-    else:
-        fitted = _fit_qsm(image, phase, segmentation, name=out.name)
-        if fitted is None:
-            return None, {}
-        chi, record = fitted
-        sidecar = {
-            "Description": "magnetic susceptibility from the phase echoes (QSM), relative to "
-            f"the reference region ({record['reference_region']})",
-            "QSMMethods": record["parameters"],
-            "ReferenceRegion": record["reference_region"],
-            "EchoTime": [float(t) for t in image.echo_times_s],
-            "MagneticFieldStrength": image.field_strength_t,
-            "Sources": [*(str(p) for p in image.sources), *(str(p) for p in phase.sources)],
-        }
-    write_nifti(
-        chi,
-        image.affine,
-        out.chimap,
-        sidecar={
-            "Units": "ppm",
-            "QSMSource": record["source"],
-            **sidecar,
-            "OutsideMask": "NaN",
-        },
-        force=True,
-        header=image.header,
-    )
-    return chi, record
-
-
-def _fit_qsm(
-    image: MultiEchoImage,
-    phase: PhaseImage,
-    segmentation: Segmentation | None,
-    *,
-    name: str,
-) -> tuple[np.ndarray, dict] | None:
-    """:class:`~ironmap.susceptibility.QSMModel` on the magnitudes and phases: the mask is the
-    segmentation's intracranial volume (fraction >= 0.5) when there is one, else the model's
-    own brain mask; chi is referenced to the lateral ventricles' CSF when the segmentation
-    labels at least :data:`MIN_REFERENCE_VOXELS` of them, else to the mask's mean. None, with a
-    warning, when the model refuses the data (no field strength, or its own checks)."""
-    if not image.field_strength_t:
-        warnings.warn(
-            f"{name}: no MagneticFieldStrength in the echoes' sidecars ({image.sources[0]}); "
-            "no susceptibility map, chi columns are n/a",
-            IronmapWarning,
-            stacklevel=3,
-        )
-        return None
-    fractions = {} if segmentation is None else segmentation.fractions
-    mask = fractions["icv"] >= 0.5 if "icv" in fractions else None
-    voxel_mm = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
-    ventricles = fractions.get("lateral_ventricle/both")
-    reference = None if ventricles is None else ventricles >= 0.5
-    if reference is not None and mask is not None:
-        reference &= mask
-    csf = reference is not None and int(reference.sum()) >= MIN_REFERENCE_VOXELS
-    model = QSMModel(
-        image.echo_times_s,
-        voxel_mm,
-        field_strength_t=image.field_strength_t,
-        direction=b0_direction(image.affine),
-        reference="csf" if csf else "brain",
-    )
-    try:
-        fit = model.fit(
-            image.data, phase.data, mask=mask, reference_mask=reference if csf else None
-        )
-    except InputError as err:  # chi is an extra measure: R2* and its tables are still written
-        warnings.warn(
-            f"{name}: no susceptibility map ({err}); chi columns are n/a",
-            IronmapWarning,
-            stacklevel=3,
-        )
-        return None
-    chi = fit.chi_ppm
-    region = "lateral ventricles (CSF, fraction >= 0.5)" if csf else "whole QSM mask"
-    parameters = {k: v for k, v in fit.parameters.items() if k != "reference"}
-    log.info("%s: susceptibility map (%s), reference %s", name, parameters, region)
-    record = {
-        "source": "computed",
-        "parameters": parameters,
-        "reference_region": region,
-        "mask": "segmentation ICV" if mask is not None else "first-echo magnitude threshold",
-    }
-    return chi.astype(np.float32), record
-
-
-def _external_chi(path: Path, image: MultiEchoImage, *, name: str) -> np.ndarray:
-    """An external Chimap on the R2* grid (ppm): exact zeros (outside QSMxT's and SEPIA's
-    masks) are NaN; another grid is resampled trilinearly, NaN where most of the
-    interpolation weight lies outside its mask; a warning when its values do not look like
-    ppm (:data:`CHI_PLAUSIBLE_PPM`)."""
-    data, affine = load_volume(path)
-    data = np.asarray(data, dtype=np.float64)
-    chi = np.where(np.isfinite(data) & (data != 0), data, np.nan)
-    shape = image.data.shape[:3]
-    if chi.shape != shape or not np.allclose(affine, image.affine, atol=1e-3):
-        inside = np.isfinite(chi)
-        values = _resample(np.where(inside, chi, 0.0), affine, shape, image.affine)
-        weight = _resample(inside.astype(np.float32), affine, shape, image.affine)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            chi = np.where(weight > 0.5, values / weight, np.nan)
-    finite = np.abs(chi[np.isfinite(chi)])
-    if finite.size == 0:
-        raise InputError(f"{path}: the susceptibility map has no value on the R2* grid")
-    p99 = float(np.percentile(finite, 99))
-    low, high = CHI_PLAUSIBLE_PPM
-    if not low <= p99 <= high:
-        warnings.warn(
-            f"{name}: {path.name}: 99th percentile of |chi| is {p99:.3g}, outside "
-            f"{low}-{high} ppm; the map is used as ppm (is it in ppb, or dimensionless?)",
-            IronmapWarning,
-            stacklevel=3,
-        )
-    return chi.astype(np.float32)
