@@ -274,7 +274,7 @@ def test_a_lesion_mask_drawn_on_a_flair_of_its_own_motion_is_registered_on_its_o
 
 
 def test_qc_section_lists_the_registrations(tmp_path):
-    from ironmap.report.qc import registration_html
+    from ironmap.report.qc_registration import registration_html
 
     png = tmp_path / "x.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n")

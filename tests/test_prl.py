@@ -165,7 +165,7 @@ def test_prl_count_per_participant_from_the_lesion_tables(tmp_path):
 
 
 def test_prl_montage_shows_the_candidates_centred(phantom):
-    from ironmap.report.qc import prl_montage, prl_montage_html
+    from ironmap.report.qc_prl import prl_montage, prl_montage_html
 
     lesions, qsm, _ = phantom
     table = _table(phantom, "true").reset_index(drop=True)

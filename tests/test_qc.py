@@ -22,14 +22,10 @@ from ironmap.report.qc import (
     QCNumbers,
     SliceView,
     choose_slices,
-    qc_figure,
-    qc_page,
     qc_panels,
     qc_rgba,
-    qc_text,
-    render_qc,
-    voxel_counts,
 )
+from ironmap.report.qc_page import qc_figure, qc_page, qc_text, render_qc, voxel_counts
 
 SHAPE = (40, 44, 36)
 

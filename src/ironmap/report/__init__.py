@@ -1,5 +1,6 @@
 """Figures and reports (matplotlib, Agg backend: no display needed)."""
 
-from .qc import QCNumbers, qc_figure, qc_page
+from .qc import QCNumbers
+from .qc_page import qc_figure, qc_page
 
 __all__ = ["QCNumbers", "qc_figure", "qc_page"]

@@ -39,7 +39,8 @@ from ..regions import DEEP_GM, region_masks, regional_r2star
 from ..regions.catalog import MEASURED_ROWS
 from ..regions.lesions import lesion_components, lesion_table
 from ..report import QCNumbers, qc_figure, qc_page
-from ..report.qc import prl_montage_html, voxel_counts
+from ..report.qc_page import voxel_counts
+from ..report.qc_prl import prl_montage_html
 from ..segmentation.strategies import Segmentation, choose_strategy
 from .decay import (
     FAILED_VOXELS_WARN,
@@ -372,7 +373,7 @@ def _write_qc(
     fraction, outlined at 50 %), the first-echo magnitude, the ``lesions`` mask, the failed
     fits inside the intracranial volume and the noise sigma; PNG and HTML page, with the voxel
     counts per structure and hemisphere of ``regions`` (``_regions.tsv``); ``prl``: the PRL
-    montage section (:func:`~ironmap.report.qc.prl_montage_html`)."""
+    montage section (:func:`~ironmap.report.qc_prl.prl_montage_html`)."""
     numbers = QCNumbers(
         **voxels, sigma=fit.sigma, sigma_source=fit.sigma_source, method=fit.method
     )
@@ -411,7 +412,7 @@ def _registration_qc(
     (empty when it was not registered)."""
     if segmentation.moved is None or not segmentation.registration.get("registered"):
         return ""
-    from ..report.qc import registration_figure, registration_html
+    from ..report.qc_registration import registration_figure, registration_html
 
     labels, before, after = segmentation.moved
     png = registration_figure(
