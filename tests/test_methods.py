@@ -337,4 +337,5 @@ def test_methods_state_table1_tests_and_determinant_units_from_their_constants()
     assert "PRL" not in text
     with_prl = determinants.assign(predictor="n_prl")
     text = _statistics(pd.DataFrame(), with_prl, _Cite(), None)
-    assert "PRL (PRL count)" in text and "the PRL count, each alone" in text
+    assert "PRL (PRL count)" in text
+    assert "the PRL count, each alone" in text

@@ -163,7 +163,7 @@ def predictor_values(subjects: pd.DataFrame) -> pd.DataFrame:
     out["nbv"] = subjects["nbv"]
     icv = subjects["icv_ml"].where(subjects["icv_ml"] > 0)
     out["cortical_gm_ml"] = 100.0 * subjects["cortical_gm_ml"] / icv
-    out["n_prl"] = subjects["n_prl"] if "n_prl" in subjects else np.nan
+    out["n_prl"] = subjects.get("n_prl", np.nan)
     return out
 
 

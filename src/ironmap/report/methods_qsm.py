@@ -85,15 +85,12 @@ def _qsm(qc: pd.DataFrame, cite: _Citations) -> str:
             f"derivatives (e.g. by QSMxT; {cite('stewart2022')}) was used instead, resampled "
             "to the R2* grid and taken to be in ppm."
         )
-    return (
-        text
-        + _prl(qc[source.isin(("computed", "external"))], cite)
-        + (
-            " Regional chi was the median over the very voxels of regional R2*, and was analysed "
-            "with the same harmonisation, normative model, comparisons and determinants as R2*, on "
-            "its own linear scale (chi is relative to a reference region and can be negative: "
-            "site offsets are additive and differences absolute, reported in ppb)."
-        )
+    text += _prl(qc[source.isin(("computed", "external"))], cite)
+    return text + (
+        " Regional chi was the median over the very voxels of regional R2*, and was analysed "
+        "with the same harmonisation, normative model, comparisons and determinants as R2*, on "
+        "its own linear scale (chi is relative to a reference region and can be negative: "
+        "site offsets are additive and differences absolute, reported in ppb)."
     )
 
 
