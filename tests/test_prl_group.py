@@ -111,3 +111,26 @@ def test_planted_prl_effect_on_thalamus_r2star_is_recovered():
     assert row["p"] < 0.05
     null = primary.loc[("putamen", "n_prl")]
     assert null["ci_low"] < 0 < null["ci_high"]
+
+
+def test_methods_state_the_prl_score_and_threshold_only_with_lesion_chi():
+    from ironmap.regions.lesions import PRL_SCORE_PPM, PRL_SECTORS
+    from ironmap.report.methods_qsm import _qsm
+    from ironmap.report.references import _Citations
+
+    qc = pd.DataFrame(
+        {
+            "participant_id": ["sub-01", "sub-02"],
+            "qsm": ["computed", "computed"],
+            "qsm_background": ["vsharp", "vsharp"],
+            "qsm_inversion": ["tkd", "tkd"],
+            "qsm_reference": ["csf", "csf"],
+            "lesion_mask": [False, True],
+        }
+    )
+    text = _qsm(qc, _Citations())
+    assert f"a score of at least {PRL_SCORE_PPM:g} ppm was a PRL candidate" in text
+    assert f"each of {PRL_SECTORS} directional sectors" in text
+    for without in (qc.assign(lesion_mask=False), qc.drop(columns="lesion_mask")):
+        assert "PRL" not in _qsm(without, _Citations())
+    assert "PRL" not in _qsm(qc.assign(qsm="none"), _Citations())
