@@ -11,7 +11,13 @@ import pytest
 from ironmap.cohort.analysis import analyse_cohort
 from ironmap.cohort.determinants import UNITS, determinants, predictor_values
 from ironmap.errors import IronmapWarning
-from ironmap.report.tables import PRL_COLUMNS, PRL_NO_TEST, TESTS_ROW, table1
+from ironmap.report.tables import (
+    PRL_COLUMNS,
+    PRL_NO_TEST,
+    TESTS_ROW,
+    determinants_heads,
+    table1,
+)
 from ironmap.simulate.tables import ClinicalModel, TableSite, simulate_table_cohort
 
 #: Mean PRL count per phenotype (Poisson), planted.
@@ -89,6 +95,7 @@ def test_determinants_have_an_n_prl_row_per_prl_only_when_present():
     np.testing.assert_array_equal(rows["unit_scale"], 1.0)
     np.testing.assert_array_equal(rows["beta_unit"], rows["beta"])
     assert "corr_n_prl" in table
+    assert determinants_heads(table)["n_prl"] == "PRL count\nper PRL"  # the report's head
     for absent in (people.drop(columns="n_prl"), people.assign(n_prl=np.nan)):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # left out silently, not "missing for everyone"
