@@ -13,7 +13,12 @@ import pytest
 from ironmap.cli import main
 from ironmap.cohort.analysis import ANALYSIS_TABLES, FLOW_COLUMNS, NORMATIVE_COLUMNS
 from ironmap.cohort.compare import COMPARISON_COLUMNS, CONTRASTS, MIXED_COLUMNS, OMNIBUS
-from ironmap.cohort.determinants import DETERMINANT_COLUMNS, PREDICTORS, TRANSFORMS
+from ironmap.cohort.determinants import (
+    DETERMINANT_COLUMNS,
+    OPTIONAL_PREDICTORS,
+    PREDICTORS,
+    TRANSFORMS,
+)
 from ironmap.cohort.tables import PHENOTYPES, SUBJECT_COLUMNS
 from ironmap.io import write_nifti
 from ironmap.io.columns import UNDESCRIBED, describe, table_sidecar, undescribed
@@ -96,7 +101,8 @@ def test_levels_follow_the_code():
     assert levels["hemisphere"] == set(HEMISPHERES)
     assert set(describe("region", "regions").levels) == {*DEEP_GM, "nawm", "lesions"}
     assert set(describe("region", "age_model").levels) == {*DEEP_GM, "nawm"}
-    assert set(describe("predictor", "determinants").levels) == set(PREDICTORS)
+    levels = set(describe("predictor", "determinants").levels)
+    assert levels == {*PREDICTORS, *OPTIONAL_PREDICTORS}
     assert set(describe("transform", "determinants").levels) == set(TRANSFORMS.values())
 
 

@@ -331,6 +331,11 @@ def test_methods_state_table1_tests_and_determinant_units_from_their_constants()
     text = _statistics(pd.DataFrame(), determinants, _Cite(), None)
     assert f"expected count was below {MIN_EXPECTED}" in text
     assert "Welch's t-test" in text
-    for unit, _ in UNITS.values():
-        assert unit in text
+    for p, (unit, _) in UNITS.items():
+        assert (unit in text) == (p != "n_prl")  # the PRL count only where it was fitted
     assert "10 years (disease duration)" in text
+    assert "PRL" not in text
+    with_prl = determinants.assign(predictor="n_prl")
+    text = _statistics(pd.DataFrame(), with_prl, _Cite(), None)
+    assert "PRL (PRL count)" in text
+    assert "the PRL count, each alone" in text

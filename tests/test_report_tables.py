@@ -16,7 +16,13 @@ import statsmodels.api as sm
 from scipy import stats
 
 from ironmap.cohort.demographics import ORDINAL_QUANTILE, group_tests, quartiles
-from ironmap.cohort.determinants import PREDICTORS, UNIT_COLUMNS, UNITS, determinants
+from ironmap.cohort.determinants import (
+    OPTIONAL_PREDICTORS,
+    PREDICTORS,
+    UNIT_COLUMNS,
+    UNITS,
+    determinants,
+)
 from ironmap.io.derivatives import GROUP_DIR, GROUP_TABLES_DIR, read_tsv
 from ironmap.report import tables
 from ironmap.report.html import write_report
@@ -105,7 +111,7 @@ def test_unit_betas_are_beta_times_the_scale_in_closed_form():
     data = _table_data(5, cortical_sd=1.5, slopes=slopes, n_per_site=60)
     table = determinants(data, n_bootstrap=0)
     assert set(UNIT_COLUMNS) <= set(table.columns)
-    assert set(UNITS) == set(PREDICTORS)
+    assert set(UNITS) == {*PREDICTORS, *OPTIONAL_PREDICTORS}
     primary = table[table["model"] == "multivariable"].set_index("predictor")
     scale = primary["unit_scale"]
     assert scale["disease_duration"] == 10.0

@@ -20,6 +20,10 @@ its CI give beta per a clinically meaningful unit (:data:`UNITS`: per 10 years, 
 per doubling of 1 mL + lesion volume, per SD of NBV and of cortical GM). A predictor missing
 for everyone is left out with a warning; a participant missing any other predictor is left out
 of all of that region's models, so that they share one set of participants.
+Deep grey matter and NAWM also take ``n_prl`` (paramagnetic rim lesion candidates of the
+participant's ``_lesions.tsv``, a count; beta per PRL) when the cohort has it (lesion tables
+with chi, :data:`OPTIONAL_PREDICTORS`); without it, or missing for everyone, it is left out
+silently and the models are those of a cohort without chi.
 
 Model sets (statsmodels OLS):
 
@@ -61,6 +65,7 @@ __all__ = [
     "DETERMINANT_COLUMNS",
     "FCR_COLUMNS",
     "MIN_LESION_VOXELS",
+    "OPTIONAL_PREDICTORS",
     "PREDICTORS",
     "PRIMARY_MODEL",
     "REDUCED",
@@ -77,6 +82,9 @@ __all__ = [
 ]
 
 PREDICTORS = ("disease_duration", "edss", "lesion_volume_ml", "nbv", "cortical_gm_ml")
+#: Predictors of deep grey matter and NAWM only when the cohort has them (``n_prl``: lesion
+#: tables with chi): absent or missing for everyone, they are left out without a warning.
+OPTIONAL_PREDICTORS = ("n_prl",)
 LESION_PREDICTORS = ("disease_duration", "lesion_volume_ml")
 #: Covariates of every model (``site``: fixed effects).
 COVARIATES = ("age", "sex", "site")
@@ -98,6 +106,7 @@ TRANSFORMS = {
     "lesion_volume_ml": "log(1 + lesion_volume_ml)",
     "nbv": "brain / ICV",
     "cortical_gm_ml": "100 * cortical_gm_ml / icv_ml (% of ICV)",
+    "n_prl": "PRL candidates (count)",
 }
 #: predictor -> (unit, scale): the clinically meaningful unit the ``*_unit`` columns of
 #: ``determinants.tsv`` are per, as a multiple of the :data:`TRANSFORMS` scale; scale ``None``:
@@ -110,6 +119,7 @@ UNITS: dict[str, tuple[str, float | None]] = {
     "lesion_volume_ml": ("doubling of (1 mL + volume)", float(np.log(2))),
     "nbv": ("SD", None),
     "cortical_gm_ml": ("SD", None),
+    "n_prl": ("PRL", 1.0),
 }
 #: Columns :func:`unit_columns` adds after the others: beta and its CI per :data:`UNITS`.
 UNIT_COLUMNS = ["unit", "unit_scale", "beta_unit", "ci_low_unit", "ci_high_unit"]
@@ -154,6 +164,7 @@ def predictor_values(subjects: pd.DataFrame) -> pd.DataFrame:
     out["nbv"] = subjects["nbv"]
     icv = subjects["icv_ml"].where(subjects["icv_ml"] > 0)
     out["cortical_gm_ml"] = 100.0 * subjects["cortical_gm_ml"] / icv
+    out["n_prl"] = subjects.get("n_prl", np.nan)
     return out
 
 
@@ -231,6 +242,8 @@ def _independent(
 def _usable(sub: pd.DataFrame, candidates: tuple[str, ...], region: str) -> list[str]:
     usable = []
     for p in candidates:
+        if p in OPTIONAL_PREDICTORS and (p not in sub or sub[p].notna().sum() == 0):
+            continue  # the cohort has no such measure (e.g. no lesion chi: no PRL count)
         if sub[p].notna().sum() == 0:
             warnings.warn(
                 f"{region}: predictor {p} is missing for every participant; left out",
@@ -274,7 +287,9 @@ def _primary(region, sub, base, covariates, usable) -> list[dict]:
 def _region(
     region: str, sub: pd.DataFrame, seed: int, thin: list[str], n_bootstrap: int
 ) -> list[dict]:
-    candidates = LESION_PREDICTORS if region in LESION_OUTCOMES else PREDICTORS
+    candidates = (
+        LESION_PREDICTORS if region in LESION_OUTCOMES else (*PREDICTORS, *OPTIONAL_PREDICTORS)
+    )
     usable = _usable(sub, candidates, region)
     sub = sub.dropna(subset=["y", *COVARIATES, *usable])
     if len(sub) < PER_PREDICTOR:
@@ -332,7 +347,8 @@ def determinants(
             IronmapWarning,
             stacklevel=2,
         )
-    corr = [c for c in correlation_columns(PREDICTORS) if any(c in r for r in rows)]
+    names = (*PREDICTORS, *OPTIONAL_PREDICTORS)
+    corr = [c for c in correlation_columns(names) if any(c in r for r in rows)]
     table = pd.DataFrame(rows).reindex(columns=[*DETERMINANT_COLUMNS, *corr])
     table["p_fdr"] = np.nan
     for model in (PRIMARY_MODEL, "univariable", "reduced"):

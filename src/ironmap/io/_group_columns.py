@@ -283,6 +283,7 @@ GROUP_COLUMNS: dict[str, dict[str, Column]] = {
                 "lesion_volume_ml": "lesion volume (mL)",
                 "nbv": "normalised brain volume",
                 "cortical_gm_ml": "cortical grey-matter volume",
+                "n_prl": "PRL candidates (count; deep grey matter and NAWM, with lesion chi)",
             },
         ),
         "beta": Column("Regression coefficient", _BETA_UNITS, significant=4),
@@ -308,6 +309,7 @@ GROUP_COLUMNS: dict[str, dict[str, Column]] = {
                 "log(1 + lesion_volume_ml)": "per unit of the natural log of 1 + mL",
                 "brain / ICV": "per 1.0 of the fraction",
                 "100 * cortical_gm_ml / icv_ml (% of ICV)": "per % of ICV",
+                "PRL candidates (count)": "per PRL candidate",
             },
         ),
         "covariates": Column("Covariates always in the model: age, sex, site"),
@@ -332,6 +334,7 @@ GROUP_COLUMNS: dict[str, dict[str, Column]] = {
                 "(log(1 + mL) x ln 2)",
                 "SD": "per SD of the predictor (NBV, cortical GM in % of ICV) over the model's "
                 "participants",
+                "PRL": "per PRL candidate (n_prl)",
             },
         ),
         "unit_scale": Column(

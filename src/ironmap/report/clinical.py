@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort.compare import MS_LABELS
-from ..cohort.determinants import PER_PREDICTOR, PREDICTORS, PRIMARY_MODEL
+from ..cohort.determinants import OPTIONAL_PREDICTORS, PER_PREDICTOR, PREDICTORS, PRIMARY_MODEL
 from ..regions.labels import DEEP_GM
 from .style import MARKERS, PALETTE, first_column, labels, new_figure, pretty_region
 
@@ -34,10 +34,13 @@ _NAMES = {
     "lesion_volume_ml": "T2 lesion volume",
     "nbv": "NBV",
     "cortical_gm_ml": "cortical GM (% of ICV)",
+    "n_prl": "PRL count",
 }
 #: Row labels of the forest plot, top to bottom, keyed by predictor name (every predictor of
 #: the determinants, in their order).
-PREDICTOR_LABELS = {p: _NAMES.get(p, p.replace("_", " ")) for p in PREDICTORS}
+PREDICTOR_LABELS = {
+    p: _NAMES.get(p, p.replace("_", " ")) for p in (*PREDICTORS, *OPTIONAL_PREDICTORS)
+}
 #: What the clinical scatter's x axes are, with units.
 AXIS_LABELS = {"edss": "EDSS", "disease_duration": "disease duration (years)"}
 

@@ -9,6 +9,13 @@ import html
 
 import pandas as pd
 
+from ..regions.lesions import (
+    PRL_BAND_IN_VOXELS,
+    PRL_CHI_PER_R2STAR,
+    PRL_SCORE_PPM,
+    PRL_SECTORS,
+    PRL_SHELL_MM,
+)
 from .references import _Citations
 from .sentences import _differs
 
@@ -78,9 +85,29 @@ def _qsm(qc: pd.DataFrame, cite: _Citations) -> str:
             f"derivatives (e.g. by QSMxT; {cite('stewart2022')}) was used instead, resampled "
             "to the R2* grid and taken to be in ppm."
         )
+    text += _prl(qc[source.isin(("computed", "external"))], cite)
     return text + (
         " Regional chi was the median over the very voxels of regional R2*, and was analysed "
         "with the same harmonisation, normative model, comparisons and determinants as R2*, on "
         "its own linear scale (chi is relative to a reference region and can be negative: "
         "site offsets are additive and differences absolute, reported in ppb)."
+    )
+
+
+def _prl(chi: pd.DataFrame, cite: _Citations) -> str:
+    """The PRL sentence (:func:`ironmap.regions.lesions.prl_scores`'s definition and the
+    candidate threshold) when a participant with a chi map had a lesion mask (lesion chi
+    existed, ``lesion_mask`` of ``participant_qc.tsv``); '' otherwise."""
+    if "lesion_mask" not in chi or not chi["lesion_mask"].isin((True, "True")).any():
+        return ""
+    return (
+        f" Paramagnetic rim lesions (PRL; {cite('bagnato2024')}) were scored on chi per lesion:"
+        f" in a band straddling the lesion mask's edge ({PRL_BAND_IN_VOXELS} voxel layers inside"
+        " its 50 % boundary and its partial-volume voxels outside), chi in excess of the"
+        " partial-volume mixture of lesion and normal-appearing white matter (a shell out to"
+        f" {PRL_SHELL_MM:g} mm), with R2* as supporting evidence ({PRL_CHI_PER_R2STAR:g} ppm per"
+        " 1/s) and vessels left out, was averaged in each of"
+        f" {PRL_SECTORS} directional sectors; the PRL score was the median sector excess, and a"
+        f" lesion with a score of at least {PRL_SCORE_PPM:g} ppm was a PRL candidate. The number"
+        " of PRL candidates per participant was summarised by group (Table 1)."
     )

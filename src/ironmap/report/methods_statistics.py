@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..cohort.age import MIN_CONTROLS_PER_SITE
 from ..cohort.demographics import MIN_EXPECTED
-from ..cohort.determinants import N_BOOTSTRAP, UNITS, VIF_LIMIT
+from ..cohort.determinants import N_BOOTSTRAP, OPTIONAL_PREDICTORS, UNITS, VIF_LIMIT
 from .sentences import _join
 from .style import pretty_region
 from .tables_models import curve_label
@@ -98,10 +98,14 @@ def _statistics(
             )
         )
     multi = determinants[determinants["model"] == "multivariable"]["region"].unique()
+    used = set(determinants.get("predictor", ()))  # the optional predictors where fitted
+    units = {p: u for p, u in UNITS.items() if p not in OPTIONAL_PREDICTORS or p in used}
     text += (
         " In clinically definite MS (CIS excluded), age-corrected R2* was regressed on disease "
         "duration, EDSS, log(1 + T2 lesion volume), normalised brain volume and cortical grey "
-        "matter (% of intracranial volume), each alone and, with at least 10 patients per "
+        "matter (% of intracranial volume)"
+        + (" and, in deep grey matter and NAWM, the PRL count" if "n_prl" in used else "")
+        + ", each alone and, with at least 10 patients per "
         "predictor, together (the pre-specified primary model), with age, sex and site as "
         "covariates"
         + (
@@ -121,7 +125,7 @@ def _statistics(
         "not. Coefficients are reported in 1/s per "
         + _join(
             f"{unit} ({_PREDICTOR_NAMES.get(p, p.replace('_', ' '))})"
-            for p, (unit, _) in UNITS.items()
+            for p, (unit, _) in units.items()
         )
         + "."
     )
@@ -141,6 +145,7 @@ _PREDICTOR_NAMES = {
     "lesion_volume_ml": "T2 lesion volume",
     "nbv": "normalised brain volume",
     "cortical_gm_ml": "cortical grey matter",
+    "n_prl": "PRL count",
 }
 
 

@@ -346,6 +346,15 @@ REFERENCES: dict[str, Reference] = {
         "1289--1300",
         "10.1002/mrm.29048",
     ),
+    "bagnato2024": Reference(
+        ("Bagnato, F.", "Sati, P.", "Hemond, C. C.", "others"),
+        "Imaging chronic active lesions in multiple sclerosis: a consensus statement",
+        "Brain",
+        2024,
+        "147",
+        "2913--2933",
+        "10.1093/brain/awae013",
+    ),
 }
 
 

@@ -21,7 +21,13 @@ def _cohort(n: _Numbers, result, subjects: pd.DataFrame) -> str:
         "the inverted empirical distribution function, no interpolation between steps); NBV: "
         "normalised brain volume (brain / intracranial volume). Last row: controls against "
         f"{tables.ALL_MS}, Welch's t-test (age, NBV) and the chi-square test (sex; "
-        "Yates-corrected for two sexes, Fisher's exact test with an expected count below 5).",
+        "Yates-corrected for two sexes, Fisher's exact test with an expected count below 5)."
+        + (
+            " PRL: paramagnetic rim lesion candidates per participant (prl_candidate of the "
+            "lesion tables, scored on chi); not tested against controls, who have no lesions."
+            if tables.has_prl(subjects)
+            else ""
+        ),
     )
     flow = n.table(
         tables.flow_table(result.flow),

@@ -35,6 +35,8 @@ from .tables_models import age_model_table, curve_label, curve_title, harmonizat
 __all__ = [
     "ALL_MS",
     "DECIMALS",
+    "PRL_COLUMNS",
+    "PRL_NO_TEST",
     "TESTS_ROW",
     "age_model_table",
     "correlation_table",
@@ -51,6 +53,7 @@ __all__ = [
     "fmt_p",
     "fragment_table",
     "harmonization_table",
+    "has_prl",
     "html_table",
     "mixed_table",
     "p_is",
@@ -93,6 +96,29 @@ def _arms(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
 _TESTED = {"age": "age, years\nmean (SD)", "sex": "female\nn (%)", "nbv": "NBV\nmean (SD)"}
 #: The first cell of Table 1's row of between-group tests.
 TESTS_ROW = f"p, HC vs {ALL_MS}"
+#: Table 1's PRL columns (only with ``n_prl``): the count's median [IQR], and participants with
+#: at least one PRL candidate, n (% of those with a count). Untested against controls.
+PRL_COLUMNS = ("PRL count\nmedian [IQR]", ">= 1 PRL\nn (%)")
+#: The PRL cells of :data:`TESTS_ROW`: controls have no lesions, so no HC vs MS test.
+PRL_NO_TEST = "n/a\n(controls have no lesions)"
+
+
+def has_prl(subjects: pd.DataFrame) -> bool:
+    """Whether the cohort has PRL counts: ``n_prl`` known for a participant other than a
+    control (lesion tables with chi)."""
+    if "n_prl" not in subjects:
+        return False
+    return bool(subjects.loc[labels(subjects) != "HC", "n_prl"].notna().any())
+
+
+def _prl_cells(values: pd.Series) -> dict[str, str]:
+    """Table 1's :data:`PRL_COLUMNS` cells of one arm's ``n_prl``."""
+    counts = pd.to_numeric(values, errors="coerce").dropna()
+    if counts.empty:
+        return dict.fromkeys(PRL_COLUMNS, "")
+    any_prl = int((counts >= 1).sum())
+    share = f"{any_prl} ({100 * any_prl / len(counts):.0f} %)"
+    return dict(zip(PRL_COLUMNS, (_median_iqr(counts), share), strict=True))
 
 
 def table1(subjects: pd.DataFrame) -> pd.DataFrame:
@@ -100,9 +126,13 @@ def table1(subjects: pd.DataFrame) -> pd.DataFrame:
 
     EDSS quartiles are observed scores (ordinal, 0.5-point steps); the last row,
     :data:`TESTS_ROW`, gives the p-value and test of controls against all clinically definite
-    MS (:func:`~ironmap.cohort.demographics.group_tests`) under age, sex and NBV.
+    MS (:func:`~ironmap.cohort.demographics.group_tests`) under age, sex and NBV. With PRL
+    counts (:func:`has_prl`) each arm also gets :data:`PRL_COLUMNS`: ``n_prl``'s median [IQR]
+    (linear quartiles) and n (%) with at least one PRL candidate; :data:`TESTS_ROW` has
+    :data:`PRL_NO_TEST` under them (no PRL test against controls, who have no lesions).
     """
     rows = []
+    prl = has_prl(subjects)
     for name, mask in _arms(subjects):
         s = subjects[mask]
         hc = name == "HC"
@@ -124,12 +154,16 @@ def table1(subjects: pd.DataFrame) -> pd.DataFrame:
                 "NBV\nmean (SD)": _mean_sd(s["nbv"], 3),
             }
         )
+        if prl:
+            rows[-1].update(_prl_cells(s["n_prl"]))
     tests = group_tests(subjects) if len(rows) else pd.DataFrame()
     if len(tests):
         row = dict.fromkeys(rows[0], "")
         row["group"] = TESTS_ROW
         for test in tests.itertuples():
             row[_TESTED[test.variable]] = f"{p_is('p', test.p)}\n({test.test.split(',')[0]})"
+        if prl:
+            row.update(dict.fromkeys(PRL_COLUMNS, PRL_NO_TEST))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -72,6 +72,7 @@ class ClinicalModel:
         NBV      = nbv_ref - nbv_per_year duration - 0.001 (age - 40) + N(0, nbv_sd)
         lesion volume = exp(1.5 + 0.05 duration + N(0, 0.8))             (mL)
         ICV ~ N(1450, 120) mL; cortical_gm_ml = cortical / 100 x ICV; brain_ml = NBV x ICV
+        n_prl ~ Poisson(prl_rate[phenotype])    (only with prl_rate; controls 0)
 
     and the planted change of a patient's true R2* in region ``r`` (1/s)::
 
@@ -98,6 +99,9 @@ class ClinicalModel:
     nbv_per_year: float = 0.002
     nbv_sd: float = 0.015
     slopes: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Phenotype -> mean PRL count (Poisson, its own random stream): patients get ``n_prl``
+    #: (controls 0), and ``slopes`` may name ``n_prl`` (per PRL); empty: no ``n_prl`` column.
+    prl_rate: dict[str, float] = field(default_factory=dict)
 
 
 #: Controls' volumes under a :class:`ClinicalModel` (no clinical predictors).
@@ -119,6 +123,7 @@ PREDICTOR_REF = {
     "lesion_volume_ml": 2.0,
     "nbv": 0.83,
     "cortical_gm_ml": 31.0,
+    "n_prl": 1.0,
 }
 
 
@@ -163,6 +168,7 @@ def planted_change(model: ClinicalModel, region: str, x: dict) -> float:
         "lesion_volume_ml": float(np.log1p(x["lesion_volume_ml"])),
         "nbv": x["nbv"],
         "cortical_gm_ml": 100.0 * x["cortical_gm_ml"] / x["icv_ml"],
+        "n_prl": float(x.get("n_prl", PREDICTOR_REF["n_prl"])),
     }
     slopes = model.slopes.get(region, {})
     return float(sum(b * (scaled[p] - PREDICTOR_REF[p]) for p, b in slopes.items()))
@@ -222,6 +228,7 @@ def simulate_table_cohort(
     rng = np.random.default_rng(seed)
     crng = np.random.default_rng([seed, 2014])  # the clinical model's own stream
     shared_rng = np.random.default_rng([seed, 24])  # the shared effect's own stream
+    prl_rng = np.random.default_rng([seed, 27])  # the PRL counts' own stream
     if not 0.0 <= shared_sd <= bio_sd:
         raise ValueError(f"shared_sd {shared_sd} outside [0, bio_sd = {bio_sd}]")
     effects = effects or {}
@@ -254,6 +261,9 @@ def simulate_table_cohort(
                 }
                 if clinical is not None:
                     person.update(_clinical_draws(clinical, float(a), crng) if ms else _HC_VOLUMES)
+                    if clinical.prl_rate:
+                        rate = clinical.prl_rate.get(label, 0.0) if ms else 0.0
+                        person["n_prl"] = float(prl_rng.poisson(rate))
                 people.append(person)
                 shared = shared_rng.normal() if shared_sd else 0.0
                 own_sd = np.sqrt(bio_sd**2 - shared_sd**2) if shared_sd else bio_sd
