@@ -26,7 +26,14 @@ QSM_METHODS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vsharp": ("V-SHARP", "", ("li2011",)),
     "pdf": ("projection onto dipole fields", "PDF", ("liu2011pdf",)),
     "lbv": ("the Laplacian boundary value method", "LBV", ("zhou2014",)),
+    "smv": (
+        "a single step with the local field's spherical-mean-value high-pass in the data "
+        "term of the inversion",
+        "",
+        ("chatnuntawech2017",),
+    ),
     "tkd": ("truncated k-space division", "TKD", ("shmueli2009",)),
+    "l2": ("closed-form gradient (L2) regularisation", "", ("bilgic2014",)),
     "medi": ("morphology-enabled dipole inversion", "MEDI", ("liu2012medi",)),
 }
 
@@ -55,7 +62,8 @@ def _qsm(qc: pd.DataFrame, cite: _Citations) -> str:
         text += (
             "Magnetic susceptibility (chi, ppm) was mapped from the phase of the echoes in "
             f"{who} (quantitative susceptibility mapping, QSM; {cite('qsmconsensus2024')}): the "
-            "total field from the echoes' complex differences in the intracranial volume, "
+            "total field by a magnitude-weighted fit over the echoes of their spatially "
+            f"unwrapped phase ({cite('robinson2017')}) in the intracranial volume, "
             + _differs(
                 computed["qsm_background"],
                 "The background field removal",
