@@ -400,6 +400,8 @@ def test_methods_state_the_qsm_steps_reference_and_source_from_provenance():
     assert "dipole inversion by truncated k-space division (TKD; Shmueli et al. 2009)" in text
     assert "referenced to the mean of the lateral ventricles (CSF, fraction &gt;= 0.5)" in text
     assert "For 1 of 4 participants a susceptibility map computed elsewhere" in text
-    assert cite.keys == ["qsmconsensus2024", "schweser2011", "shmueli2009", "stewart2022"]
+    assert cite.keys == [
+        "qsmconsensus2024", "robinson2017", "schweser2011", "shmueli2009", "stewart2022"
+    ]  # fmt: skip
     assert all(key in REFERENCES for key in cite.keys)
     assert _qsm(qc.assign(qsm="none"), _Citations()) == ""  # no chi: no paragraph
