@@ -75,10 +75,11 @@ def _ball(radius_mm: float, voxel_mm: Sequence[float]) -> NDArray[np.bool_]:
     return sum(g**2 for g in grid) <= radius_mm**2
 
 
-def sphere_kernel(
+def _ball_spatial(
     shape: Sequence[int], radius_mm: float, voxel_mm: Sequence[float]
 ) -> NDArray[np.float64]:
-    """Fourier transform of the normalised spherical mean value kernel on a grid of ``shape``."""
+    """The normalised ball of ``radius_mm`` centred at the origin of a grid of ``shape``
+    (wrapped around, as the FFT sees it)."""
     ball = _ball(radius_mm, voxel_mm).astype(np.float64)
     ball /= ball.sum()
     kernel = np.zeros(shape)
@@ -86,7 +87,14 @@ def sphere_kernel(
     idx = np.argwhere(ball > 0)
     where = (idx - np.asarray(half)) % np.asarray(shape)
     kernel[tuple(where.T)] = ball[tuple(idx.T)]
-    return np.fft.fftn(kernel).real
+    return kernel
+
+
+def sphere_kernel(
+    shape: Sequence[int], radius_mm: float, voxel_mm: Sequence[float]
+) -> NDArray[np.float64]:
+    """Fourier transform of the normalised spherical mean value kernel on a grid of ``shape``."""
+    return np.fft.fftn(_ball_spatial(shape, radius_mm, voxel_mm)).real
 
 
 def sharp(
@@ -140,14 +148,7 @@ def vsharp_radii(voxel_mm: Sequence[float], radii_mm: Sequence[float] = VSHARP_R
 
 def _ball_half(big, radius_mm, voxel_mm):
     """rfftn of the normalised ball of ``radius_mm`` centred at the origin of the grid."""
-    ball = _ball(radius_mm, voxel_mm).astype(np.float64)
-    ball /= ball.sum()
-    kernel = np.zeros(big)
-    half = [s // 2 for s in ball.shape]
-    idx = np.argwhere(ball > 0)
-    where = (idx - np.asarray(half)) % np.asarray(big)
-    kernel[tuple(where.T)] = ball[tuple(idx.T)]
-    return _fft.rfft(kernel, big).real
+    return _fft.rfft(_ball_spatial(big, radius_mm, voxel_mm), big).real
 
 
 def vsharp(

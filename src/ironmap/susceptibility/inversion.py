@@ -5,7 +5,7 @@ closed-form baseline: ``chi = F^-1[ F(delta) / D ]`` with ``1/D`` replaced by
 ``sign(D) / threshold`` where ``|D| < threshold`` (the cone of ill-conditioned frequencies).
 The truncation underestimates susceptibility by a known factor; it is not corrected here.
 
-``l2``: closed-form L2 gradient regularisation (Bilgic et al., MRM 2014):
+``l2``: closed-form L2 gradient regularisation (Bilgic et al., J Magn Reson Imaging 2014):
 ``chi = F^-1[ D F(delta) / (D^2 + lambda |G|^2) ]`` with ``G`` the finite-difference gradient;
 one FFT pair, fast; smooth.
 
@@ -111,7 +111,7 @@ def l2(
     regularisation: float = L2_LAMBDA,
     pad: int = 16,
 ) -> NDArray[np.float64]:
-    """Closed-form L2 gradient-regularised inversion (Bilgic et al., MRM 2014).
+    """Closed-form L2 gradient-regularised inversion (Bilgic et al., J Magn Reson Imaging 2014).
 
     Parameters
     ----------
