@@ -282,35 +282,19 @@ def vein_tubes(
     central = rng.random(n) < lesion_probability
     radii = rng.uniform(*VEIN_RADIUS_MM, size=n)
     values = rng.uniform(*VEIN_CHI_PPM, size=n)
-    for index, box in enumerate(ndimage.find_objects(labels)):
+    shapes = _lesion_shapes(labels, affine)
+    for index, (mm, centre, axis) in enumerate(shapes):
         if not central[index]:
             continue
-        ijk = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
-        mm = ijk @ affine[:3, :3].T + affine[:3, 3]
-        centre = mm.mean(axis=0)
-        # the lesion's long axis (principal direction of its voxels)
-        axis = (
-            np.linalg.svd(mm - centre, full_matrices=False)[2][0]
-            if len(mm) > 2
-            else (np.array([0.0, 1.0, 0.0]))
-        )
         half = float(np.abs((mm - centre) @ axis).max()) + 4.0
         add(centre - half * axis, centre + half * axis, radii[index], values[index])
     # Veins beside lesions: parallel to the long axis, 1-3 mm outside the edge.
     beside = rng.random(n) < ADJACENT_VEIN_PROBABILITY
     sides = rng.normal(size=(n, 3))
     gaps = rng.uniform(1.0, 3.0, size=n)
-    for index, box in enumerate(ndimage.find_objects(labels)):
+    for index, (mm, centre, axis) in enumerate(shapes):
         if not beside[index]:
             continue
-        ijk = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
-        mm = ijk @ affine[:3, :3].T + affine[:3, 3]
-        centre = mm.mean(axis=0)
-        axis = (
-            np.linalg.svd(mm - centre, full_matrices=False)[2][0]
-            if len(mm) > 2
-            else np.array([0.0, 1.0, 0.0])
-        )
         side = sides[index] - (sides[index] @ axis) * axis
         side /= max(np.linalg.norm(side), 1e-9)
         reach = float(((mm - centre) @ side).max()) + gaps[index] + radii[index]
@@ -321,6 +305,23 @@ def vein_tubes(
     occupancy[~inside] = 0.0
     chi[~inside] = 0.0
     return occupancy, chi, central, beside
+
+
+def _lesion_shapes(labels: NDArray[np.integer], affine: NDArray[np.float64]) -> list[tuple]:
+    """Per labelled lesion: its voxel centres (mm, (n, 3)), their centroid and the lesion's
+    long axis (the principal direction of its voxels; y for lesions of 1-2 voxels)."""
+    shapes = []
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        ijk = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
+        mm = ijk @ affine[:3, :3].T + affine[:3, 3]
+        centre = mm.mean(axis=0)
+        axis = (
+            np.linalg.svd(mm - centre, full_matrices=False)[2][0]
+            if len(mm) > 2
+            else np.array([0.0, 1.0, 0.0])
+        )
+        shapes.append((mm, centre, axis))
+    return shapes
 
 
 def susceptibility_map(
