@@ -286,7 +286,10 @@ def test_forest_rows_are_keyed_by_predictor_name(cohort):
     rows = forest_rows(result.determinants)
     lesion = rows[rows.region == "lesions"].set_index("predictor")
     assert set(lesion.index) == {"disease_duration", "lesion_volume_ml"}
-    order = list(PREDICTOR_LABELS)
+    # the rows are the fitted predictors in PREDICTOR_LABELS order: no PRL count here, so no
+    # empty "PRL count" row (n_prl is optional)
+    order = [p for p in PREDICTOR_LABELS if p != "n_prl"]
+    assert "n_prl" not in set(result.determinants.predictor)
     assert lesion.at["lesion_volume_ml", "row"] == order.index("lesion_volume_ml")
     assert lesion.at["lesion_volume_ml", "row"] != order.index("cortical_gm_ml")
     putamen = rows[rows.region == "putamen"].set_index("predictor")

@@ -23,6 +23,7 @@ __all__ = [
     "forest_figure",
     "forest_limits",
     "forest_model",
+    "forest_predictors",
     "forest_rows",
 ]
 
@@ -53,6 +54,14 @@ def forest_model(determinants: pd.DataFrame) -> str | None:
     return None
 
 
+def forest_predictors(determinants: pd.DataFrame, model: str = "multivariable") -> list[str]:
+    """The predictors the forest plot has rows for: those of :data:`PREDICTOR_LABELS` that
+    ``model`` fitted in some region, in that order (an optional predictor such as ``n_prl``
+    gets no empty row in a cohort without it)."""
+    fitted = set(determinants.loc[determinants["model"] == model, "predictor"])
+    return [p for p in PREDICTOR_LABELS if p in fitted]
+
+
 def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.DataFrame:
     """What the forest plot draws: one row per region x predictor of ``model``.
 
@@ -61,7 +70,7 @@ def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.
     pandas.DataFrame
         ``region, predictor, row, std_beta, std_low, std_high, p_fdr, filled, level``.
         ``filled``: p_FDR < 0.05 in the pre-specified primary model (no other model is
-        marked). ``row`` is the predictor's position in :data:`PREDICTOR_LABELS` (0 = top),
+        marked). ``row`` is the predictor's position in :func:`forest_predictors` (0 = top),
         the same in every panel whatever predictors a region's model has (the lesion outcomes
         have two). ``std_low``, ``std_high``: the false-coverage-rate adjusted CI of the
         standardised beta (``std_ci_low_fcr``, ``std_ci_high_fcr`` of determinants.tsv, at
@@ -69,7 +78,7 @@ def forest_rows(determinants: pd.DataFrame, model: str = "multivariable") -> pd.
         p_FDR < 0.05 (Benjamini & Yekutieli 2005).
     """
     part = determinants[determinants["model"] == model]
-    order = {p: i for i, p in enumerate(PREDICTOR_LABELS)}
+    order = {p: i for i, p in enumerate(forest_predictors(determinants, model))}
     part = part[part["predictor"].isin(order)]
     return pd.DataFrame(
         {
@@ -129,7 +138,8 @@ def forest_figure(determinants: pd.DataFrame):
     ncols = min(len(regions), 5)
     nrows = int(np.ceil(len(regions) / ncols))
     fig, axes = new_figure(ncols, nrows, height=1.45, sharey=True)
-    n_rows = len(PREDICTOR_LABELS)
+    predictors = forest_predictors(determinants, model)
+    n_rows = len(predictors)
     limits = forest_limits(rows)
     for i, (ax, region) in enumerate(zip(axes, regions, strict=False)):
         part = rows[rows["region"] == region]
@@ -161,7 +171,7 @@ def forest_figure(determinants: pd.DataFrame):
         ax.set_xlim(*limits)
         ax.set_ylim(-0.6, n_rows - 0.4)
     # one y axis shared by every panel, labelled at the start of each row of panels
-    axes[0].set_yticks(range(n_rows)[::-1], list(PREDICTOR_LABELS.values()))
+    axes[0].set_yticks(range(n_rows)[::-1], [PREDICTOR_LABELS[p] for p in predictors])
     for ax in axes[len(regions) :]:
         ax.axis("off")
     return fig
