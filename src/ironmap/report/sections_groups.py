@@ -33,15 +33,44 @@ _NO_COMPARISON = (
 )
 
 
+def _contrast_heads(comparison: pd.DataFrame) -> dict[str, str]:
+    """Column heads of the contrasts: "MS-HC (n = 97 vs 81)", the wording of the comparison
+    table's contrast and n columns."""
+    heads = {}
+    for contrast, sub in comparison.groupby("contrast", sort=False):
+        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
+        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
+    return heads
+
+
+def _grid(
+    n: _Numbers,
+    table: pd.DataFrame,
+    significant: pd.DataFrame,
+    columns: list[str],
+    heads: dict[str, str],
+    caption: str,
+    **options,
+) -> str:
+    """A numbered grid table of ``columns`` of a Table 2-like frame, its rows with at least one
+    value, cells in bold where ``significant``."""
+    keep = table[columns].notna().any(axis=1)  # e.g. lesions: no contrast
+    frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
+    flags = significant.loc[keep, columns].reset_index(drop=True)
+    original = {heads.get(c, c): c for c in columns}
+
+    def cell_class(row: int, column: str) -> str:
+        key = original.get(column)
+        return "sig" if key in flags.columns and flags.at[row, key] else ""
+
+    return n.table(frame, caption, cell_class=cell_class, css="grid", **options)
+
+
 def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
     if long.empty:
         return "<p>No R2* to summarise.</p>" + (_NO_COMPARISON if comparison.empty else "")
     table, significant = tables.table2(long, comparison)
-    heads = {}
-    for contrast, sub in comparison.groupby("contrast", sort=False):
-        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
-        # "MS-HC (n = 97 vs 81)": the wording of group_comparison.tsv's contrast and n columns
-        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
+    heads = _contrast_heads(comparison)
     arms = tables.unadjusted_summary(long).groupby("arm", sort=False)["n"].max()
     heads.update({arm: f"{arm}\nn = {k}" for arm, k in arms.items()})
     contrasts = [c for c in table.columns if c not in arms.index]
@@ -49,16 +78,7 @@ def _table2(n: _Numbers, long: pd.DataFrame, comparison: pd.DataFrame) -> str:
     between = [c for c in contrasts if c not in versus_hc]
 
     def part(columns: list[str], caption: str) -> str:
-        keep = table[columns].notna().any(axis=1)  # e.g. lesions: no contrast
-        frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
-        flags = significant.loc[keep, columns].reset_index(drop=True)
-        original = {heads.get(c, c): c for c in columns}
-
-        def cell_class(row: int, column: str) -> str:
-            key = original.get(column)
-            return "sig" if key in flags.columns and flags.at[row, key] else ""
-
-        return n.table(frame, caption, cell_class=cell_class, css="grid")
+        return _grid(n, table, significant, columns, heads, caption)
 
     html_parts = part(
         [*arms.index, *versus_hc],
@@ -109,20 +129,8 @@ def _chi_table(n: _Numbers, long: pd.DataFrame, result) -> str:
         long.assign(chi_median=long["chi_median"] * _PPB), scaled, column="chi_median"
     )
     arms = tables.unadjusted_summary(long, "chi_median").groupby("arm", sort=False)["n"].max()
-    heads = {arm: f"{arm}\nn = {k}" for arm, k in arms.items()}
-    for contrast, sub in comparison.groupby("contrast", sort=False):
-        a, b = int(sub["n_a"].max()), int(sub["n_b"].max())
-        heads[contrast] = f"{contrast} (n = {a})" if b == 0 else f"{contrast} (n = {a} vs {b})"
+    heads = {**_contrast_heads(comparison), **{arm: f"{arm}\nn = {k}" for arm, k in arms.items()}}
     columns = [*arms.index, *(c for c in table.columns if c.endswith("-HC"))]
-    keep = table[columns].notna().any(axis=1)
-    frame = table.loc[keep, columns].rename(columns=heads, index=pretty_region).reset_index()
-    flags = significant.loc[keep, columns].reset_index(drop=True)
-    original = {heads.get(c, c): c for c in columns}
-
-    def cell_class(row: int, column: str) -> str:
-        key = original.get(column)
-        return "sig" if key in flags.columns and flags.at[row, key] else ""
-
     caption = (
         "Magnetic susceptibility chi (QSM, ppb, relative to the reference region in Methods) "
         "by group and differences from the controls, as Table 2 for R2*. Left: unadjusted "
@@ -132,8 +140,8 @@ def _chi_table(n: _Numbers, long: pd.DataFrame, result) -> str:
         "effect; d, t, p, p_FDR and bold as in Table 2 (every number, in ppm, in "
         "group/group_comparison_chi.tsv; between-phenotype contrasts there too)."
     )
-    return "<h2>Susceptibility (chi) by group</h2>" + n.table(
-        frame, caption, key="chi", cell_class=cell_class, css="grid"
+    return "<h2>Susceptibility (chi) by group</h2>" + _grid(
+        n, table, significant, columns, heads, caption, key="chi"
     )
 
 
